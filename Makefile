@@ -1,0 +1,44 @@
+# One entry point for developers and CI alike: install, run, check, test, bench.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+PIPELINE ?= alpha.full
+
+.PHONY: run test check unit bench install install-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[dev]'
+	@touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+## Set up and run the shipped quant pipeline locally.
+run: $(VENV)/.installed
+	$(BIN)/runner run $(PIPELINE)
+
+## Lint, type-check and check the import layers.
+check: $(VENV)/.installed-dev
+	$(BIN)/ruff check runner tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## Set up and run the whole test suite (what CI runs).
+test: check
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/fork.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,253 @@
+"""The ``runner`` command line: validate, list, run, graph, schema.
+
+Exit codes: 0 success; 1 the run failed (a stage raised, branches collided);
+2 invalid manifest or usage. Errors are one clear block on stderr, never a
+traceback; ``--json`` prints exactly one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import threading
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from runner.errors import ContextCollisionError, RunnerError, StageFailedError
+from runner.manifest import dump_schema
+from runner.orchestration.executors import EXECUTORS
+from runner.orchestration.graph import render_dot, render_mermaid
+from runner.orchestration.hooks import RunHook
+from runner.orchestration.plan import Plan, Step, compile_all
+from runner.orchestration.records import RunInfo, RunResult, StepRecord
+from runner.sdk import QuantSDK, default_manifest
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="runner",
+    help="Declarative pipeline runner for quant research.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+ManifestOpt = Annotated[
+    str | None,
+    typer.Option("--manifest", "-m", help="Manifest path [env RUNNER_MANIFEST; default "
+                 "configs/manifest.json]", show_default=False),
+]
+
+
+class ExecutorName(str, Enum):
+    inline = "inline"
+    threads = "threads"
+    processes = "processes"
+    ray = "ray"
+
+
+class GraphFormat(str, Enum):
+    mermaid = "mermaid"
+    dot = "dot"
+    svg = "svg"
+    png = "png"
+
+
+assert tuple(e.value for e in ExecutorName) == EXECUTORS
+
+
+def _fail(error: RunnerError) -> NoReturn:
+    err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+    raise typer.Exit(error.exit_code)
+
+
+def _sdk(manifest: str | None, artifacts: str | None = None) -> QuantSDK:
+    return QuantSDK(manifest or default_manifest(), artifacts=artifacts)
+
+
+@app.command()
+def validate(manifest: ManifestOpt = None) -> None:
+    """Check the manifest: JSON, schema, names, cycles, adapters, collisions."""
+    sdk = _sdk(manifest)
+    try:
+        plans = compile_all(sdk.manifest, registry=sdk.registry)
+    except RunnerError as exc:
+        _fail(exc)
+    stages = {s.name for p in plans.values() for s in p.stages}
+    err.print(f"[green]ok[/] {sdk.manifest.source}: {len(plans)} pipelines, "
+              f"{len(stages)} stages")
+
+
+@app.command("list")
+def list_pipelines(manifest: ManifestOpt = None) -> None:
+    """List the manifest's pipelines."""
+    sdk = _sdk(manifest)
+    try:
+        pipelines = sdk.manifest.pipelines
+    except RunnerError as exc:
+        _fail(exc)
+    table = Table("pipeline", "steps", "context", "description", box=None)
+    for name, spec in pipelines.items():
+        table.add_row(name, str(len(spec.steps)), (spec.context or "-").rpartition(":")[2],
+                      spec.description or "")
+    out.print(table)
+
+
+@app.command()
+def schema() -> None:
+    """Print the manifest's JSON Schema."""
+    sys.stdout.write(dump_schema())
+
+
+@app.command()
+def graph(
+    pipeline: str,
+    manifest: ManifestOpt = None,
+    fmt: Annotated[GraphFormat, typer.Option("--format", "-f", help="Output format")]
+    = GraphFormat.mermaid,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File for svg/png")]
+    = None,
+) -> None:
+    """Draw a pipeline's DAG (Mermaid text; DOT, SVG or PNG with Graphviz)."""
+    try:
+        plan = _sdk(manifest).plan(pipeline)
+    except RunnerError as exc:
+        _fail(exc)
+    if fmt is GraphFormat.mermaid:
+        sys.stdout.write(render_mermaid(plan))
+        return
+    if fmt is GraphFormat.dot:
+        sys.stdout.write(render_dot(plan))
+        return
+    dot = shutil.which("dot")
+    if dot is None:
+        err.print("[bold red]error:[/] --format svg/png needs Graphviz's 'dot' program: "
+                  "install it (Debian/Ubuntu: apt-get install graphviz; macOS: brew install "
+                  "graphviz) or use --format mermaid|dot")
+        raise typer.Exit(2)
+    target = output or Path(f"{pipeline}.{fmt.value}")
+    subprocess.run([dot, f"-T{fmt.value}", "-o", str(target)], input=render_dot(plan),
+                   text=True, check=True)
+    err.print(f"wrote {target}")
+
+
+class Progress(RunHook):
+    """A line per finished step on stderr; a spinner while one runs (on a terminal)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.lock = threading.Lock()
+        self.status = console.status("") if console.is_terminal else None
+
+    def on_run_start(self, run: RunInfo, plan: Plan, context: Any) -> None:
+        self.console.print(f"[bold]{run.pipeline}[/] run [cyan]{run.run_id}[/] "
+                           f"executor={run.executor}")
+        if self.status is not None:
+            self.status.start()
+
+    def on_step_start(self, run: RunInfo, step: Step) -> None:
+        if self.status is not None:
+            self.status.update(f"{step.name} [dim]{step.path}[/]")
+
+    def on_step_end(self, run: RunInfo, record: StepRecord, context: Any) -> None:
+        mark = "[green]✓[/]" if record.status == "succeeded" else "[red]✗[/]"
+        with self.lock:
+            self.console.print(f"  {mark} {record.name:<28} [dim]{record.path:<32}[/] "
+                               f"{record.duration:8.3f}s")
+
+    def on_run_end(self, run: RunInfo, result: RunResult | None, error: BaseException | None
+                   ) -> None:
+        if self.status is not None:
+            self.status.stop()
+
+
+def _steps_json(records: Any) -> list[dict[str, Any]]:
+    return [{"name": r.name, "path": r.path, "status": r.status,
+             "duration_s": round(r.duration, 6)} for r in records]
+
+
+def _summary(result: RunResult) -> None:
+    describe = getattr(result.context, "summary", None)
+    if callable(describe):
+        err.print(describe())
+    err.print(f"[green]succeeded[/] in {result.duration:.2f}s  run_id={result.run_id}  "
+              f"trace_id={result.trace_id}")
+
+
+def _failure_block(exc: StageFailedError | ContextCollisionError) -> None:
+    where = getattr(exc, "error_context", None)
+    err.print(f"[bold red]error:[/] {exc}")
+    if isinstance(exc, StageFailedError) and exc.traceback:
+        last = exc.traceback.strip().splitlines()[-3:]
+        err.print("[dim]" + "\n".join(f"  {line}" for line in last) + "[/]", markup=True)
+    if where:
+        err.print(f"  the context the step received: {where}\n"
+                  f"  load it: python -c \"import pickle; ctx = pickle.load(open('{where}', "
+                  "'rb'))\"")
+
+
+@app.command()
+def run(
+    pipeline: str,
+    manifest: ManifestOpt = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Run id (default: new)")]
+    = None,
+    executor: Annotated[ExecutorName | None, typer.Option(
+        "--executor", "-e", help="Where parallel branches run [default: inline, or "
+        "processes when TV_ORCH_PARALLEL=1]", show_default=False)] = None,
+    artifacts: Annotated[str | None, typer.Option(
+        "--artifacts", help="Artifact root [env RUNNER_ARTIFACTS; default data/artifacts]",
+        show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]
+    = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output")] = False,
+) -> None:
+    """Run a pipeline locally."""
+    sdk = _sdk(manifest, artifacts)
+    hooks = [] if quiet else [Progress(err)]
+    doc: dict[str, Any] = {"run_id": run_id, "pipeline": pipeline}
+    try:
+        runner = sdk.runner(pipeline, executor=executor.value if executor else None,
+                            run_id=run_id, hooks=hooks)
+        doc.update(run_id=runner.run_id, trace_id=runner.trace_id)
+        result = runner.run()
+    except (StageFailedError, ContextCollisionError) as exc:
+        records = getattr(exc, "records", ())
+        doc.update(status="failed", steps=_steps_json(records), error=str(exc),
+                   error_context=getattr(exc, "error_context", None))
+        if as_json:
+            out.print(json.dumps(doc), markup=False)
+        if not quiet or not as_json:
+            _failure_block(exc)
+        raise typer.Exit(exc.exit_code) from None
+    except RunnerError as exc:
+        if as_json:
+            doc.update(status="failed", steps=[], error=str(exc))
+            out.print(json.dumps(doc), markup=False)
+        _fail(exc)
+    doc.update(status="succeeded", steps=_steps_json(result.records))
+    if as_json:
+        out.print(json.dumps(doc), markup=False)
+    elif not quiet:
+        _summary(result)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The runner's one error tree.
+
+    RunnerError
+    ├── ManifestError            the manifest text or its meaning is wrong (exit 2)
+    ├── RegistryError            a stage name registered twice, an unimportable path (exit 2)
+    ├── PlanError                a pipeline cannot be compiled into a plan (exit 2)
+    ├── ExecutionError           a run failed (exit 1)
+    │   ├── StageFailedError     a stage raised; carries the forensics
+    │   └── ContextCollisionError  parallel branches changed one field differently
+    └── UsageError               a front door was called wrongly (exit 2)
+
+Every error carries structured fields and an ``exit_code``; front doors print
+``str(error)`` and exit with that code, never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+class RunnerError(Exception):
+    """Root of every error the runner raises on purpose."""
+
+    exit_code: int = 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input, located by a JSON path."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ManifestError(RunnerError):
+    """The manifest cannot be read or does not describe valid pipelines."""
+
+    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        lines = [f"invalid manifest {source}:"] + [f"  {p}" for p in self.problems]
+        super().__init__("\n".join(lines))
+
+
+class RegistryError(RunnerError):
+    """A stage or adapter cannot be registered or imported."""
+
+
+class PlanError(RunnerError):
+    """A pipeline cannot be compiled into a plan."""
+
+    def __init__(self, problems: Sequence[Problem], *, source: str = "<manifest>") -> None:
+        self.problems = tuple(problems)
+        self.source = source
+        lines = [f"invalid pipeline in {source}:"] + [f"  {p}" for p in self.problems]
+        super().__init__("\n".join(lines))
+
+
+class UsageError(RunnerError):
+    """A front door was called with arguments that cannot work."""
+
+
+class ExecutionError(RunnerError):
+    """A run started and failed."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Collision:
+    """One field that two or more branches changed in incompatible ways."""
+
+    field: str
+    branches: tuple[str, ...]
+    detail: str = ""
+
+    def __str__(self) -> str:
+        who = ", ".join(self.branches)
+        extra = f" ({self.detail})" if self.detail else ""
+        return f"field {self.field!r} changed by branches {who}{extra}"
+
+
+class ContextCollisionError(ExecutionError):
+    """Parallel branches changed the same context field and no rule resolves it."""
+
+    def __init__(self, collisions: Sequence[Collision], *, group: str = "") -> None:
+        self.collisions = tuple(collisions)
+        self.group = group
+        where = f" at {group}" if group else ""
+        lines = [f"context collision{where}:"] + [f"  {c}" for c in self.collisions]
+        lines.append(
+            "  resolve it with a per-pipeline rule (\"merge\": {FIELD: \"last_wins\"|...}) "
+            "or a merge_adapter"
+        )
+        super().__init__("\n".join(lines))
+
+
+class StageFailedError(ExecutionError):
+    """A stage raised; the run stopped and its forensics were written."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        stage: str,
+        path: str,
+        exc_type: str,
+        message: str,
+        traceback: str,
+        error_context: str | None,
+        cause: BaseException | None = None,
+        records: Sequence[Any] = (),
+    ) -> None:
+        self.run_id = run_id
+        self.stage = stage
+        self.path = path
+        self.exc_type = exc_type
+        self.message = message
+        self.traceback = traceback
+        self.error_context = error_context
+        self.original = cause
+        self.records = tuple(records)
+        super().__init__(f"stage {stage!r} at {path} failed: {exc_type}: {message}")

@@ -1,0 +1,319 @@
+"""Load and validate ``configs/manifest.json`` into frozen pydantic specs.
+
+Every problem is reported with the JSON path it sits at, e.g.
+``pipelines."alpha.full".steps[2][0]``. This module never imports pandas:
+it only knows names, not what they do.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from typing_extensions import TypeAliasType
+
+from runner.errors import ManifestError, Problem
+
+__all__ = [
+    "AdapterSpec",
+    "Manifest",
+    "PipelineSpec",
+    "dump_schema",
+    "format_path",
+    "iter_refs",
+    "load_manifest",
+    "parse_manifest",
+]
+
+Name = Annotated[str, StringConstraints(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
+ImportPath = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+]
+BUILTIN_RULES = ("append", "concat_columns", "error", "last_wins", "first_wins")
+Rule = Union[  # noqa: UP007 - a runtime alias pydantic reads
+    Literal["append", "concat_columns", "error", "last_wins", "first_wins"], ImportPath]
+
+# A step names a stage or pipeline, or is a parallel group (a list of branches).
+# A branch is a name or a list of steps run in sequence.
+Step = TypeAliasType(  # type: ignore[misc]
+    "Step",
+    Union[Name, Annotated[list["Branch"], Field(min_length=1)]],  # type: ignore[misc]  # noqa: UP007
+)
+Branch = TypeAliasType(  # type: ignore[misc]
+    "Branch", Union[Name, Annotated[list["Step"], Field(min_length=1)]]  # noqa: UP007
+)
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class PipelineSpec(_Spec):
+    """One named pipeline: ordered steps plus how its parallel groups merge."""
+
+    steps: Annotated[list[Step], Field(min_length=1)]
+    context: ImportPath | None = Field(
+        default=None, description="Context type, 'module:Type'; default: the caller's type"
+    )
+    merge: dict[str, Rule] = Field(
+        default_factory=dict, description="Per-field merge rule overrides for this pipeline"
+    )
+    merge_adapter: Name | None = Field(
+        default=None, description="Merge adapter stage that replaces the built-in merge"
+    )
+    description: str | None = None
+
+
+class AdapterSpec(_Spec):
+    """A context adapter mapping one context type to another."""
+
+    from_: ImportPath = Field(alias="from")
+    to: ImportPath
+    fn: ImportPath
+
+
+class Manifest(_Spec):
+    """The whole manifest: pipelines, optional stage import paths and adapters."""
+
+    schema_: str | None = Field(default=None, alias="$schema")
+    pipelines: Annotated[dict[Name, PipelineSpec], Field(min_length=1)]
+    stages: dict[Name, ImportPath] = Field(default_factory=dict)
+    adapters: list[AdapterSpec] = Field(default_factory=list)
+    source: str = Field(default="<manifest>", exclude=True)
+    digest: str = Field(default="", exclude=True)
+
+
+# ---------------------------------------------------------------- paths
+
+_BARE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def format_path(loc: Iterable[str | int]) -> str:
+    """``("pipelines", "alpha.full", "steps", 2)`` -> ``pipelines."alpha.full".steps[2]``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            text = part if _BARE.match(part) else json.dumps(part)
+            out += f".{text}" if out else text
+    return out
+
+
+# ---------------------------------------------------------------- parsing
+
+
+class _Pairs(dict[str, Any]):
+    """A JSON object that remembers keys given more than once."""
+
+    duplicates: list[str]
+
+
+def _pairs_hook(pairs: list[tuple[str, Any]]) -> _Pairs:
+    obj = _Pairs()
+    obj.duplicates = []
+    for key, value in pairs:
+        if key in obj and key not in obj.duplicates:
+            obj.duplicates.append(key)
+        obj[key] = value
+    return obj
+
+
+def _find_duplicates(node: Any, loc: tuple[str | int, ...] = ()) -> Iterator[Problem]:
+    if isinstance(node, _Pairs):
+        for key in node.duplicates:
+            yield Problem(format_path((*loc, key)), "key given more than once")
+        for key, value in node.items():
+            yield from _find_duplicates(value, (*loc, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _find_duplicates(value, (*loc, i))
+
+
+_UNION_TAGS = re.compile(
+    r"^(str|list\[.*\]|literal\[.*\]|constrained-str|function-.*|Step|Branch|json-or-python.*)$"
+)
+
+
+def _problems_from(error: ValidationError, raw: Any) -> list[Problem]:
+    """Turn pydantic's errors into one problem per JSON path, in words."""
+    grouped: dict[tuple[str | int, ...], list[dict[str, Any]]] = {}
+    for err in error.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _UNION_TAGS.match(p)))
+        grouped.setdefault(loc, []).append(dict(err))
+    # A union error at a list is explained by the errors inside it: keep the deepest.
+    for loc in list(grouped):
+        deeper = any(len(o) > len(loc) and o[: len(loc)] == loc for o in grouped)
+        if deeper and {e["type"] for e in grouped[loc]} <= {"string_type", "list_type"}:
+            del grouped[loc]
+    problems = []
+    for loc, errs in grouped.items():
+        problems.append(Problem(format_path(loc), _describe(loc, errs, raw)))
+    return problems
+
+
+def _value_at(raw: Any, loc: Sequence[str | int]) -> Any:
+    for part in loc:
+        try:
+            raw = raw[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return raw
+
+
+def _describe(loc: tuple[str | int, ...], errs: list[dict[str, Any]], raw: Any) -> str:
+    types = {e["type"] for e in errs}
+    value = _value_at(raw, loc)
+    shown = json.dumps(value) if value is not None else "null"
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    if "extra_forbidden" in types:
+        return "unknown key" + _suggest(str(loc[-1]), _allowed_keys(loc))
+    if "missing" in types:
+        return "required key is missing"
+    in_steps = "steps" in loc
+    depth = len(loc) - loc.index("steps") - 1 if in_steps else 0
+    if "too_short" in types and isinstance(value, list | dict):
+        if not isinstance(value, list):
+            return "must not be empty"
+        what = {0: "steps", 1: "a parallel group"}.get(depth, "a branch" if depth % 2 == 0
+                                                         else "a parallel group")
+        return f"{what} must not be empty"
+    if in_steps and isinstance(value, str):
+        if value == "":
+            return "a step name must not be empty"
+        return f"invalid step name {shown}: use letters, digits, '.', '_' and '-'"
+    if in_steps and depth % 2 == 0:
+        return ("expected a stage or pipeline name (string) or a branch (list of steps), "
+                f"got {shown}")
+    if in_steps:
+        return f"expected a stage or pipeline name (string) or a parallel group (list), got {shown}"
+    if "string_pattern_mismatch" in types and isinstance(value, str):
+        if {"fn", "stages", "from", "to", "context"} & set(loc):
+            return f"expected an import path 'module:attribute', got {shown}"
+        if "merge" in loc:
+            return (f"unknown merge rule {shown}: use one of {', '.join(BUILTIN_RULES)} "
+                    "or 'module:callable'")
+        return f"invalid name {shown}: use letters, digits, '.', '_' and '-'"
+    if "merge" in loc and isinstance(value, str):
+        return (f"unknown merge rule {shown}: use one of {', '.join(BUILTIN_RULES)} "
+                "or 'module:callable'")
+    msgs = "; ".join(sorted({e["msg"] for e in errs}))
+    return f"{msgs}, got {shown}"
+
+
+def _allowed_keys(loc: tuple[str | int, ...]) -> list[str]:
+    if len(loc) == 1:
+        return ["$schema", "pipelines", "stages", "adapters"]
+    if len(loc) == 3 and loc[0] == "pipelines":
+        return list(PipelineSpec.model_fields)
+    if len(loc) == 3 and loc[0] == "adapters":
+        return ["from", "to", "fn"]
+    return []
+
+
+def _suggest(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def parse_manifest(text: str, *, source: str = "<manifest>") -> Manifest:
+    """Validate manifest JSON text; raise :class:`ManifestError` listing every problem."""
+    try:
+        raw = json.loads(text, object_pairs_hook=_pairs_hook)
+    except json.JSONDecodeError as exc:
+        problem = Problem("", f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
+        raise ManifestError(source, [problem]) from None
+    if not isinstance(raw, dict):
+        raise ManifestError(source, [Problem("", "the manifest must be a JSON object")])
+    problems = list(_find_duplicates(raw))
+    manifest = None
+    try:
+        manifest = Manifest.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(_problems_from(exc, raw))
+    if manifest is not None:
+        problems.extend(_check_cycles(manifest))
+    if problems:
+        raise ManifestError(source, problems)
+    assert manifest is not None
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return manifest.model_copy(update={"source": source, "digest": digest})
+
+
+def load_manifest(path: str | os.PathLike[str]) -> Manifest:
+    """Read and validate a manifest file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(str(path), [Problem("", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(str(path), [Problem("", f"cannot read: {exc}")]) from None
+    return parse_manifest(text, source=str(path))
+
+
+# ---------------------------------------------------------------- references
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A name used as a step, with the JSON path where it appears."""
+
+    name: str
+    loc: tuple[str | int, ...]
+
+
+def iter_refs(steps: Sequence[Any], loc: tuple[str | int, ...]) -> Iterator[Ref]:
+    """Every name in a (validated) step list, depth first, with its location."""
+    for i, step in enumerate(steps):
+        if isinstance(step, str):
+            yield Ref(step, (*loc, i))
+        else:
+            yield from iter_refs(step, (*loc, i))
+
+
+def _check_cycles(manifest: Manifest) -> list[Problem]:
+    """A pipeline that includes itself through any chain of nested pipelines."""
+    edges: dict[str, list[Ref]] = {
+        name: [r for r in iter_refs(spec.steps, ("pipelines", name, "steps"))
+               if r.name in manifest.pipelines]
+        for name, spec in manifest.pipelines.items()
+    }
+    problems: list[Problem] = []
+    reported: set[frozenset[str]] = set()
+
+    def visit(name: str, chain: list[str], first: Ref | None) -> None:
+        for ref in edges[name]:
+            if ref.name in chain:
+                cycle = [*chain[chain.index(ref.name):], ref.name]
+                key = frozenset(cycle)
+                if key not in reported:
+                    reported.add(key)
+                    where = first if first is not None else ref
+                    problems.append(Problem(
+                        format_path(where.loc),
+                        "pipeline includes itself: " + " -> ".join(cycle),
+                    ))
+                continue
+            visit(ref.name, [*chain, ref.name], first or ref)
+
+    for name in manifest.pipelines:
+        visit(name, [name], None)
+    return problems
+
+
+def dump_schema() -> str:
+    """The manifest's JSON Schema, as committed in ``configs/manifest.schema.json``."""
+    schema = Manifest.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Runner pipeline manifest"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,266 @@
+"""The step loop, shared by the driver and every worker process.
+
+``run_steps`` executes a sequence of plan steps; a parallel group forks the
+context, hands its branches to an executor, and merges what they return.
+Everything a worker needs travels in a picklable :class:`BranchTask`.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from runner.context import Snapshot, fork_context
+from runner.errors import ContextCollisionError
+from runner.merge import BranchValue, merge_contexts
+from runner.orchestration.hooks import RunHook
+from runner.orchestration.plan import (
+    AdapterStep,
+    Branch,
+    ParallelGroup,
+    PipelineStep,
+    StageStep,
+    Step,
+)
+from runner.orchestration.records import RunInfo, StepRecord
+
+if TYPE_CHECKING:
+    from runner.orchestration.executors.base import Executor
+
+__all__ = ["BranchOutcome", "BranchTask", "Cancelled", "Env", "StepFailure", "execute_branch",
+           "run_steps", "worker_failure"]
+
+
+class CancelFlag(Protocol):
+    def is_set(self) -> bool: ...
+    def set(self) -> None: ...
+
+
+class Cancelled(Exception):
+    """A branch stopped before a step because the run is failing elsewhere."""
+
+
+class StepFailure(Exception):
+    """A step raised (or a merge collided); carries what forensics need. Picklable."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        path: str,
+        kind: str,
+        exc_type: str,
+        message: str,
+        tb: str,
+        received: Any,
+        original: BaseException | None,
+        pid: int,
+    ) -> None:
+        super().__init__(f"{name} at {path}: {exc_type}: {message}")
+        self.name, self.path, self.kind = name, path, kind
+        self.exc_type, self.message, self.tb = exc_type, message, tb
+        self.received, self.original, self.pid = received, original, pid
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        original = self.original
+        try:
+            pickle.dumps(original)
+        except Exception:
+            original = None
+        state = {"name": self.name, "path": self.path, "kind": self.kind,
+                 "exc_type": self.exc_type, "message": self.message, "tb": self.tb,
+                 "received": self.received, "original": original, "pid": self.pid}
+        return (_rebuild_failure, (state,))
+
+
+def _rebuild_failure(state: dict[str, Any]) -> StepFailure:
+    return StepFailure(**state)
+
+
+def _failure(name: str, path: str, kind: str, exc: BaseException, received: Any) -> StepFailure:
+    return StepFailure(
+        name=name, path=path, kind=kind, exc_type=type(exc).__name__, message=str(exc),
+        tb="".join(traceback.format_exception(exc)), received=received, original=exc,
+        pid=os.getpid(),
+    )
+
+
+@dataclass
+class Env:
+    """What the step loop needs in one process."""
+
+    run: RunInfo
+    cancel: CancelFlag
+    executor: Executor
+    hooks: Sequence[RunHook] = ()
+    snapshots: bool = True
+    records: list[StepRecord] = field(default_factory=list)
+
+
+def run_steps(steps: Sequence[Step], ctx: Any, env: Env) -> Any:
+    """Run steps in order: the output of step N is the input of step N+1."""
+    for step in steps:
+        if env.cancel.is_set():
+            raise Cancelled(step.path)
+        if isinstance(step, StageStep):
+            ctx = _call(step, step.entry.fn, ctx, env, "stage")
+        elif isinstance(step, AdapterStep):
+            ctx = _call(step, step.adapter.fn, ctx, env, "adapter")
+        elif isinstance(step, PipelineStep):
+            ctx = run_steps(step.steps, ctx, env)
+        else:
+            ctx = run_group(step, ctx, env)
+    return ctx
+
+
+def _call(step: StageStep | AdapterStep, fn: Callable[[Any], Any], ctx: Any, env: Env,
+          kind: str) -> Any:
+    snapshot = Snapshot(ctx) if env.snapshots else None
+    for hook in env.hooks:
+        hook.on_step_start(env.run, step)
+    start = time.time()
+    try:
+        out = fn(ctx)
+        if out is None:
+            raise TypeError(f"{kind} {step.name!r} returned None; it must return the context")
+    except Exception as exc:
+        end = time.time()
+        received = snapshot.restore() if snapshot is not None else ctx
+        record = StepRecord(step.name, step.path, "failed", start, end, env.executor.name,
+                            os.getpid(), kind, f"{type(exc).__name__}: {exc}")  # type: ignore[arg-type]
+        _record(env, record, None)
+        raise _failure(step.name, step.path, kind, exc, received) from exc
+    record = StepRecord(step.name, step.path, "succeeded", start, time.time(),
+                        env.executor.name, os.getpid(), kind)  # type: ignore[arg-type]
+    _record(env, record, out)
+    return out
+
+
+def _record(env: Env, record: StepRecord, ctx: Any) -> None:
+    env.records.append(record)
+    for hook in env.hooks:
+        hook.on_step_end(env.run, record, ctx)
+
+
+# ---------------------------------------------------------------- groups
+
+
+@dataclass
+class BranchTask:
+    """A branch bound to its input: everything a worker needs, picklable."""
+
+    branch: Branch
+    context: Any
+    run: RunInfo
+    snapshots: bool = True
+
+
+@dataclass
+class BranchOutcome:
+    """What a branch returned: its context, or the failure, and its step records."""
+
+    index: int
+    context: Any = None
+    failure: StepFailure | None = None
+    cancelled: bool = False
+    records: list[StepRecord] = field(default_factory=list)
+    pid: int = 0
+    node: str | None = None
+
+
+def execute_branch(
+    task: BranchTask, cancel: CancelFlag, hooks: Sequence[RunHook] = (),
+    executor_name: str | None = None,
+) -> BranchOutcome:
+    """Run one branch to completion in this process (nested groups run inline)."""
+    from runner.orchestration.executors.inline import InlineExecutor
+
+    inline = InlineExecutor(label=executor_name or task.run.executor)
+    env = Env(task.run, cancel, inline, hooks, task.snapshots)
+    outcome = BranchOutcome(task.branch.index, records=env.records, pid=os.getpid())
+    try:
+        outcome.context = run_steps(task.branch.steps, task.context, env)
+    except StepFailure as failure:
+        outcome.failure = failure
+    except Cancelled:
+        outcome.cancelled = True
+    return outcome
+
+
+def worker_failure(task: BranchTask, exc: BaseException) -> BranchOutcome:
+    """A branch whose worker could not run it at all (died, or could not unpickle it)."""
+    message = f"the worker running this branch failed: {type(exc).__name__}: {exc}"
+    failure = StepFailure(
+        name=task.branch.label, path=task.branch.path, kind="branch",
+        exc_type=type(exc).__name__, message=message,
+        tb="".join(traceback.format_exception(exc)), received=task.context, original=None,
+        pid=0,
+    )
+    return BranchOutcome(task.branch.index, failure=failure)
+
+
+def run_group(group: ParallelGroup, ctx: Any, env: Env) -> Any:
+    """Fork, run the branches on the env's executor, merge."""
+    for hook in env.hooks:
+        hook.on_group_start(env.run, group)
+    executor = env.executor
+    tasks = [
+        BranchTask(b, ctx if executor.isolates else fork_context(ctx), env.run, env.snapshots)
+        for b in group.branches
+    ]
+    done: list[tuple[Branch, Any]] = []
+    failures: list[StepFailure] = []
+    for outcome in executor.run_branches(tasks, env.cancel, env.hooks):
+        branch = group.branches[outcome.index]
+        env.records.extend(outcome.records)
+        if not executor.live_hooks:
+            for record in outcome.records:
+                for hook in env.hooks:
+                    hook.on_step_end(env.run, record, None)
+        if outcome.failure is not None:
+            failures.append(outcome.failure)
+            env.cancel.set()
+        elif not outcome.cancelled:
+            done.append((branch, outcome.context))
+        for hook in env.hooks:
+            hook.on_branch_end(env.run, branch, outcome.context)
+    if failures:
+        for hook in env.hooks:
+            hook.on_group_end(env.run, group, None)
+        raise failures[0]
+    merged = _merge(group, ctx, done, env)
+    for hook in env.hooks:
+        hook.on_group_end(env.run, group, merged)
+    return merged
+
+
+def _merge(group: ParallelGroup, base: Any, done: list[tuple[Branch, Any]], env: Env) -> Any:
+    start = time.time()
+    name = group.merge_adapter.name if group.merge_adapter else "merge"
+    path = f"{group.path}:merge"
+    try:
+        if group.merge_adapter is not None:
+            ordered = [c for _, c in sorted(done, key=lambda d: d[0].index)]
+            merged = group.merge_adapter.fn(base, ordered)
+            if merged is None:
+                raise TypeError(f"merge adapter {name!r} returned None; it must return a context")
+        else:
+            values = [BranchValue(b.display, b.index, c) for b, c in done]
+            merged = merge_contexts(base, values, group.rules, group=group.path)
+    except Exception as exc:
+        record = StepRecord(name, path, "failed", start, time.time(), env.executor.name,
+                            os.getpid(), "merge", f"{type(exc).__name__}: {exc}")
+        _record(env, record, None)
+        received = {"base": base, "branches": [c for _, c in done]}
+        failure = _failure(name, path, "merge", exc, received)
+        if isinstance(exc, ContextCollisionError):
+            failure.original = exc
+        raise failure from exc
+    _record(env, StepRecord(name, path, "succeeded", start, time.time(), env.executor.name,
+                            os.getpid(), "merge"), merged)
+    return merged

@@ -1,0 +1,74 @@
+"""Branches on a thread pool: for stages that release the GIL (NumPy, pandas, I/O)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from runner.orchestration.execute import (
+    BranchOutcome,
+    BranchTask,
+    CancelFlag,
+    execute_branch,
+    worker_failure,
+)
+from runner.orchestration.executors.base import Executor
+from runner.orchestration.hooks import RunHook
+
+__all__ = ["ThreadsExecutor", "drain"]
+
+
+def drain(
+    futures: dict[Future[BranchOutcome], BranchTask], cancel: CancelFlag
+) -> Iterator[BranchOutcome]:
+    """Yield outcomes as futures complete; once cancelled, drop the ones not started.
+
+    A future that raised (the worker died, the task could not be pickled) becomes
+    the failure of its branch, so it fails the run like a stage would.
+    """
+    pending = set(futures)
+    while pending:
+        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            if fut.cancelled():
+                continue
+            exc = fut.exception()
+            if exc is not None:
+                yield worker_failure(futures[fut], exc)
+                continue
+            yield fut.result()
+        if cancel.is_set():
+            for fut in pending:
+                fut.cancel()
+            pending = {f for f in pending if not f.cancelled()}
+
+
+class ThreadsExecutor(Executor):
+    """Runs branches concurrently on a pool of threads owned by the run."""
+
+    name = "threads"
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        self.max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
+        self._pool: ThreadPoolExecutor | None = None
+
+    def start(self) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="runner-branch")
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def run_branches(
+        self, tasks: Sequence[BranchTask], cancel: CancelFlag, hooks: Sequence[RunHook]
+    ) -> Iterator[BranchOutcome]:
+        self.start()
+        assert self._pool is not None
+        futures = {
+            self._pool.submit(execute_branch, t, cancel, hooks, self.name): t
+            for t in tasks
+        }
+        yield from drain(futures, cancel)

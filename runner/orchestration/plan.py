@@ -1,0 +1,393 @@
+"""Compile a manifest pipeline into an immutable :class:`Plan`.
+
+Nested pipelines are expanded (their names kept for display), stage names are
+resolved in the StageRegistry, context adapters are inserted where the context
+type changes, merge rules are attached to each parallel group, and branches
+that declare writes of one field with no rule to merge it are refused here,
+before anything runs. Every problem names its JSON path in the manifest.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Union
+
+import pandas as pd
+from pydantic import BaseModel
+
+from runner.context import Context, field_rules
+from runner.errors import PlanError, Problem, RegistryError
+from runner.manifest import BUILTIN_RULES, Manifest, PipelineSpec, format_path
+from runner.merge import RuleFn
+from runner.registry import REGISTRY, AdapterEntry, StageEntry, StageRegistry, import_object
+
+__all__ = [
+    "AdapterStep",
+    "Branch",
+    "ParallelGroup",
+    "PipelineStep",
+    "Plan",
+    "StageStep",
+    "Step",
+    "compile_all",
+    "compile_plan",
+]
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class StageStep:
+    """Run one registered stage."""
+
+    entry: StageEntry
+    path: str
+    where: str
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+
+@dataclass(frozen=True)
+class AdapterStep:
+    """Map the context from one type to another between pillars."""
+
+    adapter: AdapterEntry
+    path: str
+    where: str
+
+    @property
+    def name(self) -> str:
+        return f"adapt:{self.adapter.source.__name__}->{self.adapter.target.__name__}"
+
+
+@dataclass(frozen=True)
+class PipelineStep:
+    """A nested pipeline, expanded in place; its name is kept for display and spans."""
+
+    pipeline: str
+    path: str
+    where: str
+    context_type: type[Any]
+    steps: tuple[Step, ...]
+
+    @property
+    def name(self) -> str:
+        return self.pipeline
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One branch of a parallel group: steps run in sequence on a fork."""
+
+    index: int
+    path: str
+    steps: tuple[Step, ...]
+
+    @property
+    def label(self) -> str:
+        return " -> ".join(s.name for s in self.steps)
+
+    @property
+    def display(self) -> str:
+        return f"{self.path} ({self.label})"
+
+
+@dataclass(frozen=True)
+class ParallelGroup:
+    """Branches that run on forks of one context, then merge."""
+
+    path: str
+    where: str
+    pipeline: str
+    branches: tuple[Branch, ...]
+    rules: Mapping[str, str | RuleFn]
+    merge_adapter: StageEntry | None
+
+    @property
+    def name(self) -> str:
+        return f"parallel[{len(self.branches)}]"
+
+
+Step = Union[StageStep, AdapterStep, PipelineStep, ParallelGroup]  # noqa: UP007 - forward refs
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to run, with no data: a pipeline compiled against a registry."""
+
+    pipeline: str
+    context_type: type[Any]
+    steps: tuple[Step, ...]
+    manifest_digest: str = ""
+    description: str | None = None
+
+    def walk(self) -> Iterator[Step]:
+        """Every step, depth first, in plan order."""
+        yield from _walk(self.steps)
+
+    @property
+    def stages(self) -> list[StageStep]:
+        return [s for s in self.walk() if isinstance(s, StageStep)]
+
+    @property
+    def has_parallel(self) -> bool:
+        return any(isinstance(s, ParallelGroup) for s in self.walk())
+
+
+def _walk(steps: tuple[Step, ...]) -> Iterator[Step]:
+    for step in steps:
+        yield step
+        if isinstance(step, PipelineStep):
+            yield from _walk(step.steps)
+        elif isinstance(step, ParallelGroup):
+            for branch in step.branches:
+                yield from _walk(branch.steps)
+
+
+# ---------------------------------------------------------------- compiler
+
+
+@dataclass
+class _Compiler:
+    manifest: Manifest
+    registry: StageRegistry
+    problems: list[Problem] = field(default_factory=list)
+
+    def fail(self, loc: Loc, message: str) -> None:
+        problem = Problem(format_path(loc), message)
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+    def context_type(self, name: str, spec: PipelineSpec, default: type[Any]) -> type[Any]:
+        if spec.context is None:
+            return default
+        try:
+            obj = import_object(spec.context)
+        except RegistryError as exc:
+            self.fail(("pipelines", name, "context"), str(exc))
+            return default
+        if not (isinstance(obj, type) and issubclass(obj, BaseModel)):
+            self.fail(("pipelines", name, "context"), f"{spec.context} is not a Context type")
+            return default
+        return obj
+
+    def steps(
+        self, pipeline: str, items: list[Any], ctype: type[Any], loc: Loc, prefix: str
+    ) -> tuple[tuple[Step, ...], type[Any]]:
+        out: list[Step] = []
+        for i, item in enumerate(items):
+            here, path = (*loc, i), f"{prefix}[{i}]"
+            if isinstance(item, str):
+                step, ctype = self.named(pipeline, item, ctype, here, path, out)
+            else:
+                step = self.group(pipeline, item, ctype, here, path)
+            if step is not None:
+                out.append(step)
+        return tuple(out), ctype
+
+    def named(
+        self, pipeline: str, name: str, ctype: type[Any], loc: Loc, path: str, out: list[Step]
+    ) -> tuple[Step | None, type[Any]]:
+        spec = self.manifest.pipelines.get(name)
+        entry = self.registry.get(name)
+        if spec is not None and entry is not None:
+            self.fail(loc, f"{name!r} names both a pipeline and a stage ({entry.origin})")
+            return None, ctype
+        if spec is None:
+            if entry is None:
+                self.fail(loc, f"unknown stage or pipeline {name!r}{self.suggest(name)}")
+                return None, ctype
+            if entry.kind != "stage":
+                self.fail(loc, f"{name!r} is a merge adapter, not a stage: "
+                          f"name it in \"merge_adapter\"")
+                return None, ctype
+            return StageStep(entry, path, format_path(loc)), ctype
+        inner_type = self.context_type(name, spec, ctype)
+        if not issubclass(ctype, inner_type):
+            adapter = self.registry.find_adapter(ctype, inner_type)
+            if adapter is None:
+                self.fail(loc, f"pipeline {name!r} takes a {inner_type.__name__} but receives a "
+                          f"{ctype.__name__}: register a context adapter "
+                          f"{ctype.__name__} -> {inner_type.__name__}")
+                return None, ctype
+            out.append(AdapterStep(adapter, f"{path}:adapter", format_path(loc)))
+        inner_loc = ("pipelines", name, "steps")
+        steps, out_type = self.steps(name, spec.steps, inner_type, inner_loc, f"{path}/{name}")
+        return PipelineStep(name, path, format_path(loc), inner_type, steps), out_type
+
+    def group(
+        self, pipeline: str, items: list[Any], ctype: type[Any], loc: Loc, path: str
+    ) -> ParallelGroup:
+        spec = self.manifest.pipelines[pipeline]
+        adapter = self.merge_adapter(pipeline, spec)
+        branches = []
+        for j, item in enumerate(items):
+            here, bpath = (*loc, j), f"{path}[{j}]"
+            if isinstance(item, str):
+                found: list[Step] = []
+                step, out_type = self.named(pipeline, item, ctype, here, bpath, found)
+                steps = (*found, step) if step is not None else tuple(found)
+            else:
+                steps, out_type = self.steps(pipeline, item, ctype, here, bpath)
+            if out_type is not ctype and adapter is None:
+                self.fail((*loc, j), f"branch ends with a {out_type.__name__} but the group forked "
+                          f"a {ctype.__name__}: declare a merge_adapter for pipeline {pipeline!r}")
+            branches.append(Branch(j, f"{path}[{j}]", steps))
+        rules = self.rules(pipeline, spec, ctype)
+        group = ParallelGroup(path, format_path(loc), pipeline, tuple(branches),
+                              MappingProxyType(rules), adapter)
+        if adapter is None:
+            self.check_writes(group, loc)
+        return group
+
+    def merge_adapter(self, pipeline: str, spec: PipelineSpec) -> StageEntry | None:
+        if spec.merge_adapter is None:
+            return None
+        entry = self.registry.get(spec.merge_adapter)
+        loc = ("pipelines", pipeline, "merge_adapter")
+        if entry is None:
+            self.fail(loc, f"unknown merge adapter {spec.merge_adapter!r}"
+                      f"{self.suggest(spec.merge_adapter, kind='merge_adapter')}")
+        elif entry.kind != "merge_adapter":
+            self.fail(loc, f"{spec.merge_adapter!r} is a stage; register the adapter with "
+                      "@merge_adapter (it receives the pre-fork context and the branches)")
+            return None
+        return entry
+
+    def rules(self, pipeline: str, spec: PipelineSpec, ctype: type[Any]) -> dict[str, Any]:
+        declared = field_rules(ctype)
+        rules: dict[str, Any] = dict(declared)
+        for fname, rule in spec.merge.items():
+            loc = ("pipelines", pipeline, "merge", fname)
+            if fname not in declared:
+                self.fail(loc, f"{ctype.__name__} has no field {fname!r}"
+                          + _close(fname, declared))
+                continue
+            if rule in BUILTIN_RULES:
+                rules[fname] = rule
+            else:
+                try:
+                    rules[fname] = import_object(rule)
+                except RegistryError as exc:
+                    self.fail(loc, str(exc))
+        for fname, rule in rules.items():
+            problem = _rule_misfit(ctype, fname, rule)
+            if problem:
+                where = ("pipelines", pipeline, "merge", fname) if fname in spec.merge else (
+                    "pipelines", pipeline)
+                self.fail(where, problem)
+        return rules
+
+    def check_writes(self, group: ParallelGroup, loc: Loc) -> None:
+        writes = [(b, _branch_writes(b.steps)) for b in group.branches]
+        for i, (a, wa) in enumerate(writes):
+            for b, wb in writes[i + 1:]:
+                for fname in sorted(wa & wb):
+                    if group.rules.get(fname, "error") == "error":
+                        self.fail(loc, f"branches {a.display} and {b.display} both write "
+                                  f"{fname!r}, which has merge rule 'error': give it a rule in "
+                                  f"pipelines.{_q(group.pipeline)}.merge or a merge_adapter")
+
+    def suggest(self, name: str, kind: str = "stage") -> str:
+        names = list(self.manifest.pipelines) if kind == "stage" else []
+        names += [e.name for e in self.registry if e.kind == kind]
+        return _close(name, names)
+
+
+def _q(name: str) -> str:
+    return format_path([name])
+
+
+def _close(name: str, candidates: Any) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def _branch_writes(steps: tuple[Step, ...]) -> set[str]:
+    out: set[str] = set()
+    for step in _walk(steps):
+        if isinstance(step, StageStep) and step.entry.writes:
+            out |= step.entry.writes
+    return out
+
+
+def _rule_misfit(ctype: type[Any], fname: str, rule: Any) -> str | None:
+    if rule not in ("append", "concat_columns"):
+        return None
+    hint = typing.get_type_hints(ctype).get(fname)
+    origin = typing.get_origin(hint) or hint
+    if rule == "append" and origin is not list:
+        return f"field {fname!r} is not a list, so rule 'append' cannot merge it"
+    if rule == "concat_columns" and not (isinstance(origin, type)
+                                         and issubclass(origin, pd.DataFrame)):
+        return f"field {fname!r} is not a DataFrame, so rule 'concat_columns' cannot merge it"
+    return None
+
+
+def _with_manifest_entries(manifest: Manifest, registry: StageRegistry) -> tuple[
+    StageRegistry, list[Problem]
+]:
+    """A child registry that also holds the manifest's stages and adapters."""
+    child = registry.child()
+    problems: list[Problem] = []
+    for name, target in manifest.stages.items():
+        loc = format_path(("stages", name))
+        try:
+            fn = import_object(target)
+            meta = getattr(fn, "__runner_stage__", None)
+            child.register(name, fn, origin=f"manifest {loc}",
+                           reads=meta.reads if meta else (),
+                           writes=meta.writes if meta else None,
+                           kind=meta.kind if meta else "stage")
+        except RegistryError as exc:
+            problems.append(Problem(loc, str(exc)))
+    for i, spec in enumerate(manifest.adapters):
+        loc = format_path(("adapters", i))
+        try:
+            source, target, fn = (import_object(p) for p in (spec.from_, spec.to, spec.fn))
+            child.register_adapter(source, target, fn, origin=f"manifest {loc}")
+        except RegistryError as exc:
+            problems.append(Problem(loc, str(exc)))
+    return child, problems
+
+
+def compile_plan(
+    manifest: Manifest, pipeline: str, *, registry: StageRegistry | None = None
+) -> Plan:
+    """Compile one pipeline; raise :class:`PlanError` listing every problem."""
+    if pipeline not in manifest.pipelines:
+        raise PlanError([Problem("pipelines", f"no pipeline named {pipeline!r}"
+                                 + _close(pipeline, manifest.pipelines))],
+                        source=manifest.source)
+    reg, problems = _with_manifest_entries(manifest, registry or REGISTRY)
+    compiler = _Compiler(manifest, reg, problems)
+    spec = manifest.pipelines[pipeline]
+    ctype = compiler.context_type(pipeline, spec, Context)
+    compiler.merge_adapter(pipeline, spec)
+    steps, _ = compiler.steps(pipeline, spec.steps, ctype, ("pipelines", pipeline, "steps"),
+                              pipeline)
+    if compiler.problems:
+        raise PlanError(compiler.problems, source=manifest.source)
+    return Plan(pipeline, ctype, steps, manifest.digest, spec.description)
+
+
+def compile_all(
+    manifest: Manifest, *, registry: StageRegistry | None = None
+) -> dict[str, Plan]:
+    """Compile every pipeline, reporting the problems of all of them at once."""
+    plans: dict[str, Plan] = {}
+    problems: list[Problem] = []
+    for name in manifest.pipelines:
+        try:
+            plans[name] = compile_plan(manifest, name, registry=registry)
+        except PlanError as exc:
+            problems.extend(p for p in exc.problems if p not in problems)
+    if problems:
+        raise PlanError(problems, source=manifest.source)
+    return plans

@@ -1,0 +1,76 @@
+"""What a run leaves behind in memory: step records and the run's result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["RunInfo", "RunResult", "StepRecord"]
+
+Status = Literal["succeeded", "failed"]
+Kind = Literal["stage", "adapter", "merge"]
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """One executed stage, adapter or merge."""
+
+    name: str
+    path: str
+    status: Status
+    start: float
+    end: float
+    executor: str
+    pid: int
+    kind: Kind = "stage"
+    error: str | None = None
+    node: str | None = None
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "kind": self.kind,
+            "status": self.status,
+            "start": self.start,
+            "end": self.end,
+            "duration_s": round(self.duration, 6),
+            "executor": self.executor,
+            "pid": self.pid,
+            "node": self.node,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Who a run is, for hooks: ids, pipeline and executor."""
+
+    run_id: str
+    trace_id: str
+    pipeline: str
+    executor: str
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The final context of a successful run and a record per executed step."""
+
+    run_id: str
+    trace_id: str
+    pipeline: str
+    context: Any
+    records: tuple[StepRecord, ...]
+    start: float
+    end: float
+    executor: str
+    status: Status = "succeeded"
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start

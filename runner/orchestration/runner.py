@@ -1,0 +1,162 @@
+"""The DAGRunner: runs a compiled plan, and on failure stops, keeps the evidence
+and cleans up.
+
+    runner = DAGRunner(plan, executor="threads")
+    runner.trace_id            # known before anything runs
+    result = runner.run()      # RunResult, or raises StageFailedError / ContextCollisionError
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from runner.errors import ContextCollisionError, StageFailedError, UsageError
+from runner.forensics import ForensicsWriter, LocalForensics
+from runner.orchestration.execute import Cancelled, Env, StepFailure, run_steps
+from runner.orchestration.executors import Executor, make_executor
+from runner.orchestration.hooks import RunHook
+from runner.orchestration.plan import Plan
+from runner.orchestration.records import RunInfo, RunResult
+from runner.workspace import check_run_id, create_workspace, remove_workspace
+
+__all__ = ["DAGRunner", "new_run_id"]
+
+log = logging.getLogger("runner")
+
+
+def new_run_id() -> str:
+    """A sortable, unique id usable as a folder and a Kubernetes name."""
+    return f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+class DAGRunner:
+    """Executes one plan: steps in sequence, parallel groups on an executor."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        executor: str | Executor | None = None,
+        run_id: str | None = None,
+        hooks: Sequence[RunHook] = (),
+        forensics: ForensicsWriter | None = None,
+        artifacts: str | os.PathLike[str] = "data/artifacts",
+        workspace_root: str | os.PathLike[str] | None = None,
+        cleanup: Callable[[str], object] | None = None,
+        snapshots: bool = True,
+        max_workers: int | None = None,
+    ) -> None:
+        self.plan = plan
+        self.executor = make_executor(executor, max_workers=max_workers)
+        self.run_id = check_run_id(run_id) if run_id else new_run_id()
+        self.trace_id = secrets.token_hex(16)
+        self.hooks = tuple(hooks)
+        self.forensics = forensics or LocalForensics(artifacts)
+        self.workspace_root = workspace_root
+        self.cleanup = cleanup or (lambda rid: remove_workspace(rid, workspace_root))
+        self.snapshots = snapshots
+        self.info = RunInfo(self.run_id, self.trace_id, plan.pipeline, self.executor.name)
+
+    def root_context(self, context: Any = None) -> Any:
+        """The context the first stage receives: the given one or a new root."""
+        if context is None:
+            context = self.plan.context_type()
+        elif not isinstance(context, self.plan.context_type):
+            raise UsageError(
+                f"pipeline {self.plan.pipeline!r} takes a {self.plan.context_type.__name__}, "
+                f"got a {type(context).__name__}"
+            )
+        if isinstance(context, BaseModel):
+            fields = type(context).model_fields
+            if "run_id" in fields:
+                context.__dict__["run_id"] = self.run_id
+            if "workspace" in fields:
+                path = create_workspace(self.run_id, self.workspace_root)
+                context.__dict__["workspace"] = str(path)
+        return context
+
+    def run(self, context: Any = None) -> RunResult:
+        """Run the plan; raise :class:`StageFailedError` or :class:`ContextCollisionError`."""
+        ctx = self.root_context(context)
+        env = Env(self.info, self.executor.new_cancel_flag(), self.executor, self.hooks,
+                  self.snapshots)
+        start = time.time()
+        for hook in self.hooks:
+            hook.on_run_start(self.info, self.plan, ctx)
+        try:
+            if self.plan.has_parallel:
+                self.executor.start()
+            try:
+                ctx = run_steps(self.plan.steps, ctx, env)
+            finally:
+                self.executor.shutdown()
+        except StepFailure as failure:
+            error = self._fail(failure, env)
+            for hook in self.hooks:
+                hook.on_run_end(self.info, None, error)
+            raise error from failure.original
+        except (Cancelled, KeyboardInterrupt) as exc:
+            self._cleanup()
+            for hook in self.hooks:
+                hook.on_run_end(self.info, None, exc)
+            raise
+        self._cleanup()
+        result = RunResult(self.run_id, self.trace_id, self.plan.pipeline, ctx,
+                           tuple(env.records), start, time.time(), self.executor.name)
+        for hook in self.hooks:
+            hook.on_run_end(self.info, result, None)
+        return result
+
+    def _fail(self, failure: StepFailure, env: Env) -> StageFailedError | ContextCollisionError:
+        info = {
+            "run_id": self.run_id,
+            "trace_id": self.trace_id,
+            "pipeline": self.plan.pipeline,
+            "stage": failure.name,
+            "path": failure.path,
+            "kind": failure.kind,
+            "exception_type": failure.exc_type,
+            "message": failure.message,
+            "traceback": failure.tb,
+            "pid": failure.pid,
+            "time": datetime.now(UTC).isoformat(),
+        }
+        location: str | None = None
+        try:
+            location = self.forensics.write(self.run_id, failure.received, info)
+        except Exception as exc:
+            log.error("could not write forensics for run %s: %s", self.run_id, exc)
+        self._cleanup()
+        original = failure.original
+        if isinstance(original, ContextCollisionError):
+            original.error_context = location  # type: ignore[attr-defined]
+            original.run_id = self.run_id  # type: ignore[attr-defined]
+            original.records = tuple(env.records)  # type: ignore[attr-defined]
+            return original
+        return StageFailedError(
+            run_id=self.run_id, stage=failure.name, path=failure.path,
+            exc_type=failure.exc_type, message=failure.message, traceback=failure.tb,
+            error_context=location, cause=original, records=env.records,
+        )
+
+    def _cleanup(self) -> None:
+        """Remove the scratch workspace; a failing cleanup never hides the run's outcome."""
+        try:
+            self.cleanup(self.run_id)
+        except Exception as exc:
+            log.error("cleanup of run %s's workspace failed: %s: %s",
+                      self.run_id, type(exc).__name__, exc)
+
+
+def error_folder(artifacts: str | os.PathLike[str], run_id: str) -> Path:
+    """Where the default forensics writer puts a run's forensics."""
+    return LocalForensics(artifacts).folder(run_id)

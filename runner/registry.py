@@ -1,0 +1,235 @@
+"""The StageRegistry: names to stage callables, merge adapters and context adapters.
+
+A stage is any callable ``execute(context) -> context``. It is registered with
+the :func:`stage` decorator, by an import path in the manifest, or by the
+``runner.stages`` entry-point group (a module whose import registers stages,
+or a callable registered under the entry point's name).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Literal, TypeVar
+
+from runner.errors import RegistryError
+
+__all__ = [
+    "REGISTRY",
+    "AdapterEntry",
+    "StageEntry",
+    "StageRegistry",
+    "context_adapter",
+    "import_object",
+    "merge_adapter",
+    "stage",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+Kind = Literal["stage", "merge_adapter"]
+ENTRY_POINT_GROUP = "runner.stages"
+
+
+@dataclass(frozen=True)
+class StageEntry:
+    """A registered stage (or merge adapter) and what it declares about the context."""
+
+    name: str
+    fn: Callable[..., Any]
+    kind: Kind = "stage"
+    reads: frozenset[str] = frozenset()
+    writes: frozenset[str] | None = None  # None: not declared
+    origin: str = ""
+
+    @property
+    def qualname(self) -> str:
+        return f"{getattr(self.fn, '__module__', '?')}:{getattr(self.fn, '__qualname__', '?')}"
+
+
+@dataclass(frozen=True)
+class AdapterEntry:
+    """A context adapter: maps a context of type ``source`` to one of type ``target``."""
+
+    source: type
+    target: type
+    fn: Callable[[Any], Any]
+    origin: str = ""
+
+
+def import_object(path: str) -> Any:
+    """Import ``"package.module:attr.attr"``; raise :class:`RegistryError` in words."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise RegistryError(f"{path!r} is not an import path 'module:attribute'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RegistryError(f"cannot import module {module_name!r} for {path!r}: {exc}") from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise RegistryError(f"module {module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def _same(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    """Same function, even when its module was imported twice under one name."""
+    if a is b:
+        return True
+    return bool(
+        getattr(a, "__module__", 1) == getattr(b, "__module__", 2)
+        and getattr(a, "__qualname__", 1) == getattr(b, "__qualname__", 2)
+    )
+
+
+@dataclass
+class StageRegistry:
+    """Names to stages; registering one name twice is an error."""
+
+    _entries: dict[str, StageEntry] = field(default_factory=dict)
+    _adapters: dict[tuple[type, type], AdapterEntry] = field(default_factory=dict)
+    _entry_points_loaded: bool = False
+
+    def register(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *,
+        kind: Kind = "stage",
+        reads: Iterable[str] = (),
+        writes: Iterable[str] | None = None,
+        origin: str = "",
+    ) -> StageEntry:
+        """Register ``fn`` under ``name``; the same function again is a no-op."""
+        if not callable(fn):
+            raise RegistryError(f"stage {name!r}: {fn!r} is not callable")
+        entry = StageEntry(
+            name=name,
+            fn=fn,
+            kind=kind,
+            reads=frozenset(reads),
+            writes=None if writes is None else frozenset(writes),
+            origin=origin or f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
+        )
+        old = self._entries.get(name)
+        if old is not None:
+            if _same(old.fn, fn):
+                return old
+            raise RegistryError(
+                f"stage {name!r} registered twice: by {old.origin} and by {entry.origin}"
+            )
+        self._entries[name] = entry
+        return entry
+
+    def register_adapter(
+        self, source: type, target: type, fn: Callable[[Any], Any], *, origin: str = ""
+    ) -> AdapterEntry:
+        """Register a context adapter from ``source`` to ``target``."""
+        old = self._adapters.get((source, target))
+        entry = AdapterEntry(source, target, fn, origin or getattr(fn, "__qualname__", "?"))
+        if old is not None and not _same(old.fn, fn):
+            raise RegistryError(
+                f"context adapter {source.__name__} -> {target.__name__} registered twice: "
+                f"by {old.origin} and by {entry.origin}"
+            )
+        self._adapters[(source, target)] = entry
+        return entry
+
+    def get(self, name: str) -> StageEntry | None:
+        self.load_entry_points()
+        return self._entries.get(name)
+
+    def names(self) -> list[str]:
+        self.load_entry_points()
+        return sorted(self._entries)
+
+    def __iter__(self) -> Iterator[StageEntry]:
+        self.load_entry_points()
+        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+
+    def find_adapter(self, source: type, target: type) -> AdapterEntry | None:
+        """An adapter for exactly ``source`` or, failing that, its nearest base class."""
+        self.load_entry_points()
+        for klass in source.__mro__:
+            found = self._adapters.get((klass, target))
+            if found is not None:
+                return found
+        return None
+
+    def child(self) -> StageRegistry:
+        """A registry that starts with everything in this one (for manifest stages)."""
+        self.load_entry_points()
+        return StageRegistry(dict(self._entries), dict(self._adapters), True)
+
+    def load_entry_points(self) -> None:
+        """Import the ``runner.stages`` entry points once."""
+        if self._entry_points_loaded:
+            return
+        self._entry_points_loaded = True
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                obj = ep.load()
+            except Exception as exc:
+                raise RegistryError(
+                    f"entry point {ep.name!r} ({ep.value}) of group {ENTRY_POINT_GROUP!r} "
+                    f"failed to load: {type(exc).__name__}: {exc}"
+                ) from exc
+            if inspect.ismodule(obj):
+                continue  # importing it registered its stages
+            meta = getattr(obj, "__runner_stage__", None)
+            if meta is None:
+                self.register(ep.name, obj, origin=f"entry point {ep.value}")
+
+
+REGISTRY = StageRegistry()
+"""The default registry that the decorators fill."""
+
+
+def stage(
+    name: str,
+    *,
+    reads: Iterable[str] = (),
+    writes: Iterable[str] | None = None,
+    registry: StageRegistry | None = None,
+) -> Callable[[F], F]:
+    """Register a function ``execute(context) -> context`` as stage ``name``.
+
+    ``reads``/``writes`` name the context fields it uses; the plan compiler
+    uses ``writes`` to find branches that would collide before anything runs.
+    """
+
+    def decorate(fn: F) -> F:
+        entry = (registry or REGISTRY).register(name, fn, reads=reads, writes=writes)
+        fn.__runner_stage__ = entry  # type: ignore[attr-defined]
+        return fn
+
+    return decorate
+
+
+def merge_adapter(
+    name: str, *, registry: StageRegistry | None = None
+) -> Callable[[F], F]:
+    """Register ``fn(base, branches) -> context`` as a merge adapter named ``name``."""
+
+    def decorate(fn: F) -> F:
+        entry = (registry or REGISTRY).register(name, fn, kind="merge_adapter")
+        fn.__runner_stage__ = entry  # type: ignore[attr-defined]
+        return fn
+
+    return decorate
+
+
+def context_adapter(
+    source: type, target: type, *, registry: StageRegistry | None = None
+) -> Callable[[F], F]:
+    """Register ``fn(source_context) -> target_context`` between two context types."""
+
+    def decorate(fn: F) -> F:
+        (registry or REGISTRY).register_adapter(source, target, fn)
+        return fn
+
+    return decorate

@@ -1,0 +1,1 @@
+"""The shipped quant stages (foundation, alpha, risk, dataops pillars)."""

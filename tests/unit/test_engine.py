@@ -1,0 +1,217 @@
+"""The engine's contract, run over every executor."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal
+
+from runner.context import values_equal
+from runner.errors import ContextCollisionError, StageFailedError, UsageError
+from runner.orchestration.hooks import RunHook
+from runner.orchestration.runner import DAGRunner
+from tests import shapes
+from tests.shapes import base_context, plan_for
+
+
+def run(steps, executor, artifacts, context=None, **spec):
+    runner = DAGRunner(plan_for(steps, **spec), executor=executor, artifacts=artifacts)
+    return runner.run(context if context is not None else base_context())
+
+
+def test_sequence_passes_output_to_next(executor, artifacts):
+    result = run(["log.a", "log.b", "log.c"], executor, artifacts)
+    assert result.context.audit_trail == ["a", "b", "c"]
+    assert [r.path for r in result.records] == ["p[0]", "p[1]", "p[2]"]
+    assert all(r.status == "succeeded" and r.end >= r.start for r in result.records)
+
+
+def test_group_merges_columns_and_audit_trail(executor, artifacts):
+    result = run(["log.a", ["add.x", ["add.y", "log.b"], "add.z"], "log.c"], executor, artifacts)
+    ctx = result.context
+    assert list(ctx.feature_store.columns) == ["p", "x", "y", "z"]
+    assert ctx.feature_store["y"].tolist() == [4.0, 5.0, 6.0]
+    assert ctx.audit_trail[0] == "a" and ctx.audit_trail[-1] == "c"
+    assert sorted(ctx.audit_trail) == ["a", "b", "c"]
+    names = [r.name for r in result.records]
+    assert names[-2:] == ["merge", "log.c"]
+    assert {r.executor for r in result.records} == {executor}
+
+
+def test_branches_run_in_worker_processes(artifacts):
+    result = run([["pid", "pid"]], "processes", artifacts)
+    pids = {line for line in result.context.audit_trail if line.startswith("pid:")}
+    driver = {r.pid for r in result.records if r.name == "merge"}
+    branch_pids = {r.pid for r in result.records if r.name == "pid"}
+    assert pids and driver.isdisjoint(branch_pids)
+
+
+def test_fork_isolation_in_place_mutation(executor, artifacts):
+    root = base_context(table={"k": "original"})
+    result = run([["mutate.inplace", "observe"]], executor, artifacts, context=root)
+    ctx = result.context
+    # the observing branch saw the pre-fork values, whatever ran first
+    assert ctx.feature_store["seen"].tolist() == [1.0, 2.0, 3.0]
+    assert ctx.notes == ["table=original"]
+    # the mutating branch's own changes won the merge (it alone changed them)
+    assert ctx.feature_store["p"].tolist() == [99.0, 2.0, 3.0]
+    assert ctx.table == {"k": "mutated"}
+    assert "mutated" in ctx.audit_trail
+    # the pre-fork context (the root passed in) saw nothing
+    assert root.feature_store["p"].tolist() == [1.0, 2.0, 3.0]
+    assert root.audit_trail == [] and root.table == {"k": "original"}
+    assert "seen" not in root.feature_store
+
+
+def test_collision_names_field_and_branches(executor, artifacts):
+    with pytest.raises(ContextCollisionError) as info:
+        run([["value.1again", "value.2again"]], executor, artifacts)
+    (collision,) = info.value.collisions
+    assert collision.field == "value"
+    assert collision.branches == ("p[0][0] (value.1again)", "p[0][1] (value.2again)") or \
+        set(collision.branches) == {"p[0][0] (value.1again)", "p[0][1] (value.2again)"}
+    assert info.value.exit_code == 1
+    assert Path(info.value.error_context).exists()
+
+
+def test_same_change_in_two_branches_is_no_collision(executor, artifacts):
+    result = run([["value.1again", "value.1again"]], executor, artifacts)
+    assert result.context.value == 1
+
+
+def test_pipeline_merge_override(executor, artifacts):
+    result = run([["value.1again", "value.2again"]], executor, artifacts,
+                 merge={"value": "tests.shapes:mean_rule"})
+    assert result.context.value == 1  # (1 + 2) // 2
+
+
+def test_merge_adapter_replaces_builtin_merge(executor, artifacts):
+    result = run(["log.a", ["value.1", "value.2"]], executor, artifacts,
+                 merge_adapter="merge.pick")
+    assert result.context.value == 2
+    assert result.records[-1].name == "merge.pick"
+    assert result.records[-1].kind == "merge"
+
+
+def test_stage_failure_forensics(executor, artifacts):
+    runner = DAGRunner(plan_for(["log.a", ["log.b", "fail"], "log.c"]),
+                       executor=executor, artifacts=artifacts, run_id="forensic-1")
+    with pytest.raises(StageFailedError) as info:
+        runner.run(base_context())
+    error = info.value
+    assert (error.stage, error.path, error.exc_type) == ("fail", "p[1][1]", "ValueError")
+    assert error.message == "the model diverged"
+    assert "raise ValueError" in error.traceback
+    assert error.exit_code == 1
+    expected = artifacts / "summaries" / "runs" / "forensic-1" / "error_context.pkl"
+    assert error.error_context == str(expected)
+    received = pickle.loads(expected.read_bytes())
+    # exactly as the failing stage received it: the fork after log.a, before its own edits
+    assert received.audit_trail == ["a"]
+    assert list(received.feature_store.columns) == ["p"]
+    assert_frame_equal(received.feature_store, base_context().feature_store)
+    info_doc = json.loads((expected.parent / "error.json").read_text())
+    assert info_doc["stage"] == "fail" and info_doc["path"] == "p[1][1]"
+    assert info_doc["exception_type"] == "ValueError"
+    assert "the model diverged" in info_doc["traceback"]
+    assert info_doc["time"]
+    assert not any(r.name == "log.c" for r in error.records)
+    assert [r.status for r in error.records if r.name == "fail"] == ["failed"]
+
+
+def test_top_level_failure_keeps_exact_input(artifacts):
+    root = base_context()
+    with pytest.raises(StageFailedError) as info:
+        DAGRunner(plan_for(["log.a", "fail"]), artifacts=artifacts).run(root)
+    received = pickle.loads(Path(info.value.error_context).read_bytes())
+    assert received.audit_trail == ["a"]
+    assert "half_done" not in received.feature_store
+    assert values_equal(received.table, root.table)
+    # the live object was changed in place by the failing stage; the pickle was not
+    assert root.audit_trail == ["a", "partial"]
+
+
+def test_failure_stops_scheduling(executor, artifacts, tmp_path, monkeypatch):
+    """After a failure nothing new is scheduled; in-flight branches finish."""
+    marker = tmp_path / "cancelled"
+    monkeypatch.setenv(shapes.MARKER_ENV, str(marker))
+
+    class Signal(RunHook):
+        def on_branch_end(self, run, branch, context):
+            if context is None:
+                marker.write_text("x")
+
+    steps = [["fail", ["wait.cancel", "log.c"]], "log.b"]
+    runner = DAGRunner(plan_for(steps), executor=executor, artifacts=artifacts,
+                       hooks=[Signal()], max_workers=2)
+    with pytest.raises(StageFailedError) as info:
+        runner.run(base_context())
+    ran = [r.name for r in info.value.records]
+    assert "log.c" not in ran and "log.b" not in ran
+    if executor == "inline":
+        assert "wait.cancel" not in ran  # the failing branch came first
+    else:
+        assert "wait.cancel" in ran  # in flight: allowed to finish
+
+
+def test_stage_returning_none_fails_clearly(artifacts):
+    with pytest.raises(StageFailedError) as info:
+        DAGRunner(plan_for(["returns.none"]), artifacts=artifacts).run(base_context())
+    assert info.value.exc_type == "TypeError"
+    assert "returned None" in info.value.message
+
+
+def test_workspace_is_created_and_cleaned(artifacts, _workspaces):
+    result = DAGRunner(plan_for(["workspace.write"]), artifacts=artifacts,
+                       run_id="ws-1").run(base_context())
+    assert result.context.workspace == str(_workspaces / "ws-1")
+    assert not (_workspaces / "ws-1").exists()
+
+
+def test_failing_cleanup_never_hides_the_stage_error(artifacts, caplog):
+    def broken_cleanup(run_id):
+        raise OSError("disk on fire")
+
+    runner = DAGRunner(plan_for(["fail"]), artifacts=artifacts, cleanup=broken_cleanup)
+    with pytest.raises(StageFailedError):
+        runner.run(base_context())
+    assert "disk on fire" in caplog.text
+
+
+def test_trace_id_known_before_run(artifacts):
+    runner = DAGRunner(plan_for(["log.a"]), artifacts=artifacts)
+    trace_id = runner.trace_id
+    assert len(trace_id) == 32 and int(trace_id, 16)
+    assert runner.run(base_context()).trace_id == trace_id
+
+
+def test_tv_orch_parallel_selects_processes(monkeypatch, artifacts):
+    monkeypatch.setenv("TV_ORCH_PARALLEL", "1")
+    runner = DAGRunner(plan_for([["log.a", "log.b"]]), artifacts=artifacts)
+    assert runner.executor.name == "processes"
+    monkeypatch.setenv("TV_ORCH_PARALLEL", "0")
+    assert DAGRunner(plan_for(["log.a"]), artifacts=artifacts).executor.name == "inline"
+
+
+@pytest.mark.parametrize("bad", ["UPPER", "a/b", "../x", "-x", "x" * 64])
+def test_invalid_run_id(bad, artifacts):
+    with pytest.raises(UsageError, match="invalid run id"):
+        DAGRunner(plan_for(["log.a"]), artifacts=artifacts, run_id=bad)
+
+
+def test_wrong_root_context_type(artifacts):
+    with pytest.raises(UsageError, match="takes a ShapeContext"):
+        DAGRunner(plan_for(["log.a"]), artifacts=artifacts).run(pd.DataFrame())
+
+
+def test_same_result_on_every_executor(artifacts):
+    steps = ["log.a", ["add.x", ["add.y", "log.b"], "add.z"], ["value.1", "log.c"]]
+    results = [run(steps, ex, artifacts).context for ex in ("inline", "threads", "processes")]
+    for other in results[1:]:
+        assert_frame_equal(results[0].feature_store, other.feature_store)
+        assert results[0].value == other.value
+        assert sorted(results[0].audit_trail) == sorted(other.audit_trail)
