@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -242,11 +243,31 @@ def run(
         _summary(result)
 
 
+INTERNAL_ERROR = 3
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    A bug in the runner itself (not in a stage, not in the input) exits 3 with
+    one line; ``RUNNER_DEBUG=1`` shows the traceback.
+    """
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    app()
+    try:
+        app()  # usage errors exit 2 and --help exits 0 inside, as SystemExit
+    except KeyboardInterrupt:
+        err.print("aborted")
+        sys.exit(130)
+    except RunnerError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if os.environ.get("RUNNER_DEBUG"):
+            raise
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+                  "  this is a bug in runner; rerun with RUNNER_DEBUG=1 for the traceback")
+        sys.exit(INTERNAL_ERROR)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,13 @@ class DAGRunner:
     def root_context(self, context: Any = None) -> Any:
         """The context the first stage receives: the given one or a new root."""
         if context is None:
-            context = self.plan.context_type()
+            try:
+                context = self.plan.context_type()
+            except Exception as exc:
+                raise UsageError(
+                    f"pipeline {self.plan.pipeline!r}: cannot create a default "
+                    f"{self.plan.context_type.__name__} ({exc}); pass a context to run()"
+                ) from exc
         elif not isinstance(context, self.plan.context_type):
             raise UsageError(
                 f"pipeline {self.plan.pipeline!r} takes a {self.plan.context_type.__name__}, "

@@ -1,0 +1,68 @@
+"""Stages registered by an installed package's ``runner.stages`` entry points."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from runner.errors import RegistryError
+from runner.manifest import parse_manifest
+from runner.orchestration.plan import compile_plan
+from runner.orchestration.runner import DAGRunner
+from runner.registry import REGISTRY, StageRegistry
+
+
+def install_fake_distribution(site, name, entry_points, modules):
+    """A real (if tiny) installed distribution: a dist-info folder beside its modules."""
+    for module, source in modules.items():
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[runner.stages]\n{lines}\n")
+
+
+def test_entry_points_register_modules_and_callables(tmp_path, monkeypatch):
+    install_fake_distribution(
+        tmp_path, "epdemo",
+        {"epdemo": "epdemo_stages", "epdemo.double": "epdemo_fn:double"},
+        {
+            "epdemo_stages": """
+                from runner.registry import stage
+
+                @stage("epdemo.hello")
+                def hello(ctx):
+                    ctx.log("hello from an entry point")
+                    return ctx
+            """,
+            "epdemo_fn": """
+                def double(ctx):
+                    ctx.log("double")
+                    return ctx
+            """,
+        },
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = StageRegistry()
+    registry.load_entry_points()
+    assert registry.get("epdemo.double") is not None
+    assert REGISTRY._entries.get("epdemo.hello") is not None  # registered by the import
+
+    doc = {"pipelines": {"p": {"steps": ["epdemo.hello", "epdemo.double"]}}}
+    merged = StageRegistry()
+    merged.register("epdemo.hello", REGISTRY._entries["epdemo.hello"].fn)
+    merged.load_entry_points()
+    plan = compile_plan(parse_manifest(json.dumps(doc)), "p", registry=merged)
+    result = DAGRunner(plan, artifacts=tmp_path / "a").run()
+    assert result.context.audit_trail == ["hello from an entry point", "double"]
+
+
+def test_broken_entry_point_is_a_clear_error(tmp_path, monkeypatch):
+    install_fake_distribution(tmp_path, "epbroken", {"broken": "epbroken_mod:nope"},
+                              {"epbroken_mod": "x = 1\n"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(RegistryError, match=r"entry point 'broken'.*failed to load"):
+        StageRegistry().load_entry_points()
