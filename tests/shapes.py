@@ -17,7 +17,6 @@ from runner.orchestration.plan import Plan, compile_plan
 from runner.registry import StageRegistry
 
 REG = StageRegistry()
-MARKER_ENV = "RUNNER_TEST_MARKER"
 
 
 class ShapeContext(Context):
@@ -118,25 +117,31 @@ def value_2_again(ctx):
     return ctx
 
 
+def _wait_for(path: str, *, seconds: float = 30.0) -> None:
+    for _ in range(int(seconds * 100)):
+        if Path(path).exists():
+            return
+        time.sleep(0.01)
+
+
 @_stage("fail")
 def fail(ctx):
-    """Mutate the input in place, then raise: forensics must keep the input as received."""
+    """Mutate the input in place, then raise: forensics must keep the input as received.
+
+    With ``table["started"]`` set, first wait until the other branch is in flight.
+    """
+    if "started" in ctx.table:
+        _wait_for(ctx.table["started"])
     ctx.audit_trail.append("partial")
     ctx.feature_store["half_done"] = 1.0
-    marker = os.environ.get(MARKER_ENV)
-    if marker:
-        Path(marker).with_suffix(".failed").write_text("x")
     raise ValueError("the model diverged")
 
 
 @_stage("wait.cancel")
 def wait_for_cancel(ctx):
-    """Block until the driver has seen the failure elsewhere (a marker file says so)."""
-    marker = Path(os.environ[MARKER_ENV])
-    for _ in range(3000):
-        if marker.exists():
-            break
-        time.sleep(0.01)
+    """Say it started, then block until the driver has seen the failure elsewhere."""
+    Path(ctx.table["started"]).write_text("x")
+    _wait_for(ctx.table["cancelled"])
     ctx.log("waited")
     return ctx
 

@@ -14,7 +14,6 @@ from runner.context import values_equal
 from runner.errors import ContextCollisionError, StageFailedError, UsageError
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.runner import DAGRunner
-from tests import shapes
 from tests.shapes import base_context, plan_for
 
 
@@ -135,21 +134,23 @@ def test_top_level_failure_keeps_exact_input(artifacts):
     assert root.audit_trail == ["a", "partial"]
 
 
-def test_failure_stops_scheduling(executor, artifacts, tmp_path, monkeypatch):
+def test_failure_stops_scheduling(executor, artifacts, tmp_path):
     """After a failure nothing new is scheduled; in-flight branches finish."""
-    marker = tmp_path / "cancelled"
-    monkeypatch.setenv(shapes.MARKER_ENV, str(marker))
+    cancelled = tmp_path / "cancelled"
 
     class Signal(RunHook):
         def on_branch_end(self, run, branch, context):
             if context is None:
-                marker.write_text("x")
+                cancelled.write_text("x")
 
+    table = {"cancelled": str(cancelled)}
+    if executor != "inline":  # the failing branch waits until the other one is in flight
+        table["started"] = str(tmp_path / "started")
     steps = [["fail", ["wait.cancel", "log.c"]], "log.b"]
     runner = DAGRunner(plan_for(steps), executor=executor, artifacts=artifacts,
                        hooks=[Signal()], max_workers=2)
     with pytest.raises(StageFailedError) as info:
-        runner.run(base_context())
+        runner.run(base_context(table=table))
     ran = [r.name for r in info.value.records]
     assert "log.c" not in ran and "log.b" not in ran
     if executor == "inline":
