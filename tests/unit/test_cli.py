@@ -47,7 +47,7 @@ def manifest(tmp_path):
 def cli(*args, cwd, env=None):
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, "-m", "runner.cli", *map(str, args)], cwd=cwd,
-                          env=full_env, capture_output=True, text=True, timeout=120)
+                          env=full_env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_run_json_success(manifest, tmp_path):
