@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from runner.errors import ContextCollisionError, RunnerError, StageFailedError
+from runner.errors import ContextCollisionError, RunnerError, StageFailedError, UsageError
 from runner.manifest import dump_schema
 from runner.orchestration.executors import EXECUTORS
 from runner.orchestration.graph import render_dot, render_mermaid
@@ -177,10 +177,31 @@ def _steps_json(records: Any) -> list[dict[str, Any]]:
              "duration_s": round(r.duration, 6)} for r in records]
 
 
+def _report(context: Any) -> dict[str, Any] | None:
+    """What the final context says about itself (``context.report()``), JSON-ready."""
+    report = getattr(context, "report", None)
+    if not callable(report):
+        return None
+    doc = report()
+    return json.loads(json.dumps(doc, default=str)) if doc is not None else None
+
+
+def _render_report(report: dict[str, Any]) -> None:
+    for title, body in report.items():
+        if isinstance(body, dict) and body:
+            table = Table(box=None, title=title, title_justify="left", show_header=False)
+            for key, value in body.items():
+                shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+                table.add_row(str(key), shown)
+            err.print(table)
+        else:
+            err.print(f"[bold]{title}[/]: {body}")
+
+
 def _summary(result: RunResult) -> None:
-    describe = getattr(result.context, "summary", None)
-    if callable(describe):
-        err.print(describe())
+    report = _report(result.context)
+    if report:
+        _render_report(report)
     err.print(f"[green]succeeded[/] in {result.duration:.2f}s  run_id={result.run_id}  "
               f"trace_id={result.trace_id}")
 
@@ -212,16 +233,23 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]
     = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output")] = False,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="KEY=VALUE into the context's params (VALUE parsed as JSON "
+        "when it can be); repeatable", show_default=False)] = None,
+    data: Annotated[str | None, typer.Option(
+        "--data", help="Your own prices (CSV/Parquet, any fsspec URL): --param data=URL",
+        show_default=False)] = None,
 ) -> None:
     """Run a pipeline locally."""
     sdk = _sdk(manifest, artifacts)
     hooks = [] if quiet else [Progress(err)]
     doc: dict[str, Any] = {"run_id": run_id, "pipeline": pipeline}
+    params = _parse_params([*(param or []), *([f"data={data}"] if data else [])])
     try:
         runner = sdk.runner(pipeline, executor=executor.value if executor else None,
                             run_id=run_id, hooks=hooks)
         doc.update(run_id=runner.run_id, trace_id=runner.trace_id)
-        result = runner.run()
+        result = runner.run(_root_context(runner.plan, params))
     except (StageFailedError, ContextCollisionError) as exc:
         records = getattr(exc, "records", ())
         doc.update(status="failed", steps=_steps_json(records), error=str(exc),
@@ -237,6 +265,9 @@ def run(
             out.print(json.dumps(doc), markup=False)
         _fail(exc)
     doc.update(status="succeeded", steps=_steps_json(result.records))
+    report = _report(result.context)
+    if report is not None:
+        doc["result"] = report
     if as_json:
         out.print(json.dumps(doc), markup=False)
     elif not quiet:
@@ -244,6 +275,30 @@ def run(
 
 
 INTERNAL_ERROR = 3
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--param {item!r}: expected KEY=VALUE")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+def _root_context(plan: Plan, params: dict[str, Any]) -> Any:
+    """The pipeline's root context, with ``--param`` values in its ``params``."""
+    if not params:
+        return None
+    fields = getattr(plan.context_type, "model_fields", {})
+    if "params" not in fields:
+        raise UsageError(f"pipeline {plan.pipeline!r}: its {plan.context_type.__name__} has no "
+                         "'params' field, so --param/--data cannot apply")
+    return plan.context_type(params=params)
 
 
 def main() -> None:

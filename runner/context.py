@@ -135,16 +135,18 @@ def fork_context(context: C) -> C:
 
 
 def _same_buffer(a: pd.Series, b: pd.Series) -> bool:
-    """True when two columns are backed by the very same memory (copy-on-write twins)."""
-    arr_a, arr_b = a.array, b.array
-    if arr_a is arr_b:
+    """True when two columns are backed by the very same memory (copy-on-write twins).
+
+    Only NumPy-backed columns qualify: for extension arrays ``to_numpy`` makes a
+    temporary copy, whose address says nothing. Both arrays are held while they
+    are compared, so neither address can be reused by the other.
+    """
+    if a.array is b.array:
         return True
-    try:
-        ia = a.to_numpy(copy=False).__array_interface__
-        ib = b.to_numpy(copy=False).__array_interface__
-    except (TypeError, ValueError, AttributeError):
+    if not (isinstance(a.dtype, np.dtype) and isinstance(b.dtype, np.dtype)):
         return False
-    return bool(ia == ib) and a.dtype == b.dtype
+    left, right = a.to_numpy(copy=False), b.to_numpy(copy=False)
+    return bool(left.__array_interface__ == right.__array_interface__) and a.dtype == b.dtype
 
 
 def columns_equal(a: pd.Series, b: pd.Series) -> bool:
@@ -208,7 +210,7 @@ class _EmptyFrame:
 
     def restore(self) -> pd.DataFrame:
         frame = pd.DataFrame(index=self.index, columns=self.columns)
-        frame.attrs = dict(self.attrs)
+        frame.attrs = copy.deepcopy(self.attrs)
         return frame
 
 
@@ -221,13 +223,15 @@ def _snapshot_value(value: Any) -> Any:
             index = value.index
             if not len(index):
                 attrs = value.attrs
-                return _EmptyFrame(index, columns, dict(attrs) if attrs else {})
+                return _EmptyFrame(index, columns, copy.deepcopy(attrs) if attrs else {})
         return value.copy(deep=False)
     if kind is list:
-        if not value:
-            return []
-        if all(type(v) is str for v in value):
-            return value.copy()
+        copied = value.copy()
+        try:
+            "".join(copied)  # all strings (immutable): the shallow copy is the snapshot
+        except TypeError:
+            return fork_value(value)
+        return copied
     return fork_value(value)
 
 

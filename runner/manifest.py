@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    ValidationError,
+)
 from typing_extensions import TypeAliasType
 
 from runner.errors import ManifestError, Problem
@@ -87,8 +94,18 @@ class Manifest(_Spec):
     pipelines: Annotated[dict[Name, PipelineSpec], Field(min_length=1)]
     stages: dict[Name, ImportPath] = Field(default_factory=dict)
     adapters: list[AdapterSpec] = Field(default_factory=list)
-    source: str = Field(default="<manifest>", exclude=True)
-    digest: str = Field(default="", exclude=True)
+    _source: str = PrivateAttr(default="<manifest>")
+    _digest: str = PrivateAttr(default="")
+
+    @property
+    def source(self) -> str:
+        """Where the manifest was read from."""
+        return self._source
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the manifest text: a run refuses to resume on another manifest."""
+        return self._digest
 
 
 # ---------------------------------------------------------------- paths
@@ -146,9 +163,13 @@ _UNION_TAGS = re.compile(
 def _problems_from(error: ValidationError, raw: Any) -> list[Problem]:
     """Turn pydantic's errors into one problem per JSON path, in words."""
     grouped: dict[tuple[str | int, ...], list[dict[str, Any]]] = {}
-    for err in error.errors():
+    for raw_err in error.errors():
+        err: dict[str, Any] = dict(raw_err)
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _UNION_TAGS.match(p)))
-        grouped.setdefault(loc, []).append(dict(err))
+        if loc and loc[-1] == "[key]":  # a key of an object is not a valid name
+            loc = loc[:-1]
+            err["type"] = "invalid_key"
+        grouped.setdefault(loc, []).append(err)
     # A union error at a list is explained by the errors inside it: keep the deepest.
     for loc in list(grouped):
         deeper = any(len(o) > len(loc) and o[: len(loc)] == loc for o in grouped)
@@ -177,6 +198,14 @@ def _describe(loc: tuple[str | int, ...], errs: list[dict[str, Any]], raw: Any) 
         shown = shown[:57] + "..."
     if "extra_forbidden" in types:
         return "unknown key" + _suggest(str(loc[-1]), _allowed_keys(loc))
+    if "invalid_key" in types:
+        return f"invalid name {json.dumps(loc[-1])}: use letters, digits, '.', '_' and '-'"
+    if "missing" in types:
+        return "required key is missing"
+    if loc and loc[-1] == "steps" and not isinstance(value, list):
+        return f"steps must be a list of steps, got {shown}"
+    if "dict_type" in types:
+        return f"expected an object, got {shown}"
     if "missing" in types:
         return "required key is missing"
     in_steps = "steps" in loc
@@ -203,7 +232,7 @@ def _describe(loc: tuple[str | int, ...], errs: list[dict[str, Any]], raw: Any) 
             return (f"unknown merge rule {shown}: use one of {', '.join(BUILTIN_RULES)} "
                     "or 'module:callable'")
         return f"invalid name {shown}: use letters, digits, '.', '_' and '-'"
-    if "merge" in loc and isinstance(value, str):
+    if "merge" in loc:
         return (f"unknown merge rule {shown}: use one of {', '.join(BUILTIN_RULES)} "
                 "or 'module:callable'")
     msgs = "; ".join(sorted({e["msg"] for e in errs}))
@@ -232,21 +261,27 @@ def parse_manifest(text: str, *, source: str = "<manifest>") -> Manifest:
     except json.JSONDecodeError as exc:
         problem = Problem("", f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
         raise ManifestError(source, [problem]) from None
+    except RecursionError:
+        raise ManifestError(source, [Problem("", "the JSON is nested too deeply")]) from None
     if not isinstance(raw, dict):
         raise ManifestError(source, [Problem("", "the manifest must be a JSON object")])
-    problems = list(_find_duplicates(raw))
+    problems: list[Problem] = []
     manifest = None
     try:
+        problems.extend(_find_duplicates(raw))
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
         problems.extend(_problems_from(exc, raw))
+    except RecursionError:
+        raise ManifestError(source, [Problem("", "the JSON is nested too deeply")]) from None
     if manifest is not None:
         problems.extend(_check_cycles(manifest))
     if problems:
         raise ManifestError(source, problems)
     assert manifest is not None
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    return manifest.model_copy(update={"source": source, "digest": digest})
+    manifest._source = source
+    manifest._digest = hashlib.sha256(text.encode()).hexdigest()
+    return manifest
 
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
@@ -282,7 +317,11 @@ def iter_refs(steps: Sequence[Any], loc: tuple[str | int, ...]) -> Iterator[Ref]
 
 
 def _check_cycles(manifest: Manifest) -> list[Problem]:
-    """A pipeline that includes itself through any chain of nested pipelines."""
+    """A pipeline that includes itself through any chain of nested pipelines.
+
+    Each cycle is reported once, at a step inside it: the reference from the
+    cycle's first pipeline to the next one.
+    """
     edges: dict[str, list[Ref]] = {
         name: [r for r in iter_refs(spec.steps, ("pipelines", name, "steps"))
                if r.name in manifest.pipelines]
@@ -291,29 +330,42 @@ def _check_cycles(manifest: Manifest) -> list[Problem]:
     problems: list[Problem] = []
     reported: set[frozenset[str]] = set()
 
-    def visit(name: str, chain: list[str], first: Ref | None) -> None:
-        for ref in edges[name]:
+    def visit(chain: list[str], refs: list[Ref]) -> None:
+        for ref in edges[chain[-1]]:
             if ref.name in chain:
-                cycle = [*chain[chain.index(ref.name):], ref.name]
-                key = frozenset(cycle)
-                if key not in reported:
-                    reported.add(key)
-                    where = first if first is not None else ref
+                start = chain.index(ref.name)
+                cycle = [*chain[start:], ref.name]
+                if frozenset(cycle) not in reported:
+                    reported.add(frozenset(cycle))
+                    where = refs[start] if start < len(refs) else ref
                     problems.append(Problem(
                         format_path(where.loc),
                         "pipeline includes itself: " + " -> ".join(cycle),
                     ))
                 continue
-            visit(ref.name, [*chain, ref.name], first or ref)
+            visit([*chain, ref.name], [*refs, ref])
 
     for name in manifest.pipelines:
-        visit(name, [name], None)
+        visit([name], [])
     return problems
+
+
+def _close_pattern_objects(node: Any) -> None:
+    """Objects keyed by names accept only valid names (pydantic leaves them open)."""
+    if isinstance(node, dict):
+        if "patternProperties" in node:
+            node["additionalProperties"] = False
+        for value in node.values():
+            _close_pattern_objects(value)
+    elif isinstance(node, list):
+        for value in node:
+            _close_pattern_objects(value)
 
 
 def dump_schema() -> str:
     """The manifest's JSON Schema, as committed in ``configs/manifest.schema.json``."""
     schema = Manifest.model_json_schema(by_alias=True)
+    _close_pattern_objects(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Runner pipeline manifest"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"

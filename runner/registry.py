@@ -77,12 +77,19 @@ def import_object(path: str) -> Any:
 
 
 def _same(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
-    """Same function, even when its module was imported twice under one name."""
+    """Same function, even when its module was imported twice under one name.
+
+    Only module-level functions qualify by name: two lambdas, or two closures
+    of one factory, share a qualified name without being the same stage.
+    """
     if a is b:
         return True
+    qualname = getattr(a, "__qualname__", "")
+    if "<lambda>" in qualname or "<locals>" in qualname:
+        return False
     return bool(
         getattr(a, "__module__", 1) == getattr(b, "__module__", 2)
-        and getattr(a, "__qualname__", 1) == getattr(b, "__qualname__", 2)
+        and qualname == getattr(b, "__qualname__", None)
     )
 
 

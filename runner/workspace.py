@@ -52,7 +52,10 @@ def create_workspace(run_id: str, root: str | os.PathLike[str] | None = None) ->
 def remove_workspace(run_id: str, root: str | os.PathLike[str] | None = None) -> bool:
     """Remove the scratch folder; True when there was one."""
     path = workspace_path(run_id, root)
-    if not path.exists():
+    try:
+        path.rmdir()  # the common case, an unused folder, without a tree walk
+    except FileNotFoundError:
         return False
-    shutil.rmtree(path)
+    except OSError:
+        shutil.rmtree(path)
     return True

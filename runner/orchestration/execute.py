@@ -100,6 +100,7 @@ class Env:
     hooks: Sequence[RunHook] = ()
     snapshots: bool = True
     records: list[StepRecord] = field(default_factory=list)
+    pid: int = field(default_factory=os.getpid)
 
 
 def run_steps(steps: Sequence[Step], ctx: Any, env: Env) -> Any:
@@ -132,11 +133,11 @@ def _call(step: StageStep | AdapterStep, fn: Callable[[Any], Any], ctx: Any, env
         end = time.time()
         received = snapshot.restore() if snapshot is not None else ctx
         record = StepRecord(step.name, step.path, "failed", start, end, env.executor.name,
-                            os.getpid(), kind, f"{type(exc).__name__}: {exc}")  # type: ignore[arg-type]
+                            env.pid, kind, f"{type(exc).__name__}: {exc}")  # type: ignore[arg-type]
         _record(env, record, None)
         raise _failure(step.name, step.path, kind, exc, received) from exc
     record = StepRecord(step.name, step.path, "succeeded", start, time.time(),
-                        env.executor.name, os.getpid(), kind)  # type: ignore[arg-type]
+                        env.executor.name, env.pid, kind)  # type: ignore[arg-type]
     _record(env, record, out)
     return out
 

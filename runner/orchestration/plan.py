@@ -13,7 +13,7 @@ import difflib
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from functools import cached_property
 from typing import Any, Union
 
 import pandas as pd
@@ -114,6 +114,33 @@ class ParallelGroup:
         return f"parallel[{len(self.branches)}]"
 
 
+class FrozenRules(Mapping[str, Any]):
+    """Read-only field -> rule mapping that, unlike ``MappingProxyType``, pickles."""
+
+    __slots__ = ("_rules",)
+
+    def __init__(self, rules: Mapping[str, Any]) -> None:
+        self._rules = dict(rules)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._rules[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rules)
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self._rules
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._rules = state
+
+    def __repr__(self) -> str:
+        return f"FrozenRules({self._rules!r})"
+
+
 Step = Union[StageStep, AdapterStep, PipelineStep, ParallelGroup]  # noqa: UP007 - forward refs
 
 
@@ -135,7 +162,7 @@ class Plan:
     def stages(self) -> list[StageStep]:
         return [s for s in self.walk() if isinstance(s, StageStep)]
 
-    @property
+    @cached_property
     def has_parallel(self) -> bool:
         return any(isinstance(s, ParallelGroup) for s in self.walk())
 
@@ -217,6 +244,7 @@ class _Compiler:
                           f"{ctype.__name__} -> {inner_type.__name__}")
                 return None, ctype
             out.append(AdapterStep(adapter, f"{path}:adapter", format_path(loc)))
+        self.rules(name, spec, inner_type)  # overrides are checked even without a group
         inner_loc = ("pipelines", name, "steps")
         steps, out_type = self.steps(name, spec.steps, inner_type, inner_loc, f"{path}/{name}")
         return PipelineStep(name, path, format_path(loc), inner_type, steps), out_type
@@ -241,7 +269,7 @@ class _Compiler:
             branches.append(Branch(j, f"{path}[{j}]", steps))
         rules = self.rules(pipeline, spec, ctype)
         group = ParallelGroup(path, format_path(loc), pipeline, tuple(branches),
-                              MappingProxyType(rules), adapter)
+                              FrozenRules(rules), adapter)
         if adapter is None:
             self.check_writes(group, loc)
         return group
@@ -370,6 +398,7 @@ def compile_plan(
     spec = manifest.pipelines[pipeline]
     ctype = compiler.context_type(pipeline, spec, Context)
     compiler.merge_adapter(pipeline, spec)
+    compiler.rules(pipeline, spec, ctype)
     steps, _ = compiler.steps(pipeline, spec.steps, ctype, ("pipelines", pipeline, "steps"),
                               pipeline)
     if compiler.problems:

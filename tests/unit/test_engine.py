@@ -216,3 +216,14 @@ def test_same_result_on_every_executor(artifacts):
         assert_frame_equal(results[0].feature_store, other.feature_store)
         assert results[0].value == other.value
         assert sorted(results[0].audit_trail) == sorted(other.audit_trail)
+
+
+def test_nested_group_inside_a_branch(executor, artifacts):
+    """A group inside a branch travels to the worker (rules and all) and merges there."""
+    steps = [[["add.x", ["add.y", "add.z"]], "log.a"], "log.b"]
+    result = run(steps, executor, artifacts, merge={"value": "last_wins"})
+    ctx = result.context
+    assert list(ctx.feature_store.columns) == ["p", "x", "y", "z"]
+    assert sorted(ctx.audit_trail) == ["a", "b"]
+    merges = [r for r in result.records if r.kind == "merge"]
+    assert [m.path for m in merges] == ["p[0][0][1]:merge", "p[0]:merge"]
