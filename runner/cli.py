@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from runner.artifacts import storage_options_from
 from runner.errors import ContextCollisionError, RunnerError, StageFailedError, UsageError
 from runner.manifest import dump_schema
 from runner.orchestration.executors import EXECUTORS
@@ -29,6 +30,7 @@ from runner.orchestration.graph import render_dot, render_mermaid
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Plan, Step, compile_all
 from runner.orchestration.records import RunInfo, RunResult, StepRecord
+from runner.runs_cli import artifacts_app, runs_app
 from runner.sdk import QuantSDK, default_manifest
 
 __all__ = ["app", "main"]
@@ -43,10 +45,25 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
+app.add_typer(runs_app, name="runs")
+app.add_typer(artifacts_app, name="artifacts")
+
 ManifestOpt = Annotated[
     str | None,
     typer.Option("--manifest", "-m", help="Manifest path [env RUNNER_MANIFEST; default "
                  "configs/manifest.json]", show_default=False),
+]
+
+
+ArtifactsOpt = Annotated[
+    str | None,
+    typer.Option("--artifacts", help="Artifact root, any fsspec URL [env RUNNER_ARTIFACTS; "
+                 "default data/artifacts]", show_default=False),
+]
+StorageOpt = Annotated[
+    list[str] | None,
+    typer.Option("--storage-option", help="KEY=VALUE passed to the fsspec filesystem "
+                 "(e.g. endpoint_url=http://127.0.0.1:9000); repeatable", show_default=False),
 ]
 
 
@@ -72,8 +89,14 @@ def _fail(error: RunnerError) -> NoReturn:
     raise typer.Exit(error.exit_code)
 
 
-def _sdk(manifest: str | None, artifacts: str | None = None) -> QuantSDK:
-    return QuantSDK(manifest or default_manifest(), artifacts=artifacts)
+def _sdk(manifest: str | None, artifacts: str | None = None,
+         storage_option: list[str] | None = None) -> QuantSDK:
+    try:
+        options = storage_options_from(storage_option or [])
+    except RunnerError as exc:
+        _fail(exc)
+    return QuantSDK(manifest or default_manifest(), artifacts=artifacts,
+                    storage_options=options)
 
 
 @app.command()
@@ -227,9 +250,7 @@ def run(
     executor: Annotated[ExecutorName | None, typer.Option(
         "--executor", "-e", help="Where parallel branches run [default: inline, or "
         "processes when TV_ORCH_PARALLEL=1]", show_default=False)] = None,
-    artifacts: Annotated[str | None, typer.Option(
-        "--artifacts", help="Artifact root [env RUNNER_ARTIFACTS; default data/artifacts]",
-        show_default=False)] = None,
+    artifacts: ArtifactsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]
     = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output")] = False,
@@ -239,15 +260,23 @@ def run(
     data: Annotated[str | None, typer.Option(
         "--data", help="Your own prices (CSV/Parquet, any fsspec URL): --param data=URL",
         show_default=False)] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue --run-id after its last completed step")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="With --resume: accept a manifest changed since the run started")]
+    = False,
+    storage_option: StorageOpt = None,
 ) -> None:
     """Run a pipeline locally."""
-    sdk = _sdk(manifest, artifacts)
+    if resume and not run_id:
+        _fail(UsageError("--resume needs the --run-id of the run to continue"))
+    sdk = _sdk(manifest, artifacts, storage_option)
     hooks = [] if quiet else [Progress(err)]
     doc: dict[str, Any] = {"run_id": run_id, "pipeline": pipeline}
     params = _parse_params([*(param or []), *([f"data={data}"] if data else [])])
     try:
         runner = sdk.runner(pipeline, executor=executor.value if executor else None,
-                            run_id=run_id, hooks=hooks)
+                            run_id=run_id, hooks=hooks, resume=resume, force=force)
         doc.update(run_id=runner.run_id, trace_id=runner.trace_id)
         result = runner.run(_root_context(runner.plan, params))
     except (StageFailedError, ContextCollisionError) as exc:

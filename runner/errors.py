@@ -4,6 +4,8 @@
     ├── ManifestError            the manifest text or its meaning is wrong (exit 2)
     ├── RegistryError            a stage name registered twice, an unimportable path (exit 2)
     ├── PlanError                a pipeline cannot be compiled into a plan (exit 2)
+    ├── ArtifactError            storage unreachable, refused, corrupt or tampered (exit 2)
+    │   └── IntegrityError       a file's checksum or signature does not verify
     ├── ExecutionError           a run failed (exit 1)
     │   ├── StageFailedError     a stage raised; carries the forensics
     │   └── ContextCollisionError  parallel branches changed one field differently
@@ -59,6 +61,19 @@ class PlanError(RunnerError):
         self.source = source
         lines = [f"invalid pipeline in {source}:"] + [f"  {p}" for p in self.problems]
         super().__init__("\n".join(lines))
+
+
+class ArtifactError(RunnerError):
+    """Artifact storage cannot be used, or holds something that cannot be trusted."""
+
+    def __init__(self, message: str, *, url: str = "", missing: bool = False) -> None:
+        super().__init__(message)
+        self.url = url
+        self.missing = missing
+
+
+class IntegrityError(ArtifactError):
+    """A stored file does not match its recorded checksum or signature."""
 
 
 class UsageError(RunnerError):

@@ -8,19 +8,21 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from runner.artifacts import ArtifactStore, CheckpointHook, RunLock, StoreForensics, prepare_resume
+from runner.errors import UsageError
 from runner.manifest import Manifest, load_manifest
 from runner.orchestration.executors import Executor
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Plan, compile_plan
-from runner.orchestration.records import RunResult
-from runner.orchestration.runner import DAGRunner
+from runner.orchestration.records import Resume, RunInfo, RunResult
+from runner.orchestration.runner import DAGRunner, new_run_id
 from runner.registry import StageRegistry
-from runner.workspace import remove_workspace, workspace_path
+from runner.workspace import check_run_id, remove_workspace, workspace_path
 
 __all__ = ["DEFAULT_MANIFEST", "QuantSDK"]
 
@@ -40,11 +42,13 @@ class QuantSDK:
         *,
         registry: StageRegistry | None = None,
         artifacts: str | os.PathLike[str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
         workspace_root: str | os.PathLike[str] | None = None,
     ) -> None:
         self._manifest_arg = manifest if manifest is not None else default_manifest()
         self.registry = registry
-        self.artifacts = artifacts or os.environ.get("RUNNER_ARTIFACTS", "data/artifacts")
+        self.artifacts = str(artifacts or os.environ.get("RUNNER_ARTIFACTS", "data/artifacts"))
+        self.storage_options = dict(storage_options or {})
         self.workspace_root = workspace_root
 
     @cached_property
@@ -57,6 +61,10 @@ class QuantSDK:
         """Compile ``pipeline`` from the manifest."""
         return compile_plan(self.manifest, pipeline, registry=self.registry)
 
+    def store(self) -> ArtifactStore:
+        """The artifact store at this SDK's root (not checked for access)."""
+        return ArtifactStore(self.artifacts, self.storage_options)
+
     def runner(
         self,
         pipeline: str,
@@ -64,14 +72,47 @@ class QuantSDK:
         executor: str | Executor | None = None,
         run_id: str | None = None,
         hooks: Sequence[RunHook] = (),
+        resume: bool = False,
+        force: bool = False,
+        checkpoints: bool = True,
         **options: Any,
     ) -> DAGRunner:
-        """A DAGRunner for ``pipeline``, wired to this SDK's artifacts and cleanup."""
-        return DAGRunner(
-            self.plan(pipeline), executor=executor, run_id=run_id, hooks=hooks,
-            artifacts=self.artifacts, workspace_root=self.workspace_root,
-            cleanup=self.cleanup_workspace, **options,
-        )
+        """A DAGRunner for ``pipeline``, wired to this SDK's store, lock and cleanup.
+
+        The store is checked before anything runs (:class:`ArtifactError`, exit 2,
+        when it cannot be written); ``resume`` continues ``run_id`` after its last
+        completed step.
+        """
+        plan = self.plan(pipeline)
+        run_id = check_run_id(run_id) if run_id else new_run_id()
+        if resume and not checkpoints:
+            raise UsageError("--resume needs checkpoints")
+        store = self.store()
+        store.check()
+        state: Resume | None = None
+        completed: list[str] = []
+        if resume:
+            state, _ = prepare_resume(store, run_id, plan, force=force)
+            completed = sorted(state.completed, key=[s.path for s in plan.main_line()].index
+                               ) if state else []
+        elif store.exists(f"runs/{run_id}/run.json"):
+            raise UsageError(f"run {run_id!r} already exists in {store.url}; use --resume to "
+                             "continue it, or another --run-id")
+        lock = RunLock(store, run_id)
+        extra: list[RunHook] = []
+        if checkpoints:
+            extra.append(CheckpointHook(store, plan, plan.manifest_digest, completed=completed))
+        lock.acquire()
+        try:
+            return DAGRunner(
+                plan, executor=executor, run_id=run_id,
+                hooks=[*hooks, *extra, _ReleaseLock(lock)],
+                forensics=StoreForensics(store), workspace_root=self.workspace_root,
+                cleanup=self.cleanup_workspace, resume=state, **options,
+            )
+        except BaseException:
+            lock.release()
+            raise
 
     def run_pipeline(
         self,
@@ -83,7 +124,7 @@ class QuantSDK:
         hooks: Sequence[RunHook] = (),
         **options: Any,
     ) -> RunResult:
-        """Run a pipeline defined in the manifest; see :class:`DAGRunner` for options."""
+        """Run a pipeline defined in the manifest; see :meth:`runner` for options."""
         runner = self.runner(name, executor=executor, run_id=run_id, hooks=hooks, **options)
         return runner.run(context)
 
@@ -94,3 +135,14 @@ class QuantSDK:
     def cleanup_workspace(self, run_id: str) -> bool:
         """Remove a run's scratch workspace; artifacts and forensics are never touched."""
         return remove_workspace(run_id, self.workspace_root)
+
+
+class _ReleaseLock(RunHook):
+    """Gives the run id back when the run ends, however it ends."""
+
+    def __init__(self, lock: RunLock) -> None:
+        self.lock = lock
+
+    def on_run_end(self, run: RunInfo, result: RunResult | None,
+                   error: BaseException | None) -> None:
+        self.lock.release()

@@ -7,6 +7,7 @@ Everything a worker needs travels in a picklable :class:`BranchTask`.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import time
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 
 __all__ = ["BranchOutcome", "BranchTask", "Cancelled", "Env", "StepFailure", "execute_branch",
            "run_steps", "worker_failure"]
+
+
+log = logging.getLogger("runner")
 
 
 class CancelFlag(Protocol):
@@ -101,6 +105,31 @@ class Env:
     snapshots: bool = True
     records: list[StepRecord] = field(default_factory=list)
     pid: int = field(default_factory=os.getpid)
+    branch: str | None = None
+    """The branch this loop runs (None on the driver's main line of steps)."""
+    completed: frozenset[str] = frozenset()
+    """Main-line step paths a resumed run has already done: skipped, not run again."""
+
+
+def notify(env: Env, method: str, *args: Any, path: str, ctx: Any) -> None:
+    """Call one hook method on every hook; a hook that raises fails the run at ``path``
+    (a checkpoint that cannot be written must not pass silently)."""
+    for hook in env.hooks:
+        try:
+            getattr(hook, method)(env.run, *args)
+        except Exception as exc:
+            name = f"{type(hook).__name__}.{method}"
+            raise _failure(name, path, "hook", exc, ctx) from exc
+
+
+def _notify_quietly(env: Env, method: str, *args: Any) -> None:
+    """Hooks called while a failure is already on its way: their errors are logged."""
+    for hook in env.hooks:
+        try:
+            getattr(hook, method)(env.run, *args)
+        except Exception as exc:
+            log.error("hook %s.%s failed: %s: %s", type(hook).__name__, method,
+                      type(exc).__name__, exc)
 
 
 def run_steps(steps: Sequence[Step], ctx: Any, env: Env) -> Any:
@@ -108,6 +137,8 @@ def run_steps(steps: Sequence[Step], ctx: Any, env: Env) -> Any:
     for step in steps:
         if env.cancel.is_set():
             raise Cancelled(step.path)
+        if step.path in env.completed:
+            continue
         if isinstance(step, StageStep):
             ctx = _call(step, step.entry.fn, ctx, env, "stage")
         elif isinstance(step, AdapterStep):
@@ -122,8 +153,7 @@ def run_steps(steps: Sequence[Step], ctx: Any, env: Env) -> Any:
 def _call(step: StageStep | AdapterStep, fn: Callable[[Any], Any], ctx: Any, env: Env,
           kind: str) -> Any:
     snapshot = Snapshot(ctx) if env.snapshots else None
-    for hook in env.hooks:
-        hook.on_step_start(env.run, step)
+    notify(env, "on_step_start", step, path=step.path, ctx=ctx)
     start = time.time()
     try:
         out = fn(ctx)
@@ -133,19 +163,20 @@ def _call(step: StageStep | AdapterStep, fn: Callable[[Any], Any], ctx: Any, env
         end = time.time()
         received = snapshot.restore() if snapshot is not None else ctx
         record = StepRecord(step.name, step.path, "failed", start, end, env.executor.name,
-                            env.pid, kind, f"{type(exc).__name__}: {exc}")  # type: ignore[arg-type]
-        _record(env, record, None)
+                            env.pid, kind, f"{type(exc).__name__}: {exc}",  # type: ignore[arg-type]
+                            branch=env.branch)
+        env.records.append(record)
+        _notify_quietly(env, "on_step_end", record, None)
         raise _failure(step.name, step.path, kind, exc, received) from exc
     record = StepRecord(step.name, step.path, "succeeded", start, time.time(),
-                        env.executor.name, env.pid, kind)  # type: ignore[arg-type]
+                        env.executor.name, env.pid, kind, branch=env.branch)  # type: ignore[arg-type]
     _record(env, record, out)
     return out
 
 
 def _record(env: Env, record: StepRecord, ctx: Any) -> None:
     env.records.append(record)
-    for hook in env.hooks:
-        hook.on_step_end(env.run, record, ctx)
+    notify(env, "on_step_end", record, ctx, path=record.path, ctx=ctx)
 
 
 # ---------------------------------------------------------------- groups
@@ -182,7 +213,7 @@ def execute_branch(
     from runner.orchestration.executors.inline import InlineExecutor
 
     inline = InlineExecutor(label=executor_name or task.run.executor)
-    env = Env(task.run, cancel, inline, hooks, task.snapshots)
+    env = Env(task.run, cancel, inline, hooks, task.snapshots, branch=task.branch.path)
     outcome = BranchOutcome(task.branch.index, records=env.records, pid=os.getpid())
     try:
         outcome.context = run_steps(task.branch.steps, task.context, env)
@@ -207,8 +238,7 @@ def worker_failure(task: BranchTask, exc: BaseException) -> BranchOutcome:
 
 def run_group(group: ParallelGroup, ctx: Any, env: Env) -> Any:
     """Fork, run the branches on the env's executor, merge."""
-    for hook in env.hooks:
-        hook.on_group_start(env.run, group)
+    notify(env, "on_group_start", group, path=group.path, ctx=ctx)
     executor = env.executor
     tasks = [
         BranchTask(b, ctx if executor.isolates else fork_context(ctx), env.run, env.snapshots)
@@ -221,22 +251,26 @@ def run_group(group: ParallelGroup, ctx: Any, env: Env) -> Any:
         env.records.extend(outcome.records)
         if not executor.live_hooks:
             for record in outcome.records:
-                for hook in env.hooks:
-                    hook.on_step_end(env.run, record, None)
+                _notify_quietly(env, "on_step_end", record, None)
         if outcome.failure is not None:
             failures.append(outcome.failure)
             env.cancel.set()
         elif not outcome.cancelled:
             done.append((branch, outcome.context))
-        for hook in env.hooks:
-            hook.on_branch_end(env.run, branch, outcome.context)
+        if outcome.context is None or failures:
+            _notify_quietly(env, "on_branch_end", branch, outcome.context)
+        else:
+            try:
+                notify(env, "on_branch_end", branch, outcome.context, path=branch.path,
+                       ctx=outcome.context)
+            except StepFailure as failure:
+                failures.append(failure)
+                env.cancel.set()
     if failures:
-        for hook in env.hooks:
-            hook.on_group_end(env.run, group, None)
+        _notify_quietly(env, "on_group_end", group, None)
         raise failures[0]
     merged = _merge(group, ctx, done, env)
-    for hook in env.hooks:
-        hook.on_group_end(env.run, group, merged)
+    notify(env, "on_group_end", group, merged, path=group.path, ctx=merged)
     return merged
 
 
@@ -255,13 +289,14 @@ def _merge(group: ParallelGroup, base: Any, done: list[tuple[Branch, Any]], env:
             merged = merge_contexts(base, values, group.rules, group=group.path)
     except Exception as exc:
         record = StepRecord(name, path, "failed", start, time.time(), env.executor.name,
-                            os.getpid(), "merge", f"{type(exc).__name__}: {exc}")
-        _record(env, record, None)
+                            env.pid, "merge", f"{type(exc).__name__}: {exc}", branch=env.branch)
+        env.records.append(record)
+        _notify_quietly(env, "on_step_end", record, None)
         received = {"base": base, "branches": [c for _, c in done]}
         failure = _failure(name, path, "merge", exc, received)
         if isinstance(exc, ContextCollisionError):
             failure.original = exc
         raise failure from exc
     _record(env, StepRecord(name, path, "succeeded", start, time.time(), env.executor.name,
-                            os.getpid(), "merge"), merged)
+                            env.pid, "merge", branch=env.branch), merged)
     return merged

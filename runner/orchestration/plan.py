@@ -162,6 +162,21 @@ class Plan:
     def stages(self) -> list[StageStep]:
         return [s for s in self.walk() if isinstance(s, StageStep)]
 
+    def main_line(self) -> list[Step]:
+        """The steps the driver runs one after another (nested pipelines opened,
+        parallel groups as one step each), in order: the points a run resumes from."""
+        out: list[Step] = []
+
+        def visit(steps: tuple[Step, ...]) -> None:
+            for step in steps:
+                if isinstance(step, PipelineStep):
+                    visit(step.steps)
+                else:
+                    out.append(step)
+
+        visit(self.steps)
+        return out
+
     @cached_property
     def has_parallel(self) -> bool:
         return any(isinstance(s, ParallelGroup) for s in self.walk())

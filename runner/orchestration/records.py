@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["RunInfo", "RunResult", "StepRecord"]
+__all__ = ["Resume", "RunInfo", "RunResult", "StepRecord"]
 
 Status = Literal["succeeded", "failed"]
 Kind = Literal["stage", "adapter", "merge"]
@@ -25,6 +25,8 @@ class StepRecord:
     kind: Kind = "stage"
     error: str | None = None
     node: str | None = None
+    branch: str | None = None
+    """The enclosing branch's path; None for the main line of steps."""
 
     @property
     def duration(self) -> float:
@@ -42,8 +44,17 @@ class StepRecord:
             "executor": self.executor,
             "pid": self.pid,
             "node": self.node,
+            "branch": self.branch,
             "error": self.error,
         }
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a resumed run starts: the last checkpoint and the steps already done."""
+
+    context: Any
+    completed: frozenset[str]
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,11 @@ from pydantic import BaseModel
 
 from runner.errors import ContextCollisionError, StageFailedError, UsageError
 from runner.forensics import ForensicsWriter, LocalForensics
-from runner.orchestration.execute import Cancelled, Env, StepFailure, run_steps
+from runner.orchestration.execute import Env, StepFailure, notify, run_steps
 from runner.orchestration.executors import Executor, make_executor
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Plan
-from runner.orchestration.records import RunInfo, RunResult
+from runner.orchestration.records import Resume, RunInfo, RunResult
 from runner.workspace import check_run_id, create_workspace, remove_workspace
 
 __all__ = ["DAGRunner", "new_run_id"]
@@ -54,6 +54,7 @@ class DAGRunner:
         cleanup: Callable[[str], object] | None = None,
         snapshots: bool = True,
         max_workers: int | None = None,
+        resume: Resume | None = None,
     ) -> None:
         self.plan = plan
         self.executor = make_executor(executor, max_workers=max_workers)
@@ -64,6 +65,7 @@ class DAGRunner:
         self.workspace_root = workspace_root
         self.cleanup = cleanup or (lambda rid: remove_workspace(rid, workspace_root))
         self.snapshots = snapshots
+        self.resume = resume
         self.info = RunInfo(self.run_id, self.trace_id, plan.pipeline, self.executor.name)
 
     def root_context(self, context: Any = None) -> Any:
@@ -91,14 +93,17 @@ class DAGRunner:
         return context
 
     def run(self, context: Any = None) -> RunResult:
-        """Run the plan; raise :class:`StageFailedError` or :class:`ContextCollisionError`."""
-        ctx = self.root_context(context)
+        """Run the plan; raise :class:`StageFailedError` or :class:`ContextCollisionError`.
+
+        Hooks always hear ``on_run_end``, whatever happened after ``on_run_start``.
+        """
         env = Env(self.info, self.executor.new_cancel_flag(), self.executor, self.hooks,
-                  self.snapshots)
+                  self.snapshots,
+                  completed=self.resume.completed if self.resume else frozenset())
         start = time.time()
-        for hook in self.hooks:
-            hook.on_run_start(self.info, self.plan, ctx)
         try:
+            ctx = self.root_context(self.resume.context if self.resume else context)
+            notify(env, "on_run_start", self.plan, ctx, path=self.plan.pipeline, ctx=ctx)
             if self.plan.has_parallel:
                 self.executor.start()
             try:
@@ -107,20 +112,25 @@ class DAGRunner:
                 self.executor.shutdown()
         except StepFailure as failure:
             error = self._fail(failure, env)
-            for hook in self.hooks:
-                hook.on_run_end(self.info, None, error)
+            self._end(None, error)
             raise error from failure.original
-        except (Cancelled, KeyboardInterrupt) as exc:
+        except BaseException as exc:
             self._cleanup()
-            for hook in self.hooks:
-                hook.on_run_end(self.info, None, exc)
+            self._end(None, exc)
             raise
         self._cleanup()
         result = RunResult(self.run_id, self.trace_id, self.plan.pipeline, ctx,
                            tuple(env.records), start, time.time(), self.executor.name)
-        for hook in self.hooks:
-            hook.on_run_end(self.info, result, None)
+        self._end(result, None)
         return result
+
+    def _end(self, result: RunResult | None, error: BaseException | None) -> None:
+        for hook in self.hooks:
+            try:
+                hook.on_run_end(self.info, result, error)
+            except Exception as exc:
+                log.error("hook %s.on_run_end failed: %s: %s", type(hook).__name__,
+                          type(exc).__name__, exc)
 
     def _fail(self, failure: StepFailure, env: Env) -> StageFailedError | ContextCollisionError:
         info = {

@@ -1,0 +1,21 @@
+"""Run state on any fsspec storage: checkpoints, resume, forensics, run listing."""
+
+from runner.artifacts.checkpoint import CheckpointHook, load_checkpoint, read_index, read_run
+from runner.artifacts.codec import KEY_ENV
+from runner.artifacts.runs import RunLock, StoreForensics, list_runs, prepare_resume, prune_runs
+from runner.artifacts.store import ArtifactStore, storage_options_from
+
+__all__ = [
+    "KEY_ENV",
+    "ArtifactStore",
+    "CheckpointHook",
+    "RunLock",
+    "StoreForensics",
+    "list_runs",
+    "load_checkpoint",
+    "prepare_resume",
+    "prune_runs",
+    "read_index",
+    "read_run",
+    "storage_options_from",
+]

@@ -1,0 +1,149 @@
+"""One chokepoint for artifact I/O on any fsspec URL.
+
+Every read and write goes through :class:`ArtifactStore`, which maps the
+zoo of storage exceptions onto :class:`ArtifactError` with the URL named, and
+makes writes atomic: a temporary name and a rename on filesystems, a single
+PUT on object stores, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import secrets
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from runner.errors import ArtifactError
+
+__all__ = ["ArtifactStore", "storage_options_from"]
+
+_OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory", "http", "https"}
+
+
+def storage_options_from(pairs: list[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` (``--storage-option``) to fsspec storage options."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ArtifactError(f"--storage-option {pair!r}: expected KEY=VALUE")
+        lowered = value.lower()
+        out[key] = {"true": True, "false": False}.get(lowered, value)
+        if key == "endpoint_url":  # s3fs takes it inside client_kwargs
+            out.pop(key)
+            out.setdefault("client_kwargs", {})["endpoint_url"] = value
+    return out
+
+
+@contextmanager
+def _translated(url: str, action: str) -> Iterator[None]:
+    try:
+        yield
+    except ArtifactError:
+        raise
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{action} {url}: not found", url=url, missing=True) from exc
+    except PermissionError as exc:
+        raise ArtifactError(f"{action} {url}: permission denied ({exc})", url=url) from exc
+    except Exception as exc:  # fsspec back ends raise anything: botocore, aiohttp, OSError
+        raise ArtifactError(f"{action} {url}: {type(exc).__name__}: {exc}", url=url) from exc
+
+
+class ArtifactStore:
+    """A folder of artifacts at ``root`` (any fsspec URL or local path)."""
+
+    def __init__(self, root: str | os.PathLike[str],
+                 storage_options: Mapping[str, Any] | None = None) -> None:
+        self.url = str(root).rstrip("/") or "/"
+        self.storage_options = dict(storage_options or {})
+        with _translated(self.url, "cannot open artifact store"):
+            fs, path = url_to_fs(self.url, **self.storage_options)
+        self.fs: fsspec.AbstractFileSystem = fs
+        self.root = path.rstrip("/") or "/"
+        protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+        self.local = "file" in protocols or "local" in protocols
+        self.object_store = bool(set(protocols) & _OBJECT_STORES)
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore({self.url!r})"
+
+    def path(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def url_of(self, *parts: str) -> str:
+        """A user-facing location for ``parts``: a local path or a full URL."""
+        rel = posixpath.join(*parts) if parts else ""
+        return posixpath.join(self.url, rel) if rel else self.url
+
+    # ------------------------------------------------------------ checks
+
+    def check(self) -> None:
+        """Fail early (before any stage runs) when the root cannot be written."""
+        probe = self.path(f".runner-probe-{secrets.token_hex(4)}")
+        with _translated(self.url, "artifact store is not usable:"):
+            if self.local:
+                self.fs.makedirs(self.root, exist_ok=True)
+            self.fs.pipe_file(probe, b"ok")
+            self.fs.rm_file(probe)
+
+    # ------------------------------------------------------------ bytes
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write atomically: readers see the old file or the new one, never half."""
+        target = self.path(rel)
+        with _translated(self.url_of(rel), "cannot write"):
+            if self.local:
+                parent = posixpath.dirname(target)
+                self.fs.makedirs(parent, exist_ok=True)
+                name = f".{posixpath.basename(target)}.{secrets.token_hex(4)}"
+                tmp = posixpath.join(parent, name)
+                try:
+                    with self.fs.open(tmp, "wb") as fh:
+                        fh.write(data)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    os.replace(tmp, target)  # noqa: PTH105 - a local fsspec path
+                except BaseException:
+                    if os.path.exists(tmp):  # noqa: PTH110 - a local fsspec path
+                        os.unlink(tmp)  # noqa: PTH108
+                    raise
+            else:
+                self.fs.pipe_file(target, data)  # one PUT: atomic on object stores
+
+    def read_bytes(self, rel: str) -> bytes:
+        with _translated(self.url_of(rel), "cannot read"):
+            data: bytes = self.fs.cat_file(self.path(rel))
+            return data
+
+    def exists(self, rel: str) -> bool:
+        with _translated(self.url_of(rel), "cannot check"):
+            return bool(self.fs.exists(self.path(rel)))
+
+    def listdir(self, rel: str) -> list[str]:
+        """Names directly under ``rel`` (empty when it does not exist)."""
+        base = self.path(rel)
+        with _translated(self.url_of(rel), "cannot list"):
+            try:
+                entries = self.fs.ls(base, detail=False)
+            except FileNotFoundError:
+                return []
+        return sorted(posixpath.basename(str(e).rstrip("/")) for e in entries)
+
+    def delete(self, rel: str, *, recursive: bool = False) -> None:
+        with _translated(self.url_of(rel), "cannot delete"):
+            if self.fs.exists(self.path(rel)):
+                self.fs.rm(self.path(rel), recursive=recursive)
+
+    def modified(self, rel: str) -> float | None:
+        """Last-modified time (epoch seconds) when the back end knows it."""
+        with _translated(self.url_of(rel), "cannot stat"):
+            try:
+                stamp = self.fs.modified(self.path(rel))
+            except (NotImplementedError, FileNotFoundError, OSError):
+                return None
+        return float(stamp.timestamp())
