@@ -209,22 +209,28 @@ def _report(context: Any) -> dict[str, Any] | None:
     return json.loads(json.dumps(doc, default=str)) if doc is not None else None
 
 
-def _render_report(report: dict[str, Any]) -> None:
+def _render_report(report: dict[str, Any], *, top: int = 10) -> None:
     for title, body in report.items():
         if isinstance(body, dict) and body:
             table = Table(box=None, title=title, title_justify="left", show_header=False)
-            for key, value in body.items():
+            for key, value in list(body.items())[:top]:
                 shown = f"{value:.4f}" if isinstance(value, float) else str(value)
                 table.add_row(str(key), shown)
+            if len(body) > top:
+                table.add_row(f"... {len(body) - top} more", "")
             err.print(table)
         else:
             err.print(f"[bold]{title}[/]: {body}")
 
 
-def _summary(result: RunResult) -> None:
+def _summary(result: RunResult, sdk: QuantSDK) -> None:
     report = _report(result.context)
     if report:
         _render_report(report)
+    store = sdk.store()
+    err.print(f"checkpoints: {store.url_of('runs', result.run_id)}  (runner runs show "
+              f"{result.run_id}); forensics on failure go to "
+              f"{store.url_of('summaries', 'runs', result.run_id)}")
     err.print(f"[green]succeeded[/] in {result.duration:.2f}s  run_id={result.run_id}  "
               f"trace_id={result.trace_id}")
 
@@ -300,7 +306,7 @@ def run(
     if as_json:
         out.print(json.dumps(doc), markup=False)
     elif not quiet:
-        _summary(result)
+        _summary(result, sdk)
 
 
 INTERNAL_ERROR = 3

@@ -33,6 +33,20 @@ __all__ = ["DAGRunner", "new_run_id"]
 log = logging.getLogger("runner")
 
 
+def stage_modules(plan: Plan) -> list[str]:
+    """Modules that hold the plan's stages, for worker processes to import up front."""
+    modules = []
+    for step in plan.walk():
+        fn = getattr(getattr(step, "entry", None), "fn", None)
+        module = getattr(fn, "__module__", None)
+        if module and module != "__main__":
+            modules.append(module)
+        adapter = getattr(step, "merge_adapter", None)
+        if adapter is not None and getattr(adapter.fn, "__module__", "__main__") != "__main__":
+            modules.append(adapter.fn.__module__)
+    return list(dict.fromkeys(modules))
+
+
 def new_run_id() -> str:
     """A sortable, unique id usable as a folder and a Kubernetes name."""
     return f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
@@ -57,7 +71,8 @@ class DAGRunner:
         resume: Resume | None = None,
     ) -> None:
         self.plan = plan
-        self.executor = make_executor(executor, max_workers=max_workers)
+        self.executor = make_executor(executor, max_workers=max_workers,
+                                      preload=stage_modules(plan))
         self.run_id = check_run_id(run_id) if run_id else new_run_id()
         self.trace_id = secrets.token_hex(16)
         self.hooks = tuple(hooks)

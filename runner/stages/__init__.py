@@ -1,1 +1,32 @@
-"""The shipped quant stages (foundation, alpha, risk, dataops pillars)."""
+"""The shipped quant stages, by pillar; importing this package registers them all.
+
+==============  ==================================================================
+Module          Registers
+==============  ==================================================================
+``contexts``    ``PortfolioContext``, ``DataOpsContext`` and the context adapters
+                MetaContext -> DataOpsContext -> PortfolioContext
+``foundation``  ``foundation.ingest``, ``foundation.features``
+``alpha``       ``alpha.inference``, ``alpha.inference_model_a``,
+                ``alpha.inference_model_b``, ``alpha.clustering``, ``alpha.policy``,
+                ``alpha.synthesis``; merge adapter ``alpha.ensemble``
+``risk``        ``risk.optimize``
+``dataops``     ``dataops.load``, ``dataops.validate``, ``dataops.clean``
+==============  ==================================================================
+
+Every stage reads its settings from ``ctx.params`` (all optional); each module's
+docstring lists the ones it uses. The bundled prices and their licence are in
+``runner/stages/data`` (see ``SOURCE.md``).
+"""
+
+from runner.stages import alpha, contexts, dataops, foundation, risk
+from runner.stages.contexts import DataOpsContext, PortfolioContext
+
+__all__ = [
+    "DataOpsContext",
+    "PortfolioContext",
+    "alpha",
+    "contexts",
+    "dataops",
+    "foundation",
+    "risk",
+]

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import assume, HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import Field
 
@@ -1230,6 +1230,8 @@ JSONISH = st.recursive(
 @given(junk=JSONISH)
 def test_junk_steps_parse_or_raise_manifest_error(junk: Any) -> None:
     text = json.dumps({"pipelines": {"p": {"steps": junk}}})
+    # messages quote the input; input that spells a leak marker itself proves nothing
+    assume(not any(leak in text.lower() for leak in LEAKS))
     try:
         manifest = parse_manifest(text)
     except ManifestError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from runner.errors import UsageError
 from runner.orchestration.executors.base import Executor
@@ -25,8 +26,8 @@ PARALLEL_ENV = "TV_ORCH_PARALLEL"
 PARALLEL_DEFAULT = "processes"
 
 
-def make_executor(spec: str | Executor | None = None, *, max_workers: int | None = None
-                  ) -> Executor:
+def make_executor(spec: str | Executor | None = None, *, max_workers: int | None = None,
+                  preload: Sequence[str] = ()) -> Executor:
     """An executor by name; with none given, ``TV_ORCH_PARALLEL=1`` picks the parallel one."""
     if isinstance(spec, Executor):
         return spec
@@ -38,7 +39,7 @@ def make_executor(spec: str | Executor | None = None, *, max_workers: int | None
     if spec == "threads":
         return ThreadsExecutor(max_workers)
     if spec == "processes":
-        return ProcessesExecutor(max_workers)
+        return ProcessesExecutor(max_workers, preload=preload)
     if spec == "ray":
         raise UsageError("executor 'ray' is not available in this version; "
                          "use 'processes' for parallel branches")

@@ -1,15 +1,17 @@
 """Branches in worker processes: contexts are pickled across, true CPU parallelism.
 
-Workers come from a ``forkserver`` that has already imported the engine, so a
-branch starts in milliseconds and no thread state is inherited. The pool is
-started (and warmed up) when the run begins, behind the sequential steps that
-precede the first parallel group.
+Workers come from a ``forkserver`` that has already imported the engine and the
+plan's stage modules, so a branch starts in milliseconds and no thread state is
+inherited. The pool is started and warmed up on a background thread when the
+run begins, so its start-up hides behind the sequential steps that precede the
+first parallel group.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
@@ -44,28 +46,57 @@ class ProcessesExecutor(Executor):
     isolates = True
     live_hooks = False
 
-    def __init__(self, max_workers: int | None = None, *, start_method: str = "forkserver") -> None:
+    def __init__(self, max_workers: int | None = None, *, start_method: str = "forkserver",
+                 preload: Sequence[str] = ()) -> None:
         self.max_workers = max_workers or os.cpu_count() or 1
         self._mp = mp.get_context(start_method)
         if start_method == "forkserver":
-            self._mp.set_forkserver_preload(["runner.orchestration.execute", "pandas"])
+            modules = ["runner.orchestration.execute", "pandas", *preload]
+            self._mp.set_forkserver_preload(list(dict.fromkeys(modules)))
         self._cancel = self._mp.Event()
         self._pool: ProcessPoolExecutor | None = None
+        self._starting: threading.Thread | None = None
+        self._start_error: BaseException | None = None
 
     def new_cancel_flag(self) -> CancelFlag:
         self._cancel.clear()
         return self._cancel
 
     def start(self) -> None:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
+        """Start the pool in the background; :meth:`run_branches` waits for it."""
+        if self._pool is None and self._starting is None:
+            self._starting = threading.Thread(target=self._start_pool, name="runner-pool",
+                                              daemon=True)
+            self._starting.start()
+
+    def _start_pool(self) -> None:
+        try:
+            pool = ProcessPoolExecutor(
                 self.max_workers, mp_context=self._mp, initializer=_init_worker,
                 initargs=(self._cancel,),
             )
-            for _ in range(self.max_workers):
-                self._pool.submit(_warm)
+            warm = [pool.submit(_warm) for _ in range(self.max_workers)]
+            self._pool = pool
+            for fut in warm:
+                fut.result()
+        except BaseException as exc:  # reported by the first run_branches
+            self._start_error = exc
+
+    def _ready(self) -> ProcessPoolExecutor:
+        self.start()
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
+        if self._start_error is not None:
+            error, self._start_error = self._start_error, None
+            raise RuntimeError(f"the worker pool did not start: {error}") from error
+        assert self._pool is not None
+        return self._pool
 
     def shutdown(self) -> None:
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -73,9 +104,8 @@ class ProcessesExecutor(Executor):
     def run_branches(
         self, tasks: Sequence[BranchTask], cancel: CancelFlag, hooks: Sequence[RunHook]
     ) -> Iterator[BranchOutcome]:
-        self.start()
-        assert self._pool is not None
+        pool = self._ready()
         futures: dict[Future[BranchOutcome], BranchTask] = {
-            self._pool.submit(_run_in_worker, t, self.name): t for t in tasks
+            pool.submit(_run_in_worker, t, self.name): t for t in tasks
         }
         yield from drain(futures, cancel)
