@@ -344,6 +344,9 @@ def main() -> None:
     """
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:  # "module:function" stages in the current folder import
+        sys.path.insert(0, cwd)
     try:
         app()  # usage errors exit 2 and --help exits 0 inside, as SystemExit
     except KeyboardInterrupt:

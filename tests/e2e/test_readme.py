@@ -1,0 +1,89 @@
+"""Every command the README shows is run here, in order, as a new user would."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+BLOCKS = re.findall(r"```(\w*)\n(.*?)```", README, re.S)
+pytestmark = pytest.mark.slow
+
+
+def commands() -> list[str]:
+    out = []
+    for lang, body in BLOCKS:
+        if lang != "bash":
+            continue
+        for line in body.splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line and not line.startswith("#"):
+                out.append(line)
+    return out
+
+
+def block_after(marker: str, lang: str) -> str:
+    for block_lang, body in BLOCKS:
+        if block_lang == lang and marker in body:
+            return body
+    raise AssertionError(f"README has no {lang} block containing {marker!r}")
+
+
+def test_the_two_commands_are_first_and_ci_runs_the_test_one():
+    first = commands()[:2]
+    assert first == ["make run", "make test"]
+    ci = (ROOT / ".ci/run").read_text().strip().splitlines()[-1]
+    assert ci == "make test"
+    makefile = (ROOT / "Makefile").read_text()
+    assert "PIPELINE ?= alpha.full" in makefile
+    assert re.search(r"^run: .*\n\t\$\(BIN\)/runner run \$\(PIPELINE\)$", makefile, re.M)
+    assert re.search(r"^test: check\n\t\$\(BIN\)/python -m pytest$", makefile, re.M)
+
+
+def test_every_readme_command_runs(tmp_path):
+    """`make run` is `runner run alpha.full` after installing; it runs here as such."""
+    (tmp_path / "my_stages.py").write_text(block_after("# my_stages.py", "python"))
+    (tmp_path / "demo.json").write_text(block_after('"demo"', "json"))
+    prices = pd.read_csv(ROOT / "runner/stages/data/sp500_prices_2013_2022.csv.gz",
+                         index_col=0, parse_dates=True)
+    prices.to_parquet(tmp_path / "my_prices.parquet")
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
+           "RUNNER_MANIFEST": str(ROOT / "configs/manifest.json")}
+    env.pop("TV_ORCH_PARALLEL", None)
+    ran = []
+    for line in commands():
+        if line.startswith("make "):
+            line = {"make run": "runner run alpha.full"}.get(line)
+            if line is None:
+                continue  # `make test` is what CI runs around this very test
+        argv = shlex.split(line)
+        assert argv[0] == "runner", line
+        proc = subprocess.run([sys.executable, "-m", "runner.cli", *argv[1:]], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=300,
+                              check=False)
+        assert proc.returncode == 0, f"{line}\n{proc.stderr}"
+        assert "Traceback" not in proc.stderr, line
+        ran.append(line)
+    assert "runner run alpha.full" in ran and len(ran) >= 14
+    assert (tmp_path / "fs.parquet").exists()
+    # `runs prune --older-than 30` kept the fresh runs
+    assert (tmp_path / "data/artifacts/runs/demo-1/run.json").exists()
+
+
+def test_the_python_snippet_runs(tmp_path):
+    (tmp_path / "my_stages.py").write_text(block_after("# my_stages.py", "python"))
+    (tmp_path / "demo.json").write_text(block_after('"demo"', "json"))
+    snippet = block_after("QuantSDK(\"demo.json\")", "python")
+    proc = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False,
+                          env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"})
+    assert proc.returncode == 0, proc.stderr
+    assert "trend" in proc.stdout and "ret" in proc.stdout
