@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import pandas as pd
 import pytest
-from hypothesis import assume, HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import Field
 
