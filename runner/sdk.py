@@ -98,20 +98,22 @@ class QuantSDK:
         elif store.exists(f"runs/{run_id}/run.json"):
             raise UsageError(f"run {run_id!r} already exists in {store.url}; use --resume to "
                              "continue it, or another --run-id")
-        lock = RunLock(store, run_id)
         extra: list[RunHook] = []
-        if checkpoints:
+        lock: RunLock | None = None
+        if checkpoints:  # without checkpoints the run leaves nothing to guard but forensics
             extra.append(CheckpointHook(store, plan, plan.manifest_digest, completed=completed))
-        lock.acquire()
+            lock = RunLock(store, run_id)
+            lock.acquire()
+            extra.append(_ReleaseLock(lock))
         try:
             return DAGRunner(
-                plan, executor=executor, run_id=run_id,
-                hooks=[*hooks, *extra, _ReleaseLock(lock)],
+                plan, executor=executor, run_id=run_id, hooks=[*hooks, *extra],
                 forensics=StoreForensics(store), workspace_root=self.workspace_root,
                 cleanup=self.cleanup_workspace, resume=state, **options,
             )
         except BaseException:
-            lock.release()
+            if lock is not None:
+                lock.release()
             raise
 
     def run_pipeline(

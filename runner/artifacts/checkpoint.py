@@ -13,9 +13,12 @@ A field unchanged since the previous checkpoint is referenced, not rewritten.
 
 from __future__ import annotations
 
+import functools
 import json
+import queue
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -99,20 +102,33 @@ class _Kept:
 
 @dataclass
 class CheckpointHook(RunHook):
-    """Writes a checkpoint after every main-line step and every branch, and run.json."""
+    """Writes a checkpoint after every main-line step and every branch, and run.json.
+
+    Writing happens on one background thread, in order, while the next step
+    runs: the values are copy-on-write forks taken when the step ended, so the
+    next stage cannot change them. A checkpoint counts as done (``completed``
+    in run.json) only once all its files are durable. A write error fails the
+    run at the next step boundary, and the last main-line step waits for its
+    checkpoint, so a run never reports success with a checkpoint missing.
+    """
 
     store: ArtifactStore
     plan: Plan
     manifest_digest: str = ""
     completed: list[str] = field(default_factory=list)
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    background: bool = True
     _last: dict[str, _Kept] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _doc: dict[str, Any] = field(default_factory=dict)
-    _main: set[str] = field(default_factory=set)
+    _main: list[str] = field(default_factory=list)
+    _seq: int = 0
+    _queue: queue.Queue[Callable[[], None] | None] = field(default_factory=queue.Queue)
+    _writer: threading.Thread | None = None
+    _error: BaseException | None = None
 
     def __post_init__(self) -> None:
-        self._main = {s.path for s in self.plan.main_line()}
+        self._main = [s.path for s in self.plan.main_line()]
 
     # ------------------------------------------------------------ run.json
 
@@ -121,6 +137,7 @@ class CheckpointHook(RunHook):
         previous = (read_run(self.store, run.run_id)
                     if self.store.exists(f"{base}/run.json") else {})
         self.checkpoints = list(previous.get("checkpoints", [])) if self.completed else []
+        self._seq = len(self.checkpoints)
         self._doc = {
             "format": FORMAT, "run_id": run.run_id, "pipeline": run.pipeline,
             "trace_id": run.trace_id, "executor": run.executor,
@@ -135,19 +152,22 @@ class CheckpointHook(RunHook):
                    error: BaseException | None) -> None:
         if not self._doc:
             return  # the run never started
-        self._doc.update(status="succeeded" if error is None else "failed", ended=_now())
-        if error is not None:
-            self._doc["error"] = {"type": type(error).__name__, "message": str(error)}
+        self.flush(raise_error=False)
+        failure = error or self._error
+        self._doc.update(status="succeeded" if failure is None else "failed", ended=_now())
+        if failure is not None:
+            self._doc["error"] = {"type": type(failure).__name__, "message": str(failure)}
         try:
             self._save()
         except ArtifactError:
-            if error is None:
+            if failure is None:
                 raise
 
     def _save(self) -> None:
-        self._doc.update(completed=self.completed, checkpoints=self.checkpoints,
-                         updated=_now())
-        data = json.dumps(self._doc, indent=2, default=str).encode()
+        with self._lock:
+            self._doc.update(completed=list(self.completed), checkpoints=list(self.checkpoints),
+                             updated=_now())
+            data = json.dumps(self._doc, indent=2, default=str).encode()
         self.store.write_bytes(f"{run_dir(self._doc['run_id'])}/run.json", data)
 
     # ------------------------------------------------------------ checkpoints
@@ -166,37 +186,88 @@ class CheckpointHook(RunHook):
             self._checkpoint(run, "merge", group.path, "step", context)
 
     def _checkpoint(self, run: RunInfo, name: str, path: str, kind: str, ctx: Any) -> None:
+        self._raise_pending()
         with self._lock:  # branches may end at once on the threads executor
-            seq = len(self.checkpoints) + 1
-            step_dir = f"steps/{seq:03d}-{_slug(name)}"
-            base = run_dir(run.run_id)
+            self._seq += 1
+            step_dir = f"steps/{self._seq:03d}-{_slug(name)}"
             fields: dict[str, Any] = {}
-            values = getattr(ctx, "__dict__", {"value": ctx})
-            for fname, value in values.items():
+            todo: dict[str, Any] = {}
+            for fname, value in getattr(ctx, "__dict__", {"value": ctx}).items():
                 kept = self._last.get(fname)
                 if kept is not None and values_equal(value, kept.value):
                     fields[fname] = kept.entry  # unchanged: a reference, not a rewrite
                     continue
-                enc = encode(value)
-                rel = f"{step_dir}/{fname}.{enc.suffix}"
-                self.store.write_bytes(f"{base}/{rel}", enc.data)
-                entry = {"file": rel, "format": enc.format, "sha256": sha256(enc.data),
-                         "bytes": len(enc.data), "rows": enc.rows}
-                if enc.format == "series":
-                    entry["series_name"] = enc.series_name
+                frozen = fork_value(value)  # what the file will hold, whatever runs next
+                entry: dict[str, Any] = {"file": ""}
                 fields[fname] = entry
+                todo[fname] = (frozen, entry)
                 if kind == "step":
-                    self._last[fname] = _Kept(fork_value(value), entry)
+                    self._last[fname] = _Kept(frozen, entry)
             index = {"format": FORMAT, "run_id": run.run_id, "name": name, "path": path,
-                     "kind": kind, "context_type": _type_path(ctx), "created": _now(),
-                     "fields": fields}
-            self.store.write_bytes(f"{base}/{step_dir}/index.json",
-                                   json.dumps(index, indent=2, default=str).encode())
-            self.checkpoints.append({"seq": seq, "dir": step_dir, "name": name, "path": path,
-                                     "kind": kind})
-            if kind == "step":
-                self.completed.append(path)
-            self._save()
+                     "kind": kind, "context_type": _type_path(ctx), "fields": fields}
+            meta = {"seq": self._seq, "dir": step_dir, "name": name, "path": path, "kind": kind}
+        job = functools.partial(self._write, run.run_id, step_dir, todo, index, meta)
+        if self.background:
+            self._submit(job)
+        else:
+            job()
+        if path == self._main[-1] and kind == "step":
+            self.flush()  # the last step: the run ends only once it is on the store
+
+    def _write(self, run_id: str, step_dir: str, todo: dict[str, Any],
+               index: dict[str, Any], meta: dict[str, Any]) -> None:
+        base = run_dir(run_id)
+        for fname, (value, entry) in todo.items():
+            enc = encode(value)
+            rel = f"{step_dir}/{fname}.{enc.suffix}"
+            with self.store.open_atomic(f"{base}/{rel}") as fh:
+                enc.write(fh)
+            entry.update(file=rel, format=enc.format, sha256=fh.sha256, bytes=fh.size,
+                         rows=enc.rows)
+            if enc.format == "series":
+                entry["series_name"] = enc.series_name
+        index["created"] = _now()
+        self.store.write_bytes(f"{base}/{step_dir}/index.json",
+                               json.dumps(index, indent=2, default=str).encode())
+        with self._lock:
+            self.checkpoints.append(meta)
+            if meta["kind"] == "step":
+                self.completed.append(meta["path"])
+        self._save()
+
+    # ------------------------------------------------------------ the writer thread
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._drain, name="runner-checkpoints",
+                                            daemon=True)
+            self._writer.start()
+        self._queue.put(job)
+
+    def _drain(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                if job is None:
+                    return
+                if self._error is None:  # after a failure, later checkpoints are void
+                    job()
+            except BaseException as exc:
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def flush(self, *, raise_error: bool = True) -> None:
+        """Wait until every checkpoint handed over so far is on the store."""
+        if self._writer is not None:
+            self._queue.join()
+        if raise_error:
+            self._raise_pending()
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            error = self._error
+            raise ArtifactError(f"writing a checkpoint failed: {error}") from error
 
 
 def last_main_checkpoint(doc: dict[str, Any]) -> dict[str, Any] | None:

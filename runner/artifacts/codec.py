@@ -14,6 +14,7 @@ import json
 import math
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,10 +34,10 @@ PARQUET_OPTIONS: dict[str, Any] = {"use_dictionary": False, "compression": "snap
 
 @dataclass(frozen=True)
 class Encoded:
-    """One field as bytes, with what is needed to read it back."""
+    """One field ready to be written: its format and how to write it to a file."""
 
     format: str  # parquet | series | json | pickle
-    data: bytes
+    write: Callable[[Any], None]
     rows: int | None = None
     series_name: Any = None
 
@@ -44,6 +45,13 @@ class Encoded:
     def suffix(self) -> str:
         return {"parquet": "parquet", "series": "parquet", "json": "json"}.get(
             self.format, "pkl")
+
+    @property
+    def data(self) -> bytes:
+        """The encoded bytes (for small fields and tests; checkpoints stream instead)."""
+        sink = io.BytesIO()
+        self.write(sink)
+        return sink.getvalue()
 
 
 def sha256(data: bytes) -> str:
@@ -70,11 +78,25 @@ def _is_plain(value: Any, depth: int = 0) -> bool:
     return False
 
 
-def _parquet(frame: pd.DataFrame) -> bytes:
-    table = pa.Table.from_pandas(frame, preserve_index=True)
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, **PARQUET_OPTIONS)
-    return bytes(sink.getvalue())
+def _parquet_writer(frame: pd.DataFrame) -> Callable[[Any], None]:
+    """Convert now (so a frame Parquet cannot hold falls back to pickle), write later.
+
+    A default RangeIndex is kept as metadata, any other index as columns: every
+    reader sees exactly the data columns, and pandas gets the index back.
+    """
+    table = pa.Table.from_pandas(frame, preserve_index=None)
+
+    def write(fh: Any) -> None:
+        pq.write_table(table, fh, **PARQUET_OPTIONS)
+
+    return write
+
+
+def _bytes_writer(data: bytes) -> Callable[[Any], None]:
+    def write(fh: Any) -> None:
+        fh.write(data)
+
+    return write
 
 
 def _pickle(value: Any) -> bytes:
@@ -89,18 +111,19 @@ def encode(value: Any) -> Encoded:
     """The best format for one field's value."""
     if isinstance(value, pd.DataFrame):
         try:
-            return Encoded("parquet", _parquet(value), rows=len(value))
+            return Encoded("parquet", _parquet_writer(value), rows=len(value))
         except (pa.ArrowException, TypeError, ValueError):
             pass  # mixed-type object columns and the like: pickle keeps them exactly
     elif isinstance(value, pd.Series):
         try:
-            data = _parquet(value.to_frame("value"))
-            return Encoded("series", data, rows=len(value), series_name=_plain_or_none(value.name))
+            write = _parquet_writer(value.to_frame("value"))
+            return Encoded("series", write, rows=len(value),
+                           series_name=_plain_or_none(value.name))
         except (pa.ArrowException, TypeError, ValueError):
             pass
     elif _is_plain(value):
-        return Encoded("json", json.dumps(value, separators=(",", ":")).encode())
-    return Encoded("pickle", _pickle(value))
+        return Encoded("json", _bytes_writer(json.dumps(value, separators=(",", ":")).encode()))
+    return Encoded("pickle", _bytes_writer(_pickle(value)))
 
 
 def _plain_or_none(name: Any) -> Any:

@@ -93,7 +93,7 @@ class RunLock:
                 f"{holder.get('host')} (heartbeat {age:.0f}s ago); wait for it, or use "
                 f"another --run-id (a dead run's lock is broken after {self.stale_after:.0f}s)"
             )
-        self.store.write_bytes(self.rel, json.dumps(self._doc()).encode())
+        self.store.write_bytes(self.rel, json.dumps(self._doc()).encode(), durable=False)
         confirmed = read_json(self.store, self.rel)
         if confirmed.get("token") != self.token:  # lost a race on an object store
             raise UsageError(f"run {self.run_id!r} was taken by another process just now")
@@ -103,7 +103,8 @@ class RunLock:
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.store.write_bytes(self.rel, json.dumps(self._doc()).encode())
+                self.store.write_bytes(self.rel, json.dumps(self._doc()).encode(),
+                                       durable=False)
             except ArtifactError as exc:
                 log.warning("lock heartbeat for run %s failed: %s", self.run_id, exc)
 

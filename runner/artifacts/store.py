@@ -8,19 +8,21 @@ PUT on object stores, so a reader never sees half a file.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import posixpath
 import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, BinaryIO
 
 import fsspec
 from fsspec.core import url_to_fs
 
 from runner.errors import ArtifactError
 
-__all__ = ["ArtifactStore", "storage_options_from"]
+__all__ = ["ArtifactStore", "HashingWriter", "storage_options_from"]
 
 _OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory", "http", "https"}
 
@@ -38,6 +40,39 @@ def storage_options_from(pairs: list[str]) -> dict[str, Any]:
             out.pop(key)
             out.setdefault("client_kwargs", {})["endpoint_url"] = value
     return out
+
+
+class HashingWriter:
+    """A binary file wrapper that computes sha256 and size of what is written."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self._hash.update(view)
+        self.size += view.nbytes
+        self._fh.write(view)
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:  # the store closes the real file, after fsync
+        self.closed = True
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
 
 
 @contextmanager
@@ -93,27 +128,42 @@ class ArtifactStore:
 
     # ------------------------------------------------------------ bytes
 
-    def write_bytes(self, rel: str, data: bytes) -> None:
+    def write_bytes(self, rel: str, data: bytes, *, durable: bool = True) -> None:
         """Write atomically: readers see the old file or the new one, never half."""
+        with self.open_atomic(rel, durable=durable) as fh:
+            fh.write(data)
+
+    @contextmanager
+    def open_atomic(self, rel: str, *, durable: bool = True) -> Iterator[HashingWriter]:
+        """A file to stream into; it appears under ``rel`` only if the block succeeds.
+
+        Locally: a temporary name in the same folder, fsync (when ``durable``), rename.
+        On object stores: one PUT of the whole content at the end. The writer
+        hashes what passes through it (``.sha256``, ``.size``).
+        """
         target = self.path(rel)
         with _translated(self.url_of(rel), "cannot write"):
-            if self.local:
-                parent = posixpath.dirname(target)
-                self.fs.makedirs(parent, exist_ok=True)
-                name = f".{posixpath.basename(target)}.{secrets.token_hex(4)}"
-                tmp = posixpath.join(parent, name)
-                try:
-                    with self.fs.open(tmp, "wb") as fh:
-                        fh.write(data)
-                        fh.flush()
+            if not self.local:
+                buffer = io.BytesIO()
+                writer = HashingWriter(buffer)
+                yield writer
+                self.fs.pipe_file(target, buffer.getbuffer())
+                return
+            parent = posixpath.dirname(target)
+            self.fs.makedirs(parent, exist_ok=True)
+            tmp = posixpath.join(parent, f".{posixpath.basename(target)}.{secrets.token_hex(4)}")
+            try:
+                with open(tmp, "wb") as fh:  # noqa: PTH123 - a local fsspec path
+                    writer = HashingWriter(fh)
+                    yield writer
+                    fh.flush()
+                    if durable:
                         os.fsync(fh.fileno())
-                    os.replace(tmp, target)  # noqa: PTH105 - a local fsspec path
-                except BaseException:
-                    if os.path.exists(tmp):  # noqa: PTH110 - a local fsspec path
-                        os.unlink(tmp)  # noqa: PTH108
-                    raise
-            else:
-                self.fs.pipe_file(target, data)  # one PUT: atomic on object stores
+                os.replace(tmp, target)  # noqa: PTH105
+            except BaseException:
+                if os.path.exists(tmp):  # noqa: PTH110
+                    os.unlink(tmp)  # noqa: PTH108
+                raise
 
     def read_bytes(self, rel: str) -> bytes:
         with _translated(self.url_of(rel), "cannot read"):
