@@ -226,7 +226,11 @@ def execute_branch(
 
 def worker_failure(task: BranchTask, exc: BaseException) -> BranchOutcome:
     """A branch whose worker could not run it at all (died, or could not unpickle it)."""
-    message = f"the worker running this branch failed: {type(exc).__name__}: {exc}"
+    if type(exc).__name__ == "BrokenProcessPool":
+        message = ("a worker process died (killed, out of memory or crashed) while this "
+                   f"group ran; every branch of it stopped: {exc}")
+    else:
+        message = f"the worker running this branch failed: {type(exc).__name__}: {exc}"
     failure = StepFailure(
         name=task.branch.label, path=task.branch.path, kind="branch",
         exc_type=type(exc).__name__, message=message,

@@ -10,6 +10,7 @@ first parallel group.
 from __future__ import annotations
 
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,6 +30,20 @@ _CANCEL: Any = None
 def _init_worker(cancel: Any) -> None:
     global _CANCEL  # noqa: PLW0603 - the pool's one way to hand a worker its flag
     _CANCEL = cancel
+    parent = mp.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent.sentinel,), daemon=True,
+                         name="runner-orphan-guard").start()
+
+
+def _exit_with_parent(sentinel: int) -> None:
+    """A driver killed with SIGKILL cannot stop its workers: they stop themselves.
+
+    Without this they would wait on the call queue forever, holding the dead
+    driver's stdout open (a caller reading it through a pipe would hang).
+    """
+    mp_connection.wait([sentinel])
+    os._exit(1)
 
 
 def _run_in_worker(task: BranchTask, executor_name: str) -> BranchOutcome:

@@ -1,0 +1,323 @@
+"""Stages and a driver for the crash-and-resume tests (importable by subprocesses).
+
+The stages do small, deterministic work on a price frame. Every execution of a
+stage appends one line, its name, to the ledger file named by ``$CRASH_LEDGER``
+(read at call time), flushed and fsync'd before the stage goes on, so the
+ledger survives a SIGKILL and says exactly which stages ran in which process.
+
+Kill points, all read from the environment of the process that runs them:
+
+* ``CRASH_AT=<stage>:before`` -- the stage kills its process on entry, before
+  its ledger line: it never ran.
+* ``CRASH_AT=<stage>:inside`` -- the stage writes its ledger line, does half of
+  its work (changes the context in place), then kills its process. It did not
+  complete, so a resume runs it again: it is in the ledger twice.
+
+  Checkpoints are written by a background thread while the next step runs, so
+  at a stage's kill point the previous checkpoints may still be in flight. With
+  ``CRASH_WAIT=<plan path>`` and ``CRASH_RUN_JSON=<file>`` the stage first waits
+  until run.json lists a checkpoint of that path (a deterministic kill point);
+  without them it dies at once (whatever the writer thread was doing).
+* ``CRASH_WRITE_MATCH=<regex>`` with ``CRASH_WRITE_MODE`` and optionally
+  ``CRASH_WRITE_AFTER=<regex>`` / ``CRASH_WRITE_NTH=<n>`` -- only in a process
+  started through :func:`main`, which wraps ``ArtifactStore.open_atomic`` (every
+  store write goes through it, ``write_bytes`` included): on the n-th write whose
+  store-relative path matches (counting only once a write matching
+  ``CRASH_WRITE_AFTER`` has completed), it
+
+  - ``partial``: lets the writer stream the file into its temporary name, cuts
+    that file to half its length before the rename, as if killed mid-write, and dies;
+  - ``before``: dies before the file is opened;
+  - ``after``: lets the file land under its name, then dies (e.g. an index.json
+    written, run.json not yet updated).
+
+Run the driver as ``python -c "from tests.integration.crash_shapes import main;
+main()" run PIPELINE ...`` (or ``python -m tests.integration.crash_shapes``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from runner.context import Context, MergeRule
+
+PIPELINE = "crash"
+CONTEXT = "tests.integration.crash_shapes:CrashContext"
+
+STAGES = {
+    name: f"tests.integration.crash_shapes:{fn}"
+    for name, fn in {
+        "crash.seed": "seed",
+        "crash.returns": "returns",
+        "crash.momentum": "momentum",
+        "crash.signal": "trade_signal",
+        "crash.volatility": "volatility",
+        "crash.position": "position",
+        "crash.pnl": "pnl",
+        "crash.summary": "summary",
+    }.items()
+}
+
+MANIFEST: dict[str, Any] = {
+    "pipelines": {
+        PIPELINE: {
+            "description": "seed -> returns -> (momentum -> signal | volatility) -> book -> "
+                           "summary",
+            "context": CONTEXT,
+            "steps": [
+                "crash.seed",
+                "crash.returns",
+                [["crash.momentum", "crash.signal"], "crash.volatility"],
+                "crash.book",
+                "crash.summary",
+            ],
+        },
+        "crash.book": {"context": CONTEXT, "steps": ["crash.position", "crash.pnl"]},
+    },
+    "stages": STAGES,
+}
+
+
+class CrashContext(Context):
+    """The base context plus a dict of plain numbers (merge rule ``error``)."""
+
+    params: dict[str, Any] = Field(default_factory=dict)
+    stats: dict[str, float] = Field(default_factory=dict)
+    notes: Annotated[list[str], MergeRule("append")] = Field(default_factory=list)
+
+    def report(self) -> dict[str, Any]:
+        frame = self.feature_store
+        return {"stats": dict(self.stats), "audit_trail": list(self.audit_trail),
+                "columns": [str(c) for c in frame.columns],
+                "checksum": float(frame.select_dtypes("number").to_numpy().sum())}
+
+
+# ---------------------------------------------------------------- kill points
+
+
+def die() -> None:
+    """SIGKILL this process: no cleanup, no hooks, no flushing."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def ledger(name: str) -> None:
+    path = os.environ.get("CRASH_LEDGER")
+    if not path:
+        return
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(name + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _wait_recorded() -> None:
+    """Until run.json lists a checkpoint of ``$CRASH_WAIT`` (30 s at most)."""
+    want, path = os.environ.get("CRASH_WAIT"), os.environ.get("CRASH_RUN_JSON")
+    if not want or not path:
+        return
+    for _ in range(3000):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                doc = json.load(fh)
+        except (OSError, ValueError):
+            doc = {}
+        if any(c.get("path") == want for c in doc.get("checkpoints", [])):
+            return
+        time.sleep(0.01)
+    raise SystemExit(f"CRASH_WAIT: no checkpoint of {want!r} in {path} after 30s")
+
+
+def _enter(name: str) -> None:
+    if os.environ.get("CRASH_AT") == f"{name}:before":
+        _wait_recorded()
+        die()
+    ledger(name)
+
+
+def _halfway(name: str) -> None:
+    if os.environ.get("CRASH_AT") == f"{name}:inside":
+        _wait_recorded()
+        die()
+
+
+# ---------------------------------------------------------------- stages
+
+
+def seed(ctx: CrashContext) -> CrashContext:
+    _enter("crash.seed")
+    day = np.arange(64)
+    step = 0.01 * np.sin(0.7 * day) + 0.002 * np.cos(1.3 * day)
+    frame = pd.DataFrame({"price": 100.0 * np.exp(np.cumsum(step))},
+                         index=pd.Index(day, name="day"))
+    _halfway("crash.seed")
+    frame["regime"] = np.where(day % 3 == 0, "calm", "busy")
+    ctx.feature_store = frame
+    ctx.log(f"seed:{len(frame)}")
+    return ctx
+
+
+def returns(ctx: CrashContext) -> CrashContext:
+    _enter("crash.returns")
+    fs = ctx.feature_store
+    fs["ret"] = fs["price"].pct_change().fillna(0.0)
+    _halfway("crash.returns")
+    ctx.log(f"returns:{fs['ret'].std():.10f}")
+    return ctx
+
+
+def momentum(ctx: CrashContext) -> CrashContext:
+    _enter("crash.momentum")
+    fs = ctx.feature_store
+    fs["mom"] = fs["ret"].rolling(5, min_periods=1).mean()
+    _halfway("crash.momentum")
+    ctx.log(f"momentum:{fs['mom'].iloc[-1]:.10f}")
+    return ctx
+
+
+def trade_signal(ctx: CrashContext) -> CrashContext:
+    _enter("crash.signal")
+    fs = ctx.feature_store
+    fs["sig"] = np.sign(fs["mom"]).astype("int64")
+    _halfway("crash.signal")
+    ctx.notes.append(f"long:{int((fs['sig'] > 0).sum())}")
+    ctx.log("signal")
+    return ctx
+
+
+
+def volatility(ctx: CrashContext) -> CrashContext:
+    _enter("crash.volatility")
+    fs = ctx.feature_store
+    ret = fs["ret"]
+    fs["vol"] = ret.rolling(10, min_periods=2).std().fillna(float(ret.std()))
+    ctx.audit_trail.append("volatility:half-done")  # in place, then maybe killed
+    _halfway("crash.volatility")
+    ctx.audit_trail.pop()
+    ctx.stats = {**ctx.stats, "vol_mean": float(fs["vol"].mean())}
+    ctx.notes.append("vol")
+    ctx.log("volatility")
+    return ctx
+
+
+def position(ctx: CrashContext) -> CrashContext:
+    _enter("crash.position")
+    fs = ctx.feature_store
+    fs["pos"] = (fs["sig"] * 0.01 / fs["vol"]).clip(-5.0, 5.0)
+    _halfway("crash.position")
+    ctx.log(f"position:{fs['pos'].abs().sum():.10f}")
+    return ctx
+
+
+def pnl(ctx: CrashContext) -> CrashContext:
+    _enter("crash.pnl")
+    fs = ctx.feature_store
+    fs["pnl"] = fs["pos"].shift(1).fillna(0.0) * fs["ret"]
+    ctx.stats["half"] = 1.0  # in place, then maybe killed
+    _halfway("crash.pnl")
+    del ctx.stats["half"]
+    equity = (1.0 + fs["pnl"]).cumprod()
+    ctx.stats = {**ctx.stats, "total": float(equity.iloc[-1] - 1.0),
+                 "worst": float(fs["pnl"].min())}
+    ctx.log(f"pnl:{ctx.stats['total']:.10f}")
+    return ctx
+
+
+def summary(ctx: CrashContext) -> CrashContext:
+    _enter("crash.summary")
+    fs = ctx.feature_store
+    tail = fs[["pos", "pnl"]].tail(5).copy()
+    _halfway("crash.summary")
+    tail["by_regime"] = fs.groupby("regime")["pnl"].transform("sum").tail(5)
+    ctx.inference_outputs = tail
+    ctx.params = {"rows": len(fs), "columns": [str(c) for c in fs.columns]}
+    ctx.log(f"summary:{ctx.stats['total']:.10f}")
+    return ctx
+
+
+# ---------------------------------------------------------------- driver
+
+
+def install_write_trap(env: Any = os.environ) -> None:
+    """Wrap ``ArtifactStore.open_atomic`` to die at the write ``CRASH_WRITE_*`` names."""
+    match = env.get("CRASH_WRITE_MATCH")
+    if not match:
+        return
+    mode = env.get("CRASH_WRITE_MODE", "partial")
+    if mode not in ("partial", "before", "after"):
+        raise SystemExit(f"CRASH_WRITE_MODE={mode!r}: expected partial, before or after")
+    pattern = re.compile(match)
+    after = re.compile(env["CRASH_WRITE_AFTER"]) if env.get("CRASH_WRITE_AFTER") else None
+    nth = int(env.get("CRASH_WRITE_NTH", "1"))
+
+    from runner.artifacts.store import ArtifactStore
+
+    original = ArtifactStore.open_atomic
+    state = {"armed": after is None, "seen": 0}
+
+    def hit(rel: str) -> bool:
+        if state["armed"] and pattern.search(rel):
+            state["seen"] += 1
+            return state["seen"] == nth
+        return False
+
+    @contextlib.contextmanager
+    def open_atomic(self: Any, rel: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        trap = hit(rel)
+        if trap and mode == "before":
+            die()
+        with original(self, rel, *args, **kwargs) as fh:
+            yield fh
+            if trap and mode == "partial":
+                _tear(self, rel, fh)
+        if trap and mode == "after":
+            die()
+        if after is not None and not state["armed"] and after.search(rel):
+            state["armed"] = True
+
+    ArtifactStore.open_atomic = open_atomic  # type: ignore[method-assign]
+
+
+def _tear(store: Any, rel: str, fh: Any) -> None:
+    """Cut the temporary file being written for ``rel`` to half its length, then die."""
+    fh.flush()
+    if store.local:
+        target = store.path(rel)
+        pattern = os.path.join(os.path.dirname(target),
+                               f".{glob.escape(os.path.basename(target))}.*")
+        for tmp in glob.glob(pattern):
+            os.truncate(tmp, os.path.getsize(tmp) // 2)
+    die()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.integration.crash_shapes run PIPELINE ...``: the runner CLI,
+    with the write trap of ``CRASH_WRITE_*`` installed (when set)."""
+    install_write_trap()
+    from runner import cli
+    from runner.registry import REGISTRY
+
+    # The crash pipeline's stages all come from the manifest: skip importing the
+    # ``runner.stages`` entry points (scipy, scikit-learn: seconds per process).
+    REGISTRY._entry_points_loaded = True
+
+    sys.argv = ["runner", *(sys.argv[1:] if argv is None else argv)]
+    cli.main()
+
+
+if __name__ == "__main__":
+    from tests.integration.crash_shapes import main as _main
+
+    _main()
