@@ -88,7 +88,8 @@ class QuantSDK:
         if resume and not checkpoints:
             raise UsageError("--resume needs checkpoints")
         store = self.store()
-        store.check()
+        if checkpoints:  # without them the store only ever receives forensics
+            store.check()
         state: Resume | None = None
         completed: list[str] = []
         if resume:
