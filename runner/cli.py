@@ -243,8 +243,9 @@ def _failure_block(exc: StageFailedError | ContextCollisionError) -> None:
         err.print("[dim]" + "\n".join(f"  {line}" for line in last) + "[/]", markup=True)
     if where:
         err.print(f"  the context the step received: {where}\n"
-                  f"  load it: python -c \"import pickle; ctx = pickle.load(open('{where}', "
-                  "'rb'))\"")
+                  "  load it: python -c \"from runner.artifacts import load_error_context; "
+                  f"ctx = load_error_context('{where}')\"  (checks the signature when "
+                  "RUNNER_ARTIFACT_KEY is set; a plain pickle.load works otherwise)")
 
 
 @app.command()
@@ -281,10 +282,11 @@ def run(
     doc: dict[str, Any] = {"run_id": run_id, "pipeline": pipeline}
     params = _parse_params([*(param or []), *([f"data={data}"] if data else [])])
     try:
+        root = _root_context(sdk.plan(pipeline), params)  # refused before the run id is taken
         runner = sdk.runner(pipeline, executor=executor.value if executor else None,
                             run_id=run_id, hooks=hooks, resume=resume, force=force)
         doc.update(run_id=runner.run_id, trace_id=runner.trace_id)
-        result = runner.run(_root_context(runner.plan, params))
+        result = runner.run(root)
     except (StageFailedError, ContextCollisionError) as exc:
         records = getattr(exc, "records", ())
         doc.update(status="failed", steps=_steps_json(records), error=str(exc),

@@ -153,16 +153,22 @@ def columns_equal(a: pd.Series, b: pd.Series) -> bool:
     """Content equality of two columns, O(1) when they share their buffer."""
     if a.dtype != b.dtype or len(a) != len(b):
         return False
-    if _same_buffer(a, b):
-        return a.index.equals(b.index)
-    return bool(a.equals(b))
+    if not _same_labels(a.index, b.index):
+        return False
+    return _same_buffer(a, b) or bool(a.equals(b))
+
+
+def _same_labels(a: pd.Index, b: pd.Index) -> bool:
+    """Same labels, names and dtype (``Index.equals`` ignores the last two)."""
+    return a is b or bool(a.identical(b))
 
 
 def frames_equal(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     """Content equality of two frames: same labels, dtypes and values (NaN equals NaN)."""
     if a is b:
         return True
-    if a.shape != b.shape or not a.columns.equals(b.columns) or not a.index.equals(b.index):
+    if a.shape != b.shape or not _same_labels(a.columns, b.columns) \
+            or not _same_labels(a.index, b.index):
         return False
     if not a.columns.is_unique:
         return bool(a.equals(b))

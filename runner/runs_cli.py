@@ -23,7 +23,7 @@ __all__ = ["artifacts_app", "runs_app"]
 runs_app = typer.Typer(help="Runs kept in the artifact store.", no_args_is_help=True)
 artifacts_app = typer.Typer(help="Files of a run's checkpoints.", no_args_is_help=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 ArtifactsOpt = Annotated[
     str | None,

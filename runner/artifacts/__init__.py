@@ -2,7 +2,14 @@
 
 from runner.artifacts.checkpoint import CheckpointHook, load_checkpoint, read_index, read_run
 from runner.artifacts.codec import KEY_ENV
-from runner.artifacts.runs import RunLock, StoreForensics, list_runs, prepare_resume, prune_runs
+from runner.artifacts.runs import (
+    RunLock,
+    StoreForensics,
+    list_runs,
+    load_error_context,
+    prepare_resume,
+    prune_runs,
+)
 from runner.artifacts.store import ArtifactStore, storage_options_from
 
 __all__ = [
@@ -13,6 +20,7 @@ __all__ = [
     "StoreForensics",
     "list_runs",
     "load_checkpoint",
+    "load_error_context",
     "prepare_resume",
     "prune_runs",
     "read_index",

@@ -153,6 +153,7 @@ class CheckpointHook(RunHook):
         if not self._doc:
             return  # the run never started
         self.flush(raise_error=False)
+        self._stop_writer()
         failure = error or self._error
         self._doc.update(status="succeeded" if failure is None else "failed", ended=_now())
         if failure is not None:
@@ -256,6 +257,12 @@ class CheckpointHook(RunHook):
                 self._error = exc
             finally:
                 self._queue.task_done()
+
+    def _stop_writer(self) -> None:
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
 
     def flush(self, *, raise_error: bool = True) -> None:
         """Wait until every checkpoint handed over so far is on the store."""

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pandas.api.types import is_object_dtype
 
 from runner.errors import IntegrityError
 
@@ -109,12 +110,13 @@ def _pickle(value: Any) -> bytes:
 
 def encode(value: Any) -> Encoded:
     """The best format for one field's value."""
-    if isinstance(value, pd.DataFrame):
+    if isinstance(value, pd.DataFrame) and not _has_object(value):
         try:
             return Encoded("parquet", _parquet_writer(value), rows=len(value))
         except (pa.ArrowException, TypeError, ValueError):
             pass  # mixed-type object columns and the like: pickle keeps them exactly
-    elif isinstance(value, pd.Series):
+    elif isinstance(value, pd.Series) and not _has_object(value.to_frame()) \
+            and _is_plain(value.name):
         try:
             write = _parquet_writer(value.to_frame("value"))
             return Encoded("series", write, rows=len(value),
@@ -124,6 +126,17 @@ def encode(value: Any) -> Encoded:
     elif _is_plain(value):
         return Encoded("json", _bytes_writer(json.dumps(value, separators=(",", ":")).encode()))
     return Encoded("pickle", _bytes_writer(_pickle(value)))
+
+
+def _has_object(frame: pd.DataFrame) -> bool:
+    """Object columns or labels: Parquet would turn them into floats or strings."""
+    return (any(is_object_dtype(dtype) for dtype in frame.dtypes)
+            or any(is_object_dtype(level.dtype) for level in _levels(frame.index))
+            or any(is_object_dtype(level.dtype) for level in _levels(frame.columns)))
+
+
+def _levels(index: pd.Index) -> list[pd.Index]:
+    return list(index.levels) if isinstance(index, pd.MultiIndex) else [index]
 
 
 def _plain_or_none(name: Any) -> Any:

@@ -20,14 +20,15 @@ from runner.artifacts.checkpoint import (
     read_run,
     run_dir,
 )
-from runner.artifacts.codec import KEY_ENV, _pickle
+from runner.artifacts.codec import KEY_ENV, _pickle, unpickle
 from runner.artifacts.store import ArtifactStore
 from runner.errors import ArtifactError, UsageError
 from runner.forensics import LocalForensics
 from runner.orchestration.plan import Plan
 from runner.orchestration.records import Resume
 
-__all__ = ["RunLock", "StoreForensics", "list_runs", "prepare_resume", "prune_runs"]
+__all__ = ["RunLock", "StoreForensics", "list_runs", "load_error_context", "prepare_resume",
+           "prune_runs"]
 
 log = logging.getLogger("runner.artifacts")
 
@@ -149,6 +150,14 @@ class StoreForensics:
             log.error("cannot write forensics to %s (%s); writing them to %s instead",
                       self.store.url, exc, self.fallback)
             return LocalForensics(self.fallback).write(run_id, context, info)
+
+
+def load_error_context(location: str, storage_options: dict[str, Any] | None = None) -> Any:
+    """The forensic context at ``location`` (a path or URL), its signature checked
+    when ``RUNNER_ARTIFACT_KEY`` is set."""
+    parent, _, name = location.rstrip("/").rpartition("/")
+    store = ArtifactStore(parent or ".", storage_options)
+    return unpickle(store.read_bytes(name), where=location)
 
 
 # ---------------------------------------------------------------- resume

@@ -147,7 +147,7 @@ class ArtifactStore:
                 buffer = io.BytesIO()
                 writer = HashingWriter(buffer)
                 yield writer
-                self.fs.pipe_file(target, buffer.getbuffer())
+                self.fs.pipe_file(target, buffer.getvalue())
                 return
             parent = posixpath.dirname(target)
             self.fs.makedirs(parent, exist_ok=True)
@@ -179,7 +179,7 @@ class ArtifactStore:
         base = self.path(rel)
         with _translated(self.url_of(rel), "cannot list"):
             try:
-                entries = self.fs.ls(base, detail=False)
+                entries = self.fs.ls(base, detail=False, refresh=True)
             except FileNotFoundError:
                 return []
         return sorted(posixpath.basename(str(e).rstrip("/")) for e in entries)

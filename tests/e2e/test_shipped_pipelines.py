@@ -124,7 +124,7 @@ def test_injected_failing_stage_prints_one_error_block(tmp_path):
     err = proc.stderr
     assert "error: stage 'broken.explode' at alpha.broken[2] failed: RuntimeError: " \
            "covariance matrix is singular" in err
-    assert "summaries/runs/broken/error_context.pkl" in err and "pickle.load" in err
+    assert "summaries/runs/broken/error_context.pkl" in err and "load_error_context(" in err
     assert "Traceback (most recent call last)" not in err
     assert err.count("error:") == 1
     # the features computed before the failure are intact in the checkpoints

@@ -70,7 +70,12 @@ def test_run_failure_exit_1_with_forensics(manifest, tmp_path):
     pkl = tmp_path / "data/artifacts/summaries/runs/cli-boom/error_context.pkl"
     assert Path(tmp_path, doc["error_context"]) == pkl
     assert pickle.loads(pkl.read_bytes()).audit_trail == ["a"]
-    assert "error_context.pkl" in proc.stderr and "pickle.load" in proc.stderr
+    assert "error_context.pkl" in proc.stderr and "load_error_context(" in proc.stderr
+    hint = proc.stderr.split('python -c "', 1)[1].split('"', 1)[0]
+    loaded = subprocess.run([sys.executable, "-c", hint + "; print(ctx.audit_trail)"],
+                            cwd=tmp_path, capture_output=True, text=True, check=False,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert loaded.stdout.strip() == "['a']", loaded.stderr
     assert "Traceback (most recent call last)" not in proc.stderr
 
 
