@@ -104,12 +104,15 @@ class _Kept:
 class CheckpointHook(RunHook):
     """Writes a checkpoint after every main-line step and every branch, and run.json.
 
-    Writing happens on one background thread, in order, while the next step
-    runs: the values are copy-on-write forks taken when the step ended, so the
-    next stage cannot change them. A checkpoint counts as done (``completed``
-    in run.json) only once all its files are durable. A write error fails the
-    run at the next step boundary, and the last main-line step waits for its
-    checkpoint, so a run never reports success with a checkpoint missing.
+    Writing happens on two background threads while the next step runs: one
+    encodes and writes the files, the other makes them durable (fsync) and then
+    writes the index and run.json, so encoding the next checkpoint overlaps the
+    disk flush of this one. Both keep order. The values are copy-on-write forks
+    taken when the step ended, so the next stage cannot change them. A
+    checkpoint counts as done (``completed`` in run.json) only once all its
+    files are durable. A write error fails the run at the next step boundary,
+    and the last main-line step waits for its checkpoint, so a run never
+    reports success with a checkpoint missing.
     """
 
     store: ArtifactStore
@@ -123,12 +126,14 @@ class CheckpointHook(RunHook):
     _doc: dict[str, Any] = field(default_factory=dict)
     _main: list[str] = field(default_factory=list)
     _seq: int = 0
-    _queue: queue.Queue[Callable[[], None] | None] = field(default_factory=queue.Queue)
-    _writer: threading.Thread | None = None
-    _error: BaseException | None = None
+    _committer: _Lane = field(default_factory=lambda: _Lane("runner-checkpoint-commit"))
+    _encoder: _Lane = field(init=False)
 
     def __post_init__(self) -> None:
         self._main = [s.path for s in self.plan.main_line()]
+        # files fully written are still committed after a later write fails; nothing
+        # new is written once a commit has failed
+        self._encoder = _Lane("runner-checkpoint-encode", watch=self._committer)
 
     # ------------------------------------------------------------ run.json
 
@@ -217,16 +222,31 @@ class CheckpointHook(RunHook):
 
     def _write(self, run_id: str, step_dir: str, todo: dict[str, Any],
                index: dict[str, Any], meta: dict[str, Any]) -> None:
+        """Encode and write the fields (not yet fsynced), then hand over to commit."""
         base = run_dir(run_id)
+        written = []
         for fname, (value, entry) in todo.items():
             enc = encode(value)
             rel = f"{step_dir}/{fname}.{enc.suffix}"
-            with self.store.open_atomic(f"{base}/{rel}") as fh:
+            with self.store.open_atomic(f"{base}/{rel}", durable=not self.background) as fh:
                 enc.write(fh)
             entry.update(file=rel, format=enc.format, sha256=fh.sha256, bytes=fh.size,
                          rows=enc.rows)
             if enc.format == "series":
                 entry["series_name"] = enc.series_name
+            written.append(f"{base}/{rel}")
+        commit = functools.partial(self._commit, base, step_dir, written, index, meta)
+        if self.background:
+            self._committer.submit(commit)
+        else:
+            commit()
+
+    def _commit(self, base: str, step_dir: str, written: list[str], index: dict[str, Any],
+                meta: dict[str, Any]) -> None:
+        """Fields durable, then the index, then run.json: the checkpoint counts as done."""
+        for rel in written:
+            if self.background:
+                self.store.sync(rel)  # the encoder is already on the next checkpoint
         index["created"] = _now()
         self.store.write_bytes(f"{base}/{step_dir}/index.json",
                                json.dumps(index, indent=2, default=str).encode())
@@ -236,45 +256,72 @@ class CheckpointHook(RunHook):
                 self.completed.append(meta["path"])
         self._save()
 
-    # ------------------------------------------------------------ the writer thread
+    # ------------------------------------------------------------ the writer threads
 
     def _submit(self, job: Callable[[], None]) -> None:
-        if self._writer is None:
-            self._writer = threading.Thread(target=self._drain, name="runner-checkpoints",
-                                            daemon=True)
-            self._writer.start()
-        self._queue.put(job)
-
-    def _drain(self) -> None:
-        while True:
-            job = self._queue.get()
-            try:
-                if job is None:
-                    return
-                if self._error is None:  # after a failure, later checkpoints are void
-                    job()
-            except BaseException as exc:
-                self._error = exc
-            finally:
-                self._queue.task_done()
+        self._encoder.submit(job)
 
     def _stop_writer(self) -> None:
-        if self._writer is not None:
-            self._queue.put(None)
-            self._writer.join()
-            self._writer = None
+        self._encoder.stop()
+        self._committer.stop()
 
     def flush(self, *, raise_error: bool = True) -> None:
         """Wait until every checkpoint handed over so far is on the store."""
-        if self._writer is not None:
-            self._queue.join()
+        self._encoder.join()
+        self._committer.join()
         if raise_error:
             self._raise_pending()
+
+    @property
+    def _error(self) -> BaseException | None:
+        return self._encoder.error or self._committer.error
 
     def _raise_pending(self) -> None:
         if self._error is not None:
             error = self._error
             raise ArtifactError(f"writing a checkpoint failed: {error}") from error
+
+
+class _Lane:
+    """One background thread running jobs in order; after an error (its own or the
+    watched lane's), later jobs are void."""
+
+    def __init__(self, name: str, watch: _Lane | None = None) -> None:
+        self.name = name
+        self.watch = watch
+        self.queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def submit(self, job: Callable[[], None]) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._drain, name=self.name, daemon=True)
+            self.thread.start()
+        self.queue.put(job)
+
+    def _drain(self) -> None:
+        while True:
+            job = self.queue.get()
+            try:
+                if job is None:
+                    return
+                failed = self.error or (self.watch.error if self.watch else None)
+                if failed is None:
+                    job()
+            except BaseException as exc:
+                self.error = exc
+            finally:
+                self.queue.task_done()
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.queue.join()
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.queue.put(None)
+            self.thread.join()
+            self.thread = None
 
 
 def last_main_checkpoint(doc: dict[str, Any]) -> dict[str, Any] | None:

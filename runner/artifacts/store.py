@@ -165,6 +165,17 @@ class ArtifactStore:
                     os.unlink(tmp)  # noqa: PTH108
                 raise
 
+    def sync(self, rel: str) -> None:
+        """Make a file written with ``durable=False`` durable (a no-op off local disks)."""
+        if not self.local:
+            return
+        with _translated(self.url_of(rel), "cannot sync"):
+            fd = os.open(self.path(rel), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
     def read_bytes(self, rel: str) -> bytes:
         with _translated(self.url_of(rel), "cannot read"):
             data: bytes = self.fs.cat_file(self.path(rel))

@@ -276,6 +276,8 @@ def install_write_trap(env: Any = os.environ) -> None:
     @contextlib.contextmanager
     def open_atomic(self: Any, rel: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
         trap = hit(rel)
+        if trap:  # checkpoints commit on another thread: wait for the one asked for
+            _wait_recorded()
         if trap and mode == "before":
             die()
         with original(self, rel, *args, **kwargs) as fh:

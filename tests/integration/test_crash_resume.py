@@ -353,8 +353,13 @@ def _at(point: str, wait: str | None = None) -> dict[str, str]:
     return {"CRASH_AT": point, **({"CRASH_WAIT": wait} if wait else {})}
 
 
-def _write(match: str, mode: str, *, after: str | None = None, nth: int = 1) -> dict[str, str]:
+def _write(match: str, mode: str, *, after: str | None = None, nth: int = 1,
+           wait: str | None = None) -> dict[str, str]:
+    """Die at a write; with ``wait``, only once run.json records that checkpoint (the
+    writer commits checkpoints on a second thread, behind the one that encodes)."""
     env = {"CRASH_WRITE_MATCH": match, "CRASH_WRITE_MODE": mode, "CRASH_WRITE_NTH": str(nth)}
+    if wait:
+        env["CRASH_WAIT"] = wait
     if after:
         env["CRASH_WRITE_AFTER"] = after
     return env
@@ -387,7 +392,7 @@ SCENARIOS = {
         _at("crash.seed:before"), [], [], checkpoints=[], absent=[f"{STEPS_DIR}/*"]),
     # during a checkpoint write: a torn field file under its temporary name
     "partial-field-write": Scenario(
-        _write(r"crash\.position/feature_store\.parquet$", "partial"),
+        _write(r"crash\.position/feature_store\.parquet$", "partial", wait=GROUP),
         [SEED, RETURNS, GROUP], [*UP_TO_GROUP, "crash.position"],
         leftovers=[f"{POS_DIR}/.feature_store.parquet.*"],
         absent=[f"{POS_DIR}/feature_store.parquet", f"{POS_DIR}/index.json"],
@@ -407,7 +412,8 @@ SCENARIOS = {
         checkpoints=UP_TO_MERGE),
     # during a branch checkpoint: the group reruns, both branches
     "partial-branch-write": Scenario(
-        _write(r"branch-crash\.volatility/feature_store\.parquet$", "partial"),
+        _write(r"branch-crash\.volatility/feature_store\.parquet$", "partial",
+               wait="crash[2][0]"),
         [SEED, RETURNS], UP_TO_GROUP,
         leftovers=[f"{STEPS_DIR}/004-branch-crash.volatility/.feature_store.parquet.*"],
         checkpoints=["crash.seed", "crash.returns", BRANCH0]),
@@ -471,8 +477,8 @@ def test_double_crash(tmp_path, reference):
     _manifest(tmp_path)
     first = crash(tmp_path, 1, _at("crash.volatility:inside", wait="crash[2][0]"))
     assert first.completed == [SEED, RETURNS] and first.attempt.ledger == UP_TO_GROUP
-    second = crash(tmp_path, 2, _write(r"crash\.pnl/feature_store\.parquet$", "partial"),
-                   resume=True)
+    second = crash(tmp_path, 2, _write(r"crash\.pnl/feature_store\.parquet$", "partial",
+                                       wait=POSITION), resume=True)
     assert second.attempts == 2
     assert second.completed == [SEED, RETURNS, GROUP, POSITION]
     rerun = ["crash.momentum", "crash.signal", "crash.volatility", "crash.position",

@@ -603,7 +603,11 @@ def test_unusable_storage_through_the_cli(manifest, tmp_path, request, case, cli
 
 
 class OutageStore(ArtifactStore):
-    """A store that goes down for writes at the first path containing ``match``."""
+    """A store that refuses writes from the first path containing ``match`` on: that
+    checkpoint, every later one, and forensics. Commits of earlier checkpoints still
+    land (they may trail behind on the background writer's commit thread)."""
+
+    LATER = re.compile(r"/steps/(00[5-9]|0[1-9]\d)-|^summaries/")
 
     def __init__(self, *args: Any, match: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -611,7 +615,7 @@ class OutageStore(ArtifactStore):
         self.refused: list[str] = []
 
     def _gate(self, rel: str) -> None:
-        if self.refused or self.match in rel:
+        if self.match in rel or (self.refused and self.LATER.search(rel)):
             if rel not in self.refused:
                 self.refused.append(rel)
             raise ArtifactError(f"cannot write {self.url_of(rel)}: injected outage",
