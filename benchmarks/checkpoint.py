@@ -482,9 +482,10 @@ def report(r: dict[str, Any]) -> None:
           f"{steps - 1} reads, no fsync (data may still be in the page cache when the clock "
           f"stops); 'write only': no reads; '+ fsync': flush + fsync each file")
     print(f"(c): QuantSDK.run_pipeline(checkpoints=True): after each step the changed field "
-          f"(the whole frame) is encoded (Parquet, {opts}, index as a column), "
-          f"sha256'd, written atomically with fsync, index.json + run.json rewritten; "
-          f"nothing read back")
+          f"(the whole frame) is streamed as Parquet ({opts}, a RangeIndex as metadata) "
+          f"into a temporary file with sha256 on the way, on a writer thread behind the "
+          f"next step; a second thread fsyncs, renames, writes index.json + run.json; the "
+          f"run ends when the last checkpoint is durable; nothing read back")
     print("(d): the same call with checkpoints=False; (e): for f in fns: df = f(df)")
     print(f"{'variant':48s} {'best s':>7s} {'median s':>8s} {'ratio':>6s} {'(median)':>8s} "
           f"{'Parquet MB':>10s} {'MB/s':>6s}")
