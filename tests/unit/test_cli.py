@@ -152,3 +152,18 @@ def test_sdk_runs_from_manifest_and_cleans_up(manifest, tmp_path):
     assert calls == ["sdk-1", "sdk-2"]
     assert (tmp_path / "a/summaries/runs/sdk-2/error_context.pkl").exists()
     assert not sdk.workspace("sdk-2").exists()
+
+
+def test_graph_svg_needs_graphviz(manifest, tmp_path):
+    """With Graphviz, an SVG file; without it, exit 2 and how to install it."""
+    import shutil
+
+    proc = cli("graph", "ok", "-m", manifest, "--format", "svg", "-o", tmp_path / "ok.svg",
+               cwd=tmp_path)
+    if shutil.which("dot"):
+        assert proc.returncode == 0, proc.stderr
+        assert (tmp_path / "ok.svg").read_text().lstrip().startswith("<?xml")
+    else:
+        assert proc.returncode == 2
+        assert "apt-get install graphviz" in proc.stderr and "--format mermaid|dot" in proc.stderr
+        assert not (tmp_path / "ok.svg").exists()
