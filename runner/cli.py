@@ -30,7 +30,7 @@ from runner.orchestration.graph import render_dot, render_mermaid
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Plan, Step, compile_all
 from runner.orchestration.records import RunInfo, RunResult, StepRecord
-from runner.runs_cli import artifacts_app, runs_app
+from runner.runs_cli import ArtifactsOpt, StorageOpt, artifacts_app, runs_app
 from runner.sdk import QuantSDK, default_manifest
 
 __all__ = ["app", "main"]
@@ -52,18 +52,6 @@ ManifestOpt = Annotated[
     str | None,
     typer.Option("--manifest", "-m", help="Manifest path [env RUNNER_MANIFEST; default "
                  "configs/manifest.json]", show_default=False),
-]
-
-
-ArtifactsOpt = Annotated[
-    str | None,
-    typer.Option("--artifacts", help="Artifact root, any fsspec URL [env RUNNER_ARTIFACTS; "
-                 "default data/artifacts]", show_default=False),
-]
-StorageOpt = Annotated[
-    list[str] | None,
-    typer.Option("--storage-option", help="KEY=VALUE passed to the fsspec filesystem "
-                 "(e.g. endpoint_url=http://127.0.0.1:9000); repeatable", show_default=False),
 ]
 
 

@@ -18,7 +18,7 @@ from runner.artifacts.codec import sha256
 from runner.artifacts.store import storage_options_from
 from runner.errors import IntegrityError, RunnerError, UsageError
 
-__all__ = ["artifacts_app", "runs_app"]
+__all__ = ["ArtifactsOpt", "StorageOpt", "artifacts_app", "runs_app"]
 
 runs_app = typer.Typer(help="Runs kept in the artifact store.", no_args_is_help=True)
 artifacts_app = typer.Typer(help="Files of a run's checkpoints.", no_args_is_help=True)
@@ -32,8 +32,8 @@ ArtifactsOpt = Annotated[
 ]
 StorageOpt = Annotated[
     list[str] | None,
-    typer.Option("--storage-option", help="KEY=VALUE for the fsspec filesystem; repeatable",
-                 show_default=False),
+    typer.Option("--storage-option", help="KEY=VALUE passed to the fsspec filesystem "
+                 "(e.g. endpoint_url=http://127.0.0.1:9000); repeatable", show_default=False),
 ]
 
 

@@ -110,16 +110,23 @@ class DataOpsContext(MetaContext):
 # ---------------------------------------------------------------- adapters
 
 
+def _carried(ctx: MetaContext | DataOpsContext) -> dict[str, Any]:
+    """What crosses every pillar boundary: ids, scratch folder, params, trail, stores."""
+    return {
+        "run_id": ctx.run_id,
+        "workspace": ctx.workspace,
+        "audit_trail": list(ctx.audit_trail),
+        "feature_store": ctx.feature_store,
+        "inference_outputs": ctx.inference_outputs,
+        "params": dict(ctx.params),
+    }
+
+
 @context_adapter(MetaContext, DataOpsContext)
 def meta_to_dataops(ctx: MetaContext) -> DataOpsContext:
     """Enter the DataOps pillar from the meta pipeline."""
     out = DataOpsContext(
-        run_id=ctx.run_id,
-        workspace=ctx.workspace,
-        audit_trail=list(ctx.audit_trail),
-        feature_store=ctx.feature_store,
-        inference_outputs=ctx.inference_outputs,
-        params=dict(ctx.params),
+        **_carried(ctx),
         pillars=[*ctx.pillars, "dataops"],
     )
     out.log("adapter MetaContext -> DataOpsContext: entering the dataops pillar")
@@ -130,12 +137,7 @@ def meta_to_dataops(ctx: MetaContext) -> DataOpsContext:
 def dataops_to_portfolio(ctx: DataOpsContext) -> PortfolioContext:
     """Hand the cleaned prices of the DataOps pillar to the alpha pillar."""
     out = PortfolioContext(
-        run_id=ctx.run_id,
-        workspace=ctx.workspace,
-        audit_trail=list(ctx.audit_trail),
-        feature_store=ctx.feature_store,
-        inference_outputs=ctx.inference_outputs,
-        params=dict(ctx.params),
+        **_carried(ctx),
         prices=ctx.prices,
         universe=[str(c) for c in ctx.prices.columns],
     )
@@ -151,12 +153,7 @@ def dataops_to_portfolio(ctx: DataOpsContext) -> PortfolioContext:
 def meta_to_portfolio(ctx: MetaContext) -> PortfolioContext:
     """Enter the alpha pillar straight from the meta pipeline (no DataOps step)."""
     out = PortfolioContext(
-        run_id=ctx.run_id,
-        workspace=ctx.workspace,
-        audit_trail=list(ctx.audit_trail),
-        feature_store=ctx.feature_store,
-        inference_outputs=ctx.inference_outputs,
-        params=dict(ctx.params),
+        **_carried(ctx),
     )
     out.log("adapter MetaContext -> PortfolioContext: entering the alpha pillar")
     return out
