@@ -290,7 +290,9 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ManifestError(str(path), [Problem("", "file not found")]) from None
+        hint = "file not found (run from the project folder, or pass --manifest PATH or " \
+               "set RUNNER_MANIFEST)"
+        raise ManifestError(str(path), [Problem("", hint)]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(str(path), [Problem("", f"cannot read: {exc}")]) from None
     return parse_manifest(text, source=str(path))

@@ -376,7 +376,9 @@ def test_load_manifest_errors_name_the_file(tmp_path: Any) -> None:
     )
     with pytest.raises(ManifestError) as missing:
         load_manifest(tmp_path / "nope.json")
-    assert missing.value.problems == (Problem("", "file not found"),)
+    hint = ("file not found (run from the project folder, or pass --manifest PATH or set "
+            "RUNNER_MANIFEST)")
+    assert missing.value.problems == (Problem("", hint),)
 
 
 # ---------------------------------------------------------------- manifest errors
