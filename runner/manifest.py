@@ -166,7 +166,9 @@ def _problems_from(error: ValidationError, raw: Any) -> list[Problem]:
     for raw_err in error.errors():
         err: dict[str, Any] = dict(raw_err)
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _UNION_TAGS.match(p)))
-        if loc and loc[-1] == "[key]":  # a key of an object is not a valid name
+        if loc and loc[-1] == "[key]" and err["type"] != "extra_forbidden":
+            # pydantic's marker for "this key is not a valid name" (a real key named
+            # "[key]" only ever comes back as extra_forbidden)
             loc = loc[:-1]
             err["type"] = "invalid_key"
         grouped.setdefault(loc, []).append(err)
@@ -196,7 +198,7 @@ def _describe(loc: tuple[str | int, ...], errs: list[dict[str, Any]], raw: Any) 
     shown = json.dumps(value) if value is not None else "null"
     if len(shown) > 60:
         shown = shown[:57] + "..."
-    if "extra_forbidden" in types:
+    if "extra_forbidden" in types and loc:
         return "unknown key" + _suggest(str(loc[-1]), _allowed_keys(loc))
     if "invalid_key" in types:
         return f"invalid name {json.dumps(loc[-1])}: use letters, digits, '.', '_' and '-'"

@@ -1259,3 +1259,10 @@ def test_junk_text_parses_or_raises_manifest_error(text: str) -> None:
         parse_manifest(text)
     except ManifestError as exc:
         assert exc.problems
+
+
+def test_a_key_spelled_like_pydantics_marker_is_just_an_unknown_key() -> None:
+    with pytest.raises(ManifestError) as info:
+        parse_manifest('{"[key]": null}')
+    assert Problem('"[key]"', "unknown key") in info.value.problems
+    assert Problem("pipelines", "required key is missing") in info.value.problems
