@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["ForensicsWriter", "LocalForensics", "load_error_context"]
+__all__ = ["ForensicsWriter", "LocalForensics"]
 
 PICKLE_NAME = "error_context.pkl"
 INFO_NAME = "error.json"
@@ -63,9 +63,3 @@ class LocalForensics:
         info = {**info, "error_context": str(target) if target else None}
         _atomic_write(folder / INFO_NAME, json.dumps(info, indent=2, default=str).encode())
         return str(target) if target else None
-
-
-def load_error_context(path: str | os.PathLike[str]) -> Any:
-    """Load a forensic context (only from a source you trust: it is a pickle)."""
-    with Path(path).open("rb") as fh:
-        return pickle.load(fh)

@@ -14,7 +14,6 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -186,8 +185,3 @@ class DAGRunner:
         except Exception as exc:
             log.error("cleanup of run %s's workspace failed: %s: %s",
                       self.run_id, type(exc).__name__, exc)
-
-
-def error_folder(artifacts: str | os.PathLike[str], run_id: str) -> Path:
-    """Where the default forensics writer puts a run's forensics."""
-    return LocalForensics(artifacts).folder(run_id)
