@@ -50,6 +50,7 @@ class QuantSDK:
         self.artifacts = str(artifacts or os.environ.get("RUNNER_ARTIFACTS", "data/artifacts"))
         self.storage_options = dict(storage_options or {})
         self.workspace_root = workspace_root
+        self._plans: dict[str, Plan] = {}
 
     @cached_property
     def manifest(self) -> Manifest:
@@ -58,8 +59,10 @@ class QuantSDK:
         return load_manifest(self._manifest_arg)
 
     def plan(self, pipeline: str) -> Plan:
-        """Compile ``pipeline`` from the manifest."""
-        return compile_plan(self.manifest, pipeline, registry=self.registry)
+        """Compile ``pipeline`` from the manifest (once: plans are immutable)."""
+        if pipeline not in self._plans:
+            self._plans[pipeline] = compile_plan(self.manifest, pipeline, registry=self.registry)
+        return self._plans[pipeline]
 
     def store(self) -> ArtifactStore:
         """The artifact store at this SDK's root (not checked for access)."""
