@@ -30,8 +30,17 @@ from runner.orchestration.graph import render_dot, render_mermaid
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Plan, Step, compile_all
 from runner.orchestration.records import RunInfo, RunResult, StepRecord
-from runner.runs_cli import ArtifactsOpt, StorageOpt, artifacts_app, runs_app
+from runner.runs_cli import (
+    ArtifactsOpt,
+    StorageOpt,
+    artifacts_app,
+    report_command,
+    runs_app,
+    trace_command,
+)
 from runner.sdk import QuantSDK, default_manifest
+from runner.telemetry import get_tracing
+from runner.telemetry.logs import configure_logging
 
 __all__ = ["app", "main"]
 
@@ -45,8 +54,38 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@app.callback()
+def _setup(
+    log_format: Annotated[LogFormat, typer.Option(
+        "--log-format", envvar="RUNNER_LOG_FORMAT",
+        help="Log lines as text or JSON (each with run_id, trace_id, span_id)")]
+    = LogFormat.text,
+    log_level: Annotated[str | None, typer.Option(
+        "--log-level", envvar="RUNNER_LOG_LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR [default: INFO with json, else WARNING]",
+        show_default=False)] = None,
+) -> None:
+    """Declarative pipeline runner for quant research."""
+    level = (log_level or ("INFO" if log_format is LogFormat.json else "WARNING")).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise UsageError(f"--log-level {log_level!r}: expected DEBUG, INFO, WARNING or ERROR")
+    configure_logging(log_format.value, level)
+    _LOGS["format"] = log_format.value
+
+
+_LOGS = {"format": "text"}
+"""With ``--log-format json`` stderr holds JSON log lines only: no progress display."""
+
+
 app.add_typer(runs_app, name="runs")
 app.add_typer(artifacts_app, name="artifacts")
+app.command("trace")(trace_command)
+app.command("report")(report_command)
 
 ManifestOpt = Annotated[
     str | None,
@@ -73,7 +112,11 @@ assert tuple(e.value for e in ExecutorName) == EXECUTORS
 
 
 def _fail(error: RunnerError) -> NoReturn:
-    err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+    if _LOGS["format"] == "json":
+        logging.getLogger("runner").error("%s", error, extra={
+            "event": "error", "error_type": type(error).__name__, "exit_code": error.exit_code})
+    else:
+        err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
     raise typer.Exit(error.exit_code)
 
 
@@ -266,7 +309,11 @@ def run(
     if resume and not run_id:
         _fail(UsageError("--resume needs the --run-id of the run to continue"))
     sdk = _sdk(manifest, artifacts, storage_option)
-    hooks = [] if quiet else [Progress(err)]
+    tracing = get_tracing()
+    if tracing is not None:  # spans the stages' own code makes nest under their step
+        tracing.install_global()
+    structured = _LOGS["format"] == "json"
+    hooks = [] if quiet or structured else [Progress(err)]
     doc: dict[str, Any] = {"run_id": run_id, "pipeline": pipeline}
     params = _parse_params([*(param or []), *([f"data={data}"] if data else [])])
     try:
@@ -274,14 +321,22 @@ def run(
         runner = sdk.runner(pipeline, executor=executor.value if executor else None,
                             run_id=run_id, hooks=hooks, resume=resume, force=force)
         doc.update(run_id=runner.run_id, trace_id=runner.trace_id)
-        result = runner.run(root)
+        try:
+            result = runner.run(root)
+        finally:
+            if tracing is not None:
+                tracing.close()  # this process ends with the run: stop any retries now
     except (StageFailedError, ContextCollisionError) as exc:
         records = getattr(exc, "records", ())
         doc.update(status="failed", steps=_steps_json(records), error=str(exc),
                    error_context=getattr(exc, "error_context", None))
         if as_json:
             out.print(json.dumps(doc), markup=False)
-        if not quiet or not as_json:
+        if structured:
+            logging.getLogger("runner").error(
+                "%s", exc, extra={"event": "error", "exit_code": exc.exit_code,
+                                  "error_context": getattr(exc, "error_context", None)})
+        elif not quiet or not as_json:
             _failure_block(exc)
         raise typer.Exit(exc.exit_code) from None
     except RunnerError as exc:
@@ -295,7 +350,7 @@ def run(
         doc["result"] = report
     if as_json:
         out.print(json.dumps(doc), markup=False)
-    elif not quiet:
+    elif not quiet and not structured:
         _summary(result, sdk)
 
 
@@ -332,8 +387,7 @@ def main() -> None:
     A bug in the runner itself (not in a stage, not in the input) exits 3 with
     one line; ``RUNNER_DEBUG=1`` shows the traceback.
     """
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    configure_logging("text", logging.WARNING)
     cwd = str(Path.cwd())
     if cwd not in sys.path:  # "module:function" stages in the current folder import
         sys.path.insert(0, cwd)

@@ -17,8 +17,12 @@ from runner.artifacts.checkpoint import load_field, run_dir
 from runner.artifacts.codec import sha256
 from runner.artifacts.store import storage_options_from
 from runner.errors import IntegrityError, RunnerError, UsageError
+from runner.telemetry import SPANS_FILE, decode_jsonl, encode_jsonl
+from runner.telemetry.report import render_report
+from runner.telemetry.view import render_trace
 
-__all__ = ["ArtifactsOpt", "StorageOpt", "artifacts_app", "runs_app"]
+__all__ = ["ArtifactsOpt", "StorageOpt", "artifacts_app", "report_command", "runs_app",
+           "trace_command"]
 
 runs_app = typer.Typer(help="Runs kept in the artifact store.", no_args_is_help=True)
 artifacts_app = typer.Typer(help="Files of a run's checkpoints.", no_args_is_help=True)
@@ -154,3 +158,74 @@ def artifacts_get(
         sys.stdout.write(value.to_string(max_rows=40) + "\n")
     else:
         sys.stdout.write(json.dumps(value, indent=2, default=repr) + "\n")
+
+
+# ---------------------------------------------------------------- traces
+
+
+def _spans(store: ArtifactStore, run_id: str, *, required: bool) -> list[dict[str, Any]]:
+    rel = f"{run_dir(run_id)}/{SPANS_FILE}"
+    if not store.exists(rel):
+        if not store.exists(f"{run_dir(run_id)}/run.json"):
+            raise UsageError(f"no run {run_id!r} in {store.url} (runner runs list shows them)")
+        if required:
+            where = store.url_of(run_dir(run_id))
+            raise UsageError(f"run {run_id!r} has no {SPANS_FILE} in {where}: it ran with "
+                             "OTEL_SDK_DISABLED, or it was killed before it ended "
+                             "(its checkpoints are still there: runner runs show "
+                             f"{run_id})")
+        return []
+    try:
+        return decode_jsonl(store.read_bytes(rel))
+    except ValueError as exc:
+        raise IntegrityError(f"{store.url_of(rel)} is not valid JSON lines: {exc}") from None
+
+
+def trace_command(
+    run_id: str, artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the spans as JSON lines")]
+    = False,
+) -> None:
+    """A run's spans as a tree, with durations (from its spans.jsonl)."""
+    try:
+        spans = _spans(_store(artifacts, storage_option), run_id, required=True)
+    except RunnerError as exc:
+        raise _guard(exc) from None
+    if as_json:
+        sys.stdout.write(encode_jsonl(spans).decode())
+        return
+    out.print(render_trace(spans))
+
+
+def report_command(
+    run_id: str,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Where to write the HTML [default: ./<RUN_ID>.html]",
+        show_default=False)] = None,
+    artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
+) -> None:
+    """One self-contained HTML page of a run: DAG, timeline, steps, artifacts, error."""
+    try:
+        store = _store(artifacts, storage_option)
+        doc = read_run(store, run_id)
+        spans = _spans(store, run_id, required=False)
+        indexes = {}
+        for ckpt in doc.get("checkpoints", []):
+            try:
+                indexes[ckpt["dir"]] = read_index(store, run_id, ckpt["dir"])
+            except RunnerError as exc:  # a half-written checkpoint must not hide the rest
+                err.print(f"[yellow]warning:[/] {exc}")
+        error_rel = f"summaries/runs/{run_id}/error.json"
+        error = (json.loads(store.read_bytes(error_rel)) if store.exists(error_rel) else None)
+        context_rel = f"summaries/runs/{run_id}/error_context.pkl"
+        context_url = store.url_of(context_rel) if error and store.exists(context_rel) else None
+    except RunnerError as exc:
+        raise _guard(exc) from None
+    html = render_report(doc, spans, indexes, error, error_context_url=context_url)
+    target = output or Path(f"{run_id}.html")
+    try:
+        target.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise _guard(UsageError(f"cannot write {target}: {exc.strerror or exc}")) from None
+    err.print(f"wrote {target} ({len(html) // 1024} KB; {len(spans)} spans"
+              + ("" if spans else f", no {SPANS_FILE}: timeline from nothing") + ")")

@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -22,11 +24,16 @@ from runner.orchestration.plan import Plan, compile_plan
 from runner.orchestration.records import Resume, RunInfo, RunResult
 from runner.orchestration.runner import DAGRunner, new_run_id
 from runner.registry import StageRegistry
+from runner.telemetry import SPANS_FILE, Tracing, TracingHook, current_traceparent, encode_jsonl
+from runner.telemetry import get_tracing as _get_tracing
+from runner.telemetry.logs import LogHook
 from runner.workspace import check_run_id, remove_workspace, workspace_path
 
 __all__ = ["DEFAULT_MANIFEST", "QuantSDK"]
 
 DEFAULT_MANIFEST = "configs/manifest.json"
+
+log = logging.getLogger("runner")
 
 
 def default_manifest() -> str:
@@ -78,13 +85,16 @@ class QuantSDK:
         resume: bool = False,
         force: bool = False,
         checkpoints: bool = True,
+        tracing: bool | Tracing = True,
         **options: Any,
     ) -> DAGRunner:
-        """A DAGRunner for ``pipeline``, wired to this SDK's store, lock and cleanup.
+        """A DAGRunner for ``pipeline``, wired to this SDK's store, lock, cleanup and tracing.
 
         The store is checked before anything runs (:class:`ArtifactError`, exit 2,
         when it cannot be written); ``resume`` continues ``run_id`` after its last
-        completed step.
+        completed step. ``tracing`` follows the standard OpenTelemetry environment
+        (spans always land in ``runs/<RUN_ID>/spans.jsonl`` unless OTEL_SDK_DISABLED);
+        a run started inside an active span of the application joins its trace.
         """
         plan = self.plan(pipeline)
         run_id = check_run_id(run_id) if run_id else new_run_id()
@@ -95,8 +105,11 @@ class QuantSDK:
             store.check()
         state: Resume | None = None
         completed: list[str] = []
+        read: tuple[float, float] | None = None
         if resume:
+            started = time.time()
             state, _ = prepare_resume(store, run_id, plan, force=force)
+            read = (started, time.time())
             completed = sorted(state.completed, key=[s.path for s in plan.main_line()].index
                                ) if state else []
         elif store.exists(f"runs/{run_id}/run.json"):
@@ -104,8 +117,25 @@ class QuantSDK:
                              "continue it, or another --run-id")
         extra: list[RunHook] = []
         lock: RunLock | None = None
+        checkpoint: CheckpointHook | None = None
         if checkpoints:  # without checkpoints the run leaves nothing to guard but forensics
-            extra.append(CheckpointHook(store, plan, plan.manifest_digest, completed=completed))
+            checkpoint = CheckpointHook(store, plan, plan.manifest_digest, completed=completed)
+            extra.append(checkpoint)
+        extra.append(LogHook())
+        traced = tracing if isinstance(tracing, Tracing) else _get_tracing() if tracing else None
+        if traced is not None:
+            hook = TracingHook(traced, on_spans=_SpansWriter(store, run_id))
+            if checkpoint is not None:
+                checkpoint.listeners.append(hook.on_artifact)
+            if read is not None and state is not None:
+                hook.note_span("checkpoint resume", "checkpoint.read", *read,
+                               {"runner.url": store.url_of(f"runs/{run_id}"),
+                                "runner.fields_read": sorted(getattr(state.context, "__dict__",
+                                                                     {}))})
+            extra.append(hook)
+            if "traceparent" not in options:
+                options["traceparent"] = current_traceparent()
+        if checkpoints:
             lock = RunLock(store, run_id)
             lock.acquire()
             extra.append(_ReleaseLock(lock))
@@ -141,6 +171,20 @@ class QuantSDK:
     def cleanup_workspace(self, run_id: str) -> bool:
         """Remove a run's scratch workspace; artifacts and forensics are never touched."""
         return remove_workspace(run_id, self.workspace_root)
+
+
+class _SpansWriter:
+    """Writes a run's spans to ``runs/<RUN_ID>/spans.jsonl`` when the run ends."""
+
+    def __init__(self, store: ArtifactStore, run_id: str) -> None:
+        self.store, self.run_id = store, run_id
+
+    def __call__(self, spans: list[dict[str, Any]]) -> None:
+        try:
+            self.store.write_bytes(f"runs/{self.run_id}/{SPANS_FILE}", encode_jsonl(spans))
+        except Exception as exc:
+            log.error("could not write the spans of run %s to %s: %s", self.run_id,
+                      self.store.url, exc)
 
 
 class _ReleaseLock(RunHook):

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import queue
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +29,7 @@ from runner.artifacts.codec import decode, encode, sha256
 from runner.artifacts.store import ArtifactStore
 from runner.context import fork_value, values_equal
 from runner.errors import ArtifactError, IntegrityError
+from runner.orchestration.graph import outline
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Branch, ParallelGroup, Plan
 from runner.orchestration.records import RunInfo, RunResult, StepRecord
@@ -36,6 +39,8 @@ __all__ = ["FORMAT", "CheckpointHook", "last_main_checkpoint", "load_checkpoint"
            "read_index", "read_run", "run_dir"]
 
 FORMAT = 1
+
+log = logging.getLogger("runner.artifacts")
 
 
 def run_dir(run_id: str) -> str:
@@ -121,6 +126,10 @@ class CheckpointHook(RunHook):
     completed: list[str] = field(default_factory=list)
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     background: bool = True
+    listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    """Called (from the writer threads) with each checkpoint write once it is done or
+    failed: op, name, path, kind, dir, url, bytes, rows, fields_written,
+    fields_referenced, start, end (epoch seconds), error."""
     _last: dict[str, _Kept] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _doc: dict[str, Any] = field(default_factory=dict)
@@ -149,7 +158,7 @@ class CheckpointHook(RunHook):
             "manifest_digest": self.manifest_digest, "status": "running",
             "started": previous.get("started", _now()) if self.completed else _now(),
             "attempts": int(previous.get("attempts", 0)) + 1,
-            "ended": None, "error": None,
+            "ended": None, "error": None, "plan": outline(plan),
         }
         self._save()
 
@@ -212,7 +221,11 @@ class CheckpointHook(RunHook):
             index = {"format": FORMAT, "run_id": run.run_id, "name": name, "path": path,
                      "kind": kind, "context_type": _type_path(ctx), "fields": fields}
             meta = {"seq": self._seq, "dir": step_dir, "name": name, "path": path, "kind": kind}
-        job = functools.partial(self._write, run.run_id, step_dir, todo, index, meta)
+        event = {"op": "write", "name": name, "path": path, "kind": kind, "dir": step_dir,
+                 "url": self.store.url_of(run_dir(run.run_id), step_dir),
+                 "fields_written": sorted(todo), "fields_referenced": len(fields) - len(todo),
+                 "start": time.time()}
+        job = functools.partial(self._write, run.run_id, step_dir, todo, index, meta, event)
         if self.background:
             self._submit(job)
         else:
@@ -221,40 +234,67 @@ class CheckpointHook(RunHook):
             self.flush()  # the last step: the run ends only once it is on the store
 
     def _write(self, run_id: str, step_dir: str, todo: dict[str, Any],
-               index: dict[str, Any], meta: dict[str, Any]) -> None:
+               index: dict[str, Any], meta: dict[str, Any], event: dict[str, Any]) -> None:
         """Encode and write the fields (not yet fsynced), then hand over to commit."""
         base = run_dir(run_id)
         written = []
-        for fname, (value, entry) in todo.items():
-            enc = encode(value)
-            rel = f"{step_dir}/{fname}.{enc.suffix}"
-            with self.store.open_atomic(f"{base}/{rel}", durable=not self.background) as fh:
-                enc.write(fh)
-            entry.update(file=rel, format=enc.format, sha256=fh.sha256, bytes=fh.size,
-                         rows=enc.rows)
-            if enc.format == "series":
-                entry["series_name"] = enc.series_name
-            written.append(f"{base}/{rel}")
-        commit = functools.partial(self._commit, base, step_dir, written, index, meta)
+        try:
+            for fname, (value, entry) in todo.items():
+                enc = encode(value)
+                rel = f"{step_dir}/{fname}.{enc.suffix}"
+                with self.store.open_atomic(f"{base}/{rel}", durable=not self.background) as fh:
+                    enc.write(fh)
+                entry.update(file=rel, format=enc.format, sha256=fh.sha256, bytes=fh.size,
+                             rows=enc.rows)
+                if enc.format == "series":
+                    entry["series_name"] = enc.series_name
+                written.append(f"{base}/{rel}")
+        except BaseException as exc:
+            self._tell(event, todo, exc)
+            raise
+        commit = functools.partial(self._commit, base, step_dir, written, index, meta,
+                                   event, todo)
         if self.background:
             self._committer.submit(commit)
         else:
             commit()
 
     def _commit(self, base: str, step_dir: str, written: list[str], index: dict[str, Any],
-                meta: dict[str, Any]) -> None:
+                meta: dict[str, Any], event: dict[str, Any], todo: dict[str, Any]) -> None:
         """Fields durable, then the index, then run.json: the checkpoint counts as done."""
-        for rel in written:
-            if self.background:
-                self.store.sync(rel)  # the encoder is already on the next checkpoint
-        index["created"] = _now()
-        self.store.write_bytes(f"{base}/{step_dir}/index.json",
-                               json.dumps(index, indent=2, default=str).encode())
-        with self._lock:
-            self.checkpoints.append(meta)
-            if meta["kind"] == "step":
-                self.completed.append(meta["path"])
-        self._save()
+        try:
+            for rel in written:
+                if self.background:
+                    self.store.sync(rel)  # the encoder is already on the next checkpoint
+            index["created"] = _now()
+            self.store.write_bytes(f"{base}/{step_dir}/index.json",
+                                   json.dumps(index, indent=2, default=str).encode())
+            with self._lock:
+                self.checkpoints.append(meta)
+                if meta["kind"] == "step":
+                    self.completed.append(meta["path"])
+            self._save()
+        except BaseException as exc:
+            self._tell(event, todo, exc)
+            raise
+        self._tell(event, todo, None)
+
+    def _tell(self, event: dict[str, Any], todo: dict[str, Any],
+              error: BaseException | None) -> None:
+        if not self.listeners:
+            return
+        entries = [entry for _, entry in todo.values()]
+        rows = [e["rows"] for e in entries if isinstance(e.get("rows"), int)]
+        event = {**event, "end": time.time(),
+                 "bytes": sum(int(e.get("bytes", 0)) for e in entries),
+                 "rows": max(rows) if rows else None,
+                 "error": f"{type(error).__name__}: {error}" if error is not None else None}
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception as exc:
+                log.error("checkpoint listener %r failed: %s: %s", listener,
+                          type(exc).__name__, exc)
 
     # ------------------------------------------------------------ the writer threads
 

@@ -125,11 +125,29 @@ def notify(env: Env, method: str, *args: Any, path: str, ctx: Any) -> None:
 def _notify_quietly(env: Env, method: str, *args: Any) -> None:
     """Hooks called while a failure is already on its way: their errors are logged."""
     for hook in env.hooks:
+        _notify_one(env, hook, method, *args)
+
+
+def _notify_one(env: Env, hook: RunHook, method: str, *args: Any) -> None:
+    try:
+        getattr(hook, method)(env.run, *args)
+    except Exception as exc:
+        log.error("hook %s.%s failed: %s: %s", type(hook).__name__, method,
+                  type(exc).__name__, exc)
+
+
+def _branch_hooks(env: Env, branch: Branch) -> tuple[tuple[int, RunHook], ...]:
+    out = []
+    for index, hook in enumerate(env.hooks):
         try:
-            getattr(hook, method)(env.run, *args)
+            made = hook.branch_hook(env.run, branch)
         except Exception as exc:
-            log.error("hook %s.%s failed: %s: %s", type(hook).__name__, method,
+            log.error("hook %s.branch_hook failed: %s: %s", type(hook).__name__,
                       type(exc).__name__, exc)
+            continue
+        if made is not None:
+            out.append((index, made))
+    return tuple(out)
 
 
 def run_steps(steps: Sequence[Step], ctx: Any, env: Env) -> Any:
@@ -144,10 +162,21 @@ def run_steps(steps: Sequence[Step], ctx: Any, env: Env) -> Any:
         elif isinstance(step, AdapterStep):
             ctx = _call(step, step.adapter.fn, ctx, env, "adapter")
         elif isinstance(step, PipelineStep):
-            ctx = run_steps(step.steps, ctx, env)
+            ctx = _run_pipeline(step, ctx, env)
         else:
             ctx = run_group(step, ctx, env)
     return ctx
+
+
+def _run_pipeline(step: PipelineStep, ctx: Any, env: Env) -> Any:
+    notify(env, "on_pipeline_start", step, path=step.path, ctx=ctx)
+    try:
+        out = run_steps(step.steps, ctx, env)
+    except BaseException:
+        _notify_quietly(env, "on_pipeline_end", step, None)
+        raise
+    notify(env, "on_pipeline_end", step, out, path=step.path, ctx=out)
+    return out
 
 
 def _call(step: StageStep | AdapterStep, fn: Callable[[Any], Any], ctx: Any, env: Env,
@@ -162,12 +191,13 @@ def _call(step: StageStep | AdapterStep, fn: Callable[[Any], Any], ctx: Any, env
     except Exception as exc:
         end = time.time()
         received = snapshot.restore() if snapshot is not None else ctx
+        failure = _failure(step.name, step.path, kind, exc, received)
         record = StepRecord(step.name, step.path, "failed", start, end, env.executor.name,
                             env.pid, kind, f"{type(exc).__name__}: {exc}",  # type: ignore[arg-type]
-                            branch=env.branch)
+                            branch=env.branch, traceback=failure.tb)
         env.records.append(record)
         _notify_quietly(env, "on_step_end", record, None)
-        raise _failure(step.name, step.path, kind, exc, received) from exc
+        raise failure from exc
     record = StepRecord(step.name, step.path, "succeeded", start, time.time(),
                         env.executor.name, env.pid, kind, branch=env.branch)  # type: ignore[arg-type]
     _record(env, record, out)
@@ -190,6 +220,9 @@ class BranchTask:
     context: Any
     run: RunInfo
     snapshots: bool = True
+    hooks: tuple[tuple[int, RunHook], ...] = ()
+    """Branch hooks for a worker process, each with the index of the driver hook
+    that made it (see :meth:`RunHook.branch_hook`)."""
 
 
 @dataclass
@@ -203,24 +236,42 @@ class BranchOutcome:
     records: list[StepRecord] = field(default_factory=list)
     pid: int = 0
     node: str | None = None
+    payloads: list[tuple[int, Any]] = field(default_factory=list)
+    """What each branch hook sent back, with its driver hook's index."""
 
 
 def execute_branch(
     task: BranchTask, cancel: CancelFlag, hooks: Sequence[RunHook] = (),
     executor_name: str | None = None,
 ) -> BranchOutcome:
-    """Run one branch to completion in this process (nested groups run inline)."""
+    """Run one branch to completion in this process (nested groups run inline).
+
+    ``hooks`` are the driver's live hooks (same process); a task that carries
+    branch hooks runs in a worker, and those hear the branch instead.
+    """
     from runner.orchestration.executors.inline import InlineExecutor
 
+    remote = bool(task.hooks)
+    if remote:
+        hooks = [hook for _, hook in task.hooks]
     inline = InlineExecutor(label=executor_name or task.run.executor)
     env = Env(task.run, cancel, inline, hooks, task.snapshots, branch=task.branch.path)
     outcome = BranchOutcome(task.branch.index, records=env.records, pid=os.getpid())
     try:
+        notify(env, "on_branch_start", task.branch, path=task.branch.path, ctx=task.context)
         outcome.context = run_steps(task.branch.steps, task.context, env)
     except StepFailure as failure:
         outcome.failure = failure
     except Cancelled:
         outcome.cancelled = True
+    if remote:
+        _notify_quietly(env, "on_branch_end", task.branch, outcome.context)
+        for index, hook in task.hooks:
+            try:
+                outcome.payloads.append((index, hook.payload()))
+            except Exception as exc:
+                log.error("branch hook %s.payload failed: %s: %s", type(hook).__name__,
+                          type(exc).__name__, exc)
     return outcome
 
 
@@ -245,13 +296,16 @@ def run_group(group: ParallelGroup, ctx: Any, env: Env) -> Any:
     notify(env, "on_group_start", group, path=group.path, ctx=ctx)
     executor = env.executor
     tasks = [
-        BranchTask(b, ctx if executor.isolates else fork_context(ctx), env.run, env.snapshots)
+        BranchTask(b, ctx if executor.isolates else fork_context(ctx), env.run, env.snapshots,
+                   () if executor.live_hooks else _branch_hooks(env, b))
         for b in group.branches
     ]
     done: list[tuple[Branch, Any]] = []
     failures: list[StepFailure] = []
     for outcome in executor.run_branches(tasks, env.cancel, env.hooks):
         branch = group.branches[outcome.index]
+        for index, payload in outcome.payloads:
+            _notify_one(env, env.hooks[index], "on_branch_payload", branch, payload)
         env.records.extend(outcome.records)
         if not executor.live_hooks:
             for record in outcome.records:

@@ -5,10 +5,45 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
-from runner.orchestration.plan import AdapterStep, ParallelGroup, PipelineStep, Plan, Step
+from runner.orchestration.plan import (
+    AdapterStep,
+    Branch,
+    ParallelGroup,
+    PipelineStep,
+    Plan,
+    StageStep,
+    Step,
+)
 
-__all__ = ["render_dot", "render_mermaid"]
+__all__ = ["outline", "render_dot", "render_mermaid"]
+
+
+def outline(plan: Plan) -> dict[str, Any]:
+    """The plan as plain nested data (kept in run.json, drawn by ``runner report``).
+
+    Every node has ``kind`` (pipeline, stage, adapter, group, branch), ``name``
+    and ``path``; containers have ``children`` in plan order.
+    """
+
+    def node(item: Step | Branch) -> dict[str, Any]:
+        if isinstance(item, PipelineStep):
+            return {"kind": "pipeline", "name": item.pipeline, "path": item.path,
+                    "children": [node(s) for s in item.steps]}
+        if isinstance(item, ParallelGroup):
+            return {"kind": "group", "name": item.name, "path": item.path,
+                    "merge": item.merge_adapter.name if item.merge_adapter else "merge",
+                    "children": [node(b) for b in item.branches]}
+        if isinstance(item, Branch):
+            return {"kind": "branch", "name": item.label, "path": item.path,
+                    "children": [node(s) for s in item.steps]}
+        kind = "adapter" if isinstance(item, AdapterStep) else "stage"
+        assert isinstance(item, StageStep | AdapterStep)
+        return {"kind": kind, "name": item.name, "path": item.path}
+
+    return {"kind": "pipeline", "name": plan.pipeline, "path": plan.pipeline,
+            "children": [node(s) for s in plan.steps]}
 
 
 @dataclass

@@ -4,6 +4,11 @@ A hook overrides any of these no-op methods. Hooks run in the driver process;
 with the ``threads`` executor they are called from worker threads, so a hook
 must be thread-safe. Steps that ran in another process (``processes``, Ray)
 are reported by ``on_step_end`` when their branch returns.
+
+A hook that must see those steps as they run (tracing does) returns a picklable
+*branch hook* from :meth:`RunHook.branch_hook`: it travels with the branch, hears
+the branch's events where the branch runs, and what its :meth:`RunHook.payload`
+returns comes back to the driver's :meth:`RunHook.on_branch_payload`.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from runner.orchestration.plan import Branch, ParallelGroup, Plan, Step
+    from runner.orchestration.plan import Branch, ParallelGroup, PipelineStep, Plan, Step
     from runner.orchestration.records import RunInfo, RunResult, StepRecord
 
 __all__ = ["RunHook"]
@@ -29,14 +34,40 @@ class RunHook:
     def on_step_end(self, run: RunInfo, record: StepRecord, context: Any | None) -> None:
         """A stage, adapter or merge finished; ``context`` is its output when local."""
 
+    def on_pipeline_start(self, run: RunInfo, step: PipelineStep) -> None:
+        """A nested pipeline is about to run its first step."""
+
+    def on_pipeline_end(self, run: RunInfo, step: PipelineStep, context: Any | None) -> None:
+        """A nested pipeline finished (``context`` is None when it failed)."""
+
     def on_group_start(self, run: RunInfo, group: ParallelGroup) -> None:
         """A parallel group is about to fork."""
+
+    def on_branch_start(self, run: RunInfo, branch: Branch) -> None:
+        """A branch starts, where it runs (a worker thread, or with a branch hook, a
+        worker process)."""
 
     def on_branch_end(self, run: RunInfo, branch: Branch, context: Any | None) -> None:
         """One branch finished (``context`` is None when it failed or was cancelled)."""
 
     def on_group_end(self, run: RunInfo, group: ParallelGroup, context: Any | None) -> None:
         """The group merged (``context`` is None when it failed)."""
+
+    def branch_hook(self, run: RunInfo, branch: Branch) -> RunHook | None:
+        """A picklable hook to run with ``branch`` in a worker process, or None.
+
+        Asked only on executors whose branches run in another process. The branch
+        hook hears ``on_branch_start``, the branch's step events and ``on_branch_end``
+        in the worker; then its :meth:`payload` is sent back.
+        """
+        return None
+
+    def payload(self) -> Any:
+        """On a branch hook: what to send back to the driver when the branch ends."""
+        return None
+
+    def on_branch_payload(self, run: RunInfo, branch: Branch, payload: Any) -> None:
+        """On the driver: the payload of the branch hook this hook gave ``branch``."""
 
     def on_run_end(
         self, run: RunInfo, result: RunResult | None, error: BaseException | None

@@ -27,6 +27,8 @@ class StepRecord:
     node: str | None = None
     branch: str | None = None
     """The enclosing branch's path; None for the main line of steps."""
+    traceback: str | None = None
+    """The formatted exception of a failed step (for spans; not in ``to_dict``)."""
 
     @property
     def duration(self) -> float:
@@ -65,6 +67,8 @@ class RunInfo:
     trace_id: str
     pipeline: str
     executor: str
+    parent_span_id: str | None = None
+    """The span a run started with ``TRACEPARENT`` belongs under (16 hex digits)."""
 
 
 @dataclass(frozen=True)

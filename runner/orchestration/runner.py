@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +28,7 @@ from runner.orchestration.plan import Plan
 from runner.orchestration.records import Resume, RunInfo, RunResult
 from runner.workspace import check_run_id, create_workspace, remove_workspace
 
-__all__ = ["DAGRunner", "new_run_id"]
+__all__ = ["DAGRunner", "new_run_id", "parse_traceparent"]
 
 log = logging.getLogger("runner")
 
@@ -44,6 +45,21 @@ def stage_modules(plan: Plan) -> list[str]:
         if adapter is not None and getattr(adapter.fn, "__module__", "__main__") != "__main__":
             modules.append(adapter.fn.__module__)
     return list(dict.fromkeys(modules))
+
+
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
+
+
+def parse_traceparent(value: str) -> tuple[str, str] | None:
+    """``(trace_id, parent_span_id)`` of a W3C ``traceparent`` header, or None if invalid."""
+    match = _TRACEPARENT.match(value.strip().lower())
+    if match is None:
+        return None
+    version, trace_id, span_id, _, rest = match.groups()
+    if version == "ff" or (version == "00" and rest) or set(trace_id) == {"0"} \
+            or set(span_id) == {"0"}:
+        return None
+    return trace_id, span_id
 
 
 def new_run_id() -> str:
@@ -68,19 +84,40 @@ class DAGRunner:
         snapshots: bool = True,
         max_workers: int | None = None,
         resume: Resume | None = None,
+        traceparent: str | None = None,
     ) -> None:
         self.plan = plan
         self.executor = make_executor(executor, max_workers=max_workers,
                                       preload=stage_modules(plan))
         self.run_id = check_run_id(run_id) if run_id else new_run_id()
-        self.trace_id = secrets.token_hex(16)
+        self.trace_id, self.parent_span_id = self._trace(traceparent)
         self.hooks = tuple(hooks)
         self.forensics = forensics or LocalForensics(artifacts)
         self.workspace_root = workspace_root
         self.cleanup = cleanup or (lambda rid: remove_workspace(rid, workspace_root))
         self.snapshots = snapshots
         self.resume = resume
-        self.info = RunInfo(self.run_id, self.trace_id, plan.pipeline, self.executor.name)
+        self.info = RunInfo(self.run_id, self.trace_id, plan.pipeline, self.executor.name,
+                            self.parent_span_id)
+
+    @staticmethod
+    def _trace(traceparent: str | None) -> tuple[str, str | None]:
+        """The run's trace: the one ``traceparent`` (or env ``TRACEPARENT``) names, under
+        its span, or a new one. An invalid environment value is ignored, as W3C says."""
+        if traceparent is not None:
+            parsed = parse_traceparent(traceparent)
+            if parsed is None:
+                raise UsageError(f"traceparent {traceparent!r} is not a W3C traceparent "
+                                 "(00-<32 hex trace id>-<16 hex span id>-<2 hex flags>)")
+            return parsed
+        inherited = os.environ.get("TRACEPARENT")
+        if inherited:
+            parsed = parse_traceparent(inherited)
+            if parsed is not None:
+                return parsed
+            log.warning("ignoring TRACEPARENT=%r: not a W3C traceparent; starting a new trace",
+                        inherited)
+        return secrets.token_hex(16), None
 
     def root_context(self, context: Any = None) -> Any:
         """The context the first stage receives: the given one or a new root."""

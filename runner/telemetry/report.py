@@ -1,0 +1,641 @@
+"""A run as one self-contained HTML page: DAG, timeline, steps, artifacts and error.
+
+The report is meant to be mailed, attached to a ticket or opened from an object
+store years later, so it carries everything inline: CSS, SVG drawn here in
+Python, no script and no network reference. Python computes the geometry (the
+plan is series-parallel, so a recursive layout is exact and needs no graph
+library); the Jinja2 template ``templates/report.html.j2`` only writes it out,
+with autoescaping on, since stage names and messages come from user code.
+
+Inputs are the plain documents a run leaves behind: ``run.json``, the spans of
+``spans.jsonl``, each checkpoint's ``index.json`` and the forensic ``error.json``.
+Any of them may be partial: a run still running, an older run without a plan,
+a run without spans.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template
+
+from runner.telemetry.spans import SpanNode, span_tree
+from runner.telemetry.view import (
+    format_bytes,
+    format_duration,
+    short_name,
+    span_error,
+    span_kind,
+    span_pid,
+    span_status,
+)
+
+__all__ = ["TIMELINE_KINDS", "outline_from_spans", "render_report"]
+
+TIMELINE_KINDS = frozenset({"pipeline", "group", "branch", "stage", "adapter", "merge",
+                            "checkpoint.write", "checkpoint.read"})
+"""Span kinds drawn as a bar on the timeline (everything but the run itself)."""
+STEP_KINDS = ("stage", "adapter", "merge")
+
+Node = Mapping[str, Any]
+State = Callable[[str, str], tuple[str, Mapping[str, Any] | None]]
+
+
+# ---------------------------------------------------------------- time
+
+
+def _parse_time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _show_time(value: Any) -> str:
+    parsed = _parse_time(value)
+    if parsed is None:
+        return str(value) if value else "—"
+    return parsed.strftime("%Y-%m-%d %H:%M:%S") + (f" {parsed.tzname()}" if parsed.tzinfo else "")
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """Span times as seconds from the start of the run."""
+
+    origin: int
+    end: int
+
+    @classmethod
+    def of(cls, spans: Sequence[Mapping[str, Any]]) -> _Clock | None:
+        starts = [s["start_time_unix_nano"] for s in spans if s.get("start_time_unix_nano")]
+        if not starts:
+            return None
+        runs = [s["start_time_unix_nano"] for s in spans if span_kind(s) == "run"
+                and s.get("start_time_unix_nano")]
+        ends = [s.get("end_time_unix_nano") or s["start_time_unix_nano"] for s in spans
+                if s.get("start_time_unix_nano")]
+        return cls(min(runs) if runs else min(starts), max(ends))
+
+    @property
+    def total(self) -> float:
+        return max((self.end - self.origin) / 1e9, 1e-6)
+
+    def offset(self, nanos: int | None) -> float:
+        return ((nanos if nanos is not None else self.end) - self.origin) / 1e9
+
+    def span(self, span: Mapping[str, Any]) -> tuple[float, float]:
+        return self.offset(span.get("start_time_unix_nano")), self.offset(
+            span.get("end_time_unix_nano"))
+
+
+# ---------------------------------------------------------------- status of plan nodes
+
+
+def _plan_path(span: Mapping[str, Any]) -> str:
+    """A span's plan path (a merge's ``<group>:merge`` is its group's)."""
+    return str((span.get("attributes") or {}).get("runner.path") or "").removesuffix(":merge")
+
+
+def _under(path: str, done: str) -> bool:
+    return path == done or path.startswith((done + "[", done + "/"))
+
+
+def _state_of(run: Mapping[str, Any], spans: Sequence[Mapping[str, Any]],
+              error: Mapping[str, Any] | None) -> State:
+    """How each plan node (kind, path) fared: its span if it has one, else what run.json says."""
+    by_key: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for span in sorted(spans, key=lambda s: s.get("start_time_unix_nano") or 0):
+        if _plan_path(span):
+            by_key[span_kind(span), _plan_path(span)] = span  # a later attempt wins
+    completed = [str(p) for p in run.get("completed") or ()] + [  # branches checkpoint too
+        str(c["path"]) for c in run.get("checkpoints") or () if c.get("path")]
+    failed_path = (error or {}).get("path")
+    pending = "pending" if run.get("status") == "running" else "not-run"
+    # completed yet absent from a resumed run's trace: restored from a checkpoint
+    resumed = bool(spans) and int(run.get("attempts") or 1) > 1
+
+    def state(kind: str, path: str) -> tuple[str, Mapping[str, Any] | None]:
+        span = by_key.get((kind, path))
+        if span is not None:
+            return span_status(span), span
+        if any(_under(path, done) for done in completed):
+            return ("skipped" if resumed else "succeeded"), None
+        if path == failed_path and kind in STEP_KINDS:
+            return "failed", None
+        return pending, None
+
+    return state
+
+
+_STATUS_WORDS = {"succeeded": "", "failed": "failed", "skipped": "restored from checkpoint",
+                 "not-run": "not run", "pending": "pending", "running": "running",
+                 "cancelled": "cancelled"}
+
+
+def _detail(status: str, span: Mapping[str, Any] | None) -> str:
+    if span is not None and status in ("succeeded", "failed"):
+        duration = format_duration(_span_seconds(span))
+        return duration if status == "succeeded" else f"failed · {duration}"
+    return _STATUS_WORDS.get(status, status)
+
+
+def _span_seconds(span: Mapping[str, Any]) -> float | None:
+    start, end = span.get("start_time_unix_nano"), span.get("end_time_unix_nano")
+    return (int(end) - int(start)) / 1e9 if start is not None and end is not None else None
+
+
+# ---------------------------------------------------------------- the DAG
+
+BOX_H, HGAP, VGAP, DOT_R, PAD, TITLE, MARGIN = 44.0, 36.0, 14.0, 6.0, 12.0, 20.0, 16.0
+CHAR_W, MIN_W, MAX_W = 6.4, 96.0, 220.0  # CHAR_W: a generous 12.5px bold glyph
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Box:
+    """A stage, adapter or merge in the DAG."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    label: str
+    detail: str
+    kind: str
+    status: str
+    tooltip: str
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A nested pipeline: a labelled box around its steps."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    label: str
+    detail: str
+    status: str
+    tooltip: str
+
+
+@dataclass(frozen=True)
+class Dot:
+    """The fork of a parallel group."""
+
+    x: float
+    y: float
+    status: str
+    tooltip: str
+
+
+@dataclass
+class Dag:
+    """Everything the template draws for the DAG, in SVG user units."""
+
+    width: float = 0.0
+    height: float = 0.0
+    boxes: list[Box] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)
+    dots: list[Dot] = field(default_factory=list)
+    edges: list[str] = field(default_factory=list)
+
+
+def _box_w(label: str) -> float:
+    return min(MAX_W, max(MIN_W, len(label) * CHAR_W + 30))
+
+
+def _fit(label: str, width: float, char_w: float = CHAR_W) -> str:
+    room = int((width - 20) / char_w)
+    return label if len(label) <= room else label[: max(room - 1, 1)] + "…"
+
+
+def _tooltip(name: str, path: str, kind: str, status: str, span: Mapping[str, Any] | None) -> str:
+    lines = [name, f"{kind} · {path}", f"status: {_STATUS_WORDS.get(status) or status}"]
+    if span is not None:
+        lines.append(f"duration: {format_duration(_span_seconds(span))}")
+    return "\n".join(lines)
+
+
+def _edge(a: Point, b: Point) -> str:
+    (x1, y1), (x2, y2) = a, b
+    if abs(y1 - y2) < 0.5:
+        return f"M{x1:.1f},{y1:.1f} H{x2:.1f}"
+    bend = max(x1, x2 - HGAP)
+    dx = (x2 - bend) / 2
+    return (f"M{x1:.1f},{y1:.1f} H{bend:.1f} C{bend + dx:.1f},{y1:.1f} "
+            f"{x2 - dx:.1f},{y2:.1f} {x2:.1f},{y2:.1f}")
+
+
+class _DagLayout:
+    """Series-parallel layout: sequences left to right, branches stacked between a
+    fork and a merge, nested pipelines framed. Every block is centred on its row."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.dag = Dag()
+
+    def size(self, node: Node) -> tuple[float, float]:
+        kind, children = node["kind"], node.get("children") or []
+        if kind in ("stage", "adapter"):
+            return _box_w(node["name"]), BOX_H
+        if kind == "group":
+            sizes = [self.size(b) for b in children] or [(0.0, 0.0)]
+            inner_h = sum(h for _, h in sizes) + VGAP * (len(sizes) - 1)
+            width = 2 * DOT_R + HGAP + max(w for w, _ in sizes) + HGAP + _box_w(node["merge"])
+            return width, max(inner_h, BOX_H)
+        width, height = self.row_size(children)
+        if kind == "pipeline":  # room for "▣ name" and a duration on the title line
+            title_w = (len(node["name"]) + 12) * CHAR_W + 3 * PAD
+            return max(width + 2 * PAD, title_w), height + 2 * (PAD + TITLE)
+        return width, height
+
+    def row_size(self, children: Sequence[Node]) -> tuple[float, float]:
+        sizes = [self.size(c) for c in children] or [(0.0, 0.0)]
+        return sum(w for w, _ in sizes) + HGAP * (len(sizes) - 1), max(h for _, h in sizes)
+
+    def place(self, node: Node, x: float, top: float, height: float) -> tuple[Point, Point]:
+        """Draw ``node`` with its left edge at ``x``, centred in ``[top, top + height]``;
+        returns where edges enter and leave it."""
+        w, h = self.size(node)
+        y = top + (height - h) / 2
+        kind, path = node["kind"], str(node["path"])
+        if kind in ("stage", "adapter"):
+            self._box(node["name"], kind, path, x, y, w)
+            return (x, y + h / 2), (x + w, y + h / 2)
+        if kind == "group":
+            return self._group(node, x, y, w, h)
+        if kind == "pipeline":
+            status, span = self.state("pipeline", path)
+            self.dag.frames.append(Frame(x, y, w, h, node["name"], _detail(status, span), status,
+                                         _tooltip(node["name"], path, kind, status, span)))
+            inner = PAD + TITLE
+            return self.row(node.get("children") or [], x + PAD, y + inner, h - 2 * inner)
+        return self.row(node.get("children") or [], x, y, h)
+
+    def row(self, children: Sequence[Node], x: float, top: float,
+            height: float) -> tuple[Point, Point]:
+        first: Point | None = None
+        last: Point | None = None
+        for child in children:
+            enter, leave = self.place(child, x, top, height)
+            if last is not None:
+                self.dag.edges.append(_edge(last, enter))
+            first, last = first or enter, leave
+            x += self.size(child)[0] + HGAP
+        middle = (x, top + height / 2)
+        return first or middle, last or middle
+
+    def _box(self, name: str, kind: str, path: str, x: float, y: float, w: float) -> None:
+        status, span = self.state(kind, path)
+        detail = _detail(status, span)
+        if kind not in ("stage", name):  # "merge" needs no "merge ·" before it
+            detail = f"{kind} · {detail}" if detail else kind
+        self.dag.boxes.append(Box(x, y, w, BOX_H, _fit(name, w), detail, kind, status,
+                                  _tooltip(name, path, kind, status, span)))
+
+    def _group(self, node: Node, x: float, y: float, w: float, h: float) -> tuple[Point, Point]:
+        path, mid = str(node["path"]), y + h / 2
+        status, span = self.state("group", path)
+        self.dag.dots.append(Dot(x + DOT_R, mid, status,
+                                 _tooltip(f"fork {node['name']}", path, "group", status, span)))
+        branches = node.get("children") or []
+        merge_w = _box_w(node["merge"])
+        merge_x = x + w - merge_w
+        sizes = [self.size(b) for b in branches]
+        top = y + (h - (sum(bh for _, bh in sizes) + VGAP * (len(sizes) - 1))) / 2
+        for branch, (_, bh) in zip(branches, sizes, strict=True):
+            enter, leave = self.place(branch, x + 2 * DOT_R + HGAP, top, bh)
+            self.dag.edges.append(_edge((x + 2 * DOT_R, mid), enter))
+            self.dag.edges.append(_edge(leave, (merge_x, mid)))
+            top += bh + VGAP
+        self._box(node["merge"], "merge", path, merge_x, mid - BOX_H / 2, merge_w)
+        return (x, mid), (x + w, mid)
+
+
+def layout_dag(plan: Node, state: State) -> Dag:
+    """The plan's DAG; the root pipeline is the page itself, so it gets no frame."""
+    layout = _DagLayout(state)
+    children = plan.get("children") or []
+    width, height = layout.row_size(children)
+    layout.row(children, MARGIN, MARGIN, height)
+    layout.dag.width, layout.dag.height = width + 2 * MARGIN, height + 2 * MARGIN
+    return layout.dag
+
+
+def outline_from_spans(spans: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """A plan outline rebuilt from the spans' nesting, for runs whose run.json has none."""
+    roots = span_tree(spans)
+    run = next((r for r in roots if span_kind(r.span) == "run"), None)
+    if run is None:
+        return None
+    return {"kind": "pipeline", "name": short_name(run.span), "path": "",
+            "children": list(_outline_children(run))}
+
+
+def _outline_children(node: SpanNode) -> Iterator[dict[str, Any]]:
+    for child in node.children:
+        kind = span_kind(child.span)
+        attrs = child.span.get("attributes") or {}
+        base = {"kind": kind, "name": str(attrs.get("runner.stage") or short_name(child.span)),
+                "path": _plan_path(child.span)}
+        if kind in ("stage", "adapter"):
+            yield base
+        elif kind == "group":
+            kids = list(_outline_children(child))
+            merges = [s for s in child.children if span_kind(s.span) == "merge"]
+            yield {**base, "merge": short_name(merges[0].span) if merges else "merge",
+                   "name": short_name(child.span),
+                   "children": [k for k in kids if k["kind"] == "branch"]}
+        elif kind in ("pipeline", "branch"):
+            yield {**base, "children": list(_outline_children(child))}
+
+
+# ---------------------------------------------------------------- the timeline
+
+LABEL_W, CHART_W, DUR_W, ROW_H, AXIS_H, INDENT = 300.0, 750.0, 80.0, 22.0, 28.0, 14.0
+BAR_H = {"pipeline": 8.0, "group": 8.0, "branch": 10.0, "checkpoint.write": 10.0,
+         "checkpoint.read": 10.0}
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One span on the timeline: its row, label and bar."""
+
+    y: float
+    label: str
+    indent: float
+    kind: str
+    status: str
+    duration: str
+    x: float
+    w: float
+    h: float
+    tooltip: str
+
+
+@dataclass
+class Timeline:
+    """The Gantt chart: rows of bars and the x axis's ticks, in SVG user units."""
+
+    width: float
+    height: float
+    chart_x: float
+    chart_w: float
+    bars: list[Bar]
+    ticks: list[tuple[float, str]]
+
+
+def _ticks(total: float) -> list[tuple[float, str]]:
+    """About eight round steps (1, 2 or 5 x 10^k seconds) over ``[0, total]``."""
+    raw = total / 8
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    ticks = []
+    for i in range(int(total / step + 1e-9) + 1):
+        t = i * step
+        label = f"{round(t * 1000, 6):g} ms" if total < 1 else f"{round(t, 6):g} s"
+        ticks.append((t, label))
+    return ticks
+
+
+def _timeline_rows(roots: Sequence[SpanNode], depth: int = 0) -> Iterator[tuple[int, SpanNode]]:
+    for node in roots:
+        shown = span_kind(node.span) in TIMELINE_KINDS
+        if shown:
+            yield depth, node
+        yield from _timeline_rows(node.children, depth + 1 if shown else depth)
+
+
+def _bar_tooltip(span: Mapping[str, Any], status: str, start: float, end: float) -> str:
+    attrs = span.get("attributes") or {}
+    lines = [str(span.get("name") or ""), f"{span_kind(span)} · {status}",
+             f"+{start:.3f} s → +{end:.3f} s ({format_duration(end - start)})"]
+    if attrs.get("runner.path"):
+        lines.append(f"path: {attrs['runner.path']}")
+    pid = span_pid(span)
+    if pid is not None:
+        lines.append(f"pid: {pid}" + (f" on {attrs['runner.worker.node']}"
+                                      if attrs.get("runner.worker.node") else ""))
+    if attrs.get("runner.bytes") is not None:
+        lines.append(f"size: {format_bytes(attrs['runner.bytes'])}")
+    return "\n".join(lines)
+
+
+def layout_timeline(spans: Sequence[Mapping[str, Any]], clock: _Clock | None) -> Timeline | None:
+    """A Gantt chart: one row per span of :data:`TIMELINE_KINDS`, in tree order."""
+    if clock is None:
+        return None
+    scale = CHART_W / clock.total
+    bars = []
+    for row, (depth, node) in enumerate(_timeline_rows(span_tree(spans))):
+        span, kind = node.span, span_kind(node.span)
+        status = span_status(span)
+        start, end = clock.span(span)
+        label = short_name(span) if kind in STEP_KINDS else str(span.get("name"))
+        duration = "running" if status == "running" else format_duration(_span_seconds(span))
+        bars.append(Bar(
+            y=AXIS_H + row * ROW_H, label=_fit(label, LABEL_W - depth * INDENT - 4, 6.6),
+            indent=depth * INDENT, kind=kind, status=status, duration=duration,
+            x=LABEL_W + start * scale, w=max(2.0, (end - start) * scale),
+            h=BAR_H.get(kind, 14.0), tooltip=_bar_tooltip(span, status, start, end)))
+    ticks = [(LABEL_W + t * scale, label) for t, label in _ticks(clock.total)]
+    return Timeline(LABEL_W + CHART_W + DUR_W, AXIS_H + len(bars) * ROW_H + 8, LABEL_W, CHART_W,
+                    bars, ticks)
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _steps(plan: Node | None, spans: Sequence[Mapping[str, Any]], state: State,
+           clock: _Clock | None) -> list[dict[str, str]]:
+    """Stages, adapters and merges: those that ran in start order, then the rest in plan order."""
+    rows = []
+    ran = sorted((s for s in spans if span_kind(s) in STEP_KINDS),
+                 key=lambda s: s.get("start_time_unix_nano") or 0)
+    planned = list(_plan_steps(plan))
+    branches = {(kind, path): branch for kind, _, path, branch in planned}
+    seen = set()
+    for span in ran:
+        attrs = span.get("attributes") or {}
+        seen.add((span_kind(span), _plan_path(span)))
+        pid, node = span_pid(span), attrs.get("runner.worker.node")
+        rows.append({
+            "path": str(attrs.get("runner.path") or ""), "name": short_name(span),
+            "kind": span_kind(span), "status": span_status(span),
+            "start": f"+{clock.offset(span.get('start_time_unix_nano')):.3f} s" if clock else "—",
+            "duration": format_duration(_span_seconds(span)),
+            "worker": " @ ".join(str(p) for p in (pid, node) if p is not None) or "—",
+            "branch": str(attrs.get("runner.branch")
+                          or branches.get((span_kind(span), _plan_path(span))) or "—"),
+        })
+    for kind, name, path, branch in planned:
+        if (kind, path) not in seen:
+            rows.append({"path": path, "name": name, "kind": kind, "status": state(kind, path)[0],
+                         "start": "—", "duration": "—", "worker": "—", "branch": branch or "—"})
+    return rows
+
+
+def _plan_steps(node: Node | None, branch: str | None = None
+                ) -> Iterator[tuple[str, str, str, str | None]]:
+    """(kind, name, path, enclosing branch) of every step of the plan, in plan order."""
+    for child in (node or {}).get("children") or ():
+        kind, path = child["kind"], str(child["path"])
+        if kind in ("stage", "adapter"):
+            yield kind, child["name"], path, branch
+        elif kind == "group":
+            for sub in child.get("children") or ():
+                yield from _plan_steps(sub, str(sub["path"]))
+            yield "merge", child["merge"], path, branch
+        else:
+            yield from _plan_steps(child, branch)
+
+
+def _artifacts(run: Mapping[str, Any], indexes: Mapping[str, Mapping[str, Any]]
+               ) -> list[dict[str, Any]]:
+    """Each checkpoint with its fields; a field kept from an earlier checkpoint is a reference."""
+    listed = [dict(c) for c in run.get("checkpoints") or ()]
+    known = {c.get("dir") for c in listed}
+    listed += [{"dir": d, "name": i.get("name"), "path": i.get("path"), "kind": i.get("kind")}
+               for d, i in sorted(indexes.items()) if d not in known]
+    out = []
+    for entry in listed:
+        folder = str(entry.get("dir") or "")
+        index = indexes.get(folder)
+        fields = []
+        for fname, meta in ((index or {}).get("fields") or {}).items():
+            file = str(meta.get("file") or "")
+            rows = meta.get("rows")
+            fields.append({"name": fname, "format": meta.get("format") or "—",
+                           "rows": f"{rows:,}" if isinstance(rows, int) else "—",
+                           "size": format_bytes(meta.get("bytes")),
+                           "sha": str(meta.get("sha256") or "")[:12] or "—", "file": file,
+                           "written": file.startswith(folder + "/"),
+                           "bytes": int(meta.get("bytes") or 0)})
+        written = [f for f in fields if f["written"]]
+        out.append({"dir": folder, "name": entry.get("name") or "", "path": entry.get("path") or "",
+                    "kind": entry.get("kind") or "", "seq": entry.get("seq"),
+                    "missing": index is None, "fields": fields, "written": len(written),
+                    "size": format_bytes(sum(f["bytes"] for f in written))})
+    return out
+
+
+# ---------------------------------------------------------------- header and error
+
+
+def _header(run: Mapping[str, Any], clock: _Clock | None) -> dict[str, Any]:
+    status = str(run.get("status") or "unknown")
+    started, ended = _parse_time(run.get("started")), _parse_time(run.get("ended"))
+    if started and ended:
+        duration = format_duration((ended - started).total_seconds())
+    elif clock is not None:
+        duration = f"≥ {format_duration(clock.total)} so far" if status == "running" \
+            else format_duration(clock.total)
+    else:
+        duration = "—"
+    return {
+        "pipeline": run.get("pipeline") or "?", "run_id": run.get("run_id") or "?",
+        "trace_id": run.get("trace_id") or "—", "status": status,
+        "started": _show_time(run.get("started")),
+        "ended": _show_time(run.get("ended")) if run.get("ended") else (
+            "still running" if status == "running" else "—"),
+        "duration": duration, "executor": run.get("executor") or "—",
+        "attempts": run.get("attempts") or 1,
+    }
+
+
+def _stats(run: Mapping[str, Any], spans: Sequence[Mapping[str, Any]],
+           artifacts: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """The figures under the header; without spans, what run.json and the indexes say."""
+    steps = [s for s in spans if span_kind(s) in STEP_KINDS]
+    written = sum(f["bytes"] for c in artifacts for f in c["fields"] if f["written"])
+    if not written:
+        written = sum(int((s.get("attributes") or {}).get("runner.bytes") or 0) for s in spans
+                      if span_kind(s) == "checkpoint.write")
+    workers = {p for s in spans if (p := span_pid(s)) is not None}
+    return [
+        ("steps run", str(len(steps))) if spans
+        else ("steps completed", str(len(run.get("completed") or ()))),
+        ("failed", str(sum(span_status(s) == "failed" for s in steps)) if spans
+         else str(int(run.get("status") == "failed"))),
+        ("checkpoints", str(len(artifacts))),
+        ("written", format_bytes(written) if written else "—"),
+        ("worker processes", str(len(workers)) if workers else "—"),
+    ]
+
+
+def _failed_step(spans: Sequence[Mapping[str, Any]], path: str | None) -> Mapping[str, Any] | None:
+    """The step span that failed first: the one error.json names, else one with an exception."""
+    failed = [s for s in spans if span_status(s) == "failed" and span_kind(s) in STEP_KINDS]
+    failed.sort(key=lambda s: (_plan_path(s) != path, span_error(s)[0] is None,
+                               s.get("end_time_unix_nano") or 0))
+    return failed[0] if failed else None
+
+
+def _error(run: Mapping[str, Any], spans: Sequence[Mapping[str, Any]],
+           error: Mapping[str, Any] | None, context_url: str | None) -> dict[str, Any] | None:
+    """What failed, from error.json when there is one, else from run.json and the spans."""
+    if run.get("status") != "failed" and error is None:
+        return None
+    span = _failed_step(spans, (error or {}).get("path"))
+    etype, message, stack = span_error(span) if span else (None, None, None)
+    attrs = (span or {}).get("attributes") or {}
+    info = dict(error or {})
+    summary = run.get("error") or {}
+    return {
+        "type": info.get("exception_type") or etype or summary.get("type") or "error",
+        "message": info.get("message") or message or summary.get("message") or "",
+        "stage": info.get("stage") or attrs.get("runner.stage") or (
+            short_name(span) if span else "—"),
+        "path": info.get("path") or attrs.get("runner.path") or "—",
+        "kind": info.get("kind") or (span_kind(span) if span else "—"),
+        "traceback": info.get("traceback") or stack or "",
+        "pid": info.get("pid") or (span_pid(span) if span else None),
+        "time": _show_time(info.get("time")) if info.get("time") else None,
+        "summary": f"{summary.get('type')}: {summary.get('message')}" if summary else None,
+        "context": context_url or info.get("error_context"),
+        "pickle_error": info.get("pickle_error"),
+    }
+
+
+# ---------------------------------------------------------------- the page
+
+
+@lru_cache(maxsize=1)
+def _template() -> Template:
+    env = Environment(loader=PackageLoader("runner.telemetry", "templates"), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = lambda value: f"{value:.1f}"
+    return env.get_template("report.html.j2")
+
+
+def render_report(
+    run: Mapping[str, Any],
+    spans: Sequence[Mapping[str, Any]],
+    indexes: Mapping[str, Mapping[str, Any]],
+    error: Mapping[str, Any] | None,
+    *,
+    error_context_url: str | None = None,
+) -> str:
+    """The run as one HTML document with no external reference (CSS and SVG inline)."""
+    clock = _Clock.of(spans)
+    state = _state_of(run, spans, error)
+    plan: Node | None = run.get("plan") or outline_from_spans(spans)
+    artifacts = _artifacts(run, indexes)
+    return _template().render(
+        run=_header(run, clock),
+        stats=_stats(run, spans, artifacts),
+        dag=layout_dag(plan, state) if plan else None,
+        dag_source="plan" if run.get("plan") else "spans",
+        timeline=layout_timeline(spans, clock),
+        kinds=sorted(TIMELINE_KINDS),
+        steps=_steps(plan, spans, state, clock),
+        artifacts=artifacts,
+        error=_error(run, spans, error, error_context_url),
+    )

@@ -1,0 +1,131 @@
+"""The offline form of a run's spans: ``runs/<RUN_ID>/spans.jsonl``, one span per line.
+
+Each line is a JSON object, the same data an OTLP exporter sends, in plain words:
+
+    {"trace_id": "<32 hex>", "span_id": "<16 hex>", "parent_span_id": "<16 hex>" | null,
+     "name": "stage alpha.inference", "kind": "INTERNAL",
+     "start_time_unix_nano": 1764130000000000000, "end_time_unix_nano": ...,
+     "status": {"code": "OK" | "ERROR" | "UNSET", "message": null},
+     "attributes": {"runner.kind": "stage", "runner.path": "alpha.full[3]", ...},
+     "events": [{"name": "exception", "time_unix_nano": ..., "attributes": {...}}],
+     "resource": {"service.name": "runner", "process.pid": 4242, ...}}
+
+``runner.kind`` says what a span is: run, pipeline, group, branch, stage, adapter,
+merge, checkpoint.write or checkpoint.read. Spans made in worker processes travel
+back to the driver in this form and are exported from there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+__all__ = ["SPANS_FILE", "SpanNode", "decode_jsonl", "encode_jsonl", "from_readable", "span_tree",
+           "to_readable"]
+
+SPANS_FILE = "spans.jsonl"
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _attrs(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: _plain(v) for k, v in (attributes or {}).items()}
+
+
+def from_readable(span: ReadableSpan) -> dict[str, Any]:
+    """A finished SDK span as a plain, JSON-ready dict."""
+    ctx = span.context
+    assert ctx is not None
+    parent = span.parent
+    return {
+        "trace_id": f"{ctx.trace_id:032x}",
+        "span_id": f"{ctx.span_id:016x}",
+        "parent_span_id": f"{parent.span_id:016x}" if parent is not None else None,
+        "name": span.name,
+        "kind": span.kind.name,
+        "start_time_unix_nano": span.start_time,
+        "end_time_unix_nano": span.end_time,
+        "status": {"code": span.status.status_code.name,
+                   "message": span.status.description or None},
+        "attributes": _attrs(span.attributes),
+        "events": [{"name": e.name, "time_unix_nano": e.timestamp,
+                    "attributes": _attrs(e.attributes)} for e in span.events],
+        "resource": _attrs(span.resource.attributes),
+    }
+
+
+def _tupled(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in attributes.items()}
+
+
+def to_readable(data: Mapping[str, Any], resource: Resource | None = None) -> ReadableSpan:
+    """A dict from :func:`from_readable` as an SDK span, ready for any span exporter."""
+    ctx = SpanContext(int(data["trace_id"], 16), int(data["span_id"], 16), is_remote=False,
+                      trace_flags=_SAMPLED)
+    parent_id = data.get("parent_span_id")
+    parent = (SpanContext(int(data["trace_id"], 16), int(parent_id, 16), is_remote=False,
+                          trace_flags=_SAMPLED) if parent_id else None)
+    status = data.get("status") or {}
+    events = [Event(e["name"], _tupled(e.get("attributes") or {}), e.get("time_unix_nano"))
+              for e in data.get("events", ())]
+    return ReadableSpan(
+        name=data["name"],
+        context=ctx,
+        parent=parent,
+        resource=resource if resource is not None else Resource(_tupled(data.get("resource")
+                                                                        or {})),
+        attributes=_tupled(data.get("attributes") or {}),
+        events=events,
+        kind=SpanKind[data.get("kind", "INTERNAL")],
+        status=Status(StatusCode[status.get("code", "UNSET")], status.get("message")),
+        start_time=data["start_time_unix_nano"],
+        end_time=data["end_time_unix_nano"],
+    )
+
+
+def encode_jsonl(spans: Iterable[Mapping[str, Any]]) -> bytes:
+    """Spans as JSON lines, in start order."""
+    ordered = sorted(spans, key=lambda s: (s["start_time_unix_nano"] or 0))
+    return "".join(json.dumps(s, default=str) + "\n" for s in ordered).encode()
+
+
+def decode_jsonl(data: bytes | str) -> list[dict[str, Any]]:
+    """Read spans.jsonl; blank lines are ignored."""
+    text = data.decode() if isinstance(data, bytes) else data
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@dataclass
+class SpanNode:
+    """A span with its children, in start order."""
+
+    span: dict[str, Any]
+    children: list[SpanNode] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        start = int(self.span["start_time_unix_nano"])
+        end = int(self.span["end_time_unix_nano"] or start)
+        return (end - start) / 1e9
+
+
+def span_tree(spans: Sequence[Mapping[str, Any]]) -> list[SpanNode]:
+    """Roots of the span forest (a span whose parent is not among them is a root)."""
+    nodes = {s["span_id"]: SpanNode(dict(s)) for s in spans}
+    roots: list[SpanNode] = []
+    for node in sorted(nodes.values(), key=lambda n: n.span["start_time_unix_nano"] or 0):
+        parent = nodes.get(node.span.get("parent_span_id") or "")
+        (parent.children if parent is not None else roots).append(node)
+    return roots

@@ -1,0 +1,664 @@
+"""Tracing: one OpenTelemetry trace per run, from the run down to every stage.
+
+Configuration is the standard OpenTelemetry environment and nothing else:
+``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``),
+``OTEL_EXPORTER_OTLP_PROTOCOL`` (``grpc`` or ``http/protobuf``, and the ``_TRACES_``
+variant), ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_SERVICE_NAME``,
+``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_EXPORTER=none`` and ``OTEL_SDK_DISABLED``.
+With no endpoint nothing goes over the network; the spans are still kept for
+``runs/<RUN_ID>/spans.jsonl``.
+
+The span tree follows the plan::
+
+    run alpha.parallel                       (root, or under TRACEPARENT's span)
+      stage foundation.ingest
+      parallel alpha.parallel[2]
+        branch alpha.inference_model_a       (made where the branch runs)
+          stage alpha.inference_model_a
+        merge alpha.ensemble
+      checkpoint foundation.ingest           (written in the background)
+
+The trace id is the one :class:`~runner.orchestration.runner.DAGRunner` chose when
+it was constructed. Branches that run in worker processes take a picklable branch
+hook with them: it makes the branch's spans there, under the parallel group's
+span, and sends them back with the branch's result, so every span of the run is
+exported, and written to spans.jsonl, from the driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, TraceFlags
+
+from runner.orchestration.hooks import RunHook
+from runner.orchestration.plan import Branch, ParallelGroup, PipelineStep, Plan, Step
+from runner.orchestration.records import RunInfo, RunResult, StepRecord
+from runner.telemetry.spans import from_readable, to_readable
+
+__all__ = ["BranchTracer", "TelemetryConfig", "Tracing", "TracingHook", "current_traceparent",
+           "get_tracing"]
+
+log = logging.getLogger("runner.telemetry")
+
+_TRUE = {"1", "true", "yes", "on"}
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NEXT_TRACE_ID: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "runner_next_trace_id", default=None)
+_HOST = socket.gethostname()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("runner")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0"
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    """What the OpenTelemetry environment asks for."""
+
+    enabled: bool = True
+    """False with ``OTEL_SDK_DISABLED=true``: no spans at all, not even spans.jsonl."""
+    endpoint: str | None = None
+    protocol: str = "http/protobuf"
+    exporter: str = "otlp"
+    service_name: str | None = None
+    resource_attributes: str = ""
+    headers: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TelemetryConfig:
+        env = os.environ if environ is None else environ
+
+        def pick(name: str) -> str:
+            return (env.get(f"OTEL_EXPORTER_OTLP_TRACES_{name}")
+                    or env.get(f"OTEL_EXPORTER_OTLP_{name}") or "").strip()
+
+        exporters = [e.strip().lower() for e in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",")]
+        return cls(
+            enabled=env.get("OTEL_SDK_DISABLED", "").strip().lower() not in _TRUE,
+            endpoint=pick("ENDPOINT") or None,
+            protocol=(pick("PROTOCOL") or "http/protobuf").lower(),
+            exporter="otlp" if "otlp" in exporters else (exporters[0] or "none"),
+            service_name=env.get("OTEL_SERVICE_NAME") or None,
+            resource_attributes=env.get("OTEL_RESOURCE_ATTRIBUTES", ""),
+            headers=pick("HEADERS"),
+        )
+
+    @property
+    def exports(self) -> bool:
+        return self.enabled and self.exporter == "otlp" and self.endpoint is not None
+
+    def describe(self) -> str:
+        if not self.enabled:
+            return "tracing disabled (OTEL_SDK_DISABLED)"
+        if not self.exports:
+            return "spans kept in the run folder only (no OTEL_EXPORTER_OTLP_ENDPOINT)"
+        return f"spans exported to {self.endpoint} over OTLP {self.protocol}"
+
+
+def _exporter(config: TelemetryConfig) -> SpanExporter:
+    """The OTLP exporter for the configured protocol; it reads the rest of the
+    standard variables (headers, timeout, TLS) itself."""
+    if config.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcExporter,
+        )
+
+        return GrpcExporter()
+    if config.protocol not in ("http/protobuf", "http"):
+        log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s is not supported; using http/protobuf",
+                    config.protocol)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HttpExporter,
+    )
+
+    return HttpExporter()
+
+
+class _Watched(SpanExporter):
+    """The OTLP exporter, counting what it could not deliver (the SDK only logs it).
+
+    After a batch fails (the exporter has already retried it up to its timeout),
+    batches in the next ``pause_s`` seconds fail at once instead of waiting through
+    the same retries again: a collector that is down costs a run one timeout, not
+    one per batch.
+    """
+
+    def __init__(self, inner: SpanExporter, pause_s: float = 30.0) -> None:
+        self.inner = inner
+        self.pause_s = pause_s
+        self.failed = 0
+        self.sent = 0
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if time.monotonic() < self._down_until:
+            with self._lock:
+                self.failed += len(spans)
+            return SpanExportResult.FAILURE
+        try:
+            result = self.inner.export(spans)
+        except Exception as exc:  # pragma: no cover - exporters catch their own errors
+            log.debug("span export raised: %s", exc)
+            result = SpanExportResult.FAILURE
+        with self._lock:
+            if result is SpanExportResult.SUCCESS:
+                self.sent += len(spans)
+                self._down_until = 0.0
+            else:
+                self.failed += len(spans)
+                self._down_until = time.monotonic() + self.pause_s
+        return result
+
+    def shutdown(self) -> None:
+        with self._lock:
+            done, self._closed = getattr(self, "_closed", False), True
+        if not done:
+            self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def _resource(config: TelemetryConfig) -> Resource:
+    attrs: dict[str, Any] = {"service.version": _version(), "host.name": _HOST,
+                             "process.pid": os.getpid()}
+    resource = Resource.create(attrs)  # adds OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
+    if config.service_name is None and "service.name=" not in config.resource_attributes:
+        resource = resource.merge(Resource({"service.name": "runner"}))
+    return resource
+
+
+# ---------------------------------------------------------------- the process's tracer
+
+
+class _RunIds(RandomIdGenerator):
+    """Random ids, except the trace id of a run's root span: the one chosen up front."""
+
+    def generate_trace_id(self) -> int:
+        chosen = _NEXT_TRACE_ID.get()
+        return chosen if chosen is not None else super().generate_trace_id()
+
+
+class _Collector(SpanProcessor):
+    """Keeps each run's finished spans (as dicts) until the run takes them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[str, list[dict[str, Any]]] = {}
+        self._traces: dict[str, set[str]] = {}
+
+    def open(self, run_id: str, trace_id: str) -> None:
+        with self._lock:
+            self._runs[run_id] = []
+            self._traces.setdefault(trace_id, set()).add(run_id)
+
+    def take(self, run_id: str, trace_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            runs = self._traces.get(trace_id, set())
+            runs.discard(run_id)
+            if not runs:
+                self._traces.pop(trace_id, None)
+            return self._runs.pop(run_id, [])
+
+    def on_end(self, span: ReadableSpan) -> None:
+        run_id = (span.attributes or {}).get("runner.run_id")
+        trace_id = f"{span.context.trace_id:032x}" if span.context else ""
+        with self._lock:
+            if isinstance(run_id, str):
+                targets = [run_id] if run_id in self._runs else []
+            else:  # a span the stage's own code made, under one of our spans
+                targets = list(self._traces.get(trace_id, ()))
+            if not targets:
+                return
+            data = from_readable(span)
+            for target in targets:
+                self._runs[target].append(data)
+
+
+class Tracing:
+    """The tracer of one process for one configuration: provider, collector, export."""
+
+    def __init__(self, config: TelemetryConfig | None = None) -> None:
+        self.config = config or TelemetryConfig.from_env()
+        self.resource = _resource(self.config)
+        self.collector = _Collector()
+        self.export: SpanProcessor | None = None
+        self.exporter: _Watched | None = None
+        self.provider = TracerProvider(resource=self.resource, id_generator=_RunIds(),
+                                       shutdown_on_exit=True)
+        self.provider.add_span_processor(self.collector)
+        if self.config.exports:
+            self.exporter = _Watched(_exporter(self.config))
+            self.export = BatchSpanProcessor(self.exporter, schedule_delay_millis=500)
+            self.provider.add_span_processor(self.export)
+        self.tracer = self.provider.get_tracer("runner", _version())
+
+    def submit(self, spans: Sequence[Mapping[str, Any]]) -> None:
+        """Spans made in another process: collect and export them as if made here."""
+        for data in spans:
+            span = to_readable(data)
+            self.collector.on_end(span)
+            if self.export is not None:
+                self.export.on_end(span)
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Send what is queued; False if it did not all arrive (in time)."""
+        if self.export is None or self.exporter is None:
+            return True
+        failed = self.exporter.failed
+        done = self.export.force_flush(int(timeout_s * 1000))
+        return done and self.exporter.failed == failed
+
+    def close(self) -> None:
+        """Stop exporting now (interrupting retries), then shut the provider down; for
+        a process that is about to exit."""
+        if self.exporter is not None:
+            self.exporter.shutdown()
+        self.provider.shutdown()
+
+    def install_global(self) -> None:
+        """Make this the process's OpenTelemetry tracer provider, so spans that stage
+        code makes with ``opentelemetry.trace.get_tracer`` nest under the step's span.
+        Does nothing when the application has set its own provider."""
+        if type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider":
+            trace.set_tracer_provider(self.provider)
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()
+
+
+_TRACINGS: dict[TelemetryConfig, Tracing] = {}
+_TRACINGS_LOCK = threading.Lock()
+
+
+def get_tracing(config: TelemetryConfig | None = None) -> Tracing | None:
+    """The process's :class:`Tracing` for the environment's configuration (one per
+    distinct configuration), or None when OpenTelemetry is disabled."""
+    config = config or TelemetryConfig.from_env()
+    if not config.enabled:
+        return None
+    with _TRACINGS_LOCK:
+        tracing = _TRACINGS.get(config)
+        if tracing is None:
+            tracing = _TRACINGS[config] = Tracing(config)
+        return tracing
+
+
+def current_traceparent() -> str | None:
+    """The W3C traceparent of the application's active span, if there is one: a run
+    started inside it belongs to that trace."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+# ---------------------------------------------------------------- the hook
+
+
+def _remote(trace_id: str, span_id: str) -> otel_context.Context:
+    parent = SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True,
+                         trace_flags=_SAMPLED)
+    return trace.set_span_in_context(NonRecordingSpan(parent))
+
+
+def _span_id(span: Span) -> str:
+    return f"{span.get_span_context().span_id:016x}"
+
+
+def _error_attrs(exc_type: str, message: str, stacktrace: str | None) -> dict[str, Any]:
+    attrs = {"exception.type": exc_type, "exception.message": message}
+    if stacktrace:
+        attrs["exception.stacktrace"] = stacktrace
+    return attrs
+
+
+def _split_error(error: str | None) -> tuple[str, str]:
+    text = error or "error"
+    kind, sep, message = text.partition(": ")
+    return (kind, message) if sep else ("Error", text)
+
+
+Node = Step | Branch | Plan
+
+
+class TracingHook(RunHook):
+    """Makes the run's spans as it runs; see the module docstring.
+
+    ``on_spans`` receives every span of the run (dicts in the spans.jsonl form)
+    once the run has ended; the front door writes them to the run folder.
+    """
+
+    def __init__(self, tracing: Tracing, *,
+                 on_spans: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+        self.tracing = tracing
+        self.on_spans = on_spans
+        self._lock = threading.Lock()
+        self._parents: dict[int, Node] = {}
+        self._spans: dict[int, Span] = {}
+        self._groups: dict[str, Span] = {}
+        self._steps: dict[tuple[str, int], tuple[Span, object]] = {}
+        self._remote: set[str] = set()
+        self._failed_branches: set[str] = set()
+        self._pending: list[tuple[str, dict[str, Any], int, int, str | None]] = []
+        self._run_span: Span | None = None
+        self._run_token: object | None = None
+        self._run: RunInfo | None = None
+        self._plan: Plan | None = None
+        self._base: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ helpers
+
+    def _index(self, container: Node, steps: Sequence[Step | Branch]) -> None:
+        for item in steps:
+            self._parents[id(item)] = container
+            if isinstance(item, PipelineStep):
+                self._index(item, item.steps)
+            elif isinstance(item, ParallelGroup):
+                self._index(item, item.branches)
+            elif isinstance(item, Branch):
+                self._index(item, item.steps)
+
+    def _enclosing_branch(self, node: object) -> str | None:
+        parent = self._parents.get(id(node))
+        while parent is not None and not isinstance(parent, Branch):
+            parent = self._parents.get(id(parent))
+        return parent.path if isinstance(parent, Branch) else None
+
+    def _parent_ctx(self, node: object) -> otel_context.Context:
+        parent = self._parents.get(id(node))
+        span = self._spans.get(id(parent)) if parent is not None else None
+        if span is None:
+            span = self._run_span
+        assert span is not None, "a span was asked for before the run started"
+        return trace.set_span_in_context(span)
+
+    def _start(self, name: str, kind: str, parent: otel_context.Context,
+               attrs: Mapping[str, Any] | None = None, start_ns: int | None = None) -> Span:
+        attributes = {**self._base, "runner.kind": kind, **(attrs or {})}
+        return self.tracing.tracer.start_span(name, context=parent, attributes=attributes,
+                                              start_time=start_ns)
+
+    @staticmethod
+    def _finish(span: Span, failed: bool, *, error: tuple[str, str, str | None] | None = None,
+                end_ns: int | None = None, status: str | None = None) -> None:
+        if error is not None:
+            span.add_event("exception", _error_attrs(*error))
+        if failed:
+            message = f"{error[0]}: {error[1]}" if error else None
+            span.set_status(Status(StatusCode.ERROR, message))
+            span.set_attribute("runner.status", "failed")
+        else:
+            if status is None:
+                span.set_status(Status(StatusCode.OK))
+            span.set_attribute("runner.status", status or "succeeded")
+        span.end(end_time=end_ns)
+
+    # ------------------------------------------------------------ the run
+
+    def note_span(self, name: str, kind: str, start: float, end: float,
+                  attrs: Mapping[str, Any] | None = None, error: str | None = None) -> None:
+        """A span for something done before the run span exists (reading the
+        checkpoint a resumed run starts from); emitted under the run span."""
+        self._pending.append((name, {"runner.kind": kind, **(attrs or {})},
+                              int(start * 1e9), int(end * 1e9), error))
+
+    def on_run_start(self, run: RunInfo, plan: Plan, context: Any) -> None:
+        self._run, self._plan = run, plan
+        self._index(plan, plan.steps)
+        self._base = {"runner.run_id": run.run_id, "runner.pipeline": run.pipeline}
+        self.tracing.collector.open(run.run_id, run.trace_id)
+        now = time.time_ns()
+        start = min([now, *(p[2] for p in self._pending)])
+        attrs = {"runner.executor": run.executor, "runner.worker.pid": os.getpid(),
+                 "runner.worker.node": _HOST, "runner.path": plan.pipeline}
+        if run.parent_span_id:
+            self._run_span = self._start(f"run {run.pipeline}", "run",
+                                         _remote(run.trace_id, run.parent_span_id), attrs, start)
+        else:
+            token = _NEXT_TRACE_ID.set(int(run.trace_id, 16))
+            try:
+                self._run_span = self._start(f"run {run.pipeline}", "run",
+                                             otel_context.Context(), attrs, start)
+            finally:
+                _NEXT_TRACE_ID.reset(token)
+        self._run_token = otel_context.attach(trace.set_span_in_context(self._run_span))
+        for name, span_attrs, s, e, error in self._pending:
+            span = self._start(name, span_attrs.pop("runner.kind"),
+                               trace.set_span_in_context(self._run_span), span_attrs, s)
+            self._finish(span, error is not None,
+                         error=(*_split_error(error), None) if error else None, end_ns=e)
+        self._pending.clear()
+
+    def on_run_end(self, run: RunInfo, result: RunResult | None,
+                   error: BaseException | None) -> None:
+        span = self._run_span
+        if span is None:
+            return
+        with self._lock:
+            leftovers = [s for s, _ in self._steps.values()] + list(self._spans.values())
+            self._steps.clear()
+            self._spans.clear()
+        for open_span in leftovers:  # spans a failure left open end with the run
+            self._finish(open_span, True)
+        if error is not None:
+            tb = getattr(error, "traceback", None)
+            self._finish(span, True, error=(type(error).__name__, str(error), tb))
+        else:
+            if result is not None:
+                span.set_attribute("runner.steps", len(result.records))
+            self._finish(span, False)
+        if self._run_token is not None:
+            with contextlib.suppress(Exception):  # detached in another context
+                otel_context.detach(self._run_token)  # type: ignore[arg-type]
+        self._run_span = None
+        if self.tracing.export is not None and not self.tracing.flush():
+            config = self.tracing.config
+            log.warning("could not export the spans of run %s to %s (OTLP %s): the "
+                        "collector did not accept them in time; they are kept in the run's "
+                        "spans.jsonl", run.run_id, config.endpoint, config.protocol)
+        spans = self.tracing.collector.take(run.run_id, run.trace_id)
+        if self.on_spans is not None:
+            self.on_spans(spans)
+
+    # ------------------------------------------------------------ containers
+
+    def on_pipeline_start(self, run: RunInfo, step: PipelineStep) -> None:
+        span = self._start(f"pipeline {step.pipeline}", "pipeline", self._parent_ctx(step),
+                           {"runner.path": step.path, "runner.stage": step.pipeline})
+        with self._lock:
+            self._spans[id(step)] = span
+
+    def on_pipeline_end(self, run: RunInfo, step: PipelineStep, context: Any | None) -> None:
+        with self._lock:
+            span = self._spans.pop(id(step), None)
+        if span is not None:
+            self._finish(span, context is None)
+
+    def on_group_start(self, run: RunInfo, group: ParallelGroup) -> None:
+        span = self._start(f"parallel {group.path}", "group", self._parent_ctx(group),
+                           {"runner.path": group.path, "runner.executor": run.executor,
+                            "runner.branches": len(group.branches)})
+        with self._lock:
+            self._spans[id(group)] = span
+            self._groups[group.path] = span
+
+    def on_group_end(self, run: RunInfo, group: ParallelGroup, context: Any | None) -> None:
+        with self._lock:
+            span = self._spans.pop(id(group), None)
+            self._groups.pop(group.path, None)
+        if span is not None:
+            self._finish(span, context is None)
+
+    def on_branch_start(self, run: RunInfo, branch: Branch) -> None:
+        span = self._start(f"branch {branch.label}", "branch", self._parent_ctx(branch),
+                           {"runner.path": branch.path, "runner.branch": branch.path,
+                            "runner.worker.pid": os.getpid(), "runner.worker.node": _HOST})
+        with self._lock:
+            self._spans[id(branch)] = span
+
+    def on_branch_end(self, run: RunInfo, branch: Branch, context: Any | None) -> None:
+        with self._lock:
+            span = self._spans.pop(id(branch), None)
+            failed = branch.path in self._failed_branches
+        if span is not None:
+            self._finish(span, failed, status="cancelled" if context is None and not failed
+                         else None)
+
+    def branch_hook(self, run: RunInfo, branch: Branch) -> RunHook | None:
+        group = self._parents.get(id(branch))
+        span = self._spans.get(id(group)) if group is not None else None
+        if span is None:
+            return None
+        with self._lock:
+            self._remote.add(branch.path)
+        return BranchTracer(run.run_id, run.trace_id, _span_id(span), dict(self._base))
+
+    def on_branch_payload(self, run: RunInfo, branch: Branch, payload: Any) -> None:
+        if payload:
+            self.tracing.submit(payload)
+
+    # ------------------------------------------------------------ steps
+
+    def on_step_start(self, run: RunInfo, step: Step) -> None:
+        name = getattr(step, "name", step.path)
+        kind = "adapter" if name.startswith("adapt:") else "stage"
+        attrs: dict[str, Any] = {"runner.path": step.path, "runner.stage": name,
+                                 "runner.executor": run.executor,
+                                 "runner.worker.pid": os.getpid(), "runner.worker.node": _HOST}
+        branch = self._enclosing_branch(step)
+        if branch is not None:
+            attrs["runner.branch"] = branch
+        entry = getattr(step, "entry", None)
+        if entry is not None and entry.writes is not None:
+            attrs["runner.stage.writes"] = sorted(entry.writes)
+        span = self._start(f"{kind} {name}", kind, self._parent_ctx(step), attrs)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        with self._lock:
+            self._steps[(step.path, threading.get_ident())] = (span, token)
+
+    def on_step_end(self, run: RunInfo, record: StepRecord, context: Any | None) -> None:
+        failed = record.status == "failed"
+        if failed and record.branch is not None:
+            with self._lock:
+                self._failed_branches.add(record.branch)
+        with self._lock:
+            live = self._steps.pop((record.path, threading.get_ident()), None)
+            remote = record.branch is not None and any(
+                record.branch == b or record.branch.startswith((f"{b}[", f"{b}/"))
+                for b in self._remote)
+        error = (*_split_error(record.error), record.traceback) if failed else None
+        if live is not None:
+            span, token = live
+            with contextlib.suppress(Exception):  # detached in another context
+                otel_context.detach(token)  # type: ignore[arg-type]
+            self._finish(span, failed, error=error)
+            return
+        if remote:
+            return  # the branch's own hook made this span where it ran
+        # a merge (or a step that reported no start): a span from its record
+        group = self._groups.get(record.path.removesuffix(":merge"))
+        parent = trace.set_span_in_context(group if group is not None else self._run_span)  # type: ignore[arg-type]
+        span = self._start(f"{record.kind} {record.name}", record.kind, parent,
+                           {"runner.path": record.path, "runner.stage": record.name,
+                            "runner.executor": record.executor,
+                            **({"runner.branch": record.branch} if record.branch else {}),
+                            "runner.worker.pid": record.pid,
+                            "runner.worker.node": record.node or _HOST},
+                           int(record.start * 1e9))
+        self._finish(span, failed, error=error, end_ns=int(record.end * 1e9))
+
+    # ------------------------------------------------------------ artifacts
+
+    def on_artifact(self, event: Mapping[str, Any]) -> None:
+        """A checkpoint written or read (``CheckpointHook`` listener); a span from it."""
+        if self._run_span is None:
+            return
+        attrs = {f"runner.{'checkpoint.kind' if k == 'kind' else k}": v
+                 for k, v in event.items()
+                 if k not in ("op", "start", "end", "error", "name") and v is not None}
+        span = self._start(f"checkpoint {event.get('name', '')}".strip(),
+                           f"checkpoint.{event.get('op', 'write')}",
+                           trace.set_span_in_context(self._run_span), attrs,
+                           int(event["start"] * 1e9))
+        error = event.get("error")
+        self._finish(span, error is not None,
+                     error=(*_split_error(error), None) if error else None,
+                     end_ns=int(event["end"] * 1e9))
+
+
+# ---------------------------------------------------------------- in a worker process
+
+
+_WORKER: Tracing | None = None
+
+
+def _worker_tracing() -> Tracing:
+    """A worker's tracer: collects spans for the driver, exports nothing itself."""
+    global _WORKER  # noqa: PLW0603 - one per worker process
+    if _WORKER is None or _WORKER.resource.attributes.get("process.pid") != os.getpid():
+        _WORKER = Tracing(TelemetryConfig(exporter="none"))
+    return _WORKER
+
+
+class BranchTracer(TracingHook):
+    """The branch hook of :class:`TracingHook`: travels with a branch to a worker
+    process, makes the branch's spans there under the group's span, and returns
+    them as its payload."""
+
+    def __init__(self, run_id: str, trace_id: str, group_span_id: str,
+                 base: dict[str, Any]) -> None:
+        self.state = (run_id, trace_id, group_span_id, base)
+
+    def __getstate__(self) -> tuple[str, str, str, dict[str, Any]]:
+        return self.state
+
+    def __setstate__(self, state: tuple[str, str, str, dict[str, Any]]) -> None:
+        self.__init__(*state)  # type: ignore[misc]
+
+    def on_branch_start(self, run: RunInfo, branch: Branch) -> None:
+        if hasattr(self, "tracing"):  # a branch of a group nested in this one
+            super().on_branch_start(run, branch)
+            return
+        run_id, trace_id, group_span_id, base = self.state
+        super().__init__(_worker_tracing())
+        self.state = (run_id, trace_id, group_span_id, base)
+        self._base = base
+        self._run = run
+        self.tracing.collector.open(run_id, trace_id)
+        # the group's span stands in for the run's: the branch's parent
+        self._run_span = NonRecordingSpan(SpanContext(
+            int(trace_id, 16), int(group_span_id, 16), is_remote=True, trace_flags=_SAMPLED))
+        self._index(branch, branch.steps)
+        super().on_branch_start(run, branch)
+
+    def payload(self) -> list[dict[str, Any]]:
+        run_id, trace_id, _, _ = self.state
+        if not hasattr(self, "tracing"):
+            return []
+        return self.tracing.collector.take(run_id, trace_id)
