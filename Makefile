@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 PIPELINE ?= alpha.full
 
-.PHONY: run test check bench install install-dev clean
+.PHONY: run test check bench browser install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,14 +32,19 @@ check: $(VENV)/.installed-dev
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+## Headless Chromium for the report's browser test (skipped, with the reason, if it cannot install).
+browser:
+	./scripts/ensure-browser.sh
+
 ## Set up and run the whole test suite (what CI runs).
-test: check
+test: check browser
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/fork.py
 	$(BIN)/python benchmarks/checkpoint.py
+	$(BIN)/python benchmarks/tracing.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

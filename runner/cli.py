@@ -20,6 +20,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from runner.artifacts import storage_options_from
@@ -116,7 +117,7 @@ def _fail(error: RunnerError) -> NoReturn:
         logging.getLogger("runner").error("%s", error, extra={
             "event": "error", "error_type": type(error).__name__, "exit_code": error.exit_code})
     else:
-        err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False)
     raise typer.Exit(error.exit_code)
 
 
@@ -268,7 +269,7 @@ def _summary(result: RunResult, sdk: QuantSDK) -> None:
 
 def _failure_block(exc: StageFailedError | ContextCollisionError) -> None:
     where = getattr(exc, "error_context", None)
-    err.print(f"[bold red]error:[/] {exc}")
+    err.print(f"[bold red]error:[/] {escape(str(exc))}")
     if isinstance(exc, StageFailedError) and exc.traceback:
         last = exc.traceback.strip().splitlines()[-3:]
         err.print("[dim]" + "\n".join(f"  {line}" for line in last) + "[/]", markup=True)
@@ -397,12 +398,12 @@ def main() -> None:
         err.print("aborted")
         sys.exit(130)
     except RunnerError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(exc.exit_code)
     except Exception as exc:
         if os.environ.get("RUNNER_DEBUG"):
             raise
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
                   "  this is a bug in runner; rerun with RUNNER_DEBUG=1 for the traceback")
         sys.exit(INTERNAL_ERROR)
 

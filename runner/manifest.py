@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -24,6 +25,7 @@ from pydantic import (
     PrivateAttr,
     StringConstraints,
     ValidationError,
+    field_validator,
 )
 from typing_extensions import TypeAliasType
 
@@ -63,6 +65,50 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3,
+          "gb": 1000**3, "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2, "gi": 1024**3,
+          "gib": 1024**3, "ti": 1024**4, "tib": 1024**4}
+
+
+def parse_memory(value: int | float | str) -> int:
+    """Bytes from ``2147483648``, ``"2GiB"``, ``"512Mi"`` or ``"1.5GB"``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError("memory must not be negative")
+        return int(value)
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(value))
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _UNITS:
+        raise ValueError(f"memory {value!r}: expected bytes or a size such as '2GiB', "
+                         "'512Mi', '1.5GB'")
+    return int(Decimal(match.group(1)) * _UNITS[unit])  # exact, unlike a float
+
+
+ResourceKey = Annotated[str, StringConstraints(min_length=1, pattern=r"^(\*|[A-Za-z0-9_.\-]+)$")]
+
+
+class ResourceSpec(_Spec):
+    """What one branch asks of the executor that runs it (passed to Ray)."""
+
+    num_cpus: Annotated[float, Field(ge=0)] | None = Field(
+        default=None, description="CPUs the branch's task reserves (Ray default: 1)")
+    num_gpus: Annotated[float, Field(ge=0)] | None = Field(
+        default=None, description="GPUs the branch's task reserves")
+    memory: Annotated[int, Field(ge=0)] | Annotated[str, Field(min_length=1)] | None = Field(
+        default=None, description="Memory to reserve: bytes, or a size such as '2GiB'")
+    max_retries: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="Times to rerun the branch when its worker dies")
+    resources: dict[Name, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict, description="Custom resources, e.g. {\"gpu_node\": 1}")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, str):
+            parse_memory(value)
+        return value
+
+
 class PipelineSpec(_Spec):
     """One named pipeline: ordered steps plus how its parallel groups merge."""
 
@@ -76,6 +122,11 @@ class PipelineSpec(_Spec):
     merge_adapter: Name | None = Field(
         default=None, description="Merge adapter stage that replaces the built-in merge"
     )
+    resources: dict[ResourceKey, ResourceSpec] = Field(
+        default_factory=dict,
+        description="Per-branch resources for parallel executors (Ray), keyed by stage name, "
+                    "or '*' for every branch of this pipeline's groups; a branch asks for "
+                    "the most any of its stages asks")
     description: str | None = None
 
 

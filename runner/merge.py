@@ -98,7 +98,9 @@ def _merge_field(rule: str | RuleFn, base: Any, values: list[tuple[str, int, Any
     first = changed[0][1]
     if all(values_equal(first, v) for _, v in changed[1:]):
         return first
-    raise _Conflict([label for label, _ in changed])
+    # named in declaration order, whatever order the branches completed in
+    raise _Conflict([label for label, _, v in sorted(values, key=lambda t: t[1])
+                     if not values_equal(v, base)])
 
 
 def _append(base: Any, values: list[tuple[str, int, Any]]) -> Any:

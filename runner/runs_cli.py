@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from runner.artifacts import ArtifactStore, list_runs, prune_runs, read_index, read_run
@@ -49,7 +50,7 @@ def _store(artifacts: str | None, storage_option: list[str] | None) -> ArtifactS
 
 
 def _guard(exc: RunnerError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}")
+    err.print(f"[bold red]error:[/] {escape(str(exc))}")
     return typer.Exit(exc.exit_code)
 
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from runner.context import Context, field_rules
 from runner.errors import PlanError, Problem, RegistryError
-from runner.manifest import BUILTIN_RULES, Manifest, PipelineSpec, format_path
+from runner.manifest import BUILTIN_RULES, Manifest, PipelineSpec, format_path, parse_memory
 from runner.merge import RuleFn
 from runner.registry import REGISTRY, AdapterEntry, StageEntry, StageRegistry, import_object
 
@@ -88,6 +88,9 @@ class Branch:
     index: int
     path: str
     steps: tuple[Step, ...]
+    resources: Mapping[str, Any] = field(default_factory=lambda: FrozenRules({}))
+    """What the branch asks of a parallel executor: num_cpus, num_gpus, memory (bytes),
+    max_retries, resources (custom); empty when the manifest asks nothing."""
 
     @property
     def label(self) -> str:
@@ -281,13 +284,45 @@ class _Compiler:
             if out_type is not ctype and adapter is None:
                 self.fail((*loc, j), f"branch ends with a {out_type.__name__} but the group forked "
                           f"a {ctype.__name__}: declare a merge_adapter for pipeline {pipeline!r}")
-            branches.append(Branch(j, f"{path}[{j}]", steps))
+            branches.append(Branch(j, f"{path}[{j}]", steps,
+                                   self.branch_resources(pipeline, spec, steps)))
         rules = self.rules(pipeline, spec, ctype)
         group = ParallelGroup(path, format_path(loc), pipeline, tuple(branches),
                               FrozenRules(rules), adapter)
         if adapter is None:
             self.check_writes(group, loc)
         return group
+
+    def branch_resources(self, pipeline: str, spec: PipelineSpec,
+                         steps: tuple[Step, ...]) -> Mapping[str, Any]:
+        """The most that the pipeline's ``resources`` ask for any stage of the branch."""
+        if not spec.resources:
+            return FrozenRules({})
+        wanted = [spec.resources["*"]] if "*" in spec.resources else []
+        wanted += [spec.resources[s.name] for s in _walk(steps)
+                   if isinstance(s, StageStep) and s.name in spec.resources]
+        out: dict[str, Any] = {}
+        custom: dict[str, float] = {}
+        for want in wanted:
+            for key in ("num_cpus", "num_gpus", "max_retries"):
+                value = getattr(want, key)
+                if value is not None:
+                    out[key] = max(out.get(key, value), value)
+            if want.memory is not None:
+                memory = parse_memory(want.memory)
+                out["memory"] = max(out.get("memory", memory), memory)
+            for name, amount in want.resources.items():
+                custom[name] = max(custom.get(name, amount), amount)
+        if custom:
+            out["resources"] = FrozenRules(custom)
+        return FrozenRules(out)
+
+    def check_resources(self, pipeline: str, spec: PipelineSpec) -> None:
+        """Every stage named in a pipeline's ``resources`` is a registered stage."""
+        for key in spec.resources:
+            if key != "*" and self.registry.get(key) is None:
+                self.fail(("pipelines", pipeline, "resources", key),
+                          f"unknown stage {key!r}{self.suggest(key)}")
 
     def merge_adapter(self, pipeline: str, spec: PipelineSpec) -> StageEntry | None:
         if spec.merge_adapter is None:
@@ -414,6 +449,7 @@ def compile_plan(
     ctype = compiler.context_type(pipeline, spec, Context)
     compiler.merge_adapter(pipeline, spec)
     compiler.rules(pipeline, spec, ctype)
+    compiler.check_resources(pipeline, spec)
     steps, _ = compiler.steps(pipeline, spec.steps, ctype, ("pipelines", pipeline, "steps"),
                               pipeline)
     if compiler.problems:

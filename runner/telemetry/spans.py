@@ -34,14 +34,26 @@ SPANS_FILE = "spans.jsonl"
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _attrs(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {k: _plain(v) for k, v in (attributes or {}).items()}
+    """Attribute values are str, bool, int, float or tuples of them: tuples become lists."""
+    if not attributes:
+        return {}
+    out = dict(attributes)
+    for key, value in out.items():
+        if type(value) is tuple:
+            out[key] = list(value)
+    return out
+
+
+_RESOURCES: dict[int, tuple[Resource, dict[str, Any]]] = {}
+
+
+def _resource_attrs(resource: Resource) -> dict[str, Any]:
+    """A resource's attributes as a dict, computed once per resource (shared by spans)."""
+    cached = _RESOURCES.get(id(resource))
+    if cached is None or cached[0] is not resource:
+        cached = _RESOURCES[id(resource)] = (resource, _attrs(resource.attributes))
+    return cached[1]
 
 
 def from_readable(span: ReadableSpan) -> dict[str, Any]:
@@ -62,7 +74,7 @@ def from_readable(span: ReadableSpan) -> dict[str, Any]:
         "attributes": _attrs(span.attributes),
         "events": [{"name": e.name, "time_unix_nano": e.timestamp,
                     "attributes": _attrs(e.attributes)} for e in span.events],
-        "resource": _attrs(span.resource.attributes),
+        "resource": _resource_attrs(span.resource),
     }
 
 

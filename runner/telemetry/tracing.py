@@ -45,6 +45,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Branch, ParallelGroup, PipelineStep, Plan, Step
@@ -61,6 +62,7 @@ _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NEXT_TRACE_ID: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "runner_next_trace_id", default=None)
 _HOST = socket.gethostname()
+_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 def _version() -> str:
@@ -327,10 +329,6 @@ def _remote(trace_id: str, span_id: str) -> otel_context.Context:
     return trace.set_span_in_context(NonRecordingSpan(parent))
 
 
-def _span_id(span: Span) -> str:
-    return f"{span.get_span_context().span_id:016x}"
-
-
 def _error_attrs(exc_type: str, message: str, stacktrace: str | None) -> dict[str, Any]:
     attrs = {"exception.type": exc_type, "exception.message": message}
     if stacktrace:
@@ -371,6 +369,7 @@ class TracingHook(RunHook):
         self._run: RunInfo | None = None
         self._plan: Plan | None = None
         self._base: dict[str, Any] = {}
+        self._pid = os.getpid()
 
     # ------------------------------------------------------------ helpers
 
@@ -537,7 +536,9 @@ class TracingHook(RunHook):
             return None
         with self._lock:
             self._remote.add(branch.path)
-        return BranchTracer(run.run_id, run.trace_id, _span_id(span), dict(self._base))
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier, trace.set_span_in_context(span))
+        return BranchTracer(run.run_id, carrier["traceparent"], dict(self._base))
 
     def on_branch_payload(self, run: RunInfo, branch: Branch, payload: Any) -> None:
         if payload:
@@ -549,8 +550,7 @@ class TracingHook(RunHook):
         name = getattr(step, "name", step.path)
         kind = "adapter" if name.startswith("adapt:") else "stage"
         attrs: dict[str, Any] = {"runner.path": step.path, "runner.stage": name,
-                                 "runner.executor": run.executor,
-                                 "runner.worker.pid": os.getpid(), "runner.worker.node": _HOST}
+                                 "runner.worker.pid": self._pid}
         branch = self._enclosing_branch(step)
         if branch is not None:
             attrs["runner.branch"] = branch
@@ -628,37 +628,36 @@ def _worker_tracing() -> Tracing:
 
 class BranchTracer(TracingHook):
     """The branch hook of :class:`TracingHook`: travels with a branch to a worker
-    process, makes the branch's spans there under the group's span, and returns
-    them as its payload."""
+    process with the W3C ``traceparent`` of the group's span, makes the branch's
+    spans there under it, and returns them as its payload."""
 
-    def __init__(self, run_id: str, trace_id: str, group_span_id: str,
-                 base: dict[str, Any]) -> None:
-        self.state = (run_id, trace_id, group_span_id, base)
+    def __init__(self, run_id: str, traceparent: str, base: dict[str, Any]) -> None:
+        self.state = (run_id, traceparent, base)
 
-    def __getstate__(self) -> tuple[str, str, str, dict[str, Any]]:
+    def __getstate__(self) -> tuple[str, str, dict[str, Any]]:
         return self.state
 
-    def __setstate__(self, state: tuple[str, str, str, dict[str, Any]]) -> None:
+    def __setstate__(self, state: tuple[str, str, dict[str, Any]]) -> None:
         self.__init__(*state)  # type: ignore[misc]
 
     def on_branch_start(self, run: RunInfo, branch: Branch) -> None:
         if hasattr(self, "tracing"):  # a branch of a group nested in this one
             super().on_branch_start(run, branch)
             return
-        run_id, trace_id, group_span_id, base = self.state
+        run_id, traceparent, base = self.state
         super().__init__(_worker_tracing())
-        self.state = (run_id, trace_id, group_span_id, base)
+        self.state = (run_id, traceparent, base)
         self._base = base
         self._run = run
-        self.tracing.collector.open(run_id, trace_id)
-        # the group's span stands in for the run's: the branch's parent
-        self._run_span = NonRecordingSpan(SpanContext(
-            int(trace_id, 16), int(group_span_id, 16), is_remote=True, trace_flags=_SAMPLED))
+        # the group's span, from the traceparent, stands in for the run's
+        parent = trace.get_current_span(_PROPAGATOR.extract({"traceparent": traceparent}))
+        self._run_span = parent
+        self.tracing.collector.open(run_id, f"{parent.get_span_context().trace_id:032x}")
         self._index(branch, branch.steps)
         super().on_branch_start(run, branch)
 
     def payload(self) -> list[dict[str, Any]]:
-        run_id, trace_id, _, _ = self.state
-        if not hasattr(self, "tracing"):
+        if not hasattr(self, "tracing") or self._run_span is None:
             return []
-        return self.tracing.collector.take(run_id, trace_id)
+        trace_id = f"{self._run_span.get_span_context().trace_id:032x}"
+        return self.tracing.collector.take(self.state[0], trace_id)

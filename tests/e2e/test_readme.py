@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -45,7 +46,7 @@ def test_the_two_commands_are_first_and_ci_runs_the_test_one():
     makefile = (ROOT / "Makefile").read_text()
     assert "PIPELINE ?= alpha.full" in makefile
     assert re.search(r"^run: .*\n\t\$\(BIN\)/runner run \$\(PIPELINE\)$", makefile, re.M)
-    assert re.search(r"^test: check\n\t\$\(BIN\)/python -m pytest$", makefile, re.M)
+    assert re.search(r"^test: check browser\n\t\$\(BIN\)/python -m pytest$", makefile, re.M)
 
 
 def test_every_readme_command_runs(tmp_path):
@@ -58,22 +59,32 @@ def test_every_readme_command_runs(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT),
            "RUNNER_MANIFEST": str(ROOT / "configs/manifest.json")}
     env.pop("TV_ORCH_PARALLEL", None)
-    ran = []
+    for key in [k for k in env if k.startswith("OTEL_") or k == "TRACEPARENT"]:
+        env.pop(key)
+    ran, ran_output = [], []
     for line in commands():
         if line.startswith("make "):
             line = {"make run": "runner run alpha.full"}.get(line)
             if line is None:
                 continue  # `make test` is what CI runs around this very test
         argv = shlex.split(line)
+        assigned = {}
+        while argv and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", argv[0]):
+            key, _, value = argv.pop(0).partition("=")
+            assigned[key] = value
         assert argv[0] == "runner", line
         proc = subprocess.run([sys.executable, "-m", "runner.cli", *argv[1:]], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=300,
-                              check=False)
+                              env={**env, **assigned}, capture_output=True, text=True,
+                              timeout=300, check=False)
         assert proc.returncode == 0, f"{line}\n{proc.stderr}"
         assert "Traceback" not in proc.stderr, line
         ran.append(line)
+        ran_output.append(proc.stdout)
     assert "runner run alpha.full" in ran and len(ran) >= 14
     assert (tmp_path / "fs.parquet").exists()
+    assert (tmp_path / "demo-trace.html").stat().st_size > 10_000
+    (joined,) = [out for line, out in zip(ran, ran_output, strict=True) if "TRACEPARENT=" in line]
+    assert json.loads(joined)["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     # `runs prune --older-than 30` kept the fresh runs
     assert (tmp_path / "data/artifacts/runs/demo-1/run.json").exists()
 

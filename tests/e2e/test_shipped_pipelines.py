@@ -70,13 +70,17 @@ def test_alpha_parallel_matches_alpha_full(reference, tmp_path, executor):
     assert doc["result"]["weights"] == reference["result"]["weights"]
 
 
-def test_tv_orch_parallel_runs_the_fanout_on_processes(reference, tmp_path):
+def test_tv_orch_parallel_runs_the_fanout_on_ray(reference, tmp_path):
+    """The seed's switch: parallel branches go to the RayComputeEngine (a local Ray,
+    started for the run on 127.0.0.1 and stopped after it)."""
     proc, doc = runner("run", "alpha.fanout", "-m", ROOT / "configs/manifest.json", "--json",
                        "--artifacts", tmp_path / "a", cwd=tmp_path,
-                       env={"TV_ORCH_PARALLEL": "1"})
+                       env={"TV_ORCH_PARALLEL": "1", "RAY_ADDRESS": ""})
     assert proc.returncode == 0, proc.stderr
-    assert "executor=processes" in proc.stderr
+    assert "executor=ray" in proc.stderr
     assert doc["result"]["weights"] == reference["result"]["weights"]
+    run = json.loads((tmp_path / "a/runs" / doc["run_id"] / "run.json").read_text())
+    assert run["executor"] == "ray"
 
 
 def test_meta_full_chains_dataops_into_alpha(reference, tmp_path):

@@ -31,6 +31,7 @@ from tests.otlp import (
     otlp_grpc_fixture,  # noqa: F401
     otlp_http_fixture,  # noqa: F401
 )
+from tests.rotel import RotelCollector, require_rotel
 from tests.shapes import REG, base_context, plan_for
 
 pytestmark = pytest.mark.integration
@@ -404,3 +405,26 @@ def test_cli_unreachable_collector_warns_once_and_the_run_succeeds(tmp_path):
     assert proc.stderr.count("could not export the spans of run") == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "Transient error" not in proc.stderr
     assert (tmp_path / "art/runs" / doc["run_id"] / SPANS_FILE).exists()
+
+
+@pytest.mark.parametrize("into", ["grpc", "http"])
+def test_a_run_through_a_real_collector_keeps_ids_and_parents(into, tmp_path, monkeypatch):
+    """runner -> rotel (OTLP in, over ``into``) -> our receiver (OTLP gRPC)."""
+    require_rotel()
+    sdk = QuantSDK(MANIFEST, artifacts=tmp_path / "art", workspace_root=tmp_path / "ws")
+    with OtlpGrpcReceiver() as rec, RotelCollector(rec.endpoint, "grpc") as rotel:
+        for key, value in rotel.env(into).items():
+            monkeypatch.setenv(key, value)
+        tracing = Tracing(TelemetryConfig.from_env())
+        try:
+            result = sdk.run_pipeline("alpha.parallel", executor="processes", tracing=tracing)
+        finally:
+            tracing.close()
+        spans = rec.wait_for(lambda got: any(s.attributes.get("runner.kind") == "run"
+                                             for s in got) and len(got) >= 20)
+        agents = {h.get("user-agent", "") for h in rec.headers}
+    assert any("rotel" in a.lower() for a in agents), agents  # it really went through rotel
+    check_tree(spans, sdk.plan("alpha.parallel"), result.trace_id)
+    offline = decode_jsonl((tmp_path / "art/runs" / result.run_id / SPANS_FILE).read_bytes())
+    assert {(s["span_id"], s["parent_span_id"]) for s in offline} == {
+        (s.span_id, s.parent_span_id) for s in spans}

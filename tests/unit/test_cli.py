@@ -129,10 +129,34 @@ def test_validate_list_graph_schema(manifest, tmp_path):
     assert schema["title"] == "Runner pipeline manifest"
 
 
-def test_tv_orch_parallel_env(manifest, tmp_path):
-    proc = cli("run", "ok", "-m", manifest, "--json", cwd=tmp_path, env={"TV_ORCH_PARALLEL": "1"})
+def test_tv_orch_parallel_env_without_ray_falls_back_to_processes(manifest, tmp_path):
+    # a folder that shadows the ray package with nothing: as if Ray were not installed
+    (tmp_path / "noray").mkdir()
+    (tmp_path / "noray" / "ray.py").write_text("raise ImportError('no ray here')\n")
+    sitecustomize = tmp_path / "noray" / "sitecustomize.py"
+    sitecustomize.write_text("import importlib.util, sys\n"
+                             "_find = importlib.util.find_spec\n"
+                             "importlib.util.find_spec = lambda n, *a: None if n == 'ray' "
+                             "else _find(n, *a)\n")
+    proc = cli("run", "ok", "-m", manifest, "--json", cwd=tmp_path,
+               env={"TV_ORCH_PARALLEL": "1",
+                    "PYTHONPATH": f"{tmp_path / 'noray'}{os.pathsep}{ROOT}"})
     assert proc.returncode == 0, proc.stderr
     assert "executor=processes" in proc.stderr
+    assert "Ray is not installed" in proc.stderr and "runner[ray]" in proc.stderr
+
+
+def test_executor_ray_without_ray_says_how_to_install(manifest, tmp_path):
+    (tmp_path / "noray").mkdir()
+    (tmp_path / "noray" / "sitecustomize.py").write_text(
+        "import importlib.util\n_find = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda n, *a: None if n == 'ray' else _find(n, *a)\n")
+    (tmp_path / "noray" / "ray.py").write_text("raise ImportError('no ray here')\n")
+    proc = cli("run", "ok", "-m", manifest, "--executor", "ray", cwd=tmp_path,
+               env={"PYTHONPATH": f"{tmp_path / 'noray'}{os.pathsep}{ROOT}"})
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'runner[ray]'" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_sdk_runs_from_manifest_and_cleans_up(manifest, tmp_path):

@@ -190,8 +190,16 @@ def test_trace_id_known_before_run(artifacts):
     assert runner.run(base_context()).trace_id == trace_id
 
 
-def test_tv_orch_parallel_selects_processes(monkeypatch, artifacts):
+def test_tv_orch_parallel_selects_ray_or_else_processes(monkeypatch, artifacts):
+    import importlib.util
+
     monkeypatch.setenv("TV_ORCH_PARALLEL", "1")
+    runner = DAGRunner(plan_for([["log.a", "log.b"]]), artifacts=artifacts)
+    has_ray = importlib.util.find_spec("ray") is not None
+    assert runner.executor.name == ("ray" if has_ray else "processes")
+    find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ray" else find(name, *a))
     runner = DAGRunner(plan_for([["log.a", "log.b"]]), artifacts=artifacts)
     assert runner.executor.name == "processes"
     monkeypatch.setenv("TV_ORCH_PARALLEL", "0")

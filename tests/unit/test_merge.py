@@ -313,8 +313,9 @@ def test_collision_exactly_when_two_branches_differ(
     winners: dict[str, int | None] = {}
     for f in ERROR_FIELDS:
         changed = [(f"g[{i}]", plan[i][f]) for i in order if plan[i][f] in (1, 2)]
-        if len({c for _, c in changed}) > 1:
-            expected.append(Collision(f, tuple(label for label, _ in changed)))
+        if len({c for _, c in changed}) > 1:  # named in declaration order
+            expected.append(Collision(f, tuple(f"g[{i}]" for i in sorted(order)
+                                               if plan[i][f] in (1, 2))))
         winners[f] = changed[0][1] if changed else None
 
     if expected:
@@ -338,10 +339,11 @@ def test_collision_on_a_scalar_names_the_branches() -> None:
         branch(base, 0, setting(num=5), label="p[1][0] (a)"),
         branch(base, 1, label="p[1][1] (b)"),
     ], group="p[1]")
-    assert err.collisions == (Collision("num", ("p[1][2] (c)", "p[1][0] (a)")),)
+    # named in declaration order, not in the order they completed
+    assert err.collisions == (Collision("num", ("p[1][0] (a)", "p[1][2] (c)")),)
     assert str(err) == (
         "context collision at p[1]:\n"
-        "  field 'num' changed by branches p[1][2] (c), p[1][0] (a)\n" + RESOLVE
+        "  field 'num' changed by branches p[1][0] (a), p[1][2] (c)\n" + RESOLVE
     )
 
 

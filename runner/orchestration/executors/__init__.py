@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 
@@ -23,7 +24,20 @@ __all__ = [
 
 EXECUTORS = ("inline", "threads", "processes", "ray")
 PARALLEL_ENV = "TV_ORCH_PARALLEL"
-PARALLEL_DEFAULT = "processes"
+
+log = logging.getLogger("runner")
+
+
+def parallel_default() -> str:
+    """What ``TV_ORCH_PARALLEL=1`` selects: Ray (the seed's RayComputeEngine) when it is
+    installed, worker processes otherwise."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is not None:
+        return "ray"
+    log.warning("TV_ORCH_PARALLEL=1: Ray is not installed, so parallel branches run in "
+                "worker processes (pip install 'runner[ray]' for Ray)")
+    return "processes"
 
 
 def make_executor(spec: str | Executor | None = None, *, max_workers: int | None = None,
@@ -33,7 +47,7 @@ def make_executor(spec: str | Executor | None = None, *, max_workers: int | None
         return spec
     if spec is None:
         flag = os.environ.get(PARALLEL_ENV, "").strip().lower()
-        spec = PARALLEL_DEFAULT if flag in ("1", "true", "yes", "on") else "inline"
+        spec = parallel_default() if flag in ("1", "true", "yes", "on") else "inline"
     if spec == "inline":
         return InlineExecutor()
     if spec == "threads":
@@ -41,6 +55,11 @@ def make_executor(spec: str | Executor | None = None, *, max_workers: int | None
     if spec == "processes":
         return ProcessesExecutor(max_workers, preload=preload)
     if spec == "ray":
-        raise UsageError("executor 'ray' is not available in this version; "
-                         "use 'processes' for parallel branches")
+        import importlib.util
+
+        from runner.orchestration.executors.ray import RayComputeEngine, import_ray
+
+        if importlib.util.find_spec("ray") is None:
+            import_ray()  # raises the usage error that says how to install it
+        return RayComputeEngine(preload=preload)
     raise UsageError(f"unknown executor {spec!r}: use one of {', '.join(EXECUTORS)}")

@@ -1,0 +1,393 @@
+"""Branches as Ray tasks: the seed's RayComputeEngine, on a laptop or a Ray cluster.
+
+    runner run alpha.parallel --executor ray           # a local Ray, started for the run
+    RAY_ADDRESS=127.0.0.2:6379 runner run ...          # a running cluster (GCS address)
+    RAY_ADDRESS=ray://head:10001 runner run ...        # or through the Ray client
+
+Sequential steps stay on the driver; each branch of a parallel group is one Ray
+task. The pre-fork context is put in the object store once and shared by every
+branch (its Arrow and numpy buffers are read zero-copy); each branch forks it
+where it runs, so a stage that writes a column copies only that column. The
+driver merges what the branches return with the same rules and errors as every
+other executor.
+
+With no address, a local single-node Ray is started when the run begins, in the
+background (it hides behind the steps before the first group), bound to the
+loopback interface only, and shut down when the run ends.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from runner.context import fork_context
+from runner.errors import UsageError
+from runner.orchestration.execute import (
+    BranchOutcome,
+    BranchTask,
+    CancelFlag,
+    StepFailure,
+    execute_branch,
+    worker_failure,
+)
+from runner.orchestration.executors.base import Executor
+from runner.orchestration.hooks import RunHook
+
+__all__ = ["RayComputeEngine", "import_ray"]
+
+log = logging.getLogger("runner")
+
+INSTALL_HINT = "install the ray extra: pip install 'runner[ray]' (or pip install 'ray[default]')"
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or a :class:`UsageError` that says how to install it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise UsageError(f"executor 'ray' needs Ray, which is not installed: {INSTALL_HINT}"
+                         ) from exc
+    return ray
+
+
+class LocalRayEnv:
+    """The environment of a local Ray started for one run, set while it runs.
+
+    With Ray 2.60 every listener of a single-node Ray is on 127.0.0.1 only when
+    its node address is 127.0.0.1 and ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``
+    (otherwise Ray listens on all interfaces and advertises the machine's
+    address). The run's Ray also gets its own short temp folder (sessions, logs,
+    sockets; never joining another Ray on the machine through /tmp/ray), its own
+    auth token, free metrics ports and no usage statistics.
+    """
+
+    def __init__(self) -> None:
+        base = "/tmp" if Path("/tmp").is_dir() else None  # socket paths must stay short
+        self.folder = tempfile.mkdtemp(prefix="runner-ray-", dir=base)
+        token = Path(self.folder, "auth_token")
+        token.touch(mode=0o600)
+        token.write_text(secrets.token_hex(32), encoding="ascii")
+        self.values = {
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(token),
+            "RAY_TMPDIR": self.folder,
+            "AUTOSCALER_METRIC_PORT": "0",
+            "DASHBOARD_METRIC_PORT": "0",
+        }
+        self._saved: dict[str, str | None] = {}
+
+    def apply(self) -> None:
+        for key, value in self.values.items():
+            self._saved[key] = os.environ.get(key)
+            os.environ[key] = value
+        for key in ("RAY_AUTH_TOKEN", "RAY_ADDRESS"):
+            self._saved.setdefault(key, os.environ.pop(key, None))
+
+    def restore(self) -> None:
+        for key, value in self._saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved.clear()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class _NotMainThread(logging.Filter):
+    """Ray warns that it sets no SIGTERM handler when init runs off the main thread;
+    starting in the background is the point, and the runner handles signals itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
+
+
+def modules_to_ship(modules: Sequence[str]) -> list[str]:
+    """Local paths of the stage modules that Ray workers could not import themselves.
+
+    A module installed in site-packages (or the runner itself, which every node's
+    image has) is importable on the workers; a package or a single ``.py`` file
+    from a source folder (``my_stages.py`` beside the manifest) is shipped with
+    the job through Ray's ``runtime_env={"py_modules": [...]}``.
+    """
+    paths: list[str] = []
+    for top in dict.fromkeys(m.split(".")[0] for m in modules):
+        if top in ("runner", "__main__") or top in sys.stdlib_module_names:
+            continue
+        spec = importlib.util.find_spec(top)
+        if spec is None:
+            continue
+        locations = list(spec.submodule_search_locations or [])
+        origin = locations[0] if locations else spec.origin
+        if not origin or origin in ("built-in", "frozen"):
+            continue
+        path = Path(origin)
+        if any(part in ("site-packages", "dist-packages") for part in path.parts):
+            continue
+        if path.suffix == ".py" or path.is_dir():
+            paths.append(str(path))
+    return paths
+
+
+# ---------------------------------------------------------------- in the worker
+
+
+class _FlagClient:
+    """A worker's view of the run's cancel flag (a tiny actor), read at step boundaries."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+        self._seen = False
+
+    def is_set(self) -> bool:
+        if not self._seen:
+            import ray
+
+            self._seen = bool(ray.get(self.actor.is_set.remote()))
+        return self._seen
+
+    def set(self) -> None:
+        self._seen = True
+        self.actor.set.remote()
+
+
+def _run_branch(task: BranchTask, context: Any, flag: Any, executor_name: str) -> BranchOutcome:
+    """The Ray task: fork the shared context here, run the branch, return its outcome."""
+    import ray
+
+    cancel = _FlagClient(flag)
+    task = replace(task, context=fork_context(context))
+    outcome = execute_branch(task, cancel, (), executor_name)
+    node = ray.get_runtime_context().get_node_id()
+    for record in outcome.records:
+        record.node = node
+    outcome.node = node
+    return outcome
+
+
+class _Flag:
+    """The run's cancel flag, shared by the driver and every branch."""
+
+    def __init__(self) -> None:
+        self.value = False
+
+    def set(self) -> None:
+        self.value = True
+
+    def is_set(self) -> bool:
+        return self.value
+
+
+class _DriverFlag:
+    """The driver's cancel flag: a local event, mirrored to the actor once there is one."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.actor: Any = None
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    def set(self) -> None:
+        self.event.set()
+        if self.actor is not None:
+            self.actor.set.remote()
+
+
+# ---------------------------------------------------------------- the executor
+
+
+def _task_options(resources: Mapping[str, Any]) -> dict[str, Any]:
+    options: dict[str, Any] = {"max_retries": int(resources.get("max_retries", 0)),
+                               "retry_exceptions": False}
+    for key in ("num_cpus", "num_gpus", "memory"):
+        if key in resources:
+            options[key] = resources[key]
+    if resources.get("resources"):
+        options["resources"] = dict(resources["resources"])
+    return options
+
+
+class RayComputeEngine(Executor):
+    """Runs the branches of parallel groups as Ray tasks."""
+
+    name = "ray"
+    isolates = True
+    live_hooks = False
+
+    def __init__(self, address: str | None = None, *, preload: Sequence[str] = (),
+                 num_cpus: int | None = None,
+                 init_options: Mapping[str, Any] | None = None) -> None:
+        self.address = address if address is not None else (os.environ.get("RAY_ADDRESS")
+                                                              or None)
+        self.preload = tuple(preload)
+        self.init_options = dict(init_options or {})
+        self._ray: Any = None
+        self._owned = False
+        self._starting: threading.Thread | None = None
+        self._start_error: BaseException | None = None
+        self._lock = threading.Lock()
+        self.startup_s: float | None = None
+        """Seconds ``ray.init`` took (None until it ran)."""
+        self._remote_fn: Any = None
+        self._flag_cls: Any = None
+        self._local: LocalRayEnv | None = None
+        self._ready_event = threading.Event()
+        self._released = threading.Event()
+        self.num_cpus = num_cpus
+
+    def new_cancel_flag(self) -> CancelFlag:
+        return _DriverFlag()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        if importlib.util.find_spec("ray") is None:  # a usage error now, not in a thread
+            import_ray()
+        with self._lock:
+            if self._ray is not None or self._starting is not None:
+                return
+            self._starting = threading.Thread(target=self._connect, name="runner-ray-init",
+                                              daemon=True)
+            self._starting.start()
+
+    def _connect(self) -> None:
+        try:
+            if not self.address and self._local is None:
+                self._local = LocalRayEnv()
+                self._local.apply()
+            ray = import_ray()
+            logging.getLogger("ray._private.worker").addFilter(_NotMainThread())
+            began = time.perf_counter()
+            if not ray.is_initialized():
+                options: dict[str, Any] = {"namespace": "runner", "log_to_driver": True,
+                                           "logging_level": logging.WARNING,
+                                           "configure_logging": False}
+                if self.address:
+                    options["address"] = self.address
+                else:
+                    options.update(include_dashboard=False, _node_ip_address="127.0.0.1")
+                    if self.num_cpus is not None:
+                        options["num_cpus"] = self.num_cpus
+                shipped = modules_to_ship(self.preload)
+                if shipped:
+                    options["runtime_env"] = {"py_modules": shipped}
+                options.update(self.init_options)
+                ray.init(**options)
+                self._owned = True
+            self.startup_s = time.perf_counter() - began
+            self._remote_fn = ray.remote(_run_branch)
+            self._flag_cls = ray.remote(num_cpus=0)(_Flag)
+            self._ray = ray
+        except BaseException as exc:
+            self._start_error = exc
+        finally:
+            self._ready_event.set()
+        # Ray's processes get a parent-death signal tied to the thread that started
+        # them: this thread lives until the run's Ray is shut down.
+        if self._start_error is None:
+            self._released.wait()
+
+    def _ready(self) -> Any:
+        self.start()
+        self._ready_event.wait()
+        if self._start_error is not None:
+            error, self._start_error = self._start_error, None
+            with self._lock:
+                self._starting = None
+                self._ready_event.clear()
+            if self._local is not None:
+                self._local.restore()
+                self._local = None
+            where = self.address or "a local Ray on 127.0.0.1"
+            raise UsageError(f"cannot start or reach Ray ({where}): "
+                             f"{type(error).__name__}: {error}") from error
+        return self._ray
+
+    def shutdown(self) -> None:
+        thread = self._starting
+        if thread is not None:
+            self._ready_event.wait()
+        with self._lock:
+            if self._ray is not None and self._owned:
+                self._ray.shutdown()
+            self._released.set()
+            if thread is not None:
+                thread.join()
+            self._starting = None
+            self._ready_event.clear()
+            self._released.clear()
+            self._ray = None
+            self._owned = False
+            if self._local is not None:
+                self._local.restore()
+                self._local = None
+
+    # ------------------------------------------------------------ branches
+
+    def run_branches(
+        self, tasks: Sequence[BranchTask], cancel: CancelFlag, hooks: Sequence[RunHook]
+    ) -> Iterator[BranchOutcome]:
+        if not tasks:
+            return
+        ray = self._ready()
+        flag = self._flag_cls.remote()
+        if isinstance(cancel, _DriverFlag):
+            cancel.actor = flag
+            if cancel.is_set():
+                flag.set.remote()
+        shared = ray.put(tasks[0].context)  # once: every branch forks the same context
+        pending: dict[Any, BranchTask] = {}
+        for task in tasks:
+            light = replace(task, context=None)
+            options = _task_options(task.branch.resources)
+            ref = self._remote_fn.options(**options).remote(light, shared, flag, self.name)
+            pending[ref] = task
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                task = pending.pop(ref)
+                yield self._outcome(ray, ref, task)
+
+    def _outcome(self, ray: Any, ref: Any, task: BranchTask) -> BranchOutcome:
+        from ray import exceptions as rex
+
+        try:
+            outcome: BranchOutcome = ray.get(ref)
+            return outcome
+        except rex.RayTaskError as exc:  # the task itself raised outside a stage
+            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+            if isinstance(cause, StepFailure):
+                return BranchOutcome(task.branch.index, failure=cause)
+            return worker_failure(task, cause)
+        except (rex.WorkerCrashedError, rex.NodeDiedError, rex.OutOfMemoryError,
+                rex.ObjectLostError) as exc:
+            retries = int(task.branch.resources.get("max_retries", 0))
+            died = _died_failure(task, exc, retries)
+            return BranchOutcome(task.branch.index, failure=died)
+
+
+def _died_failure(task: BranchTask, exc: BaseException, retries: int) -> StepFailure:
+    kind = type(exc).__name__
+    what = ("ran out of memory" if kind == "OutOfMemoryError"
+            else "lost its node" if kind == "NodeDiedError"
+            else "died (killed, out of memory or crashed)")
+    tries = f" after {retries + 1} attempts (max_retries={retries})" if retries else ""
+    return StepFailure(
+        name=task.branch.label, path=task.branch.path, kind="branch", exc_type=kind,
+        message=f"the Ray worker running this branch {what}{tries}: {exc}",
+        tb="", received=task.context, original=None, pid=0,
+    )

@@ -1,0 +1,199 @@
+"""A driver process for the Ray tests: ``python -m tests.integration.ray_driver CASE [ARG]``.
+
+Ray runs here, never in the pytest process. Each case runs plans through the
+engine with the ``RayComputeEngine`` (joining the cluster named by RAY_ADDRESS,
+or starting a local Ray when it is empty) and prints one JSON object on stdout.
+The stages live in this module, so Ray workers import them from the ``tests``
+package the engine ships with the job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from runner.context import Context
+from runner.errors import ContextCollisionError, StageFailedError
+from runner.forensics import LocalForensics
+from runner.manifest import parse_manifest
+from runner.orchestration.executors.ray import RayComputeEngine
+from runner.orchestration.plan import Plan, compile_plan
+from runner.orchestration.runner import DAGRunner
+from tests.shapes import REG, ShapeContext
+
+MAX_BRANCHES = 8
+
+
+def _register() -> None:
+    for i in range(MAX_BRANCHES):
+        def col(ctx: Any, i: int = i) -> Any:
+            ctx.feature_store[f"c{i}"] = ctx.feature_store["p"] * (i + 1)
+            return ctx
+
+        def note(ctx: Any, i: int = i) -> Any:
+            ctx.notes.append(f"n{i}")
+            ctx.log(f"branch {i}")
+            return ctx
+
+        def value(ctx: Any, i: int = i) -> Any:
+            ctx.value = 10 * (i + 1)
+            return ctx
+
+        for name, fn in ((f"col.{i}", col), (f"note.{i}", note), (f"set.{i}", value)):
+            fn.__name__ = fn.__qualname__ = name.replace(".", "_")
+            if REG.get(name) is None:
+                REG.register(name, fn, writes=["feature_store"] if name.startswith("col") else None)
+
+
+def where(ctx: Any) -> Any:
+    ctx.log(f"ran in {os.getpid()}")
+    return ctx
+
+
+def die(ctx: Any) -> Any:
+    """Kill this worker process, as the kernel's OOM killer would."""
+    os.kill(os.getpid(), signal.SIGKILL)
+    return ctx
+
+
+def die_once(ctx: Any) -> Any:
+    """Die the first time (a marker file remembers), succeed when retried."""
+    marker = Path(ctx.table["marker"])
+    if not marker.exists():
+        marker.write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    ctx.log("survived")
+    return ctx
+
+
+def slow(ctx: Any) -> Any:
+    time.sleep(1.0)
+    ctx.log("slow")
+    return ctx
+
+
+for _name, _fn in (("where", where), ("die", die), ("die.once", die_once), ("slow", slow)):
+    if REG.get(_name) is None:
+        REG.register(_name, _fn)
+_register()
+
+
+def plan_for(steps: list[Any], **spec: Any) -> Plan:
+    spec.setdefault("context", "tests.shapes:ShapeContext")
+    doc = {"pipelines": {"p": {"steps": steps, **spec}}}
+    return compile_plan(parse_manifest(json.dumps(doc)), "p", registry=REG)
+
+
+def base() -> ShapeContext:
+    return ShapeContext(feature_store=pd.DataFrame({"p": [1.0, 2.0, 3.0]}))
+
+
+def summary(ctx: Context) -> dict[str, Any]:
+    data = ctx.__dict__
+    return {"value": data["value"], "notes": data["notes"],
+            "audit_trail": data["audit_trail"],
+            "feature_store": data["feature_store"].to_dict(orient="list"),
+            "table": data["table"]}
+
+
+def run(plan: Plan, executor: Any, tmp: str, ctx: Any = None) -> dict[str, Any]:
+    runner = DAGRunner(plan, executor=executor, artifacts=tmp, workspace_root=tmp,
+                       forensics=LocalForensics(tmp))
+    try:
+        result = runner.run(ctx if ctx is not None else base())
+    except ContextCollisionError as exc:
+        return {"error": "ContextCollisionError", "message": str(exc)}
+    except StageFailedError as exc:
+        return {"error": "StageFailedError", "message": str(exc), "stage": exc.stage,
+                "error_context": exc.error_context}
+    return {"context": summary(result.context),
+            "records": [{"path": r.path, "name": r.name, "pid": r.pid, "node": r.node,
+                         "executor": r.executor, "branch": r.branch} for r in result.records]}
+
+
+def case_matrix(tmp: str) -> dict[str, Any]:
+    """2..8 branches, every merge rule and a collision: inline and Ray side by side."""
+    import ray
+
+    ray.init()  # joins RAY_ADDRESS once; every run below reuses the connection
+    out = {}
+    rules: dict[str, dict[str, Any]] = {
+        "collision": {}, "last_wins": {"merge": {"value": "last_wins"}},
+        "first_wins": {"merge": {"value": "first_wins"}},
+        "custom": {"merge": {"value": "tests.shapes:mean_rule"}},
+    }
+    for n in (2, 3, 4, MAX_BRANCHES):
+        for rule, spec in rules.items():
+            steps = ["log.a",
+                     [[f"col.{i}", f"note.{i}", f"set.{i}"] for i in range(n)], "log.b"]
+            plan = plan_for(steps, **spec)
+            inline = run(plan, "inline", tmp)
+            on_ray = run(plan, RayComputeEngine(), tmp)
+            out[f"{n}-{rule}"] = {"inline": inline, "ray": on_ray}
+    ray.shutdown()
+    return out
+
+
+def case_nodes(tmp: str) -> dict[str, Any]:
+    """Branches pinned by custom resources: two on the head, two on the second node."""
+    resources = {"where": {"resources": {"node2": 1}}, "slow": {"resources": {"head": 1}}}
+    plan = plan_for(["log.a", [["where"], ["slow"], ["where", "log.c"], ["slow", "log.b"]],
+                     "log.c"], resources=resources)
+    return run(plan, RayComputeEngine(), tmp)
+
+
+def case_fail(tmp: str) -> dict[str, Any]:
+    plan = plan_for(["log.a", [["slow"], ["fail"]], "log.c"])
+    return run(plan, RayComputeEngine(), tmp)
+
+
+def case_die(tmp: str) -> dict[str, Any]:
+    plan = plan_for(["log.a", [["log.b"], ["die"]], "log.c"])
+    return run(plan, RayComputeEngine(), tmp)
+
+
+def case_die_once(tmp: str) -> dict[str, Any]:
+    plan = plan_for(["log.a", [["log.b"], ["die.once"]], "log.c"],
+                    resources={"die.once": {"max_retries": 1}})
+    ctx = base()
+    ctx.table["marker"] = str(Path(tmp, "died-once"))
+    return run(plan, RayComputeEngine(), tmp, ctx)
+
+
+def case_shipped(tmp: str) -> dict[str, Any]:
+    """A stage module that exists only beside the driver (not on the nodes' path)."""
+    folder = Path(tmp, "mine")
+    folder.mkdir()
+    (folder / "desk_stages.py").write_text(
+        "import os\n"
+        "def tag(ctx):\n"
+        "    ctx.log(f'desk stage ran in {os.getpid()} from {__file__}')\n"
+        "    return ctx\n")
+    sys.path.insert(0, str(folder))
+    doc = {"stages": {"desk.tag": "desk_stages:tag"},
+           "pipelines": {"p": {"context": "tests.shapes:ShapeContext",
+                               "steps": ["log.a", [["desk.tag"], ["log.b"]]]}}}
+    plan = compile_plan(parse_manifest(json.dumps(doc)), "p", registry=REG)
+    result = run(plan, RayComputeEngine(preload=["desk_stages", "tests.shapes"]), tmp)
+    result["driver_pid"] = os.getpid()
+    return result
+
+
+CASES = {"shipped": case_shipped, "matrix": case_matrix, "nodes": case_nodes, "fail": case_fail, "die": case_die,
+         "die_once": case_die_once}
+
+
+def main() -> None:
+    case, tmp = sys.argv[1], sys.argv[2]
+    print(json.dumps(CASES[case](tmp), default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""The RayComputeEngine against a real Ray: the session's two-node cluster on loopback,
+and a local Ray the engine starts itself. Ray runs in driver subprocesses only
+(tests/integration/ray_driver.py and the CLI), never in the pytest process."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.raycluster import (
+    RayCluster,
+    child_env,
+    ray_cluster_fixture,  # noqa: F401 -- the session's two-node cluster, "ray_cluster"
+    require_ray,
+)
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = ROOT / "configs/manifest.json"
+
+
+def driver(cluster: RayCluster, case: str, tmp: Path) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.integration.ray_driver", case, str(tmp)], cwd=ROOT,
+        env=child_env(cluster.env()), capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_every_shape_and_merge_rule_equals_inline(ray_cluster, tmp_path):
+    results = driver(ray_cluster, "matrix", tmp_path)
+    assert len(results) == 4 * 4
+    for key, got in results.items():
+        inline, on_ray = got["inline"], got["ray"]
+        if key.endswith("collision"):
+            assert inline["error"] == on_ray["error"] == "ContextCollisionError", key
+            assert inline["message"] == on_ray["message"], key
+            continue
+        assert "error" not in on_ray, (key, on_ray)
+        mine, theirs = on_ray["context"], inline["context"]
+        # declaration-ordered merges are identical
+        assert mine["feature_store"] == theirs["feature_store"], key
+        assert mine["table"] == theirs["table"], key
+        # completion-ordered merges (append, last/first_wins) hold the same items, in
+        # the one order the branches completed in on Ray, for every field alike
+        assert sorted(mine["notes"]) == sorted(theirs["notes"]), key
+        order = [int(note[1:]) for note in mine["notes"]]
+        assert mine["audit_trail"] == ["a", *(f"branch {i}" for i in order), "b"], key
+        rule = key.split("-", 1)[1]
+        expected = {"last_wins": 10 * (order[-1] + 1), "first_wins": 10 * (order[0] + 1),
+                    "custom": theirs["value"]}[rule]
+        assert mine["value"] == expected, key
+        n = int(key.split("-")[0])
+        assert list(on_ray["context"]["feature_store"]) == ["p", *(f"c{i}" for i in range(n))]
+        branch_records = [r for r in on_ray["records"] if r["branch"]]
+        assert len(branch_records) == 3 * n
+        assert {r["executor"] for r in branch_records} == {"ray"}
+        assert all(r["node"] and r["pid"] for r in branch_records)
+        assert {r["pid"] for r in branch_records} != {os.getpid()}
+
+
+def test_branches_run_on_both_nodes_as_their_resources_ask(ray_cluster, tmp_path):
+    result = driver(ray_cluster, "nodes", tmp_path)
+    assert "error" not in result, result
+    by_name: dict[str, set[str]] = {}
+    for record in result["records"]:
+        if record["branch"]:
+            by_name.setdefault(record["name"], set()).add(record["node"])
+    assert by_name["where"] == {ray_cluster.worker_node_id}
+    assert by_name["slow"] == {ray_cluster.head_node_id}
+    main_line = [r for r in result["records"] if not r["branch"]]
+    assert all(r["node"] is None for r in main_line)  # sequential steps stay on the driver
+
+
+def test_a_branch_that_raises_fails_the_run_with_forensics(ray_cluster, tmp_path):
+    result = driver(ray_cluster, "fail", tmp_path)
+    assert result["error"] == "StageFailedError"
+    assert result["stage"] == "fail"
+    assert "ValueError: the model diverged" in result["message"]
+    assert "RayTaskError" not in result["message"]
+    with open(result["error_context"], "rb") as fh:
+        received = pickle.load(fh)
+    # the input exactly as the failing stage received it, before it changed it in place
+    assert "partial" not in received.audit_trail
+    assert "half_done" not in received.feature_store.columns
+
+
+def test_a_killed_worker_is_reported_as_such(ray_cluster, tmp_path):
+    result = driver(ray_cluster, "die", tmp_path)
+    assert result["error"] == "StageFailedError"
+    assert "Ray worker running this branch died" in result["message"]
+    with open(result["error_context"], "rb") as fh:
+        received = pickle.load(fh)
+    assert list(received.feature_store.columns) == ["p"]
+
+
+def test_a_killed_worker_is_retried_when_max_retries_says_so(ray_cluster, tmp_path):
+    result = driver(ray_cluster, "die_once", tmp_path)
+    assert "error" not in result, result
+    assert "survived" in result["context"]["audit_trail"]
+    assert (tmp_path / "died-once").exists()
+
+
+def test_stage_modules_only_the_driver_has_are_shipped_with_the_job(ray_cluster, tmp_path):
+    result = driver(ray_cluster, "shipped", tmp_path)
+    assert "error" not in result, result
+    (line,) = [t for t in result["context"]["audit_trail"] if t.startswith("desk stage ran")]
+    pid = int(line.split(" in ")[1].split()[0])
+    assert pid != result["driver_pid"]
+    # imported from the job's shipped copy, not from the driver's folder
+    assert str(tmp_path / "mine") not in line and "desk_stages.py" in line
+
+
+# ---------------------------------------------------------------- a local Ray, via the CLI
+
+
+def no_ray_processes_of(pid_root_names: set[int]) -> list[str]:
+    left = []
+    for proc in psutil.process_iter(["pid", "name", "cmdline", "environ"]):
+        try:
+            env = proc.info.get("environ") or {}
+        except psutil.Error:
+            continue
+        if env.get("RUNNER_TEST_MARK") in pid_root_names:
+            left.append(f"{proc.info['pid']} {proc.info['name']}")
+    return left
+
+
+def test_cli_starts_a_local_loopback_ray_for_the_run_and_stops_it(tmp_path):
+    require_ray()
+    mark = f"ray-cli-{os.getpid()}-{tmp_path.name}"
+    env = child_env({"RUNNER_TEST_MARK": mark, "RAY_ADDRESS": ""})
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner.cli", "run", "alpha.parallel", "-m", str(MANIFEST),
+         "--executor", "ray", "--json", "--artifacts", str(tmp_path / "art")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    doc = json.loads(proc.stdout)
+    reference = subprocess.run(
+        [sys.executable, "-m", "runner.cli", "run", "alpha.full", "-m", str(MANIFEST),
+         "--json", "--artifacts", str(tmp_path / "ref")],
+        cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=600,
+        check=False)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    assert doc["result"]["weights"] == json.loads(reference.stdout)["result"]["weights"]
+    assert no_ray_processes_of({mark}) == []  # every process of the run's Ray is gone
+    spans = [json.loads(line) for line in
+             (tmp_path / "art/runs" / doc["run_id"] / "spans.jsonl").read_text().splitlines()]
+    branches = [s for s in spans if s["attributes"]["runner.kind"] == "branch"]
+    assert len(branches) == 2 and {s["trace_id"] for s in spans} == {doc["trace_id"]}
+    driver_pid = next(s for s in spans if s["attributes"]["runner.kind"] == "run")[
+        "resource"]["process.pid"]
+    assert all(s["resource"]["process.pid"] != driver_pid for s in branches)
