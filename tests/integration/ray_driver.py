@@ -186,8 +186,8 @@ def case_shipped(tmp: str) -> dict[str, Any]:
     return result
 
 
-CASES = {"shipped": case_shipped, "matrix": case_matrix, "nodes": case_nodes, "fail": case_fail, "die": case_die,
-         "die_once": case_die_once}
+CASES = {"shipped": case_shipped, "matrix": case_matrix, "nodes": case_nodes,
+         "fail": case_fail, "die": case_die, "die_once": case_die_once}
 
 
 def main() -> None:
