@@ -229,7 +229,8 @@ class Progress(RunHook):
 
 def _steps_json(records: Any) -> list[dict[str, Any]]:
     return [{"name": r.name, "path": r.path, "status": r.status,
-             "duration_s": round(r.duration, 6)} for r in records]
+             "duration_s": round(r.duration, 6), "executor": r.executor, "pid": r.pid,
+             "node": r.node, "branch": r.branch} for r in records]
 
 
 def _report(context: Any) -> dict[str, Any] | None:

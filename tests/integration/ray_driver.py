@@ -186,7 +186,38 @@ def case_shipped(tmp: str) -> dict[str, Any]:
     return result
 
 
-CASES = {"shipped": case_shipped, "matrix": case_matrix, "nodes": case_nodes,
+def touch_cell(ctx: Any) -> Any:
+    ctx.feature_store.loc[0, "p"] = -1.0  # in place: copy-on-write must copy, not share
+    return ctx
+
+
+def add_col(ctx: Any) -> Any:
+    ctx.feature_store["q"] = ctx.feature_store["p"] * 2
+    return ctx
+
+
+for _name, _fn in (("touch.cell", touch_cell), ("add.col", add_col)):
+    if REG.get(_name) is None:
+        REG.register(_name, _fn)
+
+
+def case_large(tmp: str) -> dict[str, Any]:
+    """Large frames come back only when a branch changed them; the result is the same."""
+    plan = plan_for([[["log.b"], ["touch.cell"]]], merge={"feature_store": "last_wins"})
+    plan_add = plan_for([[["log.b"], ["add.col"], ["log.c"]]])
+    out = {}
+    for name, p in (("touch", plan), ("add", plan_add)):
+        ctx = base()
+        ctx.feature_store = pd.DataFrame({"p": range(50_000)}, dtype="float64")
+        inline = run(p, "inline", tmp, ctx.model_copy(deep=True))
+        on_ray = run(p, RayComputeEngine(), tmp, ctx)
+        out[name] = {"same": inline["context"] == on_ray["context"],
+                     "first": on_ray["context"]["feature_store"]["p"][0],
+                     "columns": list(on_ray["context"]["feature_store"])}
+    return out
+
+
+CASES = {"large": case_large, "shipped": case_shipped, "matrix": case_matrix, "nodes": case_nodes,
          "fail": case_fail, "die": case_die, "die_once": case_die_once}
 
 

@@ -109,6 +109,12 @@ def test_a_killed_worker_is_retried_when_max_retries_says_so(ray_cluster, tmp_pa
     assert (tmp_path / "died-once").exists()
 
 
+def test_large_frames_come_back_only_when_changed_and_merge_the_same(ray_cluster, tmp_path):
+    result = driver(ray_cluster, "large", tmp_path)
+    assert result["touch"]["same"] and result["touch"]["first"] == -1.0
+    assert result["add"]["same"] and result["add"]["columns"] == ["p", "q"]
+
+
 def test_stage_modules_only_the_driver_has_are_shipped_with_the_job(ray_cluster, tmp_path):
     result = driver(ray_cluster, "shipped", tmp_path)
     assert "error" not in result, result
@@ -152,6 +158,9 @@ def test_cli_starts_a_local_loopback_ray_for_the_run_and_stops_it(tmp_path):
     assert reference.returncode == 0, reference.stderr[-2000:]
     assert doc["result"]["weights"] == json.loads(reference.stdout)["result"]["weights"]
     assert no_ray_processes_of({mark}) == []  # every process of the run's Ray is gone
+    branch_steps = [s for s in doc["steps"] if s["branch"]]
+    assert len(branch_steps) == 2 and all(s["node"] and s["pid"] for s in branch_steps)
+    assert {s["executor"] for s in branch_steps} == {"ray"}
     spans = [json.loads(line) for line in
              (tmp_path / "art/runs" / doc["run_id"] / "spans.jsonl").read_text().splitlines()]
     branches = [s for s in spans if s["attributes"]["runner.kind"] == "branch"]

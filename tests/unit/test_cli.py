@@ -57,7 +57,8 @@ def test_run_json_success(manifest, tmp_path):
     assert doc["status"] == "succeeded" and doc["run_id"] == "cli-ok"
     assert doc["pipeline"] == "ok"
     assert [s["name"] for s in doc["steps"]] == ["log.a", "add.x", "add.y", "merge", "log.b"]
-    assert all(set(s) == {"name", "path", "status", "duration_s"} for s in doc["steps"])
+    assert all(set(s) == {"name", "path", "status", "duration_s", "executor", "pid", "node",
+                          "branch"} for s in doc["steps"])
     assert "Traceback" not in proc.stderr
 
 

@@ -32,6 +32,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from runner.context import fork_context
 from runner.errors import UsageError
 from runner.orchestration.execute import (
@@ -62,6 +64,17 @@ def import_ray() -> Any:
     return ray
 
 
+_TOKEN: list[str] = []
+
+
+def _process_token() -> str:
+    """One auth token per process: Ray keeps the first token it loads for the life of
+    the process, so a second local Ray started here must use the same one."""
+    if not _TOKEN:
+        _TOKEN.append(secrets.token_hex(32))
+    return _TOKEN[0]
+
+
 class LocalRayEnv:
     """The environment of a local Ray started for one run, set while it runs.
 
@@ -78,12 +91,15 @@ class LocalRayEnv:
         self.folder = tempfile.mkdtemp(prefix="runner-ray-", dir=base)
         token = Path(self.folder, "auth_token")
         token.touch(mode=0o600)
-        token.write_text(secrets.token_hex(32), encoding="ascii")
+        secret = _process_token()
+        token.write_text(secret, encoding="ascii")
         self.values = {
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
             "RAY_USAGE_STATS_ENABLED": "0",
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN_PATH": str(token),
+            # the value too: it wins over any token file Ray may have read before
+            "RAY_AUTH_TOKEN": secret,
             "RAY_TMPDIR": self.folder,
             "AUTOSCALER_METRIC_PORT": "0",
             "DASHBOARD_METRIC_PORT": "0",
@@ -94,8 +110,7 @@ class LocalRayEnv:
         for key, value in self.values.items():
             self._saved[key] = os.environ.get(key)
             os.environ[key] = value
-        for key in ("RAY_AUTH_TOKEN", "RAY_ADDRESS"):
-            self._saved.setdefault(key, os.environ.pop(key, None))
+        self._saved.setdefault("RAY_ADDRESS", os.environ.pop("RAY_ADDRESS", None))
 
     def restore(self) -> None:
         for key, value in self._saved.items():
@@ -146,31 +161,34 @@ def modules_to_ship(modules: Sequence[str]) -> list[str]:
 
 
 class _FlagClient:
-    """A worker's view of the run's cancel flag (a tiny actor), read at step boundaries."""
+    """A worker's view of one run's cancel flag, read at step boundaries."""
 
-    def __init__(self, actor: Any) -> None:
-        self.actor = actor
+    def __init__(self, actor: Any, token: str) -> None:
+        self.actor, self.token = actor, token
         self._seen = False
 
     def is_set(self) -> bool:
         if not self._seen:
             import ray
 
-            self._seen = bool(ray.get(self.actor.is_set.remote()))
+            self._seen = bool(ray.get(self.actor.is_set.remote(self.token)))
         return self._seen
 
     def set(self) -> None:
         self._seen = True
-        self.actor.set.remote()
+        self.actor.set.remote(self.token)
 
 
-def _run_branch(task: BranchTask, context: Any, flag: Any, executor_name: str) -> BranchOutcome:
+def _run_branch(task: BranchTask, context: Any, flag: Any, token: str,
+                executor_name: str) -> BranchOutcome:
     """The Ray task: fork the shared context here, run the branch, return its outcome."""
     import ray
 
-    cancel = _FlagClient(flag)
+    cancel = _FlagClient(flag, token)
     task = replace(task, context=fork_context(context))
     outcome = execute_branch(task, cancel, (), executor_name)
+    if outcome.context is not None and type(outcome.context) is type(context):
+        outcome.context = _strip_untouched(outcome.context, context)
     node = ray.get_runtime_context().get_node_id()
     for record in outcome.records:
         record.node = node
@@ -178,17 +196,78 @@ def _run_branch(task: BranchTask, context: Any, flag: Any, executor_name: str) -
     return outcome
 
 
-class _Flag:
-    """The run's cancel flag, shared by the driver and every branch."""
+class _Same:
+    """Stands for a field a branch left untouched: the driver puts its own value back,
+    so an unchanged 1 GB frame is not sent back through the object store."""
+
+    def __reduce__(self) -> str:
+        return "SAME"
+
+
+SAME = _Same()
+
+
+def _buffer(array: Any) -> tuple[Any, ...] | None:
+    try:
+        face = array.__array_interface__
+    except AttributeError:
+        return None
+    return face["data"][0], face["shape"], face["strides"], face["typestr"]
+
+
+def _frame_untouched(new: pd.DataFrame, old: pd.DataFrame) -> bool:
+    """The same columns over the very same buffers (read from the object store, which
+    cannot be written in place, so same buffers means same values)."""
+    if new.shape != old.shape or list(new.columns) != list(old.columns):
+        return False
+    if not (isinstance(new.index, pd.RangeIndex) and new.index.equals(old.index)) and \
+            _buffer(new.index.to_numpy()) != _buffer(old.index.to_numpy()):
+        return False
+    for i in range(new.shape[1]):
+        a, b = new.iloc[:, i].to_numpy(), old.iloc[:, i].to_numpy()
+        if a.dtype == object or _buffer(a) is None or _buffer(a) != _buffer(b):
+            return False
+    return True
+
+
+def _strip_untouched(ctx: Any, shared: Any) -> Any:
+    fields = getattr(ctx, "__dict__", None)
+    original = getattr(shared, "__dict__", None)
+    if not isinstance(fields, dict) or not isinstance(original, dict):
+        return ctx
+    for name, value in fields.items():
+        before = original.get(name)
+        if isinstance(value, pd.DataFrame) and isinstance(before, pd.DataFrame) \
+                and value.size >= _LARGE and _frame_untouched(value, before):
+            fields[name] = SAME
+    return ctx
+
+
+def _restore_untouched(ctx: Any, base: Any) -> Any:
+    fields = getattr(ctx, "__dict__", None)
+    if isinstance(fields, dict):
+        for name, value in fields.items():
+            if value is SAME or isinstance(value, _Same):
+                fields[name] = base.__dict__[name]
+    return ctx
+
+
+_LARGE = 10_000
+"""Frames with fewer cells than this come back whole: not worth checking."""
+
+
+class _Flags:
+    """Cancel flags of the runs using this engine (an actor made once, when Ray starts,
+    so no group waits for an actor's process)."""
 
     def __init__(self) -> None:
-        self.value = False
+        self.cancelled: set[str] = set()
 
-    def set(self) -> None:
-        self.value = True
+    def set(self, token: str) -> None:
+        self.cancelled.add(token)
 
-    def is_set(self) -> bool:
-        return self.value
+    def is_set(self, token: str) -> bool:
+        return token in self.cancelled
 
 
 class _DriverFlag:
@@ -196,6 +275,7 @@ class _DriverFlag:
 
     def __init__(self) -> None:
         self.event = threading.Event()
+        self.token = secrets.token_hex(8)
         self.actor: Any = None
 
     def is_set(self) -> bool:
@@ -204,7 +284,27 @@ class _DriverFlag:
     def set(self) -> None:
         self.event.set()
         if self.actor is not None:
-            self.actor.set.remote()
+            self.actor.set.remote(self.token)
+
+
+_SESSION: dict[str, Any] = {}
+
+
+def _session_objects(ray: Any) -> tuple[Any, Any]:
+    """The remote function and the cancel-flags actor, made once per Ray connection
+    (an actor costs a worker process; runs that share a Ray share them)."""
+    job = ray.get_runtime_context().get_job_id()
+    if _SESSION.get("job") != job:
+        _SESSION.update(job=job, fn=ray.remote(_run_branch),
+                        flags=ray.remote(num_cpus=0)(_Flags).remote())
+    return _SESSION["fn"], _SESSION["flags"]
+
+
+def _wrap(flag: CancelFlag) -> _DriverFlag:
+    wrapped = _DriverFlag()
+    if flag.is_set():
+        wrapped.event.set()
+    return wrapped
 
 
 # ---------------------------------------------------------------- the executor
@@ -243,7 +343,7 @@ class RayComputeEngine(Executor):
         self.startup_s: float | None = None
         """Seconds ``ray.init`` took (None until it ran)."""
         self._remote_fn: Any = None
-        self._flag_cls: Any = None
+        self._flags: Any = None
         self._local: LocalRayEnv | None = None
         self._ready_event = threading.Event()
         self._released = threading.Event()
@@ -289,8 +389,7 @@ class RayComputeEngine(Executor):
                 ray.init(**options)
                 self._owned = True
             self.startup_s = time.perf_counter() - began
-            self._remote_fn = ray.remote(_run_branch)
-            self._flag_cls = ray.remote(num_cpus=0)(_Flag)
+            self._remote_fn, self._flags = _session_objects(ray)
             self._ray = ray
         except BaseException as exc:
             self._start_error = exc
@@ -344,17 +443,20 @@ class RayComputeEngine(Executor):
         if not tasks:
             return
         ray = self._ready()
-        flag = self._flag_cls.remote()
-        if isinstance(cancel, _DriverFlag):
-            cancel.actor = flag
-            if cancel.is_set():
-                flag.set.remote()
+        flag = self._flags
+        if not isinstance(cancel, _DriverFlag):  # a flag the engine did not make
+            cancel = _wrap(cancel)
+        token = cancel.token
+        cancel.actor = flag
+        if cancel.is_set():
+            flag.set.remote(token)
         shared = ray.put(tasks[0].context)  # once: every branch forks the same context
         pending: dict[Any, BranchTask] = {}
         for task in tasks:
             light = replace(task, context=None)
             options = _task_options(task.branch.resources)
-            ref = self._remote_fn.options(**options).remote(light, shared, flag, self.name)
+            ref = self._remote_fn.options(**options).remote(light, shared, flag, token,
+                                                             self.name)
             pending[ref] = task
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -367,6 +469,8 @@ class RayComputeEngine(Executor):
 
         try:
             outcome: BranchOutcome = ray.get(ref)
+            if outcome.context is not None:
+                outcome.context = _restore_untouched(outcome.context, task.context)
             return outcome
         except rex.RayTaskError as exc:  # the task itself raised outside a stage
             cause = exc.cause if isinstance(exc.cause, BaseException) else exc
