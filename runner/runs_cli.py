@@ -229,4 +229,4 @@ def report_command(
     except OSError as exc:
         raise _guard(UsageError(f"cannot write {target}: {exc.strerror or exc}")) from None
     err.print(f"wrote {target} ({len(html) // 1024} KB; {len(spans)} spans"
-              + ("" if spans else f", no {SPANS_FILE}: timeline from nothing") + ")")
+              + ("" if spans else f"; no {SPANS_FILE}, so no timeline") + ")")
