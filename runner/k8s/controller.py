@@ -29,7 +29,7 @@ from runner.k8s.builders import (
     job_name,
     manifest_name,
 )
-from runner.k8s.errors import ClusterError, NotFoundError, explain
+from runner.k8s.errors import ClusterError, explain
 
 __all__ = ["Controller", "RunStatus", "Submitted"]
 
@@ -99,20 +99,20 @@ class Controller:
             raise ClusterError(f"no usable Kubernetes configuration ({where}): {exc}") from None
         return cls(client.ApiClient(configuration), namespace or found or "default")
 
+    def _error(self, exc: BaseException, verb: str, resource: str,
+               name: str | None = None) -> Exception:
+        return explain(exc, verb=verb, resource=resource, name=name,
+                       namespace=self.namespace, server=self.server)
+
     def _call(self, fn: Callable[[], T], *, verb: str, resource: str,
               name: str | None = None) -> T:
         try:
             return fn()
-        except ApiException as exc:
-            raise explain(exc, verb=verb, resource=resource, name=name,
-                          namespace=self.namespace, server=self.server) from None
-        except (OSError, ValueError) as exc:  # urllib3 wraps refused connections as OSError
-            raise explain(exc, verb=verb, resource=resource, name=name,
-                          namespace=self.namespace, server=self.server) from None
+        except (ApiException, OSError, ValueError) as exc:  # urllib3: refused is an OSError
+            raise self._error(exc, verb, resource, name) from None
         except Exception as exc:
             if type(exc).__module__.startswith("urllib3"):
-                raise explain(exc, verb=verb, resource=resource, name=name,
-                              namespace=self.namespace, server=self.server) from None
+                raise self._error(exc, verb, resource, name) from None
             raise
 
     # ------------------------------------------------------------ submit
@@ -129,23 +129,17 @@ class Controller:
             self.core.create_namespaced_config_map(self.namespace, body)
         except ApiException as exc:
             if exc.status != 409:  # a ConfigMap left by an earlier attempt is fine
-                raise explain(exc, verb="create", resource="configmaps",
-                              name=manifest_name(run.run_id), namespace=self.namespace,
-                              server=self.server) from None
+                raise self._error(exc, "create", "configmaps", manifest_name(run.run_id)) from None
         except Exception as exc:
-            raise explain(exc, verb="create", resource="configmaps",
-                          name=manifest_name(run.run_id), namespace=self.namespace,
-                          server=self.server) from None
+            raise self._error(exc, "create", "configmaps", manifest_name(run.run_id)) from None
         try:
             self.batch.create_namespaced_job(self.namespace, job(run, ray_address=ray_address))
         except ApiException as exc:
             if exc.status == 409:  # created meanwhile by someone else: attach
                 return Submitted(run.run_id, name, self.namespace, attached=True)
-            raise explain(exc, verb="create", resource="jobs", name=name,
-                          namespace=self.namespace, server=self.server) from None
+            raise self._error(exc, "create", "jobs", name) from None
         except Exception as exc:
-            raise explain(exc, verb="create", resource="jobs", name=name,
-                          namespace=self.namespace, server=self.server) from None
+            raise self._error(exc, "create", "jobs", name) from None
         return Submitted(run.run_id, name, self.namespace, attached=False)
 
     def _find_job(self, run_id: str) -> str | None:
@@ -155,11 +149,9 @@ class Controller:
         except ApiException as exc:
             if exc.status == 404:
                 return None
-            raise explain(exc, verb="get", resource="jobs", name=name,
-                          namespace=self.namespace, server=self.server) from None
+            raise self._error(exc, "get", "jobs", name) from None
         except Exception as exc:
-            raise explain(exc, verb="get", resource="jobs", name=name,
-                          namespace=self.namespace, server=self.server) from None
+            raise self._error(exc, "get", "jobs", name) from None
         return name
 
     # ------------------------------------------------------------ look and cancel
@@ -197,9 +189,7 @@ class Controller:
             deleted.append(f"configmap/{manifest_name(run_id)}")
         except ApiException as exc:
             if exc.status != 404:
-                raise explain(exc, verb="delete", resource="configmaps",
-                              name=manifest_name(run_id), namespace=self.namespace,
-                              server=self.server) from None
+                raise self._error(exc, "delete", "configmaps", manifest_name(run_id)) from None
         return deleted
 
     def runs(self) -> list[str]:
@@ -224,7 +214,3 @@ _REASONS = {
 def _words(reason: str | None, message: str | None) -> str:
     said = _REASONS.get(reason or "", reason or "failed")
     return f"{said} ({message})" if message else said
-
-
-def not_found(exc: BaseException) -> bool:
-    return isinstance(exc, NotFoundError)

@@ -366,8 +366,6 @@ class TracingHook(RunHook):
         self._pending: list[tuple[str, dict[str, Any], int, int, str | None]] = []
         self._run_span: Span | None = None
         self._run_token: object | None = None
-        self._run: RunInfo | None = None
-        self._plan: Plan | None = None
         self._base: dict[str, Any] = {}
         self._pid = os.getpid()
 
@@ -428,7 +426,6 @@ class TracingHook(RunHook):
                               int(start * 1e9), int(end * 1e9), error))
 
     def on_run_start(self, run: RunInfo, plan: Plan, context: Any) -> None:
-        self._run, self._plan = run, plan
         self._index(plan, plan.steps)
         self._base = {"runner.run_id": run.run_id, "runner.pipeline": run.pipeline}
         self.tracing.collector.open(run.run_id, run.trace_id)
@@ -648,7 +645,6 @@ class BranchTracer(TracingHook):
         super().__init__(_worker_tracing())
         self.state = (run_id, traceparent, base)
         self._base = base
-        self._run = run
         # the group's span, from the traceparent, stands in for the run's
         parent = trace.get_current_span(_PROPAGATOR.extract({"traceparent": traceparent}))
         self._run_span = parent
