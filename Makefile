@@ -48,6 +48,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/checkpoint.py
 	$(BIN)/python benchmarks/tracing.py
 	$(BIN)/python benchmarks/parallel.py
+	$(BIN)/python benchmarks/end_to_end.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -34,14 +34,6 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from scipy.special import softmax
-from scipy.stats import zscore
-from sklearn.cluster import KMeans
-from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.linear_model import RidgeCV
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
 from runner.context import field_rules
 from runner.merge import BranchValue, merge_contexts
@@ -94,6 +86,8 @@ def one_openmp_thread() -> AbstractContextManager[Any]:
     limit scikit-learn's k-means sets in another branch and can leave BLAS stuck on
     one thread (changing the last bits of later results).
     """
+    from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+
     return ThreadpoolController().select(user_api="openmp").limit(limits=1)  # type: ignore[no-any-return]
 
 
@@ -189,10 +183,16 @@ def _with_column(frame: pd.DataFrame, name: str, values: FloatSeries) -> pd.Data
 
 
 def _make_ridge() -> Model:
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 11)))
 
 
 def _make_gbm() -> Model:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
     return HistGradientBoostingRegressor(
         max_iter=40, learning_rate=0.075, max_depth=3, min_samples_leaf=40,
         l2_regularization=1.0, early_stopping=False, random_state=SEED,
@@ -266,6 +266,8 @@ def clustering(ctx: PortfolioContext) -> PortfolioContext:
     equal-weight portfolio over its whole history; today's cluster, ordered by
     volatility, names the regime calm, normal or stressed.
     """
+    from sklearn.cluster import KMeans
+
     window = param_int(ctx.params, "cluster_window", TRADING_DAYS, minimum=2)
     rets = log_returns(ctx.prices)
     corr = rets.tail(window).corr().fillna(0.0)
@@ -331,6 +333,8 @@ def ranked(values: FloatSeries, n: int = 3, fmt: str = "{:+.2f}") -> str:
 )
 def policy(ctx: PortfolioContext) -> PortfolioContext:
     """Latest forecasts -> cross-sectional z-scores, clipped, scaled down in riskier regimes."""
+    from scipy.stats import zscore
+
     last, pred, column = latest_forecast(ctx.inference_outputs)
     clip = param_float(ctx.params, "signal_clip", 2.5)
     if len(pred) > 1 and pred.std() > 0:
@@ -361,6 +365,8 @@ def synthesis(ctx: PortfolioContext) -> PortfolioContext:
     cannot dominate); inside a cluster, weights are ``softmax(tilt * signal)``
     (``tilt`` param, default 1).
     """
+    from scipy.special import softmax
+
     if ctx.signals.empty:
         raise ValueError("no signals: run alpha.policy first")
     tilt = param_float(ctx.params, "tilt", 1.0)

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import median_abs_deviation
 
 from runner.registry import stage
 from runner.stages.contexts import DataOpsContext, param_float, param_int
@@ -73,6 +72,8 @@ def quality_report(raw: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
     positive = ordered.where(ordered > 0)
     rets = log_prices(positive).diff()
     med = rets.median()
+    from scipy.stats import median_abs_deviation
+
     mad = pd.Series(
         median_abs_deviation(rets.to_numpy(), axis=0, scale="normal", nan_policy="omit"),
         index=rets.columns,

@@ -22,8 +22,6 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy.optimize import minimize
-from sklearn.covariance import LedoitWolf
 
 from runner.registry import stage
 from runner.stages.alpha import PERIODS_PER_YEAR, latest_forecast, ranked
@@ -77,6 +75,9 @@ def optimize(ctx: PortfolioContext) -> PortfolioContext:
             f"param 'max_weight' = {cap:g} cannot hold a fully invested long-only portfolio "
             f"of {n} tickers: it must lie in [1/{n}, 1] = [{1 / n:.4f}, 1]"
         )
+
+    from scipy.optimize import minimize
+    from sklearn.covariance import LedoitWolf
 
     daily = log_returns(ctx.prices).tail(window)
     cov = LedoitWolf().fit(daily.to_numpy()).covariance_ * TRADING_DAYS
