@@ -414,6 +414,7 @@ class RayCluster:
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.port = 0
+        self.client_port = 0
         self.root: Path | None = None
         self.startup_s: float | None = None
         self.stop_s: float | None = None
@@ -435,6 +436,11 @@ class RayCluster:
     def address(self) -> str:
         """The GCS address, ``127.0.0.1:PORT``: the value for ``RAY_ADDRESS``."""
         return f"{self.head_ip}:{self.port}"
+
+    @property
+    def client_address(self) -> str:
+        """The Ray client address of the head, ``ray://127.0.0.1:PORT`` (also for RAY_ADDRESS)."""
+        return f"ray://{self.head_ip}:{self.client_port}"
 
     @property
     def head_node_id(self) -> str:
@@ -517,8 +523,10 @@ class RayCluster:
             deadline = time.monotonic() + self.startup_timeout
             for attempt in range(3):  # the picked GCS port can be taken before the GCS binds it
                 self.port = free_port()
+                self.client_port = free_port()
                 self._head = _Node("head", self._spec(
-                    "head", head=True, port=self.port, num_cpus=self.head_cpus,
+                    "head", head=True, port=self.port, client_port=self.client_port,
+                    num_cpus=self.head_cpus,
                     resources=self.head_resources, expect_nodes=1), self.root)
                 self._head.launch(node_env)
                 try:
@@ -633,6 +641,7 @@ def _serve_node(spec: dict[str, Any]) -> int:
         node_manager_port=0, object_manager_port=0)
     if spec["head"]:
         params.gcs_server_port = spec["port"]
+        params.ray_client_server_port = spec["client_port"]  # on the node's IP: loopback
     else:
         params.gcs_address = spec["address"]
     ensure_token_if_auth_enabled(None, create_token_if_missing=False)

@@ -27,10 +27,11 @@ ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "configs/manifest.json"
 
 
-def driver(cluster: RayCluster, case: str, tmp: Path) -> dict:
+def driver(cluster: RayCluster, case: str, tmp: Path, address: str | None = None) -> dict:
+    env = cluster.env() | ({"RAY_ADDRESS": address} if address else {})
     proc = subprocess.run(
         [sys.executable, "-m", "tests.integration.ray_driver", case, str(tmp)], cwd=ROOT,
-        env=child_env(cluster.env()), capture_output=True, text=True, timeout=600, check=False)
+        env=child_env(env), capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -78,6 +79,19 @@ def test_branches_run_on_both_nodes_as_their_resources_ask(ray_cluster, tmp_path
     assert by_name["slow"] == {ray_cluster.head_node_id}
     main_line = [r for r in result["records"] if not r["branch"]]
     assert all(r["node"] is None for r in main_line)  # sequential steps stay on the driver
+
+
+def test_a_ray_client_address_runs_the_branches_on_the_cluster_too(ray_cluster, tmp_path):
+    """RAY_ADDRESS=ray://host:10001: the driver is a Ray client, not a node of the cluster
+    (as in a Kubernetes Job whose pod talks to a KubeRay head)."""
+    assert ray_cluster.client_address.startswith("ray://127.0.0.1:")
+    result = driver(ray_cluster, "nodes", tmp_path, address=ray_cluster.client_address)
+    assert "error" not in result, result
+    nodes = {r["name"]: r["node"] for r in result["records"] if r["branch"]}
+    assert nodes["where"] == ray_cluster.worker_node_id
+    assert nodes["slow"] == ray_cluster.head_node_id
+    assert all(r["pid"] != result["records"][0]["pid"]
+               for r in result["records"] if r["branch"])
 
 
 def test_a_branch_that_raises_fails_the_run_with_forensics(ray_cluster, tmp_path):
