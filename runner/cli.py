@@ -25,6 +25,7 @@ from rich.table import Table
 
 from runner.artifacts import storage_options_from
 from runner.errors import ContextCollisionError, RunnerError, StageFailedError, UsageError
+from runner.k8s_cli import register as register_k8s
 from runner.manifest import dump_schema
 from runner.orchestration.executors import EXECUTORS
 from runner.orchestration.graph import render_dot, render_mermaid
@@ -87,6 +88,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(artifacts_app, name="artifacts")
 app.command("trace")(trace_command)
 app.command("report")(report_command)
+register_k8s(app)
 
 ManifestOpt = Annotated[
     str | None,

@@ -25,7 +25,8 @@ from typing import Any
 from kubernetes import client
 
 __all__ = ["RayClusterSpec", "RunSpec", "Schedule", "config_map", "cron_job", "job",
-           "job_name", "labels", "manifest_name", "ray_cluster", "to_dicts", "to_yaml"]
+           "job_name", "labels", "manifest_name", "ray_client_address", "ray_cluster",
+           "ray_cluster_name", "to_dicts", "to_yaml"]
 
 APP = "runner"
 RUN_ID_LABEL = "runner.dev/run-id"
@@ -101,6 +102,21 @@ def job_name(run_id: str) -> str:
 
 def manifest_name(run_id: str) -> str:
     return _dns_label(f"{APP}-{run_id}-manifest")
+
+
+def ray_cluster_name(run_id: str) -> str:
+    """The run's RayCluster; KubeRay names its head Service ``<name>-head-svc``."""
+    return _dns_label(f"{job_name(run_id)}-ray", 40)
+
+
+RAY_CLIENT_PORT = 10001
+
+
+def ray_client_address(run: RunSpec) -> str:
+    """The Ray client address of the run's RayCluster, as the Job's pod reaches it (the
+    pod is a Ray client, not a node of the cluster)."""
+    return (f"ray://{ray_cluster_name(run.run_id)}-head-svc.{run.namespace}.svc:"
+            f"{RAY_CLIENT_PORT}")
 
 
 def labels(run: RunSpec, component: str = "run") -> dict[str, str]:
@@ -195,8 +211,11 @@ def _pod_spec(run: RunSpec, ray_address: str | None) -> client.V1PodSpec:
     )
 
 
-def job(run: RunSpec, *, ray_address: str | None = None) -> client.V1Job:
-    """The Job whose pod runs the pipeline (``--resume``: a retried pod continues)."""
+def job(run: RunSpec, *, ray_address: str | None = None, suspend: bool = False) -> client.V1Job:
+    """The Job whose pod runs the pipeline (``--resume``: a retried pod continues).
+
+    ``suspend``: made suspended, so that a RayCluster owned by it can be made and
+    readied before its pod starts (the controller then unsuspends it)."""
     template = client.V1PodTemplateSpec(
         metadata=client.V1ObjectMeta(labels=labels(run)),
         spec=_pod_spec(run, ray_address))
@@ -205,6 +224,7 @@ def job(run: RunSpec, *, ray_address: str | None = None) -> client.V1Job:
         metadata=_meta(job_name(run.run_id), run, "run",
                        {"runner.dev/traceparent": run.traceparent} if run.traceparent else None),
         spec=client.V1JobSpec(
+            suspend=True if suspend else None,
             backoff_limit=run.backoff_limit,
             active_deadline_seconds=run.active_deadline_seconds,
             ttl_seconds_after_finished=run.ttl_seconds_after_finished,
@@ -216,7 +236,7 @@ def ray_cluster(run: RunSpec, *, owner: client.V1Job | None = None) -> dict[str,
     """A KubeRay ``RayCluster`` for a parallel run, owned by its Job (deleted with it)."""
     spec = run.ray or RayClusterSpec()
     image = spec.image or run.image
-    name = _dns_label(f"{job_name(run.run_id)}-ray", 40)
+    name = ray_cluster_name(run.run_id)
     security = to_dicts([_container_security()])[0]
     security.pop("runAsUser", None)  # the Ray image's own user
     security.pop("runAsGroup", None)

@@ -1,0 +1,425 @@
+"""The Kubernetes commands: submit, status, logs, cancel, schedule, unschedule.
+
+    runner submit alpha.full -n research --image ghcr.io/acme/runner:0.1.0 \\
+        --artifacts s3://quant/runner --secret-env s3-credentials --wait --follow
+    runner submit alpha.parallel -n research --image ... --parallel      # + a RayCluster
+    runner submit alpha.full -n research --image ... --dry-run            # YAML, no cluster
+    runner status RUN_ID -n research          runner logs RUN_ID -n research --follow
+    runner cancel RUN_ID -n research          runner schedule alpha.full --cron "0 6 * * 1-5" ...
+    runner unschedule alpha-full -n research
+
+The manifest is checked here first (the pipeline must exist and compile), then
+shipped in a ConfigMap; the pod runs the same ``runner run`` as a laptop. The
+``kubernetes`` client is the ``k8s`` extra, imported only by these commands.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from runner.errors import RunnerError, UsageError
+from runner.orchestration.runner import new_run_id
+from runner.sdk import QuantSDK, default_manifest
+
+if TYPE_CHECKING:
+    from runner.k8s.builders import RunSpec
+    from runner.k8s.controller import Controller, RunStatus
+
+__all__ = ["register"]
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+INSTALL_HINT = "install the k8s extra: pip install 'runner[k8s]'"
+
+NamespaceOpt = Annotated[str | None, typer.Option(
+    "--namespace", "-n", help="Namespace [default: the kubeconfig context's, or the pod's]",
+    show_default=False)]
+ContextOpt = Annotated[str | None, typer.Option(
+    "--context", help="Kubeconfig context [default: the current one]", show_default=False)]
+KubeconfigOpt = Annotated[str | None, typer.Option(
+    "--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file [env KUBECONFIG; default "
+    "~/.kube/config; in a pod, its service account]", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]
+
+
+class ConcurrencyPolicy(str, Enum):
+    Forbid = "Forbid"
+    Allow = "Allow"
+    Replace = "Replace"
+
+
+def _fail(error: RunnerError) -> NoReturn:
+    err.print(f"[bold red]error:[/] {escape(str(error))}")
+    raise typer.Exit(error.exit_code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Every RunnerError (the cluster's included) as one line and its exit code."""
+    try:
+        yield
+    except RunnerError as exc:
+        _fail(exc)
+
+
+def _k8s() -> Any:
+    try:
+        import kubernetes  # noqa: F401
+    except ImportError:
+        _fail(UsageError(f"the Kubernetes commands need the kubernetes client: {INSTALL_HINT}"))
+    from runner.k8s import controller
+
+    return controller
+
+
+def _connect(namespace: str | None, context: str | None, kubeconfig: str | None) -> Controller:
+    controller: Any = _k8s()
+    ctl: Controller = controller.Controller.connect(namespace, context=context,
+                                                    kubeconfig=kubeconfig)
+    return ctl
+
+
+def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{what} {item!r}: expected KEY=VALUE")
+        found[key] = value
+    return found
+
+
+def _params(items: list[str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for key, value in _pairs(items, "--param").items():
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    return params
+
+
+def _traceparent() -> str:
+    """The caller's W3C trace context when it has one, else a new trace for the run."""
+    import os
+
+    given = os.environ.get("TRACEPARENT", "").strip()
+    if given:
+        return given
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def _run_spec(pipeline: str, *, manifest: str | None, run_id: str | None, namespace: str,
+              image: str, artifacts: str | None, parallel: bool, params: list[str] | None,
+              env: list[str] | None, secret_env: list[str] | None,
+              service_account: str | None, cpu: str, memory: str, backoff_limit: int,
+              deadline: int | None, ray_workers: int, pull_policy: str) -> RunSpec:
+    """The run, checked locally first: the manifest parses and the pipeline compiles."""
+    from runner.k8s.builders import RayClusterSpec, RunSpec
+
+    path = manifest or default_manifest()
+    sdk = QuantSDK(path)
+    plan = sdk.plan(pipeline)  # an unknown pipeline or a bad manifest stops here
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read the manifest {path}: {exc}") from None
+    ray = None
+    if parallel:
+        if plan.has_parallel:
+            ray = RayClusterSpec(worker_replicas=ray_workers)
+        else:
+            err.print(f"[yellow]warning:[/] pipeline {escape(pipeline)} has no parallel "
+                      "group: no Ray cluster is made for it")
+    if artifacts and "://" not in artifacts:
+        err.print(f"[yellow]warning:[/] --artifacts {escape(artifacts)} is a path inside "
+                  "the pod: its artifacts go with the pod; use s3://, gs:// or a mounted "
+                  "volume")
+    return RunSpec(
+        pipeline=pipeline, run_id=run_id or new_run_id(), namespace=namespace, image=image,
+        manifest=text, artifacts=artifacts, parallel=ray is not None,
+        params=_params(params), env=_pairs(env, "--env"), secret_env=tuple(secret_env or ()),
+        traceparent=_traceparent(), service_account=service_account,
+        image_pull_policy=pull_policy, cpu=cpu, memory=memory,
+        backoff_limit=backoff_limit, active_deadline_seconds=deadline, ray=ray)
+
+
+def _describe(status: RunStatus) -> str:
+    line = f"{status.run_id}: {status.phase}"
+    if status.reason:
+        line += f" ({status.reason})"
+    if status.ray:
+        line += f"; ray cluster {status.ray}"
+    return line
+
+
+# ---------------------------------------------------------------- the commands
+
+
+def submit(
+    pipeline: str,
+    image: Annotated[str, typer.Option("--image", help="The runner image (with the extras "
+                                       "the run needs)")],
+    namespace: NamespaceOpt = None,
+    manifest: Annotated[str | None, typer.Option(
+        "--manifest", "-m", help="Manifest to ship [env RUNNER_MANIFEST; default "
+        "configs/manifest.json]", show_default=False)] = None,
+    run_id: Annotated[str | None, typer.Option(
+        "--run-id", help="Run id [default: new]; the same id again attaches to the run")]
+    = None,
+    parallel: Annotated[bool, typer.Option(
+        "--parallel", help="Run parallel groups on a KubeRay cluster made for the run")]
+    = False,
+    artifacts: Annotated[str | None, typer.Option(
+        "--artifacts", help="Artifact root the pod writes to (s3://, gs://, ...)",
+        show_default=False)] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="KEY=VALUE into the context's params; repeatable",
+        show_default=False)] = None,
+    env: Annotated[list[str] | None, typer.Option(
+        "--env", help="KEY=VALUE in the pod's environment (never secrets); repeatable",
+        show_default=False)] = None,
+    secret_env: Annotated[list[str] | None, typer.Option(
+        "--secret-env", help="A Secret whose keys become environment variables (storage "
+        "credentials, OTLP headers); repeatable", show_default=False)] = None,
+    service_account: Annotated[str | None, typer.Option(
+        "--service-account", help="The pod's ServiceAccount", show_default=False)] = None,
+    cpu: Annotated[str, typer.Option("--cpu", help="CPU request")] = "1",
+    memory: Annotated[str, typer.Option("--memory", help="Memory request and limit")] = "2Gi",
+    backoff_limit: Annotated[int, typer.Option(
+        "--backoff-limit", help="Retries of a failed pod (each resumes the run)")] = 2,
+    deadline: Annotated[int | None, typer.Option(
+        "--deadline", help="Seconds before the run is stopped (activeDeadlineSeconds)")]
+    = 6 * 3600,
+    ray_workers: Annotated[int, typer.Option("--ray-workers", help="Ray worker pods")] = 2,
+    pull_policy: Annotated[str, typer.Option(
+        "--image-pull-policy", help="Always, IfNotPresent or Never")] = "IfNotPresent",
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the run until it ends; "
+                                       "exit 0 if it succeeded, 1 if it failed")] = False,
+    follow: Annotated[bool, typer.Option("--follow", help="Stream the pod's logs "
+                                         "(implies --wait)")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the objects as YAML; touch no cluster")] = False,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a pipeline as a Kubernetes Job (its pod runs `runner run`)."""
+    _k8s()
+    from runner.k8s.builders import config_map, job, ray_client_address, ray_cluster, to_yaml
+
+    with _errors():
+        spec = _run_spec(pipeline, manifest=manifest, run_id=run_id,
+                         namespace=namespace or "default", image=image, artifacts=artifacts,
+                         parallel=parallel, params=param, env=env, secret_env=secret_env,
+                         service_account=service_account, cpu=cpu, memory=memory,
+                         backoff_limit=backoff_limit, deadline=deadline,
+                         ray_workers=ray_workers, pull_policy=pull_policy)
+        if dry_run:
+            objects: list[Any] = [config_map(spec)]
+            if spec.ray is not None:
+                objects += [job(spec, ray_address=ray_client_address(spec), suspend=True),
+                            ray_cluster(spec)]
+            else:
+                objects.append(job(spec))
+            sys.stdout.write(to_yaml(objects))
+            return
+        ctl = _connect(namespace, context, kubeconfig)
+        if ctl.namespace != spec.namespace:  # the kubeconfig's namespace, not the default
+            from dataclasses import replace
+
+            spec = replace(spec, namespace=ctl.namespace)
+        if spec.ray is not None:
+            err.print(f"waiting for the Ray cluster of {spec.run_id} to be ready ...")
+        done = ctl.submit(spec)
+        trace_id = spec.traceparent.split("-")[1] if spec.traceparent else None
+        doc: dict[str, Any] = {"run_id": done.run_id, "job": done.job,
+                               "namespace": done.namespace, "attached": done.attached,
+                               "ray_cluster": done.ray_cluster, "trace_id": trace_id}
+        verb = "attached to" if done.attached else "submitted"
+        if not as_json:
+            err.print(f"{verb} run {done.run_id} as job/{done.job} in namespace "
+                      f"{done.namespace}" + (f" (ray cluster {done.ray_cluster})"
+                                             if done.ray_cluster else "")
+                      + (f"; trace id {trace_id}" if trace_id and not done.attached else ""))
+        if not (wait or follow):
+            if as_json:
+                out.print(json.dumps(doc), markup=False)
+            return
+        try:
+            final = _follow_run(ctl, done.run_id, follow=follow, quiet=as_json)
+        except RunnerError as exc:
+            status = getattr(exc, "status", None)
+            if as_json:
+                doc.update(status="failed", error=str(exc),
+                           run=status.to_dict() if status is not None else None)
+                out.print(json.dumps(doc), markup=False)
+            raise
+        finally:
+            if done.ray_cluster:
+                ctl.release_ray(done.run_id)
+        doc.update(status=final.phase, run=final.to_dict())
+        if as_json:
+            out.print(json.dumps(doc), markup=False)
+        else:
+            err.print(_describe(final))
+
+
+def _follow_run(ctl: Controller, run_id: str, *, follow: bool, quiet: bool) -> RunStatus:
+    """Wait for the run; with ``follow``, print each attempt's log lines as they come."""
+    said: list[str] = []
+
+    def changed(status: RunStatus) -> None:
+        line = _describe(status)
+        if not quiet and (not said or said[-1] != line):
+            err.print(f"[dim]{escape(line)}[/]")
+        said.append(line)
+
+    if not follow:
+        return ctl.wait(run_id, on_change=changed)
+    shown: set[str] = set()
+    while True:
+        now = ctl.status(run_id)
+        changed(now)
+        fresh = [p for p in now.pods if p.name not in shown and p.phase != "Pending"]
+        for pod in fresh:  # each attempt's output in turn, as it comes
+            shown.add(pod.name)
+            if len(shown) > 1:
+                err.print(f"[dim]--- attempt {len(shown)}: pod {escape(pod.name)}[/]")
+            for line in ctl.logs(run_id, follow=True, pod=pod.name):
+                print(line, flush=True)
+        if fresh:
+            continue  # look again before deciding: the Job may have moved on meanwhile
+        if ctl.check(now):  # raises RunFailed when it failed or cannot start
+            return now
+        time.sleep(ctl.poll)
+
+
+def status(run_id: str, namespace: NamespaceOpt = None, context: ContextOpt = None,
+           kubeconfig: KubeconfigOpt = None, as_json: JsonOpt = False) -> None:
+    """A submitted run's state: phase, attempts, and why it failed, in words."""
+    with _errors():
+        found = _connect(namespace, context, kubeconfig).status(run_id)
+    if as_json:
+        out.print(json.dumps(found.to_dict()), markup=False)
+        return
+    out.print(escape(_describe(found)))
+    for pod in found.pods:
+        out.print(f"  pod {escape(pod.name)}: {pod.phase}"
+                  + (f" ({escape(pod.reason)})" if pod.reason else ""))
+    if found.started:
+        out.print(f"  started {found.started}"
+                  + (f", finished {found.finished}" if found.finished else ""))
+
+
+def logs(run_id: str, namespace: NamespaceOpt = None,
+         follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream until the pod "
+                                              "ends")] = False,
+         tail: Annotated[int | None, typer.Option("--tail", help="Only the last N lines")]
+         = None,
+         context: ContextOpt = None, kubeconfig: KubeconfigOpt = None) -> None:
+    """The output of a submitted run's latest pod."""
+    with _errors():
+        ctl = _connect(namespace, context, kubeconfig)
+        for line in ctl.logs(run_id, follow=follow, tail=tail):
+            print(line, flush=True)
+
+
+def cancel(run_id: str, namespace: NamespaceOpt = None, context: ContextOpt = None,
+           kubeconfig: KubeconfigOpt = None) -> None:
+    """Stop a submitted run: delete its Job, pods, RayCluster and manifest."""
+    with _errors():
+        deleted = _connect(namespace, context, kubeconfig).cancel(run_id)
+    err.print(f"cancelled {run_id}: deleted " + ", ".join(deleted))
+
+
+def schedule(
+    pipeline: str,
+    cron: Annotated[str, typer.Option("--cron", help='Cron expression, e.g. "0 6 * * 1-5"')],
+    image: Annotated[str, typer.Option("--image", help="The runner image")],
+    name: Annotated[str | None, typer.Option(
+        "--name", help="The CronJob's name [default: the pipeline's]", show_default=False)]
+    = None,
+    namespace: NamespaceOpt = None,
+    manifest: Annotated[str | None, typer.Option(
+        "--manifest", "-m", help="Manifest to ship [default: configs/manifest.json]",
+        show_default=False)] = None,
+    concurrency_policy: Annotated[ConcurrencyPolicy, typer.Option(
+        "--concurrency-policy", help="When the previous run is still going")]
+    = ConcurrencyPolicy.Forbid,
+    time_zone: Annotated[str | None, typer.Option(
+        "--time-zone", help="IANA time zone of the cron expression [default: the "
+        "controller manager's, usually UTC]", show_default=False)] = None,
+    suspend: Annotated[bool, typer.Option("--suspend", help="Create it paused")] = False,
+    artifacts: Annotated[str | None, typer.Option(
+        "--artifacts", help="Artifact root the pods write to", show_default=False)] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="KEY=VALUE into the context's params; repeatable",
+        show_default=False)] = None,
+    env: Annotated[list[str] | None, typer.Option(
+        "--env", help="KEY=VALUE in the pods' environment; repeatable",
+        show_default=False)] = None,
+    secret_env: Annotated[list[str] | None, typer.Option(
+        "--secret-env", help="A Secret whose keys become environment variables; repeatable",
+        show_default=False)] = None,
+    service_account: Annotated[str | None, typer.Option(
+        "--service-account", help="The pods' ServiceAccount", show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the objects as YAML; touch no cluster")] = False,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+) -> None:
+    """Run a pipeline on a cron schedule (create or update a CronJob)."""
+    _k8s()
+    from dataclasses import replace
+
+    from runner.k8s.builders import Schedule, config_map, cron_job, to_yaml
+
+    with _errors():
+        label = name or pipeline.replace(".", "-")
+        spec = _run_spec(pipeline, manifest=manifest, run_id=label,
+                         namespace=namespace or "default", image=image, artifacts=artifacts,
+                         parallel=False, params=param, env=env, secret_env=secret_env,
+                         service_account=service_account, cpu="1", memory="2Gi",
+                         backoff_limit=2, deadline=6 * 3600, ray_workers=0,
+                         pull_policy="IfNotPresent")
+        spec = replace(spec, traceparent=None)  # each scheduled run is a trace of its own
+        plan = Schedule(label, cron, spec, concurrency_policy=concurrency_policy.value,
+                        suspend=suspend, time_zone=time_zone)
+        if dry_run:
+            sys.stdout.write(to_yaml([config_map(spec), cron_job(plan)]))
+            return
+        ctl = _connect(namespace, context, kubeconfig)
+        if ctl.namespace != spec.namespace:
+            spec = replace(spec, namespace=ctl.namespace)
+            plan = replace(plan, run=spec)
+        made, created = ctl.schedule(plan)
+    err.print(f"{'created' if created else 'updated'} cronjob/{made} in namespace "
+              f"{ctl.namespace}: {pipeline} at {cron!r}")
+
+
+def unschedule(name: str, namespace: NamespaceOpt = None, context: ContextOpt = None,
+               kubeconfig: KubeconfigOpt = None) -> None:
+    """Delete a schedule's CronJob (runs already started go on)."""
+    with _errors():
+        deleted = _connect(namespace, context, kubeconfig).unschedule(name)
+    err.print("deleted " + ", ".join(deleted))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the Kubernetes commands to the ``runner`` CLI."""
+    for fn in (submit, status, logs, cancel, schedule, unschedule):
+        app.command(fn.__name__, rich_help_panel="Kubernetes")(fn)

@@ -1,0 +1,218 @@
+"""The Kubernetes commands as a user types them: ``python -m runner.cli submit|status|
+logs|cancel|schedule|unschedule`` in a subprocess, against kmock's API emulator on
+127.0.0.1 through a kubeconfig (or no cluster at all for ``--dry-run``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("kubernetes", reason="the k8s extra is not installed")
+pytest.importorskip("kmock", reason="kmock (the Kubernetes API emulator) is not installed")
+kubernetes_validate = pytest.importorskip("kubernetes_validate")
+yaml = pytest.importorskip("yaml")
+
+from tests.k8s_emulator import Emulator, kubeconfig_text  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBERAY = ROOT.parent / "shared/schemas/kuberay/ray.io_rayclusters.yaml"
+IMAGE = "ghcr.io/acme/runner:0.1.0"
+
+
+def cli(*args: str, kubeconfig: Path | str | None = None, env: dict[str, str] | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items()
+            if not k.startswith(("KUBERNETES_", "TRACEPARENT", "RUNNER_"))}
+    full["KUBECONFIG"] = str(kubeconfig) if kubeconfig else "/nonexistent/kubeconfig"
+    full.update(env or {})
+    return subprocess.run([sys.executable, "-m", "runner.cli", *args], cwd=ROOT, env=full,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def documents(text: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+@pytest.fixture
+def k8s(tmp_path):
+    with Emulator(tmp_path, version="1.37.0", namespace="research") as emulator:
+        yield emulator
+
+
+def live(k8s, plural: str, namespace: str = "research") -> dict:
+    return {k[2]: v for k, v in k8s.objects.items()
+            if k[0].plural == plural and k[1] == namespace and not v.deleted}
+
+
+def crd_schema() -> dict:
+    if not KUBERAY.exists():
+        pytest.skip(f"KubeRay CRD not found at {KUBERAY} (the shared schemas are absent)")
+    crd = yaml.safe_load(KUBERAY.read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    return version["schema"]["openAPIV3Schema"]
+
+
+# ---------------------------------------------------------------- --dry-run: no cluster
+
+
+@pytest.mark.parametrize(("pipeline", "flags", "kinds"), [
+    ("alpha.full", [], ["ConfigMap", "Job"]),
+    ("alpha.parallel", ["--parallel"], ["ConfigMap", "Job", "RayCluster"]),
+    ("alpha.full", ["--parallel"], ["ConfigMap", "Job"]),  # no group: no Ray, a warning
+])
+def test_submit_dry_run_prints_valid_objects_and_needs_no_cluster(pipeline, flags, kinds):
+    done = cli("submit", pipeline, "--image", IMAGE, "-n", "research", "--run-id", "dry-1",
+               "--artifacts", "s3://quant/runner", "--secret-env", "s3-credentials",
+               "--param", "lookback=63", *flags, "--dry-run")
+    assert done.returncode == 0, done.stderr
+    docs = documents(done.stdout)
+    assert [d["kind"] for d in docs] == kinds
+    version = kubernetes_validate.latest_version()
+    for doc in docs:
+        if doc["kind"] == "RayCluster":
+            import jsonschema
+
+            jsonschema.validate(doc, crd_schema())
+        else:
+            kubernetes_validate.validate(doc, version, strict=True)
+    job = next(d for d in docs if d["kind"] == "Job")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][:4] == ["run", pipeline, "--run-id", "dry-1"]
+    assert "--param" in container["args"] and "lookback=63" in container["args"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["RUNNER_ARTIFACTS"] == "s3://quant/runner"
+    assert env["TRACEPARENT"].startswith("00-") and len(env["TRACEPARENT"]) == 55
+    assert container["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
+    if "RayCluster" in kinds:
+        assert job["spec"]["suspend"] is True
+        assert env["RAY_ADDRESS"] == ("ray://runner-dry-1-ray-head-svc.research.svc:10001")
+    else:
+        assert "RAY_ADDRESS" not in env and not job["spec"].get("suspend")
+    if flags and "RayCluster" not in kinds:
+        assert "no parallel group" in done.stderr
+
+
+def test_submit_joins_the_callers_trace():
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    done = cli("submit", "alpha.full", "--image", IMAGE, "--dry-run",
+               env={"TRACEPARENT": parent})
+    job = next(d for d in documents(done.stdout) if d["kind"] == "Job")
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]
+           ["env"]}
+    assert env["TRACEPARENT"] == parent
+
+
+def test_schedule_dry_run_prints_a_valid_cron_job():
+    done = cli("schedule", "alpha.full", "--cron", "0 6 * * 1-5", "--image", IMAGE,
+               "--time-zone", "Europe/London", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    docs = documents(done.stdout)
+    assert [d["kind"] for d in docs] == ["ConfigMap", "CronJob"]
+    for doc in docs:
+        kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+    cron = docs[1]
+    assert cron["metadata"]["name"] == "alpha-full"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert cron["spec"]["timeZone"] == "Europe/London"
+    volumes = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "manifest", "configMap": {"name": docs[0]["metadata"]["name"]}} in volumes
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["submit", "no.such", "--image", IMAGE, "--dry-run"], "no pipeline named 'no.such'"),
+    (["submit", "alpha.full", "--image", IMAGE, "--param", "oops", "--dry-run"],
+     "expected KEY=VALUE"),
+    (["submit", "alpha.full", "--image", IMAGE, "-m", "nowhere.json", "--dry-run"],
+     "nowhere.json"),
+    (["status", "r1"], "no usable Kubernetes configuration"),
+])
+def test_bad_input_is_one_clear_line_and_exit_2(args, words):
+    done = cli(*args)
+    assert done.returncode == 2, done.stderr
+    assert words in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_without_the_kubernetes_client_the_commands_say_how_to_install_it():
+    code = ("import sys; sys.modules['kubernetes'] = None; sys.argv = ['runner', 'status', "
+            "'r1']; from runner.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "pip install 'runner[k8s]'" in done.stderr and "Traceback" not in done.stderr
+
+
+# ---------------------------------------------------------------- against the emulator
+
+
+def test_submit_status_cancel(k8s):
+    done = cli("submit", "alpha.full", "--image", IMAGE, "--run-id", "cli-1", "--json",
+               kubeconfig=k8s.kubeconfig)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["run_id"] == "cli-1" and doc["job"] == "runner-cli-1"
+    assert doc["namespace"] == "research"  # the kubeconfig context's namespace
+    assert not doc["attached"] and len(doc["trace_id"]) == 32
+    assert set(live(k8s, "jobs")) == {"runner-cli-1"}
+    again = json.loads(cli("submit", "alpha.full", "--image", IMAGE, "--run-id", "cli-1",
+                           "--json", kubeconfig=k8s.kubeconfig).stdout)
+    assert again["attached"]
+
+    status = cli("status", "cli-1", "--json", kubeconfig=k8s.kubeconfig)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["phase"] == "pending"
+
+    cancelled = cli("cancel", "cli-1", kubeconfig=k8s.kubeconfig)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "job/runner-cli-1" in cancelled.stderr
+    assert "configmap/runner-cli-1-manifest" in cancelled.stderr
+    assert live(k8s, "jobs") == {} and live(k8s, "configmaps") == {}
+
+    gone = cli("status", "cli-1", kubeconfig=k8s.kubeconfig)
+    assert gone.returncode == 2 and "not found" in gone.stderr
+
+
+def test_schedule_creates_then_updates_and_unschedule_deletes(k8s):
+    made = cli("schedule", "alpha.full", "--cron", "0 6 * * 1-5", "--image", IMAGE,
+               kubeconfig=k8s.kubeconfig)
+    assert made.returncode == 0, made.stderr
+    assert "created cronjob/alpha-full" in made.stderr
+    (cron,) = live(k8s, "cronjobs").values()
+    assert cron["spec"]["schedule"] == "0 6 * * 1-5"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert "runner-alpha-full-manifest" in live(k8s, "configmaps")
+
+    moved = cli("schedule", "alpha.full", "--cron", "30 7 * * *", "--image", IMAGE,
+                "--concurrency-policy", "Replace", kubeconfig=k8s.kubeconfig)
+    assert moved.returncode == 0, moved.stderr
+    assert "updated cronjob/alpha-full" in moved.stderr
+    (cron,) = live(k8s, "cronjobs").values()
+    assert cron["spec"]["schedule"] == "30 7 * * *"
+    assert cron["spec"]["concurrencyPolicy"] == "Replace"
+
+    gone = cli("unschedule", "alpha-full", kubeconfig=k8s.kubeconfig)
+    assert gone.returncode == 0, gone.stderr
+    assert live(k8s, "cronjobs") == {} and live(k8s, "configmaps") == {}
+    again = cli("unschedule", "alpha-full", kubeconfig=k8s.kubeconfig)
+    assert again.returncode == 2 and "not found" in again.stderr
+
+
+def test_an_unreachable_api_server_is_named_and_exits_2(tmp_path):
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "kubeconfig"
+    config.write_text(kubeconfig_text(f"http://127.0.0.1:{port}"))
+    done = cli("submit", "alpha.full", "--image", IMAGE, kubeconfig=config,
+               env={"RUNNER_K8S_RETRIES": "1"})
+    assert done.returncode == 2, done.stderr
+    assert f"cannot reach the Kubernetes API server at http://127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
