@@ -124,6 +124,7 @@ def _traceparent() -> str:
 
 def _run_spec(pipeline: str, *, manifest: str | None, run_id: str | None, namespace: str,
               image: str, artifacts: str | None, parallel: bool, params: list[str] | None,
+              storage_option: list[str] | None,
               env: list[str] | None, secret_env: list[str] | None,
               service_account: str | None, cpu: str, memory: str, backoff_limit: int,
               deadline: int | None, ray_workers: int, pull_policy: str) -> RunSpec:
@@ -151,7 +152,8 @@ def _run_spec(pipeline: str, *, manifest: str | None, run_id: str | None, namesp
     return RunSpec(
         pipeline=pipeline, run_id=run_id or new_run_id(), namespace=namespace, image=image,
         manifest=text, artifacts=artifacts, parallel=ray is not None,
-        params=_params(params), env=_pairs(env, "--env"), secret_env=tuple(secret_env or ()),
+        params=_params(params), storage_options=_pairs(storage_option, "--storage-option"),
+        env=_pairs(env, "--env"), secret_env=tuple(secret_env or ()),
         traceparent=_traceparent(), service_account=service_account,
         image_pull_policy=pull_policy, cpu=cpu, memory=memory,
         backoff_limit=backoff_limit, active_deadline_seconds=deadline, ray=ray)
@@ -189,6 +191,10 @@ def submit(
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="KEY=VALUE into the context's params; repeatable",
         show_default=False)] = None,
+    storage_option: Annotated[list[str] | None, typer.Option(
+        "--storage-option", help="KEY=VALUE for the artifact store's fsspec filesystem "
+        "(e.g. endpoint_url=http://minio:9000; credentials go in --secret-env); repeatable",
+        show_default=False)] = None,
     env: Annotated[list[str] | None, typer.Option(
         "--env", help="KEY=VALUE in the pod's environment (never secrets); repeatable",
         show_default=False)] = None,
@@ -224,7 +230,8 @@ def submit(
     with _errors():
         spec = _run_spec(pipeline, manifest=manifest, run_id=run_id,
                          namespace=namespace or "default", image=image, artifacts=artifacts,
-                         parallel=parallel, params=param, env=env, secret_env=secret_env,
+                         parallel=parallel, params=param, storage_option=storage_option,
+                         env=env, secret_env=secret_env,
                          service_account=service_account, cpu=cpu, memory=memory,
                          backoff_limit=backoff_limit, deadline=deadline,
                          ray_workers=ray_workers, pull_policy=pull_policy)
@@ -369,6 +376,10 @@ def schedule(
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="KEY=VALUE into the context's params; repeatable",
         show_default=False)] = None,
+    storage_option: Annotated[list[str] | None, typer.Option(
+        "--storage-option", help="KEY=VALUE for the artifact store's fsspec filesystem "
+        "(e.g. endpoint_url=http://minio:9000; credentials go in --secret-env); repeatable",
+        show_default=False)] = None,
     env: Annotated[list[str] | None, typer.Option(
         "--env", help="KEY=VALUE in the pods' environment; repeatable",
         show_default=False)] = None,
@@ -392,7 +403,8 @@ def schedule(
         label = name or pipeline.replace(".", "-")
         spec = _run_spec(pipeline, manifest=manifest, run_id=label,
                          namespace=namespace or "default", image=image, artifacts=artifacts,
-                         parallel=False, params=param, env=env, secret_env=secret_env,
+                         parallel=False, params=param, storage_option=storage_option,
+                         env=env, secret_env=secret_env,
                          service_account=service_account, cpu="1", memory="2Gi",
                          backoff_limit=2, deadline=6 * 3600, ray_workers=0,
                          pull_policy="IfNotPresent")

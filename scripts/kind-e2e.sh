@@ -72,6 +72,7 @@ SUBMIT_FLAGS=(                                # align with `runner submit --help
     --image "$IMAGE"
     --artifacts "$ARTIFACTS_URL"
     --secret-env "$S3_SECRET"
+    --storage-option "endpoint_url=$S3_ENDPOINT"
     --wait
 )
 RAY_CLUSTER=runner-e2e-ray                    # job mode only

@@ -81,6 +81,8 @@ class RunSpec:
     executor: str | None = None
     parallel: bool = False
     params: Mapping[str, Any] = field(default_factory=dict)
+    storage_options: Mapping[str, str] = field(default_factory=dict)
+    """fsspec options for the artifact store (``--storage-option``; never credentials)."""
     env: Mapping[str, str] = field(default_factory=dict)
     """Plain environment (never secrets: use ``secret_env``)."""
     secret_env: Sequence[str] = ()
@@ -151,6 +153,8 @@ def _args(run: RunSpec) -> list[str]:
     args = ["run", run.pipeline, "--run-id", run.run_id, "--resume", "--json"]
     if run.executor:
         args += ["--executor", run.executor]
+    for key, value in sorted(run.storage_options.items()):
+        args += ["--storage-option", f"{key}={value}"]
     for key, value in sorted(run.params.items()):
         args += ["--param", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
     return args
