@@ -24,6 +24,7 @@ their stream drops.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -324,13 +325,25 @@ class Controller:
     # ------------------------------------------------------------ look
 
     def status(self, run_id: str) -> RunStatus:
+        return self._status_of(run_id, self._job_of(run_id))
+
+    def _job_of(self, run_id: str) -> client.V1Job:
+        """The run's Job: ``runner-<id>`` as submitted, or a scheduled run's own Job (a
+        CronJob's Job is named ``<schedule>-<n>`` and that name is its run id)."""
         name = job_name(run_id)
-        found = self._must(lambda: self.batch.read_namespaced_job(name, self.namespace),
-                           verb="get", resource="job", name=name)
-        return self._status_of(run_id, found)
+        found = self._read_job(name)
+        if found is None and run_id != name:
+            other = self._read_job(run_id) if _is_dns_label(run_id) else None
+            labels = (other.metadata.labels or {}) if other and other.metadata else {}
+            if labels.get("app.kubernetes.io/name") == "runner":
+                found = other
+        if found is None:
+            raise NotFoundError(f"run {run_id!r} not found in namespace {self.namespace!r} "
+                                f"(no job {name!r})")
+        return found
 
     def _status_of(self, run_id: str, found: client.V1Job) -> RunStatus:
-        name = job_name(run_id)
+        name = _name(found)
         st = found.status or client.V1JobStatus()
         conditions = {c.type: c for c in (st.conditions or [])}
         pods = tuple(self._pod_state(p) for p in self._pods(name))
@@ -416,7 +429,7 @@ class Controller:
         (an image that cannot be pulled, a missing Secret), :class:`NotFoundError` when
         the Job is deleted meanwhile (cancelled).
         """
-        name = job_name(run_id)
+        name = _name(self._job_of(run_id))
         deadline = None if timeout is None else time.monotonic() + timeout
         seen: RunStatus | None = None
         version: str | None = None
@@ -516,9 +529,8 @@ class Controller:
     def logs(self, run_id: str, *, follow: bool = False, tail: int | None = None,
              pod: str | None = None) -> Iterator[str]:
         """Lines of the run's latest pod (or ``pod``); ``follow`` streams until it ends."""
-        name = job_name(run_id)
         if pod is None:
-            self.status(run_id)  # a clear "not found" for an unknown run
+            name = _name(self._job_of(run_id))  # a clear "not found" for an unknown run
             pods = self._pods(name)
             if not pods:
                 raise NotFoundError(f"run {run_id!r} has no pod yet in namespace "
@@ -558,14 +570,14 @@ class Controller:
 
     def pods(self, run_id: str) -> list[str]:
         """Names of the run's pods, oldest attempt first."""
-        return [_name(p) for p in self._pods(job_name(run_id))]
+        return [_name(p) for p in self._pods(_name(self._job_of(run_id)))]
 
     # ------------------------------------------------------------ cancel
 
     def cancel(self, run_id: str) -> list[str]:
         """Delete the run's Job (its pods with it: foreground), its RayCluster and its
         ConfigMap."""
-        name = job_name(run_id)
+        name = _name(self._job_of(run_id))
         deleted = []
         body = client.V1DeleteOptions(propagation_policy="Foreground")
         self._must(lambda: self.batch.delete_namespaced_job(name, self.namespace, body=body),
@@ -634,6 +646,10 @@ class Controller:
         return self._call(lambda: self.core.delete_namespaced_config_map(
             name, self.namespace), verb="delete", resource="configmaps", name=name,
             ok=frozenset({404})) is not None
+
+
+def _is_dns_label(text: str) -> bool:
+    return bool(re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", text))
 
 
 def _dig(obj: Any, *path: str) -> Any:

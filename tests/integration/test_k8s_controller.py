@@ -83,7 +83,8 @@ def test_cancel_deletes_the_job_and_its_manifest(k8s, ctl):
     assert ctl.cancel("nightly-1") == ["job/runner-nightly-1",
                                        "configmap/runner-nightly-1-manifest"]
     assert stored(k8s, "jobs") == {} and stored(k8s, "configmaps") == {}
-    with pytest.raises(NotFoundError, match="job 'runner-nightly-1' not found in namespace"):
+    with pytest.raises(NotFoundError, match=r"run 'nightly-1' not found in namespace "
+                                            r"'research' \(no job 'runner-nightly-1'\)"):
         ctl.status("nightly-1")
     with pytest.raises(NotFoundError):
         ctl.cancel("nightly-1")
