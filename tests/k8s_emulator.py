@@ -8,6 +8,16 @@
           k8s.url                        # http://127.0.0.1:PORT
           k8s.objects                    # kmock's store: {(resource, namespace, name): object}
           k8s.call(some_coroutine())     # run something on the emulator's event loop
+          k8s.requests                   # [(method, path, query)] the clients under test sent
+          k8s.requests_to("GET", r"/jobs")          # the same, filtered
+          k8s.fail_next("POST", r"/jobs$", 409)     # the next matching request fails, once
+          k8s.gone_next_watch(r"/jobs")  # the next watch gets 410 Gone (in-stream ERROR)
+          k8s.drop_next_watch(r"/jobs")  # the next watch ends after its initial events
+          k8s.clear_faults()             # forget the faults not yet spent
+          k8s.pod_logs[(ns, pod)] = PodLog(path, done)   # what GET .../pods/NAME/log serves
+
+  Pods do not run here: tests/k8s_kubelet.py is a Job controller and kubelet (and a tiny
+  KubeRay operator) that runs a Job's container as a local process and writes pod logs.
 
 * :func:`helm_install` -- the real Helm library (``helm_sdkpy``, Helm's Go code) installs
   a chart into the emulator and returns the :class:`Release`: the rendered ``manifest``,
@@ -28,8 +38,32 @@ What kmock 0.8 and helm_sdkpy 0.1.32 do, and what is done about it here:
   ``kubeVersion`` against it, so the version is a parameter here.
 * kmock stores objects as they are posted: no uid, resourceVersion, creationTimestamp,
   nor a namespace taken from the URL. Objects created here get all four.
-* Left as kmock does it (see the issue): label selectors ignored on list and watch, PUT
-  answering 404, watches ignoring ``timeoutSeconds``, no controllers of any kind.
+* kmock's list answers ``resourceVersion: "..."`` and ignores selectors; its watch ignores
+  ``resourceVersion``, ``timeoutSeconds`` and selectors, replays every object as ADDED, and
+  can miss an event made between its snapshot and its subscription. List and watch are
+  served here instead: a list carries the current resourceVersion, sorted by namespace
+  and name; a watch from resourceVersion N sends only what changed after N (objects
+  changed since as ADDED; kmock keeps no event log), ends after ``timeoutSeconds``, and
+  subscribes before it takes its snapshot. Label selectors (``=``, ``==``, ``!=``, ``in``,
+  ``notin``, ``key``, ``!key``) and field selectors (``=``, ``==``, ``!=`` on any dotted
+  field, e.g. ``metadata.name``) filter both. A deletion gets a resourceVersion of its own.
+  An object that stops matching a selector is not sent as DELETED.
+* kmock answers ``GET .../pods/NAME/log`` with the Pod object. Logs are served here from
+  the file a kubelet registers in ``pod_logs``: plain text, ``follow=true`` streaming until
+  the process ends, ``tailLines``, ``limitBytes``; 404 for an unknown pod, 400 "is waiting
+  to start" while none is registered and the pod is Pending (``timestamps``,
+  ``sinceSeconds``/``sinceTime`` are ignored).
+* Fault injection (``fail_next``, ``gone_next_watch``, ``drop_next_watch``) is checked
+  before kmock's ``_handle``: kmock's own reactions (``kmock['post /path'] << 409``) do not
+  fit, because kmock changes its store before it looks at reactions (a "failed" create
+  would still create). ``commit=True`` asks for exactly that: the change is made, the
+  client gets the error.
+* Requests whose User-Agent starts with :data:`INTERNAL_AGENT` (the test kubelet's) are
+  cluster-internal: neither recorded in ``requests`` nor hit by injected faults.
+* Left as kmock does it (see the issue): PUT answering 404, PATCH merging dicts and
+  replacing lists whatever the patch type (no strategic merge, no resourceVersion
+  precondition), no controllers of any kind (see tests/k8s_kubelet.py), no garbage
+  collection of dependents.
 * helm_sdkpy's Go runtime reads its environment once, when the process starts:
   ``HELM_DRIVER=memory`` set later from Python is not seen, and Helm's default driver
   stores releases in Secrets as protobuf, which kmock cannot decode. So every install runs
@@ -44,26 +78,248 @@ What kmock 0.8 and helm_sdkpy 0.1.32 do, and what is done about it here:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import gzip
+import http
 import importlib.resources
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 T = TypeVar("T")
 
 RAYCLUSTERS = "ray.io/v1/rayclusters"
 DEFAULT_VERSION = "1.33.0"
+INTERNAL_AGENT = "kubelet-emulator"
+"""User-Agent prefix of cluster-internal clients (the test kubelet): not recorded, no faults."""
+
+
+class Recorded(NamedTuple):
+    """One request a client under test sent: ``(method, path, query)``."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+
+
+@dataclass
+class PodLog:
+    """A pod's log as its kubelet registers it: the file, and set once the process ended."""
+
+    path: Path
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class Fault:
+    """An injected failure, waiting for ``times`` matching requests (``hits`` got it)."""
+
+    kind: str  # "status", "gone" or "drop"
+    method: str  # an HTTP method, or "*"
+    pattern: re.Pattern[str]  # searched in the request path
+    times: int = 1
+    status: int = 500
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    watch: bool | None = None  # None: any request; True: watches only; False: no watches
+    commit: bool = False  # make the change anyway, then answer the error
+    in_stream: bool = True  # for "gone": an ERROR event in a 200 stream, else an HTTP 410
+    hits: list[Recorded] = field(default_factory=list)
+
+    @property
+    def remaining(self) -> int:
+        return self.times - len(self.hits)
+
+    def matches(self, method: str, path: str, is_watch: bool) -> bool:
+        if self.remaining <= 0:
+            return False
+        if self.method != "*" and self.method != method.upper():
+            return False
+        if self.watch is not None and self.watch != is_watch:
+            return False
+        return self.pattern.search(path) is not None
+
+
+def status_body(code: int, message: str, reason: str | None = None,
+                details: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A ``kind: Status`` failure body as the API server sends it."""
+    doc: dict[str, Any] = {
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason or _REASONS.get(code, ""), "code": code}
+    if details:
+        doc["details"] = dict(details)
+    return doc
+
+
+_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
+            405: "MethodNotAllowed", 409: "AlreadyExists", 410: "Expired", 422: "Invalid",
+            429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable",
+            504: "Timeout"}
+
+
+def _verb(method: str, name: str | None, params: Mapping[str, str]) -> str:
+    if method == "GET":
+        return "watch" if params.get("watch") in ("true", "1") else "get" if name else "list"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch",
+            "DELETE": "delete" if name else "deletecollection"}.get(method, method.lower())
+
+
+def fault_body(status: int, method: str, path: str, params: Mapping[str, str],
+               data: Any = None) -> dict[str, Any]:
+    """The Status a real API server would send for ``status`` on this request."""
+    from kmock._internal.parsing import parse_path
+
+    parsed = parse_path(path)
+    plural, group = parsed.plural or "", parsed.group or ""
+    name = parsed.name
+    if name is None and isinstance(data, dict):
+        name = (data.get("metadata") or {}).get("name")
+    qualified = f"{plural}.{group}" if group else plural
+    what = f'{qualified} "{name}"' if name else qualified
+    verb = _verb(method.upper(), parsed.name, params)
+    details: dict[str, Any] = {"kind": plural}
+    if name:
+        details["name"] = name
+    if group:
+        details["group"] = group
+    where = f' in the namespace "{parsed.namespace}"' if parsed.namespace else ""
+    if status == 403:
+        user = f"system:serviceaccount:{parsed.namespace or 'default'}:runner"
+        return status_body(403, f'{what} is forbidden: User "{user}" cannot {verb} resource '
+                                f'"{plural}" in API group "{group}"{where}', details=details)
+    if status == 404:
+        return status_body(404, f"{what} not found", details=details)
+    if status == 409 and verb == "create":
+        return status_body(409, f"{what} already exists", details=details)
+    if status == 409:
+        return status_body(409, f"Operation cannot be fulfilled on {what}: the object has "
+                                "been modified; please apply your changes to the latest "
+                                "version and try again", "Conflict", details)
+    if status == 410:
+        version = params.get("resourceVersion") or "1"
+        return status_body(410, f"too old resource version: {version} (999999)")
+    if status == 422:
+        kind = (data or {}).get("kind", plural) if isinstance(data, dict) else plural
+        return status_body(422, f'{kind}.{group or "core"} "{name}" is invalid: spec: '
+                                "Invalid value: injected fault", details=details)
+    if status == 429:
+        return status_body(429, "Too many requests, please try again later.",
+                           details={**details, "retryAfterSeconds": 1})
+    if status == 500:
+        return status_body(500, "Internal error occurred: injected fault",
+                           details={"causes": [{"message": "injected fault"}]})
+    if status == 503:
+        return status_body(503, "the server is currently unable to handle the request")
+    if status == 504:
+        return status_body(504, "Timeout: request did not complete within requested timeout "
+                                "- context deadline exceeded")
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Unknown"
+    return status_body(status, phrase, _REASONS.get(status, phrase.replace(" ", "")))
+
+
+class SelectorError(ValueError):
+    """A label or field selector the API server would refuse."""
+
+
+_TERM = re.compile(r"^(?P<key>[^\s!=,()]+)\s*(?P<op>==|=|!=)\s*(?P<value>[^\s,()]*)$"
+                   r"|^(?P<skey>[^\s!=,()]+)\s+(?P<sop>in|notin)\s*\((?P<values>[^()]*)\)$"
+                   r"|^(?P<neg>!)?\s*(?P<ekey>[^\s!=,()]+)$")
+
+
+def _terms(selector: str) -> list[str]:
+    """Split on the commas outside parentheses."""
+    terms, depth, start = [], 0, 0
+    for i, ch in enumerate(selector):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            terms.append(selector[start:i])
+            start = i + 1
+    terms.append(selector[start:])
+    return [t.strip() for t in terms if t.strip()]
+
+
+def labels_match(selector: str, labels: Mapping[str, str]) -> bool:
+    """Whether ``labels`` satisfy a label selector (equality- and set-based)."""
+    for term in _terms(selector):
+        m = _TERM.match(term)
+        if m is None:
+            raise SelectorError(f"unable to parse requirement: {term!r}")
+        if m["key"] is not None:
+            has = labels.get(m["key"]) == m["value"]
+            if has != (m["op"] != "!="):
+                return False
+        elif m["skey"] is not None:
+            values = {v.strip() for v in m["values"].split(",") if v.strip()}
+            inside = m["skey"] in labels and labels[m["skey"]] in values
+            if inside != (m["sop"] == "in"):
+                return False
+        elif (m["ekey"] in labels) == bool(m["neg"]):
+            return False
+    return True
+
+
+def fields_match(selector: str, obj: Mapping[str, Any]) -> bool:
+    """Whether ``obj`` satisfies a field selector (``a.b=x``, ``a.b==x``, ``a.b!=x``)."""
+    for term in _terms(selector):
+        m = _TERM.match(term)
+        if m is None or m["key"] is None:
+            raise SelectorError(f"invalid field selector: {term!r}")
+        value: Any = obj
+        for part in m["key"].split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        got = "" if value is None else str(value).lower() if isinstance(value, bool) \
+            else str(value)
+        if (got == m["value"]) != (m["op"] != "!="):
+            return False
+    return True
+
+
+def _selected(obj: Mapping[str, Any], params: Mapping[str, str]) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return (labels_match(params.get("labelSelector") or "", labels)
+            and fields_match(params.get("fieldSelector") or "", obj))
+
+
+def _version_of(obj: Any) -> int:
+    try:
+        return int(((obj or {}).get("metadata") or {}).get("resourceVersion") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _method(request: Any) -> str:
+    return str(request.method.value).upper()
+
+
+def _created_version(obj: Any) -> int:
+    """The resourceVersion a kmock object had when it was (last) created."""
+    versions = list(obj.history)
+    while versions and versions[-1] is None:
+        versions.pop()
+    start = max((i for i, v in enumerate(versions) if v is None), default=-1) + 1
+    return _version_of(versions[start].raw) if start < len(versions) else 0
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
 
 
 class HelmError(RuntimeError):
@@ -72,11 +328,18 @@ class HelmError(RuntimeError):
 
 def _emulator_class() -> type:
     """kmock's KubernetesEmulator with the fixes listed in the module docstring."""
+    import aiohttp.web
     import kmock
 
     class FixedEmulator(kmock.KubernetesEmulator):
         server_version: str = DEFAULT_VERSION
         _resource_version: int = 0
+        # shared with the Emulator in the test's thread (set by Emulator._main)
+        recorded: list[Recorded]
+        faults: list[Fault]
+        faults_lock: threading.Lock
+        pod_logs: dict[tuple[str, str], PodLog]
+        closing: bool = False
 
         async def _serve_version(self, request: Any) -> Any:
             doc = cast("dict[str, Any]", await super()._serve_version(request))
@@ -91,6 +354,20 @@ def _emulator_class() -> type:
             return doc
 
         async def _handle(self, request: Any) -> Any:
+            agent = next((v for k, v in request.headers.items() if k.lower() == "user-agent"), "")
+            if not agent.startswith(INTERNAL_AGENT):
+                seen = Recorded(_method(request), request.url.path, dict(request.params))
+                self.recorded.append(seen)
+                fault = self._take_fault(request, seen)
+                if fault is not None:
+                    return await self._inject(fault, request)
+            if (request.resource is not None and request.resource.plural == "pods"
+                    and request.subresource == "log" and request.name
+                    and _method(request) == "GET"):
+                return await self._serve_log(request)
+            return await self._handle_normally(request)
+
+        async def _handle_normally(self, request: Any) -> Any:
             if request.resource is not None and isinstance(request.data, dict):
                 if request.action == kmock.action.CREATE:
                     self._fill_metadata(request)
@@ -98,6 +375,15 @@ def _emulator_class() -> type:
                     self._resource_version += 1
                     request.data.setdefault("metadata", {})["resourceVersion"] = str(
                         self._resource_version)
+            if request.resource is not None and request.action == kmock.action.DELETE \
+                    and request.name is not None:
+                # the DELETED event gets a version of its own; no await from here to kmock's
+                # lock, so that events go out in the order of their versions
+                key = (request.resource, request.namespace, request.name)
+                if key in self._objects and not self._objects[key].deleted:
+                    self._resource_version += 1
+                    self._objects[key].patch(
+                        {"metadata": {"resourceVersion": str(self._resource_version)}})
             return await super()._handle(request)
 
         def _fill_metadata(self, request: Any) -> None:
@@ -109,6 +395,230 @@ def _emulator_class() -> type:
             meta["resourceVersion"] = str(self._resource_version)
             now = datetime.datetime.now(tz=datetime.UTC).replace(microsecond=0)
             meta.setdefault("creationTimestamp", now.isoformat().replace("+00:00", "Z"))
+
+        # ------------------------------------------------------------ list and watch
+
+        def _matching(self, request: Any) -> list[dict[str, Any]]:
+            """Live objects of the request's resource, namespace, name and selectors."""
+            found = []
+            for (resource, namespace, name), obj in self._objects.items():
+                if resource != request.resource or obj.deleted:
+                    continue
+                if request.namespace is not None and namespace != request.namespace:
+                    continue
+                if request.name is not None and name != request.name:
+                    continue
+                if _selected(obj.raw, request.params):
+                    found.append(((namespace or "", name), obj.raw))
+            return [raw for _, raw in sorted(found, key=lambda pair: pair[0])]
+
+        def _known(self, request: Any) -> bool:
+            return any(r == request.resource for r in self._get_resources())
+
+        def _changes_since(self, request: Any, since: int) -> list[dict[str, Any]]:
+            """A watch's initial events: every live object as ADDED (``since`` 0), or the
+            net change of each object after version ``since`` (kmock keeps each object's
+            history, not an event log): ADDED, MODIFIED or DELETED."""
+            found = []
+            for (resource, namespace, name), obj in self._objects.items():
+                if resource != request.resource or obj.empty:
+                    continue
+                if request.namespace is not None and namespace != request.namespace:
+                    continue
+                if request.name is not None and name != request.name:
+                    continue
+                if since <= 0:
+                    if obj.deleted:
+                        continue
+                    raw, kind = obj.raw, "ADDED"
+                else:
+                    raw = obj.last.raw
+                    if _version_of(raw) <= since:
+                        continue
+                    created = _created_version(obj)
+                    if obj.deleted and created > since:
+                        continue  # born and gone since: nothing to tell
+                    kind = "DELETED" if obj.deleted else "ADDED" if created > since \
+                        else "MODIFIED"
+                if _selected(raw, request.params):
+                    found.append(((namespace or "", name), {"type": kind, "object": raw}))
+            return [event for _, event in sorted(found, key=lambda pair: pair[0])]
+
+        async def _serve_list(self, request: Any) -> Any:
+            if not self._known(request):
+                raise kmock.KubernetesResourceNotFoundError()
+            try:
+                async with self._lock:
+                    items = self._matching(request)
+                    version = self._resource_version
+            except SelectorError as exc:
+                raise kmock.KubernetesError(status=400, reason="BadRequest", message=str(exc),
+                                            details={"kind": request.resource.plural}) from None
+            return {"metadata": {"resourceVersion": str(version)}, "items": items}
+
+        async def _serve_watch(self, request: Any) -> Any:
+            yield b""  # the headers go out now, even if nothing ever happens
+            async for event in self._watch_events(request, live=True):
+                yield event
+
+        async def _watch_events(self, request: Any, *, live: bool) -> Any:
+            since = int(_number(request.params.get("resourceVersion")) or 0)
+            timeout = _number(request.params.get("timeoutSeconds"))
+            loop = asyncio.get_running_loop()
+            deadline = None if not timeout else loop.time() + timeout
+            bus = self._buses[request.resource]
+            async with self._lock:  # events are put under this lock: none slips between
+                mark = await bus.mark()
+                try:
+                    snapshot = self._changes_since(request, since)
+                except SelectorError as exc:
+                    snapshot = []
+                    error: dict[str, Any] | None = status_body(400, str(exc))
+                else:
+                    error = None
+            stream = bus.stream(since=mark)
+            try:
+                if error is not None:
+                    yield {"type": "ERROR", "object": error}
+                    return
+                for initial in snapshot:
+                    yield initial
+                if not live:
+                    return
+                while not self.closing:
+                    left = None if deadline is None else deadline - loop.time()
+                    if left is not None and left <= 0:
+                        return
+                    try:
+                        event = await asyncio.wait_for(anext(stream), left)
+                    except TimeoutError:
+                        return
+                    obj = event.get("object") or {}
+                    meta = obj.get("metadata") or {}
+                    if request.namespace is not None and meta.get("namespace") != \
+                            request.namespace:
+                        continue
+                    if request.name is not None and meta.get("name") != request.name:
+                        continue
+                    if _version_of(obj) <= since or not _selected(obj, request.params):
+                        continue
+                    yield event
+            finally:
+                await stream.aclose()
+                await bus.unmark(mark)
+
+        # ------------------------------------------------------------ faults
+
+        def _take_fault(self, request: Any, seen: Recorded) -> Fault | None:
+            is_watch = request.action == kmock.action.WATCH
+            with self.faults_lock:
+                for fault in self.faults:
+                    if fault.matches(seen.method, seen.path, is_watch):
+                        fault.hits.append(seen)
+                        return fault
+            return None
+
+        async def _inject(self, fault: Fault, request: Any) -> Any:
+            if fault.kind == "status":
+                if fault.commit:
+                    with contextlib.suppress(kmock.KubernetesError):
+                        await self._handle_normally(request)
+                body = fault.body or fault_body(fault.status, _method(request),
+                                                request.url.path, request.params, request.data)
+                headers = dict(fault.headers)
+                if fault.status == 429:
+                    headers.setdefault("Retry-After", "1")
+                return aiohttp.web.json_response(body, status=fault.status, headers=headers)
+            gone = fault_body(410, "GET", request.url.path, request.params)
+            if fault.kind == "gone" and not fault.in_stream:
+                return aiohttp.web.json_response(gone, status=410)
+            response = aiohttp.web.StreamResponse(
+                status=200, headers={"Content-Type": "application/json"})
+            await response.prepare(request._raw_request)
+            try:
+                if fault.kind == "gone":
+                    await response.write(json.dumps({"type": "ERROR", "object": gone})
+                                         .encode() + b"\n")
+                else:  # "drop": the initial events, then the stream ends
+                    async for event in self._watch_events(request, live=False):
+                        await response.write(json.dumps(event).encode() + b"\n")
+                await response.write_eof()
+            except ConnectionError:
+                pass
+            return response
+
+        # ------------------------------------------------------------ pod logs
+
+        async def _serve_log(self, request: Any) -> Any:
+            def error(code: int, message: str) -> Any:
+                return aiohttp.web.json_response(status_body(code, message), status=code)
+
+            ns, name = request.namespace, request.name
+            key = (request.resource, ns, name)
+            async with self._lock:
+                pod = self._objects[key].raw if key in self._objects \
+                    and not self._objects[key].deleted else None
+            if pod is None:
+                return error(404, f'pods "{name}" not found')
+            containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+            container = request.params.get("container")
+            if container is None and len(containers) > 1:
+                return error(400, f"a container name must be specified for pod {name}, "
+                                  f"choose one of: [{' '.join(map(str, containers))}]")
+            container = container or (containers[0] if containers else "")
+            if containers and container not in containers:
+                return error(400, f"container {container} is not valid for pod {name}")
+            if request.params.get("previous") in ("true", "1"):
+                return error(400, f'previous terminated container "{container}" in pod '
+                                  f'"{name}" not found')
+            status = pod.get("status") or {}
+            log = self.pod_logs.get((ns, name))
+            if log is None:
+                if status.get("phase", "Pending") == "Pending":
+                    waiting = next((((cs.get("state") or {}).get("waiting") or {})
+                                    for cs in status.get("containerStatuses") or []
+                                    if cs.get("name") == container), {})
+                    why = waiting.get("reason") or "ContainerCreating"
+                    return error(400, f'container "{container}" in pod "{name}" is waiting '
+                                      f"to start: {why}")
+                return aiohttp.web.Response(body=b"", content_type="text/plain",
+                                            charset="utf-8")
+            tail = _number(request.params.get("tailLines"))
+            limit = _number(request.params.get("limitBytes"))
+            left = int(limit) if limit is not None else None
+            data = log.path.read_bytes() if log.path.exists() else b""
+            offset = len(data)
+            if tail is not None:
+                lines = data.splitlines(keepends=True)
+                data = b"".join(lines[len(lines) - int(tail):]) if tail > 0 else b""
+            if left is not None:
+                data, left = data[:left], left - len(data[:left])
+            if request.params.get("follow") not in ("true", "1"):
+                return aiohttp.web.Response(body=data, content_type="text/plain",
+                                            charset="utf-8")
+            response = aiohttp.web.StreamResponse(status=200)
+            response.content_type, response.charset = "text/plain", "utf-8"
+            await response.prepare(request._raw_request)
+            try:
+                if data:
+                    await response.write(data)
+                while not self.closing and (left is None or left > 0):
+                    finished = log.done.is_set()  # before the read: nothing is missed
+                    with log.path.open("rb") as f:
+                        f.seek(offset)
+                        chunk = f.read()
+                    offset += len(chunk)
+                    if left is not None:
+                        chunk, left = chunk[:left], left - len(chunk[:left])
+                    if chunk:
+                        await response.write(chunk)
+                    if finished:
+                        break
+                    await asyncio.sleep(0.05)
+                await response.write_eof()
+            except ConnectionError:  # the client went away
+                pass
+            return response
 
     FixedEmulator.__name__ = "KubernetesEmulator"
     return FixedEmulator
@@ -131,6 +641,12 @@ class Emulator:
         self.handler: Any = None
         self.port = 0
         self.kubeconfig = Path()
+        self.requests: list[Recorded] = []
+        """What the clients under test sent, in order (cluster-internal clients excluded)."""
+        self.faults: list[Fault] = []
+        self._faults_lock = threading.Lock()
+        self.pod_logs: dict[tuple[str, str], PodLog] = {}
+        """(namespace, pod) -> its log, registered by whoever runs the pod (the kubelet)."""
 
     @property
     def url(self) -> str:
@@ -157,6 +673,8 @@ class Emulator:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        if self.handler is not None:
+            self.handler.closing = True  # log follows and watches end
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
@@ -168,6 +686,47 @@ class Emulator:
         """Run a coroutine on the emulator's event loop (e.g. to feed a watch stream)."""
         assert self._loop is not None, "the emulator is not running"
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    # ------------------------------------------------------------ fault injection
+
+    def _add(self, fault: Fault) -> Fault:
+        with self._faults_lock:
+            self.faults.append(fault)
+        return fault
+
+    def fail_next(self, method: str, path: str, status: int, times: int = 1,
+                  body: dict[str, Any] | None = None, *, headers: Mapping[str, str] | None = None,
+                  watch: bool | None = None, commit: bool = False) -> Fault:
+        """The next ``times`` requests ``method`` (or "*") whose path matches the regex
+        ``path`` get ``status`` with a realistic Status body (or ``body``). A 429 carries
+        ``Retry-After: 1`` unless ``headers`` say otherwise. ``watch`` restricts it to (or
+        away from) watch requests; ``commit`` makes the change first (a lost response)."""
+        return self._add(Fault("status", method.upper(), re.compile(path), times, status,
+                               body, dict(headers or {}), watch, commit))
+
+    def gone_next_watch(self, path: str = "", times: int = 1, *,
+                        in_stream: bool = True) -> Fault:
+        """The next ``times`` watches whose path matches get 410 Gone: as a real API server
+        does on an expired resourceVersion, an ``ERROR`` event (Status, code 410, reason
+        Expired) in a 200 stream that then ends; or ``in_stream=False``: an HTTP 410."""
+        return self._add(Fault("gone", "GET", re.compile(path), times, 410, watch=True,
+                               in_stream=in_stream))
+
+    def drop_next_watch(self, path: str = "", times: int = 1) -> Fault:
+        """The next ``times`` watches whose path matches end right after their initial
+        events (a dropped connection, or a server-side timeout)."""
+        return self._add(Fault("drop", "GET", re.compile(path), times, 200, watch=True))
+
+    def clear_faults(self) -> None:
+        """Forget every fault not yet spent."""
+        with self._faults_lock:
+            self.faults.clear()
+
+    def requests_to(self, method: str, path: str) -> list[Recorded]:
+        """The recorded requests ``method`` (or "*") whose path matches the regex."""
+        pattern = re.compile(path)
+        return [r for r in list(self.requests) if method in ("*", r.method)
+                and pattern.search(r.path)]
 
     def _serve(self) -> None:
         try:
@@ -183,6 +742,10 @@ class Emulator:
         self._stop = asyncio.Event()
         handler = _emulator_class()()
         handler.server_version = self.version
+        handler.recorded = self.requests
+        handler.faults = self.faults
+        handler.faults_lock = self._faults_lock
+        handler.pod_logs = self.pod_logs
         # = resources.load_bundled(), without its deprecated importlib.resources.read_binary
         bundled = importlib.resources.files("kmock._internal") / "resources.json.gz"
         handler.resources.load_data(gzip.decompress(bundled.read_bytes()))

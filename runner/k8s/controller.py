@@ -319,7 +319,12 @@ class Controller:
             verb="get", resource="rayclusters", name=name, ok=frozenset({404}))
         if not isinstance(found, dict):
             return None
-        state = (found.get("status") or {}).get("state")
+        status = found.get("status") or {}
+        conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []
+                      if isinstance(c, dict)}
+        if conditions.get("HeadPodReady") == "True":  # KubeRay >= 1.2; `state` is deprecated
+            return "ready"
+        state = status.get("state")
         return str(state) if state else None
 
     # ------------------------------------------------------------ look
