@@ -53,6 +53,24 @@ KubeconfigOpt = Annotated[str | None, typer.Option(
     "--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file [env KUBECONFIG; default "
     "~/.kube/config; in a pod, its service account]", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]
+ArtifactsOpt = Annotated[str | None, typer.Option(
+    "--artifacts", help="Artifact root the pods write to (s3://, gs://, ...)",
+    show_default=False)]
+ParamOpt = Annotated[list[str] | None, typer.Option(
+    "--param", "-p", help="KEY=VALUE into the context's params; repeatable",
+    show_default=False)]
+StorageOptionOpt = Annotated[list[str] | None, typer.Option(
+    "--storage-option", help="KEY=VALUE for the artifact store's fsspec filesystem "
+    "(e.g. endpoint_url=http://minio:9000; credentials go in --secret-env); repeatable",
+    show_default=False)]
+EnvOpt = Annotated[list[str] | None, typer.Option(
+    "--env", help="KEY=VALUE in the pods' environment (never secrets); repeatable",
+    show_default=False)]
+SecretEnvOpt = Annotated[list[str] | None, typer.Option(
+    "--secret-env", help="A Secret whose keys become environment variables (storage "
+    "credentials, OTLP headers); repeatable", show_default=False)]
+ServiceAccountOpt = Annotated[str | None, typer.Option(
+    "--service-account", help="The pods' ServiceAccount", show_default=False)]
 
 
 class ConcurrencyPolicy(str, Enum):
@@ -185,24 +203,12 @@ def submit(
     parallel: Annotated[bool, typer.Option(
         "--parallel", help="Run parallel groups on a KubeRay cluster made for the run")]
     = False,
-    artifacts: Annotated[str | None, typer.Option(
-        "--artifacts", help="Artifact root the pod writes to (s3://, gs://, ...)",
-        show_default=False)] = None,
-    param: Annotated[list[str] | None, typer.Option(
-        "--param", "-p", help="KEY=VALUE into the context's params; repeatable",
-        show_default=False)] = None,
-    storage_option: Annotated[list[str] | None, typer.Option(
-        "--storage-option", help="KEY=VALUE for the artifact store's fsspec filesystem "
-        "(e.g. endpoint_url=http://minio:9000; credentials go in --secret-env); repeatable",
-        show_default=False)] = None,
-    env: Annotated[list[str] | None, typer.Option(
-        "--env", help="KEY=VALUE in the pod's environment (never secrets); repeatable",
-        show_default=False)] = None,
-    secret_env: Annotated[list[str] | None, typer.Option(
-        "--secret-env", help="A Secret whose keys become environment variables (storage "
-        "credentials, OTLP headers); repeatable", show_default=False)] = None,
-    service_account: Annotated[str | None, typer.Option(
-        "--service-account", help="The pod's ServiceAccount", show_default=False)] = None,
+    artifacts: ArtifactsOpt = None,
+    param: ParamOpt = None,
+    storage_option: StorageOptionOpt = None,
+    env: EnvOpt = None,
+    secret_env: SecretEnvOpt = None,
+    service_account: ServiceAccountOpt = None,
     cpu: Annotated[str, typer.Option("--cpu", help="CPU request")] = "1",
     memory: Annotated[str, typer.Option("--memory", help="Memory request and limit")] = "2Gi",
     backoff_limit: Annotated[int, typer.Option(
@@ -371,23 +377,12 @@ def schedule(
         "--time-zone", help="IANA time zone of the cron expression [default: the "
         "controller manager's, usually UTC]", show_default=False)] = None,
     suspend: Annotated[bool, typer.Option("--suspend", help="Create it paused")] = False,
-    artifacts: Annotated[str | None, typer.Option(
-        "--artifacts", help="Artifact root the pods write to", show_default=False)] = None,
-    param: Annotated[list[str] | None, typer.Option(
-        "--param", "-p", help="KEY=VALUE into the context's params; repeatable",
-        show_default=False)] = None,
-    storage_option: Annotated[list[str] | None, typer.Option(
-        "--storage-option", help="KEY=VALUE for the artifact store's fsspec filesystem "
-        "(e.g. endpoint_url=http://minio:9000; credentials go in --secret-env); repeatable",
-        show_default=False)] = None,
-    env: Annotated[list[str] | None, typer.Option(
-        "--env", help="KEY=VALUE in the pods' environment; repeatable",
-        show_default=False)] = None,
-    secret_env: Annotated[list[str] | None, typer.Option(
-        "--secret-env", help="A Secret whose keys become environment variables; repeatable",
-        show_default=False)] = None,
-    service_account: Annotated[str | None, typer.Option(
-        "--service-account", help="The pods' ServiceAccount", show_default=False)] = None,
+    artifacts: ArtifactsOpt = None,
+    param: ParamOpt = None,
+    storage_option: StorageOptionOpt = None,
+    env: EnvOpt = None,
+    secret_env: SecretEnvOpt = None,
+    service_account: ServiceAccountOpt = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the objects as YAML; touch no cluster")] = False,
     context: ContextOpt = None,
