@@ -130,6 +130,28 @@ def _params(items: list[str] | None) -> dict[str, Any]:
     return params
 
 
+def _forwarded() -> dict[str, str]:
+    """The caller's OpenTelemetry settings, for the pod (``--env`` wins over them); an
+    endpoint on this machine's loopback means nothing in a pod and is left out."""
+    import os
+
+    from runner.k8s.builders import FORWARDED_ENV
+
+    found: dict[str, str] = {}
+    for name in FORWARDED_ENV:
+        value = os.environ.get(name)
+        if not value:
+            continue
+        if name.endswith("_ENDPOINT") and any(
+                host in value for host in ("://localhost", "://127.", "://[::1]")):
+            err.print(f"[yellow]warning:[/] {name}={escape(value)} is this machine's "
+                      "loopback: not passed to the pod (give the cluster's collector "
+                      f"with --env {name}=...)")
+            continue
+        found[name] = value
+    return found
+
+
 def _traceparent() -> str:
     """The caller's W3C trace context when it has one, else a new trace for the run."""
     import os
@@ -171,7 +193,7 @@ def _run_spec(pipeline: str, *, manifest: str | None, run_id: str | None, namesp
         pipeline=pipeline, run_id=run_id or new_run_id(), namespace=namespace, image=image,
         manifest=text, artifacts=artifacts, parallel=ray is not None,
         params=_params(params), storage_options=_pairs(storage_option, "--storage-option"),
-        env=_pairs(env, "--env"), secret_env=tuple(secret_env or ()),
+        env=_forwarded() | _pairs(env, "--env"), secret_env=tuple(secret_env or ()),
         traceparent=_traceparent(), service_account=service_account,
         image_pull_policy=pull_policy, cpu=cpu, memory=memory,
         backoff_limit=backoff_limit, active_deadline_seconds=deadline, ray=ray)

@@ -216,3 +216,21 @@ def test_an_unreachable_api_server_is_named_and_exits_2(tmp_path):
     assert done.returncode == 2, done.stderr
     assert f"cannot reach the Kubernetes API server at http://127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_submit_passes_the_callers_otel_settings_but_not_a_loopback_endpoint():
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability:4318",
+           "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_RESOURCE_ATTRIBUTES": "desk=alpha"}
+    done = cli("submit", "alpha.full", "--image", IMAGE, "--dry-run", env=env)
+    job = next(d for d in documents(done.stdout) if d["kind"] == "Job")
+    got = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]
+           ["env"]}
+    assert {k: got[k] for k in env} == env
+    local = cli("submit", "alpha.full", "--image", IMAGE, "--dry-run", "--env",
+                "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+                env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
+    job = next(d for d in documents(local.stdout) if d["kind"] == "Job")
+    got = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]
+           ["env"]}
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in got and "loopback" in local.stderr
+    assert got["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"  # --env wins
