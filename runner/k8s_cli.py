@@ -16,11 +16,13 @@ shipped in a ConfigMap; the pod runs the same ``runner run`` as a laptop. The
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -133,8 +135,6 @@ def _params(items: list[str] | None) -> dict[str, Any]:
 def _forwarded() -> dict[str, str]:
     """The caller's OpenTelemetry settings, for the pod (``--env`` wins over them); an
     endpoint on this machine's loopback means nothing in a pod and is left out."""
-    import os
-
     from runner.k8s.builders import FORWARDED_ENV
 
     found: dict[str, str] = {}
@@ -154,8 +154,6 @@ def _forwarded() -> dict[str, str]:
 
 def _traceparent() -> str:
     """The caller's W3C trace context when it has one, else a new trace for the run."""
-    import os
-
     given = os.environ.get("TRACEPARENT", "").strip()
     if given:
         return given
@@ -274,8 +272,6 @@ def submit(
             return
         ctl = _connect(namespace, context, kubeconfig)
         if ctl.namespace != spec.namespace:  # the kubeconfig's namespace, not the default
-            from dataclasses import replace
-
             spec = replace(spec, namespace=ctl.namespace)
         if spec.ray is not None:
             err.print(f"waiting for the Ray cluster of {spec.run_id} to be ready ...")
@@ -412,8 +408,6 @@ def schedule(
 ) -> None:
     """Run a pipeline on a cron schedule (create or update a CronJob)."""
     _k8s()
-    from dataclasses import replace
-
     from runner.k8s.builders import Schedule, config_map, cron_job, to_yaml
 
     with _errors():
