@@ -19,6 +19,7 @@ docstring lists the ones it uses. The bundled prices and their licence are in
 """
 
 from runner.stages import alpha, contexts, dataops, foundation, risk
+from runner.stages._deferred import deferred_imports
 from runner.stages.contexts import DataOpsContext, PortfolioContext
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "alpha",
     "contexts",
     "dataops",
+    "deferred_imports",
     "foundation",
     "risk",
 ]

@@ -38,6 +38,7 @@ import pandas as pd
 from runner.context import field_rules
 from runner.merge import BranchValue, merge_contexts
 from runner.registry import merge_adapter, stage
+from runner.stages._deferred import deferred_imports
 from runner.stages.contexts import FloatSeries, PortfolioContext, param_float, param_int
 from runner.stages.foundation import TRADING_DAYS, log_prices, log_returns
 
@@ -86,7 +87,8 @@ def one_openmp_thread() -> AbstractContextManager[Any]:
     limit scikit-learn's k-means sets in another branch and can leave BLAS stuck on
     one thread (changing the last bits of later results).
     """
-    from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+    with deferred_imports:
+        from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
     return ThreadpoolController().select(user_api="openmp").limit(limits=1)  # type: ignore[no-any-return]
 
@@ -183,15 +185,17 @@ def _with_column(frame: pd.DataFrame, name: str, values: FloatSeries) -> pd.Data
 
 
 def _make_ridge() -> Model:
-    from sklearn.linear_model import RidgeCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    with deferred_imports:
+        from sklearn.linear_model import RidgeCV
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
 
     return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 11)))
 
 
 def _make_gbm() -> Model:
-    from sklearn.ensemble import HistGradientBoostingRegressor
+    with deferred_imports:
+        from sklearn.ensemble import HistGradientBoostingRegressor
 
     return HistGradientBoostingRegressor(
         max_iter=40, learning_rate=0.075, max_depth=3, min_samples_leaf=40,
@@ -266,7 +270,8 @@ def clustering(ctx: PortfolioContext) -> PortfolioContext:
     equal-weight portfolio over its whole history; today's cluster, ordered by
     volatility, names the regime calm, normal or stressed.
     """
-    from sklearn.cluster import KMeans
+    with deferred_imports:
+        from sklearn.cluster import KMeans
 
     window = param_int(ctx.params, "cluster_window", TRADING_DAYS, minimum=2)
     rets = log_returns(ctx.prices)
@@ -333,7 +338,8 @@ def ranked(values: FloatSeries, n: int = 3, fmt: str = "{:+.2f}") -> str:
 )
 def policy(ctx: PortfolioContext) -> PortfolioContext:
     """Latest forecasts -> cross-sectional z-scores, clipped, scaled down in riskier regimes."""
-    from scipy.stats import zscore
+    with deferred_imports:
+        from scipy.stats import zscore
 
     last, pred, column = latest_forecast(ctx.inference_outputs)
     clip = param_float(ctx.params, "signal_clip", 2.5)
@@ -365,7 +371,8 @@ def synthesis(ctx: PortfolioContext) -> PortfolioContext:
     cannot dominate); inside a cluster, weights are ``softmax(tilt * signal)``
     (``tilt`` param, default 1).
     """
-    from scipy.special import softmax
+    with deferred_imports:
+        from scipy.special import softmax
 
     if ctx.signals.empty:
         raise ValueError("no signals: run alpha.policy first")

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from runner.registry import stage
+from runner.stages._deferred import deferred_imports
 from runner.stages.contexts import DataOpsContext, param_float, param_int
 from runner.stages.foundation import (
     data_source,
@@ -72,7 +73,8 @@ def quality_report(raw: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
     positive = ordered.where(ordered > 0)
     rets = log_prices(positive).diff()
     med = rets.median()
-    from scipy.stats import median_abs_deviation
+    with deferred_imports:
+        from scipy.stats import median_abs_deviation
 
     mad = pd.Series(
         median_abs_deviation(rets.to_numpy(), axis=0, scale="normal", nan_policy="omit"),

@@ -24,6 +24,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from runner.registry import stage
+from runner.stages._deferred import deferred_imports
 from runner.stages.alpha import PERIODS_PER_YEAR, latest_forecast, ranked
 from runner.stages.contexts import PortfolioContext, param_float, param_int
 from runner.stages.foundation import TRADING_DAYS, log_returns
@@ -76,8 +77,9 @@ def optimize(ctx: PortfolioContext) -> PortfolioContext:
             f"of {n} tickers: it must lie in [1/{n}, 1] = [{1 / n:.4f}, 1]"
         )
 
-    from scipy.optimize import minimize
-    from sklearn.covariance import LedoitWolf
+    with deferred_imports:
+        from scipy.optimize import minimize
+        from sklearn.covariance import LedoitWolf
 
     daily = log_returns(ctx.prices).tail(window)
     cov = LedoitWolf().fit(daily.to_numpy()).covariance_ * TRADING_DAYS
