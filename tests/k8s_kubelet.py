@@ -49,9 +49,10 @@ What it does, every ``interval`` seconds:
   emulator serves as the pod's log (``emulator.pod_logs``).
   A Secret or ConfigMap missing behind ``env``/``envFrom`` keeps the pod Pending with its
   container waiting, reason ``CreateContainerConfigError`` (``secret "x" not found``); one
-  missing behind a volume keeps it ``ContainerCreating`` with the kubelet's
-  ``MountVolume.SetUp failed ...`` message, as Kubernetes does (each also as a Warning
-  Event). Both are retried on every pass: the pod starts once the object exists.
+  missing behind a volume keeps it ``ContainerCreating``, the kubelet's
+  ``MountVolume.SetUp failed ...`` message only in a Warning Event (FailedMount), as
+  Kubernetes does (the other also as an Event). Both are retried on every pass: the pod
+  starts once the object exists.
 * **KubeRay operator**: a RayCluster gets, ``ray_delay`` s after it appears,
   ``status.state: ready``, ``head.podIP``/``serviceIP`` 127.0.0.1, ``readyWorkerReplicas``,
   and a head Service ``<name>-head-svc`` (owned by the RayCluster). No Ray runs:
@@ -726,9 +727,11 @@ class Kubelet:
         except _Waiting as why:
             if pod.waiting != (why.reason, why.message):
                 pod.waiting = (why.reason, why.message)
+                # a volume's trouble is only in the Event: the container just waits
+                said = {} if why.reason == "ContainerCreating" else {"message": why.message}
                 self._patch_pod_status(pod, {
                     "phase": "Pending", "containerStatuses": [self._container_status(
-                        pod, {"waiting": {"reason": why.reason, "message": why.message}})]})
+                        pod, {"waiting": {"reason": why.reason, **said}})]})
                 self._event(pod, why.event, why.message)
             return
         pod.argv, pod.env, pod.cwd, pod.waiting = argv, env, cwd, None

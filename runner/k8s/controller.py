@@ -28,6 +28,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -166,6 +167,9 @@ class Controller:
     """Seconds ``submit`` waits for a parallel run's Ray head to be ready."""
     poll: float = 1.0
     """Seconds between looks where no watch applies (the Ray head, a pod to start)."""
+    mount_grace: float = 120.0
+    """Seconds a pod may wait for a missing ConfigMap, Secret or claim behind one of its
+    volumes before ``wait`` calls it stuck (GitOps tools may apply the Job first)."""
 
     def __init__(self, api: client.ApiClient, namespace: str, *,
                  retry: Retry | None = None) -> None:
@@ -351,7 +355,7 @@ class Controller:
         name = _name(found)
         st = found.status or client.V1JobStatus()
         conditions = {c.type: c for c in (st.conditions or [])}
-        pods = tuple(self._pod_state(p) for p in self._pods(name))
+        pods = tuple(self._mount_stuck(p) or self._pod_state(p) for p in self._pods(name))
         reason = None
         if "Complete" in conditions and conditions["Complete"].status == "True":
             phase = "succeeded"
@@ -365,8 +369,8 @@ class Controller:
         elif found.spec is not None and found.spec.suspend:
             phase = "pending"
             reason = "suspended (waiting for its Ray cluster)"
-        elif st.active:
-            phase = "running"
+        elif st.active and (not pods or any(p.phase != "Pending" for p in pods)):
+            phase = "running"  # (a Job counts a pod still being made as active)
         else:
             phase = "pending"
         if phase in ("pending", "running"):
@@ -414,6 +418,35 @@ class Controller:
                 return PodState(name, phase, _words(state.waiting.reason,
                                                     state.waiting.message))
         return PodState(name, phase)
+
+    def _mount_stuck(self, pod: client.V1Pod) -> PodState | None:
+        """A pod still ``ContainerCreating`` after :attr:`mount_grace` because a volume
+        names something that does not exist. The kubelet says so only in a FailedMount
+        Event (``MountVolume.SetUp failed for volume "manifest" : configmap "x" not
+        found``); without the right to list events, the pod just keeps waiting."""
+        st = pod.status or client.V1PodStatus()
+        waiting = [cs.state.waiting for cs in st.container_statuses or []
+                   if cs.state is not None and cs.state.waiting is not None]
+        if st.phase not in (None, "Pending") or not waiting \
+                or waiting[0].reason != "ContainerCreating":
+            return None
+        born = _dig(pod, "metadata", "creation_timestamp")
+        age = (datetime.now(UTC) - born).total_seconds() \
+            if isinstance(born, datetime) else 0.0
+        if age < self.mount_grace:
+            return None
+        name = _name(pod)
+        found = self._call(lambda: self.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name={name},reason=FailedMount"),
+            verb="list", resource="events", ok=frozenset({401, 403, 404}))
+        said = sorted((e for e in (found.items if found is not None else [])
+                       if e.reason == "FailedMount" and "not found" in (e.message or "")
+                       and _dig(e, "involved_object", "name") == name),
+                      key=lambda e: _when(e.last_timestamp) or "")
+        if not said:
+            return None
+        return PodState(name, "Pending", f"a volume cannot be mounted after {age:.0f} s "
+                        f"({said[-1].message})")
 
     def runs(self) -> list[str]:
         """Run ids of the Jobs this controller made in the namespace."""

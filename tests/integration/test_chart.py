@@ -52,6 +52,7 @@ RBAC = {  # (apiGroup, resource) -> verbs: what the controller and the runner us
     ("", "configmaps"): {"create", "get", "list", "delete"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "pods/log"): {"get"},
+    ("", "events"): {"list"},  # why a pod cannot mount a volume: only Events say
     ("ray.io", "rayclusters"): {"create", "get", "list", "watch", "delete"},
 }
 
