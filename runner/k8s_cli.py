@@ -263,12 +263,16 @@ def submit(
                          ray_workers=ray_workers, pull_policy=pull_policy)
         if dry_run:
             objects: list[Any] = [config_map(spec)]
+            note = None
             if spec.ray is not None:
                 objects += [job(spec, ray_address=ray_client_address(spec), suspend=True),
                             ray_cluster(spec)]
+                note = ("runner submit creates these in order; the RayCluster then gets an\n"
+                        "ownerReference to the Job's uid (known only once the Job exists),\n"
+                        "and the Job, created suspended, is let go once the Ray head is ready.")
             else:
                 objects.append(job(spec))
-            sys.stdout.write(to_yaml(objects))
+            sys.stdout.write(to_yaml(objects, comment=note))
             return
         ctl = _connect(namespace, context, kubeconfig)
         if ctl.namespace != spec.namespace:  # the kubeconfig's namespace, not the default

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
 from kubernetes import client
 
 __all__ = ["RayClusterSpec", "RunSpec", "Schedule", "config_map", "cron_job", "job",
@@ -326,6 +327,23 @@ def to_dicts(objects: Sequence[Any]) -> list[dict[str, Any]]:
             for o in objects]
 
 
-def to_yaml(objects: Sequence[Any]) -> str:
-    """A multi-document YAML stream (JSON is YAML; no YAML library needed)."""
-    return "".join(f"---\n{json.dumps(d, indent=2)}\n" for d in to_dicts(objects))
+class _Dumper(yaml.SafeDumper):
+    """Keys in the order the API documents them, multi-line text as ``|`` blocks."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
+def to_yaml(objects: Sequence[Any], *, comment: str | None = None) -> str:
+    """A multi-document YAML stream, as ``kubectl apply -f`` takes it; ``comment``
+    (``#`` lines) heads it."""
+    head = "".join(f"# {line}\n".replace("# \n", "#\n")
+                   for line in (comment or "").splitlines())
+    return head + "".join(
+        "---\n" + yaml.dump(d, Dumper=_Dumper, sort_keys=False, width=100)
+        for d in to_dicts(objects))

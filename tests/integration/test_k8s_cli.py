@@ -91,6 +91,9 @@ def test_submit_dry_run_prints_valid_objects_and_needs_no_cluster(pipeline, flag
     assert env["RUNNER_ARTIFACTS"] == "s3://quant/runner"
     assert env["TRACEPARENT"].startswith("00-") and len(env["TRACEPARENT"]) == 55
     assert container["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
+    # YAML as people write it (the manifest a readable block), led by a note for Ray
+    assert "  manifest.json: |\n" in done.stdout
+    assert done.stdout.startswith("# runner submit creates these") == ("RayCluster" in kinds)
     if "RayCluster" in kinds:
         assert job["spec"]["suspend"] is True
         assert env["RAY_ADDRESS"] == ("ray://runner-dry-1-ray-head-svc.research.svc:10001")

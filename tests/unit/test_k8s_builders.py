@@ -8,6 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 kubernetes = pytest.importorskip("kubernetes", reason="the k8s extra is not installed")
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
@@ -111,7 +114,6 @@ def test_ray_cluster_matches_the_kuberay_crd_and_is_owned_by_the_job():
     if not KUBERAY.exists():
         pytest.skip(f"KubeRay CRD not found at {KUBERAY} (the shared schemas are absent)")
     import jsonschema
-    import yaml
 
     crd = yaml.safe_load(KUBERAY.read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
@@ -144,7 +146,20 @@ def test_cron_job_forbids_overlap_and_names_each_run_after_its_job():
 
 def test_dry_run_yaml_is_every_object_once():
     run = spec()
-    text = to_yaml([config_map(run), job(run)])
-    docs = [json.loads(d) for d in text.split("---\n") if d.strip()]
+    text = to_yaml([config_map(run), job(run)], comment="made by a test\n\nsecond line")
+    assert text.startswith("# made by a test\n#\n# second line\n---\n")
+    docs = list(yaml.safe_load_all(text))
     assert [d["kind"] for d in docs] == ["ConfigMap", "Job"]
+    assert docs == to_dicts([config_map(run), job(run)])
     assert json.loads(docs[0]["data"]["manifest.json"]) == json.loads(run.manifest)
+    assert "  manifest.json: |\n" in text  # readable: the manifest as a block, not "\\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(min_size=1), st.text() | st.integers() | st.booleans()
+                       | st.none(), max_size=5))
+def test_dry_run_yaml_reads_back_as_the_same_objects(data):
+    """Whatever text a ConfigMap holds (trailing spaces, tabs, unicode, lone newlines,
+    things YAML would read as numbers or booleans), the YAML reads back as it was."""
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "data": data}
+    assert list(yaml.safe_load_all(to_yaml([obj]))) == [obj]
