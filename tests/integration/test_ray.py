@@ -182,3 +182,30 @@ def test_cli_starts_a_local_loopback_ray_for_the_run_and_stops_it(tmp_path):
     driver_pid = next(s for s in spans if s["attributes"]["runner.kind"] == "run")[
         "resource"]["process.pid"]
     assert all(s["resource"]["process.pid"] != driver_pid for s in branches)
+
+
+def test_an_address_where_no_ray_answers_fails_in_seconds_with_one_clear_message(tmp_path):
+    """Ray itself keeps asking for a GCS that is not there for minutes; the runner looks
+    first, tries again as RUNNER_RAY_CONNECT_ATTEMPTS says, then fails the run with a
+    usage error (exit 2, no traceback) and keeps the checkpoints made before the group."""
+    require_ray()
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        env = child_env({"RAY_ADDRESS": address, "RUNNER_RAY_CONNECT_ATTEMPTS": "2"})
+        art = tmp_path / address.replace("/", "_").replace(":", "_")
+        proc = subprocess.run(
+            [sys.executable, "-m", "runner.cli", "run", "alpha.parallel", "-m", str(MANIFEST),
+             "--executor", "ray", "--run-id", "noray", "--artifacts", str(art)],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        said = proc.stderr
+        assert f"cannot start or reach Ray ({address}): ConnectionRefusedError" in said
+        assert said.count("could not reach Ray at") == 1 and "attempt 2 of 2" in said
+        assert "Traceback" not in said
+        run = json.loads((art / "runs/noray/run.json").read_text())
+        assert run["status"] == "failed"
+        assert run["completed"][:2] == ["alpha.parallel[0]", "alpha.parallel[1]"]

@@ -23,11 +23,12 @@ import logging
 import os
 import secrets
 import shutil
+import socket
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,66 @@ __all__ = ["RayComputeEngine", "import_ray"]
 log = logging.getLogger("runner")
 
 INSTALL_HINT = "install the ray extra: pip install 'runner[ray]' (or pip install 'ray[default]')"
+
+
+CONNECT_ATTEMPTS_ENV = "RUNNER_RAY_CONNECT_ATTEMPTS"
+
+
+def connect_attempts() -> int:
+    """How many times a run tries to reach a Ray cluster (env RUNNER_RAY_CONNECT_ATTEMPTS,
+    default 3)."""
+    try:
+        return max(1, int(os.environ.get(CONNECT_ATTEMPTS_ENV, "3")))
+    except ValueError:
+        return 3
+
+
+def probe(address: str, timeout: float = 5.0) -> None:
+    """A ``ConnectionError`` at once when nothing listens at a cluster's address.
+
+    Ray itself waits minutes on an address where nothing answers (it keeps asking
+    for the GCS), and rewrites a loopback host to the machine's own address.
+    ``auto`` and addresses without a port are left to Ray.
+    """
+    hostport = address.removeprefix("ray://").rsplit("/", 1)[0]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except ConnectionError:
+        raise
+    except OSError as exc:  # a timeout, an unknown host, no route
+        raise ConnectionError(f"{hostport}: {exc or type(exc).__name__}") from exc
+
+
+def connect_with_retries(connect: Callable[[], None], reset: Callable[[], None], *,
+                         where: str, attempts: int, backoff: float = 2.0,
+                         sleep: Callable[[float], None] = time.sleep) -> int:
+    """``connect()``, tried again after a ``ConnectionError``; returns how many retries.
+
+    Reaching a running cluster can fail for a moment: a busy head's Ray client server
+    may fail to start the server process of a new client (``ConnectionAbortedError:
+    Initialization failure from server``), a GCS may be restarting. Ray retries the
+    connection itself, but not a failure the server reports. ``reset()`` clears a half
+    made connection before the next try; waits double from ``backoff`` seconds.
+    """
+    for attempt in range(attempts):
+        try:
+            connect()
+            return attempt
+        except ConnectionError as exc:
+            if attempt + 1 >= attempts:
+                raise
+            delay = backoff * 2.0 ** attempt
+            first = (str(exc).strip().splitlines() or [""])[0]
+            log.warning("could not reach Ray at %s (%s: %s); trying again in %.0f s "
+                        "(attempt %d of %d, %s)", where, type(exc).__name__, first, delay,
+                        attempt + 2, attempts, CONNECT_ATTEMPTS_ENV)
+            reset()
+            sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover - attempts >= 1
 
 
 def import_ray() -> Any:
@@ -386,7 +447,17 @@ class RayComputeEngine(Executor):
                 if shipped:
                     options["runtime_env"] = {"py_modules": shipped}
                 options.update(self.init_options)
-                ray.init(**options)
+                if self.address:
+                    address = self.address
+
+                    def connect() -> None:
+                        probe(address)
+                        ray.init(**options)
+
+                    connect_with_retries(connect, ray.shutdown, where=address,
+                                         attempts=connect_attempts())
+                else:
+                    ray.init(**options)
                 self._owned = True
             self.startup_s = time.perf_counter() - began
             self._remote_fn, self._flags = _session_objects(ray)
