@@ -91,7 +91,7 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -398,17 +398,20 @@ def _emulator_class() -> type:
 
         # ------------------------------------------------------------ list and watch
 
+        def _addressed(self, request: Any) -> Iterator[tuple[str | None, str, Any]]:
+            """(namespace, name, stored object) of the request's resource, namespace
+            and name, deleted ones included."""
+            for (resource, namespace, name), obj in self._objects.items():
+                if resource == request.resource \
+                        and request.namespace in (None, namespace) \
+                        and request.name in (None, name):
+                    yield namespace, name, obj
+
         def _matching(self, request: Any) -> list[dict[str, Any]]:
             """Live objects of the request's resource, namespace, name and selectors."""
             found = []
-            for (resource, namespace, name), obj in self._objects.items():
-                if resource != request.resource or obj.deleted:
-                    continue
-                if request.namespace is not None and namespace != request.namespace:
-                    continue
-                if request.name is not None and name != request.name:
-                    continue
-                if _selected(obj.raw, request.params):
+            for namespace, name, obj in self._addressed(request):
+                if not obj.deleted and _selected(obj.raw, request.params):
                     found.append(((namespace or "", name), obj.raw))
             return [raw for _, raw in sorted(found, key=lambda pair: pair[0])]
 
@@ -420,12 +423,8 @@ def _emulator_class() -> type:
             net change of each object after version ``since`` (kmock keeps each object's
             history, not an event log): ADDED, MODIFIED or DELETED."""
             found = []
-            for (resource, namespace, name), obj in self._objects.items():
-                if resource != request.resource or obj.empty:
-                    continue
-                if request.namespace is not None and namespace != request.namespace:
-                    continue
-                if request.name is not None and name != request.name:
+            for namespace, name, obj in self._addressed(request):
+                if obj.empty:
                     continue
                 if since <= 0:
                     if obj.deleted:

@@ -342,8 +342,7 @@ _Dumper.add_representer(str, _text)
 def to_yaml(objects: Sequence[Any], *, comment: str | None = None) -> str:
     """A multi-document YAML stream, as ``kubectl apply -f`` takes it; ``comment``
     (``#`` lines) heads it."""
-    head = "".join(f"# {line}\n".replace("# \n", "#\n")
-                   for line in (comment or "").splitlines())
+    head = "".join(f"# {line}".rstrip() + "\n" for line in (comment or "").splitlines())
     return head + "".join(
         "---\n" + yaml.dump(d, Dumper=_Dumper, sort_keys=False, width=100)
         for d in to_dicts(objects))
