@@ -33,6 +33,7 @@ from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Plan, Step, compile_all
 from runner.orchestration.records import RunInfo, RunResult, StepRecord
 from runner.runs_cli import (
+    AllowUnsignedOpt,
     ArtifactsOpt,
     StorageOpt,
     artifacts_app,
@@ -97,6 +98,14 @@ ManifestOpt = Annotated[
 ]
 
 
+PathOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--path", help="A folder where the manifest's 'module:attr' paths are also "
+                 "found (besides installed packages and the manifest's folder); repeatable",
+                 show_default=False),
+]
+
+
 class ExecutorName(str, Enum):
     inline = "inline"
     threads = "threads"
@@ -124,19 +133,20 @@ def _fail(error: RunnerError) -> NoReturn:
 
 
 def _sdk(manifest: str | None, artifacts: str | None = None,
-         storage_option: list[str] | None = None) -> QuantSDK:
+         storage_option: list[str] | None = None, *, path: list[Path] | None = None,
+         allow_unsigned: bool = False) -> QuantSDK:
     try:
         options = storage_options_from(storage_option or [])
     except RunnerError as exc:
         _fail(exc)
     return QuantSDK(manifest or default_manifest(), artifacts=artifacts,
-                    storage_options=options)
+                    storage_options=options, path=path or (), allow_unsigned=allow_unsigned)
 
 
 @app.command()
-def validate(manifest: ManifestOpt = None) -> None:
+def validate(manifest: ManifestOpt = None, path: PathOpt = None) -> None:
     """Check the manifest: JSON, schema, names, cycles, adapters, collisions."""
-    sdk = _sdk(manifest)
+    sdk = _sdk(manifest, path=path)
     try:
         plans = compile_all(sdk.manifest, registry=sdk.registry)
     except RunnerError as exc:
@@ -147,9 +157,9 @@ def validate(manifest: ManifestOpt = None) -> None:
 
 
 @app.command("list")
-def list_pipelines(manifest: ManifestOpt = None) -> None:
+def list_pipelines(manifest: ManifestOpt = None, path: PathOpt = None) -> None:
     """List the manifest's pipelines."""
-    sdk = _sdk(manifest)
+    sdk = _sdk(manifest, path=path)
     try:
         pipelines = sdk.manifest.pipelines
     except RunnerError as exc:
@@ -175,10 +185,11 @@ def graph(
     = GraphFormat.mermaid,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File for svg/png")]
     = None,
+    path: PathOpt = None,
 ) -> None:
     """Draw a pipeline's DAG (Mermaid text; DOT, SVG or PNG with Graphviz)."""
     try:
-        plan = _sdk(manifest).plan(pipeline)
+        plan = _sdk(manifest, path=path).plan(pipeline)
     except RunnerError as exc:
         _fail(exc)
     if fmt is GraphFormat.mermaid:
@@ -279,8 +290,8 @@ def _failure_block(exc: StageFailedError | ContextCollisionError) -> None:
     if where:
         err.print(f"  the context the step received: {where}\n"
                   "  load it: python -c \"from runner.artifacts import load_error_context; "
-                  f"ctx = load_error_context('{where}')\"  (checks the signature when "
-                  "RUNNER_ARTIFACT_KEY is set; a plain pickle.load works otherwise)")
+                  f"ctx = load_error_context('{where}')\"  (it checks the signature first: "
+                  "never unpickle it with pickle.load)")
 
 
 @app.command()
@@ -308,11 +319,13 @@ def run(
         "--force", help="With --resume: accept a manifest changed since the run started")]
     = False,
     storage_option: StorageOpt = None,
+    path: PathOpt = None,
+    allow_unsigned: AllowUnsignedOpt = False,
 ) -> None:
     """Run a pipeline locally."""
     if resume and not run_id:
         _fail(UsageError("--resume needs the --run-id of the run to continue"))
-    sdk = _sdk(manifest, artifacts, storage_option)
+    sdk = _sdk(manifest, artifacts, storage_option, path=path, allow_unsigned=allow_unsigned)
     tracing = get_tracing()
     if tracing is not None:  # spans the stages' own code makes nest under their step
         tracing.install_global()
@@ -385,6 +398,14 @@ def _root_context(plan: Plan, params: dict[str, Any]) -> Any:
     return plan.context_type(params=params)
 
 
+def _drop_current_folder() -> None:
+    """Never import from the current folder because it is current (``python -m``
+    puts it first): a planted ``scipy.py`` there, or a package under the default store
+    ``data/artifacts``, must not run. Stage modules are found beside the manifest."""
+    if sys.path and sys.path[0] in ("", str(Path.cwd())):
+        del sys.path[0]
+
+
 def main() -> None:
     """Console-script entry point.
 
@@ -392,9 +413,7 @@ def main() -> None:
     one line; ``RUNNER_DEBUG=1`` shows the traceback.
     """
     configure_logging("text", logging.WARNING)
-    cwd = str(Path.cwd())
-    if cwd not in sys.path:  # "module:function" stages in the current folder import
-        sys.path.insert(0, cwd)
+    _drop_current_folder()
     try:
         app()  # usage errors exit 2 and --help exits 0 inside, as SystemExit
     except KeyboardInterrupt:

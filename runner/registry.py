@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -22,6 +24,7 @@ __all__ = [
     "AdapterEntry",
     "StageEntry",
     "StageRegistry",
+    "add_module_folders",
     "context_adapter",
     "import_object",
     "merge_adapter",
@@ -57,6 +60,21 @@ class AdapterEntry:
     target: type
     fn: Callable[[Any], Any]
     origin: str = ""
+
+
+def add_module_folders(folders: Iterable[str | os.PathLike[str]]) -> None:
+    """Let ``module:attr`` paths of a manifest find modules in ``folders``.
+
+    The folders go at the END of ``sys.path``: a file beside the manifest (or in
+    an explicit ``--path``) never shadows the standard library or an installed
+    package, and the current folder is not searched unless it is one of them.
+    Worker processes inherit ``sys.path``; Ray ships such modules with the job.
+    """
+    for folder in folders:
+        text = os.path.abspath(os.fspath(folder))  # noqa: PTH100
+        if text not in sys.path:
+            sys.path.append(text)
+            importlib.invalidate_caches()
 
 
 def import_object(path: str) -> Any:

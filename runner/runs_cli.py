@@ -13,17 +13,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from runner.artifacts import ArtifactStore, list_runs, prune_runs, read_index, read_run
-from runner.artifacts.checkpoint import load_field, run_dir
+from runner.artifacts import ArtifactStore, RunDoc, list_runs, prune_runs, read_index, read_run
+from runner.artifacts.checkpoint import load_field
 from runner.artifacts.codec import sha256
+from runner.artifacts.documents import CheckpointRef, read_error_doc, read_spans_bytes
+from runner.artifacts.layout import SPANS_FILE, run_paths
 from runner.artifacts.store import storage_options_from
 from runner.errors import IntegrityError, RunnerError, UsageError
-from runner.telemetry import SPANS_FILE, decode_jsonl, encode_jsonl
+from runner.telemetry import decode_jsonl, encode_jsonl
 from runner.telemetry.report import render_report
 from runner.telemetry.view import render_trace
 
-__all__ = ["ArtifactsOpt", "StorageOpt", "artifacts_app", "report_command", "runs_app",
-           "trace_command"]
+__all__ = ["AllowUnsignedOpt", "ArtifactsOpt", "StorageOpt", "artifacts_app", "report_command",
+           "runs_app", "trace_command"]
 
 runs_app = typer.Typer(help="Runs kept in the artifact store.", no_args_is_help=True)
 artifacts_app = typer.Typer(help="Files of a run's checkpoints.", no_args_is_help=True)
@@ -41,6 +43,12 @@ StorageOpt = Annotated[
                  "(e.g. endpoint_url=http://127.0.0.1:9000); repeatable", show_default=False),
 ]
 
+AllowUnsignedOpt = Annotated[
+    bool,
+    typer.Option("--allow-unsigned", help="Read store content that does not verify with the "
+                 "artifact key (an old or foreign store you trust), with a warning"),
+]
+
 
 def _store(artifacts: str | None, storage_option: list[str] | None) -> ArtifactStore:
     import os
@@ -56,49 +64,64 @@ def _guard(exc: RunnerError) -> typer.Exit:
 
 @runs_app.command("list")
 def runs_list(artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
-              as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+              as_json: Annotated[bool, typer.Option("--json")] = False,
+              allow_unsigned: AllowUnsignedOpt = False) -> None:
     """Every run in the store, newest first."""
     try:
-        docs = list_runs(_store(artifacts, storage_option))
+        listed = list_runs(_store(artifacts, storage_option), allow_unsigned=allow_unsigned)
     except RunnerError as exc:
         raise _guard(exc) from None
     if as_json:
-        keys = ("run_id", "pipeline", "status", "started", "ended", "trace_id")
-        out.print(json.dumps([{k: d.get(k) for k in keys} for d in docs]), markup=False)
+        out.print(json.dumps([
+            {"run_id": r.run_id, "pipeline": r.doc.pipeline if r.doc else None,
+             "status": r.status, "started": r.doc.started if r.doc else None,
+             "ended": r.doc.ended if r.doc else None,
+             "trace_id": r.doc.trace_id if r.doc else None,
+             **({"error": r.problem} if r.problem else {})} for r in listed]), markup=False)
         return
     table = Table("run_id", "pipeline", "status", "started", "steps", box=None)
-    for d in docs:
-        table.add_row(str(d.get("run_id")), str(d.get("pipeline", "")), str(d.get("status")),
-                      str(d.get("started", ""))[:19], str(len(d.get("completed", []))))
+    for r in listed:
+        doc = r.doc
+        table.add_row(escape(r.run_id), escape(doc.pipeline) if doc else "", r.status,
+                      escape(r.started[:19]), str(len(doc.completed)) if doc else "")
     out.print(table)
+    for r in listed:
+        if r.problem:
+            err.print(f"[yellow]unreadable:[/] {escape(r.problem)}")
 
 
 @runs_app.command("show")
 def runs_show(run_id: str, artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
-              as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+              as_json: Annotated[bool, typer.Option("--json")] = False,
+              allow_unsigned: AllowUnsignedOpt = False) -> None:
     """One run: status, and each checkpoint with its fields and sizes."""
     try:
+        run_paths(run_id)
         store = _store(artifacts, storage_option)
-        doc = read_run(store, run_id)
-        indexes = [read_index(store, run_id, c["dir"]) for c in doc.get("checkpoints", [])]
+        doc = read_run(store, run_id, allow_unsigned=allow_unsigned)
+        indexes = [read_index(store, run_id, c.dir, allow_unsigned=allow_unsigned)
+                   for c in doc.checkpoints]
     except RunnerError as exc:
         raise _guard(exc) from None
     if as_json:
-        out.print(json.dumps({**doc, "indexes": indexes}, default=str), markup=False)
+        out.print(json.dumps({**doc.model_dump(mode="json"),
+                              "indexes": [i.model_dump(mode="json") for i in indexes]}),
+                  markup=False)
         return
-    out.print(f"[bold]{run_id}[/] pipeline={doc.get('pipeline')} status={doc.get('status')} "
-              f"attempts={doc.get('attempts')} trace_id={doc.get('trace_id')}")
-    if doc.get("error"):
-        out.print(f"[red]error:[/] {doc['error'].get('message')}")
+    out.print(f"[bold]{escape(run_id)}[/] pipeline={escape(doc.pipeline)} status={doc.status} "
+              f"attempts={doc.attempts} trace_id={escape(str(doc.trace_id))}")
+    if doc.error:
+        out.print(f"[red]error:[/] {escape(doc.error.message)}")
     table = Table("step", "path", "kind", "field", "format", "rows", "bytes", "stored in",
                   box=None)
-    for ckpt, index in zip(doc.get("checkpoints", []), indexes, strict=True):
-        for i, (name, entry) in enumerate(index["fields"].items()):
-            own = entry["file"].startswith(ckpt["dir"] + "/")
-            table.add_row(ckpt["dir"].removeprefix("steps/") if i == 0 else "",
-                          ckpt["path"] if i == 0 else "", ckpt["kind"] if i == 0 else "",
-                          name, entry["format"], str(entry.get("rows") or ""),
-                          str(entry["bytes"]), "here" if own else entry["file"].split("/")[1])
+    for ckpt, index in zip(doc.checkpoints, indexes, strict=True):
+        for i, (name, entry) in enumerate(index.fields.items()):
+            own = entry.file.startswith(ckpt.dir + "/")
+            first = i == 0
+            table.add_row(escape(ckpt.dir.removeprefix("steps/")) if first else "",
+                          escape(ckpt.path) if first else "", ckpt.kind if first else "",
+                          name, entry.format, str(entry.rows or ""), str(entry.bytes),
+                          "here" if own else escape(entry.file.split("/")[1]))
     out.print(table)
 
 
@@ -107,25 +130,25 @@ def runs_prune(
     older_than: Annotated[float, typer.Option("--older-than", help="Age in days")],
     artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+    allow_unsigned: AllowUnsignedOpt = False,
 ) -> None:
     """Delete finished runs (checkpoints and forensics) older than N days."""
     try:
         pruned = prune_runs(_store(artifacts, storage_option), older_than_days=older_than,
-                            dry_run=dry_run)
+                            dry_run=dry_run, allow_unsigned=allow_unsigned)
     except RunnerError as exc:
         raise _guard(exc) from None
     verb = "would delete" if dry_run else "deleted"
     err.print(f"{verb} {len(pruned)} runs" + (": " + ", ".join(pruned) if pruned else ""))
 
 
-def _find_step(doc: dict[str, Any], step: str) -> dict[str, Any]:
-    checkpoints = doc.get("checkpoints", [])
-    for ckpt in reversed(checkpoints):
-        name = ckpt["dir"].removeprefix("steps/")
-        if step in (name, ckpt["path"], ckpt["name"], str(ckpt["seq"]), ckpt["dir"]):
-            return dict(ckpt)
-    names = ", ".join(c["dir"].removeprefix("steps/") for c in checkpoints)
-    raise UsageError(f"no checkpoint {step!r} in run {doc.get('run_id')!r}; it has: {names}")
+def _find_step(doc: RunDoc, step: str) -> CheckpointRef:
+    for ckpt in reversed(doc.checkpoints):
+        name = ckpt.dir.removeprefix("steps/")
+        if step in (name, ckpt.path, ckpt.name, str(ckpt.seq), ckpt.dir):
+            return ckpt
+    names = ", ".join(c.dir.removeprefix("steps/") for c in doc.checkpoints)
+    raise UsageError(f"no checkpoint {step!r} in run {doc.run_id!r}; it has: {names}")
 
 
 @artifacts_app.command("get")
@@ -134,25 +157,30 @@ def artifacts_get(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the stored file "
                       "(Parquet, JSON or pickle) here, checksum verified")] = None,
     artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
+    allow_unsigned: AllowUnsignedOpt = False,
 ) -> None:
     """One field of one checkpoint: STEP is its folder, number, stage name or plan path."""
     try:
+        paths = run_paths(run_id)
         store = _store(artifacts, storage_option)
-        ckpt = _find_step(read_run(store, run_id), step)
-        index = read_index(store, run_id, ckpt["dir"])
-        if field not in index["fields"]:
-            raise UsageError(f"checkpoint {ckpt['dir']} has no field {field!r}; it has: "
-                             + ", ".join(index["fields"]))
-        entry = index["fields"][field]
+        ckpt = _find_step(read_run(store, run_id, allow_unsigned=allow_unsigned), step)
+        index = read_index(store, run_id, ckpt.dir, allow_unsigned=allow_unsigned)
+        if field not in index.fields:
+            raise UsageError(f"checkpoint {ckpt.dir} has no field {field!r}; it has: "
+                             + ", ".join(index.fields))
+        entry = index.fields[field]
         if output is not None:
-            rel = f"{run_dir(run_id)}/{entry['file']}"
+            rel = paths.member(entry.file)
             data = store.read_bytes(rel)
-            if sha256(data) != entry["sha256"]:
+            if sha256(data) != entry.sha256:
                 raise IntegrityError(f"{store.url_of(rel)}: sha256 does not match the index")
-            output.write_bytes(data)
-            err.print(f"wrote {output} ({entry['format']}, {len(data)} bytes)")
+            try:
+                output.write_bytes(data)
+            except OSError as exc:
+                raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+            err.print(f"wrote {output} ({entry.format}, {len(data)} bytes)")
             return
-        value = load_field(store, run_id, entry)
+        value = load_field(store, run_id, entry, allow_unsigned=allow_unsigned)
     except RunnerError as exc:
         raise _guard(exc) from None
     if isinstance(value, pd.DataFrame | pd.Series):
@@ -164,32 +192,40 @@ def artifacts_get(
 # ---------------------------------------------------------------- traces
 
 
-def _spans(store: ArtifactStore, run_id: str, *, required: bool) -> list[dict[str, Any]]:
-    rel = f"{run_dir(run_id)}/{SPANS_FILE}"
+def _spans(store: ArtifactStore, run_id: str, *, required: bool, allow_unsigned: bool
+           ) -> list[dict[str, Any]]:
+    paths = run_paths(run_id)
+    rel = paths.spans_file
     if not store.exists(rel):
-        if not store.exists(f"{run_dir(run_id)}/run.json"):
+        if not store.exists(paths.run_file):
             raise UsageError(f"no run {run_id!r} in {store.url} (runner runs list shows them)")
         if required:
-            where = store.url_of(run_dir(run_id))
+            where = store.url_of(paths.dir)
             raise UsageError(f"run {run_id!r} has no {SPANS_FILE} in {where}: it ran with "
                              "OTEL_SDK_DISABLED, or it was killed before it ended "
                              "(its checkpoints are still there: runner runs show "
                              f"{run_id})")
         return []
+    data = read_spans_bytes(store, run_id, allow_unsigned=allow_unsigned)
     try:
-        return decode_jsonl(store.read_bytes(rel))
-    except ValueError as exc:
+        spans = decode_jsonl(data)
+    except (ValueError, RecursionError) as exc:
         raise IntegrityError(f"{store.url_of(rel)} is not valid JSON lines: {exc}") from None
+    if not all(isinstance(s, dict) for s in spans):
+        raise IntegrityError(f"{store.url_of(rel)}: a line is not a JSON object")
+    return spans
 
 
 def trace_command(
     run_id: str, artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the spans as JSON lines")]
     = False,
+    allow_unsigned: AllowUnsignedOpt = False,
 ) -> None:
     """A run's spans as a tree, with durations (from its spans.jsonl)."""
     try:
-        spans = _spans(_store(artifacts, storage_option), run_id, required=True)
+        spans = _spans(_store(artifacts, storage_option), run_id, required=True,
+                       allow_unsigned=allow_unsigned)
     except RunnerError as exc:
         raise _guard(exc) from None
     if as_json:
@@ -204,25 +240,33 @@ def report_command(
         "--output", "-o", help="Where to write the HTML [default: ./<RUN_ID>.html]",
         show_default=False)] = None,
     artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
+    allow_unsigned: AllowUnsignedOpt = False,
 ) -> None:
     """One self-contained HTML page of a run: DAG, timeline, steps, artifacts, error."""
     try:
+        paths = run_paths(run_id)
         store = _store(artifacts, storage_option)
-        doc = read_run(store, run_id)
-        spans = _spans(store, run_id, required=False)
+        doc = read_run(store, run_id, allow_unsigned=allow_unsigned)
+        spans = _spans(store, run_id, required=False, allow_unsigned=allow_unsigned)
         indexes = {}
-        for ckpt in doc.get("checkpoints", []):
+        for ckpt in doc.checkpoints:
             try:
-                indexes[ckpt["dir"]] = read_index(store, run_id, ckpt["dir"])
+                indexes[ckpt.dir] = read_index(store, run_id, ckpt.dir,
+                                               allow_unsigned=allow_unsigned
+                                               ).model_dump(mode="json")
+            except IntegrityError:
+                raise  # tampered: refused as a whole
             except RunnerError as exc:  # a half-written checkpoint must not hide the rest
-                err.print(f"[yellow]warning:[/] {exc}")
-        error_rel = f"summaries/runs/{run_id}/error.json"
-        error = (json.loads(store.read_bytes(error_rel)) if store.exists(error_rel) else None)
-        context_rel = f"summaries/runs/{run_id}/error_context.pkl"
+                err.print(f"[yellow]warning:[/] {escape(str(exc))}")
+        error = (read_error_doc(store, run_id, allow_unsigned=allow_unsigned
+                                ).model_dump(mode="json")
+                 if store.exists(paths.error_info_file) else None)
+        context_rel = paths.error_context_file
         context_url = store.url_of(context_rel) if error and store.exists(context_rel) else None
     except RunnerError as exc:
         raise _guard(exc) from None
-    html = render_report(doc, spans, indexes, error, error_context_url=context_url)
+    html = render_report(doc.model_dump(mode="json"), spans, indexes, error,
+                         error_context_url=context_url)
     target = output or Path(f"{run_id}.html")
     try:
         target.write_text(html, encoding="utf-8")

@@ -15,7 +15,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from runner.artifacts import ArtifactStore, CheckpointHook, RunLock, StoreForensics, prepare_resume
+from runner.artifacts import (
+    ArtifactStore,
+    CheckpointHook,
+    RunLock,
+    RunPaths,
+    StoreForensics,
+    prepare_resume,
+)
+from runner.artifacts.documents import write_spans
 from runner.errors import UsageError
 from runner.manifest import Manifest, load_manifest
 from runner.orchestration.executors import Executor
@@ -23,8 +31,8 @@ from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Plan, compile_plan
 from runner.orchestration.records import Resume, RunInfo, RunResult
 from runner.orchestration.runner import DAGRunner, new_run_id
-from runner.registry import StageRegistry
-from runner.telemetry import SPANS_FILE, Tracing, TracingHook, current_traceparent, encode_jsonl
+from runner.registry import StageRegistry, add_module_folders
+from runner.telemetry import Tracing, TracingHook, current_traceparent, encode_jsonl
 from runner.telemetry import get_tracing as _get_tracing
 from runner.telemetry.logs import LogHook
 from runner.workspace import check_run_id, remove_workspace, workspace_path
@@ -51,18 +59,26 @@ class QuantSDK:
         artifacts: str | os.PathLike[str] | None = None,
         storage_options: Mapping[str, Any] | None = None,
         workspace_root: str | os.PathLike[str] | None = None,
+        path: Sequence[str | os.PathLike[str]] = (),
+        allow_unsigned: bool = False,
     ) -> None:
         self._manifest_arg = manifest if manifest is not None else default_manifest()
         self.registry = registry
         self.artifacts = str(artifacts or os.environ.get("RUNNER_ARTIFACTS", "data/artifacts"))
         self.storage_options = dict(storage_options or {})
         self.workspace_root = workspace_root
+        self.path = tuple(str(p) for p in path)
+        """Folders where the manifest's ``module:attr`` paths are also looked up (after
+        the normal import path and the manifest's own folder)."""
+        self.allow_unsigned = allow_unsigned
+        """Read store content that does not verify with the artifact key (warning)."""
         self._plans: dict[str, Plan] = {}
 
     @cached_property
     def manifest(self) -> Manifest:
         if isinstance(self._manifest_arg, Manifest):
             return self._manifest_arg
+        add_module_folders(self.path)  # after the manifest's folder, added when compiling
         return load_manifest(self._manifest_arg)
 
     def plan(self, pipeline: str) -> Plan:
@@ -108,18 +124,20 @@ class QuantSDK:
         read: tuple[float, float] | None = None
         if resume:
             started = time.time()
-            state, _ = prepare_resume(store, run_id, plan, force=force)
+            state, _ = prepare_resume(store, run_id, plan, force=force,
+                                      allow_unsigned=self.allow_unsigned)
             read = (started, time.time())
             completed = sorted(state.completed, key=[s.path for s in plan.main_line()].index
                                ) if state else []
-        elif store.exists(f"runs/{run_id}/run.json"):
+        elif store.exists(RunPaths(run_id).run_file):
             raise UsageError(f"run {run_id!r} already exists in {store.url}; use --resume to "
                              "continue it, or another --run-id")
         extra: list[RunHook] = []
         lock: RunLock | None = None
         checkpoint: CheckpointHook | None = None
         if checkpoints:  # without checkpoints the run leaves nothing to guard but forensics
-            checkpoint = CheckpointHook(store, plan, plan.manifest_digest, completed=completed)
+            checkpoint = CheckpointHook(store, plan, plan.manifest_digest, completed=completed,
+                                        allow_unsigned=self.allow_unsigned)
             extra.append(checkpoint)
         extra.append(LogHook())
         traced = tracing if isinstance(tracing, Tracing) else _get_tracing() if tracing else None
@@ -181,7 +199,7 @@ class _SpansWriter:
 
     def __call__(self, spans: list[dict[str, Any]]) -> None:
         try:
-            self.store.write_bytes(f"runs/{self.run_id}/{SPANS_FILE}", encode_jsonl(spans))
+            write_spans(self.store, self.run_id, encode_jsonl(spans))
         except Exception as exc:
             log.error("could not write the spans of run %s to %s: %s", self.run_id,
                       self.store.url, exc)

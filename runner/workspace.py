@@ -18,12 +18,13 @@ from runner.errors import UsageError
 __all__ = ["RUN_ID_PATTERN", "check_run_id", "create_workspace", "remove_workspace",
            "workspace_path"]
 
-RUN_ID_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
+RUN_ID_PATTERN = re.compile(r"[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?")
+"""Matched whole (``fullmatch``): ``$`` would also accept a trailing newline."""
 
 
 def check_run_id(run_id: str) -> str:
     """Run ids become folder and Kubernetes names: lowercase, digits, '-', '.', <= 63."""
-    if not RUN_ID_PATTERN.match(run_id) or ".." in run_id:
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id) or ".." in run_id:
         raise UsageError(
             f"invalid run id {run_id!r}: use 1-63 lowercase letters, digits, '-' or '.', "
             "starting and ending with a letter or digit"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 EXECUTORS = ["inline", "threads", "processes"]
@@ -24,3 +26,17 @@ def _workspaces(tmp_path, monkeypatch):
     root = tmp_path / "workspaces"
     monkeypatch.setenv("RUNNER_WORKSPACE_ROOT", str(root))
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _artifact_key_file(tmp_path_factory):
+    """Never touch the real home: the artifact key file (made on first use) lives in a
+    per-session folder, and subprocesses inherit where."""
+    path = tmp_path_factory.mktemp("runner-config") / "artifact.key"
+    old = os.environ.get("RUNNER_ARTIFACT_KEY_FILE")
+    os.environ["RUNNER_ARTIFACT_KEY_FILE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("RUNNER_ARTIFACT_KEY_FILE", None)
+    else:
+        os.environ["RUNNER_ARTIFACT_KEY_FILE"] = old

@@ -1,8 +1,16 @@
-"""Run state on any fsspec storage: checkpoints, resume, forensics, run listing."""
+"""Run state on any fsspec storage: checkpoints, resume, forensics, run listing.
+
+The store is untrusted data: run.json, index.json, error.json and pickles are
+signed (:mod:`runner.artifacts.signing`), every path is confined to its run
+(:mod:`runner.artifacts.layout`) and every document is typed
+(:mod:`runner.artifacts.documents`).
+"""
 
 from runner.artifacts.checkpoint import CheckpointHook, load_checkpoint, read_index, read_run
-from runner.artifacts.codec import KEY_ENV
+from runner.artifacts.documents import IndexDoc, RunDoc
+from runner.artifacts.layout import RunPaths, run_paths
 from runner.artifacts.runs import (
+    RunListing,
     RunLock,
     StoreForensics,
     list_runs,
@@ -10,20 +18,28 @@ from runner.artifacts.runs import (
     prepare_resume,
     prune_runs,
 )
+from runner.artifacts.signing import KEY_ENV, KEY_FILE_ENV, load_key
 from runner.artifacts.store import ArtifactStore, storage_options_from
 
 __all__ = [
     "KEY_ENV",
+    "KEY_FILE_ENV",
     "ArtifactStore",
     "CheckpointHook",
+    "IndexDoc",
+    "RunDoc",
+    "RunListing",
     "RunLock",
+    "RunPaths",
     "StoreForensics",
     "list_runs",
     "load_checkpoint",
     "load_error_context",
+    "load_key",
     "prepare_resume",
     "prune_runs",
     "read_index",
     "read_run",
+    "run_paths",
     "storage_options_from",
 ]

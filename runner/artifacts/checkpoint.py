@@ -1,14 +1,9 @@
 """Checkpoints: every main-line step and every branch leaves the context on the store.
 
-Layout under the store root:
-
-    runs/<RUN_ID>/run.json                       pipeline, manifest digest, status, steps done
-    runs/<RUN_ID>/lock.json                      who runs it now (heartbeat)
-    runs/<RUN_ID>/steps/<NNN>-<name>/index.json  field -> file, sha256, bytes, rows
-    runs/<RUN_ID>/steps/<NNN>-<name>/<field>.parquet|json|pkl
-    summaries/runs/<RUN_ID>/error_context.pkl    forensics, with error.json beside it
-
-A field unchanged since the previous checkpoint is referenced, not rewritten.
+The layout is :mod:`runner.artifacts.layout`'s; run.json and each index.json are
+signed documents (:mod:`runner.artifacts.documents`), and an index binds its run,
+its folder, the field names, formats, files, sha256 and the context type. A field
+unchanged since the previous checkpoint is referenced, not rewritten.
 """
 
 from __future__ import annotations
@@ -17,15 +12,24 @@ import functools
 import json
 import logging
 import queue
-import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from runner.artifacts.codec import decode, encode, sha256
+from runner.artifacts.documents import (
+    FORMAT,
+    FieldEntry,
+    IndexDoc,
+    RunDoc,
+    read_index_doc,
+    read_run_doc,
+)
+from runner.artifacts.layout import RunPaths
+from runner.artifacts.signing import sign_document
 from runner.artifacts.store import ArtifactStore
 from runner.context import fork_value, values_equal
 from runner.errors import ArtifactError, IntegrityError
@@ -33,26 +37,20 @@ from runner.orchestration.graph import outline
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Branch, ParallelGroup, Plan
 from runner.orchestration.records import RunInfo, RunResult, StepRecord
-from runner.registry import import_object
 
-__all__ = ["FORMAT", "CheckpointHook", "last_main_checkpoint", "load_checkpoint", "load_field",
+__all__ = ["FORMAT", "CheckpointHook", "field_binding", "load_checkpoint", "load_field",
            "read_index", "read_run", "run_dir"]
-
-FORMAT = 1
 
 log = logging.getLogger("runner.artifacts")
 
 
 def run_dir(run_id: str) -> str:
-    return f"runs/{run_id}"
+    """``runs/<RUN_ID>`` (the id checked)."""
+    return RunPaths(run_id).dir
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:60] or "step"
 
 
 def _type_path(obj: Any) -> str:
@@ -61,10 +59,11 @@ def _type_path(obj: Any) -> str:
 
 
 def read_json(store: ArtifactStore, rel: str) -> dict[str, Any]:
+    """A plain JSON object (lock.json: not signed, trusted for nothing but who holds it)."""
     raw = store.read_bytes(rel)
     try:
         doc = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise IntegrityError(f"{store.url_of(rel)}: not valid JSON: {exc}",
                              url=store.url_of(rel)) from exc
     if not isinstance(doc, dict):
@@ -72,30 +71,53 @@ def read_json(store: ArtifactStore, rel: str) -> dict[str, Any]:
     return doc
 
 
-def read_run(store: ArtifactStore, run_id: str) -> dict[str, Any]:
-    return read_json(store, f"{run_dir(run_id)}/run.json")
+def read_run(store: ArtifactStore, run_id: str, *, allow_unsigned: bool = False) -> RunDoc:
+    """run.json of ``run_id``, verified and typed (:class:`IntegrityError` otherwise)."""
+    return read_run_doc(store, run_id, allow_unsigned=allow_unsigned)
 
 
-def read_index(store: ArtifactStore, run_id: str, step_dir: str) -> dict[str, Any]:
-    return read_json(store, f"{run_dir(run_id)}/{step_dir}/index.json")
+def read_index(store: ArtifactStore, run_id: str, step_dir: str, *,
+               allow_unsigned: bool = False) -> IndexDoc:
+    """A checkpoint's index.json, verified, typed and bound to its run and folder."""
+    return read_index_doc(store, run_id, step_dir, allow_unsigned=allow_unsigned)
 
 
-def load_field(store: ArtifactStore, run_id: str, entry: dict[str, Any]) -> Any:
+def field_binding(run_id: str, file: str) -> dict[str, str]:
+    """What a field's pickle is signed for: this run, this file (relative to the run)."""
+    return {"kind": "field", "run_id": run_id, "file": file}
+
+
+def load_field(store: ArtifactStore, run_id: str, entry: FieldEntry, *,
+               allow_unsigned: bool = False) -> Any:
     """One field of a checkpoint, its sha256 checked before it is decoded."""
-    rel = f"{run_dir(run_id)}/{entry['file']}"
+    rel = RunPaths(run_id).member(entry.file)
     data = store.read_bytes(rel)
     where = store.url_of(rel)
-    if sha256(data) != entry["sha256"]:
+    if sha256(data) != entry.sha256:
         raise IntegrityError(f"{where}: sha256 does not match the checkpoint index "
                              "(corrupted or modified)", url=where)
-    return decode(entry["format"], data, where=where, series_name=entry.get("series_name"))
+    return decode(entry.format, data, where=where, binding=field_binding(run_id, entry.file),
+                  allow_unsigned=allow_unsigned, series_name=entry.series_name)
 
 
-def load_checkpoint(store: ArtifactStore, run_id: str, step_dir: str) -> Any:
-    """The context saved in ``steps/<step_dir>``."""
-    index = read_index(store, run_id, step_dir)
-    values = {name: load_field(store, run_id, entry) for name, entry in index["fields"].items()}
-    ctype = import_object(index["context_type"])
+def load_checkpoint(store: ArtifactStore, run_id: str, step_dir: str, *,
+                    types: Mapping[str, type[Any]], allow_unsigned: bool = False) -> Any:
+    """The context saved in ``step_dir``, as one of ``types`` (``module:qualname`` ->
+    type: the plan's own, :meth:`Plan.context_types`); nothing is imported."""
+    index = read_index(store, run_id, step_dir, allow_unsigned=allow_unsigned)
+    where = store.url_of(RunPaths(run_id).index_file(step_dir))
+    ctype = types.get(index.context_type)
+    if ctype is None:
+        raise IntegrityError(f"{where}: context type {index.context_type[:120]!r} is not one "
+                             "this pipeline declares (" + ", ".join(sorted(types)) + ")",
+                             url=where)
+    known = getattr(ctype, "model_fields", {})
+    unknown = [name for name in index.fields if name not in known]
+    if unknown:
+        raise IntegrityError(f"{where}: {ctype.__name__} has no field(s) "
+                             f"{', '.join(unknown)[:200]}", url=where)
+    values = {name: load_field(store, run_id, entry, allow_unsigned=allow_unsigned)
+              for name, entry in index.fields.items()}
     return ctype.model_construct(None, **values)
 
 
@@ -126,6 +148,8 @@ class CheckpointHook(RunHook):
     completed: list[str] = field(default_factory=list)
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     background: bool = True
+    allow_unsigned: bool = False
+    """Resume from a run.json that does not verify (an old or foreign store), warning."""
     listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
     """Called (from the writer threads) with each checkpoint write once it is done or
     failed: op, name, path, kind, dir, url, bytes, rows, fields_written,
@@ -147,17 +171,19 @@ class CheckpointHook(RunHook):
     # ------------------------------------------------------------ run.json
 
     def on_run_start(self, run: RunInfo, plan: Plan, context: Any) -> None:
-        base = run_dir(run.run_id)
-        previous = (read_run(self.store, run.run_id)
-                    if self.store.exists(f"{base}/run.json") else {})
-        self.checkpoints = list(previous.get("checkpoints", [])) if self.completed else []
-        self._seq = len(self.checkpoints)
+        paths = RunPaths(run.run_id)
+        previous = (read_run(self.store, run.run_id, allow_unsigned=self.allow_unsigned)
+                    if self.store.exists(paths.run_file) else None)
+        self.checkpoints = ([c.model_dump() for c in previous.checkpoints]
+                            if self.completed and previous else [])
+        self._seq = max((int(c["seq"]) for c in self.checkpoints), default=0)
+        started = previous.started if self.completed and previous else None
         self._doc = {
             "format": FORMAT, "run_id": run.run_id, "pipeline": run.pipeline,
             "trace_id": run.trace_id, "executor": run.executor,
             "manifest_digest": self.manifest_digest, "status": "running",
-            "started": previous.get("started", _now()) if self.completed else _now(),
-            "attempts": int(previous.get("attempts", 0)) + 1,
+            "started": started or _now(),
+            "attempts": (previous.attempts if previous else 0) + 1,
             "ended": None, "error": None, "plan": outline(plan),
         }
         self._save()
@@ -182,8 +208,8 @@ class CheckpointHook(RunHook):
         with self._lock:
             self._doc.update(completed=list(self.completed), checkpoints=list(self.checkpoints),
                              updated=_now())
-            data = json.dumps(self._doc, indent=2, default=str).encode()
-        self.store.write_bytes(f"{run_dir(self._doc['run_id'])}/run.json", data)
+            data = json.dumps(sign_document(self._doc), indent=2).encode()
+        self.store.write_bytes(RunPaths(self._doc["run_id"]).run_file, data)
 
     # ------------------------------------------------------------ checkpoints
 
@@ -204,7 +230,7 @@ class CheckpointHook(RunHook):
         self._raise_pending()
         with self._lock:  # branches may end at once on the threads executor
             self._seq += 1
-            step_dir = f"steps/{self._seq:03d}-{_slug(name)}"
+            step_dir = RunPaths.new_step_dir(self._seq, name)
             fields: dict[str, Any] = {}
             todo: dict[str, Any] = {}
             for fname, value in getattr(ctx, "__dict__", {"value": ctx}).items():
@@ -218,7 +244,8 @@ class CheckpointHook(RunHook):
                 todo[fname] = (frozen, entry)
                 if kind == "step":
                     self._last[fname] = _Kept(frozen, entry)
-            index = {"format": FORMAT, "run_id": run.run_id, "name": name, "path": path,
+            index = {"format": FORMAT, "run_id": run.run_id, "dir": step_dir, "name": name,
+                     "path": path,
                      "kind": kind, "context_type": _type_path(ctx), "fields": fields}
             meta = {"seq": self._seq, "dir": step_dir, "name": name, "path": path, "kind": kind}
         event = {"op": "write", "name": name, "path": path, "kind": kind, "dir": step_dir,
@@ -240,8 +267,9 @@ class CheckpointHook(RunHook):
         written = []
         try:
             for fname, (value, entry) in todo.items():
-                enc = encode(value)
-                rel = f"{step_dir}/{fname}.{enc.suffix}"
+                pickled = RunPaths.new_field_file(step_dir, fname, "pkl")
+                enc = encode(value, binding=field_binding(run_id, pickled))
+                rel = RunPaths.new_field_file(step_dir, fname, enc.suffix)
                 with self.store.open_atomic(f"{base}/{rel}", durable=not self.background) as fh:
                     enc.write(fh)
                 entry.update(file=rel, format=enc.format, sha256=fh.sha256, bytes=fh.size,
@@ -268,7 +296,7 @@ class CheckpointHook(RunHook):
                     self.store.sync(rel)  # the encoder is already on the next checkpoint
             index["created"] = _now()
             self.store.write_bytes(f"{base}/{step_dir}/index.json",
-                                   json.dumps(index, indent=2, default=str).encode())
+                                   json.dumps(sign_document(index), indent=2).encode())
             with self._lock:
                 self.checkpoints.append(meta)
                 if meta["kind"] == "step":
@@ -362,8 +390,3 @@ class _Lane:
             self.queue.put(None)
             self.thread.join()
             self.thread = None
-
-
-def last_main_checkpoint(doc: dict[str, Any]) -> dict[str, Any] | None:
-    steps = [c for c in doc.get("checkpoints", []) if c.get("kind") == "step"]
-    return steps[-1] if steps else None

@@ -1,5 +1,5 @@
 """Context fields to files and back: Parquet for frames, JSON for plain data,
-pickle (optionally signed) for everything else.
+pickle (signed, bound to its place: :mod:`runner.artifacts.signing`) for everything else.
 
 Parquet files are standard: pandas' own metadata carries the index and dtypes,
 so pandas, pyarrow and DuckDB all read the frame the stage produced.
@@ -8,13 +8,11 @@ so pandas, pyarrow and DuckDB all read the frame the stage produced.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import io
 import json
 import math
-import os
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,12 +21,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pandas.api.types import is_object_dtype
 
+from runner.artifacts.signing import sign_pickle, verify_pickle
 from runner.errors import IntegrityError
 
-__all__ = ["KEY_ENV", "Encoded", "decode", "encode", "sha256"]
+__all__ = ["Encoded", "decode", "encode", "pickle_signed", "sha256", "unpickle"]
 
-KEY_ENV = "RUNNER_ARTIFACT_KEY"
-SIGNED = b"RUNNER-PICKLE-HMAC-SHA256\n"
 PARQUET_OPTIONS: dict[str, Any] = {"use_dictionary": False, "compression": "snappy"}
 """Dictionary encoding rarely pays on floats and halves write speed; snappy is cheap."""
 
@@ -57,11 +54,6 @@ class Encoded:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _key() -> bytes | None:
-    key = os.environ.get(KEY_ENV)
-    return key.encode() if key else None
 
 
 def _is_plain(value: Any, depth: int = 0) -> bool:
@@ -100,16 +92,14 @@ def _bytes_writer(data: bytes) -> Callable[[Any], None]:
     return write
 
 
-def _pickle(value: Any) -> bytes:
+def pickle_signed(value: Any, *, binding: Mapping[str, Any]) -> bytes:
+    """``value`` pickled and signed for ``binding`` (what the file is and where)."""
     payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    key = _key()
-    if key is None:
-        return payload
-    return SIGNED + hmac.new(key, payload, hashlib.sha256).digest() + payload
+    return sign_pickle(payload, binding=binding)
 
 
-def encode(value: Any) -> Encoded:
-    """The best format for one field's value."""
+def encode(value: Any, *, binding: Mapping[str, Any]) -> Encoded:
+    """The best format for one field's value; a pickle is signed for ``binding``."""
     if isinstance(value, pd.DataFrame) and not _has_object(value):
         try:
             return Encoded("parquet", _parquet_writer(value), rows=len(value))
@@ -125,7 +115,7 @@ def encode(value: Any) -> Encoded:
             pass
     elif _is_plain(value):
         return Encoded("json", _bytes_writer(json.dumps(value, separators=(",", ":")).encode()))
-    return Encoded("pickle", _bytes_writer(_pickle(value)))
+    return Encoded("pickle", _bytes_writer(pickle_signed(value, binding=binding)))
 
 
 def _has_object(frame: pd.DataFrame) -> bool:
@@ -143,22 +133,10 @@ def _plain_or_none(name: Any) -> Any:
     return name if _is_plain(name) else None
 
 
-def unpickle(data: bytes, *, where: str) -> Any:
-    """Unpickle, refusing unsigned or tampered data when a key is set."""
-    key = _key()
-    signed = data.startswith(SIGNED)
-    if signed:
-        digest, payload = data[len(SIGNED):len(SIGNED) + 32], data[len(SIGNED) + 32:]
-        if key is not None and not hmac.compare_digest(
-            digest, hmac.new(key, payload, hashlib.sha256).digest()
-        ):
-            raise IntegrityError(f"{where}: pickle signature does not verify with "
-                                 f"{KEY_ENV}; refusing to unpickle it", url=where)
-    elif key is not None:
-        raise IntegrityError(f"{where}: pickle is not signed but {KEY_ENV} is set; "
-                             "refusing to unpickle it", url=where)
-    else:
-        payload = data
+def unpickle(data: bytes, *, where: str, binding: Mapping[str, Any],
+             allow_unsigned: bool = False) -> Any:
+    """Unpickle once the signature verifies for ``binding``; never before."""
+    payload = verify_pickle(data, binding=binding, where=where, allow_unsigned=allow_unsigned)
     try:
         return pickle.loads(payload)
     except Exception as exc:
@@ -166,16 +144,17 @@ def unpickle(data: bytes, *, where: str) -> Any:
                              url=where) from exc
 
 
-def decode(fmt: str, data: bytes, *, where: str, series_name: Any = None) -> Any:
-    """Read one field back."""
+def decode(fmt: str, data: bytes, *, where: str, binding: Mapping[str, Any],
+           allow_unsigned: bool = False, series_name: Any = None) -> Any:
+    """Read one field back (its sha256 already checked against a verified index)."""
     try:
         if fmt == "json":
             return json.loads(data)
         if fmt in ("parquet", "series"):
             frame = pq.read_table(io.BytesIO(data)).to_pandas()
             return frame["value"].rename(series_name) if fmt == "series" else frame
-    except (pa.ArrowException, ValueError, OSError) as exc:
+    except (pa.ArrowException, ValueError, OSError, RecursionError, KeyError) as exc:
         raise IntegrityError(f"{where}: cannot read {fmt}: {exc}", url=where) from exc
     if fmt == "pickle":
-        return unpickle(data, where=where)
+        return unpickle(data, where=where, binding=binding, allow_unsigned=allow_unsigned)
     raise IntegrityError(f"{where}: unknown format {fmt!r}", url=where)

@@ -13,22 +13,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from runner.artifacts.checkpoint import (
-    last_main_checkpoint,
-    load_checkpoint,
-    read_json,
-    read_run,
-    run_dir,
-)
-from runner.artifacts.codec import KEY_ENV, _pickle, unpickle
+from runner.artifacts.checkpoint import load_checkpoint, read_json, read_run, run_dir
+from runner.artifacts.codec import pickle_signed, unpickle
+from runner.artifacts.documents import RunDoc
+from runner.artifacts.layout import RUNS, RunPaths, is_run_id
+from runner.artifacts.signing import sign_document
 from runner.artifacts.store import ArtifactStore
-from runner.errors import ArtifactError, UsageError
-from runner.forensics import LocalForensics
+from runner.errors import ArtifactError, IntegrityError, UsageError
 from runner.orchestration.plan import Plan
 from runner.orchestration.records import Resume
 
-__all__ = ["RunLock", "StoreForensics", "list_runs", "load_error_context", "prepare_resume",
-           "prune_runs"]
+__all__ = ["RunListing", "RunLock", "StoreForensics", "forensics_binding", "list_runs",
+           "load_error_context", "prepare_resume", "prune_runs"]
 
 log = logging.getLogger("runner.artifacts")
 
@@ -122,19 +118,25 @@ class RunLock:
 # ---------------------------------------------------------------- forensics
 
 
+def forensics_binding(run_id: str) -> dict[str, str]:
+    """What a forensic pickle is signed for: this run's error context."""
+    return {"kind": "forensics", "run_id": run_id}
+
+
 @dataclass
 class StoreForensics:
-    """Forensics through the store; a local folder when the store itself fails."""
+    """Forensics through the store; a local folder (also an ArtifactStore, so also
+    signed) when the store itself fails."""
 
     store: ArtifactStore
-    fallback: str = "data/artifacts"
+    fallback: str | None = "data/artifacts"
 
     def write(self, run_id: str, context: Any, info: dict[str, Any]) -> str | None:
-        base = f"summaries/runs/{run_id}"
+        paths = RunPaths(run_id)
         try:
-            target: str | None = f"{base}/error_context.pkl"
+            target: str | None = paths.error_context_file
             try:
-                payload = _pickle(context)
+                payload = pickle_signed(context, binding=forensics_binding(run_id))
             except Exception as exc:  # an unpicklable context must not hide the error
                 info = {**info, "pickle_error": f"{type(exc).__name__}: {exc}"}
                 target = None
@@ -142,88 +144,125 @@ class StoreForensics:
                 assert target is not None
                 self.store.write_bytes(target, payload)
             where = self.store.url_of(target) if target else None
-            info = {**info, "error_context": where, "signed": bool(os.environ.get(KEY_ENV))}
-            self.store.write_bytes(f"{base}/error.json",
-                                   json.dumps(info, indent=2, default=str).encode())
+            info = {**info, "run_id": run_id, "error_context": where, "signed": True}
+            self.store.write_bytes(paths.error_info_file,
+                                   json.dumps(sign_document(info), indent=2).encode())
             return where
         except ArtifactError as exc:
+            if self.fallback is None:
+                raise
             log.error("cannot write forensics to %s (%s); writing them to %s instead",
                       self.store.url, exc, self.fallback)
-            return LocalForensics(self.fallback).write(run_id, context, info)
+            return StoreForensics(ArtifactStore(self.fallback), None).write(run_id, context,
+                                                                            info)
 
 
-def load_error_context(location: str, storage_options: dict[str, Any] | None = None) -> Any:
-    """The forensic context at ``location`` (a path or URL), its signature checked
-    when ``RUNNER_ARTIFACT_KEY`` is set."""
+def load_error_context(location: str, storage_options: dict[str, Any] | None = None, *,
+                       allow_unsigned: bool = False) -> Any:
+    """The forensic context at ``location`` (``.../summaries/runs/<RUN_ID>/error_context.pkl``,
+    a path or URL), unpickled only once its signature verifies for that run."""
     parent, _, name = location.rstrip("/").rpartition("/")
+    run_id = parent.rpartition("/")[2]
+    if not is_run_id(run_id):
+        raise UsageError(f"{location}: not a forensic context "
+                         "(.../summaries/runs/<RUN_ID>/error_context.pkl)")
     store = ArtifactStore(parent or ".", storage_options)
-    return unpickle(store.read_bytes(name), where=location)
+    return unpickle(store.read_bytes(name), where=location,
+                    binding=forensics_binding(run_id), allow_unsigned=allow_unsigned)
 
 
 # ---------------------------------------------------------------- resume
 
 
-def prepare_resume(store: ArtifactStore, run_id: str, plan: Plan, *, force: bool = False
-                   ) -> tuple[Resume | None, dict[str, Any]]:
+def prepare_resume(store: ArtifactStore, run_id: str, plan: Plan, *, force: bool = False,
+                   allow_unsigned: bool = False) -> tuple[Resume | None, RunDoc | None]:
     """The context and done steps to resume ``run_id`` from (None: start afresh)."""
-    if not store.exists(f"{run_dir(run_id)}/run.json"):
-        return None, {}
-    doc = read_run(store, run_id)
-    if doc.get("pipeline") != plan.pipeline:
-        raise UsageError(f"run {run_id!r} ran pipeline {doc.get('pipeline')!r}, "
+    if not store.exists(RunPaths(run_id).run_file):
+        return None, None
+    doc = read_run(store, run_id, allow_unsigned=allow_unsigned)
+    if doc.pipeline != plan.pipeline:
+        raise UsageError(f"run {run_id!r} ran pipeline {doc.pipeline!r}, "
                          f"not {plan.pipeline!r}")
-    if plan.manifest_digest and doc.get("manifest_digest") not in ("", plan.manifest_digest):
+    if plan.manifest_digest and doc.manifest_digest not in ("", plan.manifest_digest):
         if not force:
             raise UsageError(f"the manifest changed since run {run_id!r} started; "
                              "resume with --force to use the new one anyway")
         log.warning("resuming run %s with a changed manifest (--force)", run_id)
-    if doc.get("status") == "succeeded":
+    if doc.status == "succeeded":
         raise UsageError(f"run {run_id!r} already succeeded; nothing to resume")
     main = [s.path for s in plan.main_line()]
-    completed = [p for p in doc.get("completed", []) if p in main]
-    last = last_main_checkpoint(doc)
+    completed = [p for p in doc.completed if p in main]
+    last = doc.last_main_checkpoint()
     if last is None or not completed:
         return None, doc
     if completed != main[: len(completed)]:
         raise UsageError(f"run {run_id!r}: its completed steps do not match this pipeline's "
                          "steps; resume with the manifest it started with")
-    context = load_checkpoint(store, run_id, last["dir"])
+    context = load_checkpoint(store, run_id, last.dir, types=plan.context_types(),
+                              allow_unsigned=allow_unsigned)
     return Resume(context, frozenset(completed)), doc
 
 
 # ---------------------------------------------------------------- listing
 
 
-def list_runs(store: ArtifactStore) -> list[dict[str, Any]]:
-    """Every run's run.json (newest first); unreadable ones reported as such."""
+@dataclass(frozen=True)
+class RunListing:
+    """One folder under ``runs/``: its run document, or why it cannot be read."""
+
+    run_id: str
+    doc: RunDoc | None
+    problem: str | None = None
+
+    @property
+    def status(self) -> str:
+        return self.doc.status if self.doc else "unreadable"
+
+    @property
+    def started(self) -> str:
+        return (self.doc.started if self.doc else None) or ""
+
+
+def list_runs(store: ArtifactStore, *, allow_unsigned: bool = False) -> list[RunListing]:
+    """Every run folder (newest first); one whose run.json does not read or verify is
+    listed as unreadable. Folder names that are no run id are skipped."""
     out = []
-    for run_id in store.listdir("runs"):
+    for name in store.listdir(RUNS):
+        if not is_run_id(name):
+            log.warning("%s: not a run id, skipped", store.url_of(RUNS, name[:80]))
+            continue
         try:
-            doc = read_run(store, run_id)
+            out.append(RunListing(name, read_run(store, name, allow_unsigned=allow_unsigned)))
         except ArtifactError as exc:
-            doc = {"run_id": run_id, "status": "unreadable", "error": {"message": str(exc)}}
-        out.append(doc)
-    return sorted(out, key=lambda d: str(d.get("started") or ""), reverse=True)
+            if exc.missing and not isinstance(exc, IntegrityError):
+                continue  # a folder with no run.json (e.g. only a lock): not a run
+            out.append(RunListing(name, None, str(exc)))
+    return sorted(out, key=lambda r: r.started, reverse=True)
 
 
-def prune_runs(store: ArtifactStore, *, older_than_days: float, dry_run: bool = False
-               ) -> list[str]:
-    """Delete finished runs (and their forensics) that ended more than N days ago."""
+def prune_runs(store: ArtifactStore, *, older_than_days: float, dry_run: bool = False,
+               allow_unsigned: bool = False) -> list[str]:
+    """Delete finished runs (and their forensics) that ended more than N days ago.
+
+    The folder deleted is the one listed (a valid run id), never a name read
+    from inside run.json.
+    """
     cutoff = time.time() - older_than_days * 86400
     pruned = []
-    for doc in list_runs(store):
-        if doc.get("status") == "running":
-            continue
-        ended = doc.get("ended") or doc.get("updated") or doc.get("started")
+    for listing in list_runs(store, allow_unsigned=allow_unsigned):
+        doc = listing.doc
+        if doc is None or doc.status == "running":
+            continue  # unreadable: kept for a human to look at
+        ended = doc.ended or doc.updated or doc.started
         try:
             when = datetime.fromisoformat(str(ended))
-        except ValueError:
+            stamp = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+        except (ValueError, OverflowError):
             continue
-        stamp = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
         if stamp < cutoff:
-            run_id = str(doc["run_id"])
-            pruned.append(run_id)
+            paths = RunPaths(listing.run_id)
+            pruned.append(listing.run_id)
             if not dry_run:
-                store.delete(run_dir(run_id), recursive=True)
-                store.delete(f"summaries/runs/{run_id}", recursive=True)
+                store.delete(paths.dir, recursive=True)
+                store.delete(paths.forensics_dir, recursive=True)
     return pruned

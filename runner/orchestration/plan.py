@@ -14,6 +14,7 @@ import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Union
 
 import pandas as pd
@@ -23,7 +24,14 @@ from runner.context import Context, field_rules
 from runner.errors import PlanError, Problem, RegistryError
 from runner.manifest import BUILTIN_RULES, Manifest, PipelineSpec, format_path, parse_memory
 from runner.merge import RuleFn
-from runner.registry import REGISTRY, AdapterEntry, StageEntry, StageRegistry, import_object
+from runner.registry import (
+    REGISTRY,
+    AdapterEntry,
+    StageEntry,
+    StageRegistry,
+    add_module_folders,
+    import_object,
+)
 
 __all__ = [
     "AdapterStep",
@@ -160,6 +168,17 @@ class Plan:
     def walk(self) -> Iterator[Step]:
         """Every step, depth first, in plan order."""
         yield from _walk(self.steps)
+
+    def context_types(self) -> dict[str, type[Any]]:
+        """Every context type the plan declares, by ``module:qualname``: the only types
+        a checkpoint of this plan may be loaded as (nothing is imported for a store)."""
+        types = [self.context_type]
+        for step in self.walk():
+            if isinstance(step, PipelineStep):
+                types.append(step.context_type)
+            elif isinstance(step, AdapterStep):
+                types += [step.adapter.source, step.adapter.target]
+        return {f"{t.__module__}:{t.__qualname__}": t for t in types}
 
     @property
     def stages(self) -> list[StageStep]:
@@ -414,6 +433,9 @@ def _with_manifest_entries(manifest: Manifest, registry: StageRegistry) -> tuple
     """A child registry that also holds the manifest's stages and adapters."""
     child = registry.child()
     problems: list[Problem] = []
+    source = Path(manifest.source)
+    if source.is_file():  # stage modules resolve relative to the manifest's folder
+        add_module_folders([source.resolve().parent])
     for name, target in manifest.stages.items():
         loc = format_path(("stages", name))
         try:

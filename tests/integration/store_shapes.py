@@ -227,3 +227,45 @@ def write_manifest(folder: Path, description: str | None = None) -> Path:
     path = folder / "manifest.json"
     path.write_text(json.dumps({"pipelines": pipelines, "stages": STAGES}, indent=1))
     return path
+
+
+# ---------------------------------------------------------------- reading the store in tests
+
+
+def _known_types() -> dict[str, type]:
+    from runner.context import Context
+    from tests.integration.crash_shapes import CrashContext
+    from tests.shapes import ShapeContext
+    return {f"{t.__module__}:{t.__qualname__}": t
+            for t in (StoreContext, ShapeContext, CrashContext, Context)}
+
+
+def run_doc(store: Any, run_id: str) -> dict[str, Any]:
+    """run.json as a dict, read through the verified, typed reader."""
+    from runner.artifacts import read_run
+    return read_run(store, run_id).model_dump(mode="json")
+
+
+def index_doc(store: Any, run_id: str, step_dir: str) -> dict[str, Any]:
+    """A checkpoint's index.json as a dict, read through the verified, typed reader."""
+    from runner.artifacts import read_index
+    return read_index(store, run_id, step_dir).model_dump(mode="json")
+
+
+def load_ckpt(store: Any, run_id: str, step_dir: str, **options: Any) -> Any:
+    """A checkpoint as one of the test contexts (nothing imported from the store)."""
+    from runner.artifacts import load_checkpoint
+    return load_checkpoint(store, run_id, step_dir, types=_known_types(), **options)
+
+
+def load_entry(store: Any, run_id: str, entry: dict[str, Any], **options: Any) -> Any:
+    """One field, from an index entry given as a dict."""
+    from runner.artifacts.checkpoint import load_field
+    from runner.artifacts.documents import FieldEntry
+    return load_field(store, run_id, FieldEntry.model_validate(entry), **options)
+
+
+def write_signed(store: Any, rel: str, doc: dict[str, Any]) -> None:
+    """Write a document signed with the test session's key (what a key holder can do)."""
+    from runner.artifacts.signing import sign_document
+    store.write_bytes(rel, json.dumps(sign_document(doc)).encode())

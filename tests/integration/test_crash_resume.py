@@ -44,13 +44,15 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from runner.artifacts import ArtifactStore, load_checkpoint, read_run
+from runner.artifacts import ArtifactStore
 from runner.artifacts.checkpoint import last_main_checkpoint
 from runner.orchestration.plan import ParallelGroup, StageStep
 from runner.registry import StageRegistry
 from runner.sdk import QuantSDK
 from tests.integration import crash_shapes
 from tests.integration.crash_shapes import MANIFEST, PIPELINE
+from tests.integration.store_shapes import load_ckpt as load_checkpoint
+from tests.integration.store_shapes import run_doc as read_run
 
 pytestmark = [pytest.mark.integration]
 

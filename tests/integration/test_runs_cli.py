@@ -11,13 +11,16 @@ import pyarrow.parquet as pq
 import pytest
 from pandas.testing import assert_frame_equal
 
-from runner.artifacts import ArtifactStore, list_runs, read_index, read_run
-from runner.artifacts.checkpoint import load_field
+from runner.artifacts import ArtifactStore, list_runs
 from runner.artifacts.codec import sha256
+from runner.artifacts.signing import sign_document
 from runner.errors import StageFailedError
 from runner.sdk import QuantSDK
 from tests.integration.conftest import clear_s3fs_caches
-from tests.integration.store_shapes import StoreContext, write_manifest
+from tests.integration.store_shapes import StoreContext, write_manifest, write_signed
+from tests.integration.store_shapes import index_doc as read_index
+from tests.integration.store_shapes import load_entry as load_field
+from tests.integration.store_shapes import run_doc as read_run
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +44,7 @@ def _runs(root: Any, tmp_path: Path) -> ArtifactStore:
 def _age(store: ArtifactStore, run_id: str, when: str) -> None:
     doc = read_run(store, run_id)
     doc.update(started=when, ended=when, updated=when)
-    store.write_bytes(f"runs/{run_id}/run.json", json.dumps(doc).encode())
+    write_signed(store, f"runs/{run_id}/run.json", doc)
 
 
 def test_runs_and_artifacts_commands(cli_root, tmp_path, cli):
@@ -119,7 +122,7 @@ def test_runs_and_artifacts_commands(cli_root, tmp_path, cli):
     _age(store, "fail-1", LONG_AGO)
     running = {"run_id": "stuck-1", "pipeline": "main", "status": "running",
                "started": LONG_AGO, "ended": None, "updated": LONG_AGO}
-    store.write_bytes("runs/stuck-1/run.json", json.dumps(running).encode())
+    write_signed(store, "runs/stuck-1/run.json", running)
     assert store.exists("summaries/runs/fail-1/error_context.pkl")
 
     if full:
@@ -127,14 +130,14 @@ def test_runs_and_artifacts_commands(cli_root, tmp_path, cli):
         assert proc.returncode == 0, proc.stderr
         assert "would delete 2 runs" in proc.stderr
         assert {"fail-1", "old-1"} <= set(proc.stderr.replace(",", " ").split())
-        assert {d["run_id"] for d in list_runs(store)} == {"new-1", "fail-1", "old-1", "stuck-1"}
+        assert {d.run_id for d in list_runs(store)} == {"new-1", "fail-1", "old-1", "stuck-1"}
 
     proc = run("runs", "prune", "--older-than", "30")
     assert proc.returncode == 0, proc.stderr
     assert "deleted 2 runs" in proc.stderr
     clear_s3fs_caches()  # this process listed runs/ before: see test_list_runs_is_not_stale
     fresh = ArtifactStore(cli_root.url, cli_root.storage_options)
-    assert [d["run_id"] for d in list_runs(fresh)] == ["new-1", "stuck-1"]
+    assert [d.run_id for d in list_runs(fresh)] == ["new-1", "stuck-1"]
     assert not fresh.exists("runs/old-1/run.json")
     assert not fresh.exists("runs/fail-1/steps/001-load_frames/index.json")
     assert not fresh.exists("summaries/runs/fail-1/error.json")
@@ -180,11 +183,14 @@ def test_command_errors(tmp_path, cli):
 
 def test_list_runs_is_not_stale(s3_root):
     store = ArtifactStore(s3_root.url, s3_root.storage_options)
-    store.write_bytes("runs/mine-1/run.json", json.dumps({"run_id": "mine-1"}).encode())
-    assert [d["run_id"] for d in list_runs(store)] == ["mine-1"]
+    write_signed(store, "runs/mine-1/run.json",
+                 {"run_id": "mine-1", "pipeline": "p", "status": "running"})
+    assert [d.run_id for d in list_runs(store)] == ["mine-1"]
     # another process (its own S3 client) starts a run in the same store
     other = s3_root.server.admin()
     other.pipe_file(f"{s3_root.bucket}/prefix/runs/theirs-1/run.json",
-                    json.dumps({"run_id": "theirs-1", "started": "2030-01-01"}).encode())
+                    json.dumps(sign_document({"run_id": "theirs-1", "pipeline": "p",
+                                              "status": "running", "started": "2030-01-01"})
+                               ).encode())
     again = ArtifactStore(s3_root.url, s3_root.storage_options)  # a new store, same process
-    assert [d["run_id"] for d in list_runs(again)] == ["theirs-1", "mine-1"]
+    assert [d.run_id for d in list_runs(again)] == ["theirs-1", "mine-1"]

@@ -26,13 +26,23 @@ import pyarrow.parquet as pq
 import pytest
 from pandas.testing import assert_frame_equal, assert_series_equal
 
-from runner.artifacts import ArtifactStore, list_runs, load_checkpoint, read_index, read_run
-from runner.artifacts.checkpoint import load_field
-from runner.artifacts.codec import KEY_ENV, SIGNED, sha256, unpickle
+from runner.artifacts import ArtifactStore, list_runs, load_error_context
+from runner.artifacts.codec import sha256
+from runner.artifacts.signing import KEY_ENV, PICKLE_HEADER
 from runner.errors import ArtifactError, IntegrityError, StageFailedError, UsageError
 from runner.sdk import QuantSDK
 from tests.integration.conftest import AWS_ENV, StoreRoot, free_port
-from tests.integration.store_shapes import Marker, StoreContext, typed_frame, write_manifest
+from tests.integration.store_shapes import (
+    Marker,
+    StoreContext,
+    typed_frame,
+    write_manifest,
+    write_signed,
+)
+from tests.integration.store_shapes import index_doc as read_index
+from tests.integration.store_shapes import load_ckpt as load_checkpoint
+from tests.integration.store_shapes import load_entry as load_field
+from tests.integration.store_shapes import run_doc as read_run
 from tests.shapes import ShapeContext, base_context
 
 pytestmark = pytest.mark.integration
@@ -92,14 +102,14 @@ def final_dir(store: ArtifactStore, run_id: str) -> str:
 def replace_field(store: ArtifactStore, run_id: str, step_dir: str, field: str,
                   data: bytes, *, fix_index: bool) -> str:
     """Overwrite a field's stored file; with ``fix_index`` also record its new sha256
-    (what an attacker who can write the store would do). Returns the file's URL."""
+    (what someone holding the key could do; without it the index is refused). Returns the file's URL."""
     index = read_index(store, run_id, step_dir)
     entry = index["fields"][field]
     rel = f"runs/{run_id}/{entry['file']}"
     store.write_bytes(rel, data)
     if fix_index:
         entry.update(sha256=sha256(data), bytes=len(data))
-        store.write_bytes(f"runs/{run_id}/{step_dir}/index.json", json.dumps(index).encode())
+        write_signed(store, f"runs/{run_id}/{step_dir}/index.json", index)  # by a key holder
     return store.url_of(rel)
 
 
@@ -243,10 +253,11 @@ def test_no_temporary_files_left(manifest, store_root, tmp_path, monkeypatch):
     with pytest.raises(StageFailedError):
         sdk.run_pipeline("main", context(tmp_path, flag=str(flag)), run_id="tmp-2")
     store = store_for(store_root)
-    # unsigned forensics (no key) are a plain pickle, as the CLI tells users to load them
-    received = pickle.loads(store.read_bytes("summaries/runs/tmp-2/error_context.pkl"))
+    # forensics are signed with the key file's key (no RUNNER_ARTIFACT_KEY needed)
+    received = load_error_context(store.url_of("summaries/runs/tmp-2/error_context.pkl"),
+                                  store.storage_options)
     assert isinstance(received, StoreContext) and received.value == 1
-    assert json.loads(store.read_bytes("summaries/runs/tmp-2/error.json"))["signed"] is False
+    assert json.loads(store.read_bytes("summaries/runs/tmp-2/error.json"))["signed"] is True
     files = all_files(store)
     assert any(f.endswith("/runs/tmp-1/steps/007-finish/index.json") for f in files)
     assert any(f.endswith("/summaries/runs/tmp-2/error.json") for f in files)
@@ -286,45 +297,44 @@ def test_corrupted_files_are_refused(manifest, store_root, tmp_path):
     # a truncated pickle
     assert fields["pair"]["format"] == "pickle"
     data = store.read_bytes(f"runs/bad-1/{fields['pair']['file']}")
-    assert pickle.loads(data) == ("alpha", 1, frozenset({"a", "b"}))  # unsigned: no key set
+    assert data.startswith(PICKLE_HEADER)  # signed although no RUNNER_ARTIFACT_KEY is set
     url = replace_field(store, "bad-1", step, "pair", data[:-5], fix_index=False)
     with pytest.raises(IntegrityError, match="sha256 does not match") as info:
         load_checkpoint(store, "bad-1", step)
     assert url in str(info.value)
     replace_field(store, "bad-1", step, "pair", data[:-5], fix_index=True)
-    with pytest.raises(IntegrityError, match="cannot unpickle") as info:
+    with pytest.raises(IntegrityError, match="does not verify") as info:
         load_checkpoint(store, "bad-1", step)
     assert url in str(info.value)
 
 
 def test_signed_pickle_tampered_is_never_unpickled(manifest, store_root, tmp_path,
                                                    monkeypatch):
-    monkeypatch.setenv(KEY_ENV, "k-one")
+    monkeypatch.setenv(KEY_ENV, "k-one-0123456789")
     sdk_for(manifest, store_root).run_pipeline("main", context(tmp_path), run_id="sig-1")
     store = store_for(store_root)
     step = final_dir(store, "sig-1")
     entry = read_index(store, "sig-1", step)["fields"]["pair"]
     data = store.read_bytes(f"runs/sig-1/{entry['file']}")
-    assert data.startswith(SIGNED)
+    assert data.startswith(PICKLE_HEADER)
     assert load_checkpoint(store, "sig-1", step).pair == ("alpha", 1, frozenset({"a", "b"}))
 
-    monkeypatch.setenv(KEY_ENV, "k-two")  # another key: the signature does not verify
-    with pytest.raises(IntegrityError, match="signature does not verify"):
+    monkeypatch.setenv(KEY_ENV, "k-two-0123456789")  # another key: nothing verifies
+    with pytest.raises(IntegrityError, match="another key"):
         load_checkpoint(store, "sig-1", step)
 
-    monkeypatch.setenv(KEY_ENV, "k-one")
+    monkeypatch.setenv(KEY_ENV, "k-one-0123456789")
     marker = tmp_path / "unpickled.txt"
     hostile = pickle.dumps(Marker(str(marker)))
-    header = data[: len(SIGNED) + 32]  # the genuine signature of the genuine payload
+    header = data[: len(PICKLE_HEADER) + 32]  # the genuine signature of the genuine payload
     url = replace_field(store, "sig-1", step, "pair", header + hostile, fix_index=True)
-    with pytest.raises(IntegrityError, match="signature does not verify") as info:
+    with pytest.raises(IntegrityError, match="does not verify") as info:
         load_checkpoint(store, "sig-1", step)
     assert url in str(info.value)
     assert not marker.exists()
 
 
-def test_unsigned_pickle_refused_when_a_key_is_set(manifest, store_root, tmp_path,
-                                                   monkeypatch):
+def test_unsigned_pickle_refused_by_default(manifest, store_root, tmp_path, monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)
     sdk_for(manifest, store_root).run_pipeline("main", context(tmp_path), run_id="uns-1")
     store = store_for(store_root)
@@ -332,14 +342,12 @@ def test_unsigned_pickle_refused_when_a_key_is_set(manifest, store_root, tmp_pat
     marker = tmp_path / "unpickled.txt"
     url = replace_field(store, "uns-1", step, "pair", pickle.dumps(Marker(str(marker))),
                         fix_index=True)
-    monkeypatch.setenv(KEY_ENV, "k-one")
-    with pytest.raises(IntegrityError, match="not signed") as info:
+    with pytest.raises(IntegrityError, match="not a signed pickle") as info:
         load_checkpoint(store, "uns-1", step)
     assert url in str(info.value)
     assert not marker.exists()
-    # the control: without a key the same bytes are unpickled, and the payload runs
-    monkeypatch.delenv(KEY_ENV)
-    load_checkpoint(store, "uns-1", step)
+    # the control: --allow-unsigned reads it (a store the user vouches for), and it runs
+    load_checkpoint(store, "uns-1", step, allow_unsigned=True)
     assert marker.read_text() == "unpickled!"
 
 
@@ -505,7 +513,7 @@ def test_resume_of_an_unknown_run_starts_fresh(manifest, store_root, tmp_path):
 
 
 def test_forensics_on_the_store(manifest, store_root, tmp_path, monkeypatch):
-    key = "k-forensics"
+    key = "k-forensics-0123456789"
     monkeypatch.setenv(KEY_ENV, key)
     monkeypatch.chdir(tmp_path)  # a local fallback would land here: it must not be used
     _fail_at_flaky(manifest, store_root, tmp_path, "for-1")
@@ -520,8 +528,8 @@ def test_forensics_on_the_store(manifest, store_root, tmp_path, monkeypatch):
     assert doc["error_context"] == store.url_of(pkl)
     assert doc["signed"] is True
     data = store.read_bytes(pkl)
-    assert data.startswith(SIGNED)  # signed with the key, like checkpoint pickles
-    received = unpickle(data, where=pkl)
+    assert data.startswith(PICKLE_HEADER)  # signed with the key, like checkpoint pickles
+    received = load_error_context(store.url_of(pkl), store.storage_options)
     assert isinstance(received, StoreContext)
     assert received.value == 1 and received.notes == []  # what flaky received
     assert list(received.feature_store.columns) == ["px", "qty", "sym", "live", "x", "y"]
@@ -655,8 +663,10 @@ def test_storage_failing_mid_run(manifest, store_root, tmp_path, monkeypatch):
     assert error.error_context is not None
     assert Path(error.error_context).resolve() == (local / "error_context.pkl").resolve()
     assert json.loads((local / "error.json").read_text())["stage"] == "CheckpointHook.on_step_end"
-    with (local / "error_context.pkl").open("rb") as fh:
-        assert pickle.load(fh).pair == ("alpha", 1, frozenset({"a", "b"}))
+    # signed like any forensics: the fallback is an ArtifactStore on a local folder
+    assert (local / "error_context.pkl").read_bytes().startswith(PICKLE_HEADER)
+    assert load_error_context(str(local / "error_context.pkl")).pair == (
+        "alpha", 1, frozenset({"a", "b"}))
     assert "summaries/runs/out-1/error_context.pkl" in stores[0].refused
 
     # what was written before the outage is intact and loads with its checksums
@@ -695,8 +705,8 @@ def test_bucket_deleted_mid_run_through_the_cli(manifest, s3_root, tmp_path, cli
     local = tmp_path / "data/artifacts/summaries/runs/sab-1"
     info = json.loads((local / "error.json").read_text())
     assert info["stage"] == "CheckpointHook.on_step_end"
-    with (local / "error_context.pkl").open("rb") as fh:
-        assert pickle.load(fh).audit_trail[:2] == ["frames", "sabotaged"]
+    assert load_error_context(str(local / "error_context.pkl")).audit_trail[:2] == [
+        "frames", "sabotaged"]
     assert str(Path("data/artifacts/summaries/runs/sab-1/error_context.pkl")) in proc.stderr
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from runner.artifacts import load_error_context
 from runner.sdk import QuantSDK
 from tests.shapes import base_context
 
@@ -70,7 +70,7 @@ def test_run_failure_exit_1_with_forensics(manifest, tmp_path):
     assert "the model diverged" in doc["error"]
     pkl = tmp_path / "data/artifacts/summaries/runs/cli-boom/error_context.pkl"
     assert Path(tmp_path, doc["error_context"]) == pkl
-    assert pickle.loads(pkl.read_bytes()).audit_trail == ["a"]
+    assert load_error_context(str(pkl)).audit_trail == ["a"]
     assert "error_context.pkl" in proc.stderr and "load_error_context(" in proc.stderr
     hint = proc.stderr.split('python -c "', 1)[1].split('"', 1)[0]
     loaded = subprocess.run([sys.executable, "-c", hint + "; print(ctx.audit_trail)"],

@@ -18,12 +18,14 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from runner.artifacts import ArtifactStore, read_index, read_run
+from runner.artifacts import ArtifactStore
 from runner.errors import StageFailedError
 from runner.sdk import QuantSDK
 from runner.telemetry.report import TIMELINE_KINDS, render_report
 from runner.telemetry.spans import decode_jsonl
 from runner.telemetry.view import format_bytes, format_duration, render_trace, summarize
+from tests.integration.store_shapes import index_doc as read_index
+from tests.integration.store_shapes import run_doc as read_run
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_764_130_000_000_000_000

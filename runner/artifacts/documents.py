@@ -1,0 +1,274 @@
+"""Typed documents of the store (run.json, index.json, error.json) and their readers.
+
+A reader gets the bytes, parses the JSON, verifies the embedded signature, then
+validates the document against its model and checks that it names the place it
+was found at (run id, step folder) and only paths inside its run. Whatever is
+wrong (bad JSON, wrong types, missing keys, a path outside the run, a document
+from another run) is one :class:`IntegrityError` naming the file: exit 2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from runner.artifacts.layout import RunPaths
+from runner.artifacts.signing import sign_document, verify_document
+from runner.artifacts.store import ArtifactStore
+from runner.errors import ArtifactError, IntegrityError
+
+__all__ = [
+    "FORMAT",
+    "STATUSES",
+    "CheckpointRef",
+    "ErrorDoc",
+    "FieldEntry",
+    "IndexDoc",
+    "RunDoc",
+    "parse_document",
+    "read_error_doc",
+    "read_index_doc",
+    "read_run_doc",
+    "read_spans_bytes",
+    "write_spans",
+]
+
+log = logging.getLogger("runner.artifacts")
+
+FORMAT = 1
+STATUSES = ("running", "succeeded", "failed", "interrupted")
+MAX_PLAN_DEPTH = 128
+
+M = TypeVar("M", bound=BaseModel)
+
+Count = Annotated[int, Field(ge=0, le=2**53)]
+Text = Annotated[str, Field(max_length=100_000)]
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class PlanNode(_Doc):
+    """One node of the plan outline kept in run.json (drawn by ``runner report``)."""
+
+    kind: Text
+    name: Text = ""
+    path: Text = ""
+    merge: Text | None = None
+    children: list[PlanNode] = Field(default_factory=list)
+
+    def depth(self) -> int:
+        todo, deepest = [(self, 1)], 0
+        while todo:
+            node, level = todo.pop()
+            deepest = max(deepest, level)
+            todo.extend((child, level + 1) for child in node.children)
+        return deepest
+
+
+class RunErrorInfo(_Doc):
+    type: Text = ""
+    message: Text = ""
+
+
+class CheckpointRef(_Doc):
+    """A checkpoint as run.json lists it."""
+
+    seq: Annotated[int, Field(ge=1, le=10**9)]
+    dir: Text
+    name: Text
+    path: Text
+    kind: Literal["step", "branch"]
+
+
+class RunDoc(_Doc):
+    """runs/<RUN_ID>/run.json."""
+
+    format: Literal[1] = 1
+    run_id: Text
+    pipeline: Text
+    trace_id: Text | None = None
+    executor: Text | None = None
+    manifest_digest: Text = ""
+    status: Literal["running", "succeeded", "failed", "interrupted"]
+    started: Text | None = None
+    ended: Text | None = None
+    updated: Text | None = None
+    attempts: Count = 1
+    error: RunErrorInfo | None = None
+    plan: PlanNode | None = None
+    completed: list[Text] = Field(default_factory=list)
+    checkpoints: list[CheckpointRef] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _shallow_plan(self) -> RunDoc:
+        if self.plan is not None and self.plan.depth() > MAX_PLAN_DEPTH:
+            raise ValueError(f"plan is nested deeper than {MAX_PLAN_DEPTH} levels")
+        return self
+
+    def last_main_checkpoint(self) -> CheckpointRef | None:
+        steps = [c for c in self.checkpoints if c.kind == "step"]
+        return steps[-1] if steps else None
+
+
+class FieldEntry(_Doc):
+    """One field of a checkpoint: its file (relative to the run), format and checksum."""
+
+    file: Text
+    format: Literal["parquet", "series", "json", "pickle"]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    bytes: Count
+    rows: Count | None = None
+    series_name: Any = None
+
+
+class IndexDoc(_Doc):
+    """runs/<RUN_ID>/steps/<NNN>-<name>/index.json."""
+
+    format: Literal[1] = 1
+    run_id: Text
+    dir: Text | None = None  # None only in indexes of older runners (unsigned)
+    name: Text
+    path: Text
+    kind: Literal["step", "branch"]
+    context_type: Text
+    fields: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")], FieldEntry]
+    created: Text | None = None
+
+
+class ErrorDoc(_Doc):
+    """summaries/runs/<RUN_ID>/error.json (forensics of a failed stage)."""
+
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+
+    run_id: Text
+    trace_id: Text | None = None
+    pipeline: Text | None = None
+    stage: Text | None = None
+    path: Text | None = None
+    kind: Text | None = None
+    exception_type: Text | None = None
+    message: Text | None = None
+    traceback: Text | None = None
+    pid: Count | None = None
+    time: Text | None = None
+    error_context: Text | None = None
+    pickle_error: Text | None = None
+
+
+class SpansSignature(_Doc):
+    """spans.sig.json: binds spans.jsonl (by sha256) to its run."""
+
+    run_id: Text
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+def write_spans(store: ArtifactStore, run_id: str, data: bytes) -> None:
+    """spans.jsonl and its signed checksum (spans first: a reader never sees a signature
+    of spans that are not there yet)."""
+    paths = RunPaths(run_id)
+    store.write_bytes(paths.spans_file, data)
+    signed = sign_document({"run_id": run_id, "sha256": hashlib.sha256(data).hexdigest()})
+    store.write_bytes(paths.spans_signature_file, json.dumps(signed).encode())
+
+
+def read_spans_bytes(store: ArtifactStore, run_id: str, *, allow_unsigned: bool = False
+                     ) -> bytes:
+    """spans.jsonl of ``run_id`` once its signed checksum verifies."""
+    paths = RunPaths(run_id)
+    data = store.read_bytes(paths.spans_file)
+    where = store.url_of(paths.spans_file)
+    try:
+        raw, sig_where = _read(store, paths.spans_signature_file,
+                               allow_unsigned=allow_unsigned)
+        sig = _typed(SpansSignature, raw, sig_where)
+    except ArtifactError as exc:
+        if not allow_unsigned:
+            raise IntegrityError(f"{where} cannot be verified: {exc}", url=where) from None
+        log.warning("%s is not signed; reading it anyway (--allow-unsigned)", where)
+        return data
+    if sig.run_id != run_id or sig.sha256 != hashlib.sha256(data).hexdigest():
+        if not allow_unsigned:
+            raise IntegrityError(f"{where} does not match its signed checksum (modified, or "
+                                 "copied from another run)", url=where)
+        log.warning("%s does not verify; reading it anyway (--allow-unsigned)", where)
+    return data
+
+
+# ---------------------------------------------------------------- reading
+
+
+def parse_document(data: bytes, *, where: str, allow_unsigned: bool = False
+                   ) -> dict[str, Any]:
+    """JSON bytes to a plain object, its signature verified (not yet typed)."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, 5000 digits, deep
+        raise IntegrityError(f"{where}: not valid JSON: {str(exc)[:200]}", url=where) from None
+    if not isinstance(doc, dict):
+        raise IntegrityError(f"{where}: not a JSON object", url=where)
+    return verify_document(doc, where=where, allow_unsigned=allow_unsigned)
+
+
+def _typed(model: type[M], doc: dict[str, Any], where: str) -> M:
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "(document)"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise IntegrityError(f"{where}: {loc}: {first['msg']}{more}", url=where) from None
+    except RecursionError:
+        raise IntegrityError(f"{where}: nested too deeply", url=where) from None
+
+
+def _read(store: ArtifactStore, rel: str, *, allow_unsigned: bool) -> tuple[dict[str, Any], str]:
+    where = store.url_of(rel)
+    return parse_document(store.read_bytes(rel), where=where,
+                          allow_unsigned=allow_unsigned), where
+
+
+def read_run_doc(store: ArtifactStore, run_id: str, *, allow_unsigned: bool = False) -> RunDoc:
+    """run.json of ``run_id``: verified, typed, naming this run, its folders inside it."""
+    paths = RunPaths(run_id)
+    raw, where = _read(store, paths.run_file, allow_unsigned=allow_unsigned)
+    doc = _typed(RunDoc, raw, where)
+    if doc.run_id != run_id:
+        raise IntegrityError(f"{where} belongs to run {doc.run_id[:80]!r}, not {run_id!r} "
+                             "(copied from another run)", url=where)
+    for ckpt in doc.checkpoints:
+        paths.step_dir(ckpt.dir)
+    return doc
+
+
+def read_index_doc(store: ArtifactStore, run_id: str, step_dir: str, *,
+                   allow_unsigned: bool = False) -> IndexDoc:
+    """A checkpoint's index.json: verified, typed, bound to this run and folder."""
+    paths = RunPaths(run_id)
+    raw, where = _read(store, paths.index_file(step_dir), allow_unsigned=allow_unsigned)
+    index = _typed(IndexDoc, raw, where)
+    if index.run_id != run_id or index.dir not in (None, step_dir) \
+            or (index.dir is None and not allow_unsigned):
+        raise IntegrityError(f"{where} is the index of {index.run_id[:80]!r} "
+                             f"{str(index.dir)[:80]}, not of this checkpoint (copied from "
+                             "another run or step)", url=where)
+    for entry in index.fields.values():
+        paths.member(entry.file)
+    return index
+
+
+def read_error_doc(store: ArtifactStore, run_id: str, *,
+                   allow_unsigned: bool = False) -> ErrorDoc:
+    """error.json of ``run_id``'s forensics: verified, typed, naming this run."""
+    paths = RunPaths(run_id)
+    raw, where = _read(store, paths.error_info_file, allow_unsigned=allow_unsigned)
+    doc = _typed(ErrorDoc, raw, where)
+    if doc.run_id != run_id:
+        raise IntegrityError(f"{where} belongs to run {doc.run_id[:80]!r}, not {run_id!r}",
+                             url=where)
+    return doc
