@@ -102,7 +102,8 @@ def final_dir(store: ArtifactStore, run_id: str) -> str:
 def replace_field(store: ArtifactStore, run_id: str, step_dir: str, field: str,
                   data: bytes, *, fix_index: bool) -> str:
     """Overwrite a field's stored file; with ``fix_index`` also record its new sha256
-    (what someone holding the key could do; without it the index is refused). Returns the file's URL."""
+    (what someone holding the key could do; without it the index is refused).
+    Returns the file's URL."""
     index = read_index(store, run_id, step_dir)
     entry = index["fields"][field]
     rel = f"runs/{run_id}/{entry['file']}"
