@@ -57,7 +57,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from runner.artifacts import ArtifactStore, read_index, read_run
-from runner.artifacts.checkpoint import last_main_checkpoint
 from runner.artifacts.codec import PARQUET_OPTIONS, encode, sha256
 from runner.context import Context, fork_value, values_equal
 from runner.manifest import Manifest, parse_manifest
@@ -225,11 +224,11 @@ def verify(frame: Frame, fns: list[FrameFn], registry: StageRegistry, manifest: 
                               checkpoints=True)
     expected = result.context.feature_store
     store = ArtifactStore(folder / "store")
-    last = last_main_checkpoint(read_run(store, result.run_id))
+    last = read_run(store, result.run_id).last_main_checkpoint()
     assert last is not None, "the run left no checkpoint"
-    entry = read_index(store, result.run_id, last["dir"])["fields"]["feature_store"]
-    path = folder / "store" / "runs" / result.run_id / entry["file"]
-    sha_ok = sha256(path.read_bytes()) == entry["sha256"]
+    entry = read_index(store, result.run_id, last.dir).fields["feature_store"]
+    path = folder / "store" / "runs" / result.run_id / entry.file
+    sha_ok = sha256(path.read_bytes()) == entry.sha256
     back = pq.read_table(path).to_pandas()
     pyarrow_ok = bool(back.equals(expected) and back.index.equals(expected.index)
                       and list(back.columns) == list(expected.columns))
@@ -249,7 +248,7 @@ def verify(frame: Frame, fns: list[FrameFn], registry: StageRegistry, manifest: 
     usage = tree_bytes(folder / "store")
     shutil.rmtree(folder / "store")
     return {
-        "file": f"runs/<run>/{entry['file']}", "file_bytes": entry["bytes"],
+        "file": f"runs/<run>/{entry.file}", "file_bytes": entry.bytes,
         "sha256_ok": sha_ok,
         "equals_loop": bool(expected.equals(loop(frame, fns))),
         "pyarrow_equal": pyarrow_ok, "duckdb_rows": len(duck), "duckdb_columns": names,
