@@ -3,6 +3,7 @@
 Layout under the store root:
 
     runs/<RUN_ID>/run.json                       pipeline, manifest digest, status, steps done
+                                                 (status running|succeeded|failed|interrupted)
     runs/<RUN_ID>/lock.json                      who runs it now (heartbeat)
     runs/<RUN_ID>/steps/<NNN>-<name>/index.json  field -> file, sha256, bytes, rows
     runs/<RUN_ID>/steps/<NNN>-<name>/<field>.parquet|json|pkl
@@ -28,7 +29,7 @@ from typing import Any
 from runner.artifacts.codec import decode, encode, sha256
 from runner.artifacts.store import ArtifactStore
 from runner.context import fork_value, values_equal
-from runner.errors import ArtifactError, IntegrityError
+from runner.errors import ArtifactError, IntegrityError, RunInterruptedError
 from runner.orchestration.graph import outline
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Branch, ParallelGroup, Plan
@@ -132,6 +133,7 @@ class CheckpointHook(RunHook):
     fields_referenced, start, end (epoch seconds), error."""
     _last: dict[str, _Kept] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _saving: threading.Lock = field(default_factory=threading.Lock)
     _doc: dict[str, Any] = field(default_factory=dict)
     _main: list[str] = field(default_factory=list)
     _seq: int = 0
@@ -169,21 +171,37 @@ class CheckpointHook(RunHook):
         self.flush(raise_error=False)
         self._stop_writer()
         failure = error or self._error
-        self._doc.update(status="succeeded" if failure is None else "failed", ended=_now())
-        if failure is not None:
-            self._doc["error"] = {"type": type(failure).__name__, "message": str(failure)}
+        status = ("succeeded" if failure is None
+                  else "interrupted" if _interrupted(error) else "failed")
+        with self._lock:
+            if self._doc["status"] == "interrupted" and status == "failed":
+                status = "interrupted"  # aborted already: what it stopped is no failure
+            self._doc.update(status=status, ended=_now())
+            if failure is not None:
+                self._doc["error"] = {"type": type(failure).__name__, "message": str(failure)}
         try:
             self._save()
         except ArtifactError:
             if failure is None:
                 raise
 
-    def _save(self) -> None:
+    def on_run_abort(self, run: RunInfo, error: BaseException) -> None:
+        """Record ``interrupted`` with the checkpoints committed so far, without
+        waiting for those still being written (a later commit keeps the status)."""
         with self._lock:
-            self._doc.update(completed=list(self.completed), checkpoints=list(self.checkpoints),
-                             updated=_now())
-            data = json.dumps(self._doc, indent=2, default=str).encode()
-        self.store.write_bytes(f"{run_dir(self._doc['run_id'])}/run.json", data)
+            if self._doc.get("status") != "running":
+                return  # never started, or ended already
+            self._doc.update(status="interrupted", ended=_now(),
+                             error={"type": type(error).__name__, "message": str(error)})
+        self._save()
+
+    def _save(self) -> None:
+        with self._saving:  # the last status set is the last one written
+            with self._lock:
+                self._doc.update(completed=list(self.completed),
+                                 checkpoints=list(self.checkpoints), updated=_now())
+                data = json.dumps(self._doc, indent=2, default=str).encode()
+            self.store.write_bytes(f"{run_dir(self._doc['run_id'])}/run.json", data)
 
     # ------------------------------------------------------------ checkpoints
 
@@ -362,6 +380,11 @@ class _Lane:
             self.queue.put(None)
             self.thread.join()
             self.thread = None
+
+
+def _interrupted(error: BaseException | None) -> bool:
+    """A run stopped on purpose (a signal, Ctrl-C), not one that failed."""
+    return isinstance(error, RunInterruptedError | KeyboardInterrupt)
 
 
 def last_main_checkpoint(doc: dict[str, Any]) -> dict[str, Any] | None:
