@@ -262,6 +262,8 @@ class DAGRunner:
                 self.executor.abort()  # KeyboardInterrupt, SystemExit: never wait on workers
                 raise
             self.executor.shutdown()
+            if self._aborted is not None:  # recorded as interrupted already: not a success
+                raise Cancelled(self.plan.pipeline)
         except StepFailure as failure:
             if self.interrupted and failure.kind == "branch":  # its worker was stopped
                 raise self._stopped() from None

@@ -40,7 +40,9 @@ and goes on once the driver has acted on it (:func:`main` makes the run touch
 stage in flight does when a pod is told to stop. ``CRASH_SIGNAL_COUNT=2`` sends a
 second signal after that; ``CRASH_STALL=1`` then makes the stage hang (a stage
 that outlives the grace period, or one a second signal must not wait for).
-``partial`` writes cannot be combined with a signal.
+``partial`` writes cannot be combined with a signal. ``CRASH_HOLD=<stage>`` makes
+that stage wait on entry until the run is interrupted (the main thread is held
+there while a checkpoint writer thread signals).
 
 Run the driver as ``python -c "from tests.integration.crash_shapes import main;
 main()" run PIPELINE ...`` (or ``python -m tests.integration.crash_shapes``).
@@ -185,6 +187,8 @@ def _wait_recorded() -> None:
 
 
 def _enter(name: str) -> None:
+    if os.environ.get("CRASH_HOLD") == name:  # until the run is interrupted
+        _wait_ack()
     if os.environ.get("CRASH_AT") == f"{name}:before":
         _wait_recorded()
         die()
