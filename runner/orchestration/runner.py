@@ -185,10 +185,10 @@ class DAGRunner:
             env.cancel.set()
 
     def abort(self) -> RunInterruptedError | None:
-        """Stop now, from any thread, because the process is about to exit: the
-        executor drops queued branches and kills its workers, every hook hears
-        ``on_run_abort`` (run.json records ``interrupted`` with what is committed, the
-        lock is released) and the workspace is removed. Returns the error recorded,
+        """Stop now, from any thread, because the process is about to exit: every
+        hook hears ``on_run_abort`` (run.json records ``interrupted`` with what is
+        committed, the lock is released), the executor drops queued branches and
+        kills its workers, and the workspace is removed. Returns the error recorded,
         or None when the run had already ended."""
         self.interrupt(self._signum or signal.SIGTERM)
         with self._state:
@@ -197,17 +197,17 @@ class DAGRunner:
             if self._aborted is not None:
                 return self._aborted
             error = self._aborted = self._interruption(forced=True)
-        try:
-            self.executor.abort()
-        except Exception as exc:
-            log.error("run %s: stopping the %s executor failed: %s: %s", self.run_id,
-                      self.executor.name, type(exc).__name__, exc)
-        for hook in self.hooks:
+        for hook in self.hooks:  # first: the record and the lock matter most
             try:
                 hook.on_run_abort(self.info, error)
             except Exception as exc:
                 log.error("hook %s.on_run_abort failed: %s: %s", type(hook).__name__,
                           type(exc).__name__, exc)
+        try:
+            self.executor.abort()
+        except Exception as exc:
+            log.error("run %s: stopping the %s executor failed: %s: %s", self.run_id,
+                      self.executor.name, type(exc).__name__, exc)
         self._cleanup()
         return error
 

@@ -146,6 +146,7 @@ SCENARIOS: dict[str, tuple[dict[str, str], list[str] | None, str | None]] = {
     # during a parallel group on threads and on worker processes
     "group-threads": (_at("crash.volatility:inside", wait=RETURNS), None, "threads"),
     "group-processes": (_at("crash.volatility:inside", wait=RETURNS), None, "processes"),
+    "group-ray": (_at("crash.volatility:inside", wait=RETURNS), None, "ray"),
     # during a checkpoint write (position's, on the writer thread, while pnl runs):
     # it is committed, and pnl, in flight, finishes and is committed too
     "checkpoint-write": ({**_write(r"crash\.position/feature_store\.parquet$", "before",
@@ -158,6 +159,8 @@ SCENARIOS: dict[str, tuple[dict[str, str], list[str] | None, str | None]] = {
 def test_sigterm_then_resume_elsewhere_equals_uninterrupted(tmp_path, reference, other_host,
                                                              name):
     env, completed, executor = SCENARIOS[name]
+    if executor == "ray":
+        pytest.importorskip("ray")
     _manifest(tmp_path)
     crashed, out, took = signalled(tmp_path, 1, env, executor=executor)
     print(f"{name}: exit 143 {took:.2f}s after start; completed {crashed.completed}")

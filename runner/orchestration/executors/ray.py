@@ -537,7 +537,8 @@ class RayComputeEngine(Executor):
                 yield self._outcome(ray, ref, task)
 
     def abort(self) -> None:
-        """Cancel the branches still running (their workers are killed)."""
+        """Cancel the branches still running (their workers are killed); a Ray this
+        run started is shut down (its agents would outlive the process)."""
         ray = self._ray
         if ray is None:
             return
@@ -546,6 +547,11 @@ class RayComputeEngine(Executor):
                 ray.cancel(ref, force=True)
             except Exception as exc:  # gone already, or Ray is going down
                 log.debug("could not cancel a Ray task: %s", exc)
+        if self._owned:
+            try:
+                ray.shutdown()
+            except Exception as exc:
+                log.debug("could not shut Ray down: %s", exc)
 
     def _outcome(self, ray: Any, ref: Any, task: BranchTask) -> BranchOutcome:
         from ray import exceptions as rex
