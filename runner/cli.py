@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -24,7 +26,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from runner.artifacts import storage_options_from
-from runner.errors import ContextCollisionError, RunnerError, StageFailedError, UsageError
+from runner.errors import (
+    ContextCollisionError,
+    RunInterruptedError,
+    RunnerError,
+    StageFailedError,
+    UsageError,
+)
 from runner.k8s_cli import register as register_k8s
 from runner.manifest import dump_schema
 from runner.orchestration.executors import EXECUTORS
@@ -32,6 +40,7 @@ from runner.orchestration.graph import render_dot, render_mermaid
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Plan, Step, compile_all
 from runner.orchestration.records import RunInfo, RunResult, StepRecord
+from runner.orchestration.signals import StopOnSignals, term_grace
 from runner.runs_cli import (
     AllowUnsignedOpt,
     ArtifactsOpt,
@@ -322,7 +331,12 @@ def run(
     path: PathOpt = None,
     allow_unsigned: AllowUnsignedOpt = False,
 ) -> None:
-    """Run a pipeline locally."""
+    """Run a pipeline locally.
+
+    SIGTERM or SIGINT stops it: no new step starts, the steps in flight get
+    RUNNER_TERM_GRACE seconds (20), then it exits 143 (130 for SIGINT) with the
+    command that resumes it; a second signal stops it at once.
+    """
     if resume and not run_id:
         _fail(UsageError("--resume needs the --run-id of the run to continue"))
     sdk = _sdk(manifest, artifacts, storage_option, path=path, allow_unsigned=allow_unsigned)
@@ -333,16 +347,31 @@ def run(
     hooks = [] if quiet or structured else [Progress(err)]
     doc: dict[str, Any] = {"run_id": run_id, "pipeline": pipeline}
     params = _parse_params([*(param or []), *([f"data={data}"] if data else [])])
+
+    def exit_now(error: RunInterruptedError | None, signum: int) -> None:
+        """A second signal, or the grace ran out: say so and exit, not waiting on
+        anything (a stage may still run; the interruption is recorded already)."""
+        code = _interrupted(error, signum, doc, as_json=as_json, structured=structured)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
     try:
-        root = _root_context(sdk.plan(pipeline), params)  # refused before the run id is taken
-        runner = sdk.runner(pipeline, executor=executor.value if executor else None,
-                            run_id=run_id, hooks=hooks, resume=resume, force=force)
-        doc.update(run_id=runner.run_id, trace_id=runner.trace_id)
-        try:
-            result = runner.run(root)
-        finally:
-            if tracing is not None:
-                tracing.close()  # this process ends with the run: stop any retries now
+        stop = StopOnSignals(grace=term_grace(), on_abort=exit_now)
+        with stop:
+            root = _root_context(sdk.plan(pipeline), params)  # refused before the id is taken
+            runner = sdk.runner(pipeline, executor=executor.value if executor else None,
+                                run_id=run_id, hooks=hooks, resume=resume, force=force)
+            stop.attach(runner)
+            doc.update(run_id=runner.run_id, trace_id=runner.trace_id)
+            try:
+                result = runner.run(root)
+            finally:
+                if tracing is not None:
+                    tracing.close()  # this process ends with the run: stop any retries now
+    except RunInterruptedError as exc:
+        raise typer.Exit(_interrupted(exc, exc.signum, doc, as_json=as_json,
+                                      structured=structured)) from None
     except (StageFailedError, ContextCollisionError) as exc:
         records = getattr(exc, "records", ())
         doc.update(status="failed", steps=_steps_json(records), error=str(exc),
@@ -361,6 +390,27 @@ def run(
             doc.update(status="failed", steps=[], error=str(exc))
             out.print(json.dumps(doc), markup=False)
         _fail(exc)
+    _succeeded(result, sdk, doc, as_json=as_json, quiet=quiet, structured=structured)
+
+
+INTERNAL_ERROR = 3
+
+
+def _succeeded(result: RunResult, sdk: QuantSDK, doc: dict[str, Any], *, as_json: bool,
+               quiet: bool, structured: bool) -> None:
+    """What a successful (or already complete) run prints."""
+    if result.extras.get("already_complete"):
+        doc.pop("trace_id", None)  # nothing ran: no trace
+        doc.update(status="succeeded", already_complete=True, steps=[])
+        if as_json:
+            out.print(json.dumps(doc), markup=False)
+        if structured:
+            logging.getLogger("runner").info("run %s already succeeded: nothing to resume",
+                                             result.run_id, extra={"event": "run_ended"})
+        elif not quiet:
+            err.print(f"run {result.run_id} already succeeded: nothing to resume "
+                      f"(runner runs show {result.run_id})")
+        return
     doc.update(status="succeeded", steps=_steps_json(result.records))
     report = _report(result.context)
     if report is not None:
@@ -371,7 +421,43 @@ def run(
         _summary(result, sdk)
 
 
-INTERNAL_ERROR = 3
+def _resume_command(run_id: str) -> str:
+    """This very command line, made to resume ``run_id``."""
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--run-id":
+            skip = True
+        elif arg != "--resume" and not arg.startswith("--run-id="):
+            args.append(arg)
+    return shlex.join(["runner", *args, "--resume", "--run-id", run_id])
+
+
+def _interrupted(error: RunInterruptedError | None, signum: int, doc: dict[str, Any], *,
+                 as_json: bool, structured: bool) -> int:
+    """Say the run was interrupted and how to continue it; the exit code (128 + N)."""
+    name = signal.Signals(signum).name
+    run_id = doc.get("run_id")
+    command = _resume_command(str(run_id)) if run_id else None
+    what = str(error) if error is not None else (
+        f"run {run_id!r} interrupted by {name} before it could be recorded" if run_id
+        else f"interrupted by {name} before the run started")
+    doc.update(status="interrupted", signal=name,
+               completed=list(error.completed) if error is not None else [],
+               forced=error.forced if error is not None else True,
+               steps=_steps_json(error.records) if error is not None else [],
+               resume_command=command)
+    if as_json:
+        out.print(json.dumps(doc), markup=False)
+    line = f"{what}; continue it with: {command}" if command else what
+    if structured:
+        logging.getLogger("runner").warning("%s", line, extra={
+            "event": "interrupted", "signal": name, "exit_code": 128 + signum})
+    else:
+        err.print(f"[bold yellow]interrupted:[/] {escape(line)}", markup=True,
+                  highlight=False)
+    return 128 + signum
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:

@@ -8,7 +8,8 @@
     │   └── IntegrityError       a file's checksum or signature does not verify
     ├── ExecutionError           a run failed (exit 1)
     │   ├── StageFailedError     a stage raised; carries the forensics
-    │   └── ContextCollisionError  parallel branches changed one field differently
+    │   ├── ContextCollisionError  parallel branches changed one field differently
+    │   └── RunInterruptedError  a signal (or the application) stopped the run (exit 128+N)
     └── UsageError               a front door was called wrongly (exit 2)
 
 Every error carries structured fields and an ``exit_code``; front doors print
@@ -141,3 +142,36 @@ class StageFailedError(ExecutionError):
         self.original = cause
         self.records = tuple(records)
         super().__init__(f"stage {stage!r} at {path} failed: {exc_type}: {message}")
+
+
+class RunInterruptedError(ExecutionError):
+    """The run was stopped on purpose (SIGTERM, SIGINT, or :meth:`DAGRunner.interrupt`):
+    no new step started; what completed is checkpointed and ``--resume`` continues it.
+
+    ``forced`` is True when the run could not wind down in time (a second signal, or
+    the grace period ran out while a stage still ran). The exit code is the shell's
+    for the signal: 143 for SIGTERM, 130 for SIGINT.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        signal_name: str,
+        signum: int,
+        completed: Sequence[str] = (),
+        total: int = 0,
+        forced: bool = False,
+        records: Sequence[Any] = (),
+    ) -> None:
+        self.run_id = run_id
+        self.signal_name = signal_name
+        self.signum = signum
+        self.completed = tuple(completed)
+        self.total = total
+        self.forced = forced
+        self.records = tuple(records)
+        self.exit_code = 128 + signum
+        how = "stopped at once" if forced else "stopped"
+        super().__init__(f"run {run_id!r} interrupted by {signal_name}: {how} after "
+                         f"{len(self.completed)} of {total} steps")

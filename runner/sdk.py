@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from functools import cached_property
@@ -31,6 +32,7 @@ from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Plan, compile_plan
 from runner.orchestration.records import Resume, RunInfo, RunResult
 from runner.orchestration.runner import DAGRunner, new_run_id
+from runner.orchestration.signals import StopOnSignals, term_grace
 from runner.registry import StageRegistry, add_module_folders
 from runner.telemetry import Tracing, TracingHook, current_traceparent, encode_jsonl
 from runner.telemetry import get_tracing as _get_tracing
@@ -127,6 +129,9 @@ class QuantSDK:
             state, _ = prepare_resume(store, run_id, plan, force=force,
                                       allow_unsigned=self.allow_unsigned)
             read = (started, time.time())
+            if state is not None and state.finished:  # nothing runs, nothing to guard
+                return DAGRunner(plan, executor=executor, run_id=run_id, hooks=hooks,
+                                 workspace_root=self.workspace_root, resume=state, **options)
             completed = sorted(state.completed, key=[s.path for s in plan.main_line()].index
                                ) if state else []
         elif store.exists(RunPaths(run_id).run_file):
@@ -176,11 +181,28 @@ class QuantSDK:
         executor: str | Executor | None = None,
         run_id: str | None = None,
         hooks: Sequence[RunHook] = (),
+        handle_signals: bool = False,
         **options: Any,
     ) -> RunResult:
-        """Run a pipeline defined in the manifest; see :meth:`runner` for options."""
-        runner = self.runner(name, executor=executor, run_id=run_id, hooks=hooks, **options)
-        return runner.run(context)
+        """Run a pipeline defined in the manifest; see :meth:`runner` for options.
+
+        With ``handle_signals`` (main thread only) SIGTERM and SIGINT stop the run as
+        the command line does: no new step starts, the steps in flight get
+        ``RUNNER_TERM_GRACE`` seconds, then :class:`RunInterruptedError`; a second
+        signal (or the grace running out) records the interruption and hands the
+        signal to the application's own handler. Off by default: a library does not
+        take an application's handlers. Resuming a run that already succeeded runs
+        nothing: ``result.extras["already_complete"]`` is True, ``context`` None.
+        """
+        if not handle_signals:
+            runner = self.runner(name, executor=executor, run_id=run_id, hooks=hooks,
+                                 **options)
+            return runner.run(context)
+        with StopOnSignals(grace=term_grace()) as stop:
+            runner = self.runner(name, executor=executor, run_id=run_id, hooks=hooks,
+                                 **options)
+            stop.attach(runner)
+            return runner.run(context)
 
     def workspace(self, run_id: str) -> Path:
         """The scratch folder of a run."""
@@ -206,11 +228,23 @@ class _SpansWriter:
 
 
 class _ReleaseLock(RunHook):
-    """Gives the run id back when the run ends, however it ends."""
+    """Gives the run id back when the run ends, however it ends (an abort included)."""
 
     def __init__(self, lock: RunLock) -> None:
         self.lock = lock
+        self._once = threading.Lock()
+        self._released = False
 
     def on_run_end(self, run: RunInfo, result: RunResult | None,
                    error: BaseException | None) -> None:
-        self.lock.release()
+        self._release()
+
+    def on_run_abort(self, run: RunInfo, error: BaseException) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        with self._once:
+            if self._released:
+                return
+            self._released = True
+            self.lock.release()

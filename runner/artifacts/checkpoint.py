@@ -2,7 +2,8 @@
 
 The layout is :mod:`runner.artifacts.layout`'s; run.json and each index.json are
 signed documents (:mod:`runner.artifacts.documents`), and an index binds its run,
-its folder, the field names, formats, files, sha256 and the context type. A field
+its folder, the field names, formats, files, sha256 and the context type. A run's
+status is running, succeeded, failed or interrupted (a signal stopped it). A field
 unchanged since the previous checkpoint is referenced, not rewritten.
 """
 
@@ -32,7 +33,7 @@ from runner.artifacts.layout import RunPaths
 from runner.artifacts.signing import sign_document
 from runner.artifacts.store import ArtifactStore
 from runner.context import fork_value, values_equal
-from runner.errors import ArtifactError, IntegrityError
+from runner.errors import ArtifactError, IntegrityError, RunInterruptedError
 from runner.orchestration.graph import outline
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Branch, ParallelGroup, Plan
@@ -156,6 +157,7 @@ class CheckpointHook(RunHook):
     fields_referenced, start, end (epoch seconds), error."""
     _last: dict[str, _Kept] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _saving: threading.Lock = field(default_factory=threading.Lock)
     _doc: dict[str, Any] = field(default_factory=dict)
     _main: list[str] = field(default_factory=list)
     _seq: int = 0
@@ -195,21 +197,37 @@ class CheckpointHook(RunHook):
         self.flush(raise_error=False)
         self._stop_writer()
         failure = error or self._error
-        self._doc.update(status="succeeded" if failure is None else "failed", ended=_now())
-        if failure is not None:
-            self._doc["error"] = {"type": type(failure).__name__, "message": str(failure)}
+        status = ("succeeded" if failure is None
+                  else "interrupted" if _interrupted(error) else "failed")
+        with self._lock:
+            if self._doc["status"] == "interrupted" and status == "failed":
+                status = "interrupted"  # aborted already: what it stopped is no failure
+            self._doc.update(status=status, ended=_now())
+            if failure is not None:
+                self._doc["error"] = {"type": type(failure).__name__, "message": str(failure)}
         try:
             self._save()
         except ArtifactError:
             if failure is None:
                 raise
 
-    def _save(self) -> None:
+    def on_run_abort(self, run: RunInfo, error: BaseException) -> None:
+        """Record ``interrupted`` with the checkpoints committed so far, without
+        waiting for those still being written (a later commit keeps the status)."""
         with self._lock:
-            self._doc.update(completed=list(self.completed), checkpoints=list(self.checkpoints),
-                             updated=_now())
-            data = json.dumps(sign_document(self._doc), indent=2).encode()
-        self.store.write_bytes(RunPaths(self._doc["run_id"]).run_file, data)
+            if self._doc.get("status") != "running":
+                return  # never started, or ended already
+            self._doc.update(status="interrupted", ended=_now(),
+                             error={"type": type(error).__name__, "message": str(error)})
+        self._save()
+
+    def _save(self) -> None:
+        with self._saving:  # the last status set is the last one written
+            with self._lock:
+                self._doc.update(completed=list(self.completed),
+                                 checkpoints=list(self.checkpoints), updated=_now())
+                data = json.dumps(sign_document(self._doc), indent=2).encode()
+            self.store.write_bytes(RunPaths(self._doc["run_id"]).run_file, data)
 
     # ------------------------------------------------------------ checkpoints
 
@@ -390,3 +408,8 @@ class _Lane:
             self.queue.put(None)
             self.thread.join()
             self.thread = None
+
+
+def _interrupted(error: BaseException | None) -> bool:
+    """A run stopped on purpose (a signal, Ctrl-C), not one that failed."""
+    return isinstance(error, RunInterruptedError | KeyboardInterrupt)

@@ -176,7 +176,11 @@ def load_error_context(location: str, storage_options: dict[str, Any] | None = N
 
 def prepare_resume(store: ArtifactStore, run_id: str, plan: Plan, *, force: bool = False,
                    allow_unsigned: bool = False) -> tuple[Resume | None, RunDoc | None]:
-    """The context and done steps to resume ``run_id`` from (None: start afresh)."""
+    """The context and done steps to resume ``run_id`` from (None: start afresh).
+
+    A run that already succeeded gives a ``finished`` resume: nothing runs again.
+    An ``interrupted`` run resumes like a failed one.
+    """
     if not store.exists(RunPaths(run_id).run_file):
         return None, None
     doc = read_run(store, run_id, allow_unsigned=allow_unsigned)
@@ -188,10 +192,10 @@ def prepare_resume(store: ArtifactStore, run_id: str, plan: Plan, *, force: bool
             raise UsageError(f"the manifest changed since run {run_id!r} started; "
                              "resume with --force to use the new one anyway")
         log.warning("resuming run %s with a changed manifest (--force)", run_id)
-    if doc.status == "succeeded":
-        raise UsageError(f"run {run_id!r} already succeeded; nothing to resume")
     main = [s.path for s in plan.main_line()]
     completed = [p for p in doc.completed if p in main]
+    if doc.status == "succeeded":  # a retried pod: nothing to do, not an error
+        return Resume(None, frozenset(completed), finished=True), doc
     last = doc.last_main_checkpoint()
     if last is None or not completed:
         return None, doc

@@ -46,7 +46,7 @@ class CancelFlag(Protocol):
 
 
 class Cancelled(Exception):
-    """A branch stopped before a step because the run is failing elsewhere."""
+    """A step was not started because the run is failing elsewhere or was interrupted."""
 
 
 class StepFailure(Exception):
@@ -327,6 +327,9 @@ def run_group(group: ParallelGroup, ctx: Any, env: Env) -> Any:
     if failures:
         _notify_quietly(env, "on_group_end", group, None)
         raise failures[0]
+    if len(done) < len(group.branches):  # the run was interrupted: never merge a part
+        _notify_quietly(env, "on_group_end", group, None)
+        raise Cancelled(group.path)
     merged = _merge(group, ctx, done, env)
     notify(env, "on_group_end", group, merged, path=group.path, ctx=merged)
     return merged

@@ -73,3 +73,12 @@ class RunHook:
         self, run: RunInfo, result: RunResult | None, error: BaseException | None
     ) -> None:
         """The run ended, with a result or an error."""
+
+    def on_run_abort(self, run: RunInfo, error: BaseException) -> None:
+        """The process is about to exit at once (a second signal, or the grace period
+        ran out while a stage still runs): record what you can, quickly.
+
+        Called from another thread, maybe while a stage or ``on_run_end`` still runs
+        on the main thread; it must be thread-safe and idempotent. ``on_run_end``
+        may never come.
+        """

@@ -57,6 +57,8 @@ class Resume:
 
     context: Any
     completed: frozenset[str]
+    finished: bool = False
+    """The run already succeeded: nothing runs again (a retried pod exits 0)."""
 
 
 @dataclass(frozen=True)

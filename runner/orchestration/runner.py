@@ -4,6 +4,12 @@ and cleans up.
     runner = DAGRunner(plan, executor="threads")
     runner.trace_id            # known before anything runs
     result = runner.run()      # RunResult, or raises StageFailedError / ContextCollisionError
+
+Stopping a run is one mechanism, whatever asks for it (a signal handler the front
+door installs, see :mod:`runner.orchestration.signals`, or the application):
+``runner.interrupt(signum)`` stops scheduling -- no new step or branch starts, those
+in flight finish -- and ``run()`` raises :class:`RunInterruptedError` once the hooks
+have recorded it; ``runner.abort()`` (from any thread) is for when that cannot wait.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import logging
 import os
 import re
 import secrets
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -19,9 +27,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from runner.errors import ContextCollisionError, StageFailedError, UsageError
+from runner.errors import (
+    ContextCollisionError,
+    RunInterruptedError,
+    StageFailedError,
+    UsageError,
+)
 from runner.forensics import ForensicsWriter, LocalForensics
-from runner.orchestration.execute import Env, StepFailure, notify, run_steps
+from runner.orchestration.execute import Cancelled, Env, StepFailure, notify, run_steps
 from runner.orchestration.executors import Executor, make_executor
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Plan
@@ -99,6 +112,11 @@ class DAGRunner:
         self.resume = resume
         self.info = RunInfo(self.run_id, self.trace_id, plan.pipeline, self.executor.name,
                             self.parent_span_id)
+        self._state = threading.Lock()
+        self._signum: int | None = None
+        self._env: Env | None = None
+        self._ended = False
+        self._aborted: RunInterruptedError | None = None
 
     @staticmethod
     def _trace(traceparent: str | None) -> tuple[str, str | None]:
@@ -143,14 +161,92 @@ class DAGRunner:
                 context.__dict__["workspace"] = str(path)
         return context
 
+    # ------------------------------------------------------------ stopping
+
+    @property
+    def interrupted(self) -> bool:
+        """True once :meth:`interrupt` was called."""
+        return self._signum is not None
+
+    def interrupt(self, signum: int = signal.SIGTERM) -> None:
+        """Stop scheduling, from any thread (not from a signal handler itself: it takes
+        locks): no new step or branch starts; the steps in flight finish, then
+        :meth:`run` records the interruption and raises :class:`RunInterruptedError`
+        (exit code 128 + ``signum``). Later calls do nothing; before :meth:`run`, the
+        run stops before its first step."""
+        with self._state:
+            if self._signum is not None:
+                return
+            self._signum = int(signum)
+            env = self._env
+        log.info("run %s interrupted (%s): no new step starts, the steps in flight "
+                 "finish", self.run_id, _signal_name(signum))
+        if env is not None:
+            env.cancel.set()
+
+    def abort(self) -> RunInterruptedError | None:
+        """Stop now, from any thread, because the process is about to exit: every
+        hook hears ``on_run_abort`` (run.json records ``interrupted`` with what is
+        committed, the lock is released), the executor drops queued branches and
+        kills its workers, and the workspace is removed. Returns the error recorded,
+        or None when the run had already ended."""
+        self.interrupt(self._signum or signal.SIGTERM)
+        with self._state:
+            if self._ended:
+                return None
+            if self._aborted is not None:
+                return self._aborted
+            error = self._aborted = self._interruption(forced=True)
+        for hook in self.hooks:  # first: the record and the lock matter most
+            try:
+                hook.on_run_abort(self.info, error)
+            except Exception as exc:
+                log.error("hook %s.on_run_abort failed: %s: %s", type(hook).__name__,
+                          type(exc).__name__, exc)
+        try:
+            self.executor.abort()
+        except Exception as exc:
+            log.error("run %s: stopping the %s executor failed: %s: %s", self.run_id,
+                      self.executor.name, type(exc).__name__, exc)
+        self._cleanup()
+        return error
+
+    def _interruption(self, *, forced: bool) -> RunInterruptedError:
+        """The error that says what this run completed before it was stopped."""
+        signum = self._signum or signal.SIGTERM
+        env = self._env
+        done = set(self.resume.completed if self.resume else ())
+        for record in list(env.records) if env is not None else []:
+            if record.branch is None and record.status == "succeeded":
+                done.add(record.path.removesuffix(":merge"))
+        main = [step.path for step in self.plan.main_line()]
+        return RunInterruptedError(
+            run_id=self.run_id, signal_name=_signal_name(signum), signum=signum,
+            completed=[p for p in main if p in done], total=len(main), forced=forced,
+            records=env.records if env is not None else (),
+        )
+
+    # ------------------------------------------------------------ running
+
     def run(self, context: Any = None) -> RunResult:
-        """Run the plan; raise :class:`StageFailedError` or :class:`ContextCollisionError`.
+        """Run the plan; raise :class:`StageFailedError`, :class:`ContextCollisionError`
+        or, once :meth:`interrupt` was called, :class:`RunInterruptedError`.
 
         Hooks always hear ``on_run_end``, whatever happened after ``on_run_start``.
+        A resumed run that had already succeeded runs nothing and calls no hook.
         """
+        if self.resume is not None and self.resume.finished:
+            now = time.time()
+            return RunResult(self.run_id, self.trace_id, self.plan.pipeline,
+                             self.resume.context, (), now, now, self.executor.name,
+                             extras={"already_complete": True})
         env = Env(self.info, self.executor.new_cancel_flag(), self.executor, self.hooks,
                   self.snapshots,
                   completed=self.resume.completed if self.resume else frozenset())
+        with self._state:
+            self._env = env
+            if self._signum is not None:
+                env.cancel.set()
         start = time.time()
         try:
             ctx = self.root_context(self.resume.context if self.resume else context)
@@ -159,12 +255,23 @@ class DAGRunner:
                 self.executor.start()
             try:
                 ctx = run_steps(self.plan.steps, ctx, env)
-            finally:
+            except (StepFailure, Cancelled):
                 self.executor.shutdown()
+                raise
+            except BaseException:
+                self.executor.abort()  # KeyboardInterrupt, SystemExit: never wait on workers
+                raise
+            self.executor.shutdown()
+            if self._aborted is not None:  # recorded as interrupted already: not a success
+                raise Cancelled(self.plan.pipeline)
         except StepFailure as failure:
+            if self.interrupted and failure.kind == "branch":  # its worker was stopped
+                raise self._stopped() from None
             error = self._fail(failure, env)
             self._end(None, error)
             raise error from failure.original
+        except Cancelled:
+            raise self._stopped() from None
         except BaseException as exc:
             self._cleanup()
             self._end(None, exc)
@@ -175,6 +282,13 @@ class DAGRunner:
         self._end(result, None)
         return result
 
+    def _stopped(self) -> RunInterruptedError:
+        """The run stopped at a step boundary after :meth:`interrupt`: record it."""
+        error = self._interruption(forced=False)
+        self._cleanup()
+        self._end(None, error)
+        return self._aborted or error
+
     def _end(self, result: RunResult | None, error: BaseException | None) -> None:
         for hook in self.hooks:
             try:
@@ -182,6 +296,8 @@ class DAGRunner:
             except Exception as exc:
                 log.error("hook %s.on_run_end failed: %s: %s", type(hook).__name__,
                           type(exc).__name__, exc)
+        with self._state:
+            self._ended = True
 
     def _fail(self, failure: StepFailure, env: Env) -> StageFailedError | ContextCollisionError:
         info = {
@@ -222,3 +338,10 @@ class DAGRunner:
         except Exception as exc:
             log.error("cleanup of run %s's workspace failed: %s: %s",
                       self.run_id, type(exc).__name__, exc)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from opentelemetry import trace
 
+from runner.errors import RunInterruptedError
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.records import RunInfo, RunResult, StepRecord
 
@@ -118,6 +119,9 @@ class LogHook(RunHook):
         if error is None:
             log.info("run succeeded in %.2fs", result.duration if result else 0.0,
                      extra={"event": "run_ended", "status": "succeeded"})
+        elif isinstance(error, RunInterruptedError):
+            log.info("run interrupted: %s", error,
+                        extra={"event": "run_ended", "status": "interrupted"})
         else:
             log.error("run failed: %s: %s", type(error).__name__, error,
                       extra={"event": "run_ended", "status": "failed"})

@@ -47,6 +47,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from runner.errors import RunInterruptedError
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Branch, ParallelGroup, PipelineStep, Plan, Step
 from runner.orchestration.records import RunInfo, RunResult, StepRecord
@@ -451,28 +452,43 @@ class TracingHook(RunHook):
                          error=(*_split_error(error), None) if error else None, end_ns=e)
         self._pending.clear()
 
-    def on_run_end(self, run: RunInfo, result: RunResult | None,
-                   error: BaseException | None) -> None:
-        span = self._run_span
-        if span is None:
-            return
+    def _end_run_span(self, result: RunResult | None, error: BaseException | None) -> bool:
+        """End the run's span (and any left open) once; False if it was ended already."""
         with self._lock:
+            span, self._run_span = self._run_span, None
+            if span is None:
+                return False
             leftovers = [s for s, _ in self._steps.values()] + list(self._spans.values())
             self._steps.clear()
             self._spans.clear()
+        stopped = isinstance(error, RunInterruptedError)
         for open_span in leftovers:  # spans a failure left open end with the run
-            self._finish(open_span, True)
-        if error is not None:
+            self._finish(open_span, not stopped, status="interrupted" if stopped else None)
+        if stopped:
+            span.add_event("exception", _error_attrs(type(error).__name__, str(error), None))
+            span.set_attribute("runner.status", "interrupted")
+            span.end()
+        elif error is not None:
             tb = getattr(error, "traceback", None)
             self._finish(span, True, error=(type(error).__name__, str(error), tb))
         else:
             if result is not None:
                 span.set_attribute("runner.steps", len(result.records))
             self._finish(span, False)
+        return True
+
+    def on_run_abort(self, run: RunInfo, error: BaseException) -> None:
+        """Spans of what ran so far to spans.jsonl; no export (the process exits now)."""
+        if self._end_run_span(None, error) and self.on_spans is not None:
+            self.on_spans(self.tracing.collector.take(run.run_id, run.trace_id))
+
+    def on_run_end(self, run: RunInfo, result: RunResult | None,
+                   error: BaseException | None) -> None:
+        if not self._end_run_span(result, error):
+            return
         if self._run_token is not None:
             with contextlib.suppress(Exception):  # detached in another context
                 otel_context.detach(self._run_token)  # type: ignore[arg-type]
-        self._run_span = None
         if self.tracing.export is not None and not self.tracing.flush():
             config = self.tracing.config
             log.warning("could not export the spans of run %s to %s (OTLP %s): the "

@@ -31,6 +31,19 @@ Kill points, all read from the environment of the process that runs them:
   - ``after``: lets the file land under its name, then dies (e.g. an index.json
     written, run.json not yet updated).
 
+Signals instead of SIGKILL: with ``CRASH_SIGNAL=TERM`` (or ``INT``) every kill point
+above -- and ``CRASH_AT=<stage>:after``, at the end of the stage's work -- sends
+that signal to the driver process (``$CRASH_DRIVER_PID``, which :func:`main` sets;
+its whole process group with ``CRASH_SIGNAL_GROUP=1``, as a terminal's Ctrl-C does)
+and goes on once the driver has acted on it (:func:`main` makes the run touch
+``$CRASH_ACK`` when it is interrupted); the stage then finishes its work, as a
+stage in flight does when a pod is told to stop. ``CRASH_SIGNAL_COUNT=2`` sends a
+second signal after that; ``CRASH_STALL=1`` then makes the stage hang (a stage
+that outlives the grace period, or one a second signal must not wait for).
+``partial`` writes cannot be combined with a signal. ``CRASH_HOLD=<stage>`` makes
+that stage wait on entry until the run is interrupted (the main thread is held
+there while a checkpoint writer thread signals).
+
 Run the driver as ``python -c "from tests.integration.crash_shapes import main;
 main()" run PIPELINE ...`` (or ``python -m tests.integration.crash_shapes``).
 """
@@ -109,8 +122,41 @@ class CrashContext(Context):
 
 
 def die() -> None:
-    """SIGKILL this process: no cleanup, no hooks, no flushing."""
+    """SIGKILL this process: no cleanup, no hooks, no flushing (with ``CRASH_SIGNAL``,
+    signal the driver instead and go on)."""
+    if os.environ.get("CRASH_SIGNAL"):
+        signal_driver()
+        return
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def signal_driver() -> None:
+    """Send ``$CRASH_SIGNAL`` to the driver, wait until its run is interrupted, then
+    maybe signal again (``CRASH_SIGNAL_COUNT``) and hang (``CRASH_STALL``)."""
+    signum = signal.Signals[f"SIG{os.environ['CRASH_SIGNAL']}"]
+    driver = int(os.environ.get("CRASH_DRIVER_PID", os.getpid()))
+    group = os.environ.get("CRASH_SIGNAL_GROUP") == "1"
+    for n in range(int(os.environ.get("CRASH_SIGNAL_COUNT", "1"))):
+        if group:
+            os.killpg(os.getpgid(driver), signum)
+        else:
+            os.kill(driver, signum)
+        if n == 0:
+            _wait_ack()
+    if os.environ.get("CRASH_STALL") == "1":
+        time.sleep(600)  # ended by the driver (os._exit, or killing its workers)
+
+
+def _wait_ack() -> None:
+    """Until the driver's run has been interrupted (30 s at most)."""
+    path = os.environ.get("CRASH_ACK")
+    if not path:
+        return
+    for _ in range(3000):
+        if os.path.exists(path):
+            return
+        time.sleep(0.01)
+    raise SystemExit(f"CRASH_ACK: the driver did not interrupt its run within 30s ({path})")
 
 
 def ledger(name: str) -> None:
@@ -141,6 +187,8 @@ def _wait_recorded() -> None:
 
 
 def _enter(name: str) -> None:
+    if os.environ.get("CRASH_HOLD") == name:  # until the run is interrupted
+        _wait_ack()
     if os.environ.get("CRASH_AT") == f"{name}:before":
         _wait_recorded()
         die()
@@ -149,6 +197,13 @@ def _enter(name: str) -> None:
 
 def _halfway(name: str) -> None:
     if os.environ.get("CRASH_AT") == f"{name}:inside":
+        _wait_recorded()
+        die()
+
+
+def _leave(name: str) -> None:
+    """The stage's work is done; it returns next (a signal here lands between steps)."""
+    if os.environ.get("CRASH_AT") == f"{name}:after":
         _wait_recorded()
         die()
 
@@ -166,6 +221,7 @@ def seed(ctx: CrashContext) -> CrashContext:
     frame["regime"] = np.where(day % 3 == 0, "calm", "busy")
     ctx.feature_store = frame
     ctx.log(f"seed:{len(frame)}")
+    _leave("crash.seed")
     return ctx
 
 
@@ -175,6 +231,7 @@ def returns(ctx: CrashContext) -> CrashContext:
     fs["ret"] = fs["price"].pct_change().fillna(0.0)
     _halfway("crash.returns")
     ctx.log(f"returns:{fs['ret'].std():.10f}")
+    _leave("crash.returns")
     return ctx
 
 
@@ -184,6 +241,7 @@ def momentum(ctx: CrashContext) -> CrashContext:
     fs["mom"] = fs["ret"].rolling(5, min_periods=1).mean()
     _halfway("crash.momentum")
     ctx.log(f"momentum:{fs['mom'].iloc[-1]:.10f}")
+    _leave("crash.momentum")
     return ctx
 
 
@@ -194,6 +252,7 @@ def trade_signal(ctx: CrashContext) -> CrashContext:
     _halfway("crash.signal")
     ctx.notes.append(f"long:{int((fs['sig'] > 0).sum())}")
     ctx.log("signal")
+    _leave("crash.signal")
     return ctx
 
 
@@ -209,6 +268,7 @@ def volatility(ctx: CrashContext) -> CrashContext:
     ctx.stats = {**ctx.stats, "vol_mean": float(fs["vol"].mean())}
     ctx.notes.append("vol")
     ctx.log("volatility")
+    _leave("crash.volatility")
     return ctx
 
 
@@ -218,6 +278,7 @@ def position(ctx: CrashContext) -> CrashContext:
     fs["pos"] = (fs["sig"] * 0.01 / fs["vol"]).clip(-5.0, 5.0)
     _halfway("crash.position")
     ctx.log(f"position:{fs['pos'].abs().sum():.10f}")
+    _leave("crash.position")
     return ctx
 
 
@@ -232,6 +293,7 @@ def pnl(ctx: CrashContext) -> CrashContext:
     ctx.stats = {**ctx.stats, "total": float(equity.iloc[-1] - 1.0),
                  "worst": float(fs["pnl"].min())}
     ctx.log(f"pnl:{ctx.stats['total']:.10f}")
+    _leave("crash.pnl")
     return ctx
 
 
@@ -244,6 +306,7 @@ def summary(ctx: CrashContext) -> CrashContext:
     ctx.inference_outputs = tail
     ctx.params = {"rows": len(fs), "columns": [str(c) for c in fs.columns]}
     ctx.log(f"summary:{ctx.stats['total']:.10f}")
+    _leave("crash.summary")
     return ctx
 
 
@@ -258,6 +321,9 @@ def install_write_trap(env: Any = os.environ) -> None:
     mode = env.get("CRASH_WRITE_MODE", "partial")
     if mode not in ("partial", "before", "after"):
         raise SystemExit(f"CRASH_WRITE_MODE={mode!r}: expected partial, before or after")
+    if mode == "partial" and env.get("CRASH_SIGNAL"):
+        raise SystemExit("CRASH_WRITE_MODE=partial tears a file for a SIGKILL: not with "
+                         "CRASH_SIGNAL")
     pattern = re.compile(match)
     after = re.compile(env["CRASH_WRITE_AFTER"]) if env.get("CRASH_WRITE_AFTER") else None
     nth = int(env.get("CRASH_WRITE_NTH", "1"))
@@ -292,6 +358,23 @@ def install_write_trap(env: Any = os.environ) -> None:
     ArtifactStore.open_atomic = open_atomic  # type: ignore[method-assign]
 
 
+def install_interrupt_ack(env: Any = os.environ) -> None:
+    """Make ``DAGRunner.interrupt`` touch ``$CRASH_ACK`` once it has stopped scheduling."""
+    path = env.get("CRASH_ACK")
+    if not path:
+        return
+    from runner.orchestration.runner import DAGRunner
+
+    original = DAGRunner.interrupt
+
+    def interrupt(self: Any, signum: int = signal.SIGTERM) -> None:
+        original(self, signum)
+        with open(path, "a", encoding="utf-8"):
+            pass
+
+    DAGRunner.interrupt = interrupt  # type: ignore[method-assign]
+
+
 def _tear(store: Any, rel: str, fh: Any) -> None:
     """Cut the temporary file being written for ``rel`` to half its length, then die."""
     fh.flush()
@@ -308,6 +391,8 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m tests.integration.crash_shapes run PIPELINE ...``: the runner CLI,
     with the write trap of ``CRASH_WRITE_*`` installed (when set)."""
     install_write_trap()
+    install_interrupt_ack()
+    os.environ["CRASH_DRIVER_PID"] = str(os.getpid())  # inherited by worker processes
     from runner import cli
     from runner.registry import REGISTRY
 

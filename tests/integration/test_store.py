@@ -428,16 +428,22 @@ def test_concurrent_run_of_one_run_id_is_refused(manifest, store_root, tmp_path)
     assert not store.exists("runs/lock-3/lock.json")
 
 
-def test_finished_run_id_is_refused(manifest, store_root, tmp_path):
+def test_finished_run_id_is_refused_and_its_resume_runs_nothing(manifest, store_root,
+                                                                  tmp_path):
+    """A new run under a finished id is refused; resuming it (a pod retried after the
+    run succeeded) runs nothing, is no error, and leaves the run as it was."""
     sdk = sdk_for(manifest, store_root)
     sdk.run_pipeline("main", context(tmp_path), run_id="done-1")
     before = ledger(tmp_path)
+    doc = read_run(store_for(store_root), "done-1")
     with pytest.raises(UsageError, match=r"run 'done-1' already exists .*--resume"):
         sdk.run_pipeline("main", context(tmp_path), run_id="done-1")
-    with pytest.raises(UsageError, match="already succeeded; nothing to resume"):
-        sdk.run_pipeline("main", context(tmp_path), run_id="done-1", resume=True)
+    again = sdk.run_pipeline("main", context(tmp_path), run_id="done-1", resume=True)
+    assert again.extras == {"already_complete": True}
+    assert again.status == "succeeded" and again.records == () and again.context is None
     assert ledger(tmp_path) == before
-    assert read_run(store_for(store_root), "done-1")["attempts"] == 1
+    assert read_run(store_for(store_root), "done-1") == doc  # not even attempts changed
+    assert not store_for(store_root).exists("runs/done-1/lock.json")
 
 
 # ---------------------------------------------------------------- resume

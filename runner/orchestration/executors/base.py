@@ -33,6 +33,10 @@ class Executor(ABC):
     def shutdown(self) -> None:
         """Release everything :meth:`start` acquired."""
 
+    def abort(self) -> None:
+        """Stop now, from any thread, never waiting: queued branches never start and
+        workers that can be stopped are (the process is about to exit)."""
+
     def new_cancel_flag(self) -> CancelFlag:
         """A flag visible to running branches that tells them to stop scheduling steps."""
         return threading.Event()

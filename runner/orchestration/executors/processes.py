@@ -9,9 +9,11 @@ first parallel group.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import multiprocessing.connection as mp_connection
 import os
+import signal
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -30,6 +32,9 @@ _CANCEL: Any = None
 def _init_worker(cancel: Any) -> None:
     global _CANCEL  # noqa: PLW0603 - the pool's one way to hand a worker its flag
     _CANCEL = cancel
+    # Ctrl-C reaches the whole process group: the driver alone decides (it lets the
+    # branch finish, or kills its workers); a worker dying of it would break the pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = mp.parent_process()
     if parent is not None:
         threading.Thread(target=_exit_with_parent, args=(parent.sentinel,), daemon=True,
@@ -115,6 +120,18 @@ class ProcessesExecutor(Executor):
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+    def abort(self) -> None:
+        """Kill the workers and drop queued branches: a worker may be running a stage
+        that will not end in time, and idle ones wait for work that never comes."""
+        pool = self._pool
+        if pool is None:
+            return
+        processes = dict(getattr(pool, "_processes", None) or {})
+        for process in processes.values():
+            with contextlib.suppress(Exception):  # already gone
+                process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def run_branches(
         self, tasks: Sequence[BranchTask], cancel: CancelFlag, hooks: Sequence[RunHook]

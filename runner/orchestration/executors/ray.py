@@ -405,6 +405,7 @@ class RayComputeEngine(Executor):
         self._remote_fn: Any = None
         self._flags: Any = None
         self._local: LocalRayEnv | None = None
+        self._pending: dict[Any, BranchTask] = {}
         self._ready_event = threading.Event()
         self._released = threading.Event()
         self.num_cpus = num_cpus
@@ -522,6 +523,7 @@ class RayComputeEngine(Executor):
             flag.set.remote(token)
         shared = ray.put(tasks[0].context)  # once: every branch forks the same context
         pending: dict[Any, BranchTask] = {}
+        self._pending = pending  # for abort(), from another thread
         for task in tasks:
             light = replace(task, context=None)
             options = _task_options(task.branch.resources)
@@ -533,6 +535,23 @@ class RayComputeEngine(Executor):
             for ref in done:
                 task = pending.pop(ref)
                 yield self._outcome(ray, ref, task)
+
+    def abort(self) -> None:
+        """Cancel the branches still running (their workers are killed); a Ray this
+        run started is shut down (its agents would outlive the process)."""
+        ray = self._ray
+        if ray is None:
+            return
+        for ref in list(self._pending):
+            try:
+                ray.cancel(ref, force=True)
+            except Exception as exc:  # gone already, or Ray is going down
+                log.debug("could not cancel a Ray task: %s", exc)
+        if self._owned:
+            try:
+                ray.shutdown()
+            except Exception as exc:
+                log.debug("could not shut Ray down: %s", exc)
 
     def _outcome(self, ray: Any, ref: Any, task: BranchTask) -> BranchOutcome:
         from ray import exceptions as rex
@@ -548,7 +567,7 @@ class RayComputeEngine(Executor):
                 return BranchOutcome(task.branch.index, failure=cause)
             return worker_failure(task, cause)
         except (rex.WorkerCrashedError, rex.NodeDiedError, rex.OutOfMemoryError,
-                rex.ObjectLostError) as exc:
+                rex.ObjectLostError, rex.TaskCancelledError) as exc:
             retries = int(task.branch.resources.get("max_retries", 0))
             died = _died_failure(task, exc, retries)
             return BranchOutcome(task.branch.index, failure=died)

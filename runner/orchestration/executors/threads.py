@@ -62,6 +62,11 @@ class ThreadsExecutor(Executor):
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
+    def abort(self) -> None:
+        pool = self._pool
+        if pool is not None:  # running threads cannot be stopped: the process exits
+            pool.shutdown(wait=False, cancel_futures=True)
+
     def run_branches(
         self, tasks: Sequence[BranchTask], cancel: CancelFlag, hooks: Sequence[RunHook]
     ) -> Iterator[BranchOutcome]:

@@ -1,0 +1,143 @@
+"""Interrupting a run (DAGRunner.interrupt / abort): no new step starts, a group is never
+merged from part of its branches, hooks hear it, and run() raises RunInterruptedError."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+import pytest
+
+from runner.errors import RunInterruptedError, UsageError
+from runner.orchestration.hooks import RunHook
+from runner.orchestration.runner import DAGRunner
+from runner.orchestration.signals import DEFAULT_GRACE, StopOnSignals, term_grace
+from tests.shapes import base_context, plan_for
+
+
+class InterruptAt(RunHook):
+    """Interrupts the run when the step at ``path`` ends; remembers what it heard."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path
+        self.runner: DAGRunner | None = None
+        self.ended: list[BaseException | None] = []
+        self.aborted: list[BaseException] = []
+
+    def on_step_end(self, run: Any, record: Any, context: Any) -> None:
+        if record.path == self.path and self.runner is not None:
+            self.runner.interrupt(signal.SIGINT)
+
+    def on_run_end(self, run: Any, result: Any, error: BaseException | None) -> None:
+        self.ended.append(error)
+
+    def on_run_abort(self, run: Any, error: BaseException) -> None:
+        self.aborted.append(error)
+
+
+def make(steps: list[Any], executor: str, artifacts: Any, hook: InterruptAt,
+         **options: Any) -> DAGRunner:
+    runner = DAGRunner(plan_for(steps), executor=executor, artifacts=artifacts, hooks=[hook],
+                       **options)
+    hook.runner = runner
+    return runner
+
+
+def test_interrupt_stops_before_the_next_step(executor, artifacts):
+    hook = InterruptAt("p[0]")
+    runner = make(["log.a", ["log.b", "add.x"], "log.c"], executor, artifacts, hook)
+    with pytest.raises(RunInterruptedError) as info:
+        runner.run(base_context())
+    error = info.value
+    assert error.signal_name == "SIGINT" and error.exit_code == 130 and not error.forced
+    assert error.completed == ("p[0]",) and error.total == 3
+    assert [r.name for r in error.records] == ["log.a"]  # the group never started
+    assert hook.ended == [error] and hook.aborted == []
+    assert runner.interrupted
+
+
+@pytest.mark.parametrize("executor", ["inline", "threads"])
+def test_a_group_is_not_merged_from_part_of_its_branches(executor, artifacts):
+    hook = InterruptAt("p[0][0][0]")  # the first step of the first branch
+    runner = make([[["log.a", "log.b"], "add.x"], "log.c"], executor, artifacts, hook,
+                  max_workers=1)
+    with pytest.raises(RunInterruptedError) as info:
+        runner.run(base_context())
+    names = [r.name for r in info.value.records]
+    assert "log.b" not in names and "merge" not in names and "log.c" not in names
+    assert info.value.completed == ()
+
+
+def test_interrupt_before_run_runs_nothing(artifacts):
+    hook = InterruptAt()
+    runner = make(["log.a"], "inline", artifacts, hook)
+    runner.interrupt()
+    with pytest.raises(RunInterruptedError) as info:
+        runner.run(base_context())
+    assert info.value.exit_code == 143 and info.value.records == ()
+    assert hook.ended == [info.value]
+
+
+def test_abort_records_at_once_while_a_stage_still_runs(tmp_path, artifacts):
+    started, release = tmp_path / "started", tmp_path / "cancelled"
+    hook = InterruptAt()
+    runner = make(["log.a", ["wait.cancel", "log.b"]], "threads", artifacts, hook)
+    outcome: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            runner.run(base_context(table={"started": str(started), "cancelled": str(release)}))
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    for _ in range(3000):
+        if started.exists():
+            break
+        threading.Event().wait(0.01)
+    error = runner.abort()
+    assert error is not None and error.forced and error.completed == ("p[0]",)
+    assert hook.aborted == [error] and hook.ended == []  # heard before the stage ended
+    assert runner.abort() is error  # once
+    release.write_text("go")
+    thread.join(timeout=60)
+    assert outcome["error"] is error  # run() raises what abort() recorded
+
+
+def test_abort_after_the_run_ended_does_nothing(artifacts):
+    hook = InterruptAt()
+    runner = make(["log.a"], "inline", artifacts, hook)
+    runner.run(base_context())
+    assert runner.abort() is None and hook.aborted == []
+
+
+@pytest.mark.parametrize(("raw", "want"), [("", DEFAULT_GRACE), ("0", 0.0), (" 2.5 ", 2.5)])
+def test_term_grace(raw, want):
+    assert term_grace({"RUNNER_TERM_GRACE": raw}) == want
+
+
+@pytest.mark.parametrize("raw", ["-1", "soon", "nan", "inf"])
+def test_term_grace_refuses_bad_values(raw):
+    with pytest.raises(UsageError, match="RUNNER_TERM_GRACE"):
+        term_grace({"RUNNER_TERM_GRACE": raw})
+
+
+def test_handlers_need_the_main_thread_and_are_restored():
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with StopOnSignals(grace=1.0):
+        assert signal.getsignal(signal.SIGTERM) != before[0]
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    found: list[BaseException] = []
+
+    def off_main() -> None:
+        try:
+            StopOnSignals().__enter__()
+        except UsageError as exc:
+            found.append(exc)
+
+    thread = threading.Thread(target=off_main)
+    thread.start()
+    thread.join()
+    assert found and "main thread" in str(found[0])
