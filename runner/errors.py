@@ -8,6 +8,7 @@
     │   └── IntegrityError       a file's checksum or signature does not verify
     ├── ExecutionError           a run failed (exit 1)
     │   ├── StageFailedError     a stage raised; carries the forensics
+    │   ├── LeaseLostError       another process took the run over (its lease lapsed)
     │   └── ContextCollisionError  parallel branches changed one field differently
     └── UsageError               a front door was called wrongly (exit 2)
 
@@ -141,3 +142,11 @@ class StageFailedError(ExecutionError):
         self.original = cause
         self.records = tuple(records)
         super().__init__(f"stage {stage!r} at {path} failed: {exc_type}: {message}")
+
+
+class LeaseLostError(ExecutionError):
+    """Another process took over the run's lease: this run stops writing and fails."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id

@@ -2,8 +2,8 @@
 
 from runner.artifacts.checkpoint import CheckpointHook, load_checkpoint, read_index, read_run
 from runner.artifacts.codec import KEY_ENV
+from runner.artifacts.lease import LEASE_ENV, RunLease
 from runner.artifacts.runs import (
-    RunLock,
     StoreForensics,
     list_runs,
     load_error_context,
@@ -14,9 +14,10 @@ from runner.artifacts.store import ArtifactStore, storage_options_from
 
 __all__ = [
     "KEY_ENV",
+    "LEASE_ENV",
     "ArtifactStore",
     "CheckpointHook",
-    "RunLock",
+    "RunLease",
     "StoreForensics",
     "list_runs",
     "load_checkpoint",

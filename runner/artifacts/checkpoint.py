@@ -3,7 +3,7 @@
 Layout under the store root:
 
     runs/<RUN_ID>/run.json                       pipeline, manifest digest, status, steps done
-    runs/<RUN_ID>/lock.json                      who runs it now (heartbeat)
+    runs/<RUN_ID>/lease/<EPOCH>.json             who runs it now (lease.py)
     runs/<RUN_ID>/steps/<NNN>-<name>/index.json  field -> file, sha256, bytes, rows
     runs/<RUN_ID>/steps/<NNN>-<name>/<field>.parquet|json|pkl
     summaries/runs/<RUN_ID>/error_context.pkl    forensics, with error.json beside it
