@@ -171,8 +171,12 @@ def _run_json(tmp_path: Path) -> Path:
 
 
 def attempt(tmp_path: Path, n: int, *, resume: bool, env: dict[str, str] | None = None,
-            plain_cli: bool = False, executor: str | None = None) -> Attempt:
-    """Run (or resume) the crash pipeline in a subprocess; its ledger is ledger-<n>.txt."""
+            plain_cli: bool = False, executor: str | None = None,
+            wrap: tuple[str, ...] = ()) -> Attempt:
+    """Run (or resume) the crash pipeline in a subprocess; its ledger is ledger-<n>.txt.
+
+    ``wrap`` goes before the command (``unshare ...`` to run it under another host name).
+    """
     ledger = tmp_path / f"ledger-{n}.txt"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CRASH_")}
     full_env.update(PYTHONPATH=str(ROOT), CRASH_LEDGER=str(ledger),
@@ -189,7 +193,7 @@ def attempt(tmp_path: Path, n: int, *, resume: bool, env: dict[str, str] | None 
     # pipes open, and reading them to EOF would then never end.
     out_path, err_path = tmp_path / f"stdout-{n}.txt", tmp_path / f"stderr-{n}.txt"
     with out_path.open("w") as out, err_path.open("w") as err:
-        proc = subprocess.Popen([sys.executable, *entry, *args], cwd=tmp_path, env=full_env,
+        proc = subprocess.Popen([*wrap, sys.executable, *entry, *args], cwd=tmp_path, env=full_env,
                                 stdout=out, stderr=err, text=True)
         try:
             proc.wait(timeout=120)
@@ -264,10 +268,10 @@ def crash(tmp_path: Path, n: int, env: dict[str, str], *, resume: bool = False,
 
 def resume_and_check(tmp_path: Path, n: int, reference: Reference, killed: list[Crashed], *,
                      plain_cli: bool = False, executor: str | None = None,
-                     any_order: tuple[str, ...] = ()) -> Attempt:
+                     any_order: tuple[str, ...] = (), wrap: tuple[str, ...] = ()) -> Attempt:
     """Resume after the kills in ``killed`` and check the outcome against ``reference``."""
     last = killed[-1]
-    run = attempt(tmp_path, n, resume=True, plain_cli=plain_cli, executor=executor)
+    run = attempt(tmp_path, n, resume=True, plain_cli=plain_cli, executor=executor, wrap=wrap)
     assert run.returncode == 0, run.stderr
     assert "is being run by" not in run.stderr  # the dead pid's lock was broken at once
     out = json.loads(run.stdout)
