@@ -8,6 +8,7 @@
     │   └── IntegrityError       a file's checksum or signature does not verify
     ├── ExecutionError           a run failed (exit 1)
     │   ├── StageFailedError     a stage raised; carries the forensics
+    │   ├── LeaseLostError       another process took the run over (its lease lapsed)
     │   ├── ContextCollisionError  parallel branches changed one field differently
     │   └── RunInterruptedError  a signal (or the application) stopped the run (exit 128+N)
     └── UsageError               a front door was called wrongly (exit 2)
@@ -175,3 +176,11 @@ class RunInterruptedError(ExecutionError):
         how = "stopped at once" if forced else "stopped"
         super().__init__(f"run {run_id!r} interrupted by {signal_name}: {how} after "
                          f"{len(self.completed)} of {total} steps")
+
+
+class LeaseLostError(ExecutionError):
+    """Another process took over the run's lease: this run stops writing and fails."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id

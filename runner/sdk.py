@@ -19,7 +19,7 @@ from typing import Any
 from runner.artifacts import (
     ArtifactStore,
     CheckpointHook,
-    RunLock,
+    RunLease,
     RunPaths,
     StoreForensics,
     prepare_resume,
@@ -29,7 +29,7 @@ from runner.errors import UsageError
 from runner.manifest import Manifest, load_manifest
 from runner.orchestration.executors import Executor
 from runner.orchestration.hooks import RunHook
-from runner.orchestration.plan import Plan, compile_plan
+from runner.orchestration.plan import Plan, Step, compile_plan
 from runner.orchestration.records import Resume, RunInfo, RunResult
 from runner.orchestration.runner import DAGRunner, new_run_id
 from runner.orchestration.signals import StopOnSignals, term_grace
@@ -121,6 +121,33 @@ class QuantSDK:
         store = self.store()
         if checkpoints:  # without them the store only ever receives forensics
             store.check()
+        if not resume:
+            self._refuse_existing(store, run_id)  # before waiting on a lease for nothing
+        lease: RunLease | None = None
+        if checkpoints:  # without checkpoints the run leaves nothing to guard but forensics
+            lease = RunLease(store, run_id)
+            lease.acquire()
+        try:
+            return self._wired(plan, store, lease, run_id=run_id, executor=executor,
+                               hooks=hooks, resume=resume, force=force,
+                               checkpoints=checkpoints, tracing=tracing, options=options)
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
+
+    @staticmethod
+    def _refuse_existing(store: ArtifactStore, run_id: str) -> None:
+        if store.exists(RunPaths(run_id).run_file):
+            raise UsageError(f"run {run_id!r} already exists in {store.url}; use --resume to "
+                             "continue it, or another --run-id")
+
+    def _wired(self, plan: Plan, store: ArtifactStore, lease: RunLease | None, *, run_id: str,
+               executor: str | Executor | None, hooks: Sequence[RunHook], resume: bool,
+               force: bool, checkpoints: bool, tracing: bool | Tracing,
+               options: dict[str, Any]) -> DAGRunner:
+        """The DAGRunner, once the run id is ours: its state is read under the lease,
+        and everything the run writes goes through a store fenced by the lease."""
         state: Resume | None = None
         completed: list[str] = []
         read: tuple[float, float] | None = None
@@ -130,24 +157,25 @@ class QuantSDK:
                                       allow_unsigned=self.allow_unsigned)
             read = (started, time.time())
             if state is not None and state.finished:  # nothing runs, nothing to guard
+                if lease is not None:
+                    lease.release()
                 return DAGRunner(plan, executor=executor, run_id=run_id, hooks=hooks,
                                  workspace_root=self.workspace_root, resume=state, **options)
             completed = sorted(state.completed, key=[s.path for s in plan.main_line()].index
                                ) if state else []
-        elif store.exists(RunPaths(run_id).run_file):
-            raise UsageError(f"run {run_id!r} already exists in {store.url}; use --resume to "
-                             "continue it, or another --run-id")
+        else:
+            self._refuse_existing(store, run_id)  # another process may have run it meanwhile
+        writes = store.fenced(lease.check) if lease is not None else store
         extra: list[RunHook] = []
-        lock: RunLock | None = None
         checkpoint: CheckpointHook | None = None
-        if checkpoints:  # without checkpoints the run leaves nothing to guard but forensics
-            checkpoint = CheckpointHook(store, plan, plan.manifest_digest, completed=completed,
+        if checkpoints:
+            checkpoint = CheckpointHook(writes, plan, plan.manifest_digest, completed=completed,
                                         allow_unsigned=self.allow_unsigned)
             extra.append(checkpoint)
         extra.append(LogHook())
         traced = tracing if isinstance(tracing, Tracing) else _get_tracing() if tracing else None
         if traced is not None:
-            hook = TracingHook(traced, on_spans=_SpansWriter(store, run_id))
+            hook = TracingHook(traced, on_spans=_SpansWriter(writes, run_id))
             if checkpoint is not None:
                 checkpoint.listeners.append(hook.on_artifact)
             if read is not None and state is not None:
@@ -158,20 +186,13 @@ class QuantSDK:
             extra.append(hook)
             if "traceparent" not in options:
                 options["traceparent"] = current_traceparent()
-        if checkpoints:
-            lock = RunLock(store, run_id)
-            lock.acquire()
-            extra.append(_ReleaseLock(lock))
-        try:
-            return DAGRunner(
-                plan, executor=executor, run_id=run_id, hooks=[*hooks, *extra],
-                forensics=StoreForensics(store), workspace_root=self.workspace_root,
-                cleanup=self.cleanup_workspace, resume=state, **options,
-            )
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
+        if lease is not None:
+            extra.append(_ReleaseLock(lease))
+        return DAGRunner(
+            plan, executor=executor, run_id=run_id, hooks=[*hooks, *extra],
+            forensics=StoreForensics(writes), workspace_root=self.workspace_root,
+            cleanup=self.cleanup_workspace, resume=state, **options,
+        )
 
     def run_pipeline(
         self,
@@ -228,12 +249,17 @@ class _SpansWriter:
 
 
 class _ReleaseLock(RunHook):
-    """Gives the run id back when the run ends, however it ends (an abort included)."""
+    """Gives the run id back when the run ends, however it ends (an abort included);
+    stops the run at the next step once its lease was lost (another process took
+    the run over)."""
 
-    def __init__(self, lock: RunLock) -> None:
+    def __init__(self, lock: RunLease) -> None:
         self.lock = lock
         self._once = threading.Lock()
         self._released = False
+
+    def on_step_start(self, run: RunInfo, step: Step) -> None:
+        self.lock.check()
 
     def on_run_end(self, run: RunInfo, result: RunResult | None,
                    error: BaseException | None) -> None:

@@ -9,9 +9,9 @@ signed (:mod:`runner.artifacts.signing`), every path is confined to its run
 from runner.artifacts.checkpoint import CheckpointHook, load_checkpoint, read_index, read_run
 from runner.artifacts.documents import IndexDoc, RunDoc
 from runner.artifacts.layout import RunPaths, run_paths
+from runner.artifacts.lease import LEASE_ENV, RunLease
 from runner.artifacts.runs import (
     RunListing,
-    RunLock,
     StoreForensics,
     list_runs,
     load_error_context,
@@ -24,12 +24,13 @@ from runner.artifacts.store import ArtifactStore, storage_options_from
 __all__ = [
     "KEY_ENV",
     "KEY_FILE_ENV",
+    "LEASE_ENV",
     "ArtifactStore",
     "CheckpointHook",
     "IndexDoc",
     "RunDoc",
+    "RunLease",
     "RunListing",
-    "RunLock",
     "RunPaths",
     "StoreForensics",
     "list_runs",

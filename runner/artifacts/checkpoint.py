@@ -59,19 +59,6 @@ def _type_path(obj: Any) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def read_json(store: ArtifactStore, rel: str) -> dict[str, Any]:
-    """A plain JSON object (lock.json: not signed, trusted for nothing but who holds it)."""
-    raw = store.read_bytes(rel)
-    try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise IntegrityError(f"{store.url_of(rel)}: not valid JSON: {exc}",
-                             url=store.url_of(rel)) from exc
-    if not isinstance(doc, dict):
-        raise IntegrityError(f"{store.url_of(rel)}: not a JSON object", url=store.url_of(rel))
-    return doc
-
-
 def read_run(store: ArtifactStore, run_id: str, *, allow_unsigned: bool = False) -> RunDoc:
     """run.json of ``run_id``, verified and typed (:class:`IntegrityError` otherwise)."""
     return read_run_doc(store, run_id, allow_unsigned=allow_unsigned)

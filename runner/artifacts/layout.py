@@ -1,7 +1,7 @@
 """Every path of the store layout, in one place, and confined to its run.
 
     runs/<RUN_ID>/run.json                         the run document (signed)
-    runs/<RUN_ID>/lock.json                        who runs it now (heartbeat)
+    runs/<RUN_ID>/lease/<EPOCH>.json               who runs it now (lease.py)
     runs/<RUN_ID>/spans.jsonl                      the run's spans
     runs/<RUN_ID>/spans.sig.json                   their sha256, signed
     runs/<RUN_ID>/steps/<NNN>-<name>/index.json    a checkpoint's index (signed)
@@ -28,7 +28,7 @@ __all__ = [
     "ERROR_CONTEXT_FILE",
     "ERROR_INFO_FILE",
     "INDEX_FILE",
-    "LOCK_FILE",
+    "LEASE_DIR",
     "RUNS",
     "RUN_FILE",
     "SPANS_FILE",
@@ -41,7 +41,7 @@ __all__ = [
 RUNS = "runs"
 SUMMARIES = "summaries/runs"
 RUN_FILE = "run.json"
-LOCK_FILE = "lock.json"
+LEASE_DIR = "lease"
 SPANS_FILE = "spans.jsonl"
 SPANS_SIGNATURE_FILE = "spans.sig.json"
 INDEX_FILE = "index.json"
@@ -86,8 +86,8 @@ class RunPaths:
         return f"{self.dir}/{RUN_FILE}"
 
     @property
-    def lock_file(self) -> str:
-        return f"{self.dir}/{LOCK_FILE}"
+    def lease_dir(self) -> str:
+        return f"{self.dir}/{LEASE_DIR}"
 
     @property
     def spans_file(self) -> str:

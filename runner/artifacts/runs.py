@@ -1,19 +1,15 @@
-"""Runs on the store: who owns a run id, forensics, resume, listing and pruning."""
+"""Runs on the store: forensics, resume, listing and pruning (who owns a run id: lease.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import secrets
-import socket
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from runner.artifacts.checkpoint import load_checkpoint, read_json, read_run, run_dir
+from runner.artifacts.checkpoint import load_checkpoint, read_run
 from runner.artifacts.codec import pickle_signed, unpickle
 from runner.artifacts.documents import RunDoc
 from runner.artifacts.layout import RUNS, RunPaths, is_run_id
@@ -23,96 +19,10 @@ from runner.errors import ArtifactError, IntegrityError, UsageError
 from runner.orchestration.plan import Plan
 from runner.orchestration.records import Resume
 
-__all__ = ["RunListing", "RunLock", "StoreForensics", "forensics_binding", "list_runs",
+__all__ = ["RunListing", "StoreForensics", "forensics_binding", "list_runs",
            "load_error_context", "prepare_resume", "prune_runs"]
 
 log = logging.getLogger("runner.artifacts")
-
-
-# ---------------------------------------------------------------- lock
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@dataclass
-class RunLock:
-    """One run at a time per run id: a lock file with a heartbeat.
-
-    A lock is broken when its heartbeat is older than ``stale_after`` seconds,
-    or at once when its owner was a process on this host that no longer exists.
-    """
-
-    store: ArtifactStore
-    run_id: str
-    stale_after: float = 60.0
-    interval: float = 10.0
-    token: str = field(default_factory=lambda: secrets.token_hex(8))
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    @property
-    def rel(self) -> str:
-        return f"{run_dir(self.run_id)}/lock.json"
-
-    def _doc(self) -> dict[str, Any]:
-        return {"token": self.token, "pid": os.getpid(), "host": socket.gethostname(),
-                "heartbeat": time.time()}
-
-    def holder(self) -> dict[str, Any] | None:
-        """The live owner of the run id, or None when it is free or stale."""
-        if not self.store.exists(self.rel):
-            return None
-        try:
-            doc = read_json(self.store, self.rel)
-        except ArtifactError:
-            return None  # half-gone or garbage: nobody can hold it
-        age = time.time() - float(doc.get("heartbeat", 0))
-        if age > self.stale_after:
-            return None
-        if doc.get("host") == socket.gethostname() and not _pid_alive(int(doc.get("pid", 0))):
-            return None
-        return doc
-
-    def acquire(self) -> None:
-        holder = self.holder()
-        if holder is not None and holder.get("token") != self.token:
-            age = time.time() - float(holder.get("heartbeat", 0))
-            raise UsageError(
-                f"run {self.run_id!r} is being run by pid {holder.get('pid')} on "
-                f"{holder.get('host')} (heartbeat {age:.0f}s ago); wait for it, or use "
-                f"another --run-id (a dead run's lock is broken after {self.stale_after:.0f}s)"
-            )
-        self.store.write_bytes(self.rel, json.dumps(self._doc()).encode(), durable=False)
-        confirmed = read_json(self.store, self.rel)
-        if confirmed.get("token") != self.token:  # lost a race on an object store
-            raise UsageError(f"run {self.run_id!r} was taken by another process just now")
-        self._thread = threading.Thread(target=self._beat, name="runner-lock", daemon=True)
-        self._thread.start()
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.store.write_bytes(self.rel, json.dumps(self._doc()).encode(),
-                                       durable=False)
-            except ArtifactError as exc:
-                log.warning("lock heartbeat for run %s failed: %s", self.run_id, exc)
-
-    def release(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        try:
-            self.store.delete(self.rel)
-        except ArtifactError as exc:
-            log.warning("could not release the lock of run %s: %s", self.run_id, exc)
 
 
 # ---------------------------------------------------------------- forensics

@@ -3,17 +3,25 @@
 Every read and write goes through :class:`ArtifactStore`, which maps the
 zoo of storage exceptions onto :class:`ArtifactError` with the URL named, and
 makes writes atomic: a temporary name and a rename on filesystems, a single
-PUT on object stores, so a reader never sees half a file.
+PUT on object stores, so a reader never sees half a file. :meth:`ArtifactStore.create`
+writes a file only if none is there, atomically where the back end allows it
+(the run lease is built on it), and a store :meth:`ArtifactStore.fenced` by a
+check refuses every write once that check fails (a run that lost its lease).
 """
 
 from __future__ import annotations
 
+import copy
+import errno
 import hashlib
+import inspect
 import io
+import logging
 import os
 import posixpath
 import secrets
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
@@ -25,6 +33,16 @@ from runner.errors import ArtifactError
 __all__ = ["ArtifactStore", "HashingWriter", "storage_options_from"]
 
 _OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory", "http", "https"}
+# Back ends whose ``pipe_file(..., mode="create")`` is a conditional write on the
+# server: S3 ``If-None-Match: *`` (s3fs), GCS ``ifGenerationMatch=0`` (gcsfs).
+_CONDITIONAL_CREATE = {"s3", "s3a", "gs", "gcs"}
+
+log = logging.getLogger("runner.artifacts")
+
+# fsspec's memory filesystem checks and writes in two steps: one lock per process
+# makes "create if absent" atomic there (memory:// is one process's anyway).
+_MEMORY_CREATE = threading.Lock()
+_warned_no_atomic_create: set[str] = set()
 
 
 def storage_options_from(pairs: list[str]) -> dict[str, Any]:
@@ -103,6 +121,8 @@ class ArtifactStore:
         protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
         self.local = "file" in protocols or "local" in protocols
         self.object_store = bool(set(protocols) & _OBJECT_STORES)
+        self.protocols: frozenset[str] = frozenset(protocols)
+        self._fence: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.url!r})"
@@ -114,6 +134,21 @@ class ArtifactStore:
         """A user-facing location for ``parts``: a local path or a full URL."""
         rel = posixpath.join(*parts) if parts else ""
         return posixpath.join(self.url, rel) if rel else self.url
+
+    def fenced(self, check: Callable[[], None]) -> ArtifactStore:
+        """This store, calling ``check`` before every write, create and delete (and
+        again before a write lands): once ``check`` raises, nothing more is written.
+
+        The run lease fences the checkpoint writer with it, so a run that lost its
+        lease to another process cannot overwrite that process's run.json.
+        """
+        twin = copy.copy(self)
+        twin._fence = check
+        return twin
+
+    def _check_fence(self) -> None:
+        if self._fence is not None:
+            self._fence()
 
     # ------------------------------------------------------------ checks
 
@@ -143,10 +178,12 @@ class ArtifactStore:
         """
         target = self.path(rel)
         with _translated(self.url_of(rel), "cannot write"):
+            self._check_fence()
             if not self.local:
                 buffer = io.BytesIO()
                 writer = HashingWriter(buffer)
                 yield writer
+                self._check_fence()
                 self.fs.pipe_file(target, buffer.getvalue())
                 return
             parent = posixpath.dirname(target)
@@ -159,11 +196,57 @@ class ArtifactStore:
                     fh.flush()
                     if durable:
                         os.fsync(fh.fileno())
+                self._check_fence()
                 os.replace(tmp, target)  # noqa: PTH105
             except BaseException:
                 if os.path.exists(tmp):  # noqa: PTH110
                     os.unlink(tmp)  # noqa: PTH108
                 raise
+
+    def create(self, rel: str, data: bytes) -> bool:
+        """Write ``data`` to ``rel`` only if nothing is there yet: True when this call
+        created the file, False when it already existed. Readers see all of it or nothing.
+
+        Atomic, so that of many processes creating one name exactly one wins: a
+        hard link of a complete temporary file on filesystems (``link`` fails when
+        the name exists, on local disks and NFS alike); a conditional PUT on S3
+        (``If-None-Match: *``) and GCS (``ifGenerationMatch=0``, through the
+        back end's ``pipe_file(mode="create")``); a process-wide lock on
+        ``memory://``. Any other back end checks, then writes, and says once that
+        two creators can both win there.
+        """
+        target = self.path(rel)
+        with _translated(self.url_of(rel), "cannot create"):
+            self._check_fence()
+            if self.local:
+                return _create_local(target, data)
+            if "memory" in self.protocols:
+                with _MEMORY_CREATE:
+                    if self.fs.exists(target):
+                        return False
+                    self.fs.pipe_file(target, data)
+                    return True
+            if self.protocols & _CONDITIONAL_CREATE and _takes_mode(self.fs):
+                try:
+                    self.fs.pipe_file(target, data, mode="create")
+                except FileExistsError:
+                    return False
+                except OSError:
+                    # S3 answers 409 ConditionalRequestConflict to a conditional PUT
+                    # racing another one on the same key: the other one wins
+                    if self.fs.exists(target):
+                        return False
+                    raise
+                return True
+            if self.url not in _warned_no_atomic_create:
+                _warned_no_atomic_create.add(self.url)
+                log.warning("the artifact store %s (%s) has no atomic create: two runs of one "
+                            "run id started at the same moment may both start", self.url,
+                            "/".join(sorted(self.protocols)))
+            if self.fs.exists(target):
+                return False
+            self.fs.pipe_file(target, data)
+            return True
 
     def sync(self, rel: str) -> None:
         """Make a file written with ``durable=False`` durable (a no-op off local disks)."""
@@ -197,6 +280,7 @@ class ArtifactStore:
 
     def delete(self, rel: str, *, recursive: bool = False) -> None:
         with _translated(self.url_of(rel), "cannot delete"):
+            self._check_fence()
             if self.fs.exists(self.path(rel)):
                 self.fs.rm(self.path(rel), recursive=recursive)
 
@@ -208,3 +292,41 @@ class ArtifactStore:
             except (NotImplementedError, FileNotFoundError, OSError):
                 return None
         return float(stamp.timestamp())
+
+
+def _takes_mode(fs: fsspec.AbstractFileSystem) -> bool:
+    """Whether the back end's own ``pipe_file`` knows ``mode`` (fsspec's generic one
+    checks, then writes: not atomic)."""
+    from fsspec.asyn import AsyncFileSystem
+
+    own = getattr(type(fs), "_pipe_file", None) or type(fs).pipe_file
+    generic = (fsspec.AbstractFileSystem.pipe_file, AsyncFileSystem._pipe_file)
+    return own not in generic and "mode" in inspect.signature(own).parameters
+
+
+def _create_local(target: str, data: bytes) -> bool:
+    """Exclusive create on a filesystem: the content is complete before the name exists."""
+    parent = posixpath.dirname(target)
+    os.makedirs(parent, exist_ok=True)  # noqa: PTH103
+    tmp = posixpath.join(parent, f".{posixpath.basename(target)}.{secrets.token_hex(4)}")
+    with open(tmp, "xb") as fh:  # noqa: PTH123 - a local fsspec path
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        # no hard links here (some FUSE and SMB mounts): O_EXCL, then the content
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    finally:
+        os.unlink(tmp)  # noqa: PTH108
+    return True

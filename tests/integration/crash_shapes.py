@@ -44,6 +44,10 @@ that outlives the grace period, or one a second signal must not wait for).
 that stage wait on entry until the run is interrupted (the main thread is held
 there while a checkpoint writer thread signals).
 
+``CRASH_START_GATE=<folder>`` makes the driver, once it has imported everything,
+write ``<folder>/ready-<pid>`` and wait until ``<folder>/go`` exists, so that many
+processes reach the run lease at one moment.
+
 Run the driver as ``python -c "from tests.integration.crash_shapes import main;
 main()" run PIPELINE ...`` (or ``python -m tests.integration.crash_shapes``).
 """
@@ -393,6 +397,7 @@ def main(argv: list[str] | None = None) -> None:
     install_write_trap()
     install_interrupt_ack()
     os.environ["CRASH_DRIVER_PID"] = str(os.getpid())  # inherited by worker processes
+    gate = os.environ.get("CRASH_START_GATE")  # many processes contending at one moment
     from runner import cli
     from runner.registry import REGISTRY
 
@@ -401,7 +406,20 @@ def main(argv: list[str] | None = None) -> None:
     REGISTRY._entry_points_loaded = True
 
     sys.argv = ["runner", *(sys.argv[1:] if argv is None else argv)]
+    if gate:
+        _wait_at_gate(gate)
     cli.main()
+
+
+def _wait_at_gate(folder: str) -> None:
+    """Say this process is ready, then wait (120 s at most) until the test opens the gate."""
+    with open(os.path.join(folder, f"ready-{os.getpid()}"), "w", encoding="utf-8"):
+        pass
+    for _ in range(12000):
+        if os.path.exists(os.path.join(folder, "go")):
+            return
+        time.sleep(0.01)
+    raise SystemExit(f"CRASH_START_GATE: {folder}/go never appeared")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ in a subprocess that kills itself (SIGKILL) at one point -- between steps,
 inside a stage, inside a branch, or in the middle of a checkpoint write -- then
 resumes it with ``runner run --resume`` in a fresh subprocess, and checks:
 
-* the killed run exits -9 and leaves a lock whose owner (a dead pid on this
+* the killed run exits -9 and leaves a lease whose holder (a dead pid on this
   host) does not block the resume; the resume exits 0 and releases the lock;
 * the kill point was reached: the files it leaves (a torn temporary file, an
   index.json that run.json does not list, ...) are there;
@@ -51,6 +51,7 @@ from runner.registry import StageRegistry
 from runner.sdk import QuantSDK
 from tests.integration import crash_shapes
 from tests.integration.crash_shapes import MANIFEST, PIPELINE
+from tests.integration.lease_shapes import held_lease
 from tests.integration.store_shapes import load_ckpt as load_checkpoint
 from tests.integration.store_shapes import run_doc as read_run
 
@@ -216,8 +217,8 @@ def _run_doc(tmp_path: Path) -> dict[str, Any] | None:
 
 
 def _lock(tmp_path: Path) -> dict[str, Any] | None:
-    path = tmp_path / "artifacts/runs" / RUN_ID / "lock.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    """The run's lease while it is held (not released), else None."""
+    return held_lease(_store(tmp_path), RUN_ID)
 
 
 def _leftovers(tmp_path: Path, pattern: str) -> list[str]:
@@ -254,7 +255,7 @@ def crash(tmp_path: Path, n: int, env: dict[str, str], *, resume: bool = False,
     assert run.returncode == KILLED, (run.returncode, run.stderr)
     assert run.stdout == ""  # killed before --json could print anything
     lock = _lock(tmp_path)
-    assert lock is not None, "the killed run's lock.json should still be there"
+    assert lock is not None, "the killed run's lease should still be held"
     assert lock["pid"] == run.pid and lock["host"] == socket.gethostname()
     assert len(run.ledger) == len(set(run.ledger)), "a stage ran twice in one process"
     doc = _run_doc(tmp_path)

@@ -189,9 +189,16 @@ def _plant_module(w: dict[str, Any]) -> None:
 
 
 def _plant_module_signed(w: dict[str, Any]) -> None:
-    """Even a validly signed index cannot make the reader import a module."""
+    """Even a validly signed index cannot make the reader import a module (the run
+    marked failed, so ``--resume`` loads that checkpoint rather than saying it is done)."""
     _plant_module(w)
     _put(_index(w), sign_document(_json(_index(w))))
+    _signed_run(status="failed")(w)
+
+
+def _unknown_context_type(w: dict[str, Any]) -> None:
+    _signed_index(context_type="os:system")(w)
+    _signed_run(status="failed")(w)
 
 
 BIG = int("9" * 4000)
@@ -229,7 +236,7 @@ CORPUS: dict[str, Callable[[dict[str, Any]], None]] = {
     "field format unknown": _signed_index(fields={"pair": {
         "file": "steps/007-finish/pair.pkl", "format": "exec", "sha256": "0" * 64,
         "bytes": 1}}),
-    "context type unknown": _signed_index(context_type="os:system"),
+    "context type unknown": _unknown_context_type,
     "run.json not an object": _raw(_run_json, b"[1, 2, 3]"),
     "run.json null": _raw(_run_json, b"null"),
     "run.json not JSON": _raw(_run_json, b"{nope"),
@@ -352,6 +359,7 @@ def test_allow_unsigned_reads_an_old_store_with_a_warning(world):
                                   "planted module (signed index)",
                                   "checkpoints is a string"])
 def test_hostile_store_in_subprocesses(world, case, cli):
+    _signed_run(status="failed")(world)  # so --resume loads the checkpoint (a retried pod)
     CORPUS[case](world)
     codes = {}
     for argv in _commands(world):

@@ -32,6 +32,7 @@ from runner.artifacts.signing import KEY_ENV, PICKLE_HEADER
 from runner.errors import ArtifactError, IntegrityError, StageFailedError, UsageError
 from runner.sdk import QuantSDK
 from tests.integration.conftest import AWS_ENV, StoreRoot, free_port
+from tests.integration.lease_shapes import ForeignHolder, held_lease, lease_files
 from tests.integration.store_shapes import (
     Marker,
     StoreContext,
@@ -148,7 +149,7 @@ def test_checkpoints_after_every_main_step_and_branch(manifest, store_root):
         ("steps/004-merge", "merge", "shape[1]", "step"),
         ("steps/005-log.b", "log.b", "shape[2]", "step"),
     ]
-    assert not store.exists("runs/shape-1/lock.json")  # released
+    assert held_lease(store, "shape-1") is None  # released
 
     fields = set(ShapeContext.model_fields)
     for ckpt in doc["checkpoints"]:
@@ -355,38 +356,48 @@ def test_unsigned_pickle_refused_by_default(manifest, store_root, tmp_path, monk
 # ---------------------------------------------------------------- run lock
 
 
-def _foreign_lock(store: ArtifactStore, run_id: str, **doc: Any) -> bytes:
-    data = json.dumps({"token": "someone-else", "pid": 4242, "host": "build-box-7",
-                       "heartbeat": time.time(), **doc}).encode()
-    store.write_bytes(f"runs/{run_id}/lock.json", data)
-    return data
-
-
 def test_live_lock_refuses_a_second_run(manifest, store_root, tmp_path):
+    """A lease another host keeps renewing is refused within one renewal interval."""
     store = store_for(store_root)
-    data = _foreign_lock(store, "lock-1")
-    with pytest.raises(UsageError, match="being run by pid 4242 on build-box-7") as info:
-        sdk_for(manifest, store_root).run_pipeline("main", context(tmp_path), run_id="lock-1")
+    holder = ForeignHolder(store, "lock-1", renew=True, interval=0.2, seconds=30)
+    try:
+        began = time.monotonic()
+        with pytest.raises(UsageError, match="being run by pid 4242 on build-box-7") as info:
+            sdk_for(manifest, store_root).run_pipeline("main", context(tmp_path),
+                                                       run_id="lock-1")
+        took = time.monotonic() - began
+    finally:
+        holder.stop()
+    print(f"\nlive foreign lease refused after {took:.2f}s ({store_root.kind})")
+    assert took < 20  # a safety bound: far below the holder's 30 s lease
     assert info.value.exit_code == 2
+    assert "keeps renewing" in str(info.value)
     assert ledger(tmp_path) == []  # nothing ran
-    assert store.read_bytes("runs/lock-1/lock.json") == data  # the owner keeps its lock
+    assert held_lease(store, "lock-1") == holder.doc  # the owner keeps its lease
+    assert lease_files(store, "lock-1") == ["00000001.json"]
     assert not store.exists("runs/lock-1/run.json")
 
 
-@pytest.mark.parametrize("how", ["stale-heartbeat", "dead-pid-on-this-host"])
-def test_stale_lock_is_broken(manifest, store_root, tmp_path, how):
+@pytest.mark.parametrize("how", ["unrenewed-elsewhere", "dead-pid-on-this-host"])
+def test_stale_lock_is_broken(manifest, store_root, tmp_path, how, caplog):
     store = store_for(store_root)
-    if how == "stale-heartbeat":
-        _foreign_lock(store, "lock-2", heartbeat=time.time() - 3600)
+    if how == "unrenewed-elsewhere":  # another host's run that stopped renewing
+        ForeignHolder(store, "lock-2", renew=False, interval=0.25, seconds=1.0)
     else:
         proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                               capture_output=True, text=True, check=True)
-        _foreign_lock(store, "lock-2", pid=int(proc.stdout), host=socket.gethostname())
+        ForeignHolder(store, "lock-2", renew=False, interval=60, seconds=600,
+                      pid=int(proc.stdout), host=socket.gethostname(),
+                      pid_namespace=os.readlink("/proc/self/ns/pid"))
+    began = time.monotonic()
     result = sdk_for(manifest, store_root).run_pipeline("main", context(tmp_path),
                                                         run_id="lock-2")
+    print(f"\n{how}: lease taken over, run done in {time.monotonic() - began:.2f}s")
     assert result.context.value == 111
     assert read_run(store, "lock-2")["status"] == "succeeded"
-    assert not store.exists("runs/lock-2/lock.json")
+    assert held_lease(store, "lock-2") is None
+    assert lease_files(store, "lock-2") == ["00000001.json", "00000002.json"]
+    assert "taking over the lease of pid" in caplog.text
 
 
 def test_concurrent_run_of_one_run_id_is_refused(manifest, store_root, tmp_path):
@@ -411,7 +422,7 @@ def test_concurrent_run_of_one_run_id_is_refused(manifest, store_root, tmp_path)
             time.sleep(0.01)
         assert started.exists(), outcome
         store = store_for(store_root)
-        assert store.exists("runs/lock-3/lock.json")
+        assert held_lease(store, "lock-3") is not None
         with pytest.raises(UsageError) as info:
             sdk_for(manifest, store_root).run_pipeline(
                 "blocking", context(tmp_path, started=str(started), release=str(release)),
@@ -425,7 +436,7 @@ def test_concurrent_run_of_one_run_id_is_refused(manifest, store_root, tmp_path)
     assert outcome["result"].context.value == 100
     assert ledger(tmp_path) == ["load_frames", "block", "finish"]  # the refused run ran nothing
     assert read_run(store, "lock-3")["status"] == "succeeded"
-    assert not store.exists("runs/lock-3/lock.json")
+    assert held_lease(store, "lock-3") is None
 
 
 def test_finished_run_id_is_refused_and_its_resume_runs_nothing(manifest, store_root,
@@ -468,7 +479,7 @@ def test_resume_skips_completed_steps(manifest, store_root, tmp_path):
     assert doc["status"] == "failed" and doc["ended"]
     assert doc["error"]["type"] == "StageFailedError" and "flag" in doc["error"]["message"]
     assert doc["completed"] == ["main[0]", "main[1]", "main[2]"]
-    assert not store.exists("runs/res-1/lock.json")
+    assert held_lease(store, "res-1") is None
     first = ["load_frames", "branch_x", "branch_y", "pickled", "flaky"]
     assert ledger(tmp_path) == first
 
@@ -684,7 +695,7 @@ def test_storage_failing_mid_run(manifest, store_root, tmp_path, monkeypatch):
                                                  for d in MAIN_DIRS[:4]]
     merged = load_checkpoint(store, "out-1", "steps/004-merge")
     assert list(merged.feature_store.columns) == ["px", "qty", "sym", "live", "x", "y"]
-    assert not store.exists("runs/out-1/lock.json")  # deleting still worked: released
+    assert held_lease(store, "out-1") is None  # deleting still worked: released
 
     # once storage is back, the run resumes after its last durable checkpoint
     before = ledger(tmp_path)
@@ -736,8 +747,8 @@ def test_crashed_run_resumes_through_the_cli(manifest, cli_root, tmp_path, cli):
     assert done == ["crashy[0]", "crashy[1]"][: len(done)]
     names = ["load_frames", "pickled", "die", "finish"]
     assert ledger(tmp_path) == names[:3]
-    lock = json.loads(store.read_bytes("runs/crash-1/lock.json"))
-    assert lock["host"] == socket.gethostname()
+    lock = held_lease(store, "crash-1")
+    assert lock is not None and lock["host"] == socket.gethostname()
 
     die.unlink()
     with pytest.raises(UsageError, match="already exists"):  # it needs --resume
@@ -794,7 +805,7 @@ def test_cli_usage_error_leaves_no_lock(manifest, tmp_path, cli):
                "--param", "x=1", cwd=tmp_path)
     assert proc.returncode == 2 and "has no 'params' field" in proc.stderr
     assert list_runs(ArtifactStore(store_dir)) == []  # not a phantom 'unreadable' run
-    assert not (store_dir / "runs/bug-4/lock.json").exists()
+    assert not (store_dir / "runs/bug-4/lease").exists()
 
 
 def test_a_run_leaves_no_thread_behind(manifest, tmp_path):
