@@ -2,7 +2,9 @@
 
 Every problem is reported with the JSON path it sits at, e.g.
 ``pipelines."alpha.full".steps[2][0]``. This module never imports pandas:
-it only knows names, not what they do.
+it only knows names, not what they do. The text is read within fixed limits
+(:mod:`runner.manifest_json`) and the include graph checked in linear time
+(:mod:`runner.manifest_graph`) before anything walks it.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -30,11 +31,26 @@ from pydantic import (
 from typing_extensions import TypeAliasType
 
 from runner.errors import ManifestError, Problem
+from runner.manifest_graph import (
+    MAX_PLAN_STEPS,
+    Ref,
+    count_stage_steps,
+    graph_problems,
+    iter_refs,
+)
+from runner.manifest_json import MAX_NESTING, JSONProblems, capped, format_path, read_json
 
 __all__ = [
+    "MAX_AMOUNT",
+    "MAX_MEMORY",
+    "MAX_NAME_LENGTH",
+    "MAX_NESTING",
+    "MAX_PLAN_STEPS",
+    "MAX_RETRIES",
     "AdapterSpec",
     "Manifest",
     "PipelineSpec",
+    "Ref",
     "dump_schema",
     "format_path",
     "iter_refs",
@@ -42,9 +58,13 @@ __all__ = [
     "parse_manifest",
 ]
 
-Name = Annotated[str, StringConstraints(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
+MAX_NAME_LENGTH = 200
+"""Longest stage, pipeline or import name (suggestions compare names pairwise)."""
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH,
+                                        pattern=r"^[A-Za-z0-9_.\-]+$")]
 ImportPath = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+    str, StringConstraints(max_length=4 * MAX_NAME_LENGTH,
+                           pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 ]
 BUILTIN_RULES = ("append", "concat_columns", "error", "last_wins", "first_wins")
 Rule = Union[  # noqa: UP007 - a runtime alias pydantic reads
@@ -70,35 +90,47 @@ _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g"
           "gib": 1024**3, "ti": 1024**4, "tib": 1024**4}
 
 
+MAX_MEMORY = 2**63 - 1
+"""Most bytes a branch may ask for (what a Kubernetes quantity or Ray holds)."""
+MAX_AMOUNT = 1_000_000
+"""Most CPUs, GPUs or units of a custom resource a branch may ask for."""
+MAX_RETRIES = 100
+
+
 def parse_memory(value: int | float | str) -> int:
     """Bytes from ``2147483648``, ``"2GiB"``, ``"512Mi"`` or ``"1.5GB"``."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError("memory must not be negative")
+        if not 0 <= value <= MAX_MEMORY:
+            raise ValueError(f"memory must be between 0 and {MAX_MEMORY} bytes")
         return int(value)
     match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(value))
     unit = match.group(2).lower() if match else ""
     if match is None or unit not in _UNITS:
         raise ValueError(f"memory {value!r}: expected bytes or a size such as '2GiB', "
                          "'512Mi', '1.5GB'")
-    return int(Decimal(match.group(1)) * _UNITS[unit])  # exact, unlike a float
+    size = int(Decimal(match.group(1)) * _UNITS[unit])  # exact, unlike a float
+    if size > MAX_MEMORY:
+        raise ValueError(f"memory {value!r} is more than {MAX_MEMORY} bytes")
+    return size
 
 
+Amount = Annotated[float, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
 ResourceKey = Annotated[str, StringConstraints(min_length=1, pattern=r"^(\*|[A-Za-z0-9_.\-]+)$")]
 
 
 class ResourceSpec(_Spec):
     """What one branch asks of the executor that runs it (passed to Ray)."""
 
-    num_cpus: Annotated[float, Field(ge=0)] | None = Field(
+    num_cpus: Amount | None = Field(
         default=None, description="CPUs the branch's task reserves (Ray default: 1)")
-    num_gpus: Annotated[float, Field(ge=0)] | None = Field(
+    num_gpus: Amount | None = Field(
         default=None, description="GPUs the branch's task reserves")
-    memory: Annotated[int, Field(ge=0)] | Annotated[str, Field(min_length=1)] | None = Field(
+    memory: (Annotated[int, Field(ge=0, le=MAX_MEMORY)]
+             | Annotated[str, Field(min_length=1, max_length=40)] | None) = Field(
         default=None, description="Memory to reserve: bytes, or a size such as '2GiB'")
-    max_retries: Annotated[int, Field(ge=0)] | None = Field(
+    max_retries: Annotated[int, Field(ge=0, le=MAX_RETRIES)] | None = Field(
         default=None, description="Times to rerun the branch when its worker dies")
-    resources: dict[Name, Annotated[float, Field(ge=0)]] = Field(
+    resources: dict[Name, Amount] = Field(
         default_factory=dict, description="Custom resources, e.g. {\"gpu_node\": 1}")
 
     @field_validator("memory")
@@ -147,6 +179,14 @@ class Manifest(_Spec):
     adapters: list[AdapterSpec] = Field(default_factory=list)
     _source: str = PrivateAttr(default="<manifest>")
     _digest: str = PrivateAttr(default="")
+    _counts: dict[str, int] | None = PrivateAttr(default=None)
+
+    def stage_steps(self, pipeline: str) -> int:
+        """How many stage steps ``pipeline`` runs once its nested pipelines are expanded
+        (counted for every pipeline at once, in time linear in the manifest)."""
+        if self._counts is None:
+            self._counts = count_stage_steps({n: p.steps for n, p in self.pipelines.items()})
+        return self._counts[pipeline]
 
     @property
     def source(self) -> str:
@@ -159,51 +199,7 @@ class Manifest(_Spec):
         return self._digest
 
 
-# ---------------------------------------------------------------- paths
-
-_BARE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def format_path(loc: Iterable[str | int]) -> str:
-    """``("pipelines", "alpha.full", "steps", 2)`` -> ``pipelines."alpha.full".steps[2]``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            text = part if _BARE.match(part) else json.dumps(part)
-            out += f".{text}" if out else text
-    return out
-
-
 # ---------------------------------------------------------------- parsing
-
-
-class _Pairs(dict[str, Any]):
-    """A JSON object that remembers keys given more than once."""
-
-    duplicates: list[str]
-
-
-def _pairs_hook(pairs: list[tuple[str, Any]]) -> _Pairs:
-    obj = _Pairs()
-    obj.duplicates = []
-    for key, value in pairs:
-        if key in obj and key not in obj.duplicates:
-            obj.duplicates.append(key)
-        obj[key] = value
-    return obj
-
-
-def _find_duplicates(node: Any, loc: tuple[str | int, ...] = ()) -> Iterator[Problem]:
-    if isinstance(node, _Pairs):
-        for key in node.duplicates:
-            yield Problem(format_path((*loc, key)), "key given more than once")
-        for key, value in node.items():
-            yield from _find_duplicates(value, (*loc, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _find_duplicates(value, (*loc, i))
 
 
 _UNION_TAGS = re.compile(
@@ -221,11 +217,12 @@ def _problems_from(error: ValidationError, raw: Any) -> list[Problem]:
             # pydantic's marker for "this key is not a valid name" (a real key named
             # "[key]" only ever comes back as extra_forbidden)
             loc = loc[:-1]
-            err["type"] = "invalid_key"
+            err["type"] = "key_too_long" if err["type"] == "string_too_long" else "invalid_key"
         grouped.setdefault(loc, []).append(err)
     # A union error at a list is explained by the errors inside it: keep the deepest.
+    inner = {loc[:k] for loc in grouped for k in range(len(loc))}  # locs with errors below
     for loc in list(grouped):
-        deeper = any(len(o) > len(loc) and o[: len(loc)] == loc for o in grouped)
+        deeper = loc in inner
         if deeper and {e["type"] for e in grouped[loc]} <= {"string_type", "list_type"}:
             del grouped[loc]
     problems = []
@@ -251,6 +248,11 @@ def _describe(loc: tuple[str | int, ...], errs: list[dict[str, Any]], raw: Any) 
         shown = shown[:57] + "..."
     if "extra_forbidden" in types and loc:
         return "unknown key" + _suggest(str(loc[-1]), _allowed_keys(loc))
+    if "key_too_long" in types or "string_too_long" in types:
+        text = str(loc[-1] if "key_too_long" in types else value)
+        limit = next(e.get("ctx", {}).get("max_length") for e in errs
+                     if e["type"] in ("key_too_long", "string_too_long"))
+        return f"{len(text):,} characters long, more than the limit of {limit}"
     if "invalid_key" in types:
         return f"invalid name {json.dumps(loc[-1])}: use letters, digits, '.', '_' and '-'"
     if "missing" in types:
@@ -310,27 +312,20 @@ def _suggest(name: str, candidates: Iterable[str]) -> str:
 def parse_manifest(text: str, *, source: str = "<manifest>") -> Manifest:
     """Validate manifest JSON text; raise :class:`ManifestError` listing every problem."""
     try:
-        raw = json.loads(text, object_pairs_hook=_pairs_hook)
-    except json.JSONDecodeError as exc:
-        problem = Problem("", f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
-        raise ManifestError(source, [problem]) from None
-    except RecursionError:
-        raise ManifestError(source, [Problem("", "the JSON is nested too deeply")]) from None
+        raw, problems = read_json(text)
+    except JSONProblems as exc:
+        raise ManifestError(source, capped(list(exc.problems))) from None
     if not isinstance(raw, dict):
         raise ManifestError(source, [Problem("", "the manifest must be a JSON object")])
-    problems: list[Problem] = []
     manifest = None
     try:
-        problems.extend(_find_duplicates(raw))
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
         problems.extend(_problems_from(exc, raw))
-    except RecursionError:
-        raise ManifestError(source, [Problem("", "the JSON is nested too deeply")]) from None
     if manifest is not None:
-        problems.extend(_check_cycles(manifest))
+        problems.extend(graph_problems({n: p.steps for n, p in manifest.pipelines.items()}))
     if problems:
-        raise ManifestError(source, problems)
+        raise ManifestError(source, capped(problems))
     assert manifest is not None
     manifest._source = source
     manifest._digest = hashlib.sha256(text.encode()).hexdigest()
@@ -349,60 +344,6 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(str(path), [Problem("", f"cannot read: {exc}")]) from None
     return parse_manifest(text, source=str(path))
-
-
-# ---------------------------------------------------------------- references
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A name used as a step, with the JSON path where it appears."""
-
-    name: str
-    loc: tuple[str | int, ...]
-
-
-def iter_refs(steps: Sequence[Any], loc: tuple[str | int, ...]) -> Iterator[Ref]:
-    """Every name in a (validated) step list, depth first, with its location."""
-    for i, step in enumerate(steps):
-        if isinstance(step, str):
-            yield Ref(step, (*loc, i))
-        else:
-            yield from iter_refs(step, (*loc, i))
-
-
-def _check_cycles(manifest: Manifest) -> list[Problem]:
-    """A pipeline that includes itself through any chain of nested pipelines.
-
-    Each cycle is reported once, at a step inside it: the reference from the
-    cycle's first pipeline to the next one.
-    """
-    edges: dict[str, list[Ref]] = {
-        name: [r for r in iter_refs(spec.steps, ("pipelines", name, "steps"))
-               if r.name in manifest.pipelines]
-        for name, spec in manifest.pipelines.items()
-    }
-    problems: list[Problem] = []
-    reported: set[frozenset[str]] = set()
-
-    def visit(chain: list[str], refs: list[Ref]) -> None:
-        for ref in edges[chain[-1]]:
-            if ref.name in chain:
-                start = chain.index(ref.name)
-                cycle = [*chain[start:], ref.name]
-                if frozenset(cycle) not in reported:
-                    reported.add(frozenset(cycle))
-                    where = refs[start] if start < len(refs) else ref
-                    problems.append(Problem(
-                        format_path(where.loc),
-                        "pipeline includes itself: " + " -> ".join(cycle),
-                    ))
-                continue
-            visit([*chain, ref.name], [*refs, ref])
-
-    for name in manifest.pipelines:
-        visit([name], [])
-    return problems
 
 
 def _close_pattern_objects(node: Any) -> None:

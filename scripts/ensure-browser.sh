@@ -20,7 +20,10 @@ if ! command -v apt-get >/dev/null; then
     exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null \
-    || { $SUDO apt-get update -q >/dev/null && \
-         $SUDO apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null; }
+# Another apt or dpkg run (unattended upgrades, a parallel job) may hold the lock: wait
+# for it (RUNNER_APT_LOCK_TIMEOUT seconds) instead of failing at once.
+APT_GET=($SUDO apt-get -o "DPkg::Lock::Timeout=${RUNNER_APT_LOCK_TIMEOUT:-600}")
+"${APT_GET[@]}" install -y -q --no-install-recommends chromium chromium-driver >/dev/null \
+    || { "${APT_GET[@]}" update -q >/dev/null && \
+         "${APT_GET[@]}" install -y -q --no-install-recommends chromium chromium-driver >/dev/null; }
 echo "installed $(chromium --version 2>/dev/null)" >&2

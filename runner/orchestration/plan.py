@@ -5,14 +5,21 @@ resolved in the StageRegistry, context adapters are inserted where the context
 type changes, merge rules are attached to each parallel group, and branches
 that declare writes of one field with no rule to merge it are refused here,
 before anything runs. Every problem names its JSON path in the manifest.
+
+Each pipeline is compiled and checked once per context type it receives (a
+template with relative paths), then placed wherever it is included, so the
+work grows with the plan, not with the number of paths through the manifest;
+a pipeline expanding to more than ``MAX_PLAN_STEPS`` stage steps is refused
+before it is expanded. The manifest bounds nesting (``MAX_NESTING``), so every
+recursive walk over a plan stays far from Python's recursion limit.
 """
 
 from __future__ import annotations
 
 import difflib
 import typing
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Union
@@ -22,7 +29,15 @@ from pydantic import BaseModel
 
 from runner.context import Context, field_rules
 from runner.errors import PlanError, Problem, RegistryError
-from runner.manifest import BUILTIN_RULES, Manifest, PipelineSpec, format_path, parse_memory
+from runner.manifest import (
+    BUILTIN_RULES,
+    MAX_PLAN_STEPS,
+    Manifest,
+    PipelineSpec,
+    format_path,
+    parse_memory,
+)
+from runner.manifest_json import MAX_PROBLEMS, capped
 from runner.merge import RuleFn
 from runner.registry import (
     REGISTRY,
@@ -214,19 +229,92 @@ def _walk(steps: tuple[Step, ...]) -> Iterator[Step]:
                 yield from _walk(branch.steps)
 
 
+def _placed(steps: tuple[Step, ...], prefix: str) -> tuple[Step, ...]:
+    """Template steps placed under ``prefix``: each path gets it in front, and a nested
+    pipeline's own (shared, unplaced) steps go under ``<its path>/<its name>``."""
+    return tuple(_place(step, prefix) for step in steps)
+
+
+def _place(step: Step, prefix: str) -> Step:
+    path = prefix + step.path
+    if isinstance(step, PipelineStep):
+        return replace(step, path=path, steps=_placed(step.steps, f"{path}/{step.pipeline}"))
+    if isinstance(step, ParallelGroup):
+        branches = tuple(replace(b, path=prefix + b.path, steps=_placed(b.steps, prefix))
+                         for b in step.branches)
+        return replace(step, path=path, branches=branches)
+    return replace(step, path=path)
+
+
 # ---------------------------------------------------------------- compiler
+
+
+class _Problems:
+    """Problems in the order found, each once (a set keeps adding them linear)."""
+
+    def __init__(self, problems: Iterable[Problem] = ()) -> None:
+        self.items: list[Problem] = []
+        self._seen: set[Problem] = set()
+        for problem in problems:
+            self.add(problem)
+
+    def add(self, problem: Problem) -> None:
+        if problem not in self._seen:
+            self._seen.add(problem)
+            self.items.append(problem)
+
+
+@dataclass(frozen=True)
+class _Template:
+    """One pipeline compiled for one incoming context type, and the problems found.
+
+    Paths are relative to where it is placed (``[0]``, ``[1][0]``...); a nested
+    pipeline's steps are its own template's, shared, so building costs as much as
+    the manifest, and only :func:`_placed` (once per compiled plan) expands them."""
+
+    steps: tuple[Step, ...]
+    inner_type: type[Any]
+    out_type: type[Any]
+    problems: tuple[Problem, ...]
 
 
 @dataclass
 class _Compiler:
     manifest: Manifest
     registry: StageRegistry
-    problems: list[Problem] = field(default_factory=list)
+    problems: _Problems = field(default_factory=_Problems)
+    templates: dict[tuple[str, type[Any]], _Template] = field(default_factory=dict)
+    """Shared by every pipeline :func:`compile_all` compiles."""
+    building: set[str] = field(default_factory=set)
+    failures: int = 0
 
     def fail(self, loc: Loc, message: str) -> None:
-        problem = Problem(format_path(loc), message)
-        if problem not in self.problems:
-            self.problems.append(problem)
+        self.failures += 1
+        self.problems.add(Problem(format_path(loc), message))
+
+    def template(self, name: str, ctype: type[Any], loc: Loc) -> _Template | None:
+        """Pipeline ``name`` compiled once for ``ctype``; its problems count wherever used."""
+        done = self.templates.get((name, ctype))
+        if done is None:
+            if name in self.building:  # only a manifest that skipped parse_manifest's checks
+                self.fail(loc, f"pipeline includes itself: {name}")
+                return None
+            self.building.add(name)
+            outer, self.problems = self.problems, _Problems()
+            try:
+                spec = self.manifest.pipelines[name]
+                inner_type = self.context_type(name, spec, ctype)
+                self.rules(name, spec, inner_type)  # overrides are checked even without a group
+                steps, out_type = self.steps(name, spec.steps, inner_type,
+                                             ("pipelines", name, "steps"), "")
+                done = _Template(steps, inner_type, out_type, tuple(self.problems.items))
+            finally:
+                self.problems = outer
+                self.building.discard(name)
+            self.templates[(name, ctype)] = done
+        for problem in done.problems:
+            self.problems.add(problem)
+        return done
 
     def context_type(self, name: str, spec: PipelineSpec, default: type[Any]) -> type[Any]:
         if spec.context is None:
@@ -281,10 +369,11 @@ class _Compiler:
                           f"{ctype.__name__} -> {inner_type.__name__}")
                 return None, ctype
             out.append(AdapterStep(adapter, f"{path}:adapter", format_path(loc)))
-        self.rules(name, spec, inner_type)  # overrides are checked even without a group
-        inner_loc = ("pipelines", name, "steps")
-        steps, out_type = self.steps(name, spec.steps, inner_type, inner_loc, f"{path}/{name}")
-        return PipelineStep(name, path, format_path(loc), inner_type, steps), out_type
+        template = self.template(name, ctype, loc)
+        if template is None:
+            return None, ctype
+        return (PipelineStep(name, path, format_path(loc), inner_type, template.steps),
+                template.out_type)
 
     def group(
         self, pipeline: str, items: list[Any], ctype: type[Any], loc: Loc, path: str
@@ -382,16 +471,24 @@ class _Compiler:
         return rules
 
     def check_writes(self, group: ParallelGroup, loc: Loc) -> None:
-        writes = [(b, _branch_writes(b.steps)) for b in group.branches]
-        for i, (a, wa) in enumerate(writes):
-            for b, wb in writes[i + 1:]:
-                for fname in sorted(wa & wb):
-                    if group.rules.get(fname, "error") == "error":
-                        self.fail(loc, f"branches {a.display} and {b.display} both write "
-                                  f"{fname!r}, which has merge rule 'error': give it a rule in "
-                                  f"pipelines.{_q(group.pipeline)}.merge or a merge_adapter")
+        writers: dict[str, list[int]] = {}  # field -> branches writing it (no pairwise sweep)
+        for branch in group.branches:
+            for fname in _branch_writes(branch.steps):
+                if group.rules.get(fname, "error") == "error":
+                    writers.setdefault(fname, []).append(branch.index)
+        clashes = sorted((i, j, fname) for fname, who in writers.items()
+                         for n, i in enumerate(who) for j in who[n + 1:])
+        for i, j, fname in clashes[:MAX_PROBLEMS]:
+            # paths in the pipeline's own plan: the group is checked once, wherever it runs
+            a, b = (f"{group.pipeline}{x.path} ({x.label})"
+                    for x in (group.branches[i], group.branches[j]))
+            self.fail(loc, f"branches {a} and {b} both write "
+                      f"{fname!r}, which has merge rule 'error': give it a rule in "
+                      f"pipelines.{_q(group.pipeline)}.merge or a merge_adapter")
 
     def suggest(self, name: str, kind: str = "stage") -> str:
+        if self.failures > MAX_PROBLEMS:  # past what an error shows: spare the comparisons
+            return ""
         names = list(self.manifest.pipelines) if kind == "stage" else []
         names += [e.name for e in self.registry if e.kind == kind]
         return _close(name, names)
@@ -466,30 +563,45 @@ def compile_plan(
                                  + _close(pipeline, manifest.pipelines))],
                         source=manifest.source)
     reg, problems = _with_manifest_entries(manifest, registry or REGISTRY)
-    compiler = _Compiler(manifest, reg, problems)
+    return _compile(_Compiler(manifest, reg), pipeline, problems)
+
+
+def _compile(compiler: _Compiler, pipeline: str, problems: list[Problem]) -> Plan:
+    manifest = compiler.manifest
+    size = manifest.stage_steps(pipeline)
+    if size > MAX_PLAN_STEPS:  # refused before anything is expanded
+        raise PlanError([Problem(
+            format_path(("pipelines", pipeline)),
+            f"expands to {size:,} stage steps once its nested pipelines are opened, more "
+            f"than the limit of {MAX_PLAN_STEPS:,}")], source=manifest.source)
+    compiler.problems = _Problems(problems)
     spec = manifest.pipelines[pipeline]
     ctype = compiler.context_type(pipeline, spec, Context)
     compiler.merge_adapter(pipeline, spec)
     compiler.rules(pipeline, spec, ctype)
     compiler.check_resources(pipeline, spec)
-    steps, _ = compiler.steps(pipeline, spec.steps, ctype, ("pipelines", pipeline, "steps"),
-                              pipeline)
-    if compiler.problems:
-        raise PlanError(compiler.problems, source=manifest.source)
-    return Plan(pipeline, ctype, steps, manifest.digest, spec.description)
+    template = compiler.template(pipeline, Context, ("pipelines", pipeline))
+    if compiler.problems.items or template is None:
+        raise PlanError(capped(compiler.problems.items), source=manifest.source)
+    return Plan(pipeline, ctype, _placed(template.steps, pipeline), manifest.digest,
+                spec.description)
 
 
 def compile_all(
     manifest: Manifest, *, registry: StageRegistry | None = None
 ) -> dict[str, Plan]:
-    """Compile every pipeline, reporting the problems of all of them at once."""
+    """Compile every pipeline, reporting the problems of all of them at once (each
+    included pipeline is compiled once, whatever includes it)."""
+    reg, entry_problems = _with_manifest_entries(manifest, registry or REGISTRY)
+    compiler = _Compiler(manifest, reg)
     plans: dict[str, Plan] = {}
-    problems: list[Problem] = []
+    problems = _Problems()
     for name in manifest.pipelines:
         try:
-            plans[name] = compile_plan(manifest, name, registry=registry)
+            plans[name] = _compile(compiler, name, entry_problems)
         except PlanError as exc:
-            problems.extend(p for p in exc.problems if p not in problems)
-    if problems:
-        raise PlanError(problems, source=manifest.source)
+            for problem in exc.problems:
+                problems.add(problem)
+    if problems.items:
+        raise PlanError(capped(problems.items), source=manifest.source)
     return plans

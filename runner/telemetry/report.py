@@ -24,6 +24,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template
 
+from runner.telemetry.bounds import check_outline_depth
 from runner.telemetry.spans import SpanNode, span_tree
 from runner.telemetry.view import (
     format_bytes,
@@ -405,12 +406,15 @@ def _ticks(total: float) -> list[tuple[float, str]]:
     return ticks
 
 
-def _timeline_rows(roots: Sequence[SpanNode], depth: int = 0) -> Iterator[tuple[int, SpanNode]]:
-    for node in roots:
+def _timeline_rows(roots: Sequence[SpanNode]) -> Iterator[tuple[int, SpanNode]]:
+    stack = [(node, 0) for node in reversed(roots)]
+    while stack:
+        node, depth = stack.pop()
         shown = span_kind(node.span) in TIMELINE_KINDS
         if shown:
             yield depth, node
-        yield from _timeline_rows(node.children, depth + 1 if shown else depth)
+        inner = depth + 1 if shown else depth
+        stack.extend((child, inner) for child in reversed(node.children))
 
 
 def _bar_tooltip(span: Mapping[str, Any], status: str, start: float, end: float) -> str:
@@ -627,6 +631,7 @@ def render_report(
     clock = _Clock.of(spans)
     state = _state_of(run, spans, error)
     plan: Node | None = run.get("plan") or outline_from_spans(spans)
+    check_outline_depth(plan)  # the walks below recurse
     artifacts = _artifacts(run, indexes)
     return _template().render(
         run=_header(run, clock),

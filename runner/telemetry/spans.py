@@ -26,6 +26,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from runner.telemetry.bounds import MAX_SPAN_DEPTH, too_deep
+
 __all__ = ["SPANS_FILE", "SpanNode", "decode_jsonl", "encode_jsonl", "from_readable", "span_tree",
            "to_readable"]
 
@@ -134,10 +136,19 @@ class SpanNode:
 
 
 def span_tree(spans: Sequence[Mapping[str, Any]]) -> list[SpanNode]:
-    """Roots of the span forest (a span whose parent is not among them is a root)."""
+    """Roots of the span forest (a span whose parent is not among them is a root).
+
+    A forest deeper than any run makes is refused (:mod:`runner.telemetry.bounds`).
+    """
     nodes = {s["span_id"]: SpanNode(dict(s)) for s in spans}
     roots: list[SpanNode] = []
     for node in sorted(nodes.values(), key=lambda n: n.span["start_time_unix_nano"] or 0):
         parent = nodes.get(node.span.get("parent_span_id") or "")
         (parent.children if parent is not None else roots).append(node)
+    stack = [(root, 1) for root in roots]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_SPAN_DEPTH:
+            raise too_deep("the run's spans", MAX_SPAN_DEPTH)
+        stack.extend((child, depth + 1) for child in node.children)
     return roots

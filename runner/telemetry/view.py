@@ -181,8 +181,11 @@ def _label(span: Mapping[str, Any], driver: tuple[int | None, str | None]) -> Te
 
 
 def _grow(node: SpanNode, tree: Tree, driver: tuple[int | None, str | None]) -> None:
-    for child in node.children:
-        _grow(child, tree.add(_label(child.span, driver)), driver)
+    stack = [(node, tree)]
+    while stack:
+        parent, branch = stack.pop()
+        added = [(child, branch.add(_label(child.span, driver))) for child in parent.children]
+        stack.extend(reversed(added))
 
 
 def render_trace(spans: Sequence[Mapping[str, Any]]) -> RenderableType:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from runner.errors import ManifestError, PlanError
-from runner.manifest import parse_manifest, parse_memory
+from runner.manifest import MAX_MEMORY, parse_manifest, parse_memory
 from runner.orchestration.plan import compile_plan
 from tests.shapes import REG
 
@@ -33,7 +33,11 @@ def test_memory_sizes(text, expected):
 def test_memory_units_scale(amount, unit):
     scale = {"": 1, "b": 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "KB": 1000,
              "MB": 1000**2, "GB": 1000**3}[unit]
-    assert parse_memory(f"{amount}{unit}") == amount * scale
+    if amount * scale > MAX_MEMORY:  # more than any Kubernetes quantity or Ray can hold
+        with pytest.raises(ValueError, match="is more than"):
+            parse_memory(f"{amount}{unit}")
+    else:
+        assert parse_memory(f"{amount}{unit}") == amount * scale
 
 
 def test_each_branch_asks_for_the_most_its_stages_ask():
