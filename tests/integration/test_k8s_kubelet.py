@@ -34,10 +34,10 @@ from runner.k8s.builders import (
     cron_job,
     job,
     ray_client_address,
-    ray_cluster,
     ray_cluster_name,
     to_dicts,
 )
+from runner.k8s.ray import ray_cluster
 from tests.k8s_emulator import Emulator, labels_match
 from tests.k8s_kubelet import Kubelet, KubeletError, mount_host_folder
 
