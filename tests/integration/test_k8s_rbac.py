@@ -98,6 +98,9 @@ def drive_every_operation(k8s: Emulator, workdir: Path) -> None:
                        run("rbac-nightly", artifact_key_secret=artifact_key_name("rbac-nightly")))
     assert ctl.schedule(nightly, artifact_key="k" * 64) == ("rbac-nightly", True)
     assert ctl.schedule(nightly, artifact_key="k" * 64) == ("rbac-nightly", False)
+    check_objects(live(k8s, "cronjobs"))  # what the controller made is hardened too
+    (key,) = [s for s in live(k8s, "secrets") if s["metadata"]["name"] == "runner-rbac-nightly-key"]
+    assert key["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
     assert "cronjob/rbac-nightly" in ctl.unschedule("rbac-nightly")
 
 
