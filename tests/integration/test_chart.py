@@ -659,7 +659,10 @@ def test_the_helm_test_pod_runs_runner_validate(rendered, tmp_path):
 def test_notes_render(rendered):
     notes = rendered["default"].notes
     assert f'release "{RELEASE}"' in notes and "namespace \"ci-default\"" in notes
-    for text in ("kubectl logs", "runner status", "runner report", f"helm test {RELEASE}"):
+    for text in ("kubectl logs", "runner status", "runner report", f"helm test {RELEASE}",
+                 f"--service-account {RELEASE}-runner-run",
+                 f"--artifact-key-secret {RELEASE}-runner-artifact-key",
+                 "jsonpath='{.data.RUNNER_ARTIFACT_KEY}'"):
         assert text in notes
     schedules = rendered["schedules"].notes
     assert "alpha-nightly: alpha.full" in schedules and "--from=cronjob/" in schedules
