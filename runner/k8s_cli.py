@@ -73,11 +73,11 @@ SecretEnvOpt = Annotated[list[str] | None, typer.Option(
     "credentials, OTLP headers); repeatable", show_default=False)]
 ServiceAccountOpt = Annotated[str | None, typer.Option(
     "--service-account", help="The run pods' ServiceAccount: one without a Role (its token "
-    "is never mounted) [default: the namespace's default]", show_default=False)]
+    "is never mounted); default: the namespace's default", show_default=False)]
 ArtifactKeySecretOpt = Annotated[str | None, typer.Option(
     "--artifact-key-secret", help="An existing Secret whose key RUNNER_ARTIFACT_KEY signs "
-    "the store [default: a Secret made from your own key (RUNNER_ARTIFACT_KEY or the key "
-    "file), owned by the run]", show_default=False)]
+    "the store; default: a Secret made from your own key (RUNNER_ARTIFACT_KEY or the key "
+    "file), owned by the run", show_default=False)]
 KEY_FILE_ENV = "RUNNER_ARTIFACT_KEY_FILE"
 
 
@@ -321,7 +321,7 @@ def submit(
     artifact_key_secret: ArtifactKeySecretOpt = None,
     ray_token_secret: Annotated[str | None, typer.Option(
         "--ray-token-secret", help="An existing Secret whose key RAY_AUTH_TOKEN is the Ray "
-        "cluster's auth token [default: a random one per run, owned by its Job]",
+        "cluster's auth token; default: a random one per run, owned by its Job",
         show_default=False)] = None,
     cpu: Annotated[str, typer.Option("--cpu", help="CPU request")] = "1",
     memory: Annotated[str, typer.Option("--memory", help="Memory request and limit")] = "2Gi",
