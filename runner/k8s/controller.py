@@ -416,7 +416,8 @@ class Controller:
                 reason = f"{reason}; last attempt: {why}"
         elif found.spec is not None and found.spec.suspend:
             phase = "pending"
-            reason = "suspended (waiting for its Ray cluster)"
+            reason = ("suspended (until what it owns exists: its Secrets, its Ray cluster; "
+                      f"runner submit --run-id {run_id} again finishes it)")
         elif st.active and (not pods or any(p.phase != "Pending" for p in pods)):
             phase = "running"  # (a Job counts a pod still being made as active)
         else:
