@@ -80,8 +80,17 @@ def drive_every_operation(k8s: Emulator, workdir: Path) -> None:
         assert ctl.status("rbac-par").ray == "ready"
         assert ctl.wait("rbac-par", timeout=60).phase == "succeeded"
         check_objects([*live(k8s, "jobs"), *live(k8s, "rayclusters")])
-        assert {p["metadata"]["name"] for p in live(k8s, "networkpolicies")} == \
-            {"runner-rbac-par-ray-head"}
+        (policy,) = live(k8s, "networkpolicies")
+        assert policy["metadata"]["name"] == "runner-rbac-par-ray-head"
+        secrets = {s["metadata"]["name"]: s for s in live(k8s, "secrets")}
+        token = secrets["runner-rbac-par-ray-token"]
+        assert len(token["stringData"]["RAY_AUTH_TOKEN"]) == 64  # random, per run
+        (par_job,) = [j for j in live(k8s, "jobs")
+                      if j["metadata"]["name"] == "runner-rbac-par"]
+        for owned in (policy, token, secrets["runner-rbac-par-key"],
+                      *live(k8s, "rayclusters")):
+            assert owned["metadata"]["ownerReferences"][0]["uid"] == \
+                par_job["metadata"]["uid"], owned["metadata"]["name"]
         assert ctl.release_ray("rbac-par")
         # a pod stuck on a missing volume: only an Event says why
         ctl.mount_grace = 0.0
