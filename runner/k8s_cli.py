@@ -72,7 +72,13 @@ SecretEnvOpt = Annotated[list[str] | None, typer.Option(
     "--secret-env", help="A Secret whose keys become environment variables (storage "
     "credentials, OTLP headers); repeatable", show_default=False)]
 ServiceAccountOpt = Annotated[str | None, typer.Option(
-    "--service-account", help="The pods' ServiceAccount", show_default=False)]
+    "--service-account", help="The run pods' ServiceAccount: one without a Role (its token "
+    "is never mounted); default: the namespace's default", show_default=False)]
+ArtifactKeySecretOpt = Annotated[str | None, typer.Option(
+    "--artifact-key-secret", help="An existing Secret whose key RUNNER_ARTIFACT_KEY signs "
+    "the store; default: a Secret made from your own key (RUNNER_ARTIFACT_KEY or the key "
+    "file), owned by the run", show_default=False)]
+KEY_FILE_ENV = "RUNNER_ARTIFACT_KEY_FILE"
 
 
 class ConcurrencyPolicy(str, Enum):
@@ -110,6 +116,41 @@ def _connect(namespace: str | None, context: str | None, kubeconfig: str | None)
     ctl: Controller = controller.Controller.connect(namespace, context=context,
                                                     kubeconfig=kubeconfig)
     return ctl
+
+
+def _caller_key() -> tuple[str, str] | None:
+    """The caller's store key and where it came from: ``RUNNER_ARTIFACT_KEY``, else the
+    key file (``RUNNER_ARTIFACT_KEY_FILE``, else ``<config>/runner/artifact.key``)."""
+    from runner.k8s.builders import ARTIFACT_KEY_ENV
+
+    value = os.environ.get(ARTIFACT_KEY_ENV, "").strip()
+    if value:
+        return value, ARTIFACT_KEY_ENV
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    path = Path(os.environ.get(KEY_FILE_ENV) or config / "runner" / "artifact.key")
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return (text, str(path)) if text else None
+
+
+def _artifact_key(named: str | None, run_id: str) -> tuple[str, str | None]:
+    """(the Secret the run pods read the key from, the key to put in it or None when the
+    Secret exists already). Without a key of the caller's, a random one is made: the
+    run's store is then readable with that key only (kept in the Secret)."""
+    from runner.k8s.builders import artifact_key_name
+    from runner.k8s.checks import check_dns_subdomain
+
+    if named:
+        return check_dns_subdomain(named, what="--artifact-key-secret"), None
+    found = _caller_key()
+    if found is None:
+        err.print("[yellow]warning:[/] no artifact key here (RUNNER_ARTIFACT_KEY or the "
+                  "key file): the run gets a random one in Secret "
+                  f"{artifact_key_name(run_id)}; read its store with that key")
+        return artifact_key_name(run_id), secrets.token_hex(32)
+    return artifact_key_name(run_id), found[0]
 
 
 def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
@@ -165,9 +206,29 @@ def _run_spec(pipeline: str, *, manifest: str | None, run_id: str | None, namesp
               storage_option: list[str] | None,
               env: list[str] | None, secret_env: list[str] | None,
               service_account: str | None, cpu: str, memory: str, backoff_limit: int,
-              deadline: int | None, ray_workers: int, pull_policy: str) -> RunSpec:
-    """The run, checked locally first: the manifest parses and the pipeline compiles."""
+              deadline: int | None, ray_workers: int, pull_policy: str,
+              artifact_key_secret: str | None = None,
+              ray_token_secret: str | None = None) -> RunSpec:
+    """The run, checked locally first: the manifest parses, the pipeline compiles, and
+    every Kubernetes value is one the API server takes."""
+    from runner.k8s import checks
     from runner.k8s.builders import RayClusterSpec, RunSpec
+
+    checks.check_namespace(namespace)
+    if run_id is not None:
+        checks.check_label_value(run_id, option="--run-id")
+    checks.check_quantity(cpu, option="--cpu")
+    checks.check_quantity(memory, option="--memory")
+    if pull_policy not in ("Always", "IfNotPresent", "Never"):
+        raise UsageError(f"--image-pull-policy {pull_policy!r}: expected Always, "
+                         "IfNotPresent or Never")
+    for name in secret_env or ():
+        checks.check_dns_subdomain(name, what="--secret-env")
+    if service_account is not None:
+        checks.check_dns_subdomain(service_account, what="--service-account")
+    if ray_token_secret is not None:
+        checks.check_dns_subdomain(ray_token_secret, what="--ray-token-secret")
+    storage_options = checks.check_storage_options(_pairs(storage_option, "--storage-option"))
 
     path = manifest or default_manifest()
     sdk = QuantSDK(path)
@@ -179,7 +240,7 @@ def _run_spec(pipeline: str, *, manifest: str | None, run_id: str | None, namesp
     ray = None
     if parallel:
         if plan.has_parallel:
-            ray = RayClusterSpec(worker_replicas=ray_workers)
+            ray = RayClusterSpec(worker_replicas=ray_workers, token_secret=ray_token_secret)
         else:
             err.print(f"[yellow]warning:[/] pipeline {escape(pipeline)} has no parallel "
                       "group: no Ray cluster is made for it")
@@ -190,11 +251,39 @@ def _run_spec(pipeline: str, *, manifest: str | None, run_id: str | None, namesp
     return RunSpec(
         pipeline=pipeline, run_id=run_id or new_run_id(), namespace=namespace, image=image,
         manifest=text, artifacts=artifacts, parallel=ray is not None,
-        params=_params(params), storage_options=_pairs(storage_option, "--storage-option"),
+        params=_params(params), storage_options=storage_options,
+        artifact_key_secret=artifact_key_secret,
         env=_forwarded() | _pairs(env, "--env"), secret_env=tuple(secret_env or ()),
         traceparent=_traceparent(), service_account=service_account,
         image_pull_policy=pull_policy, cpu=cpu, memory=memory,
         backoff_limit=backoff_limit, active_deadline_seconds=deadline, ray=ray)
+
+
+def _dry_run(spec: RunSpec, *, with_key: bool) -> str:
+    """What ``submit --dry-run`` prints: the objects in order, and in a comment what is
+    made from them once the Job exists (never a key or token)."""
+    from runner.k8s.builders import config_map, job, ray_client_address, to_yaml
+    from runner.k8s.ray import network_policy, ray_cluster, token_secret_of
+
+    objects: list[Any] = [config_map(spec)]
+    owned = [f"Secret {spec.artifact_key_secret} (the store's key)"] if with_key else []
+    if spec.ray is not None:
+        objects += [job(spec, ray_address=ray_client_address(spec),
+                        ray_token=token_secret_of(spec), suspend=True),
+                    network_policy(spec), ray_cluster(spec)]
+        if spec.ray.token_secret is None:
+            owned.append(f"Secret {token_secret_of(spec)} (a random Ray token)")
+    else:
+        objects.append(job(spec, suspend=with_key))
+    note = None
+    if len(objects) > 2 or owned:
+        made = "".join(f"\n  {o}" for o in owned)
+        note = ("runner submit creates these in order, the Job suspended; what the Job owns\n"
+                "gets an ownerReference to its uid once it exists"
+                + (", and so do these (not printed):" + made if owned else "") +
+                "\nThen the Job is let go"
+                + (" once the Ray head is ready." if spec.ray is not None else "."))
+    return to_yaml(objects, comment=note)
 
 
 def _describe(status: RunStatus) -> str:
@@ -229,6 +318,11 @@ def submit(
     env: EnvOpt = None,
     secret_env: SecretEnvOpt = None,
     service_account: ServiceAccountOpt = None,
+    artifact_key_secret: ArtifactKeySecretOpt = None,
+    ray_token_secret: Annotated[str | None, typer.Option(
+        "--ray-token-secret", help="An existing Secret whose key RAY_AUTH_TOKEN is the Ray "
+        "cluster's auth token; default: a random one per run, owned by its Job",
+        show_default=False)] = None,
     cpu: Annotated[str, typer.Option("--cpu", help="CPU request")] = "1",
     memory: Annotated[str, typer.Option("--memory", help="Memory request and limit")] = "2Gi",
     backoff_limit: Annotated[int, typer.Option(
@@ -251,8 +345,6 @@ def submit(
 ) -> None:
     """Run a pipeline as a Kubernetes Job (its pod runs `runner run`)."""
     _k8s()
-    from runner.k8s.builders import config_map, job, ray_client_address, ray_cluster, to_yaml
-
     with _errors():
         spec = _run_spec(pipeline, manifest=manifest, run_id=run_id,
                          namespace=namespace or "default", image=image, artifacts=artifacts,
@@ -260,26 +352,19 @@ def submit(
                          env=env, secret_env=secret_env,
                          service_account=service_account, cpu=cpu, memory=memory,
                          backoff_limit=backoff_limit, deadline=deadline,
-                         ray_workers=ray_workers, pull_policy=pull_policy)
+                         ray_workers=ray_workers, pull_policy=pull_policy,
+                         ray_token_secret=ray_token_secret)
+        key_secret, key = _artifact_key(artifact_key_secret, spec.run_id)
+        spec = replace(spec, artifact_key_secret=key_secret)
         if dry_run:
-            objects: list[Any] = [config_map(spec)]
-            note = None
-            if spec.ray is not None:
-                objects += [job(spec, ray_address=ray_client_address(spec), suspend=True),
-                            ray_cluster(spec)]
-                note = ("runner submit creates these in order; the RayCluster then gets an\n"
-                        "ownerReference to the Job's uid (known only once the Job exists),\n"
-                        "and the Job, created suspended, is let go once the Ray head is ready.")
-            else:
-                objects.append(job(spec))
-            sys.stdout.write(to_yaml(objects, comment=note))
+            sys.stdout.write(_dry_run(spec, with_key=key is not None))
             return
         ctl = _connect(namespace, context, kubeconfig)
         if ctl.namespace != spec.namespace:  # the kubeconfig's namespace, not the default
             spec = replace(spec, namespace=ctl.namespace)
         if spec.ray is not None:
             err.print(f"waiting for the Ray cluster of {spec.run_id} to be ready ...")
-        done = ctl.submit(spec)
+        done = ctl.submit(spec, artifact_key=key)
         trace_id = spec.traceparent.split("-")[1] if spec.traceparent else None
         doc: dict[str, Any] = {"run_id": done.run_id, "job": done.job,
                                "namespace": done.namespace, "attached": done.attached,
@@ -405,6 +490,7 @@ def schedule(
     env: EnvOpt = None,
     secret_env: SecretEnvOpt = None,
     service_account: ServiceAccountOpt = None,
+    artifact_key_secret: ArtifactKeySecretOpt = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the objects as YAML; touch no cluster")] = False,
     context: ContextOpt = None,
@@ -412,10 +498,16 @@ def schedule(
 ) -> None:
     """Run a pipeline on a cron schedule (create or update a CronJob)."""
     _k8s()
+    from runner.k8s import checks
     from runner.k8s.builders import Schedule, config_map, cron_job, to_yaml
 
     with _errors():
         label = name or pipeline.replace(".", "-")
+        checks.check_cron(cron, option="--cron")
+        if time_zone is not None:
+            checks.check_time_zone(time_zone, option="--time-zone")
+        if name is not None:
+            checks.check_dns_label(name, what="--name")
         spec = _run_spec(pipeline, manifest=manifest, run_id=label,
                          namespace=namespace or "default", image=image, artifacts=artifacts,
                          parallel=False, params=param, storage_option=storage_option,
@@ -423,17 +515,21 @@ def schedule(
                          service_account=service_account, cpu="1", memory="2Gi",
                          backoff_limit=2, deadline=6 * 3600, ray_workers=0,
                          pull_policy="IfNotPresent")
-        spec = replace(spec, traceparent=None)  # each scheduled run is a trace of its own
+        key_secret, key = _artifact_key(artifact_key_secret, label)
+        # each scheduled run is a trace of its own
+        spec = replace(spec, traceparent=None, artifact_key_secret=key_secret)
         plan = Schedule(label, cron, spec, concurrency_policy=concurrency_policy.value,
                         suspend=suspend, time_zone=time_zone)
         if dry_run:
-            sys.stdout.write(to_yaml([config_map(spec), cron_job(plan)]))
+            note = (f"runner schedule then makes Secret {key_secret} (the store's "
+                    "key), owned by the CronJob;\nnot printed." if key else None)
+            sys.stdout.write(to_yaml([config_map(spec), cron_job(plan)], comment=note))
             return
         ctl = _connect(namespace, context, kubeconfig)
         if ctl.namespace != spec.namespace:
             spec = replace(spec, namespace=ctl.namespace)
             plan = replace(plan, run=spec)
-        made, created = ctl.schedule(plan)
+        made, created = ctl.schedule(plan, artifact_key=key)
     err.print(f"{'created' if created else 'updated'} cronjob/{made} in namespace "
               f"{ctl.namespace}: {pipeline} at {cron!r}")
 

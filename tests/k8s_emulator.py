@@ -9,6 +9,8 @@
           k8s.objects                    # kmock's store: {(resource, namespace, name): object}
           k8s.call(some_coroutine())     # run something on the emulator's event loop
           k8s.requests                   # [(method, path, query)] the clients under test sent
+          k8s.accesses                   # {(verb, group, resource, subresource)} the
+                                         #  controller used (also in SESSION_ACCESSES)
           k8s.requests_to("GET", r"/jobs")          # the same, filtered
           k8s.fail_next("POST", r"/jobs$", 409)     # the next matching request fails, once
           k8s.gone_next_watch(r"/jobs")  # the next watch gets 410 Gone (in-stream ERROR)
@@ -60,6 +62,11 @@ What kmock 0.8 and helm_sdkpy 0.1.32 do, and what is done about it here:
   client gets the error.
 * Requests whose User-Agent starts with :data:`INTERNAL_AGENT` (the test kubelet's) are
   cluster-internal: neither recorded in ``requests`` nor hit by injected faults.
+* Requests whose User-Agent starts with :data:`CONTROLLER_AGENT` (the project's
+  controller, from the CLI in a subprocess or from Python) are also recorded as an RBAC
+  :class:`Access` -- (verb, API group, resource, subresource), as the API server's
+  authorizer sees them -- in ``accesses`` and in the session-wide
+  :data:`SESSION_ACCESSES`, which the chart's Role is checked against.
 * Left as kmock does it (see the issue): PUT answering 404, PATCH merging dicts and
   replacing lists whatever the patch type (no strategic merge, no resourceVersion
   precondition), no controllers of any kind (see tests/k8s_kubelet.py), no garbage
@@ -103,6 +110,23 @@ RAYCLUSTERS = "ray.io/v1/rayclusters"
 DEFAULT_VERSION = "1.33.0"
 INTERNAL_AGENT = "kubelet-emulator"
 """User-Agent prefix of cluster-internal clients (the test kubelet): not recorded, no faults."""
+
+
+CONTROLLER_AGENT = "runner-controller/"
+"""User-Agent prefix of the project's controller (runner.k8s.controller.USER_AGENT)."""
+
+
+class Access(NamedTuple):
+    """What RBAC authorizes for one request: ``("patch", "batch", "jobs", "")``."""
+
+    verb: str
+    group: str
+    resource: str
+    subresource: str = ""
+
+
+SESSION_ACCESSES: set[Access] = set()
+"""Every access the controller made, across every emulator of the test session."""
 
 
 class Recorded(NamedTuple):
@@ -339,6 +363,7 @@ def _emulator_class() -> type:
         faults: list[Fault]
         faults_lock: threading.Lock
         pod_logs: dict[tuple[str, str], PodLog]
+        accesses: set[Access]
         closing: bool = False
 
         async def _serve_version(self, request: Any) -> Any:
@@ -355,6 +380,14 @@ def _emulator_class() -> type:
 
         async def _handle(self, request: Any) -> Any:
             agent = next((v for k, v in request.headers.items() if k.lower() == "user-agent"), "")
+            if agent.startswith(CONTROLLER_AGENT) and request.resource is not None:
+                access = Access(
+                    "watch" if request.action == kmock.action.WATCH
+                    else _verb(_method(request), request.name, {}),
+                    request.resource.group or "", request.resource.plural,
+                    request.subresource or "")
+                self.accesses.add(access)
+                SESSION_ACCESSES.add(access)
             if not agent.startswith(INTERNAL_AGENT):
                 seen = Recorded(_method(request), request.url.path, dict(request.params))
                 self.recorded.append(seen)
@@ -642,6 +675,8 @@ class Emulator:
         self.kubeconfig = Path()
         self.requests: list[Recorded] = []
         """What the clients under test sent, in order (cluster-internal clients excluded)."""
+        self.accesses: set[Access] = set()
+        """What the project's controller did, as RBAC sees it (see :class:`Access`)."""
         self.faults: list[Fault] = []
         self._faults_lock = threading.Lock()
         self.pod_logs: dict[tuple[str, str], PodLog] = {}
@@ -745,6 +780,7 @@ class Emulator:
         handler.faults = self.faults
         handler.faults_lock = self._faults_lock
         handler.pod_logs = self.pod_logs
+        handler.accesses = self.accesses
         # = resources.load_bundled(), without its deprecated importlib.resources.read_binary
         bundled = importlib.resources.files("kmock._internal") / "resources.json.gz"
         handler.resources.load_data(gzip.decompress(bundled.read_bytes()))
@@ -809,6 +845,14 @@ try:
     config = helm_sdkpy.Configuration(namespace=req["namespace"], kubeconfig=req["kubeconfig"])
     if req["action"] == "lint":
         answer = asyncio.run(helm_sdkpy.Lint(config).run(req["chart"]))
+    elif req["action"] == "install-upgrade":  # one process: the memory driver keeps it
+        first = asyncio.run(helm_sdkpy.Install(config).run(
+            req["release"], req["chart"], values=req["values"], wait=False,
+            timeout=req["timeout"]))
+        second = asyncio.run(helm_sdkpy.Upgrade(config).run(
+            req["release"], req["chart"], values=req["values"], wait=False,
+            timeout=req["timeout"]))
+        answer = [first, second]
     else:
         answer = asyncio.run(helm_sdkpy.Install(config).run(
             req["release"], req["chart"], values=req["values"], wait=False,
@@ -856,6 +900,24 @@ def helm_install(chart: str | os.PathLike[str], emulator: Emulator, *, release: 
     return Release(name=raw["name"], namespace=raw.get("namespace", namespace),
                    manifest=raw.get("manifest", ""), notes=raw.get("info", {}).get("notes", ""),
                    hooks=list(raw.get("hooks") or []), raw=raw)
+
+
+def _release(raw: dict[str, Any], namespace: str) -> Release:
+    return Release(name=raw["name"], namespace=raw.get("namespace", namespace),
+                   manifest=raw.get("manifest", ""), notes=raw.get("info", {}).get("notes", ""),
+                   hooks=list(raw.get("hooks") or []), raw=raw)
+
+
+def helm_install_and_upgrade(chart: str | os.PathLike[str], emulator: Emulator, *,
+                             release: str = "runner", namespace: str | None = None,
+                             values: dict[str, Any] | None = None,
+                             timeout: int = 60) -> tuple[Release, Release]:
+    """``helm install`` then ``helm upgrade`` with the same values: what each rendered
+    (the upgrade's ``lookup`` sees what the install created)."""
+    namespace = namespace or emulator.namespace
+    first, second = _helm("install-upgrade", chart, emulator, timeout=timeout,
+                          release=release, namespace=namespace, values=values or {})
+    return _release(first, namespace), _release(second, namespace)
 
 
 LINT_SEVERITIES = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}

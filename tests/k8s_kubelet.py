@@ -10,6 +10,7 @@ talking to the emulator with the official client over HTTP, as any controller wo
         kubelet.pods("runner-nightly-1")                        # the Pod objects
         kubelet.runs("runner-nightly-1")                        # what ran: argv, env, log
         kubelet.kill("runner-nightly-1", reason="OOMKilled")   # or "Evicted"
+        kubelet.preempt("runner-nightly-1")                     # SIGTERM, then SIGKILL
 
 What it does, every ``interval`` seconds:
 
@@ -21,7 +22,9 @@ What it does, every ``interval`` seconds:
   ``completionTime``, and the real controller's conditions (``SuccessCriteriaMet`` +
   ``Complete``; ``FailureTarget`` + ``Failed`` with reason ``BackoffLimitExceeded`` or
   ``DeadlineExceeded``; ``Suspended``). A failed pod is retried ``retry_delay`` s later
-  (Kubernetes waits 10 s, 20 s, ...) while the failures are at most ``backoffLimit``.
+  (Kubernetes waits 10 s, 20 s, ...) while the failures are at most ``backoffLimit``;
+  ``podFailurePolicy`` rules (``onPodConditions`` DisruptionTarget, ``onExitCodes``) say
+  Ignore (retried, not counted), FailJob or Count, as Kubernetes does.
   ``spec.suspend`` stops the pod (not counted as a failure; ``startTime`` reset) until the
   Job is resumed; ``activeDeadlineSeconds`` stops it and fails the Job;
   ``ttlSecondsAfterFinished`` deletes the Job.
@@ -99,13 +102,18 @@ JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 UID_LABELS = ("batch.kubernetes.io/controller-uid", "controller-uid")
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = RAYCLUSTERS.split("/")
 KILL_REASONS = ("OOMKilled", "Evicted")
+STOP_REASONS = ("Preempted", "Drained")
+"""How :meth:`Kubelet.preempt` stops a pod: the scheduler's preemption, a node drain."""
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet
 _VAR = re.compile(r"\$\$|\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
 _FIELD_MAP = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
 _DISRUPTION = {"Evicted": ("TerminationByKubelet", "The node was low on resource: memory."),
                "DeadlineExceeded": ("DeadlineExceeded", "Pod was active on the node longer "
                                                         "than the specified deadline"),
-               "Suspended": ("DisruptionByJobController", "Job suspended")}
+               "Suspended": ("DisruptionByJobController", "Job suspended"),
+               "Preempted": ("PreemptionByScheduler", "research/high-priority: preempting to "
+                                                      "accommodate a higher priority pod"),
+               "Drained": ("EvictionByEvictionAPI", "Eviction API: evicting")}
 
 
 def now_text() -> str:
@@ -249,6 +257,23 @@ def _condition(kind: str, reason: str, message: str, status: str = "True") -> di
     when = now_text()
     return {"type": kind, "status": status, "reason": reason, "message": message,
             "lastProbeTime": when, "lastTransitionTime": when}
+
+
+def _failure_action(job: dict[str, Any], pod: _Pod) -> str:
+    """The Job's podFailurePolicy on a failed pod: the action of the first rule that matches
+    (``onPodConditions``: a DisruptionTarget the pod got; ``onExitCodes``), else Count."""
+    policy = (job.get("spec") or {}).get("podFailurePolicy") or {}
+    conditions = {("DisruptionTarget", "True")} if pod.stop in _DISRUPTION else set()
+    for rule in policy.get("rules") or []:
+        patterns = {(c.get("type"), c.get("status", "True"))
+                    for c in rule.get("onPodConditions") or []}
+        codes = rule.get("onExitCodes")
+        if patterns & conditions:
+            return str(rule["action"])
+        if codes and pod.exit_code is not None and \
+                (pod.exit_code in codes.get("values", [])) == (codes.get("operator") == "In"):
+            return str(rule["action"])
+    return "Count"
 
 
 def expand(text: str, env: Mapping[str, str]) -> str:
@@ -473,6 +498,24 @@ class Kubelet:
                   what=f"pod {pod.name} to be reported killed")
         return pod.name
 
+    def preempt(self, job: str, reason: str = "Preempted", *, namespace: str | None = None,
+                timeout: float = 60) -> str:
+        """Stop the Job's running pod as the scheduler's preemption (``Preempted``) or a node
+        drain (``Drained``) does: the pod gets a ``DisruptionTarget`` condition, then SIGTERM
+        and, after its grace period (at most ``grace_cap``), SIGKILL. Returns once the pod
+        ended (its name); whether it counts as a failure is the Job's podFailurePolicy's."""
+        if reason not in STOP_REASONS:
+            raise ValueError(f"reason must be one of {STOP_REASONS}, not {reason!r}")
+        with self._lock:
+            found = self._job(job, namespace)
+            pod = found.active if found is not None else None
+            if pod is None or pod.proc is None or pod.exited:
+                raise KubeletError(f"job {job!r} has no running container to stop")
+            self._stop_pod(pod, reason)
+        self.wait(lambda: pod.state == "terminated", timeout=timeout,
+                  what=f"pod {pod.name} to be stopped")
+        return pod.name
+
     # ------------------------------------------------------------ HTTP
 
     def _apis(self) -> _Apis:
@@ -659,8 +702,16 @@ class Kubelet:
             job.finished, job.finished_at = "Complete", time.monotonic()
             job.completion_time = now_text()
         else:
+            action = _failure_action(obj, pod)
+            if action == "Ignore":  # retried, not counted (a disruption, by the policy)
+                job.retry_at = time.monotonic() + self.retry_delay
+                self._report_job(job)
+                return
             job.failed += 1
-            if job.failed > int((obj.get("spec") or {}).get("backoffLimit", 6)):
+            if action == "FailJob":
+                self._fail(job, "PodFailurePolicy", f"Container {pod.name} matched a "
+                                                     "FailJob rule of the podFailurePolicy")
+            elif job.failed > int((obj.get("spec") or {}).get("backoffLimit", 6)):
                 self._fail(job, "BackoffLimitExceeded",
                            "Job has reached the specified backoff limit")
             else:

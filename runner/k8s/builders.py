@@ -7,10 +7,14 @@
 
 The Job's pod runs the same ``runner run`` as a laptop, hardened: non-root,
 read-only root filesystem with an emptyDir at /tmp, no privilege escalation, no
-capabilities, the RuntimeDefault seccomp profile. A retried pod resumes the run
-from its last checkpoint (``--resume``). Credentials only ever arrive through
-Secret references. With parallel branches on, a RayCluster (``ray.io/v1``) owned
-by the Job runs them.
+capabilities, the RuntimeDefault seccomp profile, no service-account token. A
+retried pod resumes the run from its last checkpoint (``--resume``); a pod the cluster
+stops (preemption, eviction, drain) gets SIGTERM, ``RUNNER_TERM_GRACE`` seconds to finish
+its stage inside a ``terminationGracePeriodSeconds`` of 30, and a retry that does not
+count against ``backoffLimit``. Credentials only ever arrive through Secret references
+(the store's key too); every arg and env value is escaped against the kubelet's
+``$(VAR)`` expansion. With parallel branches on, a RayCluster owned by the Job runs
+them (:mod:`runner.k8s.ray`).
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-__all__ = ["RayClusterSpec", "RunSpec", "Schedule", "config_map", "cron_job", "job",
-           "job_name", "labels", "manifest_name", "ray_client_address", "ray_cluster",
-           "ray_cluster_name", "to_dicts", "to_yaml"]
+__all__ = ["ARTIFACT_KEY_ENV", "RayClusterSpec", "RunSpec", "Schedule", "artifact_key_name",
+           "config_map", "container_security", "cron_job", "dns_label", "job", "job_name",
+           "labels", "literal", "manifest_name", "owner_reference", "pod_security",
+           "ray_client_address", "ray_cluster_name", "secret", "secret_env", "to_dicts",
+           "to_yaml"]
 
 APP = "runner"
 RUN_ID_LABEL = "runner.dev/run-id"
@@ -38,15 +44,30 @@ FORWARDED_ENV = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPO
                  "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
                  "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_SDK_DISABLED",
                  "RUNNER_LOG_FORMAT")
+ARTIFACT_KEY_ENV = "RUNNER_ARTIFACT_KEY"
+"""The store's signing key: in the run pods only, from a Secret (this is also its key)."""
+TERMINATION_GRACE = 30
+"""``terminationGracePeriodSeconds`` of a run pod (Kubernetes' default, set explicitly)."""
+TERM_GRACE = 20
+"""``RUNNER_TERM_GRACE``: seconds the runner gives the in-flight stage after SIGTERM, well
+inside :data:`TERMINATION_GRACE` (the rest commits the checkpoint and writes the spans)."""
 
 
-def _dns_label(text: str, limit: int = 63) -> str:
-    """A DNS-1123 label from any text (lowercase, [a-z0-9-], trimmed, hashed if long)."""
+def dns_label(text: str, limit: int = 63) -> str:
+    """A DNS-1123 label from any text (lowercase, [a-z0-9-], trimmed). When that changed
+    the text (or it is too long) a short hash of the text is added, so that two texts
+    never share a name (``nightly.1`` and ``nightly-1``)."""
     slug = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-") or "x"
-    if len(slug) > limit:
+    if slug != text or len(slug) > limit:
         digest = hashlib.sha256(text.encode()).hexdigest()[:8]
         slug = f"{slug[: limit - 9].rstrip('-')}-{digest}"
     return slug
+
+
+def literal(text: str) -> str:
+    """``text`` as the kubelet passes it on: it expands ``$(VAR)`` in args and env values,
+    ``$$(`` is its escape (a parameter or secret never gets expanded into a run)."""
+    return text.replace("$(", "$$(")
 
 
 def _label_value(text: str) -> str:
@@ -66,6 +87,11 @@ class RayClusterSpec:
     worker_replicas: int = 2
     worker_cpu: str = "1"
     worker_memory: str = "2Gi"
+    shared_memory: str = "1Gi"
+    """Size of each Ray pod's in-memory /dev/shm (Ray's object store)."""
+    token_secret: str | None = None
+    """An existing Secret (key ``RAY_AUTH_TOKEN``) with the cluster's auth token; None:
+    one is made per run, owned by its Job."""
 
 
 @dataclass(frozen=True)
@@ -87,9 +113,15 @@ class RunSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     """Plain environment (never secrets: use ``secret_env``)."""
     secret_env: Sequence[str] = ()
-    """Names of Secrets whose keys become environment variables (AWS_*, OTLP headers)."""
+    """Names of Secrets whose keys become environment variables of the run's pod only
+    (AWS_*, OTLP headers)."""
+    artifact_key_secret: str | None = None
+    """A Secret whose ``RUNNER_ARTIFACT_KEY`` key is the store's signing key (run pod only)."""
     traceparent: str | None = None
     service_account: str | None = None
+    """The ServiceAccount of the run's pods (and its Ray pods): one with no Role; its
+    token is never mounted. None: the namespace's ``default``."""
+    term_grace: int = TERM_GRACE
     image_pull_policy: str = "IfNotPresent"
     cpu: str = "1"
     memory: str = "2Gi"
@@ -100,19 +132,27 @@ class RunSpec:
 
 
 def job_name(run_id: str) -> str:
-    return _dns_label(f"{APP}-{run_id}")
+    return dns_label(f"{APP}-{run_id}")
 
 
 def manifest_name(run_id: str) -> str:
-    return _dns_label(f"{APP}-{run_id}-manifest")
+    return dns_label(f"{job_name(run_id)}-manifest")
+
+
+def artifact_key_name(run_id: str) -> str:
+    """The Secret made for a run from the caller's artifact key (owned by its Job)."""
+    return dns_label(f"{job_name(run_id)}-key")
 
 
 def ray_cluster_name(run_id: str) -> str:
     """The run's RayCluster; KubeRay names its head Service ``<name>-head-svc``."""
-    return _dns_label(f"{job_name(run_id)}-ray", 40)
+    return dns_label(f"{job_name(run_id)}-ray", 40)
 
 
 RAY_CLIENT_PORT = 10001
+RAY_TOKEN_KEY = "RAY_AUTH_TOKEN"
+"""The env var Ray 2.60 reads its auth token from (with ``RAY_AUTH_MODE=token``); also
+the key of the token's Secret."""
 
 
 def ray_client_address(run: RunSpec) -> str:
@@ -158,13 +198,20 @@ def _args(run: RunSpec) -> list[str]:
         args += ["--storage-option", f"{key}={value}"]
     for key, value in sorted(run.params.items()):
         args += ["--param", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
-    return args
+    return [literal(a) for a in args]
 
 
-def _env(run: RunSpec, ray_address: str | None) -> list[client.V1EnvVar]:
+def secret_env(name: str, secret: str, key: str) -> client.V1EnvVar:
+    """``name`` from one key of a Secret (never its value in the object)."""
+    return client.V1EnvVar(name=name, value_from=client.V1EnvVarSource(
+        secret_key_ref=client.V1SecretKeySelector(name=secret, key=key)))
+
+
+def _env(run: RunSpec, ray_address: str | None,
+         ray_token: str | None) -> list[client.V1EnvVar]:
     env = {"HOME": "/tmp", "RUNNER_MANIFEST": f"{MANIFEST_DIR}/manifest.json",
            "RUNNER_RUN_ID": run.run_id, "RUNNER_LOG_FORMAT": "json",
-           "OTEL_SERVICE_NAME": APP}
+           "OTEL_SERVICE_NAME": APP, "RUNNER_TERM_GRACE": str(run.term_grace)}
     if run.artifacts:
         env["RUNNER_ARTIFACTS"] = run.artifacts
     if run.traceparent:
@@ -173,10 +220,19 @@ def _env(run: RunSpec, ray_address: str | None) -> list[client.V1EnvVar]:
         env["RAY_ADDRESS"] = ray_address
         env["TV_ORCH_PARALLEL"] = "1"
     env.update(run.env)
-    return [client.V1EnvVar(name=k, value=v) for k, v in sorted(env.items())]
+    refs = {}
+    if run.artifact_key_secret:
+        refs[ARTIFACT_KEY_ENV] = secret_env(ARTIFACT_KEY_ENV, run.artifact_key_secret,
+                                            ARTIFACT_KEY_ENV)
+    if ray_token:
+        env["RAY_AUTH_MODE"] = "token"
+        refs[RAY_TOKEN_KEY] = secret_env(RAY_TOKEN_KEY, ray_token, RAY_TOKEN_KEY)
+    plain = [client.V1EnvVar(name=k, value=literal(v)) for k, v in env.items()
+             if k not in refs]
+    return sorted(plain + list(refs.values()), key=lambda e: e.name)
 
 
-def _container_security() -> client.V1SecurityContext:
+def container_security() -> client.V1SecurityContext:
     return client.V1SecurityContext(
         run_as_non_root=True, run_as_user=UID, run_as_group=UID,
         read_only_root_filesystem=True, allow_privilege_escalation=False,
@@ -185,98 +241,92 @@ def _container_security() -> client.V1SecurityContext:
     )
 
 
-def _pod_security() -> client.V1PodSecurityContext:
+def pod_security() -> client.V1PodSecurityContext:
     return client.V1PodSecurityContext(
         run_as_non_root=True, run_as_user=UID, run_as_group=UID, fs_group=UID,
         seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
     )
 
 
-def _pod_spec(run: RunSpec, ray_address: str | None) -> client.V1PodSpec:
+def _pod_spec(run: RunSpec, ray_address: str | None,
+              ray_token: str | None) -> client.V1PodSpec:
     container = client.V1Container(
         name="runner", image=run.image, image_pull_policy=run.image_pull_policy,
-        args=_args(run), env=_env(run, ray_address),
+        args=_args(run), env=_env(run, ray_address, ray_token),
         env_from=[client.V1EnvFromSource(secret_ref=client.V1SecretEnvSource(name=s))
                   for s in run.secret_env] or None,
         resources=client.V1ResourceRequirements(
             requests={"cpu": run.cpu, "memory": run.memory},
             limits={"memory": run.memory}),
-        security_context=_container_security(),
+        security_context=container_security(),
         volume_mounts=[client.V1VolumeMount(name="tmp", mount_path="/tmp"),
                        client.V1VolumeMount(name="manifest", mount_path=MANIFEST_DIR,
                                             read_only=True)],
     )
     return client.V1PodSpec(
         restart_policy="Never", service_account_name=run.service_account,
-        automount_service_account_token=False, security_context=_pod_security(),
-        containers=[container],
+        automount_service_account_token=False, enable_service_links=False,
+        termination_grace_period_seconds=TERMINATION_GRACE,
+        security_context=pod_security(), containers=[container],
         volumes=[client.V1Volume(name="tmp", empty_dir=client.V1EmptyDirVolumeSource()),
                  client.V1Volume(name="manifest", config_map=client.V1ConfigMapVolumeSource(
                      name=manifest_name(run.run_id)))],
     )
 
 
-def job(run: RunSpec, *, ray_address: str | None = None, suspend: bool = False) -> client.V1Job:
+def _failure_policy() -> client.V1PodFailurePolicy:
+    """A pod stopped by the cluster (preemption, eviction, node drain: the
+    ``DisruptionTarget`` condition) is retried without counting against backoffLimit;
+    the retried pod resumes the run. Needs ``restartPolicy: Never``."""
+    return client.V1PodFailurePolicy(rules=[client.V1PodFailurePolicyRule(
+        action="Ignore", on_pod_conditions=[client.V1PodFailurePolicyOnPodConditionsPattern(
+            type="DisruptionTarget", status="True")])])
+
+
+def job(run: RunSpec, *, ray_address: str | None = None, ray_token: str | None = None,
+        suspend: bool = False) -> client.V1Job:
     """The Job whose pod runs the pipeline (``--resume``: a retried pod continues).
 
-    ``suspend``: made suspended, so that a RayCluster owned by it can be made and
-    readied before its pod starts (the controller then unsuspends it)."""
+    ``suspend``: made suspended, so that what it owns (its Secrets, RayCluster,
+    NetworkPolicy) can be made before its pod starts (the controller then unsuspends
+    it). ``ray_token``: the Secret holding the run's Ray auth token."""
     template = client.V1PodTemplateSpec(
         metadata=client.V1ObjectMeta(labels=labels(run)),
-        spec=_pod_spec(run, ray_address))
+        spec=_pod_spec(run, ray_address, ray_token))
     return client.V1Job(
         api_version="batch/v1", kind="Job",
         metadata=_meta(job_name(run.run_id), run, "run",
                        {"runner.dev/traceparent": run.traceparent} if run.traceparent else None),
         spec=client.V1JobSpec(
             suspend=True if suspend else None,
-            backoff_limit=run.backoff_limit,
+            backoff_limit=run.backoff_limit, pod_failure_policy=_failure_policy(),
             active_deadline_seconds=run.active_deadline_seconds,
             ttl_seconds_after_finished=run.ttl_seconds_after_finished,
             template=template),
     )
 
 
-def ray_cluster(run: RunSpec, *, owner: client.V1Job | None = None) -> dict[str, Any]:
-    """A KubeRay ``RayCluster`` for a parallel run, owned by its Job (deleted with it)."""
-    spec = run.ray or RayClusterSpec()
-    image = spec.image or run.image
-    name = ray_cluster_name(run.run_id)
-    security = to_dicts([_container_security()])[0]
-    security.pop("runAsUser", None)  # the Ray image's own user
-    security.pop("runAsGroup", None)
-    security["readOnlyRootFilesystem"] = False  # Ray writes under /home/ray and /tmp/ray
+def owner_reference(owner: client.V1Job | client.V1CronJob) -> dict[str, Any]:
+    """What makes an object go with its Job (or CronJob): Kubernetes' garbage collector
+    deletes it when the owner goes, however that happens."""
+    meta = owner.metadata
+    assert meta is not None and meta.uid, "the owner must exist (have a uid)"
+    kind = owner.kind or ("CronJob" if isinstance(owner, client.V1CronJob) else "Job")
+    return {"apiVersion": "batch/v1", "kind": kind, "name": meta.name,
+            "uid": meta.uid, "controller": True, "blockOwnerDeletion": True}
 
-    def container(kind: str, cpu: str, memory: str) -> dict[str, Any]:
-        return {"name": f"ray-{kind}", "image": image,
-                "resources": {"requests": {"cpu": cpu, "memory": memory},
-                              "limits": {"cpu": cpu, "memory": memory}},
-                "securityContext": security}
 
-    metadata: dict[str, Any] = {"name": name, "namespace": run.namespace,
-                                "labels": labels(run, "ray")}
-    if owner is not None and owner.metadata is not None and owner.metadata.uid:
-        metadata["ownerReferences"] = [{
-            "apiVersion": "batch/v1", "kind": "Job", "name": owner.metadata.name,
-            "uid": owner.metadata.uid, "controller": True, "blockOwnerDeletion": True}]
-    return {
-        "apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": metadata,
-        "spec": {
-            "rayVersion": spec.ray_version,
-            "headGroupSpec": {
-                "rayStartParams": {"dashboard-host": "127.0.0.1"},
-                "template": {"metadata": {"labels": labels(run, "ray-head")},
-                             "spec": {"containers": [container("head", spec.head_cpu,
-                                                               spec.head_memory)]}}},
-            "workerGroupSpecs": [{
-                "groupName": "workers", "replicas": spec.worker_replicas,
-                "minReplicas": spec.worker_replicas, "maxReplicas": spec.worker_replicas,
-                "rayStartParams": {},
-                "template": {"metadata": {"labels": labels(run, "ray-worker")},
-                             "spec": {"containers": [container("worker", spec.worker_cpu,
-                                                               spec.worker_memory)]}}}],
-        },
-    }
+def secret(run: RunSpec, *, name: str, data: Mapping[str, str], component: str,
+           owner: client.V1Job | client.V1CronJob | None = None) -> client.V1Secret:
+    """An Opaque Secret of the run (``stringData``), owned by its Job once that exists."""
+    meta = _meta(name, run, component)
+    if owner is not None:
+        meta.owner_references = [client.V1OwnerReference(
+            api_version=ref["apiVersion"], kind=ref["kind"], name=ref["name"], uid=ref["uid"],
+            controller=True, block_owner_deletion=True)
+            for ref in [owner_reference(owner)]]
+    return client.V1Secret(api_version="v1", kind="Secret", metadata=meta, type="Opaque",
+                           immutable=True, string_data=dict(data))
 
 
 @dataclass(frozen=True)
@@ -300,13 +350,13 @@ def cron_job(schedule: Schedule) -> client.V1CronJob:
     container = template.spec.template.spec.containers[0]
     # every scheduled Job is a run of its own: its id is the Job's name
     args = list(container.args or [])
-    args[args.index("--run-id") + 1] = "$(RUNNER_RUN_ID)"
+    args[args.index("--run-id") + 1] = "$(RUNNER_RUN_ID)"  # the one expansion we mean
     container.args = args
     container.env = [e for e in (container.env or []) if e.name != "RUNNER_RUN_ID"] + [
         client.V1EnvVar(name="RUNNER_RUN_ID", value_from=client.V1EnvVarSource(
             field_ref=client.V1ObjectFieldSelector(
                 field_path="metadata.labels['batch.kubernetes.io/job-name']")))]
-    name = _dns_label(schedule.name, 52)
+    name = dns_label(schedule.name, 52)
     return client.V1CronJob(
         api_version="batch/v1", kind="CronJob",
         metadata=_meta(name, run, "schedule"),

@@ -8,10 +8,17 @@
     ctl.cancel("nightly-1")                              # the Job, its pods, RayCluster, ConfigMap
     ctl.schedule(Schedule("alpha-nightly", "0 6 * * 1-5", run)); ctl.unschedule("alpha-nightly")
 
-A parallel run (``RunSpec.ray`` set) gets a KubeRay ``RayCluster`` owned by its Job:
-the Job is created suspended, the RayCluster is made with an ownerReference to it
-(so Kubernetes deletes it with the Job, whatever else dies), the head is awaited,
-and then the Job is let go with the head's Ray client address in ``RAY_ADDRESS``.
+A run that owns objects is created suspended; they are made with an ownerReference to
+the Job (so Kubernetes deletes them with it, whatever else dies), then the Job is let
+go. They are: the Secret with the store's key (``submit(run, artifact_key=...)``), and
+for a parallel run (``RunSpec.ray`` set) its Ray auth token Secret, the NetworkPolicy in
+front of its Ray head and its KubeRay ``RayCluster``, whose head is awaited before the
+Job starts with the head's Ray client address in ``RAY_ADDRESS``.
+
+What the controller calls is what the chart's Role grants, no more (a test records
+every request and checks both ways): Jobs create/get/list/watch/patch/delete, CronJobs
+create/get/patch/delete, ConfigMaps create/patch/delete, Secrets and NetworkPolicies
+create, Pods get/list, pods/log get, Events list, RayClusters create/get/delete.
 
 Configuration is found as kubectl finds it: in a pod, the service account; else
 ``KUBECONFIG`` or ``~/.kube/config``, with ``--context`` to choose. Every API failure
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,23 +44,34 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from runner.k8s.builders import (
+    ARTIFACT_KEY_ENV,
     RUN_ID_LABEL,
     RunSpec,
     Schedule,
+    artifact_key_name,
     config_map,
     cron_job,
     job,
     job_name,
     manifest_name,
     ray_client_address,
-    ray_cluster,
     ray_cluster_name,
+    secret,
 )
 from runner.k8s.errors import ClusterError, NotFoundError, explain
+from runner.k8s.ray import (
+    network_policy,
+    network_policy_name,
+    ray_cluster,
+    ray_token_secret,
+    token_secret_of,
+)
 
 __all__ = ["Controller", "PodState", "RunFailed", "RunStatus", "Submitted"]
 
 T = TypeVar("T")
+USER_AGENT = "runner-controller/0.1"
+"""How the API server (and its audit log) sees the controller's requests."""
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayclusters"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
@@ -174,10 +193,12 @@ class Controller:
     def __init__(self, api: client.ApiClient, namespace: str, *,
                  retry: Retry | None = None) -> None:
         self.api = api
+        api.user_agent = USER_AGENT
         self.namespace = namespace
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.networking = client.NetworkingV1Api(api)
         self.server = str(getattr(api.configuration, "host", "") or "")
         self.retry = retry or Retry()
 
@@ -246,23 +267,31 @@ class Controller:
 
     # ------------------------------------------------------------ submit
 
-    def submit(self, run: RunSpec, *, ray_address: str | None = None) -> Submitted:
+    def submit(self, run: RunSpec, *, ray_address: str | None = None,
+               artifact_key: str | None = None) -> Submitted:
         """Create the manifest ConfigMap and the Job; the same run id again attaches
         to the Job already there instead of failing.
 
-        With ``run.ray`` set, the Job starts suspended, gets a RayCluster it owns, and
-        is let go once the Ray head is ready (an attach finishes that if it was cut
+        ``artifact_key``: the store's key, put in a Secret the Job owns
+        (``run.artifact_key_secret`` must name :func:`artifact_key_name`). With
+        ``run.ray`` set, the Job also gets a Ray token Secret, a NetworkPolicy and a
+        RayCluster, and is let go once the Ray head is ready. Whatever it owns, the
+        Job starts suspended until that exists (an attach finishes it if it was cut
         short). ``ray_address`` instead points the run at a Ray that already exists.
         """
         name = job_name(run.run_id)
         with_ray = run.ray is not None and ray_address is None
+        if artifact_key is not None and run.artifact_key_secret != artifact_key_name(run.run_id):
+            raise ValueError("artifact_key needs run.artifact_key_secret = "
+                             "artifact_key_name(run.run_id)")
+        owns = with_ray or artifact_key is not None
         existing = self._read_job(name)
         if existing is None:
             self._call(lambda: self.core.create_namespaced_config_map(
                 self.namespace, config_map(run)), verb="create", resource="configmaps",
                 name=manifest_name(run.run_id), ok=frozenset({409}))
             body = job(run, ray_address=ray_client_address(run) if with_ray else ray_address,
-                       suspend=with_ray)
+                       ray_token=token_secret_of(run) if with_ray else None, suspend=owns)
             created = self._call(lambda: self.batch.create_namespaced_job(
                 self.namespace, body), verb="create", resource="jobs", name=name,
                 ok=frozenset({409}))
@@ -275,12 +304,17 @@ class Controller:
                                 f"in namespace {self.namespace!r}")
         cluster = None
         spec = existing.spec
-        if spec is not None and spec.suspend:  # ours, waiting for its Ray (or cut short)
-            if not with_ray:
-                raise ClusterError(f"job {name!r} is suspended and this run has no Ray "
-                                   f"cluster to wait for: resume it with kubectl or "
+        if spec is not None and spec.suspend:  # ours, waiting for what it owns (or cut short)
+            if not owns:
+                raise ClusterError(f"job {name!r} is suspended and this run has nothing "
+                                   f"to wait for: resume it with kubectl or "
                                    f"runner cancel {run.run_id}")
-            cluster = self._start_ray(run, existing)
+            if artifact_key is not None:
+                self._create_secret(secret(run, name=artifact_key_name(run.run_id),
+                                           data={ARTIFACT_KEY_ENV: artifact_key},
+                                           component="artifact-key", owner=existing))
+            if with_ray:
+                cluster = self._start_ray(run, existing)
             self._call(lambda: self.batch.patch_namespaced_job(
                 name, self.namespace, {"spec": {"suspend": False}}),
                 verb="patch", resource="jobs", name=name)
@@ -293,8 +327,22 @@ class Controller:
         return self._call(lambda: self.batch.read_namespaced_job(name, self.namespace),
                           verb="get", resource="jobs", name=name, ok=frozenset({404}))
 
+    def _create_secret(self, body: client.V1Secret) -> None:
+        """Create a Secret; one already there (an attach) is kept as it is."""
+        name = body.metadata.name if body.metadata else None
+        self._call(lambda: self.core.create_namespaced_secret(self.namespace, body),
+                   verb="create", resource="secrets", name=name, ok=frozenset({409}))
+
     def _start_ray(self, run: RunSpec, owner: client.V1Job) -> str:
-        """The run's RayCluster, owned by its Job; returns once its head is ready."""
+        """The run's token Secret, NetworkPolicy and RayCluster, owned by its Job;
+        returns once the head is ready."""
+        if run.ray is not None and run.ray.token_secret is None:
+            self._create_secret(ray_token_secret(run, token=secrets.token_hex(32),
+                                                 owner=owner))
+        policy: Any = network_policy(run, owner=owner)  # a dict, as the API takes it
+        self._call(lambda: self.networking.create_namespaced_network_policy(
+            self.namespace, policy), verb="create", resource="networkpolicies",
+            name=network_policy_name(run.run_id), ok=frozenset({409}))
         name = ray_cluster_name(run.run_id)
         body = ray_cluster(run, owner=owner)
         self._call(lambda: self.custom.create_namespaced_custom_object(
@@ -368,7 +416,8 @@ class Controller:
                 reason = f"{reason}; last attempt: {why}"
         elif found.spec is not None and found.spec.suspend:
             phase = "pending"
-            reason = "suspended (waiting for its Ray cluster)"
+            reason = ("suspended (until what it owns exists: its Secrets, its Ray cluster; "
+                      f"runner submit --run-id {run_id} again finishes it)")
         elif st.active and (not pods or any(p.phase != "Pending" for p in pods)):
             phase = "running"  # (a Job counts a pod still being made as active)
         else:
@@ -643,9 +692,11 @@ class Controller:
 
     # ------------------------------------------------------------ schedules
 
-    def schedule(self, schedule: Schedule) -> tuple[str, bool]:
+    def schedule(self, schedule: Schedule, *,
+                 artifact_key: str | None = None) -> tuple[str, bool]:
         """Create the CronJob and its manifest ConfigMap, or update both; returns the
-        CronJob's name and whether it was created (False: updated)."""
+        CronJob's name and whether it was created (False: updated). ``artifact_key``:
+        the store's key, in a Secret the CronJob owns (made once; an update keeps it)."""
         body = cron_job(schedule)
         assert body.metadata is not None
         name = str(body.metadata.name)
@@ -661,8 +712,15 @@ class Controller:
             self.namespace, body), verb="create", resource="cronjobs", name=name,
             ok=frozenset({409}))
         if created is None:
-            self._must(lambda: self.batch.patch_namespaced_cron_job(
+            created_or_found = self._must(lambda: self.batch.patch_namespaced_cron_job(
                 name, self.namespace, body), verb="patch", resource="cronjobs", name=name)
+        else:
+            created_or_found = created
+        key_secret = schedule.run.artifact_key_secret
+        if artifact_key is not None and key_secret:
+            self._create_secret(secret(schedule.run, name=key_secret,
+                                       data={ARTIFACT_KEY_ENV: artifact_key},
+                                       component="artifact-key", owner=created_or_found))
         return name, created is not None
 
     def unschedule(self, name: str) -> list[str]:

@@ -10,6 +10,7 @@ then the security settings, RBAC, secrets, names and the helm test are checked.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
@@ -32,8 +33,10 @@ from tests.k8s_emulator import (  # noqa: E402
     HelmError,
     Release,
     helm_install,
+    helm_install_and_upgrade,
     helm_lint,
 )
+from tests.k8s_hardening import check_objects  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -45,17 +48,6 @@ RELEASE = "research"
 SCENARIOS = sorted(p.name.removesuffix("-values.yaml")
                    for p in (CHART / "ci").glob("*-values.yaml"))
 UID = 10001
-
-RBAC = {  # (apiGroup, resource) -> verbs: what the controller and the runner use, no more
-    ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
-    ("batch", "cronjobs"): {"create", "get", "list", "watch", "update", "patch", "delete"},
-    ("", "configmaps"): {"create", "get", "list", "delete"},
-    ("", "pods"): {"get", "list", "watch"},
-    ("", "pods/log"): {"get"},
-    ("", "events"): {"list"},  # why a pod cannot mount a volume: only Events say
-    ("ray.io", "rayclusters"): {"create", "get", "list", "watch", "delete"},
-}
-
 
 def load_yaml(path: Path) -> Any:
     return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -244,9 +236,14 @@ def test_every_scenario_and_the_defaults_match_the_schema(values_schema, scenari
     {"runs": [{"name": "a", "pipeline": "alpha.full", "runID": "x"}]},
     {"runs": [{"name": "a", "pipeline": "alpha.full", "runId": "Not_A_Run_Id"}]},
     {"artifacts": {"storageOptions": {"secret": "hunter2"}}},
+    {"artifacts": {"storageOptions": {"AWS_Secret_Access_Key": "hunter2"}}},
+    {"artifacts": {"storageOptions": {"sessionTOKEN": "x"}}},
+    {"artifacts": {"storageOptions": {"Password": "x"}}},
     {"rayCluster": {"workers": {"replica": 3}}},
     {"logFormat": "yaml"},
-], ids=["top", "image", "schedule", "run", "run-id", "credential-option", "ray", "enum"])
+    {"job": {"termGraceSeconds": 0}},
+], ids=["top", "image", "schedule", "run", "run-id", "credential-option", "credential-mixed-case",
+        "credential-upper", "credential-capital", "ray", "enum", "grace"])
 def test_the_schema_rejects_unknown_keys_and_bad_values(values_schema, values):
     merged = copy.deepcopy(load_yaml(CHART / "values.yaml"))
     for key, value in values.items():
@@ -279,16 +276,26 @@ def test_helm_refuses_a_cluster_older_than_kube_version(tmp_path):
 def test_the_scenarios_render_what_they_say(rendered):
     kinds = {name: sorted({o["kind"] for o in release.objects()})
              for name, release in rendered.items()}
-    base = {"ConfigMap", "Pod", "Role", "RoleBinding", "ServiceAccount"}
+    base = {"ConfigMap", "Pod", "Role", "RoleBinding", "Secret", "ServiceAccount"}
     assert set(kinds["default"]) == base
     assert set(kinds["schedules"]) == base | {"CronJob"}
     assert set(kinds["runs"]) == base | {"Job"}
-    assert set(kinds["ray"]) == base | {"CronJob", "Job", "RayCluster"}
+    assert set(kinds["ray"]) == base | {"CronJob", "Job", "NetworkPolicy", "RayCluster"}
     assert set(kinds["otel-s3"]) == base | {"Job"}
-    for release in rendered.values():  # the only hook is the helm test pod
+    for name, release in rendered.items():  # the only hook is the helm test pod
         assert [h["kind"] for h in release.hooks] == ["Pod"]
-        assert not [o for o in release.objects() if o["kind"] in ("Secret", "ClusterRole",
+        assert not [o for o in release.objects() if o["kind"] in ("ClusterRole",
                                                                    "ClusterRoleBinding")]
+        # the only Secrets: the store's key (kept), and the shared Ray cluster's token
+        secrets = {s["metadata"]["name"]: s for s in of_kind(release, "Secret")}
+        expected = {f"{RELEASE}-runner-artifact-key"}
+        if name == "ray":
+            expected.add(f"{RELEASE}-runner-ray-token")
+        assert set(secrets) == expected, name
+        key = secrets[f"{RELEASE}-runner-artifact-key"]
+        assert key["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert set(key["data"]) == {"RUNNER_ARTIFACT_KEY"}
+        assert len(base64.b64decode(key["data"]["RUNNER_ARTIFACT_KEY"])) == 48
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -329,32 +336,35 @@ def test_every_object_is_labelled(rendered):
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_every_pod_is_hardened(rendered, scenario):
-    pods = pod_templates(rendered[scenario])
-    assert pods
-    for where, pod in pods:
+    release = rendered[scenario]
+    autoscaled = {f"RayCluster/{c['metadata']['name']}/head" for c in of_kind(release, "RayCluster")
+                  if c["spec"].get("enableInTreeAutoscaling")}  # KubeRay's autoscaler sidecar
+    check_objects(release.objects(), token_allowed=autoscaled)
+    run_account = f"{RELEASE}-runner-run"
+    for where, pod in pod_templates(release):
         sec = pod["securityContext"]
-        assert sec["runAsNonRoot"] is True, where
         assert (sec["runAsUser"], sec["runAsGroup"], sec["fsGroup"]) == (UID, UID, UID), where
-        assert sec["seccompProfile"] == {"type": "RuntimeDefault"}, where
         assert pod.get("restartPolicy") != "OnFailure", where
-        if not where.startswith("RayCluster/"):  # KubeRay restarts its own pods
-            assert pod["restartPolicy"] == "Never", where  # Jobs retry with a new pod
+        if where not in autoscaled:
+            assert pod["serviceAccountName"] == run_account, where
         volumes = {v["name"]: v for v in pod["volumes"]}
         for container in pod["containers"]:
-            csec = container["securityContext"]
-            assert csec["readOnlyRootFilesystem"] is True, where
-            assert csec["allowPrivilegeEscalation"] is False, where
-            assert csec["capabilities"] == {"drop": ["ALL"]}, where
-            assert csec["runAsNonRoot"] is True and csec.get("privileged") is False, where
             mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-            assert volumes[mounts["/tmp"]["name"]]["emptyDir"] == {}, where
             manifest = mounts["/etc/runner"]
             assert manifest["readOnly"] is True, where
             assert volumes[manifest["name"]]["configMap"]["name"] == f"{RELEASE}-runner-manifest"
             env = env_of(container)
             assert env["HOME"]["value"] == "/tmp", where
-            assert env["RUNNER_MANIFEST"]["value"] == "/etc/runner/manifest.json", where
             assert env["RUNNER_LOG_FORMAT"]["value"] == "json", where
+            if container["name"] == "runner":
+                assert env["RUNNER_MANIFEST"]["value"] == "/etc/runner/manifest.json", where
+    for job in of_kind(release, "Job"):  # the store's key, from the kept Secret
+        env = env_of(runner_container(job["spec"]["template"]["spec"]))
+        assert env["RUNNER_ARTIFACT_KEY"]["valueFrom"]["secretKeyRef"] == {
+            "name": f"{RELEASE}-runner-artifact-key", "key": "RUNNER_ARTIFACT_KEY"}
+        assert env["RUNNER_TERM_GRACE"]["value"] == "20"
+    test_pod = env_of(runner_container(release.hook_objects()[0]["spec"]))
+    assert "RUNNER_ARTIFACT_KEY" not in test_pod  # `runner validate` reads no store
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -396,34 +406,115 @@ def test_credentials_come_from_the_named_secrets(rendered):
         "endpoint_url=https://s3.eu-west-1.amazonaws.com"
     default_env = env_of(runner_container(of_kind(rendered["default"], "Pod")[0]["spec"]))
     assert not [n for n in default_env if n.startswith("OTEL_EXPORTER")]  # nothing is sent
+    (test_pod,) = of_kind(rendered["otel-s3"], "Pod")  # the helm test reads no store
+    assert "envFrom" not in runner_container(test_pod["spec"])
 
 
-def test_rbac_is_namespaced_least_privilege(rendered):
+def test_rbac_is_namespaced_and_bound_to_the_controller_only(rendered):
+    """The Role's rules themselves are checked against every request the controller makes
+    (tests/integration/test_k8s_rbac.py); here: where it applies and who gets it."""
     for name, release in rendered.items():
         (role,) = of_kind(release, "Role")
         (binding,) = of_kind(release, "RoleBinding")
-        (account,) = of_kind(release, "ServiceAccount")
-        granted: dict[tuple[str, str], set[str]] = {}
+        accounts = {a["metadata"]["name"]: a for a in of_kind(release, "ServiceAccount")}
+        controller, run = f"{RELEASE}-runner", f"{RELEASE}-runner-run"
+        assert set(accounts) == {controller, run}, name
         for rule in role["rules"]:
             assert set(rule) == {"apiGroups", "resources", "verbs"}, name  # no nonResourceURLs
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[field], (name, rule)
-            for group in rule["apiGroups"]:
-                for resource in rule["resources"]:
-                    granted.setdefault((group, resource), set()).update(rule["verbs"])
-        assert granted == RBAC, name
+            if "secrets" in rule["resources"]:
+                assert rule["verbs"] == ["create"], name  # never read back
         assert role["metadata"]["namespace"] == f"ci-{name}"
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                       "name": role["metadata"]["name"]}
-        assert binding["subjects"] == [{"kind": "ServiceAccount",
-                                        "name": account["metadata"]["name"],
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": controller,
                                         "namespace": f"ci-{name}"}]
-        assert account["automountServiceAccountToken"] is False
-        for where, pod in pod_templates(release):
-            if "serviceAccountName" in pod:
-                assert pod["serviceAccountName"] == account["metadata"]["name"], where
-    annotations = of_kind(rendered["otel-s3"], "ServiceAccount")[0]["metadata"]["annotations"]
-    assert annotations == {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/runner"}
+        for account in accounts.values():
+            assert account["automountServiceAccountToken"] is False
+        for where, pod in pod_templates(release):  # user code never runs as the controller
+            assert pod.get("serviceAccountName") != controller, where
+    annotations = {a["metadata"]["name"]: a["metadata"].get("annotations")
+                   for a in of_kind(rendered["otel-s3"], "ServiceAccount")}
+    assert annotations[f"{RELEASE}-runner-run"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/runner"}
+
+
+def test_the_artifact_key_is_made_once_and_kept_across_upgrades(k8s):
+    first, second = helm_install_and_upgrade(CHART, k8s, release=RELEASE, namespace="upgrade")
+
+    def key(release: Release) -> str:
+        (found,) = [s for s in of_kind(release, "Secret")
+                    if s["metadata"]["name"] == f"{RELEASE}-runner-artifact-key"]
+        return str(found["data"]["RUNNER_ARTIFACT_KEY"])
+
+    assert key(first) == key(second)
+    other = helm_install(CHART, k8s, release=RELEASE, namespace="upgrade-other")
+    assert key(other) != key(first)  # random per install
+    named = helm_install(CHART, k8s, release=RELEASE, namespace="named-key",
+                         values={"artifacts": {"keySecretName": "team-key"},
+                                 "runs": [{"name": "a", "pipeline": "alpha.full"}]})
+    assert not of_kind(named, "Secret")
+    (job,) = of_kind(named, "Job")
+    env = env_of(runner_container(job["spec"]["template"]["spec"]))
+    assert env["RUNNER_ARTIFACT_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "team-key"
+
+
+def test_the_ray_cluster_has_token_auth_a_network_policy_and_no_credentials(rendered):
+    release = rendered["ray"]
+    (cluster,) = of_kind(release, "RayCluster")
+    name = cluster["metadata"]["name"]
+    token = {"secretKeyRef": {"name": f"{name}-token", "key": "RAY_AUTH_TOKEN"}}
+    for group in (cluster["spec"]["headGroupSpec"], *cluster["spec"]["workerGroupSpecs"]):
+        (container,) = group["template"]["spec"]["containers"]
+        env = env_of(container)
+        assert env["RAY_AUTH_MODE"]["value"] == "token"
+        assert env["RAY_AUTH_TOKEN"]["valueFrom"] == token
+        assert "envFrom" not in container and "RUNNER_ARTIFACT_KEY" not in env
+    for job in of_kind(release, "Job") + of_kind(release, "CronJob"):  # the Ray clients
+        spec = job["spec"].get("jobTemplate", job)["spec"]["template"]["spec"]
+        env = env_of(runner_container(spec))
+        if "RAY_ADDRESS" in env:
+            assert env["RAY_AUTH_TOKEN"]["valueFrom"] == token
+    (policy,) = of_kind(release, "NetworkPolicy")
+    selector = {"app.kubernetes.io/name": "runner", "app.kubernetes.io/instance": RELEASE}
+    assert policy["spec"]["podSelector"]["matchLabels"] == selector
+    among, clients = policy["spec"]["ingress"]
+    assert "ports" not in among
+    assert clients["from"] == [{"podSelector": {"matchLabels": {
+        **selector, "app.kubernetes.io/component": "run"}}}]
+    assert {p["port"] for p in clients["ports"]} == {10001, 6379, 8265}
+    # the selectors match the pods' labels
+    head = cluster["spec"]["headGroupSpec"]["template"]["metadata"]["labels"]
+    assert {k: head[k] for k in selector} == selector
+    assert head["app.kubernetes.io/component"] in \
+        policy["spec"]["podSelector"]["matchExpressions"][0]["values"]
+    run = of_kind(release, "Job")[0]["spec"]["template"]["metadata"]["labels"]
+    assert run["app.kubernetes.io/component"] == "run"
+
+
+def test_values_reach_the_run_as_they_were_written(k8s):
+    """$(VAR) in a param, a storage option or an env value is not the kubelet's to expand."""
+    release = helm_install(CHART, k8s, release=RELEASE, namespace="literal", values={
+        "artifacts": {"url": "s3://b/$(BUCKET)", "storageOptions": {"endpoint_url": "$(X)"}},
+        "runs": [{"name": "a", "pipeline": "alpha.full",
+                  "params": {"note": "$(AWS_SECRET_ACCESS_KEY)"}}],
+        "schedules": [{"name": "s", "pipeline": "alpha.full", "cron": "@daily"}]})
+    check_objects(release.objects())
+    (job,) = of_kind(release, "Job")
+    container = runner_container(job["spec"]["template"]["spec"])
+    assert "note=$$(AWS_SECRET_ACCESS_KEY)" in container["args"]
+    assert "endpoint_url=$$(X)" in container["args"]
+    assert env_of(container)["RUNNER_ARTIFACTS"]["value"] == "s3://b/$$(BUCKET)"
+    (cron,) = of_kind(release, "CronJob")
+    args = runner_container(cron["spec"]["jobTemplate"]["spec"]["template"]["spec"])["args"]
+    assert args[args.index("--run-id") + 1] == "$(RUNNER_RUN_ID)"  # the one meant
+
+
+def test_the_term_grace_must_leave_time_to_commit(k8s):
+    with pytest.raises(HelmError, match="termGraceSeconds"):
+        helm_install(CHART, k8s, release=RELEASE, namespace="grace",
+                     values={"job": {"termGraceSeconds": 30}})
 
 
 # ----------------------------------------------------------------- runs and schedules
@@ -568,7 +659,10 @@ def test_the_helm_test_pod_runs_runner_validate(rendered, tmp_path):
 def test_notes_render(rendered):
     notes = rendered["default"].notes
     assert f'release "{RELEASE}"' in notes and "namespace \"ci-default\"" in notes
-    for text in ("kubectl logs", "runner status", "runner report", f"helm test {RELEASE}"):
+    for text in ("kubectl logs", "runner status", "runner report", f"helm test {RELEASE}",
+                 f"--service-account {RELEASE}-runner-run",
+                 f"--artifact-key-secret {RELEASE}-runner-artifact-key",
+                 "jsonpath='{.data.RUNNER_ARTIFACT_KEY}'"):
         assert text in notes
     schedules = rendered["schedules"].notes
     assert "alpha-nightly: alpha.full" in schedules and "--from=cronjob/" in schedules

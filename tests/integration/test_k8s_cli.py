@@ -19,12 +19,15 @@ kubernetes_validate = pytest.importorskip("kubernetes_validate")
 yaml = pytest.importorskip("yaml")
 
 from tests.k8s_emulator import Emulator, kubeconfig_text  # noqa: E402
+from tests.k8s_hardening import check_objects  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERAY = ROOT.parent / "shared/schemas/kuberay/ray.io_rayclusters.yaml"
 IMAGE = "ghcr.io/acme/runner:0.1.0"
+KEY = "0123456789abcdef" * 4
+"""The caller's store key in these tests (never a key file of the machine's)."""
 
 
 def cli(*args: str, kubeconfig: Path | str | None = None, env: dict[str, str] | None = None,
@@ -32,6 +35,7 @@ def cli(*args: str, kubeconfig: Path | str | None = None, env: dict[str, str] | 
     full = {k: v for k, v in os.environ.items()
             if not k.startswith(("KUBERNETES_", "TRACEPARENT", "RUNNER_"))}
     full["KUBECONFIG"] = str(kubeconfig) if kubeconfig else "/nonexistent/kubeconfig"
+    full["RUNNER_ARTIFACT_KEY"] = KEY
     full.update(env or {})
     return subprocess.run([sys.executable, "-m", "runner.cli", *args], cwd=ROOT, env=full,
                           capture_output=True, text=True, timeout=timeout, check=False)
@@ -65,7 +69,7 @@ def crd_schema() -> dict:
 
 @pytest.mark.parametrize(("pipeline", "flags", "kinds"), [
     ("alpha.full", [], ["ConfigMap", "Job"]),
-    ("alpha.parallel", ["--parallel"], ["ConfigMap", "Job", "RayCluster"]),
+    ("alpha.parallel", ["--parallel"], ["ConfigMap", "Job", "NetworkPolicy", "RayCluster"]),
     ("alpha.full", ["--parallel"], ["ConfigMap", "Job"]),  # no group: no Ray, a warning
 ])
 def test_submit_dry_run_prints_valid_objects_and_needs_no_cluster(pipeline, flags, kinds):
@@ -75,6 +79,8 @@ def test_submit_dry_run_prints_valid_objects_and_needs_no_cluster(pipeline, flag
     assert done.returncode == 0, done.stderr
     docs = documents(done.stdout)
     assert [d["kind"] for d in docs] == kinds
+    check_objects(docs)
+    assert KEY not in done.stdout
     version = kubernetes_validate.latest_version()
     for doc in docs:
         if doc["kind"] == "RayCluster":
@@ -93,12 +99,18 @@ def test_submit_dry_run_prints_valid_objects_and_needs_no_cluster(pipeline, flag
     assert container["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
     # YAML as people write it (the manifest a readable block), led by a note for Ray
     assert "  manifest.json: |\n" in done.stdout
-    assert done.stdout.startswith("# runner submit creates these") == ("RayCluster" in kinds)
+    # what the Job owns is made once it exists: the key's Secret (and the Ray token's)
+    assert done.stdout.startswith("# runner submit creates these")
+    assert "Secret runner-dry-1-key" in done.stdout
+    assert job["spec"]["suspend"] is True
+    key_ref = {"name": "runner-dry-1-key", "key": "RUNNER_ARTIFACT_KEY"}
+    assert {"name": "RUNNER_ARTIFACT_KEY", "valueFrom": {"secretKeyRef": key_ref}} in \
+        container["env"]
     if "RayCluster" in kinds:
-        assert job["spec"]["suspend"] is True
+        assert "Secret runner-dry-1-ray-token" in done.stdout
         assert env["RAY_ADDRESS"] == ("ray://runner-dry-1-ray-head-svc.research.svc:10001")
     else:
-        assert "RAY_ADDRESS" not in env and not job["spec"].get("suspend")
+        assert "RAY_ADDRESS" not in env
     if flags and "RayCluster" not in kinds:
         assert "no parallel group" in done.stderr
 
@@ -144,6 +156,74 @@ def test_bad_input_is_one_clear_line_and_exit_2(args, words):
     assert "Traceback" not in done.stderr and done.stdout == ""
 
 
+@pytest.mark.parametrize(("args", "words"), [
+    (["submit", "alpha.full", "--image", IMAGE, "--cpu", "two"],
+     "--cpu 'two' is not a Kubernetes quantity"),
+    (["submit", "alpha.full", "--image", IMAGE, "--memory", "2GB"],
+     "--memory '2GB' is not a Kubernetes quantity"),
+    (["submit", "alpha.full", "--image", IMAGE, "-n", "Research"],
+     "namespace 'Research' is not a DNS label"),
+    (["submit", "alpha.full", "--image", IMAGE, "--run-id", "x" * 64], "label value"),
+    (["submit", "alpha.full", "--image", IMAGE, "--run-id", "a/b"], "label value"),
+    (["submit", "alpha.full", "--image", IMAGE, "--secret-env", "S3_Creds"], "--secret-env"),
+    (["submit", "alpha.full", "--image", IMAGE, "--image-pull-policy", "always"],
+     "--image-pull-policy"),
+    (["submit", "alpha.full", "--image", IMAGE, "--storage-option", "secret=hunter2"],
+     "use --secret-env"),
+    (["submit", "alpha.full", "--image", IMAGE, "--storage-option", "AWS_Session_Token=x"],
+     "looks like a credential"),
+    (["submit", "alpha.full", "--image", IMAGE, "--artifact-key-secret", "Key_1"],
+     "--artifact-key-secret"),
+    (["schedule", "alpha.full", "--image", IMAGE, "--cron", "0 25 * * *"],
+     "--cron '0 25 * * *': hour '25' is not in 0-23"),
+    (["schedule", "alpha.full", "--image", IMAGE, "--cron", "0 6 * *"], "expected 5 fields"),
+    (["schedule", "alpha.full", "--image", IMAGE, "--cron", "@daily", "--time-zone",
+      "Mars/Olympus"], "--time-zone 'Mars/Olympus' is not an IANA time zone"),
+    (["schedule", "alpha.full", "--image", IMAGE, "--cron", "@daily", "--name", "Nightly"],
+     "--name 'Nightly'"),
+    (["schedule", "alpha.full", "--image", IMAGE, "--cron", "@daily", "--storage-option",
+      "Password=x"], "use --secret-env"),
+])
+@pytest.mark.parametrize("mode", ["dry-run", "cluster"])
+def test_kubernetes_values_are_checked_before_anything_is_sent(args, words, mode, tmp_path):
+    """Exit 2 and one line, with --dry-run as without it; with a cluster, before any
+    request reaches it."""
+    if mode == "dry-run":
+        done = cli(*args, "--dry-run")
+    else:
+        with Emulator(tmp_path, version="1.37.0", namespace="research") as k8s:
+            done = cli(*args, kubeconfig=k8s.kubeconfig)
+            assert k8s.requests == []
+    assert done.returncode == 2, done.stderr
+    assert words in done.stderr and "hunter2" not in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_dollar_parentheses_reach_the_run_as_they_were_typed():
+    done = cli("submit", "alpha.full", "--image", IMAGE, "--run-id", "esc-1", "--dry-run",
+               "--param", "note=$(AWS_SECRET_ACCESS_KEY)", "--env", "MSG=a$(HOME)b",
+               "--storage-option", "endpoint_url=http://$(MINIO_HOST):9000")
+    assert done.returncode == 0, done.stderr
+    job = next(d for d in documents(done.stdout) if d["kind"] == "Job")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert "note=$$(AWS_SECRET_ACCESS_KEY)" in container["args"]
+    assert "endpoint_url=http://$$(MINIO_HOST):9000" in container["args"]
+    assert {"name": "MSG", "value": "a$$(HOME)b"} in container["env"]
+    check_objects([job])
+
+
+def test_the_artifact_key_secret_can_be_named():
+    done = cli("submit", "alpha.full", "--image", IMAGE, "--run-id", "k-1", "--dry-run",
+               "--artifact-key-secret", "team-artifact-key")
+    assert done.returncode == 0, done.stderr
+    job = next(d for d in documents(done.stdout) if d["kind"] == "Job")
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "RUNNER_ARTIFACT_KEY", "valueFrom": {"secretKeyRef": {
+        "name": "team-artifact-key", "key": "RUNNER_ARTIFACT_KEY"}}} in env
+    assert "not printed" not in done.stdout and not job["spec"].get("suspend")
+
+
 def test_without_the_kubernetes_client_the_commands_say_how_to_install_it():
     code = ("import sys; sys.modules['kubernetes'] = None; sys.argv = ['runner', 'status', "
             "'r1']; from runner.cli import main; main()")
@@ -165,6 +245,17 @@ def test_submit_status_cancel(k8s):
     assert doc["namespace"] == "research"  # the kubeconfig context's namespace
     assert not doc["attached"] and len(doc["trace_id"]) == 32
     assert set(live(k8s, "jobs")) == {"runner-cli-1"}
+    (job,) = live(k8s, "jobs").values()
+    # the store's key: in a Secret owned by the Job, read by the pod from it, nowhere else
+    (key,) = live(k8s, "secrets").values()
+    assert key["metadata"]["name"] == "runner-cli-1-key"
+    assert key["stringData"] == {"RUNNER_ARTIFACT_KEY": KEY}
+    assert key["metadata"]["ownerReferences"] == [{
+        "apiVersion": "batch/v1", "kind": "Job", "name": "runner-cli-1",
+        "uid": job["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
+    assert KEY not in json.dumps(job, default=dict)
+    assert job["spec"]["suspend"] is False  # let go once its Secret exists
+    check_objects([job])
     again = json.loads(cli("submit", "alpha.full", "--image", IMAGE, "--run-id", "cli-1",
                            "--json", kubeconfig=k8s.kubeconfig).stdout)
     assert again["attached"]

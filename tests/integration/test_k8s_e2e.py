@@ -42,6 +42,7 @@ def cli(k8s, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[st
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("KUBERNETES_", "TRACEPARENT", "RUNNER_", "RAY_"))}
     env["KUBECONFIG"] = str(k8s.kubeconfig)
+    env["RUNNER_ARTIFACT_KEY"] = "e2e-" + "0" * 60  # the caller's key: into the run's Secret
     return subprocess.run([sys.executable, "-m", "runner.cli", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
@@ -152,7 +153,7 @@ def test_a_parallel_run_gets_a_ray_cluster_owned_by_its_job(k8s, tmp_path, ray_c
     api.create_namespaced_secret("research", client.V1Secret(
         metadata=client.V1ObjectMeta(name="ray-token"),
         string_data={"RAY_AUTH_TOKEN": ray_cluster.token_path.read_text().strip()}))
-    flags = ["--env", "RAY_AUTH_MODE=token", "--secret-env", "ray-token"]
+    flags = ["--ray-token-secret", "ray-token"]  # the test's Ray has a token of its own
     with Kubelet(k8s, workdir=tmp_path / "nodes",
                  ray_address=ray_cluster.client_address) as kubelet:
         done = cli(k8s, "submit", "alpha.parallel", "--image", IMAGE, "--run-id", "par-1",

@@ -34,10 +34,10 @@ from runner.k8s.builders import (
     cron_job,
     job,
     ray_client_address,
-    ray_cluster,
     ray_cluster_name,
     to_dicts,
 )
+from runner.k8s.ray import ray_cluster
 from tests.k8s_emulator import Emulator, labels_match
 from tests.k8s_kubelet import Kubelet, KubeletError, mount_host_folder
 
@@ -308,9 +308,11 @@ def test_a_failing_run_is_retried_up_to_the_backoff_limit_then_fails(k8s, api, k
         assert "no pipeline named 'no-such-pipeline'" in text
 
 
-def test_kills_are_reported_as_oomkilled_or_evicted_and_count_as_failures(k8s, api, kubelet):
+def test_kills_are_reported_as_oomkilled_or_evicted_and_only_oom_counts(k8s, api, kubelet):
+    """An eviction is a disruption (DisruptionTarget): the Job's podFailurePolicy retries
+    it without counting; an OOM kill is the pod's own failure and counts."""
     kube = kubelet(entrypoint=SLEEP)
-    submit(api, spec(backoff_limit=1))
+    submit(api, spec(backoff_limit=0))
     first = started(kube, "runner-nightly-1")
 
     evicted = kube.kill("runner-nightly-1", reason="Evicted")
@@ -320,9 +322,9 @@ def test_kills_are_reported_as_oomkilled_or_evicted_and_count_as_failures(k8s, a
     assert pod["status"]["message"].startswith("The node was low on resource: memory.")
     assert {c["type"]: c["reason"] for c in pod["status"]["conditions"]}[
         "DisruptionTarget"] == "TerminationByKubelet"
-    assert api.job("runner-nightly-1")["status"]["failed"] == 1
+    assert api.job("runner-nightly-1")["status"]["failed"] == 0
 
-    second = started(kube, "runner-nightly-1")  # the retry
+    second = started(kube, "runner-nightly-1")  # the retry, though backoffLimit is 0
     assert second != evicted
     kube.kill("runner-nightly-1", reason="OOMKilled")
     done = kube.wait_job("runner-nightly-1")
@@ -331,8 +333,49 @@ def test_kills_are_reported_as_oomkilled_or_evicted_and_count_as_failures(k8s, a
     assert (terminated(last)["exitCode"], terminated(last)["reason"]) == (137, "OOMKilled")
     assert {c["type"]: c["reason"] for c in done["status"]["conditions"]}["Failed"] == \
         "BackoffLimitExceeded"
+    assert done["status"]["failed"] == 1
     assert [r.reason for r in kube.runs("runner-nightly-1")] == ["Evicted", "OOMKilled"]
     assert api.core.read_namespaced_pod_log(second, NS) == "started\n"
+
+
+@pytest.mark.parametrize("reason", ["Preempted", "Drained"])
+def test_a_preempted_pod_gets_sigterm_and_a_retry_that_does_not_count(k8s, api, kubelet,
+                                                                      tmp_path, reason):
+    """Preemption and node drain: SIGTERM within the pod's grace, a DisruptionTarget
+    condition, and with the project's Job (podFailurePolicy Ignore) a retry even at
+    backoffLimit 0; the retry succeeds."""
+    marker = tmp_path / "second-attempt"
+    code = ("import os, signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, lambda *_: (print('sigterm', os.environ["
+            "'RUNNER_TERM_GRACE'], flush=True), sys.exit(143)))\n"
+            f"if os.path.exists({str(marker)!r}):\n    print('done'); sys.exit(0)\n"
+            "print('started', flush=True); time.sleep(120)\n")
+    kube = kubelet(entrypoint=[sys.executable, "-c", code])
+    submit(api, spec(backoff_limit=0))
+    first = started(kube, "runner-nightly-1")
+    marker.touch()
+    assert kube.preempt("runner-nightly-1", reason) == first
+    pod = api.core.read_namespaced_pod(first, NS).to_dict()
+    assert {c["type"] for c in pod["status"]["conditions"]} >= {"DisruptionTarget"}
+    assert api.core.read_namespaced_pod_log(first, NS) == "started\nsigterm 20\n"
+    done = kube.wait_job("runner-nightly-1")
+    assert "Complete" in {c["type"] for c in done["status"]["conditions"]}
+    assert done["status"]["failed"] == 0 and done["status"]["succeeded"] == 1
+    assert [r.exit_code for r in kube.runs("runner-nightly-1")] == [143, 0]
+
+
+def test_without_the_policy_a_preempted_pod_counts(k8s, api, kubelet, tmp_path):
+    """What the podFailurePolicy changes: the same Job without it fails at backoffLimit 0."""
+    kube = kubelet(entrypoint=SLEEP)
+    body = to_dicts([job(spec(backoff_limit=0))])[0]
+    del body["spec"]["podFailurePolicy"]
+    api.core.create_namespaced_config_map(NS, config_map(spec()))
+    api.batch.create_namespaced_job(NS, body)
+    started(kube, "runner-nightly-1")
+    kube.preempt("runner-nightly-1")
+    done = kube.wait_job("runner-nightly-1")
+    assert {c["type"]: c["reason"] for c in done["status"]["conditions"]}["Failed"] == \
+        "BackoffLimitExceeded"
 
 
 def test_a_suspended_job_starts_when_resumed_and_stops_when_suspended(k8s, api, kubelet):

@@ -2,7 +2,8 @@
 Helpers of the runner chart. Every pod the chart makes (scheduled runs, GitOps runs, Ray
 pods, the helm test) is built from the same pieces: runner.podSecurityContext,
 runner.containerSecurityContext, runner.commonEnv / runner.envFrom and, for runs,
-runner.runPodSpec.
+runner.podSpec. Every pod runs as the run ServiceAccount (no Role, no token); the
+controller's ServiceAccount, bound to the Role, is for the controller only.
 */}}
 
 {{/* The chart name, 63 characters at most. */}}
@@ -66,13 +67,51 @@ runner.dev/run-id: {{ include "runner.labelValue" .runId | quote }}
 {{- end }}
 {{- end }}
 
-{{/* The ServiceAccount the pods run as. */}}
+{{/* The controller's ServiceAccount (`runner submit` & co. in a pod), bound to the Role. */}}
 {{- define "runner.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "runner.fullname" .) .Values.serviceAccount.name }}
 {{- else }}
 {{- default "default" .Values.serviceAccount.name }}
 {{- end }}
+{{- end }}
+
+{{/* The ServiceAccount every pod of the chart runs as: no Role, no token. */}}
+{{- define "runner.runServiceAccountName" -}}
+{{- if .Values.runServiceAccount.create }}
+{{- default (printf "%s-run" (include "runner.fullname" . | trunc 59 | trimSuffix "-")) .Values.runServiceAccount.name }}
+{{- else }}
+{{- default "default" .Values.runServiceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the store's signing key (RUNNER_ARTIFACT_KEY): made by the chart, or named. */}}
+{{- define "runner.artifactKeySecretName" -}}
+{{- default (printf "%s-artifact-key" (include "runner.fullname" . | trunc 50 | trimSuffix "-")) .Values.artifacts.keySecretName }}
+{{- end }}
+
+{{/* The Secret holding the shared RayCluster's auth token (RAY_AUTH_TOKEN). */}}
+{{- define "runner.rayTokenSecretName" -}}
+{{- printf "%s-token" (include "runner.rayClusterName" .) }}
+{{- end }}
+
+{{/*
+A random value kept across upgrades: (dict "root" $ "name" SECRET "key" KEY). The Secret's
+current value when it exists (Helm `lookup`; `helm template` sees none), else 48 random
+characters. Rendered base64-encoded, for `data`.
+*/}}
+{{- define "runner.keptRandom" -}}
+{{- $found := lookup "v1" "Secret" .root.Release.Namespace .name }}
+{{- if and $found $found.data (hasKey $found.data .key) }}
+{{- index $found.data .key }}
+{{- else }}
+{{- randAlphaNum 48 | b64enc }}
+{{- end }}
+{{- end }}
+
+{{/* A value as the kubelet passes it on: it expands $(VAR) in args and env values, $$( is the escape. */}}
+{{- define "runner.literal" -}}
+{{- replace "$(" "$$(" (toString .) }}
 {{- end }}
 
 {{- define "runner.imageTag" -}}
@@ -158,11 +197,11 @@ artifacts, log format, OpenTelemetry. Credentials only by Secret reference.
 {{- $env = append $env (dict "name" "RUNNER_MANIFEST" "value" (printf "%s/manifest.json" (include "runner.manifestDir" .))) }}
 {{- $env = append $env (dict "name" "RUNNER_LOG_FORMAT" "value" $v.logFormat) }}
 {{- with $v.artifacts.url }}
-{{- $env = append $env (dict "name" "RUNNER_ARTIFACTS" "value" .) }}
+{{- $env = append $env (dict "name" "RUNNER_ARTIFACTS" "value" (include "runner.literal" .)) }}
 {{- end }}
-{{- $env = append $env (dict "name" "OTEL_SERVICE_NAME" "value" $v.otel.serviceName) }}
+{{- $env = append $env (dict "name" "OTEL_SERVICE_NAME" "value" (include "runner.literal" $v.otel.serviceName)) }}
 {{- with $v.otel.endpoint }}
-{{- $env = append $env (dict "name" "OTEL_EXPORTER_OTLP_ENDPOINT" "value" .) }}
+{{- $env = append $env (dict "name" "OTEL_EXPORTER_OTLP_ENDPOINT" "value" (include "runner.literal" .)) }}
 {{- $env = append $env (dict "name" "OTEL_EXPORTER_OTLP_PROTOCOL" "value" $v.otel.protocol) }}
 {{- end }}
 {{- with $v.otel.headersSecretName }}
@@ -174,12 +213,12 @@ artifacts, log format, OpenTelemetry. Credentials only by Secret reference.
 {{- range $key, $value := . }}
 {{- $attrs = append $attrs (printf "%s=%v" $key $value) }}
 {{- end }}
-{{- $env = append $env (dict "name" "OTEL_RESOURCE_ATTRIBUTES" "value" (join "," $attrs)) }}
+{{- $env = append $env (dict "name" "OTEL_RESOURCE_ATTRIBUTES" "value" (include "runner.literal" (join "," $attrs))) }}
 {{- end }}
 {{- toYaml $env }}
 {{- end }}
 
-{{/* envFrom of every pod: the artifact credentials Secret, if any. */}}
+{{/* envFrom of the run pods (never the Ray pods): the artifact credentials Secret, if any. */}}
 {{- define "runner.envFrom" -}}
 {{- with .Values.artifacts.secretName }}
 envFrom:
@@ -210,10 +249,10 @@ envFrom:
 {{- $args = concat $args (list "--executor" .) }}
 {{- end }}
 {{- range $key, $value := $e.params }}
-{{- $args = concat $args (list "--param" (printf "%s=%s" $key (include "runner.paramValue" $value))) }}
+{{- $args = concat $args (list "--param" (include "runner.literal" (printf "%s=%s" $key (include "runner.paramValue" $value)))) }}
 {{- end }}
 {{- range $key, $value := .root.Values.artifacts.storageOptions }}
-{{- $args = concat $args (list "--storage-option" (printf "%s=%s" $key (include "runner.paramValue" $value))) }}
+{{- $args = concat $args (list "--storage-option" (include "runner.literal" (printf "%s=%s" $key (include "runner.paramValue" $value)))) }}
 {{- end }}
 {{- toJson $args }}
 {{- end }}
@@ -236,13 +275,23 @@ envFrom:
 {{- $path := "metadata.labels['batch.kubernetes.io/job-name']" }}
 {{- $env = append $env (dict "name" "RUNNER_RUN_ID" "valueFrom" (dict "fieldRef" (dict "fieldPath" $path))) }}
 {{- end }}
+{{- $env = append $env (dict "name" "RUNNER_TERM_GRACE" "value" (toString .root.Values.job.termGraceSeconds)) }}
+{{- $key := dict "secretKeyRef" (dict "name" (include "runner.artifactKeySecretName" .root) "key" "RUNNER_ARTIFACT_KEY") }}
+{{- $env = append $env (dict "name" "RUNNER_ARTIFACT_KEY" "valueFrom" $key) }}
 {{- if include "runner.parallel" . }}
 {{- $env = append $env (dict "name" "TV_ORCH_PARALLEL" "value" "1") }}
 {{- if .root.Values.rayCluster.enabled }}
 {{- $env = append $env (dict "name" "RAY_ADDRESS" "value" (include "runner.rayAddress" .root)) }}
+{{- $env = concat $env (include "runner.rayAuthEnv" .root | fromYamlArray) }}
 {{- end }}
 {{- end }}
 {{- toYaml $env }}
+{{- end }}
+
+{{/* Ray's token authentication: the env of the Ray pods and of the runs that are its clients. */}}
+{{- define "runner.rayAuthEnv" -}}
+{{- $ref := dict "secretKeyRef" (dict "name" (include "runner.rayTokenSecretName" .) "key" "RAY_AUTH_TOKEN") }}
+{{- toYaml (list (dict "name" "RAY_AUTH_MODE" "value" "token") (dict "name" "RAY_AUTH_TOKEN" "valueFrom" $ref)) }}
 {{- end }}
 
 {{/* Scheduling and pull settings shared by every pod. */}}
@@ -266,15 +315,17 @@ affinity:
 {{- end }}
 
 {{/*
-The hardened pod spec of a runner container: (dict "root" $ "args" JSON-LIST "env" YAML-LIST).
-Never restarted in place (Jobs retry with a new pod, which resumes the run).
+The hardened pod spec of a runner container: (dict "root" $ "args" JSON-LIST "env" YAML-LIST
+"credentials" BOOL). Never restarted in place (Jobs retry with a new pod, which resumes the
+run); on SIGTERM the runner finishes within RUNNER_TERM_GRACE, inside the grace period.
 */}}
 {{- define "runner.podSpec" -}}
 {{- $root := .root -}}
-serviceAccountName: {{ include "runner.serviceAccountName" $root }}
-automountServiceAccountToken: {{ $root.Values.serviceAccount.automountToken }}
+serviceAccountName: {{ include "runner.runServiceAccountName" $root }}
+automountServiceAccountToken: false
 enableServiceLinks: false
 restartPolicy: Never
+terminationGracePeriodSeconds: {{ $root.Values.job.terminationGracePeriodSeconds }}
 securityContext:
   {{- include "runner.podSecurityContext" $root | nindent 2 }}
 {{- include "runner.podPlacement" $root }}
@@ -288,8 +339,10 @@ containers:
       {{- with .env }}
       {{- . | trim | nindent 6 }}
       {{- end }}
+    {{- if .credentials }}
     {{- with include "runner.envFrom" $root }}
     {{- . | trim | nindent 4 }}
+    {{- end }}
     {{- end }}
     {{- with $root.Values.resources }}
     resources:
@@ -320,44 +373,54 @@ annotations:
 {{- end }}
 
 {{/*
-The least-privilege rules, namespaced, written once: what `runner submit | status | logs |
-cancel | schedule | unschedule` and the runner use. No wildcards, nothing on Secrets.
+The least-privilege rules, namespaced, written once: exactly what the controller
+(`runner submit | status | logs | cancel | schedule | unschedule`) calls -- a test records
+its every request and checks this list both ways. No wildcards; on Secrets and
+NetworkPolicies only `create` (a run's key and Ray token, its head's policy; owned by
+its Job, deleted with it).
 */}}
 {{- define "runner.rbacRules" -}}
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["create", "get", "list", "watch", "delete"]
+  verbs: ["create", "get", "list", "watch", "patch", "delete"]
 - apiGroups: ["batch"]
   resources: ["cronjobs"]
-  verbs: ["create", "get", "list", "watch", "update", "patch", "delete"]
+  verbs: ["create", "get", "patch", "delete"]
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["create", "get", "list", "delete"]
+  verbs: ["create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list"]
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["list"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["create"]
 - apiGroups: ["ray.io"]
   resources: ["rayclusters"]
-  verbs: ["create", "get", "list", "watch", "delete"]
+  verbs: ["create", "get", "delete"]
 {{- end }}
 
 {{/*
 A Ray pod of the shared cluster, as hardened as a run pod: (dict "root" $ "kind" "head"
 "image" IMAGE "resources" RESOURCES). KubeRay adds the `ray start` command and the ports;
-Ray writes only under /tmp (HOME too) and /dev/shm (its object store, in memory).
-With autoscaling, the head keeps the ServiceAccount KubeRay makes for its autoscaler
-sidecar (which calls the Kubernetes API).
+Ray writes only under /tmp (HOME, its session dir /tmp/ray) and /dev/shm (its object
+store, in memory). Token authentication on; no storage credentials (the run's pod writes
+every checkpoint). With autoscaling, the head keeps the ServiceAccount KubeRay makes for
+its autoscaler sidecar (which calls the Kubernetes API).
 */}}
 {{- define "runner.rayPodSpec" -}}
 {{- $root := .root -}}
 {{- if not (and (eq .kind "head") $root.Values.rayCluster.enableInTreeAutoscaling) }}
-serviceAccountName: {{ include "runner.serviceAccountName" $root }}
+serviceAccountName: {{ include "runner.runServiceAccountName" $root }}
 automountServiceAccountToken: false
 {{- end }}
 enableServiceLinks: false
@@ -369,10 +432,11 @@ containers:
     image: {{ .image | quote }}
     imagePullPolicy: {{ $root.Values.image.pullPolicy }}
     env:
-      {{- include "runner.commonEnv" $root | nindent 6 }}
-    {{- with include "runner.envFrom" $root }}
-    {{- . | trim | nindent 4 }}
-    {{- end }}
+      - name: HOME
+        value: /tmp
+      - name: RUNNER_LOG_FORMAT
+        value: {{ $root.Values.logFormat }}
+      {{- include "runner.rayAuthEnv" $root | nindent 6 }}
     resources:
       {{- toYaml .resources | nindent 6 }}
     securityContext:
@@ -395,6 +459,23 @@ volumes:
   - name: manifest
     configMap:
       name: {{ include "runner.manifestName" $root }}
+{{- end }}
+
+{{/*
+The Job spec fields every run shares: retries that a disruption (preemption, eviction,
+node drain: the DisruptionTarget condition) does not count, and the deadline.
+*/}}
+{{- define "runner.jobPolicy" -}}
+backoffLimit: {{ .Values.job.backoffLimit }}
+podFailurePolicy:
+  rules:
+    - action: Ignore
+      onPodConditions:
+        - type: DisruptionTarget
+          status: "True"
+{{- with .Values.job.activeDeadlineSeconds }}
+activeDeadlineSeconds: {{ . }}
+{{- end }}
 {{- end }}
 
 {{/* A schedule's CronJob name, 52 characters at most (its Jobs add 11): (dict "root" $ "name" NAME). */}}
