@@ -78,7 +78,6 @@ ArtifactKeySecretOpt = Annotated[str | None, typer.Option(
     "--artifact-key-secret", help="An existing Secret whose key RUNNER_ARTIFACT_KEY signs "
     "the store; default: a Secret made from your own key (RUNNER_ARTIFACT_KEY or the key "
     "file), owned by the run", show_default=False)]
-KEY_FILE_ENV = "RUNNER_ARTIFACT_KEY_FILE"
 
 
 class ConcurrencyPolicy(str, Enum):
@@ -118,39 +117,24 @@ def _connect(namespace: str | None, context: str | None, kubeconfig: str | None)
     return ctl
 
 
-def _caller_key() -> tuple[str, str] | None:
-    """The caller's store key and where it came from: ``RUNNER_ARTIFACT_KEY``, else the
-    key file (``RUNNER_ARTIFACT_KEY_FILE``, else ``<config>/runner/artifact.key``)."""
-    from runner.k8s.builders import ARTIFACT_KEY_ENV
-
-    value = os.environ.get(ARTIFACT_KEY_ENV, "").strip()
-    if value:
-        return value, ARTIFACT_KEY_ENV
-    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    path = Path(os.environ.get(KEY_FILE_ENV) or config / "runner" / "artifact.key")
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError:
-        return None
-    return (text, str(path)) if text else None
-
-
 def _artifact_key(named: str | None, run_id: str) -> tuple[str, str | None]:
     """(the Secret the run pods read the key from, the key to put in it or None when the
-    Secret exists already). Without a key of the caller's, a random one is made: the
-    run's store is then readable with that key only (kept in the Secret)."""
+    Secret exists already). The key is the caller's own (``RUNNER_ARTIFACT_KEY``, else
+    the key file, made on first use), so the caller can read what the run writes."""
+    from runner.artifacts.signing import load_key
     from runner.k8s.builders import artifact_key_name
     from runner.k8s.checks import check_dns_subdomain
 
     if named:
         return check_dns_subdomain(named, what="--artifact-key-secret"), None
-    found = _caller_key()
-    if found is None:
-        err.print("[yellow]warning:[/] no artifact key here (RUNNER_ARTIFACT_KEY or the "
-                  "key file): the run gets a random one in Secret "
-                  f"{artifact_key_name(run_id)}; read its store with that key")
-        return artifact_key_name(run_id), secrets.token_hex(32)
-    return artifact_key_name(run_id), found[0]
+    key = load_key()
+    try:
+        value = key.secret.decode("ascii")
+    except UnicodeDecodeError:
+        raise UsageError(f"the artifact key from {key.source} is not text, so it cannot go "
+                         "into a Secret's env; use a text key, or --artifact-key-secret "
+                         "naming a Secret you made") from None
+    return artifact_key_name(run_id), value
 
 
 def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
