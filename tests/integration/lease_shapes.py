@@ -11,13 +11,33 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 import threading
 import time
 from typing import Any
 
+import pytest
+
 from runner.artifacts import ArtifactStore, RunLease
 from runner.errors import UsageError
+
+OTHER_HOST = "other-node"
+
+
+def other_host_wrap() -> tuple[str, ...]:
+    """A command prefix that runs its command under the host name ``other-node`` (a
+    retried pod on another node), or a skip saying why this machine cannot."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed: cannot give a process "
+                    "another host name")
+    wrap = ("unshare", "--uts", "sh", "-c", f'hostname {OTHER_HOST} && exec "$@"', "sh")
+    probe = subprocess.run([*wrap, "hostname"], capture_output=True, text=True, check=False)
+    if probe.returncode != 0 or probe.stdout.strip() != OTHER_HOST:
+        pytest.skip(f"unshare --uts is not permitted here (needs root or user namespaces): "
+                    f"{probe.stderr.strip()}")
+    return wrap
 
 
 def lease_files(store: ArtifactStore, run_id: str) -> list[str]:

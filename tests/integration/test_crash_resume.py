@@ -33,6 +33,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -45,13 +46,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from runner.artifacts import ArtifactStore
+from runner.artifacts import LEASE_ENV, ArtifactStore
 from runner.orchestration.plan import ParallelGroup, StageStep
 from runner.registry import StageRegistry
 from runner.sdk import QuantSDK
 from tests.integration import crash_shapes
 from tests.integration.crash_shapes import MANIFEST, PIPELINE
-from tests.integration.lease_shapes import held_lease
+from tests.integration.lease_shapes import OTHER_HOST, held_lease, other_host_wrap
 from tests.integration.store_shapes import load_ckpt as load_checkpoint
 from tests.integration.store_shapes import run_doc as read_run
 
@@ -440,8 +441,12 @@ SCENARIOS = {
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
-def test_kill_then_resume_equals_uninterrupted(tmp_path, reference, name):
+def test_kill_then_resume_equals_uninterrupted(tmp_path, reference, name, monkeypatch):
+    """SIGKILL at each point, then ``--resume`` under another host name, as a pod retried
+    on another node: it waits out the dead run's lease (2 s here) and takes over."""
     scenario = SCENARIOS[name]
+    wrap = other_host_wrap()
+    monkeypatch.setenv(LEASE_ENV, "2")  # the killed run's lease and the resume's
     _manifest(tmp_path)
     killed = crash(tmp_path, 1, scenario.env)
     if scenario.completed is None:  # a race with the checkpoint writer: a prefix
@@ -461,8 +466,13 @@ def test_kill_then_resume_equals_uninterrupted(tmp_path, reference, name):
     for pattern in scenario.absent:
         assert not _leftovers(tmp_path, pattern), f"unexpected {_leftovers(tmp_path, pattern)}"
     # The real entry point for one scenario; the driver (same CLI, no trap) elsewhere.
+    began = time.monotonic()
     run = resume_and_check(tmp_path, 2, reference, [killed],
-                           plain_cli=name == "between-steps")
+                           plain_cli=name == "between-steps", wrap=wrap)
+    took = re.search(r"unrenewed for ([\d.]+)s", run.stderr)
+    assert took is not None, run.stderr  # it took the dead run's lease over, from elsewhere
+    print(f"\n{name}: resumed on {OTHER_HOST} after watching the dead lease for "
+          f"{took[1]}s; the whole resume took {time.monotonic() - began:.1f}s")
     todo = [p for p in MAIN if p not in killed.completed]
     assert run.ledger == [s for s in ORDER if any(s in reference.stages_of[p] for p in todo)]
 

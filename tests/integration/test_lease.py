@@ -19,7 +19,6 @@ import logging
 import multiprocessing
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -39,7 +38,13 @@ from runner.sdk import QuantSDK
 from tests.integration import crash_shapes
 from tests.integration.conftest import AWS_ENV, S3Root, StoreRoot
 from tests.integration.crash_shapes import MANIFEST, PIPELINE
-from tests.integration.lease_shapes import contend, held_lease, lease_files
+from tests.integration.lease_shapes import (
+    OTHER_HOST,
+    contend,
+    held_lease,
+    lease_files,
+    other_host_wrap,
+)
 from tests.integration.store_shapes import StoreContext, write_manifest
 from tests.integration.store_shapes import run_doc as read_run
 from tests.integration.test_crash_resume import (
@@ -54,7 +59,6 @@ from tests.integration.test_crash_resume import (
 pytestmark = [pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
-OTHER_HOST = "other-node"
 
 
 def _roots(request: pytest.FixtureRequest, tmp_path: Path) -> StoreRoot:
@@ -235,21 +239,8 @@ def test_30_same_id_runner_processes_one_ran(root, tmp_path):
 # ---------------------------------------------------------------- another host
 
 
-def _unshare() -> tuple[str, ...]:
-    """A command prefix that runs its command under the host name ``other-node``."""
-    if shutil.which("unshare") is None:
-        pytest.skip("unshare (util-linux) is not installed: cannot give a process "
-                    "another host name")
-    wrap = ("unshare", "--uts", "sh", "-c", f'hostname {OTHER_HOST} && exec "$@"', "sh")
-    probe = subprocess.run([*wrap, "hostname"], capture_output=True, text=True, check=False)
-    if probe.returncode != 0 or probe.stdout.strip() != OTHER_HOST:
-        pytest.skip(f"unshare --uts is not permitted here (needs root or user namespaces): "
-                    f"{probe.stderr.strip()}")
-    return wrap
-
-
 def test_killed_run_is_taken_over_from_another_host(tmp_path, reference):  # noqa: F811
-    wrap = _unshare()
+    wrap = other_host_wrap()
     (tmp_path / "manifest.json").write_text(json.dumps(MANIFEST))
     killed = crash(tmp_path, 1, _at("crash.position:inside", wait="crash[2]"))
     died = time.monotonic()
@@ -277,7 +268,7 @@ def test_killed_run_is_taken_over_from_another_host(tmp_path, reference):  # noq
 
 
 def test_live_run_is_refused_at_once_from_another_host(tmp_path):
-    wrap = _unshare()
+    wrap = other_host_wrap()
     (tmp_path / "manifest.json").write_text(json.dumps(MANIFEST))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRASH_")}
     env.update(PYTHONPATH=str(ROOT), RUNNER_WORKSPACE_ROOT=str(tmp_path / "workspaces"),

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from typing import Any
 import pytest
 
 from runner.telemetry import decode_jsonl
+from tests.integration.lease_shapes import OTHER_HOST, other_host_wrap
 from tests.integration.test_crash_resume import (
     GROUP,
     MAIN,
@@ -56,21 +56,10 @@ reference = _reference_run  # the uninterrupted run, one per module (a fixture)
 pytestmark = [pytest.mark.integration]
 
 PNL = "crash[3]/crash.book[1]"
-OTHER_HOST = "other-node"
-
-
 @pytest.fixture(scope="module")
 def other_host() -> list[str]:
     """A command prefix that runs a process under another hostname."""
-    if shutil.which("unshare") is None:
-        pytest.skip("unshare (util-linux) is not installed: cannot give a resume another "
-                    "hostname")
-    probe = subprocess.run(["unshare", "--uts", "hostname", OTHER_HOST], capture_output=True,
-                           text=True, check=False)
-    if probe.returncode != 0:
-        pytest.skip(f"unshare --uts is not permitted here ({probe.stderr.strip()}): "
-                    "needs root or CAP_SYS_ADMIN")
-    return ["unshare", "--uts", "sh", "-c", f'hostname {OTHER_HOST} && exec "$0" "$@"']
+    return list(other_host_wrap())
 
 
 def signalled(tmp_path: Path, n: int, env: dict[str, str], *, executor: str | None = None,
