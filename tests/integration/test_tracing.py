@@ -19,6 +19,7 @@ import pytest
 from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import TracerProvider
 
+from runner.artifacts.signing import sign_document
 from runner.errors import StageFailedError
 from runner.orchestration.plan import Branch, ParallelGroup, PipelineStep, Plan, StageStep
 from runner.sdk import QuantSDK
@@ -282,7 +283,7 @@ def test_resumed_run_has_a_checkpoint_read_span(otlp_http, tmp_path, monkeypatch
     doc = json.loads(doc_path.read_text())
     doc.update(status="failed", completed=doc["completed"][:2],
                checkpoints=doc["checkpoints"][:2])
-    doc_path.write_text(json.dumps(doc))
+    doc_path.write_text(json.dumps(sign_document(doc)))  # re-signed with the store's key
     tracing = tracing_to(otlp_http, monkeypatch)
     try:
         sdk.runner(plan.pipeline, run_id=done.run_id, resume=True, tracing=tracing).run()

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from runner.artifacts import ArtifactStore
+from runner.artifacts.documents import write_spans
 from runner.errors import ArtifactError
 from runner.manifest import MAX_NESTING, parse_manifest
 from runner.orchestration.graph import outline
@@ -92,9 +94,9 @@ def test_spans_deeper_than_any_run_are_refused(depth: int) -> None:
 
 
 def test_runner_trace_refuses_a_planted_deep_span_tree(tmp_path: Path) -> None:
-    run_dir = tmp_path / "store" / "runs" / "run-deep"
-    run_dir.mkdir(parents=True)
-    (run_dir / "spans.jsonl").write_text("".join(json.dumps(s) + "\n" for s in span_chain(5000)))
+    # validly signed: the depth bound holds even for spans written with the key
+    write_spans(ArtifactStore(tmp_path / "store"), "run-deep",
+                "".join(json.dumps(s) + "\n" for s in span_chain(5000)).encode())
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, "-m", "runner.cli", "trace", "run-deep", "--artifacts",
