@@ -56,8 +56,15 @@ KubeconfigOpt = Annotated[str | None, typer.Option(
     "~/.kube/config; in a pod, its service account]", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]
 ArtifactsOpt = Annotated[str | None, typer.Option(
-    "--artifacts", help="Artifact root the pods write to (s3://, gs://, ...)",
+    "--artifacts", help="Artifact root the pods write to, outside the pod (s3://, gs://, "
+    "...); a path only with --artifacts-pvc or --ephemeral-artifacts", show_default=False)]
+ArtifactsPvcOpt = Annotated[str | None, typer.Option(
+    "--artifacts-pvc", help="A PersistentVolumeClaim mounted at /var/lib/runner/artifacts "
+    "in the run's pod, the artifact root (ReadWriteMany if runs share it)",
     show_default=False)]
+EphemeralOpt = Annotated[bool, typer.Option(
+    "--ephemeral-artifacts", help="Accept an artifact root inside the pod: lost with the "
+    "pod, and a retried pod starts the run over")]
 ParamOpt = Annotated[list[str] | None, typer.Option(
     "--param", "-p", help="KEY=VALUE into the context's params; repeatable",
     show_default=False)]
@@ -186,16 +193,18 @@ def _traceparent() -> str:
 
 
 def _run_spec(pipeline: str, *, manifest: str | None, run_id: str | None, namespace: str,
-              image: str, artifacts: str | None, parallel: bool, params: list[str] | None,
+              image: str, artifacts: str | None, artifacts_pvc: str | None = None,
+              ephemeral_artifacts: bool = False, parallel: bool, params: list[str] | None,
               storage_option: list[str] | None,
               env: list[str] | None, secret_env: list[str] | None,
               service_account: str | None, cpu: str, memory: str, backoff_limit: int,
               deadline: int | None, ray_workers: int, pull_policy: str,
               artifact_key_secret: str | None = None,
               ray_token_secret: str | None = None) -> RunSpec:
-    """The run, checked locally first: the manifest parses, the pipeline compiles, and
-    every Kubernetes value is one the API server takes."""
-    from runner.k8s import checks
+    """The run, checked locally first: the manifest parses, the pipeline compiles, every
+    Kubernetes value is one the API server takes, and the store outlives the pod. Stage
+    modules the image cannot have (loose files here) are warned about."""
+    from runner.k8s import checks, preflight
     from runner.k8s.builders import RayClusterSpec, RunSpec
 
     checks.check_namespace(namespace)
@@ -228,16 +237,17 @@ def _run_spec(pipeline: str, *, manifest: str | None, run_id: str | None, namesp
         else:
             err.print(f"[yellow]warning:[/] pipeline {escape(pipeline)} has no parallel "
                       "group: no Ray cluster is made for it")
-    if artifacts and "://" not in artifacts:
-        err.print(f"[yellow]warning:[/] --artifacts {escape(artifacts)} is a path inside "
-                  "the pod: its artifacts go with the pod; use s3://, gs:// or a mounted "
-                  "volume")
+    run_params, run_env = _params(params), _pairs(env, "--env")
+    preflight.check_artifact_store(artifacts, claim=artifacts_pvc,
+                                   ephemeral=ephemeral_artifacts)
+    for loose in preflight.loose_modules(sdk.manifest):
+        err.print(f"[yellow]warning:[/] {escape(loose.warning())}")
     return RunSpec(
         pipeline=pipeline, run_id=run_id or new_run_id(), namespace=namespace, image=image,
-        manifest=text, artifacts=artifacts, parallel=ray is not None,
-        params=_params(params), storage_options=storage_options,
+        manifest=text, artifacts=artifacts, artifacts_claim=artifacts_pvc,
+        parallel=ray is not None, params=run_params, storage_options=storage_options,
         artifact_key_secret=artifact_key_secret,
-        env=_forwarded() | _pairs(env, "--env"), secret_env=tuple(secret_env or ()),
+        env=_forwarded() | run_env, secret_env=tuple(secret_env or ()),
         traceparent=_traceparent(), service_account=service_account,
         image_pull_policy=pull_policy, cpu=cpu, memory=memory,
         backoff_limit=backoff_limit, active_deadline_seconds=deadline, ray=ray)
@@ -297,6 +307,8 @@ def submit(
         "--parallel", help="Run parallel groups on a KubeRay cluster made for the run")]
     = False,
     artifacts: ArtifactsOpt = None,
+    artifacts_pvc: ArtifactsPvcOpt = None,
+    ephemeral_artifacts: EphemeralOpt = False,
     param: ParamOpt = None,
     storage_option: StorageOptionOpt = None,
     env: EnvOpt = None,
@@ -332,6 +344,7 @@ def submit(
     with _errors():
         spec = _run_spec(pipeline, manifest=manifest, run_id=run_id,
                          namespace=namespace or "default", image=image, artifacts=artifacts,
+                         artifacts_pvc=artifacts_pvc, ephemeral_artifacts=ephemeral_artifacts,
                          parallel=parallel, params=param, storage_option=storage_option,
                          env=env, secret_env=secret_env,
                          service_account=service_account, cpu=cpu, memory=memory,
@@ -469,6 +482,8 @@ def schedule(
         "controller manager's, usually UTC]", show_default=False)] = None,
     suspend: Annotated[bool, typer.Option("--suspend", help="Create it paused")] = False,
     artifacts: ArtifactsOpt = None,
+    artifacts_pvc: ArtifactsPvcOpt = None,
+    ephemeral_artifacts: EphemeralOpt = False,
     param: ParamOpt = None,
     storage_option: StorageOptionOpt = None,
     env: EnvOpt = None,
@@ -494,6 +509,7 @@ def schedule(
             checks.check_dns_label(name, what="--name")
         spec = _run_spec(pipeline, manifest=manifest, run_id=label,
                          namespace=namespace or "default", image=image, artifacts=artifacts,
+                         artifacts_pvc=artifacts_pvc, ephemeral_artifacts=ephemeral_artifacts,
                          parallel=False, params=param, storage_option=storage_option,
                          env=env, secret_env=secret_env,
                          service_account=service_account, cpu="1", memory="2Gi",

@@ -29,17 +29,20 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-__all__ = ["ARTIFACT_KEY_ENV", "RayClusterSpec", "RunSpec", "Schedule", "artifact_key_name",
-           "config_map", "container_security", "cron_job", "dns_label", "job", "job_name",
-           "labels", "literal", "manifest_name", "owner_reference", "pod_security",
-           "ray_client_address", "ray_cluster_name", "secret", "secret_env", "to_dicts",
-           "to_yaml"]
+__all__ = ["ARTIFACTS_MOUNT", "ARTIFACT_KEY_ENV", "RayClusterSpec", "RunSpec", "Schedule",
+           "artifact_key_name", "config_map", "container_security", "cron_job", "dns_label",
+           "job", "job_name", "labels", "literal", "manifest_name", "owner_reference",
+           "pod_security", "ray_client_address", "ray_cluster_name", "secret", "secret_env",
+           "to_dicts", "to_yaml"]
 
 APP = "runner"
 RUN_ID_LABEL = "runner.dev/run-id"
 PIPELINE_LABEL = "runner.dev/pipeline"
 UID = 10001
 MANIFEST_DIR = "/etc/runner"
+ARTIFACTS_MOUNT = "/var/lib/runner/artifacts"
+"""Where a run pod mounts the PersistentVolumeClaim of its store (``--artifacts-pvc``): its
+artifact root, unless ``--artifacts`` names a folder inside it."""
 FORWARDED_ENV = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
                  "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
                  "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_SDK_DISABLED",
@@ -105,6 +108,10 @@ class RunSpec:
     manifest: str
     """The manifest's JSON text, shipped in a ConfigMap."""
     artifacts: str | None = None
+    artifacts_claim: str | None = None
+    """A PersistentVolumeClaim mounted at :data:`ARTIFACTS_MOUNT` in the run's pod (not its
+    Ray pods: the run's pod writes every checkpoint); the artifact root when ``artifacts``
+    is None."""
     executor: str | None = None
     parallel: bool = False
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -212,8 +219,8 @@ def _env(run: RunSpec, ray_address: str | None,
     env = {"HOME": "/tmp", "RUNNER_MANIFEST": f"{MANIFEST_DIR}/manifest.json",
            "RUNNER_RUN_ID": run.run_id, "RUNNER_LOG_FORMAT": "json",
            "OTEL_SERVICE_NAME": APP, "RUNNER_TERM_GRACE": str(run.term_grace)}
-    if run.artifacts:
-        env["RUNNER_ARTIFACTS"] = run.artifacts
+    if run.artifacts or run.artifacts_claim:
+        env["RUNNER_ARTIFACTS"] = run.artifacts or ARTIFACTS_MOUNT
     if run.traceparent:
         env["TRACEPARENT"] = run.traceparent
     if ray_address:
@@ -250,6 +257,16 @@ def pod_security() -> client.V1PodSecurityContext:
 
 def _pod_spec(run: RunSpec, ray_address: str | None,
               ray_token: str | None) -> client.V1PodSpec:
+    mounts = [client.V1VolumeMount(name="tmp", mount_path="/tmp"),
+              client.V1VolumeMount(name="manifest", mount_path=MANIFEST_DIR, read_only=True)]
+    volumes = [client.V1Volume(name="tmp", empty_dir=client.V1EmptyDirVolumeSource()),
+               client.V1Volume(name="manifest", config_map=client.V1ConfigMapVolumeSource(
+                   name=manifest_name(run.run_id)))]
+    if run.artifacts_claim:
+        mounts.append(client.V1VolumeMount(name="artifacts", mount_path=ARTIFACTS_MOUNT))
+        volumes.append(client.V1Volume(
+            name="artifacts", persistent_volume_claim=client.V1PersistentVolumeClaimVolumeSource(
+                claim_name=run.artifacts_claim)))
     container = client.V1Container(
         name="runner", image=run.image, image_pull_policy=run.image_pull_policy,
         args=_args(run), env=_env(run, ray_address, ray_token),
@@ -258,19 +275,13 @@ def _pod_spec(run: RunSpec, ray_address: str | None,
         resources=client.V1ResourceRequirements(
             requests={"cpu": run.cpu, "memory": run.memory},
             limits={"memory": run.memory}),
-        security_context=container_security(),
-        volume_mounts=[client.V1VolumeMount(name="tmp", mount_path="/tmp"),
-                       client.V1VolumeMount(name="manifest", mount_path=MANIFEST_DIR,
-                                            read_only=True)],
+        security_context=container_security(), volume_mounts=mounts,
     )
     return client.V1PodSpec(
         restart_policy="Never", service_account_name=run.service_account,
         automount_service_account_token=False, enable_service_links=False,
         termination_grace_period_seconds=TERMINATION_GRACE,
-        security_context=pod_security(), containers=[container],
-        volumes=[client.V1Volume(name="tmp", empty_dir=client.V1EmptyDirVolumeSource()),
-                 client.V1Volume(name="manifest", config_map=client.V1ConfigMapVolumeSource(
-                     name=manifest_name(run.run_id)))],
+        security_context=pod_security(), containers=[container], volumes=volumes,
     )
 
 

@@ -452,7 +452,8 @@ def test_the_artifact_key_is_made_once_and_kept_across_upgrades(k8s):
     other = helm_install(CHART, k8s, release=RELEASE, namespace="upgrade-other")
     assert key(other) != key(first)  # random per install
     named = helm_install(CHART, k8s, release=RELEASE, namespace="named-key",
-                         values={"artifacts": {"keySecretName": "team-key"},
+                         values={"artifacts": {"keySecretName": "team-key",
+                                               "url": "s3://quant/runner"},
                                  "runs": [{"name": "a", "pipeline": "alpha.full"}]})
     assert not of_kind(named, "Secret")
     (job,) = of_kind(named, "Job")
@@ -515,6 +516,72 @@ def test_the_term_grace_must_leave_time_to_commit(k8s):
     with pytest.raises(HelmError, match="termGraceSeconds"):
         helm_install(CHART, k8s, release=RELEASE, namespace="grace",
                      values={"job": {"termGraceSeconds": 30}})
+
+
+# ----------------------------------------------------------------- no silent loss
+
+
+RUN = {"name": "a", "pipeline": "alpha.full"}
+SCHEDULE = {"name": "s", "pipeline": "alpha.full", "cron": "@daily"}
+LOST = "lost with the pod, and a retried pod could not resume the run"
+
+
+@pytest.mark.parametrize(("values", "words"), [
+    ({"runs": [RUN]}, "without artifacts.url the runs write to the image's default root"),
+    ({"schedules": [SCHEDULE]}, "runs and schedules need an artifact store outside the pod"),
+    ({"runs": [RUN], "artifacts": {"url": "data/artifacts"}},
+     'artifacts.url "data/artifacts" is a path inside the pod'),
+    ({"schedules": [SCHEDULE], "artifacts": {"url": "file:///mnt/art"}},
+     'artifacts.url "file:///mnt/art" is a path inside the pod'),
+    ({"runs": [RUN], "artifacts": {"url": "memory://runs"}},
+     "is the memory of the pod's process"),
+    ({"runs": [RUN], "artifacts": {"url": "simplecache::file:///mnt/art"}},
+     "is a path inside the pod"),
+    ({"runs": [RUN], "artifacts": {"url": "s3://b/r", "persistentVolumeClaim": "art"}},
+     'artifacts.url "s3://b/r" is not on the claim'),
+], ids=["run-no-url", "schedule-no-url", "relative", "file", "memory", "chained", "claim-s3"])
+def test_runs_and_schedules_without_a_store_outside_the_pod_do_not_render(k8s, values, words):
+    with pytest.raises(HelmError) as refused:
+        helm_install(CHART, k8s, release=RELEASE, namespace="lost", values=values)
+    said = str(refused.value)
+    assert words in said
+    if "not on the claim" not in words:
+        assert LOST in said and "artifacts.ephemeral: true" in said
+        assert "artifacts.persistentVolumeClaim" in said
+
+
+def test_a_claim_is_mounted_in_the_run_pods_only(rendered):
+    release = rendered["ray"]  # runs and a schedule on artifacts.persistentVolumeClaim
+    mount = "/var/lib/runner/artifacts"
+    runs = [p for w, p in pod_templates(release) if w.startswith(("Job/", "CronJob/"))]
+    assert runs
+    for pod in runs:
+        container = runner_container(pod)
+        assert {"name": "artifacts", "persistentVolumeClaim": {
+            "claimName": "runner-artifacts"}} in pod["volumes"]
+        assert {"name": "artifacts", "mountPath": mount} in container["volumeMounts"]
+        assert env_of(container)["RUNNER_ARTIFACTS"]["value"] == mount
+    for where, pod in pod_templates(release):  # Ray pods and the helm test: no claim
+        if not where.startswith(("Job/", "CronJob/")):
+            assert "artifacts" not in {v["name"] for v in pod["volumes"]}, where
+
+
+@pytest.mark.parametrize(("artifacts", "root"), [
+    ({"ephemeral": True}, None),
+    ({"url": "data/artifacts", "ephemeral": True}, "data/artifacts"),
+    ({"persistentVolumeClaim": "art", "url": "/var/lib/runner/artifacts/team-a"},
+     "/var/lib/runner/artifacts/team-a"),
+    ({"persistentVolumeClaim": "art", "url": "file:///var/lib/runner/artifacts"},
+     "file:///var/lib/runner/artifacts"),
+], ids=["ephemeral", "ephemeral-path", "claim-folder", "claim-file-url"])
+def test_a_store_inside_the_pod_renders_when_accepted_or_on_the_claim(k8s, artifacts, root):
+    release = helm_install(CHART, k8s, release=RELEASE, namespace="accepted",
+                           values={"runs": [RUN], "schedules": [SCHEDULE],
+                                   "artifacts": artifacts})
+    check_objects(release.objects())
+    (job,) = of_kind(release, "Job")
+    env = env_of(runner_container(job["spec"]["template"]["spec"]))
+    assert env.get("RUNNER_ARTIFACTS", {}).get("value") == root
 
 
 # ----------------------------------------------------------------- runs and schedules

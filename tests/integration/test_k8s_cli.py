@@ -28,6 +28,9 @@ KUBERAY = ROOT.parent / "shared/schemas/kuberay/ray.io_rayclusters.yaml"
 IMAGE = "ghcr.io/acme/runner:0.1.0"
 KEY = "0123456789abcdef" * 4
 """The caller's store key in these tests (never a key file of the machine's)."""
+STORE = ("--artifacts", "s3://quant/runner")
+"""A store outside the pod: without one (or a claim, or --ephemeral-artifacts) submit
+and schedule refuse."""
 
 
 def cli(*args: str, kubeconfig: Path | str | None = None, env: dict[str, str] | None = None,
@@ -117,7 +120,7 @@ def test_submit_dry_run_prints_valid_objects_and_needs_no_cluster(pipeline, flag
 
 def test_submit_joins_the_callers_trace():
     parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    done = cli("submit", "alpha.full", "--image", IMAGE, "--dry-run",
+    done = cli("submit", "alpha.full", "--image", IMAGE, "--dry-run", *STORE,
                env={"TRACEPARENT": parent})
     job = next(d for d in documents(done.stdout) if d["kind"] == "Job")
     env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]
@@ -127,7 +130,7 @@ def test_submit_joins_the_callers_trace():
 
 def test_schedule_dry_run_prints_a_valid_cron_job():
     done = cli("schedule", "alpha.full", "--cron", "0 6 * * 1-5", "--image", IMAGE,
-               "--time-zone", "Europe/London", "--dry-run")
+               "--time-zone", "Europe/London", "--dry-run", *STORE)
     assert done.returncode == 0, done.stderr
     docs = documents(done.stdout)
     assert [d["kind"] for d in docs] == ["ConfigMap", "CronJob"]
@@ -189,10 +192,10 @@ def test_kubernetes_values_are_checked_before_anything_is_sent(args, words, mode
     """Exit 2 and one line, with --dry-run as without it; with a cluster, before any
     request reaches it."""
     if mode == "dry-run":
-        done = cli(*args, "--dry-run")
+        done = cli(*args, *STORE, "--dry-run")
     else:
         with Emulator(tmp_path, version="1.37.0", namespace="research") as k8s:
-            done = cli(*args, kubeconfig=k8s.kubeconfig)
+            done = cli(*args, *STORE, kubeconfig=k8s.kubeconfig)
             assert k8s.requests == []
     assert done.returncode == 2, done.stderr
     assert words in done.stderr and "hunter2" not in done.stderr
@@ -201,7 +204,7 @@ def test_kubernetes_values_are_checked_before_anything_is_sent(args, words, mode
 
 
 def test_dollar_parentheses_reach_the_run_as_they_were_typed():
-    done = cli("submit", "alpha.full", "--image", IMAGE, "--run-id", "esc-1", "--dry-run",
+    done = cli("submit", "alpha.full", "--image", IMAGE, "--run-id", "esc-1", "--dry-run", *STORE,
                "--param", "note=$(AWS_SECRET_ACCESS_KEY)", "--env", "MSG=a$(HOME)b",
                "--storage-option", "endpoint_url=http://$(MINIO_HOST):9000")
     assert done.returncode == 0, done.stderr
@@ -214,7 +217,7 @@ def test_dollar_parentheses_reach_the_run_as_they_were_typed():
 
 
 def test_the_artifact_key_secret_can_be_named():
-    done = cli("submit", "alpha.full", "--image", IMAGE, "--run-id", "k-1", "--dry-run",
+    done = cli("submit", "alpha.full", "--image", IMAGE, "--run-id", "k-1", "--dry-run", *STORE,
                "--artifact-key-secret", "team-artifact-key")
     assert done.returncode == 0, done.stderr
     job = next(d for d in documents(done.stdout) if d["kind"] == "Job")
@@ -238,7 +241,7 @@ def test_without_the_kubernetes_client_the_commands_say_how_to_install_it():
 
 def test_submit_status_cancel(k8s):
     done = cli("submit", "alpha.full", "--image", IMAGE, "--run-id", "cli-1", "--json",
-               kubeconfig=k8s.kubeconfig)
+               *STORE, kubeconfig=k8s.kubeconfig)
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["run_id"] == "cli-1" and doc["job"] == "runner-cli-1"
@@ -257,7 +260,7 @@ def test_submit_status_cancel(k8s):
     assert job["spec"]["suspend"] is False  # let go once its Secret exists
     check_objects([job])
     again = json.loads(cli("submit", "alpha.full", "--image", IMAGE, "--run-id", "cli-1",
-                           "--json", kubeconfig=k8s.kubeconfig).stdout)
+                           "--json", *STORE, kubeconfig=k8s.kubeconfig).stdout)
     assert again["attached"]
 
     status = cli("status", "cli-1", "--json", kubeconfig=k8s.kubeconfig)
@@ -275,7 +278,7 @@ def test_submit_status_cancel(k8s):
 
 
 def test_schedule_creates_then_updates_and_unschedule_deletes(k8s):
-    made = cli("schedule", "alpha.full", "--cron", "0 6 * * 1-5", "--image", IMAGE,
+    made = cli("schedule", "alpha.full", "--cron", "0 6 * * 1-5", "--image", IMAGE, *STORE,
                kubeconfig=k8s.kubeconfig)
     assert made.returncode == 0, made.stderr
     assert "created cronjob/alpha-full" in made.stderr
@@ -285,7 +288,7 @@ def test_schedule_creates_then_updates_and_unschedule_deletes(k8s):
     assert "runner-alpha-full-manifest" in live(k8s, "configmaps")
 
     moved = cli("schedule", "alpha.full", "--cron", "30 7 * * *", "--image", IMAGE,
-                "--concurrency-policy", "Replace", kubeconfig=k8s.kubeconfig)
+                "--concurrency-policy", "Replace", *STORE, kubeconfig=k8s.kubeconfig)
     assert moved.returncode == 0, moved.stderr
     assert "updated cronjob/alpha-full" in moved.stderr
     (cron,) = live(k8s, "cronjobs").values()
@@ -305,7 +308,7 @@ def test_an_unreachable_api_server_is_named_and_exits_2(tmp_path):
         port = s.getsockname()[1]
     config = tmp_path / "kubeconfig"
     config.write_text(kubeconfig_text(f"http://127.0.0.1:{port}"))
-    done = cli("submit", "alpha.full", "--image", IMAGE, kubeconfig=config,
+    done = cli("submit", "alpha.full", "--image", IMAGE, *STORE, kubeconfig=config,
                env={"RUNNER_K8S_RETRIES": "1"})
     assert done.returncode == 2, done.stderr
     assert f"cannot reach the Kubernetes API server at http://127.0.0.1:{port}" in done.stderr
@@ -315,12 +318,12 @@ def test_an_unreachable_api_server_is_named_and_exits_2(tmp_path):
 def test_submit_passes_the_callers_otel_settings_but_not_a_loopback_endpoint():
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability:4318",
            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_RESOURCE_ATTRIBUTES": "desk=alpha"}
-    done = cli("submit", "alpha.full", "--image", IMAGE, "--dry-run", env=env)
+    done = cli("submit", "alpha.full", "--image", IMAGE, "--dry-run", *STORE, env=env)
     job = next(d for d in documents(done.stdout) if d["kind"] == "Job")
     got = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]
            ["env"]}
     assert {k: got[k] for k in env} == env
-    local = cli("submit", "alpha.full", "--image", IMAGE, "--dry-run", "--env",
+    local = cli("submit", "alpha.full", "--image", IMAGE, "--dry-run", *STORE, "--env",
                 "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
                 env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
     job = next(d for d in documents(local.stdout) if d["kind"] == "Job")
@@ -328,3 +331,163 @@ def test_submit_passes_the_callers_otel_settings_but_not_a_loopback_endpoint():
            ["env"]}
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in got and "loopback" in local.stderr
     assert got["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"  # --env wins
+
+
+# ---------------------------------------------------------------- no silent loss
+
+
+POD_LOCAL = [
+    ([], "no --artifacts: the run would write to the image's default root inside the pod"),
+    (["--artifacts", "data/artifacts"], "--artifacts data/artifacts is a path inside the pod"),
+    (["--artifacts", "/mnt/art"], "--artifacts /mnt/art is a path inside the pod"),
+    (["--artifacts", "file:///mnt/art"], "--artifacts file:///mnt/art is a path inside"),
+    (["--artifacts", "memory://runs"], "memory://runs is the memory of the pod's process"),
+    (["--artifacts", "simplecache::file:///mnt/art"], "is a path inside the pod"),
+]
+
+
+@pytest.mark.parametrize(("flags", "words"), POD_LOCAL)
+@pytest.mark.parametrize("command", ["submit", "schedule"])
+def test_a_store_inside_the_pod_is_refused_before_anything_is_sent(flags, words, command,
+                                                                   k8s):
+    args = [command, "alpha.full", "--image", IMAGE, *flags]
+    if command == "schedule":
+        args += ["--cron", "@daily"]
+    done = cli(*args, kubeconfig=k8s.kubeconfig)
+    assert done.returncode == 2, done.stderr
+    assert k8s.requests == []
+    (line,) = done.stderr.strip().splitlines()
+    assert words in line
+    assert ("lost with the pod and a retried pod could not resume the run" in line
+            and "--artifacts-pvc NAME" in line and "--ephemeral-artifacts" in line)
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize(("flags", "words"), POD_LOCAL[:3])
+def test_ephemeral_artifacts_accepts_the_loss(flags, words):
+    done = cli("submit", "alpha.full", "--image", IMAGE, "--run-id", "eph-1", *flags,
+               "--ephemeral-artifacts", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert words not in done.stderr
+    job = next(d for d in documents(done.stdout) if d["kind"] == "Job")
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]
+           ["env"]}
+    assert env.get("RUNNER_ARTIFACTS") == (flags[1] if flags else None)
+
+
+@pytest.mark.parametrize("command", ["submit", "schedule"])
+def test_a_claim_mounted_in_the_run_pod_is_a_store_outside_it(command):
+    args = [command, "alpha.full", "--image", IMAGE, "--artifacts-pvc", "runner-artifacts",
+            "--dry-run"]
+    if command == "schedule":
+        args += ["--cron", "@daily"]
+    done = cli(*args)
+    assert done.returncode == 0, done.stderr
+    docs = documents(done.stdout)
+    for doc in docs:
+        kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+    work = docs[1]["spec"]
+    work = work.get("jobTemplate", {}).get("spec", work)
+    pod = work["template"]["spec"]
+    check_objects([docs[1]])
+    container = pod["containers"][0]
+    assert {"name": "artifacts", "persistentVolumeClaim": {"claimName": "runner-artifacts"}} \
+        in pod["volumes"]
+    assert {"name": "artifacts", "mountPath": "/var/lib/runner/artifacts"} in \
+        container["volumeMounts"]
+    assert {"name": "RUNNER_ARTIFACTS", "value": "/var/lib/runner/artifacts"} in \
+        container["env"]
+
+
+@pytest.mark.parametrize(("flags", "code", "words"), [
+    (["--artifacts", "/var/lib/runner/artifacts/team-a"], 0, ""),
+    (["--artifacts", "file:///var/lib/runner/artifacts"], 0, ""),
+    (["--artifacts", "/var/lib/runner/artifacts-old"], 2, "is not on the claim"),
+    (["--artifacts", "s3://quant/runner"], 2, "is not on the claim"),
+])
+def test_artifacts_with_a_claim_must_be_on_it(flags, code, words):
+    done = cli("submit", "alpha.full", "--image", IMAGE, "--artifacts-pvc", "art", *flags,
+               "--dry-run")
+    assert done.returncode == code, done.stderr
+    assert words in done.stderr
+
+
+def test_a_bad_claim_name_is_refused():
+    done = cli("submit", "alpha.full", "--image", IMAGE, "--artifacts-pvc", "Art_1",
+               "--dry-run")
+    assert done.returncode == 2 and "--artifacts-pvc 'Art_1'" in done.stderr, done.stderr
+
+
+# ---------------------------------------------------------------- stages the image lacks
+
+
+QUICKSTART = ROOT / "README.md"
+
+
+def _quickstart(folder: Path) -> Path:
+    """The README quickstart as a user has it on a laptop: my_stages.py beside demo.json."""
+    import re
+
+    blocks = re.findall(r"```(\w*)\n(.*?)```", QUICKSTART.read_text(), re.S)
+    code = next(body for lang, body in blocks if lang == "python" and "# my_stages.py" in body)
+    manifest = next(body for lang, body in blocks if lang == "json" and '"demo"' in body)
+    (folder / "my_stages.py").write_text(code)
+    (folder / "demo.json").write_text(manifest)
+    return folder / "demo.json"
+
+
+def _loose_warning(module: str, places: str, kind: str, location: str) -> str:
+    return (f"warning: module {module!r} ({places}) is not from an installed distribution: "
+            f"found in the loose {kind} {location}, which the image does not have; put your "
+            "stages in a package and build an image FROM the runner image that installs it, "
+            'then pass it with --image (README: "Your own stages on the cluster")')
+
+
+def test_submit_warns_about_a_stage_module_beside_the_manifest(tmp_path):
+    manifest = _quickstart(tmp_path)
+    done = cli("submit", "demo", "-m", str(manifest), "--image", IMAGE, *STORE, "--dry-run")
+    assert done.returncode == 0, done.stderr
+    places = 'stages."demo.load", stages."demo.returns", stages."demo.trend"'
+    assert done.stderr.strip().splitlines() == [
+        _loose_warning("my_stages", places, "file", str(tmp_path / "my_stages.py"))]
+    assert [d["kind"] for d in documents(done.stdout)] == ["ConfigMap", "Job"]
+
+
+def test_schedule_warns_too_and_json_output_stays_clean(tmp_path, k8s):
+    manifest = _quickstart(tmp_path)
+    made = cli("schedule", "demo", "-m", str(manifest), "--cron", "@daily", "--image", IMAGE,
+               *STORE, kubeconfig=k8s.kubeconfig)
+    assert made.returncode == 0, made.stderr
+    assert "warning: module 'my_stages'" in made.stderr and "created cronjob/demo" in made.stderr
+    done = cli("submit", "demo", "-m", str(manifest), "--image", IMAGE, *STORE, "--json",
+               "--run-id", "loose-1", kubeconfig=k8s.kubeconfig)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["run_id"] == "loose-1"  # stdout: the one JSON object
+    assert done.stderr.count("warning: module 'my_stages'") == 1
+
+
+def test_context_types_merge_rules_and_adapters_are_checked_too(tmp_path):
+    """A loose package (a folder) named by a context type, a merge rule and an adapter,
+    besides the stages; the shipped and standard-library modules are not warned about."""
+    pkg = tmp_path / "desk"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "from runner import Context\n\n"
+        "class DeskContext(Context):\n    pass\n\n"
+        "def note(ctx):\n    ctx.log('desk')\n    return ctx\n\n"
+        "def to_desk(ctx):\n    return DeskContext(**dict(ctx))\n\n"
+        "def keep_first(before, values):\n    return values[0]\n")
+    manifest = tmp_path / "desk.json"
+    manifest.write_text(json.dumps({
+        "pipelines": {"desk": {"steps": ["desk.note"], "context": "desk:DeskContext",
+                               "merge": {"audit_trail": "desk:keep_first"}}},
+        "stages": {"desk.note": "desk:note", "desk.copy": "copy:copy"},
+        "adapters": [{"from": "runner:Context", "to": "desk:DeskContext",
+                      "fn": "desk:to_desk"}],
+    }))
+    done = cli("submit", "desk", "-m", str(manifest), "--image", IMAGE, *STORE, "--dry-run")
+    assert done.returncode == 0, done.stderr
+    places = ('stages."desk.note", pipelines.desk.context, pipelines.desk.merge.audit_trail '
+              'and 2 more')
+    assert done.stderr.strip().splitlines() == [
+        _loose_warning("desk", places, "folder", f"{pkg}/")]

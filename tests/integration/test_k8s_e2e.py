@@ -47,15 +47,24 @@ def cli(k8s, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[st
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
+CLAIM = ("--artifacts-pvc", "runs")
+"""The runs' store: a PersistentVolumeClaim, which the test-side kubelet keeps as one folder
+that every pod shares (:func:`claim`)."""
+
+
+def claim(tmp_path: Path) -> Path:
+    return tmp_path / "nodes" / "claims" / "research" / "runs"
+
+
 def run_json(art: Path, run_id: str) -> dict:
     return json.loads((art / "runs" / run_id / "run.json").read_text())
 
 
 def test_submit_wait_follow_runs_the_pipeline_in_the_pod(k8s, tmp_path):
-    art = tmp_path / "art"
+    art = claim(tmp_path)
     with Kubelet(k8s, workdir=tmp_path / "nodes") as kubelet:
         done = cli(k8s, "submit", "alpha.full", "--image", IMAGE, "--run-id", "e2e-1",
-                   "--artifacts", f"file://{art}", "--wait", "--follow", "--json")
+                   *CLAIM, "--wait", "--follow", "--json")
         assert done.returncode == 0, done.stderr
         lines = done.stdout.strip().splitlines()
         doc = json.loads(lines[-1])
@@ -79,12 +88,12 @@ def test_submit_wait_follow_runs_the_pipeline_in_the_pod(k8s, tmp_path):
 def test_an_oom_killed_pod_fails_the_run_with_the_reason_in_words(k8s, tmp_path):
     with Kubelet(k8s, workdir=tmp_path / "nodes") as kubelet:
         made = cli(k8s, "submit", "alpha.full", "--image", IMAGE, "--run-id", "oom-1",
-                   "--backoff-limit", "0", "--artifacts", f"file://{tmp_path}/art")
+                   "--backoff-limit", "0", *CLAIM)
         assert made.returncode == 0, made.stderr
         kubelet.wait_running("runner-oom-1", "research")
         kubelet.kill("runner-oom-1", "OOMKilled", namespace="research")
         waited = cli(k8s, "submit", "alpha.full", "--image", IMAGE, "--run-id", "oom-1",
-                     "--wait")  # the same id: attach, then wait
+                     *CLAIM, "--wait")  # the same id: attach, then wait
     assert waited.returncode == 1, waited.stderr
     assert "attached to run oom-1" in waited.stderr
     assert "ran out of memory (OOMKilled)" in waited.stderr
@@ -95,10 +104,10 @@ def test_an_oom_killed_pod_fails_the_run_with_the_reason_in_words(k8s, tmp_path)
 
 def test_a_retried_pod_resumes_the_run_from_its_checkpoints(k8s, tmp_path):
     """The first attempt dies mid-run; the second resumes (``--resume``) and succeeds."""
-    art = tmp_path / "art"
+    art = claim(tmp_path)
     with Kubelet(k8s, workdir=tmp_path / "nodes") as kubelet:
         cli(k8s, "submit", "alpha.full", "--image", IMAGE, "--run-id", "retry-1",
-            "--artifacts", f"file://{art}", "--backoff-limit", "1")
+            *CLAIM, "--backoff-limit", "1")
         kubelet.wait((art / "runs" / "retry-1").exists, timeout=120,
                      what="the first checkpoint")
         kubelet.kill("runner-retry-1", "OOMKilled", namespace="research")
@@ -139,13 +148,13 @@ def test_the_watch_survives_410_dropped_streams_and_5xx(k8s, tmp_path):
 def test_a_pod_that_cannot_start_is_reported_not_waited_for_forever(k8s, tmp_path):
     with Kubelet(k8s, workdir=tmp_path / "nodes"):
         done = cli(k8s, "submit", "alpha.full", "--image", IMAGE, "--run-id", "nosecret",
-                   "--secret-env", "missing-credentials", "--wait")
+                   "--secret-env", "missing-credentials", "--ephemeral-artifacts", "--wait")
     assert done.returncode == 1, done.stderr
     assert "cannot start" in done.stderr and "missing-credentials" in done.stderr
 
 
 def test_a_parallel_run_gets_a_ray_cluster_owned_by_its_job(k8s, tmp_path, ray_cluster):
-    art = tmp_path / "art"
+    art = claim(tmp_path)
     from kubernetes import client, config
 
     # the cluster's token reaches the pod as a real one's would: from a Secret
@@ -157,7 +166,7 @@ def test_a_parallel_run_gets_a_ray_cluster_owned_by_its_job(k8s, tmp_path, ray_c
     with Kubelet(k8s, workdir=tmp_path / "nodes",
                  ray_address=ray_cluster.client_address) as kubelet:
         done = cli(k8s, "submit", "alpha.parallel", "--image", IMAGE, "--run-id", "par-1",
-                   "--parallel", "--artifacts", f"file://{art}", "--wait", "--json", *flags)
+                   "--parallel", *CLAIM, "--wait", "--json", *flags)
         assert done.returncode == 0, done.stderr + "".join(
             a.text() for a in kubelet.runs("runner-par-1", "research"))
         doc = json.loads(done.stdout.strip().splitlines()[-1])

@@ -148,6 +148,24 @@ characters. Rendered base64-encoded, for `data`.
 {{- include "runner.manifestJson" . | sha256sum }}
 {{- end }}
 
+{{/* Where run pods mount artifacts.persistentVolumeClaim (as `runner submit --artifacts-pvc`). */}}
+{{- define "runner.artifactsMount" -}}/var/lib/runner/artifacts{{- end }}
+
+{{/*
+Why an artifact root stays inside the pod, in words, or nothing when it is a store outside
+it: a path, file:// or memory:// (of a chained URL, the last part). As `runner submit` says.
+*/}}
+{{- define "runner.podLocalStore" -}}
+{{- $last := splitList "::" (toString .) | last }}
+{{- if not (contains "://" $last) }}a path inside the pod
+{{- else }}
+{{- $scheme := splitList "://" $last | first | lower }}
+{{- if eq $scheme "memory" }}the memory of the pod's process
+{{- else if has $scheme (list "file" "local") }}a path inside the pod
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* The shared RayCluster's name (KubeRay derives pod and service names from it). */}}
 {{- define "runner.rayClusterName" -}}
 {{- default (printf "%s-ray" (include "runner.fullname" . | trunc 36 | trimSuffix "-")) .Values.rayCluster.name }}
@@ -196,8 +214,10 @@ artifacts, log format, OpenTelemetry. Credentials only by Secret reference.
 {{- $env := list (dict "name" "HOME" "value" "/tmp") }}
 {{- $env = append $env (dict "name" "RUNNER_MANIFEST" "value" (printf "%s/manifest.json" (include "runner.manifestDir" .))) }}
 {{- $env = append $env (dict "name" "RUNNER_LOG_FORMAT" "value" $v.logFormat) }}
-{{- with $v.artifacts.url }}
-{{- $env = append $env (dict "name" "RUNNER_ARTIFACTS" "value" (include "runner.literal" .)) }}
+{{- if $v.artifacts.url }}
+{{- $env = append $env (dict "name" "RUNNER_ARTIFACTS" "value" (include "runner.literal" $v.artifacts.url)) }}
+{{- else if $v.artifacts.persistentVolumeClaim }}
+{{- $env = append $env (dict "name" "RUNNER_ARTIFACTS" "value" (include "runner.artifactsMount" .)) }}
 {{- end }}
 {{- $env = append $env (dict "name" "OTEL_SERVICE_NAME" "value" (include "runner.literal" $v.otel.serviceName)) }}
 {{- with $v.otel.endpoint }}
@@ -316,7 +336,7 @@ affinity:
 
 {{/*
 The hardened pod spec of a runner container: (dict "root" $ "args" JSON-LIST "env" YAML-LIST
-"credentials" BOOL). Never restarted in place (Jobs retry with a new pod, which resumes the
+"credentials" BOOL); a run pod (credentials) also mounts artifacts.persistentVolumeClaim. Never restarted in place (Jobs retry with a new pod, which resumes the
 run); on SIGTERM the runner finishes within RUNNER_TERM_GRACE, inside the grace period.
 */}}
 {{- define "runner.podSpec" -}}
@@ -356,12 +376,21 @@ containers:
       - name: manifest
         mountPath: {{ include "runner.manifestDir" $root }}
         readOnly: true
+      {{- if and .credentials $root.Values.artifacts.persistentVolumeClaim }}
+      - name: artifacts
+        mountPath: {{ include "runner.artifactsMount" $root }}
+      {{- end }}
 volumes:
   - name: tmp
     emptyDir: {}
   - name: manifest
     configMap:
       name: {{ include "runner.manifestName" $root }}
+  {{- if and .credentials $root.Values.artifacts.persistentVolumeClaim }}
+  - name: artifacts
+    persistentVolumeClaim:
+      claimName: {{ $root.Values.artifacts.persistentVolumeClaim }}
+  {{- end }}
 {{- end }}
 
 {{/* The pod template annotations: podAnnotations. */}}
