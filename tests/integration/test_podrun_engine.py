@@ -65,7 +65,7 @@ def test_the_container_sees_what_the_pod_spec_says(tmp_path):
     run = translate(pod_of(job), objects=[secret], staging=tmp_path,
                     name=f"podrun-probe-{os.getpid()}")
     stage(run, tmp_path)
-    argv = run.argv(DOCKER)
+    argv = run.argv(str(DOCKER))
     argv.insert(2, "--rm")
     done = subprocess.run(argv, env=run.client_env(os.environ), capture_output=True,
                           text=True, timeout=120, check=False)
