@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -30,7 +31,7 @@ STAGING = Path("/staging")
 STORE = Path("/host/store")
 
 
-def cli(*args: str) -> list[dict]:
+def cli(*args: str) -> list[dict[str, Any]]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("KUBERNETES_", "TRACEPARENT", "RUNNER_"))}
     env.update(RUNNER_ARTIFACT_KEY=KEY, KUBECONFIG="/nonexistent/kubeconfig")
@@ -40,7 +41,7 @@ def cli(*args: str) -> list[dict]:
     return [d for d in yaml.safe_load_all(done.stdout) if d]
 
 
-def key_secret(name: str, namespace: str = "default") -> dict:
+def key_secret(name: str, namespace: str = "default") -> dict[str, Any]:
     """The Secret runner submit/schedule make from the caller's key (not printed)."""
     return {"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": name, "namespace": namespace},
@@ -61,18 +62,18 @@ def values(run, flag: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def submitted() -> list[dict]:
+def submitted() -> list[dict[str, Any]]:
     return cli("submit", "alpha.full", "--image", IMAGE, "--run-id", "e2e-submit",
                "--artifacts", "/artifacts", "--param", "lookback=63", "--dry-run")
 
 
 @pytest.fixture(scope="module")
-def scheduled() -> list[dict]:
+def scheduled() -> list[dict[str, Any]]:
     return cli("schedule", "alpha.full", "--cron", "0 6 * * 1-5", "--image", IMAGE,
                "--artifacts", "/artifacts", "--dry-run")
 
 
-def only(objects: list[dict], kind: str) -> dict:
+def only(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     (found,) = [o for o in objects if o["kind"] == kind]
     return found
 
@@ -151,7 +152,7 @@ def test_stage_writes_the_files_with_their_modes(submitted, tmp_path):
 # ---------------------------------------------------------------- what is refused
 
 
-def a_pod(**spec) -> dict:
+def a_pod(**spec) -> dict[str, Any]:
     container = {"name": "c", "image": IMAGE, "args": ["validate"]}
     container.update(spec.pop("container", {}))
     base = {"automountServiceAccountToken": False, "enableServiceLinks": False,
