@@ -92,6 +92,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from tests.containers.podrun import expand  # the kubelet's own $(VAR) expansion
 from tests.k8s_emulator import INTERNAL_AGENT, RAYCLUSTERS, Emulator, PodLog
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +106,6 @@ KILL_REASONS = ("OOMKilled", "Evicted")
 STOP_REASONS = ("Preempted", "Drained")
 """How :meth:`Kubelet.preempt` stops a pod: the scheduler's preemption, a node drain."""
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet
-_VAR = re.compile(r"\$\$|\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
 _FIELD_MAP = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
 _DISRUPTION = {"Evicted": ("TerminationByKubelet", "The node was low on resource: memory."),
                "DeadlineExceeded": ("DeadlineExceeded", "Pod was active on the node longer "
@@ -274,13 +274,6 @@ def _failure_action(job: dict[str, Any], pod: _Pod) -> str:
                 (pod.exit_code in codes.get("values", [])) == (codes.get("operator") == "In"):
             return str(rule["action"])
     return "Count"
-
-
-def expand(text: str, env: Mapping[str, str]) -> str:
-    """Kubernetes' ``$(VAR)`` expansion: known names replaced, others kept, ``$$`` -> ``$``."""
-    def one(m: re.Match[str]) -> str:
-        return "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0))
-    return _VAR.sub(one, text)
 
 
 def mount_host_folder(obj: dict[str, Any], path: str | os.PathLike[str], *,

@@ -68,9 +68,10 @@ def dns_label(text: str, limit: int = 63) -> str:
 
 
 def literal(text: str) -> str:
-    """``text`` as the kubelet passes it on: it expands ``$(VAR)`` in args and env values,
-    ``$$(`` is its escape (a parameter or secret never gets expanded into a run)."""
-    return text.replace("$(", "$$(")
+    """``text`` as the kubelet passes it on: it expands ``$(VAR)`` in args and env values
+    and turns ``$$`` into ``$``, so every ``$`` is doubled (a parameter or secret never
+    gets expanded into a run, and ``a$$b`` stays ``a$$b``)."""
+    return text.replace("$", "$$")
 
 
 def _label_value(text: str) -> str:

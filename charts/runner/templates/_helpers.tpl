@@ -109,9 +109,9 @@ characters. Rendered base64-encoded, for `data`.
 {{- end }}
 {{- end }}
 
-{{/* A value as the kubelet passes it on: it expands $(VAR) in args and env values, $$( is the escape. */}}
+{{/* A value as the kubelet passes it on: it expands $(VAR) in args and env values and turns $$ into $, so every $ is doubled. */}}
 {{- define "runner.literal" -}}
-{{- replace "$(" "$$(" (toString .) }}
+{{- replace "$" "$$" (toString .) }}
 {{- end }}
 
 {{- define "runner.imageTag" -}}
