@@ -3,8 +3,9 @@
 Each :class:`Case` is one pod: the objects it came from (``runner submit``/``schedule
 --dry-run`` output, or the chart as Helm renders it), the Pod as the Job controller would
 make it, the Secret holding the store's key, and what to check afterwards. The pods'
-artifact store is ``/artifacts``, a folder of the node (a ``hostPath``, the test's
-``mount_host_folder``) that the host reads back with the same key. What cannot run here
+artifact store is a PersistentVolumeClaim (``--artifacts-pvc``, the chart's
+``artifacts.persistentVolumeClaim``) that the driver binds to a host folder, which the
+host reads back with the same key. What cannot run here
 is a :class:`Skip` with the reason.
 """
 
@@ -21,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.containers.objects import pod_of, with_host_folder
+from tests.containers.objects import pod_of
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "runner"
-STORE = "/artifacts"
-"""Where every pod here expects its artifact store (a folder of the node)."""
+CLAIM = "runs"
+"""The PersistentVolumeClaim every pod here keeps its artifact store on."""
 RELEASE = "e2e"
 NAMESPACE = "research"
 
@@ -101,8 +102,8 @@ def submit_case(image: str, key: str) -> Case:
 
     run_id = "e2e-submit"
     objects = documents(cli("submit", "alpha.full", "--image", image, "--run-id", run_id,
-                            "-n", NAMESPACE, "--artifacts", STORE, "--dry-run", key=key))
-    job = with_host_folder(copy.deepcopy(_only(objects, "Job")), STORE)
+                            "-n", NAMESPACE, "--artifacts-pvc", CLAIM, "--dry-run", key=key))
+    job = copy.deepcopy(_only(objects, "Job"))
     secret = key_secret(artifact_key_name(run_id), key, NAMESPACE)
     return Case("submit alpha.full (Job)", image, pod_of(job), [*objects, secret], key=key,
                 run_id=run_id, pipeline="alpha.full", weights=True)
@@ -115,9 +116,9 @@ def schedule_case(image: str, key: str) -> Case:
 
     name = "alpha-full"
     objects = documents(cli("schedule", "alpha.full", "--cron", "0 6 * * 1-5", "--image",
-                            image, "-n", NAMESPACE, "--artifacts", STORE, "--dry-run",
+                            image, "-n", NAMESPACE, "--artifacts-pvc", CLAIM, "--dry-run",
                             key=key))
-    cron = with_host_folder(copy.deepcopy(_only(objects, "CronJob")), STORE)
+    cron = copy.deepcopy(_only(objects, "CronJob"))
     pod = pod_of(cron, scheduled_minute=int(time.time() // 60))
     secret = key_secret(artifact_key_name(name), key, NAMESPACE)
     return Case("schedule alpha.full (CronJob)", image, pod, [*objects, secret], key=key,
@@ -135,7 +136,7 @@ def render_chart(image: str, *, runs: list[dict[str, Any]],
     if not repository or "/" in tag:
         repository, tag = image, "latest"
     values = {"image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
-              "artifacts": {"url": STORE}, "runs": runs}
+              "artifacts": {"persistentVolumeClaim": CLAIM}, "runs": runs}
     work.mkdir(parents=True, exist_ok=True)
     try:
         with Emulator(work, namespace=NAMESPACE) as k8s:
@@ -166,7 +167,7 @@ def chart_cases(image: str, ray_image: str | None, work: Path) -> list[Case | Sk
     runs = [{"name": "e2e", "pipeline": "alpha.full", "runId": "chart-e2e"}]
     objects = render_chart(image, runs=runs, work=work / "chart")
     key = chart_key(objects)
-    job = with_host_folder(copy.deepcopy(_only(objects, "Job")), STORE)
+    job = copy.deepcopy(_only(objects, "Job"))
     out: list[Case | Skip] = [
         Case("chart GitOps run alpha.full (Job)", image, pod_of(job), objects, key=key,
              run_id="chart-e2e", pipeline="alpha.full", weights=True),
@@ -177,7 +178,7 @@ def chart_cases(image: str, ray_image: str | None, work: Path) -> list[Case | Sk
         ray_runs = [{"name": "e2e-ray", "pipeline": "alpha.parallel", "runId": "chart-ray",
                      "executor": "ray", "parallel": True}]
         ray_objects = render_chart(ray_image, runs=ray_runs, work=work / "chart-ray")
-        ray_job = with_host_folder(copy.deepcopy(_only(ray_objects, "Job")), STORE)
+        ray_job = copy.deepcopy(_only(ray_objects, "Job"))
         out.append(Case("chart run alpha.parallel on a Ray in its pod (Job)", ray_image,
                         pod_of(ray_job), ray_objects, key=chart_key(ray_objects),
                         run_id="chart-ray", pipeline="alpha.full", weights=True))

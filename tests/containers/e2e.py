@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.containers.cases import ROOT, STORE, Case, RenderError, Skip, all_cases
+from tests.containers.cases import CLAIM, ROOT, Case, RenderError, Skip, all_cases
 from tests.containers.podrun import ContainerRun, PodRunError, stage, translate
 
 POD_UID = 10001
@@ -63,7 +63,7 @@ def prepare(case: Case, work: Path) -> tuple[ContainerRun, Path]:
     else:
         store.chmod(0o777)
     run = translate(case.pod, objects=case.objects, staging=folder / "staging",
-                    host_paths={STORE: store}, name=f"podrun-{case.pod['metadata']['name']}")
+                    claims={CLAIM: store}, name=f"podrun-{case.pod['metadata']['name']}")
     stage(run, folder / "staging")
     return run, folder
 

@@ -14,8 +14,9 @@ import pytest
 pytest.importorskip("kmock", reason="kmock (the Kubernetes API emulator) is not installed")
 pytest.importorskip("helm_sdkpy", reason="helm_sdkpy is not installed")
 
-from tests.containers.cases import STORE, chart_key, render_chart
-from tests.containers.objects import pod_of, with_host_folder
+from runner.k8s.builders import ARTIFACTS_MOUNT
+from tests.containers.cases import CLAIM, chart_key, render_chart
+from tests.containers.objects import pod_of
 from tests.containers.podrun import translate
 
 pytestmark = pytest.mark.integration
@@ -42,14 +43,15 @@ def hardened(argv: list[str]) -> None:
 
 def test_the_charts_run_job_translates_with_its_key_and_manifest(chart, tmp_path):
     (made,) = [o for o in chart if o["kind"] == "Job"]
-    with_host_folder(made, STORE)
     run = translate(pod_of(made), objects=chart, staging=tmp_path,
-                    host_paths={STORE: tmp_path / "store"})
+                    claims={CLAIM: tmp_path / "store"})
     argv = run.argv()
     hardened(argv)
     key = chart_key(chart)
     assert run.env["RUNNER_ARTIFACT_KEY"] == key and key not in " ".join(argv)
-    assert run.env["RUNNER_ARTIFACTS"] == STORE and run.env["RUNNER_RUN_ID"] == "chart-e2e"
+    assert f"type=bind,src={tmp_path}/store,dst={ARTIFACTS_MOUNT}" in argv  # the claim
+    assert run.env["RUNNER_ARTIFACTS"] == ARTIFACTS_MOUNT
+    assert run.env["RUNNER_RUN_ID"] == "chart-e2e"
     assert list(run.command)[:3] == ["run", "alpha.full", "--run-id"]
     assert "note=a$$b$(X)" in run.command  # the chart's escape undone by the expansion
     assert f"type=bind,src={tmp_path}/volumes/manifest,dst=/etc/runner,readonly" in argv

@@ -20,8 +20,15 @@ from hypothesis import strategies as st
 pytest.importorskip("kubernetes", reason="the k8s extra is not installed")
 yaml = pytest.importorskip("yaml")
 
-from runner.k8s.builders import RunSpec, config_map, job, literal, to_dicts  # noqa: E402
-from tests.containers.objects import pod_of, with_host_folder  # noqa: E402
+from runner.k8s.builders import (  # noqa: E402
+    ARTIFACTS_MOUNT,
+    RunSpec,
+    config_map,
+    job,
+    literal,
+    to_dicts,
+)
+from tests.containers.objects import pod_of  # noqa: E402
 from tests.containers.podrun import PodRunError, expand, stage, translate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,13 +71,13 @@ def values(run, flag: str) -> list[str]:
 @pytest.fixture(scope="module")
 def submitted() -> list[dict[str, Any]]:
     return cli("submit", "alpha.full", "--image", IMAGE, "--run-id", "e2e-submit",
-               "--artifacts", "/artifacts", "--param", "lookback=63", "--dry-run")
+               "--artifacts-pvc", "runs", "--param", "lookback=63", "--dry-run")
 
 
 @pytest.fixture(scope="module")
 def scheduled() -> list[dict[str, Any]]:
     return cli("schedule", "alpha.full", "--cron", "0 6 * * 1-5", "--image", IMAGE,
-               "--artifacts", "/artifacts", "--dry-run")
+               "--artifacts-pvc", "runs", "--dry-run")
 
 
 def only(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -82,11 +89,9 @@ def only(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 
 def test_the_submitted_jobs_pod_runs_hardened_as_the_kubelet_would(submitted):
-    made = copy.deepcopy(only(submitted, "Job"))
-    with_host_folder(made, "/artifacts")
-    pod = pod_of(made, suffix="x2z4b")
+    pod = pod_of(copy.deepcopy(only(submitted, "Job")), suffix="x2z4b")
     run = translate(pod, objects=[*submitted, key_secret("runner-e2e-submit-key")],
-                    staging=STAGING, host_paths={"/artifacts": STORE})
+                    staging=STAGING, claims={"runs": STORE})
     assert run.name == "runner-e2e-submit-x2z4b" and run.image == IMAGE
     assert values(run, "--user") == ["10001:10001"]
     assert values(run, "--group-add") == ["10001"]  # fsGroup
@@ -99,14 +104,14 @@ def test_the_submitted_jobs_pod_runs_hardened_as_the_kubelet_would(submitted):
     assert values(run, "--stop-timeout") == ["30"]
     assert values(run, "--hostname") == ["runner-e2e-submit-x2z4b"]
     assert sorted(values(run, "--mount")) == [
-        "type=bind,src=/host/store,dst=/artifacts",
+        f"type=bind,src=/host/store,dst={ARTIFACTS_MOUNT}",
         "type=bind,src=/staging/volumes/manifest,dst=/etc/runner,readonly",
         "type=bind,src=/staging/volumes/tmp,dst=/tmp"]
     assert values(run, "--entrypoint") == []  # the image's ENTRYPOINT: runner
     assert list(run.command) == ["run", "alpha.full", "--run-id", "e2e-submit", "--resume",
                                  "--json", "--param", "lookback=63"]
     assert run.env["RUNNER_ARTIFACT_KEY"] == KEY and run.env["RUNNER_RUN_ID"] == "e2e-submit"
-    assert run.env["RUNNER_ARTIFACTS"] == "/artifacts" and run.env["HOME"] == "/tmp"
+    assert run.env["RUNNER_ARTIFACTS"] == ARTIFACTS_MOUNT and run.env["HOME"] == "/tmp"
     assert sorted(values(run, "--env")) == sorted(run.env)
     assert KEY not in " ".join(run.argv())  # values travel in the client's environment
     manifest = only(submitted, "ConfigMap")["data"]["manifest.json"]
@@ -124,7 +129,7 @@ def test_a_scheduled_runs_id_is_its_jobs_name(scheduled):
     pod = pod_of(cron, suffix="abcde", scheduled_minute=29_123_456)
     assert pod["metadata"]["labels"]["batch.kubernetes.io/job-name"] == "alpha-full-29123456"
     run = translate(pod, objects=[*scheduled, key_secret("runner-alpha-full-key")],
-                    staging=STAGING, host_paths={"/artifacts": STORE})
+                    staging=STAGING, claims={"runs": STORE})
     assert run.env["RUNNER_RUN_ID"] == "alpha-full-29123456"
     assert run.command[:4] == ("run", "alpha.full", "--run-id", "alpha-full-29123456")
     assert values(run, "--user") == ["10001:10001"] and ("--read-only", "") in options(run)
@@ -139,7 +144,7 @@ def test_a_missing_key_secret_is_named(submitted):
 def test_stage_writes_the_files_with_their_modes(submitted, tmp_path):
     run = translate(pod_of(only(submitted, "Job")),
                     objects=[*submitted, key_secret("runner-e2e-submit-key")],
-                    staging=tmp_path)
+                    staging=tmp_path, claims={"runs": tmp_path / "store"})
     stage(run, tmp_path)
     manifest = tmp_path / "volumes/manifest/manifest.json"
     assert json.loads(manifest.read_text())["pipelines"]["alpha.full"]
