@@ -64,8 +64,8 @@ lock: $(VENV)/.installed-dev
 		| $(LOCK) - -o $(LOCKS)/build.lock
 	$(BIN)/python -c 'from runner.k8s.builders import RayClusterSpec; print(f"ray[default]=={RayClusterSpec.ray_version}")' \
 		| $(LOCK) pyproject.toml - --extra ray --extra k8s --extra s3 --extra gcs -o $(LOCKS)/ray.lock
-	# the Job image: the same versions as the Ray one, without Ray
-	$(LOCK) pyproject.toml --extra k8s --extra s3 --extra gcs -c $(LOCKS)/ray.lock -o $(LOCKS)/job.lock
+	# the Job image: the same versions as the Ray one, without Ray (nor GCS: at most 700 MB)
+	$(LOCK) pyproject.toml --extra k8s --extra s3 -c $(LOCKS)/ray.lock -o $(LOCKS)/job.lock
 
 ## Build the base and the image with a private Docker engine and run them (root, Debian).
 container-e2e:

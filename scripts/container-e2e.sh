@@ -200,7 +200,7 @@ build_base() {
     log "debootstrap $SUITE from $mirror"
     rm -rf "$ROOTFS"
     step debootstrap "$DEBOOTSTRAP_TIMEOUT" "$DEBOOTSTRAP" --variant=minbase \
-        --include=python3,python3-venv,python3-pip,python-is-python3,ca-certificates \
+        --include=python3,python3-venv,python-is-python3,ca-certificates \
         "$SUITE" "$ROOTFS" "$mirror"
     # TLS to the package index may be re-signed by a proxy: trust what this machine trusts.
     local certs=(/usr/local/share/ca-certificates/*.crt)
@@ -208,7 +208,10 @@ build_base() {
         cp "${certs[@]}" "$ROOTFS/usr/local/share/ca-certificates/"
         step ca-certificates 120 chroot "$ROOTFS" update-ca-certificates --fresh
     fi
-    rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/*
+    # What no container reads: package caches and lists, documentation, translations.
+    rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/* \
+        "$ROOTFS"/usr/share/doc/* "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* \
+        "$ROOTFS"/usr/share/locale/*
     # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
     step import "$IMPORT_TIMEOUT" bash -o pipefail -c \
         'tar --numeric-owner -C "$1" -c . | "$2" import --change "ENV LANG=C.UTF-8" \
@@ -284,7 +287,7 @@ own_pids() {
         [ -d "$procs" ] && find "$procs" -name cgroup.procs -exec cat {} + 2> /dev/null
     done
     for f in /proc/[0-9]*/cmdline; do
-        mapfile -d '' args < "$f" 2> /dev/null || continue
+        mapfile -d '' args 2> /dev/null < "$f" || continue
         case " ${args[*]} " in
             *"$WORK_DIR/"*) f="${f#/proc/}"; f="${f%/cmdline}" ;;
             *) continue ;;
@@ -296,7 +299,9 @@ own_pids() {
 cleanup() {
     local rc=$? pid mnt cg
     trap - EXIT INT TERM
+    local start=$SECONDS
     if [ -n "$DOCKERD_PID" ] && kill -0 "$DOCKERD_PID" 2> /dev/null; then
+        log "stopping dockerd (pid $DOCKERD_PID)"
         # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
         timeout 60 bash -c '"$1" ps -aq | xargs -r "$1" rm -f > /dev/null' _ "$DOCKER" || true
         kill -TERM "$DOCKERD_PID" 2> /dev/null || true
@@ -318,6 +323,7 @@ cleanup() {
     done
     if [ "$MADE_POLICY_RC" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
     if [ -d "$WORK_DIR" ]; then
+        log "removing the work folder's state"
         if [ "$rc" -ne 0 ] && [ -s "$DOCKERD_LOG" ]; then
             log "dockerd's last lines:"
             tail -n 20 "$DOCKERD_LOG" >&2 || true
@@ -328,6 +334,7 @@ cleanup() {
             rm -rf "$WORK_DIR"
         fi
     fi
+    TIMES+=("cleanup $((SECONDS - start))s")
     report
     exit "$rc"
 }

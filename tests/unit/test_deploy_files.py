@@ -219,7 +219,7 @@ def test_the_image_variants_cover_every_extra_the_cluster_needs() -> None:
     assert declared - {"dev"} == {"ray", "k8s", "s3", "gcs"}
     makefile = (ROOT / "Makefile").read_text()
     assert "--extra ray --extra k8s --extra s3 --extra gcs -o $(LOCKS)/ray.lock" in makefile
-    assert "--extra k8s --extra s3 --extra gcs -c $(LOCKS)/ray.lock" in makefile
+    assert "--extra k8s --extra s3 -c $(LOCKS)/ray.lock" in makefile
 
 
 def test_labels_follow_oci_and_match_the_project(final: Stage) -> None:
