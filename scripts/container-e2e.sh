@@ -256,24 +256,21 @@ print("ray", ray.__version__)'
 }
 
 # The hook for the pods of every Job we generate, run as a kubelet would: the pod spec to
-# `docker run` translation and its driver live in tests/containers/. The engine is
-# reached through the environment exported here.
+# `docker run` translation and its driver live in tests/containers/. It reaches this
+# engine through DOCKER_HOST (exported by start_engine) and Debian's CLI.
 run_pods() {
     if [ ! -f "$REPO_ROOT/tests/containers/e2e.py" ]; then
         log "skipping the pods: tests/containers/e2e.py is not there yet"
         return 0
     fi
-    local python="$PYTHON"
+    local python="$PYTHON" args=(--docker "$DOCKER" --image "$IMAGE" --work "$WORK_DIR/pods")
     if [ -z "$python" ]; then
         python="$REPO_ROOT/.venv/bin/python"
         [ -x "$python" ] || python=python3
     fi
-    export CONTAINER_E2E_DOCKER="$DOCKER" CONTAINER_E2E_IMAGE="$IMAGE" \
-        CONTAINER_E2E_RAY_IMAGE="$RAY_IMAGE" CONTAINER_E2E_BASE_IMAGE="$BASE_IMAGE" \
-        CONTAINER_E2E_WORK="$WORK_DIR/pods"
-    if [ "$BUILD_RAY_IMAGE" != 1 ]; then CONTAINER_E2E_RAY_IMAGE=""; fi
-    mkdir -p "$CONTAINER_E2E_WORK"
-    step pods "$PODS_TIMEOUT" "$python" -m tests.containers.e2e
+    if [ "$BUILD_RAY_IMAGE" = 1 ]; then args+=(--ray-image "$RAY_IMAGE"); fi
+    mkdir -p "$WORK_DIR/pods"
+    step pods "$PODS_TIMEOUT" "$python" -m tests.containers.e2e "${args[@]}"
 }
 
 # ---------------------------------------------------------------- teardown

@@ -173,3 +173,24 @@ def test_the_pods_hook_skips_with_a_message_when_the_driver_is_missing(
     proc = _bash(f'REPO_ROOT="{tmp_path}"; run_pods', WORK_DIR=str(tmp_path / "w"))
     assert proc.returncode == 0, proc.stderr
     assert "skipping the pods: tests/containers/e2e.py is not there yet" in proc.stderr
+
+
+def test_the_pods_hook_runs_the_driver_with_the_engine_and_both_images(
+        tmp_path: Path) -> None:
+    driver = tmp_path / "tests" / "containers"
+    driver.mkdir(parents=True)
+    for pkg in (tmp_path / "tests", driver):
+        (pkg / "__init__.py").write_text("")
+    (driver / "e2e.py").write_text(
+        "import os, sys\n"
+        "print(repr((sys.argv[1:], os.environ['DOCKER_HOST'])), file=sys.stderr)\n")
+    code = f'cd "{tmp_path}"; REPO_ROOT="{tmp_path}"; run_pods'
+    proc = _bash(code, WORK_DIR=str(tmp_path / "w"), PYTHON=sys.executable,
+                 DOCKER_HOST="unix:///x.sock")
+    assert proc.returncode == 0, proc.stderr
+    assert repr(([
+        "--docker", "/usr/bin/docker", "--image", "runner:e2e", "--work", f"{tmp_path}/w/pods",
+        "--ray-image", "runner:e2e-ray"], "unix:///x.sock")) in proc.stderr
+    proc = _bash(code, WORK_DIR=str(tmp_path / "w"), PYTHON=sys.executable,
+                 DOCKER_HOST="unix:///x.sock", BUILD_RAY_IMAGE="0")
+    assert "--ray-image" not in proc.stderr
