@@ -6,6 +6,7 @@
 #   scripts/container-e2e.sh               # install, start, build, run, check, tear down
 #   KEEP_IMAGES=1 scripts/container-e2e.sh # keep the engine's data root (images, build
 #                                          # cache) in the work folder for the next run
+#                                          # (else it is a tmpfs: DATA_TMPFS_SIZE=8g)
 #   BUILD_RAY_IMAGE=0 scripts/container-e2e.sh   # the Job image only
 #
 # Steps, each under a timeout and failing with one line that names it:
@@ -15,7 +16,8 @@
 #             forwarding (the host's network is never touched), its own cgroup parent
 #   base      debootstrap of Debian bookworm with Python 3.11 (the mirror of this
 #             machine's apt sources, its extra CA certificates), imported as BASE_IMAGE
-#   image     docker/Dockerfile on BASE_IMAGE: IMAGE (a Job's) and RAY_IMAGE (VARIANT=ray)
+#   image     docker/Dockerfile on BASE_IMAGE: IMAGE (a Job's, at most MAX_IMAGE_MB) and
+#             RAY_IMAGE (VARIANT=ray)
 #   smoke     `runner run alpha.full` in IMAGE: no network, read-only root, /tmp a tmpfs,
 #             the artifacts in a bind-mounted folder; Ray's version in RAY_IMAGE
 #   pods      the pods of the Jobs we generate, run as a kubelet would
@@ -31,6 +33,9 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # ---------------------------------------------------------------- knobs (env overrides)
 WORK_DIR="${WORK_DIR:-$REPO_ROOT/.container-e2e}"    # git-ignored, docker-ignored
 KEEP_IMAGES="${KEEP_IMAGES:-0}"
+# The engine's data root on a tmpfs of this size (memory, used as written; a teardown in
+# seconds where deleting the layers from disk takes minutes); 0, or KEEP_IMAGES=1: disk.
+DATA_TMPFS_SIZE="${DATA_TMPFS_SIZE:-8g}"
 BUILD_RAY_IMAGE="${BUILD_RAY_IMAGE:-1}"
 SUITE=bookworm                                       # Debian 12: its python3 is 3.11
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-}"                   # empty: from this machine's apt sources
@@ -39,6 +44,7 @@ BASE_IMAGE="${BASE_IMAGE:-local/debian-python:3.11}"
 IMAGE="${IMAGE:-runner:e2e}"
 RAY_IMAGE="${RAY_IMAGE:-runner:e2e-ray}"
 PYTHON="${PYTHON:-}"                                 # runs the pods' driver; empty: .venv's
+MAX_IMAGE_MB="${MAX_IMAGE_MB:-700}"                  # the Job image's size limit (10^6 bytes)
 # Timeouts in seconds, one per step.
 APT_TIMEOUT="${APT_TIMEOUT:-900}"
 ENGINE_TIMEOUT="${ENGINE_TIMEOUT:-60}"
@@ -138,6 +144,9 @@ install_packages() {
 
 start_engine() {
     mkdir -p "$DATA_ROOT" "$EXEC_ROOT" "$WORK_DIR/cli"
+    if [ "$KEEP_IMAGES" != 1 ] && [ "$DATA_TMPFS_SIZE" != 0 ]; then
+        mount -t tmpfs -o "size=$DATA_TMPFS_SIZE,mode=0711" runner-container-e2e "$DATA_ROOT"
+    fi
     cat > "$CONFIG_FILE" <<'JSON'
 {
   "storage-driver": "overlay2",
@@ -229,6 +238,16 @@ build_image() {  # build_image TAG VARIANT
 }
 
 # ---------------------------------------------------------------- checks
+
+check_size() {  # the Job image stays small: every pod of every run pulls it
+    local bytes mb
+    bytes="$("$DOCKER" image inspect --format '{{.Size}}' "$IMAGE")"
+    mb=$(((bytes + 999999) / 1000000))
+    log "$IMAGE is $mb MB (at most $MAX_IMAGE_MB)"
+    if [ "$mb" -gt "$MAX_IMAGE_MB" ]; then
+        die 1 "step 'size': $IMAGE is $mb MB, over $MAX_IMAGE_MB MB"
+    fi
+}
 
 smoke() {
     rm -rf "$ARTIFACTS"
@@ -358,6 +377,7 @@ main() {
     build_image "$IMAGE" job
     if [ "$BUILD_RAY_IMAGE" = 1 ]; then build_image "$RAY_IMAGE" ray; fi
     "$DOCKER" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' >&2
+    check_size
     smoke
     run_pods
     log "passed"

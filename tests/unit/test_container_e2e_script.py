@@ -95,6 +95,8 @@ def test_the_engine_is_private_and_leaves_the_network_alone() -> None:
     for path in ("SOCKET", "DATA_ROOT", "EXEC_ROOT", "PIDFILE", "CONFIG_FILE"):
         assert re.search(rf'^{path}="\$WORK_DIR/', TEXT, re.M), path
     assert "DOCKER_BUILDKIT=0" in engine and 'DOCKER_HOST="unix://$SOCKET"' in engine
+    # the data root is a tmpfs unless images are kept: unmounted, not deleted file by file
+    assert 'mount -t tmpfs -o "size=$DATA_TMPFS_SIZE,mode=0711"' in engine
     assert re.search(r"^DOCKER=/usr/bin/docker$", TEXT, re.M), "Debian's CLI by full path"
     # containers never get a network; only the build's RUN steps reach the package index
     runs = re.findall(r'"\$DOCKER" run .*', TEXT)
@@ -194,3 +196,15 @@ def test_the_pods_hook_runs_the_driver_with_the_engine_and_both_images(
     proc = _bash(code, WORK_DIR=str(tmp_path / "w"), PYTHON=sys.executable,
                  DOCKER_HOST="unix:///x.sock", BUILD_RAY_IMAGE="0")
     assert "--ray-image" not in proc.stderr
+
+
+def test_a_job_image_over_the_limit_fails_the_size_step(tmp_path: Path) -> None:
+    docker = tmp_path / "docker"
+    docker.write_text("#!/bin/sh\necho 700000001\n")
+    docker.chmod(0o755)
+    proc = _bash(f'DOCKER="{docker}"; check_size')
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1] == (
+        "container-e2e: step 'size': runner:e2e is 701 MB, over 700 MB")
+    docker.write_text("#!/bin/sh\necho 694000000\n")
+    assert _bash(f'DOCKER="{docker}"; check_size').returncode == 0
