@@ -45,14 +45,16 @@ IMAGE="${IMAGE:-runner:e2e}"
 RAY_IMAGE="${RAY_IMAGE:-runner:e2e-ray}"
 PYTHON="${PYTHON:-}"                                 # runs the pods' driver; empty: .venv's
 MAX_IMAGE_MB="${MAX_IMAGE_MB:-700}"                  # the Job image's size limit (10^6 bytes)
-# Timeouts in seconds, one per step.
+# Timeouts in seconds: the whole run (each step gets at most what is left of it), then
+# one per step.
+TOTAL_TIMEOUT="${TOTAL_TIMEOUT:-1200}"
 APT_TIMEOUT="${APT_TIMEOUT:-900}"
 ENGINE_TIMEOUT="${ENGINE_TIMEOUT:-60}"
 DEBOOTSTRAP_TIMEOUT="${DEBOOTSTRAP_TIMEOUT:-900}"
 IMPORT_TIMEOUT="${IMPORT_TIMEOUT:-300}"
 BUILD_TIMEOUT="${BUILD_TIMEOUT:-1200}"
 RUN_TIMEOUT="${RUN_TIMEOUT:-300}"
-PODS_TIMEOUT="${PODS_TIMEOUT:-1800}"
+PODS_TIMEOUT="${PODS_TIMEOUT:-900}"
 
 # Debian's own CLI, by its full path (a newer one may come first on PATH); the classic
 # builder, which dockerd 20.10 has without buildx.
@@ -72,6 +74,7 @@ CGROUP_PARENT="runner-container-e2e-$$"
 DOCKERD_PID=""
 MADE_POLICY_RC=0
 PEAK_MB=0
+PEAK_TMPFS_MB=0
 STARTED=$SECONDS
 TIMES=()
 
@@ -88,11 +91,16 @@ die() {  # die CODE MESSAGE: the one line that says what failed
 
 # ---------------------------------------------------------------- steps and timing
 
-# step NAME SECONDS COMMAND...: runs COMMAND under a timeout; on failure, one line naming
-# the step (and whether it timed out), then exit 1.
+# step NAME SECONDS COMMAND...: runs COMMAND under a timeout (SECONDS, or what is left of
+# TOTAL_TIMEOUT); on failure, one line naming the step (and whether it timed out), exit 1.
 step() {
-    local name="$1" seconds="$2" start=$SECONDS rc=0
+    local name="$1" seconds="$2" start=$SECONDS rc=0 left
     shift 2
+    left=$((STARTED + TOTAL_TIMEOUT - SECONDS))
+    if [ "$left" -le 0 ]; then
+        die 1 "step '$name' not started: the run is past TOTAL_TIMEOUT=${TOTAL_TIMEOUT}s"
+    fi
+    if [ "$left" -lt "$seconds" ]; then seconds=$left; fi
     log "step $name (timeout ${seconds}s)"
     timeout --kill-after=30 "$seconds" "$@" || rc=$?
     if [ "$rc" -ne 0 ]; then
@@ -105,16 +113,21 @@ step() {
     note_disk
 }
 
-note_disk() {  # the work folder's size, kept at its peak
+note_disk() {  # the work folder's size on disk and in its tmpfs, kept at their peaks
     local mb
     mb="$(du -sxm "$WORK_DIR" 2>/dev/null | cut -f1)" || mb=0
     if [ "${mb:-0}" -gt "$PEAK_MB" ]; then PEAK_MB="$mb"; fi
+    if mountpoint -q "$DATA_ROOT" 2> /dev/null; then
+        mb="$(df -m --output=used "$DATA_ROOT" | tail -n 1 | tr -d ' ')" || mb=0
+        if [ "${mb:-0}" -gt "$PEAK_TMPFS_MB" ]; then PEAK_TMPFS_MB="$mb"; fi
+    fi
 }
 
 report() {
     local t
     for t in "${TIMES[@]}"; do log "  $t"; done
-    log "total $((SECONDS - STARTED))s; work folder at most ${PEAK_MB} MB"
+    log "total $((SECONDS - STARTED))s; work folder at most ${PEAK_MB} MB on disk," \
+        "${PEAK_TMPFS_MB} MB in its tmpfs"
 }
 
 # ---------------------------------------------------------------- packages

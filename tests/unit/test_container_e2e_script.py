@@ -208,3 +208,13 @@ def test_a_job_image_over_the_limit_fails_the_size_step(tmp_path: Path) -> None:
         "container-e2e: step 'size': runner:e2e is 701 MB, over 700 MB")
     docker.write_text("#!/bin/sh\necho 694000000\n")
     assert _bash(f'DOCKER="{docker}"; check_size').returncode == 0
+
+
+def test_steps_share_one_deadline() -> None:
+    proc = _bash("step wait 30 sleep 20", TOTAL_TIMEOUT="1")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1] == "container-e2e: step 'wait' timed out after 1s"
+    proc = _bash("step late 30 true", TOTAL_TIMEOUT="0")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1] == (
+        "container-e2e: step 'late' not started: the run is past TOTAL_TIMEOUT=0s")
