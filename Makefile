@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 PIPELINE ?= alpha.full
 
-.PHONY: run test check bench browser install install-dev clean
+.PHONY: run test check bench browser install install-dev clean lock container-e2e
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,27 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/tracing.py
 	$(BIN)/python benchmarks/parallel.py
 	$(BIN)/python benchmarks/end_to_end.py
+
+## Re-pin the image's dependencies (docker/requirements/*.lock, with hashes) for Linux
+## x86_64 and CPython 3.11: after a change to pyproject.toml's dependencies, or to take
+## updates. Ray's version is the cluster's: RayClusterSpec.ray_version (runner/k8s/builders.py).
+LOCKS := docker/requirements
+LOCK  := $(BIN)/uv pip compile --quiet --generate-hashes --no-annotate \
+	--python-version 3.11 --python-platform x86_64-manylinux_2_36 --only-binary :all: \
+	--custom-compile-command 'make lock'
+lock: SHELL := /bin/bash
+lock: .SHELLFLAGS := -euo pipefail -c
+lock: $(VENV)/.installed-dev
+	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+		| $(LOCK) - -o $(LOCKS)/build.lock
+	$(BIN)/python -c 'from runner.k8s.builders import RayClusterSpec; print(f"ray[default]=={RayClusterSpec.ray_version}")' \
+		| $(LOCK) pyproject.toml - --extra ray --extra k8s --extra s3 --extra gcs -o $(LOCKS)/ray.lock
+	# the Job image: the same versions as the Ray one, without Ray (nor GCS: at most 700 MB)
+	$(LOCK) pyproject.toml --extra k8s --extra s3 -c $(LOCKS)/ray.lock -o $(LOCKS)/job.lock
+
+## Build the base and the image with a private Docker engine and run them (root, Debian).
+container-e2e:
+	./scripts/container-e2e.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -57,6 +57,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from runner.artifacts import ArtifactStore, read_index, read_run
+from runner.artifacts.checkpoint import field_binding
 from runner.artifacts.codec import PARQUET_OPTIONS, encode, sha256
 from runner.context import Context, fork_value, values_equal
 from runner.manifest import Manifest, parse_manifest
@@ -295,6 +296,9 @@ def streamed(frame: Frame, target: Path, *, preserve_index: bool | None) -> tupl
     return out.hash.hexdigest(), out.size
 
 
+BINDING = field_binding("bench-1", "steps/001-bench/feature_store.parquet")
+"""What a pickled field would be signed for (a frame is Parquet: unsigned, hashed)."""
+
 def breakdown(frame: Frame, fns: list[FrameFn], folder: Path, repeats: int) -> dict[str, Any]:
     """One checkpoint of the final frame, part by part as codec.py and store.py do it,
     whole as the hook does it, and as the streamed sketch would."""
@@ -305,14 +309,14 @@ def breakdown(frame: Frame, fns: list[FrameFn], folder: Path, repeats: int) -> d
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, **PARQUET_OPTIONS)
     buf = sink.getvalue()
-    data = encode(cur).data
+    data = encode(cur, binding=BINDING).data
     out = folder / "parts"
     store = ArtifactStore(out)
     plain_table = pa.Table.from_pandas(cur)  # the plain script's: RangeIndex as metadata
     counter = iter(range(10**6))
 
     def hook_path() -> None:  # what CheckpointHook._checkpoint does for one field
-        enc = encode(cur)
+        enc = encode(cur, binding=BINDING)
         store.write_bytes(f"h{next(counter)}.parquet", enc.data)
         sha256(enc.data)
 
@@ -323,7 +327,7 @@ def breakdown(frame: Frame, fns: list[FrameFn], folder: Path, repeats: int) -> d
         "sha256": lambda: sha256(data),
         "store_write": lambda: store.write_bytes(f"f{next(counter)}.parquet", data),
         "change_detection": lambda: values_equal(cur, kept),
-        "encode": lambda: encode(cur),
+        "encode": lambda: encode(cur, binding=BINDING),
         "hook_path": hook_path,
         "sketch_streamed": lambda: streamed(cur, out / f"s{next(counter)}.parquet",
                                             preserve_index=True),

@@ -326,9 +326,10 @@ ensure_cluster() {
 build_image() {
     local revision
     revision="$(git -C "$REPO_ROOT" rev-parse HEAD 2> /dev/null || echo unknown)"
-    log "building $IMAGE from docker/Dockerfile"
+    # The Ray variant: it runs the Jobs, alpha.parallel's pod and the RayCluster alike.
+    log "building $IMAGE from docker/Dockerfile (VARIANT=ray)"
     docker build --file "$REPO_ROOT/docker/Dockerfile" --tag "$IMAGE" \
-        --build-arg "REVISION=$revision" \
+        --build-arg VARIANT=ray --build-arg "REVISION=$revision" \
         --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$REPO_ROOT"
     log "loading $IMAGE into the kind nodes"
     kind load docker-image "$IMAGE" --name "$CLUSTER_NAME"
