@@ -38,9 +38,11 @@ check: $(VENV)/.installed-dev
 browser:
 	./scripts/ensure-browser.sh
 
-## Set up and run the whole test suite (what CI runs).
+## Set up and run the whole test suite (what CI runs), then the container check: the
+## image built and the pods we generate run in a private Docker engine (root, Debian).
 test: check browser
 	$(BIN)/python -m pytest
+	./scripts/container-e2e.sh
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/overhead.py

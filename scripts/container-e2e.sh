@@ -17,7 +17,7 @@
 #   base      debootstrap of Debian bookworm with Python 3.11 (the mirror of this
 #             machine's apt sources, its extra CA certificates), imported as BASE_IMAGE
 #   image     docker/Dockerfile on BASE_IMAGE: IMAGE (a Job's, at most MAX_IMAGE_MB) and
-#             RAY_IMAGE (VARIANT=ray)
+#             RAY_IMAGE (VARIANT=ray); USER_IMAGE, examples/user-image FROM IMAGE
 #   smoke     `runner run alpha.full` in IMAGE: no network, read-only root, /tmp a tmpfs,
 #             the artifacts in a bind-mounted folder; Ray's version in RAY_IMAGE
 #   pods      the pods of the Jobs we generate, run as a kubelet would
@@ -43,6 +43,7 @@ APT_ETC="${APT_ETC:-/etc/apt}"                       # where those sources are
 BASE_IMAGE="${BASE_IMAGE:-local/debian-python:3.11}"
 IMAGE="${IMAGE:-runner:e2e}"
 RAY_IMAGE="${RAY_IMAGE:-runner:e2e-ray}"
+USER_IMAGE="${USER_IMAGE:-runner:e2e-user}"         # examples/user-image FROM IMAGE
 PYTHON="${PYTHON:-}"                                 # runs the pods' driver; empty: .venv's
 MAX_IMAGE_MB="${MAX_IMAGE_MB:-700}"                  # the Job image's size limit (10^6 bytes)
 # Timeouts in seconds: the whole run (each step gets at most what is left of it), then
@@ -250,6 +251,14 @@ build_image() {  # build_image TAG VARIANT
         --pull=false --network host --tag "$1" "$REPO_ROOT"
 }
 
+# Your own stages: the README's example image, FROM the Job image, installing a package
+# of the quickstart's stages (pip fetches its build backend: the host network, as above).
+build_user_image() {
+    step build-user "$BUILD_TIMEOUT" "$DOCKER" build \
+        --build-arg "BASE_IMAGE=$IMAGE" --pull=false --network host --tag "$USER_IMAGE" \
+        "$REPO_ROOT/examples/user-image"
+}
+
 # ---------------------------------------------------------------- checks
 
 check_size() {  # the Job image stays small: every pod of every run pulls it
@@ -301,6 +310,7 @@ run_pods() {
         [ -x "$python" ] || python=python3
     fi
     if [ "$BUILD_RAY_IMAGE" = 1 ]; then args+=(--ray-image "$RAY_IMAGE"); fi
+    args+=(--user-image "$USER_IMAGE")
     mkdir -p "$WORK_DIR/pods"
     step pods "$PODS_TIMEOUT" "$python" -m tests.containers.e2e "${args[@]}"
 }
@@ -389,6 +399,7 @@ main() {
     build_base
     build_image "$IMAGE" job
     if [ "$BUILD_RAY_IMAGE" = 1 ]; then build_image "$RAY_IMAGE" ray; fi
+    build_user_image
     "$DOCKER" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' >&2
     check_size
     smoke

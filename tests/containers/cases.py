@@ -60,13 +60,14 @@ class RenderError(RuntimeError):
     """Our own code refused to render the objects (its message says why)."""
 
 
-def cli(*args: str, key: str, timeout: float = 180) -> str:
-    """``runner ARGS`` as a user would run it, the caller's key in the environment."""
+def cli(*args: str, key: str, timeout: float = 180, path: tuple[str, ...] = ()) -> str:
+    """``runner ARGS`` as a user would run it, the caller's key in the environment
+    (``path``: folders of the user's own modules, as their checkout would have them)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("KUBERNETES_", "TRACEPARENT", "RUNNER_", "OTEL_"))}
     env.update(RUNNER_ARTIFACT_KEY=key, KUBECONFIG="/nonexistent/kubeconfig",
-               PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(
-                   os.pathsep))
+               PYTHONPATH=os.pathsep.join([str(ROOT), *path, env.get("PYTHONPATH", "")]
+                                          ).rstrip(os.pathsep))
     done = subprocess.run([sys.executable, "-m", "runner.cli", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:
@@ -124,6 +125,30 @@ def schedule_case(image: str, key: str) -> Case:
     return Case("schedule alpha.full (CronJob)", image, pod, [*objects, secret], key=key,
                 run_id=pod["metadata"]["labels"]["batch.kubernetes.io/job-name"],
                 pipeline="alpha.full", weights=True)
+
+
+USER_EXAMPLE = ROOT / "examples" / "user-image"
+"""The README's own-stages example: a package of the quickstart's stages, an image FROM
+ours that installs it, and its manifest."""
+
+
+def user_case(user_image: str | None, key: str) -> Case | Skip:
+    """``runner submit demo -m examples/user-image/demo.json --image <an image FROM
+    ours>``: the user's own stages, installed in their image, run as a Job's pod."""
+    from runner.k8s.builders import artifact_key_name
+
+    name = "your own stages: submit demo (Job, image FROM ours)"
+    if user_image is None:
+        return Skip(name, "no --user-image given")
+    run_id = "e2e-user"
+    objects = documents(cli("submit", "demo", "-m", str(USER_EXAMPLE / "demo.json"),
+                            "--image", user_image, "--run-id", run_id, "-n", NAMESPACE,
+                            "--artifacts-pvc", CLAIM, "--dry-run", key=key,
+                            path=(str(USER_EXAMPLE / "src"),)))
+    job = copy.deepcopy(_only(objects, "Job"))
+    secret = key_secret(artifact_key_name(run_id), key, NAMESPACE)
+    return Case(name, user_image, pod_of(job), [*objects, secret], key=key, run_id=run_id,
+                pipeline="demo")
 
 
 def render_chart(image: str, *, runs: list[dict[str, Any]],
@@ -197,7 +222,7 @@ SKIPPED = [
 ]
 
 
-def all_cases(image: str, ray_image: str | None, *, key: str,
-              work: Path) -> list[Case | Skip]:
+def all_cases(image: str, ray_image: str | None, *, key: str, work: Path,
+              user_image: str | None = None) -> list[Case | Skip]:
     return [submit_case(image, key), schedule_case(image, key),
-            *chart_cases(image, ray_image, work), *SKIPPED]
+            *chart_cases(image, ray_image, work), user_case(user_image, key), *SKIPPED]

@@ -1,7 +1,8 @@
 """Run the pods we generate in real containers, as a kubelet would, and check their runs.
 
     python -m tests.containers.e2e --docker /usr/bin/docker --image runner:e2e \\
-        [--ray-image runner:e2e-ray] --work /tmp/e2e [--timeout 600] [--dry-run]
+        [--ray-image runner:e2e-ray] [--user-image runner:e2e-user] --work /tmp/e2e
+        [--timeout 600] [--dry-run]
 
 For each pod of ``tests.containers.cases`` (``runner submit alpha.full --dry-run``, a
 ``runner schedule`` CronJob's job template, the chart's GitOps run Job and its helm-test
@@ -188,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docker", default="docker", help="the docker CLI to call")
     parser.add_argument("--image", required=True, help="the runner image (in the engine)")
     parser.add_argument("--ray-image", help="the image with the ray extra")
+    parser.add_argument("--user-image", help="an image FROM ours with examples/user-image's "
+                        "stages installed")
     parser.add_argument("--work", required=True, type=Path, help="a folder for the runs")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per pod")
     parser.add_argument("--dry-run", action="store_true",
@@ -197,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(32)
     try:
-        cases = all_cases(args.image, args.ray_image, key=key, work=work)
+        cases = all_cases(args.image, args.ray_image, key=key, work=work,
+                          user_image=args.user_image)
     except (RenderError, PodRunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

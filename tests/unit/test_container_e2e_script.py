@@ -177,7 +177,7 @@ def test_the_pods_hook_skips_with_a_message_when_the_driver_is_missing(
     assert "skipping the pods: tests/containers/e2e.py is not there yet" in proc.stderr
 
 
-def test_the_pods_hook_runs_the_driver_with_the_engine_and_both_images(
+def test_the_pods_hook_runs_the_driver_with_the_engine_and_every_image(
         tmp_path: Path) -> None:
     driver = tmp_path / "tests" / "containers"
     driver.mkdir(parents=True)
@@ -192,7 +192,8 @@ def test_the_pods_hook_runs_the_driver_with_the_engine_and_both_images(
     assert proc.returncode == 0, proc.stderr
     assert repr(([
         "--docker", "/usr/bin/docker", "--image", "runner:e2e", "--work", f"{tmp_path}/w/pods",
-        "--ray-image", "runner:e2e-ray"], "unix:///x.sock")) in proc.stderr
+        "--ray-image", "runner:e2e-ray", "--user-image", "runner:e2e-user"],
+        "unix:///x.sock")) in proc.stderr
     proc = _bash(code, WORK_DIR=str(tmp_path / "w"), PYTHON=sys.executable,
                  DOCKER_HOST="unix:///x.sock", BUILD_RAY_IMAGE="0")
     assert "--ray-image" not in proc.stderr
