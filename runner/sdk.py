@@ -180,7 +180,7 @@ class QuantSDK:
                 checkpoint.listeners.append(hook.on_artifact)
             if read is not None and state is not None:
                 hook.note_span("checkpoint resume", "checkpoint.read", *read,
-                               {"runner.url": store.url_of(f"runs/{run_id}"),
+                               {"runner.url": store.url_of(RunPaths(run_id).dir),
                                 "runner.fields_read": sorted(getattr(state.context, "__dict__",
                                                                      {}))})
             extra.append(hook)

@@ -40,14 +40,9 @@ from runner.orchestration.plan import Branch, ParallelGroup, Plan
 from runner.orchestration.records import RunInfo, RunResult, StepRecord
 
 __all__ = ["FORMAT", "CheckpointHook", "field_binding", "load_checkpoint", "load_field",
-           "read_index", "read_run", "run_dir"]
+           "read_index", "read_run"]
 
 log = logging.getLogger("runner.artifacts")
-
-
-def run_dir(run_id: str) -> str:
-    """``runs/<RUN_ID>`` (the id checked)."""
-    return RunPaths(run_id).dir
 
 
 def _now() -> str:
@@ -254,7 +249,7 @@ class CheckpointHook(RunHook):
                      "kind": kind, "context_type": _type_path(ctx), "fields": fields}
             meta = {"seq": self._seq, "dir": step_dir, "name": name, "path": path, "kind": kind}
         event = {"op": "write", "name": name, "path": path, "kind": kind, "dir": step_dir,
-                 "url": self.store.url_of(run_dir(run.run_id), step_dir),
+                 "url": self.store.url_of(RunPaths(run.run_id).dir, step_dir),
                  "fields_written": sorted(todo), "fields_referenced": len(fields) - len(todo),
                  "start": time.time()}
         job = functools.partial(self._write, run.run_id, step_dir, todo, index, meta, event)
@@ -268,7 +263,7 @@ class CheckpointHook(RunHook):
     def _write(self, run_id: str, step_dir: str, todo: dict[str, Any],
                index: dict[str, Any], meta: dict[str, Any], event: dict[str, Any]) -> None:
         """Encode and write the fields (not yet fsynced), then hand over to commit."""
-        base = run_dir(run_id)
+        base = RunPaths(run_id).dir
         written = []
         try:
             for fname, (value, entry) in todo.items():
