@@ -351,10 +351,8 @@ def run(
     def exit_now(error: RunInterruptedError | None, signum: int) -> None:
         """A second signal, or the grace ran out: say so and exit, not waiting on
         anything (a stage may still run; the interruption is recorded already)."""
-        code = _interrupted(error, signum, doc, as_json=as_json, structured=structured)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        _exit_after_signal(_interrupted(error, signum, doc, as_json=as_json,
+                                        structured=structured))
 
     try:
         stop = StopOnSignals(grace=term_grace(), on_abort=exit_now)
@@ -370,6 +368,7 @@ def run(
                 if tracing is not None:
                     tracing.close()  # this process ends with the run: stop any retries now
     except RunInterruptedError as exc:
+        _SIGNALLED["exit"] = True
         raise typer.Exit(_interrupted(exc, exc.signum, doc, as_json=as_json,
                                       structured=structured)) from None
     except (StageFailedError, ContextCollisionError) as exc:
@@ -394,6 +393,25 @@ def run(
 
 
 INTERNAL_ERROR = 3
+
+_SIGNALLED = {"exit": False}
+"""Set when a run stopped on a signal: :func:`main` then ends the process at once."""
+
+
+def _exit_after_signal(code: int) -> None:
+    """End a process whose run a signal stopped, once everything is recorded.
+
+    Everything the run owns is durable by then (checkpoint, run.json, spans, lease
+    released), and a pod being stopped should stop promptly. Finalising the
+    interpreter after a signal is not safe with every native library loaded: Ray's
+    core worker was seen corrupting the heap at that point (``free(): invalid next
+    size``, SIGABRT instead of exit 143). So the streams and logs are flushed and the
+    process exits without finalisation.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _succeeded(result: RunResult, sdk: QuantSDK, doc: dict[str, Any], *, as_json: bool,
@@ -502,6 +520,10 @@ def main() -> None:
     _drop_current_folder()
     try:
         app()  # usage errors exit 2 and --help exits 0 inside, as SystemExit
+    except SystemExit as exc:
+        if _SIGNALLED["exit"] and isinstance(exc.code, int):
+            _exit_after_signal(exc.code)
+        raise
     except KeyboardInterrupt:
         err.print("aborted")
         sys.exit(130)
