@@ -2,22 +2,20 @@
 
 The plays themselves run in CI (scripts/container-e2e.sh, a Podman 5 node); here: the one
 transformation it makes (a CronJob's job template into the Job the controller would
-make), the hardening read off ``podman inspect``, the objects it would play, and the
-script's Podman steps that need no engine.
+make), the hardening read off ``podman inspect`` and the script's Podman steps that
+need no engine. The objects it plays: tests/integration/test_podman_plays.py.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.containers import cases
-from tests.containers.podman import Play, hardening_gaps, job_of_cronjob, plays
+from tests.containers.podman import hardening_gaps, job_of_cronjob
 from tests.unit.test_container_e2e_script import SCRIPT, _bash
 
 UID = "00000000-0000-4000-8000-000000000009"
@@ -78,35 +76,6 @@ def test_hardening_gaps_name_each_setting_podman_dropped() -> None:
         "new privileges allowed", "memory limit 0, not 2Gi"]
     # nothing asked, nothing to miss
     assert hardening_gaps(lost, {}, {}) == []
-
-
-@pytest.mark.slow
-def test_the_plays_are_our_own_output_unmodified_but_the_cronjobs_job(tmp_path: Path) -> None:
-    key = "ab" * 32
-    todo = plays("runner:e2e", key=key, work=tmp_path)
-    made = [p for p in todo if isinstance(p, Play)]
-    submit, schedule = made[0], made[1]
-    printed = cases.cli("submit", "alpha.full", "--image", "runner:e2e", "--run-id",
-                        "podman-submit", "-n", cases.NAMESPACE, "--artifacts-pvc",
-                        cases.CLAIM, "--dry-run", key=key)
-    def untraced(text: str) -> str:  # each run has its own trace context
-        return re.sub(r"00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]", "TRACE", text)
-
-    assert untraced(submit.documents) == untraced(printed)
-    assert [d["kind"] for d in cases.documents(submit.secrets)] == ["Secret"]
-    kinds = [d["kind"] for d in cases.documents(schedule.documents)]
-    assert kinds == ["ConfigMap", "Job"]
-    assert schedule.case.run_id and schedule.case.run_id.startswith("alpha-full-")
-    for play in made:
-        assert play.containers and play.containers[0]["image"] == "runner:e2e"
-    names = [p.name if isinstance(p, cases.Skip) else p.case.name for p in todo]
-    assert names[2:] == ["podman: chart GitOps run alpha.full (Job)",
-                         "podman: chart helm test (Pod)"]
-    if len(made) == 4:
-        chart = cases.documents(made[2].documents)
-        assert [d["kind"] for d in chart][-1] == "Job"
-        assert {"ConfigMap", "Secret"} <= {d["kind"] for d in chart}
-        assert cases.documents(made[3].documents)[-1]["kind"] == "Pod"
 
 
 def test_the_podman_mirror_falls_back_to_the_host_serving_bookworm(tmp_path: Path) -> None:
