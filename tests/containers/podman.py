@@ -123,30 +123,39 @@ def _play(case: c.Case, obj: Mapping[str, Any], documents: str, extra: str = "")
 
 def plays(image: str, *, key: str, work: Path) -> list[Play | c.Skip]:
     """The objects to play, rendered by our own code."""
+    return [submit_play(image, key=key), schedule_play(image, key=key),
+            *chart_plays(image, work)]
+
+
+def submit_play(image: str, *, key: str) -> Play:
+    """``runner submit alpha.full --dry-run``'s stdout, played as printed."""
     from runner.k8s.builders import artifact_key_name
 
-    out: list[Play | c.Skip] = []
     run_id = "podman-submit"
     text = c.cli("submit", "alpha.full", "--image", image, "--run-id", run_id, "-n",
                  c.NAMESPACE, "--artifacts-pvc", c.CLAIM, "--dry-run", key=key)
-    job = c.only(c.documents(text), "Job")
-    out.append(_play(c.Case("podman: submit alpha.full (Job)", image, {}, [], key=key,
-                            run_id=run_id, pipeline="alpha.full", weights=True),
-                     job, text, dump([c.key_secret(artifact_key_name(run_id), key,
-                                                   c.NAMESPACE)])))
+    case = c.Case("podman: submit alpha.full (Job)", image, {}, [], key=key, run_id=run_id,
+                  pipeline="alpha.full", weights=True)
+    secret = c.key_secret(artifact_key_name(run_id), key, c.NAMESPACE)
+    return _play(case, c.only(c.documents(text), "Job"), text, dump([secret]))
+
+
+def schedule_play(image: str, *, key: str) -> Play:
+    """``runner schedule alpha.full --dry-run``: its ConfigMap and the Job its CronJob
+    makes this minute."""
+    from runner.k8s.builders import artifact_key_name
+
     objects = c.documents(c.cli("schedule", "alpha.full", "--cron", "0 6 * * 1-5",
                                 "--image", image, "-n", c.NAMESPACE, "--artifacts-pvc",
                                 c.CLAIM, "--dry-run", key=key))
     cron = c.only(objects, "CronJob")
     job = job_of_cronjob(cron, scheduled_minute=int(time.time() // 60),
                          uid="00000000-0000-4000-8000-000000000001")
-    out.append(_play(
-        c.Case("podman: schedule alpha.full (CronJob's Job)", image, {}, [], key=key,
-               run_id=job["metadata"]["name"], pipeline="alpha.full", weights=True),
-        job, dump([o for o in objects if o["kind"] == "ConfigMap"] + [job]),
-        dump([c.key_secret(artifact_key_name(cron["metadata"]["name"]), key, c.NAMESPACE)])))
-    out += chart_plays(image, work)
-    return out
+    case = c.Case("podman: schedule alpha.full (CronJob's Job)", image, {}, [], key=key,
+                  run_id=job["metadata"]["name"], pipeline="alpha.full", weights=True)
+    secret = c.key_secret(artifact_key_name(cron["metadata"]["name"]), key, c.NAMESPACE)
+    config = [o for o in objects if o["kind"] == "ConfigMap"]
+    return _play(case, job, dump([*config, job]), dump([secret]))
 
 
 def chart_plays(image: str, work: Path) -> list[Play | c.Skip]:
