@@ -64,7 +64,7 @@ PYTHON="${PYTHON:-}"                                 # runs the pods' driver; em
 MAX_IMAGE_MB="${MAX_IMAGE_MB:-700}"                  # the Job image's size limit (10^6 bytes)
 # Timeouts in seconds: the whole run (each step gets at most what is left of it), then
 # one per step.
-TOTAL_TIMEOUT="${TOTAL_TIMEOUT:-1200}"
+TOTAL_TIMEOUT="${TOTAL_TIMEOUT:-1500}"
 APT_TIMEOUT="${APT_TIMEOUT:-900}"
 ENGINE_TIMEOUT="${ENGINE_TIMEOUT:-60}"
 DEBOOTSTRAP_TIMEOUT="${DEBOOTSTRAP_TIMEOUT:-900}"
