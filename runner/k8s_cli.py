@@ -234,6 +234,9 @@ def _run_spec(pipeline: str, *, manifest: str | None, run_id: str | None, namesp
     if parallel:
         if plan.has_parallel:
             ray = RayClusterSpec(worker_replicas=ray_workers, token_secret=ray_token_secret)
+            no_ray = preflight.ray_image_warning(image)
+            if no_ray:
+                err.print(f"[yellow]warning:[/] {escape(no_ray)}")
         else:
             err.print(f"[yellow]warning:[/] pipeline {escape(pipeline)} has no parallel "
                       "group: no Ray cluster is made for it")

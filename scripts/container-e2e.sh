@@ -8,6 +8,10 @@
 #                                          # cache) in the work folder for the next run
 #                                          # (else it is a tmpfs: DATA_TMPFS_SIZE=8g)
 #   BUILD_RAY_IMAGE=0 scripts/container-e2e.sh   # the Job image only
+#   PODMAN=0 scripts/container-e2e.sh      # without the Podman 5 node
+#   KEEP_IMAGES=1 CONTAINER_E2E_ONLY=podman scripts/container-e2e.sh
+#                                          # the Podman steps alone (the Job image is
+#                                          # built only if not kept from an earlier run)
 #
 # Steps, each under a timeout and failing with one line that names it:
 #   packages  apt-get install docker.io debootstrap (skipped when both are there)
@@ -20,8 +24,15 @@
 #             RAY_IMAGE (VARIANT=ray); USER_IMAGE, examples/user-image FROM IMAGE
 #   smoke     `runner run alpha.full` in IMAGE: no network, read-only root, /tmp a tmpfs,
 #             the artifacts in a bind-mounted folder; Ray's version in RAY_IMAGE
+#   engine-tests  tests/integration/test_podrun_engine.py against this engine
 #   pods      the pods of the Jobs we generate, run as a kubelet would
 #             (`python -m tests.containers.e2e`, when that module exists)
+#   podman    a Podman 5 node: debootstrap of Debian trixie with podman, runc, conmon
+#             and catatonit, imported as PODMAN_IMAGE and run as a container of this
+#             engine (every capability but SYS_RESOURCE, no seccomp, AppArmor or masked
+#             paths, its own cgroup namespace over the kernel's cgroup hierarchies, no
+#             network); IMAGE loaded into it; `podman kube play` of what we generate
+#             (`python -m tests.containers.podman`)
 # A trap stops what the script started, by PID, and removes its mounts, its cgroups and
 # the work folder's runtime state. Installed packages stay (their services never start).
 #
@@ -37,18 +48,23 @@ KEEP_IMAGES="${KEEP_IMAGES:-0}"
 # seconds where deleting the layers from disk takes minutes); 0, or KEEP_IMAGES=1: disk.
 DATA_TMPFS_SIZE="${DATA_TMPFS_SIZE:-8g}"
 BUILD_RAY_IMAGE="${BUILD_RAY_IMAGE:-1}"
+PODMAN="${PODMAN:-1}"                                # 0: no Podman node
+ONLY="${CONTAINER_E2E_ONLY:-}"                       # podman: the Podman steps alone
 SUITE=bookworm                                       # Debian 12: its python3 is 3.11
+PODMAN_SUITE=trixie                                  # Debian 13: Podman 5 plays Jobs
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-}"                   # empty: from this machine's apt sources
 APT_ETC="${APT_ETC:-/etc/apt}"                       # where those sources are
 BASE_IMAGE="${BASE_IMAGE:-local/debian-python:3.11}"
 IMAGE="${IMAGE:-runner:e2e}"
 RAY_IMAGE="${RAY_IMAGE:-runner:e2e-ray}"
 USER_IMAGE="${USER_IMAGE:-runner:e2e-user}"         # examples/user-image FROM IMAGE
+PODMAN_IMAGE="${PODMAN_IMAGE:-local/podman:trixie}"  # the Podman node's image
+PODMAN_TMPFS_SIZE="${PODMAN_TMPFS_SIZE:-4g}"         # the node's image store (memory)
 PYTHON="${PYTHON:-}"                                 # runs the pods' driver; empty: .venv's
 MAX_IMAGE_MB="${MAX_IMAGE_MB:-700}"                  # the Job image's size limit (10^6 bytes)
 # Timeouts in seconds: the whole run (each step gets at most what is left of it), then
 # one per step.
-TOTAL_TIMEOUT="${TOTAL_TIMEOUT:-1200}"
+TOTAL_TIMEOUT="${TOTAL_TIMEOUT:-1500}"
 APT_TIMEOUT="${APT_TIMEOUT:-900}"
 ENGINE_TIMEOUT="${ENGINE_TIMEOUT:-60}"
 DEBOOTSTRAP_TIMEOUT="${DEBOOTSTRAP_TIMEOUT:-900}"
@@ -56,6 +72,7 @@ IMPORT_TIMEOUT="${IMPORT_TIMEOUT:-300}"
 BUILD_TIMEOUT="${BUILD_TIMEOUT:-1200}"
 RUN_TIMEOUT="${RUN_TIMEOUT:-300}"
 PODS_TIMEOUT="${PODS_TIMEOUT:-900}"
+PODMAN_TIMEOUT="${PODMAN_TIMEOUT:-900}"
 
 # Debian's own CLI, by its full path (a newer one may come first on PATH); the classic
 # builder, which dockerd 20.10 has without buildx.
@@ -69,8 +86,11 @@ PIDFILE="$WORK_DIR/dockerd.pid"
 CONFIG_FILE="$WORK_DIR/daemon.json"
 DOCKERD_LOG="$WORK_DIR/dockerd.log"
 ROOTFS="$WORK_DIR/rootfs"
+PODMAN_ROOTFS="$WORK_DIR/rootfs-podman"
+PODMAN_WORK="$WORK_DIR/podman"                       # mounted at the same path in the node
 ARTIFACTS="$WORK_DIR/artifacts"
 CGROUP_PARENT="runner-container-e2e-$$"
+PODMAN_NODE="runner-podman-$$"
 
 DOCKERD_PID=""
 MADE_POLICY_RC=0
@@ -186,12 +206,13 @@ JSON
 
 # ---------------------------------------------------------------- base image
 
-# The first URI of this machine's apt sources that serves SUITE (deb822 or one-line).
+# The first URI of this machine's apt sources that serves a suite (the first argument,
+# else SUITE; deb822 or one-line).
 apt_mirror() {
-    local file
+    local file suite="${1:-$SUITE}"
     for file in "$APT_ETC"/sources.list.d/*.sources; do
         [ -f "$file" ] || continue
-        awk -v suite="$SUITE" 'BEGIN { RS = ""; FS = "\n" }
+        awk -v suite="$suite" 'BEGIN { RS = ""; FS = "\n" }
             {
                 uri = ""; ok = 0; deb = 0
                 for (i = 1; i <= NF; i++) {
@@ -206,7 +227,7 @@ apt_mirror() {
     for file in "$APT_ETC"/sources.list "$APT_ETC"/sources.list.d/*.list; do
         [ -f "$file" ] || continue
         sed -e 's/\[[^]]*\]//' "$file" \
-            | awk -v suite="$SUITE" '$1 == "deb" && $3 == suite { print $2; exit }'
+            | awk -v suite="$suite" '$1 == "deb" && $3 == suite { print $2; exit }'
     done
 }
 
@@ -259,6 +280,105 @@ build_user_image() {
         "$REPO_ROOT/examples/user-image"
 }
 
+# ---------------------------------------------------------------- Podman 5 node
+
+# Debian trixie's mirror: a source of this machine's that serves it, else the host that
+# serves bookworm (the same archive) with suite trixie.
+podman_mirror() {
+    local mirror="$DEBIAN_MIRROR"
+    if [ -z "$mirror" ]; then mirror="$(apt_mirror "$PODMAN_SUITE" | head -n 1)"; fi
+    if [ -z "$mirror" ]; then mirror="$(apt_mirror "$SUITE" | head -n 1)"; fi
+    printf '%s\n' "$mirror"
+}
+
+# Podman's configuration in the node: runc (crun refuses cgroup v1 hybrid), cgroupfs (no
+# systemd), events in a file (no journald), containers without a network, and ulimits
+# the node may set (root here lacks CAP_SYS_RESOURCE, so no limit above the host's
+# hard nofile).
+write_podman_config() {  # write_podman_config ROOTFS NOFILE
+    mkdir -p "$1/etc/containers"
+    cat > "$1/etc/containers/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=$2:$2"]
+netns = "none"
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+runtime = "runc"
+CONF
+    cat > "$1/etc/containers/storage.conf" <<'CONF'
+[storage]
+driver = "overlay"
+runroot = "/run/containers/storage"
+graphroot = "/var/lib/containers/storage"
+CONF
+}
+
+build_podman_base() {
+    if [ "$KEEP_IMAGES" = 1 ] && "$DOCKER" image inspect "$PODMAN_IMAGE" > /dev/null 2>&1; then
+        log "$PODMAN_IMAGE kept from an earlier run"
+        return 0
+    fi
+    local mirror
+    mirror="$(podman_mirror)"
+    if [ -z "$mirror" ]; then
+        die 1 "step 'podman-base': no apt source serves $SUITE; set DEBIAN_MIRROR"
+    fi
+    log "debootstrap $PODMAN_SUITE from $mirror"
+    rm -rf "$PODMAN_ROOTFS"
+    step debootstrap-podman "$DEBOOTSTRAP_TIMEOUT" "$DEBOOTSTRAP" --variant=minbase \
+        --include=podman,runc,conmon,catatonit "$PODMAN_SUITE" "$PODMAN_ROOTFS" "$mirror"
+    write_podman_config "$PODMAN_ROOTFS" "$(ulimit -Hn)"
+    rm -rf "$PODMAN_ROOTFS"/var/cache/apt/archives/*.deb "$PODMAN_ROOTFS"/var/lib/apt/lists/* \
+        "$PODMAN_ROOTFS"/usr/share/doc/* "$PODMAN_ROOTFS"/usr/share/man/* \
+        "$PODMAN_ROOTFS"/usr/share/locale/*
+    # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
+    step import-podman "$IMPORT_TIMEOUT" bash -o pipefail -c \
+        'tar --numeric-owner -C "$1" -c . | "$2" import - "$3" > /dev/null' \
+        _ "$PODMAN_ROOTFS" "$DOCKER" "$PODMAN_IMAGE"
+    rm -rf "$PODMAN_ROOTFS"
+}
+
+# The node: a container of our engine (so it goes with it), no network, its image store a
+# tmpfs, PODMAN_WORK at the same path. Podman needs what a privileged container has but
+# CAP_SYS_RESOURCE (not ours to give); its own cgroup namespace roots the kernel's
+# cgroup hierarchies (mounted by the engine, remounted writable) at the node's cgroup, so
+# the pods' cgroups are made under our cgroup parent and removed with it.
+start_podman_node() {
+    mkdir -p "$PODMAN_WORK"
+    step podman-node "$RUN_TIMEOUT" "$DOCKER" run --network none --detach \
+        --name "$PODMAN_NODE" --cap-add ALL --cap-drop SYS_RESOURCE \
+        --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+        --security-opt systempaths=unconfined --cgroupns private \
+        --mount "type=tmpfs,dst=/var/lib/containers,tmpfs-size=$PODMAN_TMPFS_SIZE" \
+        --tmpfs /run --tmpfs /tmp --volume "$PODMAN_WORK:$PODMAN_WORK" \
+        --env PODMAN_IGNORE_CGROUPSV1_WARNING=1 \
+        --entrypoint /usr/bin/catatonit "$PODMAN_IMAGE" -- sleep infinity
+    # shellcheck disable=SC2016  # expanded by the node's shell
+    step podman-cgroups "$RUN_TIMEOUT" "$DOCKER" exec "$PODMAN_NODE" sh -ec \
+        'for m in /sys/fs/cgroup/*/; do mount -o remount,bind,rw "$m"; done'
+    step podman-version "$RUN_TIMEOUT" "$DOCKER" exec "$PODMAN_NODE" podman version \
+        --format 'podman {{.Client.Version}}'
+    # shellcheck disable=SC2016  # expanded by the inner bash, from its arguments
+    step podman-load "$IMPORT_TIMEOUT" bash -o pipefail -c \
+        '"$1" save "$2" | "$1" exec -i "$3" podman load --quiet' \
+        _ "$DOCKER" "$IMAGE" "$PODMAN_NODE"
+}
+
+run_podman() {
+    local python="$PYTHON" start=$SECONDS
+    if [ -z "$python" ]; then
+        python="$REPO_ROOT/.venv/bin/python"
+        [ -x "$python" ] || python=python3
+    fi
+    build_podman_base
+    start_podman_node
+    step podman "$PODMAN_TIMEOUT" "$python" -m tests.containers.podman --docker "$DOCKER" \
+        --node "$PODMAN_NODE" --image "$IMAGE" --work "$PODMAN_WORK"
+    TIMES+=("podman-all $((SECONDS - start))s (what Podman adds)")
+}
+
 # ---------------------------------------------------------------- checks
 
 check_size() {  # the Job image stays small: every pod of every run pulls it
@@ -294,6 +414,18 @@ smoke() {
 assert ray.__version__ == S.ray_version, (ray.__version__, S.ray_version)
 print("ray", ray.__version__)'
     fi
+}
+
+# The translation's own test against this engine (skipped in the suite, which has none).
+run_engine_tests() {
+    local python="$PYTHON"
+    if [ -z "$python" ]; then
+        python="$REPO_ROOT/.venv/bin/python"
+        [ -x "$python" ] || python=python3
+    fi
+    step engine-tests "$RUN_TIMEOUT" env PODRUN_DOCKER="$DOCKER" PODRUN_IMAGE="$BASE_IMAGE" \
+        "$python" -m pytest -q -p no:cacheprovider \
+        tests/integration/test_podrun_engine.py
 }
 
 # The hook for the pods of every Job we generate, run as a kubelet would: the pod spec to
@@ -357,9 +489,11 @@ cleanup() {
         umount "$mnt" 2> /dev/null || umount -l "$mnt" 2> /dev/null || true
     done < <(awk -v root="$WORK_DIR/" 'index($5, root) == 1 { print $5 }' /proc/self/mountinfo \
              | sort -r)
-    for cg in /sys/fs/cgroup/*/"$CGROUP_PARENT" /sys/fs/cgroup/"$CGROUP_PARENT"; do
-        [ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} + 2> /dev/null || true
-    done
+    # Our cgroup parent in every hierarchy: at the root, or under this script's own cgroup
+    # where the engine's cgroup is not the root (dockerd makes it relative to its own).
+    while read -r cg; do
+        find "$cg" -depth -type d -exec rmdir {} + 2> /dev/null || true
+    done < <(find /sys/fs/cgroup -maxdepth 6 -type d -name "$CGROUP_PARENT" 2> /dev/null)
     if [ "$MADE_POLICY_RC" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
     if [ -d "$WORK_DIR" ]; then
         log "removing the work folder's state"
@@ -386,6 +520,10 @@ main() {
         "") ;;
         *) die 2 "unknown argument '$1' (try --help)" ;;
     esac
+    case "$ONLY" in
+        ""|podman) ;;
+        *) die 2 "CONTAINER_E2E_ONLY='$ONLY': only 'podman' is known" ;;
+    esac
     if [ "$(id -u)" -ne 0 ]; then die 2 "needs root (it installs packages and runs dockerd)"; fi
     command -v apt-get > /dev/null || die 2 "needs a Debian machine with apt-get"
     cd "$REPO_ROOT"
@@ -397,13 +535,23 @@ main() {
     install_packages
     start_engine
     build_base
+    if [ "$ONLY" = podman ]; then
+        if [ "$KEEP_IMAGES" != 1 ] || ! "$DOCKER" image inspect "$IMAGE" > /dev/null 2>&1; then
+            build_image "$IMAGE" job
+        fi
+        run_podman
+        log "passed (the Podman steps only)"
+        return 0
+    fi
     build_image "$IMAGE" job
     if [ "$BUILD_RAY_IMAGE" = 1 ]; then build_image "$RAY_IMAGE" ray; fi
     build_user_image
     "$DOCKER" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' >&2
     check_size
     smoke
+    run_engine_tests
     run_pods
+    if [ "$PODMAN" = 1 ]; then run_podman; fi
     log "passed"
 }
 

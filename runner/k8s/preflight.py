@@ -10,6 +10,10 @@ Two ways a run on the cluster fails quietly, caught here while the user can stil
   ``module:attr`` paths that import here from a loose file or folder (``my_stages.py``
   beside the manifest), not from an installed distribution, so an image that installs
   packages cannot hold them. Warned about, one line per module, with the fix.
+* **A parallel run on the image without Ray** (:func:`ray_image_warning`): the default
+  image (``VARIANT=job``) has no Ray, so the pods of ``--parallel`` (the Job's and the
+  RayCluster's) fail to start Ray. Warned about, with the fix: the Ray variant, tagged
+  ``...-ray``, as ``--image``.
 
     check_artifact_store("s3://quant/runner", claim=None, ephemeral=False)   # fine
     for found in loose_modules(manifest):
@@ -32,7 +36,7 @@ from runner.manifest import BUILTIN_RULES, Manifest
 from runner.manifest_json import format_path
 
 __all__ = ["README_SECTION", "LooseModule", "check_artifact_store", "loose_modules",
-           "pod_local"]
+           "pod_local", "ray_image_warning"]
 
 README_SECTION = 'README: "Your own stages on the cluster"'
 """Where the fix for a loose stage module is explained."""
@@ -163,3 +167,19 @@ def loose_modules(manifest: Manifest) -> list[LooseModule]:
         if where is not None:
             found.append(LooseModule(module, where[0], where[1], tuple(places)))
     return found
+
+
+def ray_image_warning(image: str) -> str | None:
+    """One line when a parallel run's ``image`` looks like the default variant, which has
+    no Ray: neither its name nor its tag says ``ray`` (the Ray variant is tagged
+    ``...-ray``, README: "The image: two variants"). None otherwise. The image cannot be
+    looked into from here (no registry call), so this reads the reference only."""
+    reference = image.partition("@")[0]
+    name, _, tag = reference.rpartition(":")
+    if not name or "/" in tag:  # no tag (a registry port, or none): all of it is the name
+        name, tag = reference, ""
+    if "ray" in name.rpartition("/")[2].lower() or "ray" in tag.lower():
+        return None
+    return (f"--parallel with --image {image}: the default runner image has no Ray, so the "
+            "run's pods could not start it; build the Ray variant (docker build --build-arg "
+            "VARIANT=ray -t <image>-ray) and pass it with --image")

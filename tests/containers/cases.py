@@ -90,7 +90,7 @@ def key_secret(name: str, key: str, namespace: str) -> dict[str, Any]:
             "data": {"RUNNER_ARTIFACT_KEY": base64.b64encode(key.encode()).decode()}}
 
 
-def _only(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+def only(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = [o for o in objects if o["kind"] == kind]
     if len(found) != 1:
         raise RenderError(f"expected one {kind}, got {len(found)}")
@@ -104,7 +104,7 @@ def submit_case(image: str, key: str) -> Case:
     run_id = "e2e-submit"
     objects = documents(cli("submit", "alpha.full", "--image", image, "--run-id", run_id,
                             "-n", NAMESPACE, "--artifacts-pvc", CLAIM, "--dry-run", key=key))
-    job = copy.deepcopy(_only(objects, "Job"))
+    job = copy.deepcopy(only(objects, "Job"))
     secret = key_secret(artifact_key_name(run_id), key, NAMESPACE)
     return Case("submit alpha.full (Job)", image, pod_of(job), [*objects, secret], key=key,
                 run_id=run_id, pipeline="alpha.full", weights=True)
@@ -119,7 +119,7 @@ def schedule_case(image: str, key: str) -> Case:
     objects = documents(cli("schedule", "alpha.full", "--cron", "0 6 * * 1-5", "--image",
                             image, "-n", NAMESPACE, "--artifacts-pvc", CLAIM, "--dry-run",
                             key=key))
-    cron = copy.deepcopy(_only(objects, "CronJob"))
+    cron = copy.deepcopy(only(objects, "CronJob"))
     pod = pod_of(cron, scheduled_minute=int(time.time() // 60))
     secret = key_secret(artifact_key_name(name), key, NAMESPACE)
     return Case("schedule alpha.full (CronJob)", image, pod, [*objects, secret], key=key,
@@ -145,7 +145,7 @@ def user_case(user_image: str | None, key: str) -> Case | Skip:
                             "--image", user_image, "--run-id", run_id, "-n", NAMESPACE,
                             "--artifacts-pvc", CLAIM, "--dry-run", key=key,
                             path=(str(USER_EXAMPLE / "src"),)))
-    job = copy.deepcopy(_only(objects, "Job"))
+    job = copy.deepcopy(only(objects, "Job"))
     secret = key_secret(artifact_key_name(run_id), key, NAMESPACE)
     return Case(name, user_image, pod_of(job), [*objects, secret], key=key, run_id=run_id,
                 pipeline="demo")
@@ -180,30 +180,37 @@ def chart_key(objects: list[dict[str, Any]]) -> str:
     raise RenderError("the chart rendered no Secret with RUNNER_ARTIFACT_KEY")
 
 
+def chart_unavailable() -> str | None:
+    """Why the chart cannot be rendered here, or None."""
+    missing = [m for m in ("helm_sdkpy", "kmock") if importlib.util.find_spec(m) is None]
+    if missing:
+        return (f"the chart is rendered by helm_sdkpy into kmock's emulator; not installed: "
+                f"{', '.join(missing)}")
+    return None
+
+
 def chart_cases(image: str, ray_image: str | None, work: Path) -> list[Case | Skip]:
     """The chart's GitOps run Job and its helm-test pod (and, with a Ray image, a run on
     a Ray started inside its own pod)."""
-    missing = [m for m in ("helm_sdkpy", "kmock") if importlib.util.find_spec(m) is None]
-    if missing:
-        why = (f"the chart is rendered by helm_sdkpy into kmock's emulator; not installed: "
-               f"{', '.join(missing)}")
+    why = chart_unavailable()
+    if why:
         return [Skip("chart GitOps run alpha.full (Job)", why),
                 Skip("chart helm test (Pod)", why)]
     runs = [{"name": "e2e", "pipeline": "alpha.full", "runId": "chart-e2e"}]
     objects = render_chart(image, runs=runs, work=work / "chart")
     key = chart_key(objects)
-    job = copy.deepcopy(_only(objects, "Job"))
+    job = copy.deepcopy(only(objects, "Job"))
     out: list[Case | Skip] = [
         Case("chart GitOps run alpha.full (Job)", image, pod_of(job), objects, key=key,
              run_id="chart-e2e", pipeline="alpha.full", weights=True),
-        Case("chart helm test (Pod)", image, pod_of(_only(objects, "Pod")), objects)]
+        Case("chart helm test (Pod)", image, pod_of(only(objects, "Pod")), objects)]
     if ray_image is None:
         out.append(Skip("chart run alpha.parallel on Ray (Job)", "no --ray-image given"))
     else:
         ray_runs = [{"name": "e2e-ray", "pipeline": "alpha.parallel", "runId": "chart-ray",
                      "executor": "ray", "parallel": True}]
         ray_objects = render_chart(ray_image, runs=ray_runs, work=work / "chart-ray")
-        ray_job = copy.deepcopy(_only(ray_objects, "Job"))
+        ray_job = copy.deepcopy(only(ray_objects, "Job"))
         out.append(Case("chart run alpha.parallel on a Ray in its pod (Job)", ray_image,
                         pod_of(ray_job), ray_objects, key=chart_key(ray_objects),
                         run_id="chart-ray", pipeline="alpha.full", weights=True))

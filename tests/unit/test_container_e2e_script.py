@@ -71,13 +71,15 @@ def test_every_long_command_runs_under_a_timeout() -> None:
     calls = re.findall(r"^\s*step ([\w$\"-]+) (\S+) (.*)$", TEXT, re.M)
     named = {c[0].strip('"') for c in calls}
     assert {"apt-update", "apt-install", "engine", "debootstrap", "import", "smoke-run",
-            "pods", "build-$2"} <= named, named
+            "pods", "build-$2", "engine-tests", "debootstrap-podman", "import-podman",
+            "podman-load", "podman"} <= named, named
     for _, seconds, _ in calls:
         assert re.fullmatch(r"\d+|\"\$[A-Z_]+_TIMEOUT\"", seconds), seconds
     # nothing slow runs outside a step: each such command is a step's arguments
     logical = TEXT.replace("\\\n", " ").splitlines()
     for tool in ("apt-get -o", '"$DEBOOTSTRAP" --variant', "build --file",
-                 "-m tests.containers.e2e", "import --change"):
+                 "-m tests.containers.e2e", "import --change", "-m tests.containers.podman",
+                 "-m pytest", "podman load"):
         lines = [ln.strip() for ln in logical if tool in ln and not ln.lstrip().startswith("#")]
         assert lines, tool
         assert all(ln.startswith("step ") for ln in lines), lines
@@ -111,7 +113,8 @@ def test_cleanup_stops_by_pid_and_removes_mounts_cgroups_and_state() -> None:
     body = _function("cleanup")
     assert 'kill -TERM "$DOCKERD_PID"' in body and 'kill -KILL "$pid"' in body
     assert "umount" in body and "/proc/self/mountinfo" in body
-    assert '/sys/fs/cgroup/*/"$CGROUP_PARENT"' in body and "rmdir" in body
+    assert 'find /sys/fs/cgroup -maxdepth 6 -type d -name "$CGROUP_PARENT"' in body
+    assert "rmdir" in body
     assert 'rm -rf "$WORK_DIR"' in body
     assert not re.search(r"\b(pkill|killall)\b", TEXT)
 
@@ -219,3 +222,17 @@ def test_steps_share_one_deadline() -> None:
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[-1] == (
         "container-e2e: step 'late' not started: the run is past TOTAL_TIMEOUT=0s")
+
+
+def test_the_engine_tests_and_podman_run_against_this_engine_after_the_pods() -> None:
+    engine_tests = _function("run_engine_tests")
+    assert 'PODRUN_DOCKER="$DOCKER" PODRUN_IMAGE="$BASE_IMAGE"' in engine_tests
+    assert "tests/integration/test_podrun_engine.py" in engine_tests
+    main = _function("main")
+    assert main.index("run_engine_tests") < main.index("run_pods") < main.index(
+        'if [ "$PODMAN" = 1 ]; then run_podman; fi')
+    node = _function("start_podman_node")
+    for flag in ("--network none", "--cap-add ALL --cap-drop SYS_RESOURCE",
+                 "seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined",
+                 "--cgroupns private", "remount,bind,rw"):
+        assert flag in node, flag
