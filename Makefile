@@ -44,13 +44,10 @@ test: check browser
 	$(BIN)/python -m pytest
 	./scripts/container-e2e.sh
 
+## Every benchmark (benchmarks/table.py lists them), then one table: each issue target,
+## its reference measured in the same run, met or not. Each script's JSON: .bench-results/
 bench: $(VENV)/.installed-dev
-	$(BIN)/python benchmarks/overhead.py
-	$(BIN)/python benchmarks/fork.py
-	$(BIN)/python benchmarks/checkpoint.py
-	$(BIN)/python benchmarks/tracing.py
-	$(BIN)/python benchmarks/parallel.py
-	$(BIN)/python benchmarks/end_to_end.py
+	$(BIN)/python benchmarks/table.py
 
 ## Re-pin the image's dependencies (docker/requirements/*.lock, with hashes) for Linux
 ## x86_64 and CPython 3.11: after a change to pyproject.toml's dependencies, or to take

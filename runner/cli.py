@@ -18,14 +18,12 @@ import sys
 import threading
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from runner.artifacts import storage_options_from
 from runner.errors import (
     ContextCollisionError,
     RunInterruptedError,
@@ -34,13 +32,7 @@ from runner.errors import (
     UsageError,
 )
 from runner.k8s_cli import register as register_k8s
-from runner.manifest import dump_schema
-from runner.orchestration.executors import EXECUTORS
-from runner.orchestration.graph import render_dot, render_mermaid
 from runner.orchestration.hooks import RunHook
-from runner.orchestration.plan import Plan, Step, compile_all
-from runner.orchestration.records import RunInfo, RunResult, StepRecord
-from runner.orchestration.signals import StopOnSignals, term_grace
 from runner.runs_cli import (
     AllowUnsignedOpt,
     ArtifactsOpt,
@@ -50,9 +42,16 @@ from runner.runs_cli import (
     runs_app,
     trace_command,
 )
-from runner.sdk import QuantSDK, default_manifest
-from runner.telemetry import get_tracing
 from runner.telemetry.logs import configure_logging
+
+if TYPE_CHECKING:
+    # Loaded by the commands that use them: ``--help`` needs none of pandas, the
+    # manifest's models, the store or OpenTelemetry (tests/unit/test_cli_imports.py).
+    from runner.manifest import Manifest
+    from runner.orchestration.plan import Plan, Step
+    from runner.orchestration.records import RunInfo, RunResult, StepRecord
+    from runner.sdk import QuantSDK
+    from runner.telemetry import Tracing
 
 __all__ = ["app", "main"]
 
@@ -129,9 +128,6 @@ class GraphFormat(str, Enum):
     png = "png"
 
 
-assert tuple(e.value for e in ExecutorName) == EXECUTORS
-
-
 def _fail(error: RunnerError) -> NoReturn:
     if _LOGS["format"] == "json":
         logging.getLogger("runner").error("%s", error, extra={
@@ -144,6 +140,10 @@ def _fail(error: RunnerError) -> NoReturn:
 def _sdk(manifest: str | None, artifacts: str | None = None,
          storage_option: list[str] | None = None, *, path: list[Path] | None = None,
          allow_unsigned: bool = False) -> QuantSDK:
+    from runner.artifacts import storage_options_from
+    from runner.manifest import default_manifest
+    from runner.sdk import QuantSDK
+
     try:
         options = storage_options_from(storage_option or [])
     except RunnerError as exc:
@@ -152,25 +152,41 @@ def _sdk(manifest: str | None, artifacts: str | None = None,
                     storage_options=options, path=path or (), allow_unsigned=allow_unsigned)
 
 
+def _manifest(manifest: str | None, *, path: list[Path] | None) -> Manifest:
+    """The manifest alone, as :attr:`QuantSDK.manifest` loads it, without the SDK's
+    store, engine and tracing: what ``list`` and ``validate`` need."""
+    from runner.manifest import default_manifest, load_manifest
+    from runner.registry import add_module_folders
+
+    add_module_folders(str(p) for p in path or ())  # after the manifest's own folder
+    return load_manifest(manifest or default_manifest())
+
+
 @app.command()
 def validate(manifest: ManifestOpt = None, path: PathOpt = None) -> None:
     """Check the manifest: JSON, schema, names, cycles, adapters, collisions."""
-    sdk = _sdk(manifest, path=path)
     try:
-        plans = compile_all(sdk.manifest, registry=sdk.registry)
+        parsed = _manifest(manifest, path=path)
+    except RunnerError as exc:
+        _fail(exc)
+    from runner.orchestration.plan import compile_all  # the stages import pandas anyway
+
+    try:
+        plans = compile_all(parsed)
     except RunnerError as exc:
         _fail(exc)
     stages = {s.name for p in plans.values() for s in p.stages}
-    err.print(f"[green]ok[/] {sdk.manifest.source}: {len(plans)} pipelines, "
+    err.print(f"[green]ok[/] {parsed.source}: {len(plans)} pipelines, "
               f"{len(stages)} stages")
 
 
 @app.command("list")
 def list_pipelines(manifest: ManifestOpt = None, path: PathOpt = None) -> None:
     """List the manifest's pipelines."""
-    sdk = _sdk(manifest, path=path)
+    from rich.table import Table
+
     try:
-        pipelines = sdk.manifest.pipelines
+        pipelines = _manifest(manifest, path=path).pipelines
     except RunnerError as exc:
         _fail(exc)
     table = Table("pipeline", "steps", "context", "description", box=None)
@@ -183,6 +199,8 @@ def list_pipelines(manifest: ManifestOpt = None, path: PathOpt = None) -> None:
 @app.command()
 def schema() -> None:
     """Print the manifest's JSON Schema."""
+    from runner.manifest import dump_schema
+
     sys.stdout.write(dump_schema())
 
 
@@ -197,6 +215,8 @@ def graph(
     path: PathOpt = None,
 ) -> None:
     """Draw a pipeline's DAG (Mermaid text; DOT, SVG or PNG with Graphviz)."""
+    from runner.orchestration.graph import render_dot, render_mermaid
+
     try:
         plan = _sdk(manifest, path=path).plan(pipeline)
     except RunnerError as exc:
@@ -265,6 +285,8 @@ def _report(context: Any) -> dict[str, Any] | None:
 
 
 def _render_report(report: dict[str, Any], *, top: int = 10) -> None:
+    from rich.table import Table
+
     for title, body in report.items():
         if isinstance(body, dict) and body:
             table = Table(box=None, title=title, title_justify="left", show_header=False)
@@ -337,12 +359,12 @@ def run(
     RUNNER_TERM_GRACE seconds (20), then it exits 143 (130 for SIGINT) with the
     command that resumes it; a second signal stops it at once.
     """
+    from runner.orchestration.signals import StopOnSignals, term_grace
+
     if resume and not run_id:
         _fail(UsageError("--resume needs the --run-id of the run to continue"))
     sdk = _sdk(manifest, artifacts, storage_option, path=path, allow_unsigned=allow_unsigned)
-    tracing = get_tracing()
-    if tracing is not None:  # spans the stages' own code makes nest under their step
-        tracing.install_global()
+    tracing = _global_tracing()
     structured = _LOGS["format"] == "json"
     hooks = [] if quiet or structured else [Progress(err)]
     doc: dict[str, Any] = {"run_id": run_id, "pipeline": pipeline}
@@ -390,6 +412,17 @@ def run(
             out.print(json.dumps(doc), markup=False)
         _fail(exc)
     _succeeded(result, sdk, doc, as_json=as_json, quiet=quiet, structured=structured)
+
+
+def _global_tracing() -> Tracing | None:
+    """The process's tracing (None when disabled), installed globally so that spans
+    the stages' own code makes nest under their step."""
+    from runner.telemetry import get_tracing
+
+    tracing = get_tracing()
+    if tracing is not None:
+        tracing.install_global()
+    return tracing
 
 
 INTERNAL_ERROR = 3

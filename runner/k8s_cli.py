@@ -32,8 +32,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from runner.errors import RunnerError, UsageError
-from runner.orchestration.runner import new_run_id
-from runner.sdk import QuantSDK, default_manifest
 
 if TYPE_CHECKING:
     from runner.k8s.builders import RunSpec
@@ -206,6 +204,9 @@ def _run_spec(pipeline: str, *, manifest: str | None, run_id: str | None, namesp
     modules the image cannot have (loose files here) are warned about."""
     from runner.k8s import checks, preflight
     from runner.k8s.builders import RayClusterSpec, RunSpec
+    from runner.manifest import default_manifest
+    from runner.orchestration.runner import new_run_id
+    from runner.sdk import QuantSDK
 
     checks.check_namespace(namespace)
     if run_id is not None:

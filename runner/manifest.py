@@ -41,6 +41,7 @@ from runner.manifest_graph import (
 from runner.manifest_json import MAX_NESTING, JSONProblems, capped, format_path, read_json
 
 __all__ = [
+    "DEFAULT_MANIFEST",
     "MAX_AMOUNT",
     "MAX_MEMORY",
     "MAX_NAME_LENGTH",
@@ -51,6 +52,7 @@ __all__ = [
     "Manifest",
     "PipelineSpec",
     "Ref",
+    "default_manifest",
     "dump_schema",
     "format_path",
     "iter_refs",
@@ -330,6 +332,14 @@ def parse_manifest(text: str, *, source: str = "<manifest>") -> Manifest:
     manifest._source = source
     manifest._digest = hashlib.sha256(text.encode()).hexdigest()
     return manifest
+
+
+DEFAULT_MANIFEST = "configs/manifest.json"
+
+
+def default_manifest() -> str:
+    """The manifest used when none is named: ``RUNNER_MANIFEST``, else the default."""
+    return os.environ.get("RUNNER_MANIFEST", DEFAULT_MANIFEST)
 
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:

@@ -5,24 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from runner.artifacts import ArtifactStore, RunDoc, list_runs, prune_runs, read_index, read_run
-from runner.artifacts.checkpoint import load_field
-from runner.artifacts.codec import sha256
-from runner.artifacts.documents import CheckpointRef, read_error_doc, read_spans_bytes
-from runner.artifacts.layout import SPANS_FILE, run_paths
-from runner.artifacts.store import storage_options_from
 from runner.errors import IntegrityError, RunnerError, UsageError
-from runner.telemetry import decode_jsonl, encode_jsonl
-from runner.telemetry.report import render_report
-from runner.telemetry.view import render_trace
+
+if TYPE_CHECKING:  # the store, pandas and the telemetry load when a command runs, not for --help
+    from runner.artifacts import ArtifactStore, RunDoc
+    from runner.artifacts.documents import CheckpointRef
 
 __all__ = ["AllowUnsignedOpt", "ArtifactsOpt", "StorageOpt", "artifacts_app", "report_command",
            "runs_app", "trace_command"]
@@ -53,6 +46,8 @@ AllowUnsignedOpt = Annotated[
 def _store(artifacts: str | None, storage_option: list[str] | None) -> ArtifactStore:
     import os
 
+    from runner.artifacts import ArtifactStore, storage_options_from
+
     root = artifacts or os.environ.get("RUNNER_ARTIFACTS", "data/artifacts")
     return ArtifactStore(root, storage_options_from(storage_option or []))
 
@@ -67,6 +62,10 @@ def runs_list(artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
               as_json: Annotated[bool, typer.Option("--json")] = False,
               allow_unsigned: AllowUnsignedOpt = False) -> None:
     """Every run in the store, newest first."""
+    from rich.table import Table
+
+    from runner.artifacts import list_runs
+
     try:
         listed = list_runs(_store(artifacts, storage_option), allow_unsigned=allow_unsigned)
     except RunnerError as exc:
@@ -95,6 +94,10 @@ def runs_show(run_id: str, artifacts: ArtifactsOpt = None, storage_option: Stora
               as_json: Annotated[bool, typer.Option("--json")] = False,
               allow_unsigned: AllowUnsignedOpt = False) -> None:
     """One run: status, and each checkpoint with its fields and sizes."""
+    from rich.table import Table
+
+    from runner.artifacts import read_index, read_run, run_paths
+
     try:
         run_paths(run_id)
         store = _store(artifacts, storage_option)
@@ -133,6 +136,8 @@ def runs_prune(
     allow_unsigned: AllowUnsignedOpt = False,
 ) -> None:
     """Delete finished runs (checkpoints and forensics) older than N days."""
+    from runner.artifacts import prune_runs
+
     try:
         pruned = prune_runs(_store(artifacts, storage_option), older_than_days=older_than,
                             dry_run=dry_run, allow_unsigned=allow_unsigned)
@@ -160,6 +165,12 @@ def artifacts_get(
     allow_unsigned: AllowUnsignedOpt = False,
 ) -> None:
     """One field of one checkpoint: STEP is its folder, number, stage name or plan path."""
+    import pandas as pd
+
+    from runner.artifacts import read_index, read_run, run_paths
+    from runner.artifacts.checkpoint import load_field
+    from runner.artifacts.codec import sha256
+
     try:
         paths = run_paths(run_id)
         store = _store(artifacts, storage_option)
@@ -194,6 +205,11 @@ def artifacts_get(
 
 def _spans(store: ArtifactStore, run_id: str, *, required: bool, allow_unsigned: bool
            ) -> list[dict[str, Any]]:
+    from runner.artifacts import run_paths
+    from runner.artifacts.documents import read_spans_bytes
+    from runner.artifacts.layout import SPANS_FILE
+    from runner.telemetry import decode_jsonl
+
     paths = run_paths(run_id)
     rel = paths.spans_file
     if not store.exists(rel):
@@ -223,6 +239,9 @@ def trace_command(
     allow_unsigned: AllowUnsignedOpt = False,
 ) -> None:
     """A run's spans as a tree, with durations (from its spans.jsonl)."""
+    from runner.telemetry import encode_jsonl
+    from runner.telemetry.view import render_trace
+
     try:
         spans = _spans(_store(artifacts, storage_option), run_id, required=True,
                        allow_unsigned=allow_unsigned)
@@ -243,6 +262,11 @@ def report_command(
     allow_unsigned: AllowUnsignedOpt = False,
 ) -> None:
     """One self-contained HTML page of a run: DAG, timeline, steps, artifacts, error."""
+    from runner.artifacts import read_index, read_run, run_paths
+    from runner.artifacts.documents import read_error_doc
+    from runner.artifacts.layout import SPANS_FILE
+    from runner.telemetry.report import render_report
+
     try:
         paths = run_paths(run_id)
         store = _store(artifacts, storage_option)

@@ -26,7 +26,7 @@ from runner.artifacts import (
 )
 from runner.artifacts.documents import write_spans
 from runner.errors import UsageError
-from runner.manifest import Manifest, load_manifest
+from runner.manifest import DEFAULT_MANIFEST, Manifest, default_manifest, load_manifest
 from runner.orchestration.executors import Executor
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Plan, Step, compile_plan
@@ -41,13 +41,7 @@ from runner.workspace import check_run_id, remove_workspace, workspace_path
 
 __all__ = ["DEFAULT_MANIFEST", "QuantSDK"]
 
-DEFAULT_MANIFEST = "configs/manifest.json"
-
 log = logging.getLogger("runner")
-
-
-def default_manifest() -> str:
-    return os.environ.get("RUNNER_MANIFEST", DEFAULT_MANIFEST)
 
 
 class QuantSDK:

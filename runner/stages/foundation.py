@@ -51,7 +51,6 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any, cast
 
-import fsspec
 import numpy as np
 import pandas as pd
 
@@ -108,6 +107,8 @@ def read_prices(source: str | None = None) -> pd.DataFrame:
         with ref.open("rb") as fh:
             frame = pd.read_csv(fh, compression="gzip", index_col=0)
         return _as_wide_prices(frame, f"bundled {BUNDLED_DATA}")
+    import fsspec  # only for a user's file: ``runner validate`` imports this module
+
     try:
         with fsspec.open(source, "rb", compression="infer") as fh:
             if source.lower().endswith(_PARQUET):

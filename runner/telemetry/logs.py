@@ -17,8 +17,6 @@ import threading
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from opentelemetry import trace
-
 from runner.errors import RunInterruptedError
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.records import RunInfo, RunResult, StepRecord
@@ -40,6 +38,8 @@ class RunContextFilter(logging.Filter):
     no run is in progress)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        from opentelemetry import trace  # not at import: the command line logs without it
+
         run_id = trace_id = span_id = None
         span = trace.get_current_span()
         ctx = span.get_span_context()
