@@ -150,16 +150,27 @@ class _Watched(SpanExporter):
     After a batch fails (the exporter has already retried it up to its timeout),
     batches in the next ``pause_s`` seconds fail at once instead of waiting through
     the same retries again: a collector that is down costs a run one timeout, not
-    one per batch.
+    one per batch. The first failure of an outage is said once, in one line naming
+    the runs whose spans did not get through.
     """
 
-    def __init__(self, inner: SpanExporter, pause_s: float = 30.0) -> None:
+    def __init__(self, inner: SpanExporter, pause_s: float = 30.0, *,
+                 where: str = "the collector") -> None:
         self.inner = inner
         self.pause_s = pause_s
+        self.where = where
         self.failed = 0
         self.sent = 0
         self._down_until = 0.0
+        self._warned = False
         self._lock = threading.Lock()
+
+    def _warn(self, spans: Sequence[ReadableSpan]) -> None:
+        runs = sorted({str(run) for span in spans
+                       if (run := (span.attributes or {}).get("runner.run_id")) is not None})
+        log.warning("could not export the spans of run %s to %s: the collector did not "
+                    "accept them in time; they are kept in the run's spans.jsonl",
+                    ", ".join(runs) or "(unknown)", self.where)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if time.monotonic() < self._down_until:
@@ -175,9 +186,13 @@ class _Watched(SpanExporter):
             if result is SpanExportResult.SUCCESS:
                 self.sent += len(spans)
                 self._down_until = 0.0
-            else:
-                self.failed += len(spans)
-                self._down_until = time.monotonic() + self.pause_s
+                self._warned = False
+                return result
+            self.failed += len(spans)
+            self._down_until = time.monotonic() + self.pause_s
+            warn, self._warned = not self._warned, True
+        if warn:
+            self._warn(spans)
         return result
 
     def shutdown(self) -> None:
@@ -259,7 +274,8 @@ class Tracing:
                                        shutdown_on_exit=True)
         self.provider.add_span_processor(self.collector)
         if self.config.exports:
-            self.exporter = _Watched(_exporter(self.config))
+            self.exporter = _Watched(_exporter(self.config), where=(
+                f"{self.config.endpoint} (OTLP {self.config.protocol})"))
             self.export = BatchSpanProcessor(self.exporter, schedule_delay_millis=500)
             self.provider.add_span_processor(self.export)
         self.tracer = self.provider.get_tracer("runner", _version())
@@ -279,7 +295,12 @@ class Tracing:
             self.emit(to_readable(data))
 
     def flush(self, timeout_s: float = 10.0) -> bool:
-        """Send what is queued; False if it did not all arrive (in time)."""
+        """Send what is queued now and wait for it; False if it did not all arrive.
+
+        Runs do not wait for this: spans are exported in the background, in batches
+        (every half second, or sooner once 512 are queued), while the stages run.
+        A failed export has said so already (once per outage).
+        """
         if self.export is None or self.exporter is None:
             return True
         failed = self.exporter.failed
@@ -287,8 +308,11 @@ class Tracing:
         return done and self.exporter.failed == failed
 
     def close(self) -> None:
-        """Stop exporting now (interrupting retries), then shut the provider down; for
-        a process that is about to exit."""
+        """Send every span still queued, then shut the provider down; for a process
+        that is about to exit. A collector that is down costs at most one exporter
+        timeout (``OTEL_EXPORTER_OTLP_TIMEOUT``), or nothing when an earlier batch
+        found it down."""
+        self.flush()
         if self.exporter is not None:
             self.exporter.shutdown()
         self.provider.shutdown()
@@ -520,11 +544,7 @@ class TracingHook(RunHook):
         if self._run_token is not None:
             with contextlib.suppress(Exception):  # detached in another context
                 otel_context.detach(self._run_token)  # type: ignore[arg-type]
-        if self.tracing.export is not None and not self.tracing.flush():
-            config = self.tracing.config
-            log.warning("could not export the spans of run %s to %s (OTLP %s): the "
-                        "collector did not accept them in time; they are kept in the run's "
-                        "spans.jsonl", run.run_id, config.endpoint, config.protocol)
+        # export goes on in the background (Tracing.flush/close wait for it)
         spans = self.tracing.collector.take(run.run_id, run.trace_id)
         if self.on_spans is not None:
             self.on_spans(spans)
