@@ -109,10 +109,14 @@ def to_readable(data: Mapping[str, Any], resource: Resource | None = None) -> Re
     )
 
 
+_ENCODER = json.JSONEncoder(default=str)  # what json.dumps(s, default=str) builds per call
+
+
 def encode_jsonl(spans: Iterable[Mapping[str, Any]]) -> bytes:
     """Spans as JSON lines, in start order."""
     ordered = sorted(spans, key=lambda s: (s["start_time_unix_nano"] or 0))
-    return "".join(json.dumps(s, default=str) + "\n" for s in ordered).encode()
+    encode = _ENCODER.encode
+    return "".join([encode(s) + "\n" for s in ordered]).encode()
 
 
 def decode_jsonl(data: bytes | str) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import os
 import socket
@@ -69,6 +70,7 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 _UNSET = Status(StatusCode.UNSET)
 
 
+@functools.cache
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -637,14 +639,10 @@ class TracingHook(RunHook):
 
     def on_step_end(self, run: RunInfo, record: StepRecord, context: Any | None) -> None:
         failed = record.status == "failed"
-        if failed and record.branch is not None:
-            with self._lock:
-                self._failed_branches.add(record.branch)
         with self._lock:
+            if failed and record.branch is not None:
+                self._failed_branches.add(record.branch)
             live = self._steps.pop((record.path, threading.get_ident()), None)
-            remote = record.branch is not None and any(
-                record.branch == b or record.branch.startswith((f"{b}[", f"{b}/"))
-                for b in self._remote)
         error = (*_split_error(record.error), record.traceback) if failed else None
         if live is not None:
             span, token = live
@@ -652,6 +650,10 @@ class TracingHook(RunHook):
                 otel_context.detach(token)  # type: ignore[arg-type]
             self._finish(span, failed, error=error)
             return
+        with self._lock:
+            remote = record.branch is not None and any(
+                record.branch == b or record.branch.startswith((f"{b}[", f"{b}/"))
+                for b in self._remote)
         if remote:
             return  # the branch's own hook made this span where it ran
         # a merge (or a step that reported no start): a span from its record
