@@ -403,7 +403,7 @@ class TracingHook(RunHook):
         self._run_span: Span | None = None
         self._run_token: object | None = None
         self._base: dict[str, Any] = {}
-        self._step_attrs: dict[int, tuple[str, str, dict[str, Any]]] = {}
+        self._step_attrs: dict[int, tuple[str, dict[str, Any]]] = {}
         self._pid = os.getpid()
 
     # ------------------------------------------------------------ helpers
@@ -488,6 +488,7 @@ class TracingHook(RunHook):
     def on_run_start(self, run: RunInfo, plan: Plan, context: Any) -> None:
         self._index(plan, plan.steps)
         self._base = {"runner.run_id": run.run_id, "runner.pipeline": run.pipeline}
+        self._step_attrs.clear()
         self.tracing.collector.open(run.run_id, run.trace_id)
         now = time.time_ns()
         start = min([now, *(p[2] for p in self._pending)])
@@ -612,13 +613,14 @@ class TracingHook(RunHook):
 
     # ------------------------------------------------------------ steps
 
-    def _step_static(self, step: Step) -> tuple[str, str, dict[str, Any]]:
-        """A step's span name, kind and attributes: the same in every run of the plan."""
+    def _step_static(self, step: Step) -> tuple[str, dict[str, Any]]:
+        """A step's span name and starting attributes, the same each time the step runs
+        in this run (a shared dict: spans never change it, they add to a copy)."""
         found = self._step_attrs.get(id(step))
         if found is None:
             name = getattr(step, "name", step.path)
             kind = "adapter" if name.startswith("adapt:") else "stage"
-            attrs: dict[str, Any] = {"runner.kind": kind, "runner.path": step.path,
+            attrs: dict[str, Any] = {**self._base, "runner.kind": kind, "runner.path": step.path,
                                      "runner.stage": name, "runner.worker.pid": self._pid}
             branch = self._enclosing_branch(step)
             if branch is not None:
@@ -626,13 +628,13 @@ class TracingHook(RunHook):
             entry = getattr(step, "entry", None)
             if entry is not None and entry.writes is not None:
                 attrs["runner.stage.writes"] = tuple(sorted(entry.writes))
-            found = self._step_attrs[id(step)] = (f"{kind} {name}", kind, attrs)
+            found = self._step_attrs[id(step)] = (f"{kind} {name}", attrs)
         return found
 
     def on_step_start(self, run: RunInfo, step: Step) -> None:
-        name, _, attrs = self._step_static(step)
+        name, attrs = self._step_static(step)
         span = self.tracing.spans.start(name, self._parent_span(step).get_span_context(),
-                                        {**self._base, **attrs})
+                                        attrs)
         token = otel_context.attach(trace.set_span_in_context(span))
         with self._lock:
             self._steps[(step.path, threading.get_ident())] = (span, token)
