@@ -41,9 +41,10 @@ def _attrs(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     if not attributes:
         return {}
     out = dict(attributes)
-    for key, value in out.items():
-        if type(value) is tuple:
-            out[key] = list(value)
+    if tuple in set(map(type, out.values())):
+        for key, value in out.items():
+            if type(value) is tuple:
+                out[key] = list(value)
     return out
 
 
@@ -58,24 +59,29 @@ def _resource_attrs(resource: Resource) -> dict[str, Any]:
     return cached[1]
 
 
+_KINDS = {kind: kind.name for kind in SpanKind}
+_CODES = {code: code.name for code in StatusCode}
+
+
 def from_readable(span: ReadableSpan) -> dict[str, Any]:
     """A finished SDK span as a plain, JSON-ready dict."""
     ctx = span.context
     assert ctx is not None
     parent = span.parent
+    status = span.status
+    events = span.events
     return {
         "trace_id": f"{ctx.trace_id:032x}",
         "span_id": f"{ctx.span_id:016x}",
         "parent_span_id": f"{parent.span_id:016x}" if parent is not None else None,
         "name": span.name,
-        "kind": span.kind.name,
+        "kind": _KINDS[span.kind],
         "start_time_unix_nano": span.start_time,
         "end_time_unix_nano": span.end_time,
-        "status": {"code": span.status.status_code.name,
-                   "message": span.status.description or None},
+        "status": {"code": _CODES[status.status_code], "message": status.description or None},
         "attributes": _attrs(span.attributes),
         "events": [{"name": e.name, "time_unix_nano": e.timestamp,
-                    "attributes": _attrs(e.attributes)} for e in span.events],
+                    "attributes": _attrs(e.attributes)} for e in events] if events else [],
         "resource": _resource_attrs(span.resource),
     }
 
@@ -109,10 +115,14 @@ def to_readable(data: Mapping[str, Any], resource: Resource | None = None) -> Re
     )
 
 
+_ENCODER = json.JSONEncoder(default=str)  # what json.dumps(s, default=str) builds per call
+
+
 def encode_jsonl(spans: Iterable[Mapping[str, Any]]) -> bytes:
     """Spans as JSON lines, in start order."""
     ordered = sorted(spans, key=lambda s: (s["start_time_unix_nano"] or 0))
-    return "".join(json.dumps(s, default=str) + "\n" for s in ordered).encode()
+    encode = _ENCODER.encode
+    return "".join([encode(s) + "\n" for s in ordered]).encode()
 
 
 def decode_jsonl(data: bytes | str) -> list[dict[str, Any]]:

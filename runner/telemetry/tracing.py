@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import os
 import socket
@@ -41,9 +42,10 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -52,6 +54,7 @@ from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Branch, ParallelGroup, PipelineStep, Plan, Step
 from runner.orchestration.records import RunInfo, RunResult, StepRecord
 from runner.telemetry.spans import from_readable, to_readable
+from runner.telemetry.stepspans import OK, CachedResource, SpanMaker, StepSpan
 
 __all__ = ["BranchTracer", "TelemetryConfig", "Tracing", "TracingHook", "current_traceparent",
            "get_tracing"]
@@ -64,8 +67,10 @@ _NEXT_TRACE_ID: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "runner_next_trace_id", default=None)
 _HOST = socket.gethostname()
 _PROPAGATOR = TraceContextTextMapPropagator()
+_UNSET = Status(StatusCode.UNSET)
 
 
+@functools.cache
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -147,16 +152,27 @@ class _Watched(SpanExporter):
     After a batch fails (the exporter has already retried it up to its timeout),
     batches in the next ``pause_s`` seconds fail at once instead of waiting through
     the same retries again: a collector that is down costs a run one timeout, not
-    one per batch.
+    one per batch. The first failure of an outage is said once, in one line naming
+    the runs whose spans did not get through.
     """
 
-    def __init__(self, inner: SpanExporter, pause_s: float = 30.0) -> None:
+    def __init__(self, inner: SpanExporter, pause_s: float = 30.0, *,
+                 where: str = "the collector") -> None:
         self.inner = inner
         self.pause_s = pause_s
+        self.where = where
         self.failed = 0
         self.sent = 0
         self._down_until = 0.0
+        self._warned = False
         self._lock = threading.Lock()
+
+    def _warn(self, spans: Sequence[ReadableSpan]) -> None:
+        runs = sorted({str(run) for span in spans
+                       if (run := (span.attributes or {}).get("runner.run_id")) is not None})
+        log.warning("could not export the spans of run %s to %s: the collector did not "
+                    "accept them in time; they are kept in the run's spans.jsonl",
+                    ", ".join(runs) or "(unknown)", self.where)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if time.monotonic() < self._down_until:
@@ -172,9 +188,13 @@ class _Watched(SpanExporter):
             if result is SpanExportResult.SUCCESS:
                 self.sent += len(spans)
                 self._down_until = 0.0
-            else:
-                self.failed += len(spans)
-                self._down_until = time.monotonic() + self.pause_s
+                self._warned = False
+                return result
+            self.failed += len(spans)
+            self._down_until = time.monotonic() + self.pause_s
+            warn, self._warned = not self._warned, True
+        if warn:
+            self._warn(spans)
         return result
 
     def shutdown(self) -> None:
@@ -193,7 +213,7 @@ def _resource(config: TelemetryConfig) -> Resource:
     resource = Resource.create(attrs)  # adds OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
     if config.service_name is None and "service.name=" not in config.resource_attributes:
         resource = resource.merge(Resource({"service.name": "runner"}))
-    return resource
+    return CachedResource(resource.attributes, resource.schema_url)
 
 
 # ---------------------------------------------------------------- the process's tracer
@@ -208,11 +228,12 @@ class _RunIds(RandomIdGenerator):
 
 
 class _Collector(SpanProcessor):
-    """Keeps each run's finished spans (as dicts) until the run takes them."""
+    """Keeps each run's finished spans until the run takes them (as dicts: turned
+    into the spans.jsonl form once, at the end, not while the run goes)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._runs: dict[str, list[dict[str, Any]]] = {}
+        self._runs: dict[str, list[ReadableSpan]] = {}
         self._traces: dict[str, set[str]] = {}
 
     def open(self, run_id: str, trace_id: str) -> None:
@@ -226,21 +247,19 @@ class _Collector(SpanProcessor):
             runs.discard(run_id)
             if not runs:
                 self._traces.pop(trace_id, None)
-            return self._runs.pop(run_id, [])
+            spans = self._runs.pop(run_id, [])
+        return [from_readable(span) for span in spans]
 
     def on_end(self, span: ReadableSpan) -> None:
         run_id = (span.attributes or {}).get("runner.run_id")
-        trace_id = f"{span.context.trace_id:032x}" if span.context else ""
         with self._lock:
             if isinstance(run_id, str):
                 targets = [run_id] if run_id in self._runs else []
             else:  # a span the stage's own code made, under one of our spans
+                trace_id = f"{span.context.trace_id:032x}" if span.context else ""
                 targets = list(self._traces.get(trace_id, ()))
-            if not targets:
-                return
-            data = from_readable(span)
             for target in targets:
-                self._runs[target].append(data)
+                self._runs[target].append(span)
 
 
 class Tracing:
@@ -252,25 +271,38 @@ class Tracing:
         self.collector = _Collector()
         self.export: SpanProcessor | None = None
         self.exporter: _Watched | None = None
-        self.provider = TracerProvider(resource=self.resource, id_generator=_RunIds(),
+        ids = _RunIds()
+        self.provider = TracerProvider(resource=self.resource, id_generator=ids,
                                        shutdown_on_exit=True)
         self.provider.add_span_processor(self.collector)
         if self.config.exports:
-            self.exporter = _Watched(_exporter(self.config))
+            self.exporter = _Watched(_exporter(self.config), where=(
+                f"{self.config.endpoint} (OTLP {self.config.protocol})"))
             self.export = BatchSpanProcessor(self.exporter, schedule_delay_millis=500)
             self.provider.add_span_processor(self.export)
         self.tracer = self.provider.get_tracer("runner", _version())
+        self.spans = SpanMaker(resource=self.resource, scope=InstrumentationScope(
+            "runner", _version()), new_span_id=ids.generate_span_id, emit=self.emit)
+
+    def emit(self, span: ReadableSpan) -> None:
+        """A finished span made without the tracer (:mod:`runner.telemetry.stepspans`,
+        or another process): to the collector and the exporter, as the tracer's are."""
+        self.collector.on_end(span)
+        if self.export is not None:
+            self.export.on_end(span)
 
     def submit(self, spans: Sequence[Mapping[str, Any]]) -> None:
         """Spans made in another process: collect and export them as if made here."""
         for data in spans:
-            span = to_readable(data)
-            self.collector.on_end(span)
-            if self.export is not None:
-                self.export.on_end(span)
+            self.emit(to_readable(data))
 
     def flush(self, timeout_s: float = 10.0) -> bool:
-        """Send what is queued; False if it did not all arrive (in time)."""
+        """Send what is queued now and wait for it; False if it did not all arrive.
+
+        Runs do not wait for this: spans are exported in the background, in batches
+        (every half second, or sooner once 512 are queued), while the stages run.
+        A failed export has said so already (once per outage).
+        """
         if self.export is None or self.exporter is None:
             return True
         failed = self.exporter.failed
@@ -278,8 +310,11 @@ class Tracing:
         return done and self.exporter.failed == failed
 
     def close(self) -> None:
-        """Stop exporting now (interrupting retries), then shut the provider down; for
-        a process that is about to exit."""
+        """Send every span still queued, then shut the provider down; for a process
+        that is about to exit. A collector that is down costs at most one exporter
+        timeout (``OTEL_EXPORTER_OTLP_TIMEOUT``), or nothing when an earlier batch
+        found it down."""
+        self.flush()
         if self.exporter is not None:
             self.exporter.shutdown()
         self.provider.shutdown()
@@ -368,6 +403,7 @@ class TracingHook(RunHook):
         self._run_span: Span | None = None
         self._run_token: object | None = None
         self._base: dict[str, Any] = {}
+        self._step_attrs: dict[int, tuple[str, dict[str, Any]]] = {}
         self._pid = os.getpid()
 
     # ------------------------------------------------------------ helpers
@@ -388,13 +424,24 @@ class TracingHook(RunHook):
             parent = self._parents.get(id(parent))
         return parent.path if isinstance(parent, Branch) else None
 
-    def _parent_ctx(self, node: object) -> otel_context.Context:
+    def _parent_span(self, node: object) -> Span:
         parent = self._parents.get(id(node))
         span = self._spans.get(id(parent)) if parent is not None else None
         if span is None:
             span = self._run_span
         assert span is not None, "a span was asked for before the run started"
-        return trace.set_span_in_context(span)
+        return span
+
+    def _parent_ctx(self, node: object) -> otel_context.Context:
+        return trace.set_span_in_context(self._parent_span(node))
+
+    def _record_span(self, name: str, kind: str, parent: Span, attrs: Mapping[str, Any],
+                     start_ns: int, end_ns: int, error: str | None) -> None:
+        """A span for something already done (a merge, a checkpoint), from its record."""
+        span = self.tracing.spans.start(name, parent.get_span_context(),
+                                        {**self._base, "runner.kind": kind, **attrs}, start_ns)
+        self._finish(span, error is not None,
+                     error=(*_split_error(error), None) if error else None, end_ns=end_ns)
 
     def _start(self, name: str, kind: str, parent: otel_context.Context,
                attrs: Mapping[str, Any] | None = None, start_ns: int | None = None) -> Span:
@@ -402,9 +449,21 @@ class TracingHook(RunHook):
         return self.tracing.tracer.start_span(name, context=parent, attributes=attributes,
                                               start_time=start_ns)
 
-    @staticmethod
-    def _finish(span: Span, failed: bool, *, error: tuple[str, str, str | None] | None = None,
+    def _finish(self, span: Span, failed: bool, *,
+                error: tuple[str, str, str | None] | None = None,
                 end_ns: int | None = None, status: str | None = None) -> None:
+        if isinstance(span, StepSpan):
+            events = (Event("exception", _error_attrs(*error)),) if error is not None else ()
+            if failed:
+                message = f"{error[0]}: {error[1]}" if error else None
+                self.tracing.spans.finish(span, status=Status(StatusCode.ERROR, message),
+                                          attributes={"runner.status": "failed"},
+                                          events=events, end_ns=end_ns)
+            else:
+                self.tracing.spans.finish(span, status=OK if status is None else _UNSET,
+                                          attributes={"runner.status": status or "succeeded"},
+                                          events=events, end_ns=end_ns)
+            return
         if error is not None:
             span.add_event("exception", _error_attrs(*error))
         if failed:
@@ -429,6 +488,7 @@ class TracingHook(RunHook):
     def on_run_start(self, run: RunInfo, plan: Plan, context: Any) -> None:
         self._index(plan, plan.steps)
         self._base = {"runner.run_id": run.run_id, "runner.pipeline": run.pipeline}
+        self._step_attrs.clear()
         self.tracing.collector.open(run.run_id, run.trace_id)
         now = time.time_ns()
         start = min([now, *(p[2] for p in self._pending)])
@@ -446,10 +506,8 @@ class TracingHook(RunHook):
                 _NEXT_TRACE_ID.reset(token)
         self._run_token = otel_context.attach(trace.set_span_in_context(self._run_span))
         for name, span_attrs, s, e, error in self._pending:
-            span = self._start(name, span_attrs.pop("runner.kind"),
-                               trace.set_span_in_context(self._run_span), span_attrs, s)
-            self._finish(span, error is not None,
-                         error=(*_split_error(error), None) if error else None, end_ns=e)
+            self._record_span(name, span_attrs.pop("runner.kind"), self._run_span, span_attrs,
+                              s, e, error)
         self._pending.clear()
 
     def _end_run_span(self, result: RunResult | None, error: BaseException | None) -> bool:
@@ -489,11 +547,7 @@ class TracingHook(RunHook):
         if self._run_token is not None:
             with contextlib.suppress(Exception):  # detached in another context
                 otel_context.detach(self._run_token)  # type: ignore[arg-type]
-        if self.tracing.export is not None and not self.tracing.flush():
-            config = self.tracing.config
-            log.warning("could not export the spans of run %s to %s (OTLP %s): the "
-                        "collector did not accept them in time; they are kept in the run's "
-                        "spans.jsonl", run.run_id, config.endpoint, config.protocol)
+        # export goes on in the background (Tracing.flush/close wait for it)
         spans = self.tracing.collector.take(run.run_id, run.trace_id)
         if self.on_spans is not None:
             self.on_spans(spans)
@@ -559,32 +613,38 @@ class TracingHook(RunHook):
 
     # ------------------------------------------------------------ steps
 
+    def _step_static(self, step: Step) -> tuple[str, dict[str, Any]]:
+        """A step's span name and starting attributes, the same each time the step runs
+        in this run (a shared dict: spans never change it, they add to a copy)."""
+        found = self._step_attrs.get(id(step))
+        if found is None:
+            name = getattr(step, "name", step.path)
+            kind = "adapter" if name.startswith("adapt:") else "stage"
+            attrs: dict[str, Any] = {**self._base, "runner.kind": kind, "runner.path": step.path,
+                                     "runner.stage": name, "runner.worker.pid": self._pid}
+            branch = self._enclosing_branch(step)
+            if branch is not None:
+                attrs["runner.branch"] = branch
+            entry = getattr(step, "entry", None)
+            if entry is not None and entry.writes is not None:
+                attrs["runner.stage.writes"] = tuple(sorted(entry.writes))
+            found = self._step_attrs[id(step)] = (f"{kind} {name}", attrs)
+        return found
+
     def on_step_start(self, run: RunInfo, step: Step) -> None:
-        name = getattr(step, "name", step.path)
-        kind = "adapter" if name.startswith("adapt:") else "stage"
-        attrs: dict[str, Any] = {"runner.path": step.path, "runner.stage": name,
-                                 "runner.worker.pid": self._pid}
-        branch = self._enclosing_branch(step)
-        if branch is not None:
-            attrs["runner.branch"] = branch
-        entry = getattr(step, "entry", None)
-        if entry is not None and entry.writes is not None:
-            attrs["runner.stage.writes"] = sorted(entry.writes)
-        span = self._start(f"{kind} {name}", kind, self._parent_ctx(step), attrs)
+        name, attrs = self._step_static(step)
+        span = self.tracing.spans.start(name, self._parent_span(step).get_span_context(),
+                                        attrs)
         token = otel_context.attach(trace.set_span_in_context(span))
         with self._lock:
             self._steps[(step.path, threading.get_ident())] = (span, token)
 
     def on_step_end(self, run: RunInfo, record: StepRecord, context: Any | None) -> None:
         failed = record.status == "failed"
-        if failed and record.branch is not None:
-            with self._lock:
-                self._failed_branches.add(record.branch)
         with self._lock:
+            if failed and record.branch is not None:
+                self._failed_branches.add(record.branch)
             live = self._steps.pop((record.path, threading.get_ident()), None)
-            remote = record.branch is not None and any(
-                record.branch == b or record.branch.startswith((f"{b}[", f"{b}/"))
-                for b in self._remote)
         error = (*_split_error(record.error), record.traceback) if failed else None
         if live is not None:
             span, token = live
@@ -592,18 +652,23 @@ class TracingHook(RunHook):
                 otel_context.detach(token)  # type: ignore[arg-type]
             self._finish(span, failed, error=error)
             return
+        with self._lock:
+            remote = record.branch is not None and any(
+                record.branch == b or record.branch.startswith((f"{b}[", f"{b}/"))
+                for b in self._remote)
         if remote:
             return  # the branch's own hook made this span where it ran
         # a merge (or a step that reported no start): a span from its record
         group = self._groups.get(record.path.removesuffix(":merge"))
-        parent = trace.set_span_in_context(group if group is not None else self._run_span)  # type: ignore[arg-type]
-        span = self._start(f"{record.kind} {record.name}", record.kind, parent,
-                           {"runner.path": record.path, "runner.stage": record.name,
-                            "runner.executor": record.executor,
-                            **({"runner.branch": record.branch} if record.branch else {}),
-                            "runner.worker.pid": record.pid,
-                            "runner.worker.node": record.node or _HOST},
-                           int(record.start * 1e9))
+        parent = group if group is not None else self._run_span
+        assert parent is not None
+        span = self.tracing.spans.start(
+            f"{record.kind} {record.name}", parent.get_span_context(),
+            {**self._base, "runner.kind": record.kind, "runner.path": record.path,
+             "runner.stage": record.name, "runner.executor": record.executor,
+             **({"runner.branch": record.branch} if record.branch else {}),
+             "runner.worker.pid": record.pid, "runner.worker.node": record.node or _HOST},
+            int(record.start * 1e9))
         self._finish(span, failed, error=error, end_ns=int(record.end * 1e9))
 
     # ------------------------------------------------------------ artifacts
@@ -615,14 +680,13 @@ class TracingHook(RunHook):
         attrs = {f"runner.{'checkpoint.kind' if k == 'kind' else k}": v
                  for k, v in event.items()
                  if k not in ("op", "start", "end", "error", "name") and v is not None}
-        span = self._start(f"checkpoint {event.get('name', '')}".strip(),
-                           f"checkpoint.{event.get('op', 'write')}",
-                           trace.set_span_in_context(self._run_span), attrs,
-                           int(event["start"] * 1e9))
-        error = event.get("error")
-        self._finish(span, error is not None,
-                     error=(*_split_error(error), None) if error else None,
-                     end_ns=int(event["end"] * 1e9))
+        run_span = self._run_span
+        if run_span is None:
+            return
+        self._record_span(f"checkpoint {event.get('name', '')}".strip(),
+                          f"checkpoint.{event.get('op', 'write')}", run_span, attrs,
+                          int(event["start"] * 1e9), int(event["end"] * 1e9),
+                          event.get("error"))
 
 
 # ---------------------------------------------------------------- in a worker process
