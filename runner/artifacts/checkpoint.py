@@ -4,7 +4,10 @@ The layout is :mod:`runner.artifacts.layout`'s; run.json and each index.json are
 signed documents (:mod:`runner.artifacts.documents`), and an index binds its run,
 its folder, the field names, formats, files, sha256 and the context type. A run's
 status is running, succeeded, failed or interrupted (a signal stopped it). A field
-unchanged since the previous checkpoint is referenced, not rewritten.
+unchanged since the previous checkpoint is referenced, not rewritten. run.json is
+written when the run starts and ends (and every :data:`SAVE_EVERY` seconds); each
+checkpoint committed in between is a line of the run's journal
+(:mod:`runner.artifacts.journal`), which :func:`read_run` folds in.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +33,7 @@ from runner.artifacts.documents import (
     read_index_doc,
     read_run_doc,
 )
+from runner.artifacts.journal import JournalWriter, read_journal
 from runner.artifacts.layout import RunPaths
 from runner.artifacts.signing import sign_document
 from runner.artifacts.store import ArtifactStore
@@ -44,6 +49,9 @@ __all__ = ["FORMAT", "CheckpointHook", "field_binding", "load_checkpoint", "load
 
 log = logging.getLogger("runner.artifacts")
 
+SAVE_EVERY = 30.0
+"""Seconds between two writes of run.json while a run goes on (its journal in between)."""
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
@@ -55,8 +63,21 @@ def _type_path(obj: Any) -> str:
 
 
 def read_run(store: ArtifactStore, run_id: str, *, allow_unsigned: bool = False) -> RunDoc:
-    """run.json of ``run_id``, verified and typed (:class:`IntegrityError` otherwise)."""
-    return read_run_doc(store, run_id, allow_unsigned=allow_unsigned)
+    """run.json of ``run_id`` with the checkpoints its journal records since, verified,
+    typed and confined to the run (:class:`IntegrityError` otherwise)."""
+    doc = read_run_doc(store, run_id, allow_unsigned=allow_unsigned)
+    if doc.journal is None:
+        return doc
+    top = max((c.seq for c in doc.checkpoints), default=0)
+    later = [c for c in read_journal(store, run_id, doc.journal,
+                                     allow_unsigned=allow_unsigned) if c.seq > top]
+    if not later:
+        return doc
+    done = set(doc.completed)
+    completed = [*doc.completed, *(c.path for c in later
+                                   if c.kind == "step" and c.path not in done)]
+    return doc.model_copy(update={"checkpoints": [*doc.checkpoints, *later],
+                                  "completed": completed})
 
 
 def read_index(store: ArtifactStore, run_id: str, step_dir: str, *,
@@ -116,13 +137,15 @@ class CheckpointHook(RunHook):
 
     Writing happens on two background threads while the next step runs: one
     encodes and writes the files, the other makes them durable (fsync) and then
-    writes the index and run.json, so encoding the next checkpoint overlaps the
-    disk flush of this one. Both keep order. The values are copy-on-write forks
-    taken when the step ended, so the next stage cannot change them. A
-    checkpoint counts as done (``completed`` in run.json) only once all its
-    files are durable. A write error fails the run at the next step boundary,
-    and the last main-line step waits for its checkpoint, so a run never
-    reports success with a checkpoint missing.
+    writes the index, so encoding the next checkpoint overlaps the disk flush of
+    this one. Both keep order. Each commit appends one line to the run's journal
+    instead of rewriting run.json: the cost of a checkpoint does not grow with the
+    run. The values are copy-on-write
+    forks taken when the step ended, so the next stage cannot change them. A
+    checkpoint counts as done (``completed`` in :func:`read_run`) only once its
+    files and index are durable. A write error fails the run at the next step
+    boundary, and the last main-line step waits for its checkpoint, so a run
+    never reports success with a checkpoint missing.
     """
 
     store: ArtifactStore
@@ -142,12 +165,19 @@ class CheckpointHook(RunHook):
     _saving: threading.Lock = field(default_factory=threading.Lock)
     _doc: dict[str, Any] = field(default_factory=dict)
     _main: list[str] = field(default_factory=list)
+    _main_set: frozenset[str] = frozenset()
     _seq: int = 0
-    _committer: _Lane = field(default_factory=lambda: _Lane("runner-checkpoint-commit"))
+    _journal: JournalWriter | None = None
+    _unjournaled: list[dict[str, Any]] = field(default_factory=list)
+    _saved: float = 0.0
+    _syncer: ThreadPoolExecutor | None = None
+    _committer: _Lane = field(init=False)
     _encoder: _Lane = field(init=False)
 
     def __post_init__(self) -> None:
         self._main = [s.path for s in self.plan.main_line()]
+        self._main_set = frozenset(self._main)
+        self._committer = _Lane("runner-checkpoint-commit")
         # files fully written are still committed after a later write fails; nothing
         # new is written once a commit has failed
         self._encoder = _Lane("runner-checkpoint-encode", watch=self._committer)
@@ -170,7 +200,10 @@ class CheckpointHook(RunHook):
             "attempts": (previous.attempts if previous else 0) + 1,
             "ended": None, "error": None, "plan": outline(plan),
         }
-        self._save()
+        self._journal = JournalWriter(self.store, run.run_id)
+        self._doc["journal"] = self._journal.nonce
+        self._save()  # first: until then a reader takes the journal there for a stale one
+        self._journal.start()
 
     def on_run_end(self, run: RunInfo, result: RunResult | None,
                    error: BaseException | None) -> None:
@@ -184,7 +217,7 @@ class CheckpointHook(RunHook):
         with self._lock:
             if self._doc["status"] == "interrupted" and status == "failed":
                 status = "interrupted"  # aborted already: what it stopped is no failure
-            self._doc.update(status=status, ended=_now())
+            self._doc.update(status=status, ended=_now(), journal=None)  # all in run.json
             if failure is not None:
                 self._doc["error"] = {"type": type(failure).__name__, "message": str(failure)}
         try:
@@ -208,13 +241,25 @@ class CheckpointHook(RunHook):
             with self._lock:
                 self._doc.update(completed=list(self.completed),
                                  checkpoints=list(self.checkpoints), updated=_now())
-                data = json.dumps(sign_document(self._doc), indent=2).encode()
-            self.store.write_bytes(RunPaths(self._doc["run_id"]).run_file, data)
+                doc = dict(self._doc)
+            self._saved = time.monotonic()
+            data = json.dumps(sign_document(doc), indent=2).encode()
+            self.store.write_bytes(RunPaths(doc["run_id"]).run_file, data)
+
+    def _record(self) -> None:
+        """The commits not yet in the journal appended to it in one write; run.json
+        again when it is older than :data:`SAVE_EVERY` seconds."""
+        with self._lock:
+            entries, self._unjournaled = self._unjournaled, []
+        if self._journal is not None:
+            self._journal.append(entries, durable=False)
+        if time.monotonic() - self._saved > SAVE_EVERY:
+            self._save()
 
     # ------------------------------------------------------------ checkpoints
 
     def on_step_end(self, run: RunInfo, record: StepRecord, context: Any | None) -> None:
-        if context is None or record.branch is not None or record.path not in self._main:
+        if context is None or record.branch is not None or record.path not in self._main_set:
             return
         self._checkpoint(run, record.name, record.path, "step", context)
 
@@ -289,19 +334,25 @@ class CheckpointHook(RunHook):
 
     def _commit(self, base: str, step_dir: str, written: list[str], index: dict[str, Any],
                 meta: dict[str, Any], event: dict[str, Any], todo: dict[str, Any]) -> None:
-        """Fields durable, then the index, then run.json: the checkpoint counts as done."""
+        """The index written, then it and the fields made durable together (one round
+        of the disk, not one per file), then the journal line: the checkpoint counts
+        as done. An index on the store without its line is no checkpoint (a resume
+        writes that folder again), so the line needs no fsync of its own: whatever
+        it names was durable before it was written."""
         try:
-            for rel in written:
-                if self.background:
-                    self.store.sync(rel)  # the encoder is already on the next checkpoint
             index["created"] = _now()
-            self.store.write_bytes(f"{base}/{step_dir}/index.json",
-                                   json.dumps(sign_document(index), indent=2).encode())
+            index_rel = f"{base}/{step_dir}/index.json"
+            self.store.write_bytes(index_rel, json.dumps(sign_document(index),
+                                                         indent=2).encode(), durable=False)
+            # fields were not synced when written in the background (the encoder is
+            # already on the next checkpoint)
+            self._sync([*written, index_rel] if self.background else [index_rel])
             with self._lock:
                 self.checkpoints.append(meta)
+                self._unjournaled.append(meta)
                 if meta["kind"] == "step":
                     self.completed.append(meta["path"])
-            self._save()
+            self._record()
         except BaseException as exc:
             self._tell(event, todo, exc)
             raise
@@ -332,6 +383,21 @@ class CheckpointHook(RunHook):
     def _stop_writer(self) -> None:
         self._encoder.stop()
         self._committer.stop()
+        if self._syncer is not None:
+            self._syncer.shutdown()
+            self._syncer = None
+
+    def _sync(self, rels: list[str]) -> None:
+        """fsync ``rels`` at once: concurrent fsyncs share the filesystem's journal
+        commits, where one after another each waits for its own."""
+        if len(rels) == 1 or not self.store.local:
+            for rel in rels:
+                self.store.sync(rel)
+            return
+        if self._syncer is None:
+            self._syncer = ThreadPoolExecutor(4, thread_name_prefix="runner-checkpoint-sync")
+        for _ in self._syncer.map(self.store.sync, rels):
+            pass
 
     def flush(self, *, raise_error: bool = True) -> None:
         """Wait until every checkpoint handed over so far is on the store."""

@@ -104,6 +104,9 @@ class RunDoc(_Doc):
     plan: PlanNode | None = None
     completed: list[Text] = Field(default_factory=list)
     checkpoints: list[CheckpointRef] = Field(default_factory=list)
+    journal: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
+    """The nonce of the journal that records the checkpoints committed since this
+    document was written (journal.py); None once the run has ended."""
 
     @model_validator(mode="after")
     def _shallow_plan(self) -> RunDoc:

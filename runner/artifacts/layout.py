@@ -1,6 +1,7 @@
 """Every path of the store layout, in one place, and confined to its run.
 
     runs/<RUN_ID>/run.json                         the run document (signed)
+    runs/<RUN_ID>/journal.jsonl                    checkpoints committed since (journal.py)
     runs/<RUN_ID>/lease/<EPOCH>.json               who runs it now (lease.py)
     runs/<RUN_ID>/spans.jsonl                      the run's spans
     runs/<RUN_ID>/spans.sig.json                   their sha256, signed
@@ -28,6 +29,7 @@ __all__ = [
     "ERROR_CONTEXT_FILE",
     "ERROR_INFO_FILE",
     "INDEX_FILE",
+    "JOURNAL_FILE",
     "LEASE_DIR",
     "RUNS",
     "RUN_FILE",
@@ -41,6 +43,7 @@ __all__ = [
 RUNS = "runs"
 SUMMARIES = "summaries/runs"
 RUN_FILE = "run.json"
+JOURNAL_FILE = "journal.jsonl"
 LEASE_DIR = "lease"
 SPANS_FILE = "spans.jsonl"
 SPANS_SIGNATURE_FILE = "spans.sig.json"
@@ -84,6 +87,10 @@ class RunPaths:
     @property
     def run_file(self) -> str:
         return f"{self.dir}/{RUN_FILE}"
+
+    @property
+    def journal_file(self) -> str:
+        return f"{self.dir}/{JOURNAL_FILE}"
 
     @property
     def lease_dir(self) -> str:

@@ -248,6 +248,28 @@ class ArtifactStore:
             self.fs.pipe_file(target, data)
             return True
 
+    def append_bytes(self, rel: str, data: bytes, *, durable: bool = True) -> None:
+        """Append ``data`` to ``rel`` in one write (created when missing), on local
+        filesystems only: object stores have no append (write the whole file instead).
+
+        A process killed during the call leaves at most a torn tail, never a gap.
+        """
+        if not self.local:
+            raise ArtifactError(f"cannot append to {self.url_of(rel)}: the store has no "
+                                "append", url=self.url_of(rel))
+        target = self.path(rel)
+        with _translated(self.url_of(rel), "cannot append to"):
+            self._check_fence()
+            fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                if durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+
     def sync(self, rel: str) -> None:
         """Make a file written with ``durable=False`` durable (a no-op off local disks)."""
         if not self.local:

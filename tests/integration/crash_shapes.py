@@ -16,12 +16,13 @@ Kill points, all read from the environment of the process that runs them:
   Checkpoints are written by a background thread while the next step runs, so
   at a stage's kill point the previous checkpoints may still be in flight. With
   ``CRASH_WAIT=<plan path>`` and ``CRASH_RUN_JSON=<file>`` the stage first waits
-  until run.json lists a checkpoint of that path (a deterministic kill point);
+  until the run records a checkpoint of that path (a deterministic kill point);
   without them it dies at once (whatever the writer thread was doing).
 * ``CRASH_WRITE_MATCH=<regex>`` with ``CRASH_WRITE_MODE`` and optionally
   ``CRASH_WRITE_AFTER=<regex>`` / ``CRASH_WRITE_NTH=<n>`` -- only in a process
   started through :func:`main`, which wraps ``ArtifactStore.open_atomic`` (every
-  store write goes through it, ``write_bytes`` included): on the n-th write whose
+  store write goes through it, ``write_bytes`` included) and ``append_bytes`` (the
+  run journal's lines): on the n-th write whose
   store-relative path matches (counting only once a write matching
   ``CRASH_WRITE_AFTER`` has completed), it
 
@@ -56,7 +57,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import json
 import os
 import re
 import signal
@@ -174,17 +174,22 @@ def ledger(name: str) -> None:
 
 
 def _wait_recorded() -> None:
-    """Until run.json lists a checkpoint of ``$CRASH_WAIT`` (30 s at most)."""
+    """Until the run's record (run.json and its journal, as :func:`read_run` reads
+    them) lists a checkpoint of ``$CRASH_WAIT`` (30 s at most)."""
+    from runner.artifacts import ArtifactStore, read_run
+    from runner.errors import ArtifactError
+
     want, path = os.environ.get("CRASH_WAIT"), os.environ.get("CRASH_RUN_JSON")
     if not want or not path:
         return
+    run_dir = os.path.dirname(path)
+    store = ArtifactStore(os.path.dirname(os.path.dirname(run_dir)))
     for _ in range(3000):
         try:
-            with open(path, encoding="utf-8") as fh:
-                doc = json.load(fh)
-        except (OSError, ValueError):
-            doc = {}
-        if any(c.get("path") == want for c in doc.get("checkpoints", [])):
+            doc = read_run(store, os.path.basename(run_dir))
+        except ArtifactError:
+            doc = None
+        if doc is not None and any(c.path == want for c in doc.checkpoints):
             return
         time.sleep(0.01)
     raise SystemExit(f"CRASH_WAIT: no checkpoint of {want!r} in {path} after 30s")
@@ -359,7 +364,25 @@ def install_write_trap(env: Any = os.environ) -> None:
         if after is not None and not state["armed"] and after.search(rel):
             state["armed"] = True
 
+    original_append = ArtifactStore.append_bytes
+
+    def append_bytes(self: Any, rel: str, data: bytes, **kwargs: Any) -> None:
+        trap = hit(rel)
+        if trap:
+            _wait_recorded()
+        if trap and mode == "before":
+            die()
+        if trap and mode == "partial":  # the journal line torn, as if killed mid-write
+            original_append(self, rel, data[: len(data) // 2], **kwargs)
+            die()
+        original_append(self, rel, data, **kwargs)
+        if trap and mode == "after":
+            die()
+        if after is not None and not state["armed"] and after.search(rel):
+            state["armed"] = True
+
     ArtifactStore.open_atomic = open_atomic  # type: ignore[method-assign]
+    ArtifactStore.append_bytes = append_bytes  # type: ignore[method-assign]
 
 
 def install_interrupt_ack(env: Any = os.environ) -> None:

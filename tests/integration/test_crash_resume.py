@@ -413,12 +413,12 @@ SCENARIOS = {
         [SEED, RETURNS, GROUP], [*UP_TO_GROUP, "crash.position"],
         leftovers=[f"{POS_DIR}/feature_store.parquet"], absent=[f"{POS_DIR}/index.json"],
         checkpoints=UP_TO_MERGE),
-    # the index.json written, the new run.json torn under its temporary name: the
-    # checkpoint is on the store but not recorded; the old run.json is intact
-    "partial-run-json": Scenario(
-        _write(r"/run\.json$", "partial", after=r"crash\.position/index\.json$"),
+    # the index.json written, its journal line torn (killed mid-append): the
+    # checkpoint is on the store but not recorded; the lines before it are intact
+    "torn-journal-line": Scenario(
+        _write(r"/journal\.jsonl$", "partial", after=r"crash\.position/index\.json$"),
         [SEED, RETURNS, GROUP], [*UP_TO_GROUP, "crash.position"],
-        leftovers=[f"runs/{RUN_ID}/.run.json.*", f"{POS_DIR}/index.json"],
+        leftovers=[f"{POS_DIR}/index.json"],
         checkpoints=UP_TO_MERGE),
     # during a branch checkpoint: the group reruns, both branches
     "partial-branch-write": Scenario(
@@ -434,7 +434,7 @@ SCENARIOS = {
         checkpoints=["crash.seed", "crash.returns", BRANCH0, BRANCH1]),
     # every step checkpointed, the run not yet marked succeeded: nothing left to run
     "before-success-recorded": Scenario(
-        _write(r"/run\.json$", "before", after=r"crash\.summary/index\.json$", nth=2),
+        _write(r"/run\.json$", "before", after=r"crash\.summary/index\.json$"),
         MAIN, ORDER, leftovers=[f"{STEPS_DIR}/008-crash.summary/index.json"],
         checkpoints=[*UP_TO_MERGE, "crash.position", "crash.pnl", "crash.summary"]),
 }

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from runner.artifacts import load_error_context
+from runner.artifacts import ArtifactStore, load_error_context
 from runner.artifacts.codec import sha256
+from runner.artifacts.journal import JournalWriter
 from runner.artifacts.signing import sign_document
 from runner.cli import app
 from runner.errors import ArtifactError, StageFailedError, UsageError
@@ -201,6 +202,36 @@ def _unknown_context_type(w: dict[str, Any]) -> None:
     _signed_run(status="failed")(w)
 
 
+def _journal(tamper: Callable[[list[bytes]], None]) -> Callable[[dict[str, Any]], None]:
+    """RUN as if killed mid-run (its last checkpoints only in its journal), then the
+    journal's lines edited."""
+    def edit(w: dict[str, Any]) -> None:
+        doc = _json(_run_json(w))
+        writer = JournalWriter(ArtifactStore(w["store"]), RUN)
+        writer.start()
+        writer.append(doc["checkpoints"][2:])
+        doc.update(status="failed", journal=writer.nonce, checkpoints=doc["checkpoints"][:2],
+                   completed=doc["completed"][:2])
+        _put(_run_json(w), sign_document(doc))
+        path = w["store"] / "runs" / RUN / "journal.jsonl"
+        lines = path.read_bytes().split(b"\n")
+        tamper(lines)
+        path.write_bytes(b"\n".join(lines))
+    return edit
+
+
+def _edit_line(lines: list[bytes]) -> None:
+    lines[-2] = lines[-2].replace(b"steps/", b"steps/../../../victim/")
+
+
+def _drop_line(lines: list[bytes]) -> None:
+    del lines[1]
+
+
+def _garble_line(lines: list[bytes]) -> None:
+    lines[1] = b"[" * 100_000
+
+
 BIG = int("9" * 4000)
 
 CORPUS: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -245,6 +276,9 @@ CORPUS: dict[str, Callable[[dict[str, Any]], None]] = {
     "run.json nested deep": _raw(_run_json, b"[" * 100_000 + b"]" * 100_000),
     "run.json empty": _raw(_run_json, b""),
     "index not an object": _raw(_index, b'"x"'),
+    "journal line edited": _journal(_edit_line),
+    "journal line dropped": _journal(_drop_line),
+    "journal line nested deep": _journal(_garble_line),
 }
 
 

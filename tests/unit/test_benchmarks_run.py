@@ -23,6 +23,7 @@ CASES = {
                    "--mem-repeats", "2"],
     "tracing": ["--stages", "5", "--repeats", "3"],
     "manifest": ["--levels", "3", "4"],
+    "steps": ["--sizes", "2", "4", "--repeats", "1", "--json"],
 }
 
 

@@ -1,0 +1,175 @@
+"""The run journal: one signed line per committed checkpoint, appended as the run goes.
+
+run.json is written when a run starts and ends (and now and then between); the
+checkpoints committed in between are lines appended to ``runs/<RUN_ID>/journal.jsonl``,
+so the cost of recording a checkpoint does not grow with the run::
+
+    {"journal": 1, "run_id": "...", "nonce": "...", "mac": "..."}        the header
+    {"seq": 3, "dir": "steps/003-x", "name": "x", "path": "...", "kind": "step", "mac": "..."}
+
+Every line is chained to the one before it: the header's ``mac`` is the HMAC of its
+canonical JSON; a line's is the HMAC of the previous ``mac`` and its own canonical
+JSON (:mod:`runner.artifacts.signing`'s key). So a line cannot be edited, moved,
+dropped from the middle or taken from another run's journal. run.json names the
+journal it goes with (``"journal": nonce``): a journal with another nonce is the
+stale one of an earlier attempt, already folded into run.json, and is ignored.
+
+A process killed while appending leaves a torn last line (no newline): it is
+ignored, as the checkpoint it was recording is not committed. A complete line that
+does not parse, verify or type is refused (:class:`IntegrityError`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from runner.artifacts.documents import CheckpointRef
+from runner.artifacts.layout import RunPaths
+from runner.artifacts.signing import SigningKey, canonical_json, load_key
+from runner.artifacts.store import ArtifactStore
+from runner.errors import ArtifactError, IntegrityError
+
+__all__ = ["JournalWriter", "read_journal"]
+
+log = logging.getLogger("runner.artifacts")
+
+FORMAT = 1
+_MAC = "mac"
+
+
+def _header_mac(key: SigningKey, body: Mapping[str, Any]) -> str:
+    return key.mac(b"runner-journal\n" + canonical_json(dict(body)))
+
+
+def _line_mac(key: SigningKey, previous: str, body: Mapping[str, Any]) -> str:
+    return key.mac(previous.encode() + b"\n" + canonical_json(dict(body)))
+
+
+def _line(body: Mapping[str, Any], mac: str) -> bytes:
+    return json.dumps({**body, _MAC: mac}, separators=(",", ":")).encode() + b"\n"
+
+
+class JournalWriter:
+    """Appends checkpoint lines to one run's journal (one writer: the lease holder).
+
+    :meth:`start` replaces any journal there with a fresh header; :meth:`append`
+    adds lines in one write. Object stores have no append: there the whole
+    journal (kept in memory) is written again, once per :meth:`append` call, which
+    the checkpoint writer makes once per batch of commits.
+    """
+
+    def __init__(self, store: ArtifactStore, run_id: str, *,
+                 key: SigningKey | None = None) -> None:
+        self.store = store
+        self.paths = RunPaths(run_id)
+        self.key = key or load_key()
+        self.nonce = secrets.token_hex(8)
+        self._previous = ""
+        self._content = bytearray()
+
+    def start(self) -> None:
+        body = {"journal": FORMAT, "run_id": self.paths.run_id, "nonce": self.nonce}
+        self._previous = _header_mac(self.key, body)
+        self._content = bytearray(_line(body, self._previous))
+        self.store.write_bytes(self.paths.journal_file, bytes(self._content))
+
+    def append(self, entries: Iterable[Mapping[str, Any]], *, durable: bool = True) -> None:
+        lines = bytearray()
+        for entry in entries:
+            body = {k: v for k, v in entry.items() if k != _MAC}
+            self._previous = _line_mac(self.key, self._previous, body)
+            lines += _line(body, self._previous)
+        if not lines:
+            return
+        self._content += lines
+        if self.store.local:
+            self.store.append_bytes(self.paths.journal_file, bytes(lines), durable=durable)
+        else:
+            self.store.write_bytes(self.paths.journal_file, bytes(self._content))
+
+
+def read_journal(store: ArtifactStore, run_id: str, nonce: str, *,
+                 allow_unsigned: bool = False) -> list[CheckpointRef]:
+    """The checkpoints ``run_id``'s journal ``nonce`` records, verified, typed and
+    confined to the run; [] when it is missing, empty or an earlier attempt's."""
+    paths = RunPaths(run_id)
+    where = store.url_of(paths.journal_file)
+    try:
+        data = store.read_bytes(paths.journal_file)
+    except ArtifactError as exc:
+        if exc.missing and not isinstance(exc, IntegrityError):
+            return []  # killed before the header landed
+        raise
+    *lines, tail = data.split(b"\n")
+    if tail:
+        log.info("%s: ignoring a torn last line (a run stopped while appending it)", where)
+    if not lines:
+        return []
+    key = load_key()
+    header = _parse(lines[0], where, 1)
+    body = {k: v for k, v in header.items() if k != _MAC}
+    previous = _mac_of(key, None, body, where, 1)
+    _check(header.get(_MAC), previous, where, 1, allow_unsigned)
+    if body.get("run_id") != run_id or body.get("journal") != FORMAT:
+        raise IntegrityError(f"{where}: the journal of {str(body.get('run_id'))[:80]!r}, "
+                             f"not of {run_id!r} (copied from another run)", url=where)
+    if body.get("nonce") != nonce:
+        log.debug("%s: an earlier attempt's journal, ignored", where)
+        return []
+    out = []
+    for number, raw in enumerate(lines[1:], start=2):
+        line = _parse(raw, where, number)
+        body = {k: v for k, v in line.items() if k != _MAC}
+        previous = _mac_of(key, previous, body, where, number)
+        _check(line.get(_MAC), previous, where, number, allow_unsigned)
+        previous = str(line.get(_MAC)) if allow_unsigned else previous
+        try:
+            ref = CheckpointRef.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"]) or "(line)"
+            raise IntegrityError(f"{where}: line {number}: {loc}: {first['msg']}",
+                                 url=where) from None
+        paths.step_dir(ref.dir)
+        out.append(ref)
+    return out
+
+
+def _parse(raw: bytes, where: str, number: int) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise IntegrityError(f"{where}: line {number}: not valid JSON: {str(exc)[:200]}",
+                             url=where) from None
+    if not isinstance(doc, dict):
+        raise IntegrityError(f"{where}: line {number}: not a JSON object", url=where)
+    return doc
+
+
+def _mac_of(key: SigningKey, previous: str | None, body: Mapping[str, Any], where: str,
+            number: int) -> str:
+    """The header's mac (``previous`` None) or a line's, as the writer made it."""
+    try:
+        return _header_mac(key, body) if previous is None else _line_mac(key, previous, body)
+    except ValueError:  # NaN or infinity: never written by runner
+        raise IntegrityError(f"{where}: line {number} holds values runner never signs",
+                             url=where) from None
+
+
+def _check(got: Any, expected: str, where: str, number: int, allow_unsigned: bool) -> None:
+    if isinstance(got, str) and hmac.compare_digest(got, expected):
+        return
+    problem = (f"{where}: line {number} does not verify (modified, moved, or signed with "
+               "another key)")
+    if allow_unsigned:
+        log.warning("%s; reading it anyway (--allow-unsigned)", problem)
+        return
+    raise IntegrityError(f"{problem}; refusing to read it (--allow-unsigned reads an old "
+                         "or foreign store you trust)", url=where)
