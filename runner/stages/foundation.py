@@ -55,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 from runner.registry import stage
+from runner.stages._deferred import deferred_imports
 from runner.stages.contexts import PortfolioContext, param_float, param_int
 
 __all__ = [
@@ -107,7 +108,8 @@ def read_prices(source: str | None = None) -> pd.DataFrame:
         with ref.open("rb") as fh:
             frame = pd.read_csv(fh, compression="gzip", index_col=0)
         return _as_wide_prices(frame, f"bundled {BUNDLED_DATA}")
-    import fsspec  # only for a user's file: ``runner validate`` imports this module
+    with deferred_imports:  # only for a user's file: ``runner validate`` imports this module
+        import fsspec
 
     try:
         with fsspec.open(source, "rb", compression="infer") as fh:
