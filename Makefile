@@ -51,6 +51,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/tracing.py
 	$(BIN)/python benchmarks/parallel.py
 	$(BIN)/python benchmarks/end_to_end.py
+	$(BIN)/python benchmarks/alpha_parallel.py
 
 ## Re-pin the image's dependencies (docker/requirements/*.lock, with hashes) for Linux
 ## x86_64 and CPython 3.11: after a change to pyproject.toml's dependencies, or to take

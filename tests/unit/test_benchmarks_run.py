@@ -8,6 +8,7 @@ their start-up alone would dominate this suite.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,12 +17,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
+TARGET_KEYS = {"figure", "value", "unit", "reference", "reference_value", "target", "met"}
+"""A row of the issue-14 targets table (benchmarks/README.md)."""
+
 CASES = {
     "overhead": ["--stages", "5", "--repeats", "3"],
     "checkpoint": ["--rows", "2000", "--cols", "2", "--steps", "2", "--repeats", "1",
                    "--mem-repeats", "2"],
     "tracing": ["--stages", "5", "--repeats", "3"],
     "manifest": ["--levels", "3", "4"],
+    "alpha_parallel": ["--sets", "universe", "--tickers", "22", "--executors", "inline",
+                       "processes", "--repeat", "1", "--no-warmup", "--json"],
 }
 
 
@@ -35,3 +41,6 @@ def test_benchmark_runs_small(name: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert proc.stdout.strip(), f"{name} printed no report"
+    if "--json" in args:
+        rows = json.loads(proc.stdout)["targets"]
+        assert rows and all(set(row) == TARGET_KEYS for row in rows)
