@@ -107,3 +107,27 @@ def test_the_driver_imports_what_follows_a_group_while_the_group_runs(tmp_path, 
     finally:
         sys.modules.pop(name, None)
     assert seen == ["runner-warm-imports"]
+
+
+def test_a_stage_named_in_the_manifest_keeps_the_imports_it_declares(tmp_path):
+    import json
+    import sys
+
+    from runner.manifest import load_manifest
+    from runner.orchestration.plan import compile_plan
+    from runner.registry import StageRegistry
+
+    module = f"declared_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{module}.py").write_text(
+        "from runner.registry import StageRegistry, stage\n\n"
+        "@stage('mine.fit', imports=['sklearn.ensemble'], registry=StageRegistry())\n"
+        "def fit(ctx):\n    return ctx\n")
+    (tmp_path / "manifest.json").write_text(json.dumps({
+        "stages": {"mine.fit": f"{module}:fit"},
+        "pipelines": {"p": {"steps": ["mine.fit"]}}}))
+    try:
+        plan = compile_plan(load_manifest(tmp_path / "manifest.json"), "p",
+                            registry=StageRegistry())
+    finally:
+        sys.modules.pop(module, None)
+    assert plan.steps[0].entry.imports == ("sklearn.ensemble",)
