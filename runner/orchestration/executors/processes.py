@@ -74,7 +74,9 @@ class ProcessesExecutor(Executor):
         self.max_workers = max_workers or os.cpu_count() or 1
         self._mp = mp.get_context(start_method)
         if start_method == "forkserver":
-            modules = ["runner.orchestration.execute", "pandas", *preload]
+            # "__main__" first: the forkserver imports the main script once, so each
+            # worker does not import it again (spawn's preparation skips a loaded one)
+            modules = ["__main__", "runner.orchestration.execute", "pandas", *preload]
             self._mp.set_forkserver_preload(list(dict.fromkeys(modules)))
         self._cancel = self._mp.Event()
         self._pool: ProcessPoolExecutor | None = None
