@@ -40,8 +40,10 @@ ROOT = HERE.parent
 
 SCRIPTS: dict[str, list[str]] = {
     "startup": [],
+    "steps": [],
     "checkpoint": [],
     "tracing": [],
+    "alpha_parallel": [],
     "parallel": [],
     "overhead": [],
     "fork": [],

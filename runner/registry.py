@@ -46,6 +46,9 @@ class StageEntry:
     reads: frozenset[str] = frozenset()
     writes: frozenset[str] | None = None  # None: not declared
     origin: str = ""
+    imports: tuple[str, ...] = ()
+    """Modules the stage imports when it runs (heavy ones it defers): the engine may
+    import them ahead, e.g. on the driver while a parallel group runs on workers."""
 
     @property
     def qualname(self) -> str:
@@ -128,6 +131,7 @@ class StageRegistry:
         reads: Iterable[str] = (),
         writes: Iterable[str] | None = None,
         origin: str = "",
+        imports: Iterable[str] = (),
     ) -> StageEntry:
         """Register ``fn`` under ``name``; the same function again is a no-op."""
         if not callable(fn):
@@ -139,6 +143,7 @@ class StageRegistry:
             reads=frozenset(reads),
             writes=None if writes is None else frozenset(writes),
             origin=origin or f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
+            imports=tuple(imports),
         )
         old = self._entries.get(name)
         if old is not None:
@@ -219,16 +224,21 @@ def stage(
     *,
     reads: Iterable[str] = (),
     writes: Iterable[str] | None = None,
+    imports: Iterable[str] = (),
     registry: StageRegistry | None = None,
 ) -> Callable[[F], F]:
     """Register a function ``execute(context) -> context`` as stage ``name``.
 
     ``reads``/``writes`` name the context fields it uses; the plan compiler
     uses ``writes`` to find branches that would collide before anything runs.
+    ``imports`` names heavy modules the stage imports only when it runs (e.g.
+    ``sklearn.ensemble``): worker processes and the driver import them ahead, off
+    the critical path.
     """
 
     def decorate(fn: F) -> F:
-        entry = (registry or REGISTRY).register(name, fn, reads=reads, writes=writes)
+        entry = (registry or REGISTRY).register(name, fn, reads=reads, writes=writes,
+                                                imports=imports)
         fn.__runner_stage__ = entry  # type: ignore[attr-defined]
         return fn
 

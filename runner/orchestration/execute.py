@@ -12,7 +12,7 @@ import os
 import pickle
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,6 +29,7 @@ from runner.orchestration.plan import (
     Step,
 )
 from runner.orchestration.records import RunInfo, StepRecord
+from runner.orchestration.warm import warm_in_background
 
 if TYPE_CHECKING:
     from runner.orchestration.executors.base import Executor
@@ -109,6 +110,9 @@ class Env:
     """The branch this loop runs (None on the driver's main line of steps)."""
     completed: frozenset[str] = frozenset()
     """Main-line step paths a resumed run has already done: skipped, not run again."""
+    warm: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """Per parallel group path: modules the driver imports while the group runs on
+    workers (what the steps after it import, see :mod:`runner.orchestration.warm`)."""
 
 
 def notify(env: Env, method: str, *args: Any, path: str, ctx: Any) -> None:
@@ -300,8 +304,29 @@ def run_group(group: ParallelGroup, ctx: Any, env: Env) -> Any:
                    () if executor.live_hooks else _branch_hooks(env, b))
         for b in group.branches
     ]
+    warming = warm_in_background(env.warm.get(group.path, ())) if executor.isolates else None
+    try:
+        done, failures = _collect(group, tasks, env)
+    finally:
+        if warming is not None:  # the merge and the next steps may import the same modules
+            warming.join()
+    if failures:
+        _notify_quietly(env, "on_group_end", group, None)
+        raise failures[0]
+    if len(done) < len(group.branches):  # the run was interrupted: never merge a part
+        _notify_quietly(env, "on_group_end", group, None)
+        raise Cancelled(group.path)
+    merged = _merge(group, ctx, done, env)
+    notify(env, "on_group_end", group, merged, path=group.path, ctx=merged)
+    return merged
+
+
+def _collect(group: ParallelGroup, tasks: list[BranchTask], env: Env,
+             ) -> tuple[list[tuple[Branch, Any]], list[StepFailure]]:
+    """Run the branches on the env's executor; what they returned, and how they failed."""
     done: list[tuple[Branch, Any]] = []
     failures: list[StepFailure] = []
+    executor = env.executor
     for outcome in executor.run_branches(tasks, env.cancel, env.hooks):
         branch = group.branches[outcome.index]
         for index, payload in outcome.payloads:
@@ -324,15 +349,7 @@ def run_group(group: ParallelGroup, ctx: Any, env: Env) -> Any:
             except StepFailure as failure:
                 failures.append(failure)
                 env.cancel.set()
-    if failures:
-        _notify_quietly(env, "on_group_end", group, None)
-        raise failures[0]
-    if len(done) < len(group.branches):  # the run was interrupted: never merge a part
-        _notify_quietly(env, "on_group_end", group, None)
-        raise Cancelled(group.path)
-    merged = _merge(group, ctx, done, env)
-    notify(env, "on_group_end", group, merged, path=group.path, ctx=merged)
-    return merged
+    return done, failures
 
 
 def _merge(group: ParallelGroup, base: Any, done: list[tuple[Branch, Any]], env: Env) -> Any:

@@ -541,7 +541,8 @@ def _with_manifest_entries(manifest: Manifest, registry: StageRegistry) -> tuple
             child.register(name, fn, origin=f"manifest {loc}",
                            reads=meta.reads if meta else (),
                            writes=meta.writes if meta else None,
-                           kind=meta.kind if meta else "stage")
+                           kind=meta.kind if meta else "stage",
+                           imports=meta.imports if meta else ())
         except RegistryError as exc:
             problems.append(Problem(loc, str(exc)))
     for i, spec in enumerate(manifest.adapters):

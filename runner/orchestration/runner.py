@@ -39,6 +39,7 @@ from runner.orchestration.executors import Executor, make_executor
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Plan
 from runner.orchestration.records import Resume, RunInfo, RunResult
+from runner.orchestration.warm import branch_imports, imports_after_groups
 from runner.workspace import check_run_id, create_workspace, remove_workspace
 
 __all__ = ["DAGRunner", "new_run_id", "parse_traceparent"]
@@ -101,7 +102,7 @@ class DAGRunner:
     ) -> None:
         self.plan = plan
         self.executor = make_executor(executor, max_workers=max_workers,
-                                      preload=stage_modules(plan))
+                                      preload=[*stage_modules(plan), *branch_imports(plan)])
         self.run_id = check_run_id(run_id) if run_id else new_run_id()
         self.trace_id, self.parent_span_id = self._trace(traceparent)
         self.hooks = tuple(hooks)
@@ -242,7 +243,8 @@ class DAGRunner:
                              extras={"already_complete": True})
         env = Env(self.info, self.executor.new_cancel_flag(), self.executor, self.hooks,
                   self.snapshots,
-                  completed=self.resume.completed if self.resume else frozenset())
+                  completed=self.resume.completed if self.resume else frozenset(),
+                  warm=imports_after_groups(self.plan))
         with self._state:
             self._env = env
             if self._signum is not None:

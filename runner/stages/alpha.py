@@ -71,6 +71,8 @@ SEED = 0
 Model = Any  # a scikit-learn regressor
 _INFERENCE_WRITES = ["inference_outputs", "audit_trail"]
 _INFERENCE_READS = ["feature_store", "prices", "inference_outputs", "params"]
+_RIDGE_IMPORTS = ["sklearn.linear_model", "sklearn.pipeline", "sklearn.preprocessing"]
+_GBM_IMPORTS = ["sklearn.ensemble"]
 
 
 # ---------------------------------------------------------------- walk-forward
@@ -80,12 +82,15 @@ def one_openmp_thread() -> AbstractContextManager[Any]:
     """Run scikit-learn's OpenMP code (k-means, gradient boosting) on one thread.
 
     These fits are tiny: OpenMP threads only add spin-waiting, badly so on a busy
-    machine or next to a parallel branch. OpenMP's thread count is per calling
-    thread, so this leaves other branches alone. The limiter holds only the OpenMP
-    libraries: ``threadpoolctl.threadpool_limits`` would also snapshot BLAS's
-    process-wide thread count and restore it on exit, which races with the BLAS
-    limit scikit-learn's k-means sets in another branch and can leave BLAS stuck on
-    one thread (changing the last bits of later results).
+    machine (a 2-thread gradient boosting took 10-50x longer than one thread on a
+    loaded 2-core host), and one thread keeps k-means' sums in a fixed order, so
+    every executor gives the same bits. Call it once the estimator's module is
+    imported: the limiter holds only the OpenMP libraries loaded when it is made
+    (in a fresh worker, scikit-learn's OpenMP loads with scikit-learn). It leaves
+    BLAS alone: BLAS's thread count is process-wide, and the executor sizes it to
+    the branch's CPU share (``threadpoolctl.threadpool_limits`` here would race
+    with the BLAS limit scikit-learn's k-means sets in another branch). OpenMP's
+    count is per calling thread, so this leaves other branches alone.
     """
     with deferred_imports:
         from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
@@ -130,6 +135,7 @@ def walk_forward(
     x_dates = x_all.index.get_level_values("date").to_numpy()
     known = ~np.isnan(y)
     segments: list[tuple[Model, list[np.datetime64]]] = []  # a fit and the dates it serves
+    make_model()  # imports the model's modules, so the limiter below sees their OpenMP
     with one_openmp_thread():
         for k, today in enumerate(dates.to_numpy()):
             # samples whose outcome is known today: j < k, within the rolling window
@@ -219,13 +225,15 @@ def _run_model(ctx: PortfolioContext, column: str, make_model: Callable[[], Mode
     return ctx
 
 
-@stage("alpha.inference_model_a", reads=_INFERENCE_READS, writes=_INFERENCE_WRITES)
+@stage("alpha.inference_model_a", reads=_INFERENCE_READS, writes=_INFERENCE_WRITES,
+       imports=_RIDGE_IMPORTS)
 def inference_model_a(ctx: PortfolioContext) -> PortfolioContext:
     """Model A: ridge regression forecasts of next-month returns -> ``pred_ridge``."""
     return _run_model(ctx, "pred_ridge", _make_ridge, "alpha.inference_model_a (ridge)")
 
 
-@stage("alpha.inference_model_b", reads=_INFERENCE_READS, writes=_INFERENCE_WRITES)
+@stage("alpha.inference_model_b", reads=_INFERENCE_READS, writes=_INFERENCE_WRITES,
+       imports=_GBM_IMPORTS)
 def inference_model_b(ctx: PortfolioContext) -> PortfolioContext:
     """Model B: gradient-boosted trees forecasts of next-month returns -> ``pred_gbm``."""
     return _run_model(ctx, "pred_gbm", _make_gbm, "alpha.inference_model_b (gradient boosting)")
@@ -249,7 +257,8 @@ def ensemble(base: PortfolioContext, branches: Sequence[PortfolioContext]) -> Po
     return _add_ensemble(merged)
 
 
-@stage("alpha.inference", reads=_INFERENCE_READS, writes=_INFERENCE_WRITES)
+@stage("alpha.inference", reads=_INFERENCE_READS, writes=_INFERENCE_WRITES,
+       imports=_RIDGE_IMPORTS + _GBM_IMPORTS)
 def inference(ctx: PortfolioContext) -> PortfolioContext:
     """Both models and their ensemble, in sequence (``alpha.parallel`` runs them in parallel)."""
     ctx = inference_model_a(ctx)
@@ -260,7 +269,8 @@ def inference(ctx: PortfolioContext) -> PortfolioContext:
 # ---------------------------------------------------------------- clusters and regimes
 
 
-@stage("alpha.clustering", reads=["prices", "params"], writes=["clusters", "regime", "audit_trail"])
+@stage("alpha.clustering", reads=["prices", "params"], writes=["clusters", "regime", "audit_trail"],
+       imports=["sklearn.cluster"])
 def clustering(ctx: PortfolioContext) -> PortfolioContext:
     """K-means clusters of return correlations, and the market's volatility regime.
 
@@ -335,6 +345,7 @@ def ranked(values: FloatSeries, n: int = 3, fmt: str = "{:+.2f}") -> str:
     "alpha.policy",
     reads=["inference_outputs", "regime", "params"],
     writes=["signals", "audit_trail"],
+    imports=["scipy.stats"],
 )
 def policy(ctx: PortfolioContext) -> PortfolioContext:
     """Latest forecasts -> cross-sectional z-scores, clipped, scaled down in riskier regimes."""
@@ -362,6 +373,7 @@ def policy(ctx: PortfolioContext) -> PortfolioContext:
     "alpha.synthesis",
     reads=["signals", "clusters", "params"],
     writes=["target_weights", "audit_trail"],
+    imports=["scipy.special"],
 )
 def synthesis(ctx: PortfolioContext) -> PortfolioContext:
     """Signals -> long-only target weights: cluster budgets, then a softmax tilt inside each.

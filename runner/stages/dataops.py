@@ -128,6 +128,7 @@ def _describe_gaps(gaps: list[str]) -> str:
     "dataops.validate",
     reads=["raw_prices", "quality", "params"],
     writes=["quality", "audit_trail"],
+    imports=["scipy.stats"],
 )
 def validate(ctx: DataOpsContext) -> DataOpsContext:
     """Check the raw prices: order, duplicates, missing, non-positive, gaps, stale, outliers."""

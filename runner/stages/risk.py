@@ -61,6 +61,7 @@ def risk_summary(
     "risk.optimize",
     reads=["prices", "inference_outputs", "target_weights", "params"],
     writes=["weights", "risk", "audit_trail"],
+    imports=["scipy.optimize", "sklearn.covariance"],
 )
 def optimize(ctx: PortfolioContext) -> PortfolioContext:
     """Long-only, capped mean-variance weights pulled towards the targets (SLSQP)."""

@@ -17,6 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
+TARGET_KEYS = {"figure", "value", "unit", "reference", "reference_value", "target", "met"}
+"""A row of the issue-14 targets table (benchmarks/README.md)."""
+
 CASES = {
     "overhead": ["--stages", "5", "--repeats", "3"],
     "checkpoint": ["--rows", "2000", "--cols", "2", "--steps", "2", "--repeats", "1",
@@ -24,6 +27,8 @@ CASES = {
     "tracing": ["--stages", "5", "--repeats", "3"],
     "manifest": ["--levels", "3", "4"],
     "steps": ["--sizes", "2", "4", "--repeats", "1", "--json"],
+    "alpha_parallel": ["--sets", "universe", "--tickers", "22", "--executors", "inline",
+                       "processes", "--repeat", "1", "--no-warmup", "--json"],
 }
 
 
@@ -37,6 +42,9 @@ def test_benchmark_runs_small(name: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert proc.stdout.strip(), f"{name} printed no report"
+    if "--json" in args:
+        rows = json.loads(proc.stdout)["targets"]
+        assert rows and all(set(row) >= TARGET_KEYS for row in rows)
 
 
 def _run(script: Path | str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -1,10 +1,11 @@
 """Branches in worker processes: contexts are pickled across, true CPU parallelism.
 
-Workers come from a ``forkserver`` that has already imported the engine and the
-plan's stage modules, so a branch starts in milliseconds and no thread state is
-inherited. The pool is started and warmed up on a background thread when the
-run begins, so its start-up hides behind the sequential steps that precede the
-first parallel group.
+Workers come from a ``forkserver`` that has already imported the engine, the
+plan's stage modules and what its branches' stages declare they import, so a
+branch starts in milliseconds and no thread state is inherited. Each branch's
+native thread pools are capped at its CPU share (:mod:`..native_threads`). The
+pool is started and warmed up on a background thread when the run begins, so its
+start-up hides behind the sequential steps that precede the first parallel group.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from runner.orchestration.execute import BranchOutcome, BranchTask, CancelFlag, 
 from runner.orchestration.executors.base import Executor
 from runner.orchestration.executors.threads import drain
 from runner.orchestration.hooks import RunHook
+from runner.orchestration.native_threads import branch_threads, native_thread_limit
 
 __all__ = ["ProcessesExecutor"]
 
@@ -51,8 +53,9 @@ def _exit_with_parent(sentinel: int) -> None:
     os._exit(1)
 
 
-def _run_in_worker(task: BranchTask, executor_name: str) -> BranchOutcome:
-    return execute_branch(task, _CANCEL, (), executor_name)
+def _run_in_worker(task: BranchTask, executor_name: str, threads: int) -> BranchOutcome:
+    with native_thread_limit(threads):
+        return execute_branch(task, _CANCEL, (), executor_name)
 
 
 def _warm() -> int:
@@ -71,7 +74,9 @@ class ProcessesExecutor(Executor):
         self.max_workers = max_workers or os.cpu_count() or 1
         self._mp = mp.get_context(start_method)
         if start_method == "forkserver":
-            modules = ["runner.orchestration.execute", "pandas", *preload]
+            # "__main__" first: the forkserver imports the main script once, so each
+            # worker does not import it again (spawn's preparation skips a loaded one)
+            modules = ["__main__", "runner.orchestration.execute", "pandas", *preload]
             self._mp.set_forkserver_preload(list(dict.fromkeys(modules)))
         self._cancel = self._mp.Event()
         self._pool: ProcessPoolExecutor | None = None
@@ -137,7 +142,10 @@ class ProcessesExecutor(Executor):
         self, tasks: Sequence[BranchTask], cancel: CancelFlag, hooks: Sequence[RunHook]
     ) -> Iterator[BranchOutcome]:
         pool = self._ready()
+        concurrent = min(len(tasks), self.max_workers)
         futures: dict[Future[BranchOutcome], BranchTask] = {
-            pool.submit(_run_in_worker, t, self.name): t for t in tasks
+            pool.submit(_run_in_worker, t, self.name,
+                        branch_threads(t.branch.resources, concurrent=concurrent)): t
+            for t in tasks
         }
         yield from drain(futures, cancel)

@@ -9,7 +9,8 @@ task. The pre-fork context is put in the object store once and shared by every
 branch (its Arrow and numpy buffers are read zero-copy); each branch forks it
 where it runs, so a stage that writes a column copies only that column. The
 driver merges what the branches return with the same rules and errors as every
-other executor.
+other executor. A branch's native thread pools (OpenMP, BLAS) are capped at the
+CPUs its task holds: one, unless its ``resources`` ask for more.
 
 With no address, a local single-node Ray is started when the run begins, in the
 background (it hides behind the steps before the first group), bound to the
@@ -47,6 +48,7 @@ from runner.orchestration.execute import (
 )
 from runner.orchestration.executors.base import Executor
 from runner.orchestration.hooks import RunHook
+from runner.orchestration.native_threads import branch_threads, native_thread_limit
 
 __all__ = ["RayComputeEngine", "import_ray"]
 
@@ -240,13 +242,14 @@ class _FlagClient:
 
 
 def _run_branch(task: BranchTask, context: Any, flag: Any, token: str,
-                executor_name: str) -> BranchOutcome:
+                executor_name: str, threads: int = 1) -> BranchOutcome:
     """The Ray task: fork the shared context here, run the branch, return its outcome."""
     import ray
 
     cancel = _FlagClient(flag, token)
     task = replace(task, context=fork_context(context))
-    outcome = execute_branch(task, cancel, (), executor_name)
+    with native_thread_limit(threads):
+        outcome = execute_branch(task, cancel, (), executor_name)
     if outcome.context is not None and type(outcome.context) is type(context):
         outcome.context = _strip_untouched(outcome.context, context)
     node = ray.get_runtime_context().get_node_id()
@@ -527,8 +530,10 @@ class RayComputeEngine(Executor):
         for task in tasks:
             light = replace(task, context=None)
             options = _task_options(task.branch.resources)
+            # a task holds one CPU unless it asks for more: its native pools get that many
+            threads = branch_threads(task.branch.resources, concurrent=1, cpus=1)
             ref = self._remote_fn.options(**options).remote(light, shared, flag, token,
-                                                             self.name)
+                                                             self.name, threads)
             pending[ref] = task
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)

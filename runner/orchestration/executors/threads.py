@@ -1,4 +1,8 @@
-"""Branches on a thread pool: for stages that release the GIL (NumPy, pandas, I/O)."""
+"""Branches on a thread pool: for stages that release the GIL (NumPy, pandas, I/O).
+
+While a group runs, BLAS (process-wide) is capped at the largest branch share
+and each branch thread's OpenMP at its own (see :mod:`..native_threads`).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,12 @@ from runner.orchestration.execute import (
 )
 from runner.orchestration.executors.base import Executor
 from runner.orchestration.hooks import RunHook
+from runner.orchestration.native_threads import (
+    blas_thread_limit,
+    branch_threads,
+    openmp_thread_limit,
+)
+from runner.orchestration.warm import declared_imports, import_modules
 
 __all__ = ["ThreadsExecutor", "drain"]
 
@@ -72,8 +82,19 @@ class ThreadsExecutor(Executor):
     ) -> Iterator[BranchOutcome]:
         self.start()
         assert self._pool is not None
-        futures = {
-            self._pool.submit(execute_branch, t, cancel, hooks, self.name): t
-            for t in tasks
-        }
-        yield from drain(futures, cancel)
+        concurrent = min(len(tasks), self.max_workers)
+        threads = [branch_threads(t.branch.resources, concurrent=concurrent) for t in tasks]
+        # load the branches' OpenMP libraries now, so each branch's own limit holds
+        import_modules(declared_imports(s for t in tasks for s in t.branch.steps))
+        with blas_thread_limit(max(threads, default=1)):
+            futures = {
+                self._pool.submit(_run_limited, t, cancel, hooks, self.name, n): t
+                for t, n in zip(tasks, threads, strict=True)
+            }
+            yield from drain(futures, cancel)
+
+
+def _run_limited(task: BranchTask, cancel: CancelFlag, hooks: Sequence[RunHook], name: str,
+                 threads: int) -> BranchOutcome:
+    with openmp_thread_limit(threads):  # OpenMP's count is per calling thread
+        return execute_branch(task, cancel, hooks, name)
