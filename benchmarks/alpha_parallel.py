@@ -132,7 +132,7 @@ def targets(results: dict[str, Any], args: argparse.Namespace) -> list[dict[str,
             limit = TARGETS[(data_set, executor)]
             how = "a running Ray (RAY_ADDRESS)" if executor == "ray" else "-e processes"
             rows.append({"figure": f"runner run alpha.parallel {how}, {label}",
-                         "value": round(ratio, 3), "unit": "x",
+                         "value": round(ratio, 3), "unit": "x", "reference_unit": "s",
                          "reference": f"the same run inline, {label}",
                          "reference_value": round(inline, 3),
                          "target": f"<= {limit}x inline", "met": ratio <= limit})
@@ -145,7 +145,7 @@ def targets(results: dict[str, Any], args: argparse.Namespace) -> list[dict[str,
                 continue
             ratio = median_stage(stages[where][executor], stage) / inline
             rows.append({"figure": f"{stage} {what}, -e {executor} ({where})",
-                         "value": round(ratio, 3), "unit": "x",
+                         "value": round(ratio, 3), "unit": "x", "reference_unit": "s",
                          "reference": f"{stage} inline ({where})",
                          "reference_value": round(inline, 3),
                          "target": f"within {STAGE_TARGET}x of inline",
