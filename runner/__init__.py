@@ -11,8 +11,9 @@ line's ``--help`` need none of pandas, numpy or OpenTelemetry, and
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from runner._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from runner.context import Context, MergeRule, MetaContext, SelectionContext
@@ -89,14 +90,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
-    """Import the module that defines ``name`` on first use, then keep the name here."""
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'runner' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("runner", _MODULE_OF, globals())
 
 
 def __dir__() -> list[str]:

@@ -513,6 +513,15 @@ def clear_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+def clear_trace_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset the exporter variables and what else shapes a run's trace (a parent
+    ``TRACEPARENT``, a disabled SDK, a service name, resource attributes)."""
+    clear_otel_env(monkeypatch)
+    for name in ("TRACEPARENT", "OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME",
+                 "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_EXPORTER"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(name="otlp_http")
 def otlp_http_fixture() -> Iterator[OtlpHttpReceiver]:
     """A started OTLP/HTTP receiver, stopped after the test."""

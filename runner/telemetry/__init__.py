@@ -6,8 +6,9 @@ The names below load on first use (PEP 562), so that ``runner.telemetry.logs``
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from runner._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from runner.telemetry.spans import SPANS_FILE, decode_jsonl, encode_jsonl, span_tree
@@ -30,11 +31,4 @@ _MODULE_OF = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import the module that defines ``name`` on first use, then keep the name here."""
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'runner.telemetry' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("runner.telemetry", _MODULE_OF, globals())

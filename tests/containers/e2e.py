@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,19 @@ def judge(case: Case, code: int | None, folder: Path, reference: Any) -> tuple[b
     return False, f"run {case.run_id} succeeded; weights differ from the host's (max {gap:g})"
 
 
+def outcome(case: Case, code: int | None, seconds: float | None, folder: Path, reference: Any,
+            *, gaps: Sequence[str] = ()) -> Outcome:
+    """A run case's row: its exit and result judged, settings the runtime lost named,
+    and where its log is when it failed."""
+    ok, result = judge(case, code, folder, reference)
+    if gaps:
+        ok, result = False, f"{result}; hardening lost: {'; '.join(gaps)}"
+    if not ok:
+        result += f" (log: {folder / 'container.log'})"
+    return Outcome(case.name, case.image, "-" if code is None else str(code), seconds, result,
+                   ok)
+
+
 def summary(outcomes: list[Outcome]) -> str:
     rows = [("object", "image", "exit", "seconds", "result")] + [
         (o.name, o.image, o.exit, "" if o.seconds is None else f"{o.seconds:.1f}",
@@ -230,11 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             outcomes.append(Outcome(case.name, case.image, "-", None, str(exc), False))
             continue
-        ok, result = judge(case, code, folder, reference)
-        if not ok:
-            result += f" (log: {folder / 'container.log'})"
-        outcomes.append(Outcome(case.name, case.image, "-" if code is None else str(code),
-                                seconds, result, ok))
+        outcomes.append(outcome(case, code, seconds, folder, reference))
     print(summary(outcomes), flush=True)
     return 1 if any(o.ok is False for o in outcomes) else 0
 

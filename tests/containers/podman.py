@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.containers import cases as c
-from tests.containers.e2e import POD_UID, Outcome, host_reference, judge, summary
+from tests.containers.e2e import POD_UID, Outcome, host_reference, outcome, summary
 
 SELECTOR_LABELS = ("batch.kubernetes.io/controller-uid", "batch.kubernetes.io/job-name",
                    "controller-uid", "job-name")
@@ -287,13 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             outcomes.append(Outcome(case.name, case.image, "-", None, str(exc), False))
             continue
-        ok, result = judge(case, code, folder, reference)
-        if gaps:
-            ok, result = False, f"{result}; hardening lost: {'; '.join(gaps)}"
-        if not ok:
-            result += f" (log: {folder / 'container.log'})"
-        outcomes.append(Outcome(case.name, case.image, "-" if code is None else str(code),
-                                seconds, result, ok))
+        outcomes.append(outcome(case, code, seconds, folder, reference, gaps=gaps))
     print(summary(outcomes), flush=True)
     return 1 if any(o.ok is False for o in outcomes) else 0
 

@@ -28,7 +28,7 @@ from tests.otlp import (
     OtlpGrpcReceiver,
     OtlpHttpReceiver,
     ReceivedSpan,
-    clear_otel_env,
+    clear_trace_env,
     otlp_grpc_fixture,  # noqa: F401
     otlp_http_fixture,  # noqa: F401
 )
@@ -44,10 +44,7 @@ SHIPPED = ["alpha.full", "alpha.parallel", "alpha.fanout", "dataops.full", "meta
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch):
-    clear_otel_env(monkeypatch)
-    for name in ("TRACEPARENT", "OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME",
-                 "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_EXPORTER"):
-        monkeypatch.delenv(name, raising=False)
+    clear_trace_env(monkeypatch)
 
 
 @pytest.fixture(params=["http", "grpc"])

@@ -24,7 +24,7 @@ from runner.orchestration.plan import Plan, compile_plan
 from runner.registry import StageRegistry
 from runner.sdk import QuantSDK
 from runner.telemetry import SPANS_FILE, TelemetryConfig, Tracing, decode_jsonl
-from tests.otlp import OtlpHttpReceiver, clear_otel_env
+from tests.otlp import OtlpHttpReceiver, clear_trace_env
 from tests.rotel import free_port
 
 pytestmark = pytest.mark.integration
@@ -34,10 +34,7 @@ SAFETY_S = 120.0  # a run that waits for the gate fails the test instead of hang
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch):
-    clear_otel_env(monkeypatch)
-    for name in ("TRACEPARENT", "OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME",
-                 "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_EXPORTER"):
-        monkeypatch.delenv(name, raising=False)
+    clear_trace_env(monkeypatch)
 
 
 def noop(ctx: Context) -> Context:
