@@ -31,6 +31,8 @@ from runner.errors import (
     StageFailedError,
     UsageError,
 )
+from runner.json_stdout import print_json as _print_json
+from runner.json_stdout import stage_output_to_stderr
 from runner.k8s_cli import register as register_k8s
 from runner.orchestration.hooks import RunHook
 from runner.runs_cli import (
@@ -312,17 +314,37 @@ def _summary(result: RunResult, sdk: QuantSDK) -> None:
               f"trace_id={result.trace_id}")
 
 
-def _failure_block(exc: StageFailedError | ContextCollisionError) -> None:
+def _failure_block(exc: StageFailedError | ContextCollisionError, *,
+                   resume: str | None) -> None:
+    """The one report of a failed run: the error, the user's frame and traceback,
+    the forensics and the command that continues the run once it is fixed."""
     where = getattr(exc, "error_context", None)
     err.print(f"[bold red]error:[/] {escape(str(exc))}")
-    if isinstance(exc, StageFailedError) and exc.traceback:
-        last = exc.traceback.strip().splitlines()[-3:]
-        err.print("[dim]" + "\n".join(f"  {line}" for line in last) + "[/]", markup=True)
+    if isinstance(exc, StageFailedError):
+        _print_traceback(exc)
     if where:
         err.print(f"  the context the step received: {where}\n"
                   "  load it: python -c \"from runner.artifacts import load_error_context; "
                   f"ctx = load_error_context('{where}')\"  (it checks the signature first: "
                   "never unpickle it with pickle.load)")
+    if resume:
+        err.print(f"  once fixed, continue the run with: {escape(resume)}")
+
+
+def _print_traceback(exc: StageFailedError) -> None:
+    """The last frame in the user's code first, then their short traceback (the whole
+    traceback with RUNNER_DEBUG=1)."""
+    if exc.where:
+        err.print(f"  at [bold]{escape(exc.where)}[/]")
+    if os.environ.get("RUNNER_DEBUG") and exc.traceback:
+        lines = exc.traceback.rstrip().splitlines()
+    elif exc.user_traceback:
+        lines = exc.user_traceback.splitlines()
+    elif exc.traceback and not exc.where:  # no code of the user's: the innermost frames
+        lines = [*exc.traceback.strip().splitlines()[-3:], "(RUNNER_DEBUG=1 shows every frame)"]
+    else:
+        return
+    err.print("[dim]" + escape("\n".join(f"  {line}" for line in lines)) + "[/]")
 
 
 @app.command()
@@ -378,7 +400,7 @@ def run(
 
     try:
         stop = StopOnSignals(grace=term_grace(), on_abort=exit_now)
-        with stop:
+        with stage_output_to_stderr(as_json), stop:  # --json: stdout is the JSON only
             root = _root_context(sdk.plan(pipeline), params)  # refused before the id is taken
             runner = sdk.runner(pipeline, executor=executor.value if executor else None,
                                 run_id=run_id, hooks=hooks, resume=resume, force=force)
@@ -394,24 +416,36 @@ def run(
         raise typer.Exit(_interrupted(exc, exc.signum, doc, as_json=as_json,
                                       structured=structured)) from None
     except (StageFailedError, ContextCollisionError) as exc:
-        records = getattr(exc, "records", ())
-        doc.update(status="failed", steps=_steps_json(records), error=str(exc),
-                   error_context=getattr(exc, "error_context", None))
-        if as_json:
-            out.print(json.dumps(doc), markup=False)
-        if structured:
-            logging.getLogger("runner").error(
-                "%s", exc, extra={"event": "error", "exit_code": exc.exit_code,
-                                  "error_context": getattr(exc, "error_context", None)})
-        elif not quiet or not as_json:
-            _failure_block(exc)
-        raise typer.Exit(exc.exit_code) from None
+        _failed(exc, doc, as_json=as_json, quiet=quiet, structured=structured)
     except RunnerError as exc:
         if as_json:
             doc.update(status="failed", steps=[], error=str(exc))
-            out.print(json.dumps(doc), markup=False)
+            _print_json(doc)
         _fail(exc)
     _succeeded(result, sdk, doc, as_json=as_json, quiet=quiet, structured=structured)
+
+
+def _failed(exc: StageFailedError | ContextCollisionError, doc: dict[str, Any], *,
+            as_json: bool, quiet: bool, structured: bool) -> NoReturn:
+    """Report a failed run once (the block, or one JSON log line) and exit 1."""
+    records = getattr(exc, "records", ())
+    run_id = getattr(exc, "run_id", None) or doc.get("run_id")
+    resume = _resume_command(str(run_id)) if run_id else None
+    doc.update(status="failed", steps=_steps_json(records), error=str(exc),
+               error_context=getattr(exc, "error_context", None), resume_command=resume)
+    if isinstance(exc, StageFailedError):
+        doc.update(where=exc.where or None, traceback=exc.user_traceback or None)
+    if as_json:
+        _print_json(doc)
+    if structured:
+        logging.getLogger("runner").error(
+            "%s", exc, extra={"event": "error", "exit_code": exc.exit_code, "run_id": run_id,
+                              "trace_id": doc.get("trace_id"),
+                              "error_context": doc["error_context"], "where": doc.get("where"),
+                              "traceback": doc.get("traceback"), "resume_command": resume})
+    elif not quiet or not as_json:
+        _failure_block(exc, resume=resume)
+    raise typer.Exit(exc.exit_code) from None
 
 
 def _global_tracing() -> Tracing | None:
@@ -454,7 +488,7 @@ def _succeeded(result: RunResult, sdk: QuantSDK, doc: dict[str, Any], *, as_json
         doc.pop("trace_id", None)  # nothing ran: no trace
         doc.update(status="succeeded", already_complete=True, steps=[])
         if as_json:
-            out.print(json.dumps(doc), markup=False)
+            _print_json(doc)
         if structured:
             logging.getLogger("runner").info("run %s already succeeded: nothing to resume",
                                              result.run_id, extra={"event": "run_ended"})
@@ -467,7 +501,7 @@ def _succeeded(result: RunResult, sdk: QuantSDK, doc: dict[str, Any], *, as_json
     if report is not None:
         doc["result"] = report
     if as_json:
-        out.print(json.dumps(doc), markup=False)
+        _print_json(doc)
     elif not quiet and not structured:
         _summary(result, sdk)
 
@@ -500,7 +534,7 @@ def _interrupted(error: RunInterruptedError | None, signum: int, doc: dict[str, 
                steps=_steps_json(error.records) if error is not None else [],
                resume_command=command)
     if as_json:
-        out.print(json.dumps(doc), markup=False)
+        _print_json(doc)
     line = f"{what}; continue it with: {command}" if command else what
     if structured:
         logging.getLogger("runner").warning("%s", line, extra={

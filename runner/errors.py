@@ -132,6 +132,8 @@ class StageFailedError(ExecutionError):
         error_context: str | None,
         cause: BaseException | None = None,
         records: Sequence[Any] = (),
+        where: str = "",
+        user_traceback: str = "",
     ) -> None:
         self.run_id = run_id
         self.stage = stage
@@ -142,6 +144,10 @@ class StageFailedError(ExecutionError):
         self.error_context = error_context
         self.original = cause
         self.records = tuple(records)
+        self.where = where
+        """The last frame in the user's code (``my_stages.py line 11, in bad``), or ""."""
+        self.user_traceback = user_traceback
+        """The user's frames of ``traceback``, short (see :mod:`runner.tracebacks`)."""
         super().__init__(f"stage {stage!r} at {path} failed: {exc_type}: {message}")
 
 

@@ -18,6 +18,7 @@ from importlib.metadata import entry_points
 from typing import Any, Literal, TypeVar
 
 from runner.errors import RegistryError
+from runner.tracebacks import user_trace
 
 __all__ = [
     "REGISTRY",
@@ -87,14 +88,36 @@ def import_object(path: str) -> Any:
         raise RegistryError(f"{path!r} is not an import path 'module:attribute'")
     try:
         obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
+        if not _names_module(exc, module_name):  # the module itself imports a missing one
+            raise _import_failed(module_name, path, exc) from exc
         raise RegistryError(f"cannot import module {module_name!r} for {path!r}: {exc}") from exc
+    except (Exception, SystemExit) as exc:
+        raise _import_failed(module_name, path, exc) from exc
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
             raise RegistryError(f"module {module_name!r} has no attribute {attr!r}") from None
     return obj
+
+
+def _names_module(exc: ModuleNotFoundError, module_name: str) -> bool:
+    """True when the module (or a package above it) is what cannot be found."""
+    parts = module_name.split(".")
+    return exc.name in {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+
+
+def _import_failed(module_name: str, path: str, exc: BaseException) -> RegistryError:
+    """A module that exists but raised while it was imported: the user's code, at
+    their file and line, with their traceback (exit 2, never "a bug in runner")."""
+    trace = user_trace(exc)
+    where = f" at {trace.where}" if trace.where else ""
+    detail = "\n".join(f"    {line}" for line in trace.text.splitlines())
+    error = RegistryError(f"importing module {module_name!r} (for {path!r}) failed{where}:\n"
+                          f"{detail}")
+    error.module = module_name  # type: ignore[attr-defined]
+    return error
 
 
 def _same(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
@@ -204,9 +227,11 @@ class StageRegistry:
             try:
                 obj = ep.load()
             except Exception as exc:
+                trace = user_trace(exc)
+                where = f" at {trace.where}" if trace.where else ""
                 raise RegistryError(
                     f"entry point {ep.name!r} ({ep.value}) of group {ENTRY_POINT_GROUP!r} "
-                    f"failed to load: {type(exc).__name__}: {exc}"
+                    f"failed to load{where}: {type(exc).__name__}: {exc}"
                 ) from exc
             if inspect.ismodule(obj):
                 continue  # importing it registered its stages

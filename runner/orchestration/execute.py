@@ -30,6 +30,7 @@ from runner.orchestration.plan import (
 )
 from runner.orchestration.records import RunInfo, StepRecord
 from runner.orchestration.warm import warm_in_background
+from runner.tracebacks import user_trace
 
 if TYPE_CHECKING:
     from runner.orchestration.executors.base import Executor
@@ -65,11 +66,16 @@ class StepFailure(Exception):
         received: Any,
         original: BaseException | None,
         pid: int,
+        where: str = "",
+        user_tb: str = "",
     ) -> None:
         super().__init__(f"{name} at {path}: {exc_type}: {message}")
         self.name, self.path, self.kind = name, path, kind
         self.exc_type, self.message, self.tb = exc_type, message, tb
         self.received, self.original, self.pid = received, original, pid
+        self.where, self.user_tb = where, user_tb
+        """The user's last frame and short traceback, made where the stage raised (the
+        driver of a Ray run may not have the worker's files): see runner.tracebacks."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         original = self.original
@@ -79,7 +85,8 @@ class StepFailure(Exception):
             original = None
         state = {"name": self.name, "path": self.path, "kind": self.kind,
                  "exc_type": self.exc_type, "message": self.message, "tb": self.tb,
-                 "received": self.received, "original": original, "pid": self.pid}
+                 "received": self.received, "original": original, "pid": self.pid,
+                 "where": self.where, "user_tb": self.user_tb}
         return (_rebuild_failure, (state,))
 
 
@@ -87,11 +94,16 @@ def _rebuild_failure(state: dict[str, Any]) -> StepFailure:
     return StepFailure(**state)
 
 
-def _failure(name: str, path: str, kind: str, exc: BaseException, received: Any) -> StepFailure:
+def _failure(name: str, path: str, kind: str, exc: BaseException, received: Any,
+             code: Callable[..., Any] | None = None) -> StepFailure:
+    """What a failed step leaves: the error, the full traceback and the user's side of
+    it (``code`` is the stage function that ran; None for the runner's own steps)."""
+    trace = user_trace(exc, code=code) if code is not None else None
     return StepFailure(
         name=name, path=path, kind=kind, exc_type=type(exc).__name__, message=str(exc),
         tb="".join(traceback.format_exception(exc)), received=received, original=exc,
-        pid=os.getpid(),
+        pid=os.getpid(), where=trace.where if trace else "",
+        user_tb=trace.text if trace and trace.frames else "",
     )
 
 
@@ -188,14 +200,15 @@ def _call(step: StageStep | AdapterStep, fn: Callable[[Any], Any], ctx: Any, env
     snapshot = Snapshot(ctx) if env.snapshots else None
     notify(env, "on_step_start", step, path=step.path, ctx=ctx)
     start = time.time()
+    expected = step.adapter.target if isinstance(step, AdapterStep) else type(ctx)
     try:
         out = fn(ctx)
-        if out is None:
-            raise TypeError(f"{kind} {step.name!r} returned None; it must return the context")
+        if not isinstance(out, expected):  # before any hook (a checkpoint) receives it
+            raise TypeError(_wrong_return(kind, step.name, out, expected))
     except Exception as exc:
         end = time.time()
         received = snapshot.restore() if snapshot is not None else ctx
-        failure = _failure(step.name, step.path, kind, exc, received)
+        failure = _failure(step.name, step.path, kind, exc, received, code=fn)
         record = StepRecord(step.name, step.path, "failed", start, end, env.executor.name,
                             env.pid, kind, f"{type(exc).__name__}: {exc}",  # type: ignore[arg-type]
                             branch=env.branch, traceback=failure.tb)
@@ -206,6 +219,14 @@ def _call(step: StageStep | AdapterStep, fn: Callable[[Any], Any], ctx: Any, env
                         env.executor.name, env.pid, kind, branch=env.branch)  # type: ignore[arg-type]
     _record(env, record, out)
     return out
+
+
+def _wrong_return(kind: str, name: str, out: Any, expected: type) -> str:
+    what = "None" if out is None else (
+        f"a {type(out).__name__} ({type(out).__module__}.{type(out).__qualname__})")
+    hint = ("a stage returns the context it received, or a copy of it (set ctx.FIELD = ... "
+            "and return ctx)") if kind == "stage" else "the context the next steps take"
+    return f"{kind} {name!r} returned {what}, not a {expected.__name__}: {hint}"
 
 
 def _record(env: Env, record: StepRecord, ctx: Any) -> None:

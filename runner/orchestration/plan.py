@@ -353,7 +353,8 @@ class _Compiler:
             return None, ctype
         if spec is None:
             if entry is None:
-                self.fail(loc, f"unknown stage or pipeline {name!r}{self.suggest(name)}")
+                if name not in self.manifest.stages:  # else: reported at its manifest entry
+                    self.fail(loc, f"unknown stage or pipeline {name!r}{self.suggest(name)}")
                 return None, ctype
             if entry.kind != "stage":
                 self.fail(loc, f"{name!r} is a merge adapter, not a stage: "
@@ -533,8 +534,14 @@ def _with_manifest_entries(manifest: Manifest, registry: StageRegistry) -> tuple
     source = Path(manifest.source)
     if source.is_file():  # stage modules resolve relative to the manifest's folder
         add_module_folders([source.resolve().parent])
+    broken: dict[str, str] = {}  # a module that failed to import: its traceback once
     for name, target in manifest.stages.items():
         loc = format_path(("stages", name))
+        module = target.partition(":")[0]
+        if module in broken:
+            problems.append(Problem(loc, f"module {module!r} failed to import: see "
+                                         f"{broken[module]}"))
+            continue
         try:
             fn = import_object(target)
             meta = getattr(fn, "__runner_stage__", None)
@@ -545,6 +552,8 @@ def _with_manifest_entries(manifest: Manifest, registry: StageRegistry) -> tuple
                            imports=meta.imports if meta else ())
         except RegistryError as exc:
             problems.append(Problem(loc, str(exc)))
+            if getattr(exc, "module", None):
+                broken[module] = loc
     for i, spec in enumerate(manifest.adapters):
         loc = format_path(("adapters", i))
         try:

@@ -312,6 +312,8 @@ class DAGRunner:
             "exception_type": failure.exc_type,
             "message": failure.message,
             "traceback": failure.tb,
+            "where": failure.where,
+            "user_traceback": failure.user_tb,
             "pid": failure.pid,
             "time": datetime.now(UTC).isoformat(),
         }
@@ -331,6 +333,7 @@ class DAGRunner:
             run_id=self.run_id, stage=failure.name, path=failure.path,
             exc_type=failure.exc_type, message=failure.message, traceback=failure.tb,
             error_context=location, cause=original, records=env.records,
+            where=failure.where, user_traceback=failure.user_tb,
         )
 
     def _cleanup(self) -> None:

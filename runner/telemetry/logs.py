@@ -107,12 +107,15 @@ class LogHook(RunHook):
                  extra={"pipeline": run.pipeline, "event": "run_started"})
 
     def on_step_end(self, run: RunInfo, record: StepRecord, context: Any | None) -> None:
-        level = logging.INFO if record.status == "succeeded" else logging.ERROR
-        log.log(level, "%s %s %s in %.3fs%s", record.kind, record.name, record.status,
-                record.duration, f": {record.error}" if record.error else "",
-                extra={"event": "step_ended", "path": record.path, "status": record.status,
-                       "duration_s": round(record.duration, 6), "pid": record.pid,
-                       "branch": record.branch})
+        # INFO even when it failed: the error itself is raised to the front door, which
+        # says it once (a log line here and there would print every failure three times)
+        extra = {"event": "step_ended", "path": record.path, "status": record.status,
+                 "duration_s": round(record.duration, 6), "pid": record.pid,
+                 "branch": record.branch}
+        if record.error:
+            extra["error_type"] = record.error.partition(":")[0]
+        log.info("%s %s %s in %.3fs", record.kind, record.name, record.status,
+                 record.duration, extra=extra)
 
     def on_run_end(self, run: RunInfo, result: RunResult | None,
                    error: BaseException | None) -> None:
@@ -122,8 +125,9 @@ class LogHook(RunHook):
         elif isinstance(error, RunInterruptedError):
             log.info("run interrupted: %s", error,
                         extra={"event": "run_ended", "status": "interrupted"})
-        else:
-            log.error("run failed: %s: %s", type(error).__name__, error,
-                      extra={"event": "run_ended", "status": "failed"})
+        else:  # the error is the caller's to report (the command line prints it once)
+            log.info("run failed: %s", type(error).__name__,
+                     extra={"event": "run_ended", "status": "failed",
+                            "error_type": type(error).__name__})
         with _ACTIVE_LOCK:
             _ACTIVE.pop(run.run_id, None)
