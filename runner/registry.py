@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Literal, TypeVar
 
-from runner.errors import RegistryError
+from runner.errors import RegistryError, RunnerError
 from runner.tracebacks import user_trace
 
 __all__ = [
@@ -92,6 +92,8 @@ def import_object(path: str) -> Any:
         if not _names_module(exc, module_name):  # the module itself imports a missing one
             raise _import_failed(module_name, path, exc) from exc
         raise RegistryError(f"cannot import module {module_name!r} for {path!r}: {exc}") from exc
+    except RunnerError:
+        raise  # the module's own registrations said what is wrong (a name taken twice)
     except (Exception, SystemExit) as exc:
         raise _import_failed(module_name, path, exc) from exc
     for part in attr.split("."):

@@ -97,13 +97,12 @@ def _rebuild_failure(state: dict[str, Any]) -> StepFailure:
 def _failure(name: str, path: str, kind: str, exc: BaseException, received: Any,
              code: Callable[..., Any] | None = None) -> StepFailure:
     """What a failed step leaves: the error, the full traceback and the user's side of
-    it (``code`` is the stage function that ran; None for the runner's own steps)."""
-    trace = user_trace(exc, code=code) if code is not None else None
+    it (``code`` is the stage or adapter function that ran, when one did)."""
+    trace = user_trace(exc, code=code)
     return StepFailure(
         name=name, path=path, kind=kind, exc_type=type(exc).__name__, message=str(exc),
         tb="".join(traceback.format_exception(exc)), received=received, original=exc,
-        pid=os.getpid(), where=trace.where if trace else "",
-        user_tb=trace.text if trace and trace.frames else "",
+        pid=os.getpid(), where=trace.where, user_tb=trace.text if trace.frames else "",
     )
 
 
@@ -392,7 +391,8 @@ def _merge(group: ParallelGroup, base: Any, done: list[tuple[Branch, Any]], env:
         env.records.append(record)
         _notify_quietly(env, "on_step_end", record, None)
         received = {"base": base, "branches": [c for _, c in done]}
-        failure = _failure(name, path, "merge", exc, received)
+        failure = _failure(name, path, "merge", exc, received,
+                           code=group.merge_adapter.fn if group.merge_adapter else None)
         if isinstance(exc, ContextCollisionError):
             failure.original = exc
         raise failure from exc
