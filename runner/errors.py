@@ -3,6 +3,7 @@
     RunnerError
     ├── ManifestError            the manifest text or its meaning is wrong (exit 2)
     ├── RegistryError            a stage name registered twice, an unimportable path (exit 2)
+    │   └── ModuleImportError    a stage module raised while imported: the user's code
     ├── PlanError                a pipeline cannot be compiled into a plan (exit 2)
     ├── ArtifactError            storage unreachable, refused, corrupt or tampered (exit 2)
     │   └── IntegrityError       a file's checksum or signature does not verify
@@ -53,6 +54,17 @@ class ManifestError(RunnerError):
 
 class RegistryError(RunnerError):
     """A stage or adapter cannot be registered or imported."""
+
+
+class ModuleImportError(RegistryError):
+    """A module named by the manifest exists but raised while it was imported (a
+    syntax error, a ``raise`` or a missing environment variable at module level)."""
+
+    def __init__(self, message: str, *, module: str, where: str = "") -> None:
+        super().__init__(message)
+        self.module = module
+        self.where = where
+        """The user's file and line (``my_stages.py line 3, in <module>``), or ""."""
 
 
 class PlanError(RunnerError):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Literal, TypeVar
 
-from runner.errors import RegistryError, RunnerError
+from runner.errors import ModuleImportError, RegistryError, RunnerError
 from runner.tracebacks import user_trace
 
 __all__ = [
@@ -110,16 +110,14 @@ def _names_module(exc: ModuleNotFoundError, module_name: str) -> bool:
     return exc.name in {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
 
 
-def _import_failed(module_name: str, path: str, exc: BaseException) -> RegistryError:
+def _import_failed(module_name: str, path: str, exc: BaseException) -> ModuleImportError:
     """A module that exists but raised while it was imported: the user's code, at
     their file and line, with their traceback (exit 2, never "a bug in runner")."""
     trace = user_trace(exc)
     where = f" at {trace.where}" if trace.where else ""
     detail = "\n".join(f"    {line}" for line in trace.text.splitlines())
-    error = RegistryError(f"importing module {module_name!r} (for {path!r}) failed{where}:\n"
-                          f"{detail}")
-    error.module = module_name  # type: ignore[attr-defined]
-    return error
+    return ModuleImportError(f"importing module {module_name!r} (for {path!r}) failed"
+                             f"{where}:\n{detail}", module=module_name, where=trace.where)
 
 
 def _same(a: Callable[..., Any], b: Callable[..., Any]) -> bool:

@@ -28,7 +28,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from runner.context import Context, field_rules
-from runner.errors import PlanError, Problem, RegistryError
+from runner.errors import ModuleImportError, PlanError, Problem, RegistryError
 from runner.manifest import (
     BUILTIN_RULES,
     MAX_PLAN_STEPS,
@@ -552,8 +552,8 @@ def _with_manifest_entries(manifest: Manifest, registry: StageRegistry) -> tuple
                            imports=meta.imports if meta else ())
         except RegistryError as exc:
             problems.append(Problem(loc, str(exc)))
-            if getattr(exc, "module", None):
-                broken[module] = loc
+            if isinstance(exc, ModuleImportError):
+                broken[exc.module] = loc
     for i, spec in enumerate(manifest.adapters):
         loc = format_path(("adapters", i))
         try:
