@@ -171,10 +171,12 @@ def validate(manifest: ManifestOpt = None, path: PathOpt = None) -> None:
         parsed = _manifest(manifest, path=path)
     except RunnerError as exc:
         _fail(exc)
+    from runner.orchestration.contracts import check_manifest_reads
     from runner.orchestration.plan import compile_all  # the stages import pandas anyway
 
     try:
         plans = compile_all(parsed)
+        check_manifest_reads(parsed, plans)
     except RunnerError as exc:
         _fail(exc)
     stages = {s.name for p in plans.values() for s in p.stages}
@@ -381,6 +383,7 @@ def run(
     RUNNER_TERM_GRACE seconds (20), then it exits 143 (130 for SIGINT) with the
     command that resumes it; a second signal stops it at once.
     """
+    from runner.orchestration.contracts import check_reads
     from runner.orchestration.signals import StopOnSignals, term_grace
 
     if resume and not run_id:
@@ -402,6 +405,7 @@ def run(
         stop = StopOnSignals(grace=term_grace(), on_abort=exit_now)
         with stage_output_to_stderr(as_json), stop:  # --json: stdout is the JSON only
             root = _root_context(sdk.plan(pipeline), params)  # refused before the id is taken
+            check_reads(sdk.plan(pipeline), root, source=sdk.manifest.source)
             runner = sdk.runner(pipeline, executor=executor.value if executor else None,
                                 run_id=run_id, hooks=hooks, resume=resume, force=force)
             stop.attach(runner)

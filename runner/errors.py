@@ -11,6 +11,7 @@
     │   ├── StageFailedError     a stage raised; carries the forensics
     │   ├── LeaseLostError       another process took the run over (its lease lapsed)
     │   ├── ContextCollisionError  parallel branches changed one field differently
+    │   ├── UndeclaredWriteError a stage changed a field outside its declared writes
     │   └── RunInterruptedError  a signal (or the application) stopped the run (exit 128+N)
     └── UsageError               a front door was called wrongly (exit 2)
 
@@ -127,6 +128,28 @@ class ContextCollisionError(ExecutionError):
             "or a merge_adapter"
         )
         super().__init__("\n".join(lines))
+
+
+class UndeclaredWriteError(ExecutionError):
+    """A stage that declares ``writes`` changed another field of the context; raised
+    where the stage returns, so the stage fails (and the run says which one)."""
+
+    def __init__(self, *, stage: str, fields: Sequence[str], declared: Sequence[str]) -> None:
+        self.stage, self.fields, self.declared = stage, tuple(fields), tuple(declared)
+        names = ", ".join(repr(f) for f in self.fields)
+        plural = "s" if len(self.fields) > 1 else ""
+        super().__init__(
+            f"stage {stage!r} changed field{plural} {names} of the context, outside the "
+            f"writes it declares (writes={list(self.declared)}): add {names} to its "
+            f"writes, or leave {'them' if plural else 'it'} unchanged")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_undeclared_write, (self.stage, self.fields, self.declared))
+
+
+def _undeclared_write(stage: str, fields: Sequence[str],
+                      declared: Sequence[str]) -> UndeclaredWriteError:
+    return UndeclaredWriteError(stage=stage, fields=fields, declared=declared)
 
 
 class StageFailedError(ExecutionError):

@@ -27,6 +27,7 @@ from runner.artifacts import (
 from runner.artifacts.documents import write_spans
 from runner.errors import UsageError
 from runner.manifest import DEFAULT_MANIFEST, Manifest, default_manifest, load_manifest
+from runner.orchestration.contracts import check_reads
 from runner.orchestration.executors import Executor
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Plan, Step, compile_plan
@@ -209,6 +210,8 @@ class QuantSDK:
         take an application's handlers. Resuming a run that already succeeded runs
         nothing: ``result.extras["already_complete"]`` is True, ``context`` None.
         """
+        if not options.get("resume"):  # a resumed run was checked when it started
+            check_reads(self.plan(name), context, source=self.manifest.source)
         if not handle_signals:
             runner = self.runner(name, executor=executor, run_id=run_id, hooks=hooks,
                                  **options)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from runner.context import Snapshot, fork_context
 from runner.errors import ContextCollisionError
 from runner.merge import BranchValue, merge_contexts
+from runner.orchestration.contracts import check_writes
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import (
     AdapterStep,
@@ -200,10 +201,15 @@ def _call(step: StageStep | AdapterStep, fn: Callable[[Any], Any], ctx: Any, env
     notify(env, "on_step_start", step, path=step.path, ctx=ctx)
     start = time.time()
     expected = step.adapter.target if isinstance(step, AdapterStep) else type(ctx)
+    declared = step.entry if isinstance(step, StageStep) and step.entry.writes is not None \
+        else None
+    received = dict(ctx.__dict__) if declared is not None and snapshot is None else None
     try:
         out = fn(ctx)
         if not isinstance(out, expected):  # before any hook (a checkpoint) receives it
             raise TypeError(_wrong_return(kind, step.name, out, expected))
+        if declared is not None:
+            check_writes(declared, snapshot, received, out)
     except Exception as exc:
         end = time.time()
         received = snapshot.restore() if snapshot is not None else ctx
