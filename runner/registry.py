@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from runner.errors import ModuleImportError, RegistryError, RunnerError
@@ -29,9 +31,11 @@ __all__ = [
     "context_adapter",
     "import_object",
     "merge_adapter",
+    "module_folders",
     "stage",
 ]
 
+log = logging.getLogger("runner")
 F = TypeVar("F", bound=Callable[..., Any])
 Kind = Literal["stage", "merge_adapter"]
 ENTRY_POINT_GROUP = "runner.stages"
@@ -66,19 +70,59 @@ class AdapterEntry:
     origin: str = ""
 
 
-def add_module_folders(folders: Iterable[str | os.PathLike[str]]) -> None:
+_SEARCHED: dict[str, str] = {}
+"""Folders added for stage modules, each with why (what an import error names)."""
+
+
+def add_module_folders(folders: Iterable[str | os.PathLike[str]], *, why: str = "--path") -> None:
     """Let ``module:attr`` paths of a manifest find modules in ``folders``.
 
     The folders go at the END of ``sys.path``: a file beside the manifest (or in
     an explicit ``--path``) never shadows the standard library or an installed
     package, and the current folder is not searched unless it is one of them.
-    Worker processes inherit ``sys.path``; Ray ships such modules with the job.
+    Worker processes add the folders of the plan's modules (:func:`module_folders`);
+    Ray ships such modules with the job.
     """
     for folder in folders:
         text = os.path.abspath(os.fspath(folder))  # noqa: PTH100
+        _SEARCHED.setdefault(text, why)
         if text not in sys.path:
             sys.path.append(text)
             importlib.invalidate_caches()
+
+
+def module_folders(modules: Iterable[str]) -> list[str]:
+    """The folders that the (imported) ``modules`` were found in, outside the standard
+    library and installed packages: what a worker process adds to ``sys.path`` to
+    import the same modules as the driver, whatever its own start-up saw."""
+    folders: list[str] = []
+    for top in dict.fromkeys(m.split(".")[0] for m in modules):
+        module = sys.modules.get(top)
+        if module is None or top == "runner" or top in sys.stdlib_module_names:
+            continue
+        locations = list(getattr(module, "__path__", None) or [])
+        origin = locations[0] if locations else getattr(module, "__file__", None)
+        if not origin or any(part in ("site-packages", "dist-packages")
+                             for part in Path(origin).parts):
+            continue
+        folders.append(str(Path(origin).parent))
+    return list(dict.fromkeys(folders))
+
+
+def _searched(module_name: str) -> str:
+    """Where a missing module was looked for, in the user's terms."""
+    here = Path.cwd()
+    shown = []
+    for folder, why in _SEARCHED.items():
+        path = Path(folder)
+        text = os.path.relpath(path, here) if path.is_relative_to(here) else folder
+        shown.append(f"{text} ({why})")
+    where = ", ".join(shown) + (" and " if shown else "") + "the installed packages"
+    top = module_name.split(".", maxsplit=1)[0]
+    if str(here) not in _SEARCHED and ((here / f"{top}.py").is_file() or (here / top).is_dir()):
+        where += (f"; the current folder is not searched, where {top!r} is: put it beside "
+                  "the manifest, or pass --path .")
+    return f"searched {where}"
 
 
 def import_object(path: str) -> Any:
@@ -91,7 +135,8 @@ def import_object(path: str) -> Any:
     except ModuleNotFoundError as exc:
         if not _names_module(exc, module_name):  # the module itself imports a missing one
             raise _import_failed(module_name, path, exc) from exc
-        raise RegistryError(f"cannot import module {module_name!r} for {path!r}: {exc}") from exc
+        raise RegistryError(f"cannot import module {module_name!r} for {path!r}: {exc}; "
+                            f"{_searched(module_name)}") from exc
     except RunnerError:
         raise  # the module's own registrations said what is wrong (a name taken twice)
     except (Exception, SystemExit) as exc:
@@ -137,6 +182,22 @@ def _same(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
     )
 
 
+def _shipped(fn: Callable[..., Any]) -> bool:
+    """A stage that comes with the runner (the user's own of the same name wins)."""
+    module = getattr(fn, "__module__", None) or ""
+    return module == "runner.stages" or module.startswith("runner.stages.")
+
+
+_NOTED: set[tuple[str, str]] = set()
+
+
+def _note_once(name: str, shipped: StageEntry, mine: StageEntry) -> None:
+    if (name, mine.origin) not in _NOTED:
+        _NOTED.add((name, mine.origin))
+        log.warning("note: %s (%s) replaces the shipped stage %r (%s) for this manifest",
+                    mine.origin, mine.qualname, name, shipped.qualname)
+
+
 @dataclass
 class StageRegistry:
     """Names to stages; registering one name twice is an error."""
@@ -155,8 +216,14 @@ class StageRegistry:
         writes: Iterable[str] | None = None,
         origin: str = "",
         imports: Iterable[str] = (),
+        replace_shipped: bool = False,
     ) -> StageEntry:
-        """Register ``fn`` under ``name``; the same function again is a no-op."""
+        """Register ``fn`` under ``name``; the same function again is a no-op.
+
+        A shipped stage (``runner.stages``) of that name is no clash: the user's
+        function replaces it with ``replace_shipped`` (a manifest's own ``stages``
+        entry, noted once), and is otherwise returned unregistered (a ``@stage``
+        decorator in the user's module, for the manifest to name)."""
         if not callable(fn):
             raise RegistryError(f"stage {name!r}: {fn!r} is not callable")
         entry = StageEntry(
@@ -172,6 +239,15 @@ class StageRegistry:
         if old is not None:
             if _same(old.fn, fn):
                 return old
+            if _shipped(old.fn) and not _shipped(fn):
+                if replace_shipped:  # the manifest names its own: it wins, in its namespace
+                    _note_once(name, old, entry)
+                    self._entries[name] = entry
+                # else a decorator in the user's module: kept aside for the manifest to name
+                return entry
+            if _shipped(fn) and not _shipped(old.fn) and not replace_shipped:
+                self._entries[name] = entry  # the user's module was imported first (a worker)
+                return entry
             raise RegistryError(
                 f"stage {name!r} registered twice: by {old.origin} and by {entry.origin}"
             )

@@ -533,7 +533,7 @@ def _with_manifest_entries(manifest: Manifest, registry: StageRegistry) -> tuple
     problems: list[Problem] = []
     source = Path(manifest.source)
     if source.is_file():  # stage modules resolve relative to the manifest's folder
-        add_module_folders([source.resolve().parent])
+        add_module_folders([source.resolve().parent], why="the manifest's folder")
     broken: dict[str, str] = {}  # a module that failed to import: its traceback once
     for name, target in manifest.stages.items():
         loc = format_path(("stages", name))
@@ -549,7 +549,7 @@ def _with_manifest_entries(manifest: Manifest, registry: StageRegistry) -> tuple
                            reads=meta.reads if meta else (),
                            writes=meta.writes if meta else None,
                            kind=meta.kind if meta else "stage",
-                           imports=meta.imports if meta else ())
+                           imports=meta.imports if meta else (), replace_shipped=True)
         except RegistryError as exc:
             problems.append(Problem(loc, str(exc)))
             if isinstance(exc, ModuleImportError):

@@ -131,7 +131,9 @@ def make_registry() -> StageRegistry:
 
 
 @pytest.fixture
-def reg() -> StageRegistry:
+def reg(monkeypatch: pytest.MonkeyPatch) -> StageRegistry:
+    # no manifest folder searched by an earlier test: an import error's words are fixed
+    monkeypatch.setattr("runner.registry._SEARCHED", {})
     return make_registry()
 
 
@@ -877,7 +879,7 @@ def test_branch_changing_context_type_needs_merge_adapter(reg: StageRegistry) ->
         ("json:dumps", "json:dumps is not a Context type"),
         ("nomod_zz_runner_test:X",
          "cannot import module 'nomod_zz_runner_test' for 'nomod_zz_runner_test:X': "
-         "No module named 'nomod_zz_runner_test'"),
+         "No module named 'nomod_zz_runner_test'; searched the installed packages"),
         ("runner.context:Nope", "module 'runner.context' has no attribute 'Nope'"),
     ],
 )
@@ -965,7 +967,7 @@ def test_merge_rule_import_path(reg: StageRegistry) -> None:
     [
         ("nomod_zz_runner_test:f",
          "cannot import module 'nomod_zz_runner_test' for 'nomod_zz_runner_test:f': "
-         "No module named 'nomod_zz_runner_test'"),
+         "No module named 'nomod_zz_runner_test'; searched the installed packages"),
         ("json:nope", "module 'json' has no attribute 'nope'"),
     ],
 )
@@ -1121,7 +1123,7 @@ def test_manifest_stage_keeps_declared_writes(reg: StageRegistry) -> None:
     [
         ("nomod_zz_runner_test:f",
          "cannot import module 'nomod_zz_runner_test' for 'nomod_zz_runner_test:f': "
-         "No module named 'nomod_zz_runner_test'"),
+         "No module named 'nomod_zz_runner_test'; searched the installed packages"),
         ("json:nope", "module 'json' has no attribute 'nope'"),
         ("json:decoder.nope", "module 'json' has no attribute 'decoder.nope'"),
     ],

@@ -25,15 +25,19 @@ from runner.orchestration.executors.base import Executor
 from runner.orchestration.executors.threads import drain
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.native_threads import branch_threads, native_thread_limit
+from runner.registry import add_module_folders, module_folders
 
 __all__ = ["ProcessesExecutor"]
 
 _CANCEL: Any = None
 
 
-def _init_worker(cancel: Any) -> None:
+def _init_worker(cancel: Any, folders: Sequence[str] = ()) -> None:
     global _CANCEL  # noqa: PLW0603 - the pool's one way to hand a worker its flag
     _CANCEL = cancel
+    # the folders the driver found the stage modules in (beside the manifest): the
+    # forkserver may have started before they were added to the driver's sys.path
+    add_module_folders(folders, why="the driver's")
     # Ctrl-C reaches the whole process group: the driver alone decides (it lets the
     # branch finish, or kills its workers); a worker dying of it would break the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -78,6 +82,7 @@ class ProcessesExecutor(Executor):
             # worker does not import it again (spawn's preparation skips a loaded one)
             modules = ["__main__", "runner.orchestration.execute", "pandas", *preload]
             self._mp.set_forkserver_preload(list(dict.fromkeys(modules)))
+        self._folders = module_folders(preload)
         self._cancel = self._mp.Event()
         self._pool: ProcessPoolExecutor | None = None
         self._starting: threading.Thread | None = None
@@ -98,7 +103,7 @@ class ProcessesExecutor(Executor):
         try:
             pool = ProcessPoolExecutor(
                 self.max_workers, mp_context=self._mp, initializer=_init_worker,
-                initargs=(self._cancel,),
+                initargs=(self._cancel, self._folders),
             )
             warm = [pool.submit(_warm) for _ in range(self.max_workers)]
             self._pool = pool
