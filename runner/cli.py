@@ -406,6 +406,7 @@ def run(
         with stage_output_to_stderr(as_json), stop:  # --json: stdout is the JSON only
             root = _root_context(sdk.plan(pipeline), params)  # refused before the id is taken
             check_reads(sdk.plan(pipeline), root, source=sdk.manifest.source)
+            sdk.check_data(pipeline, root)  # a file the stages cannot use: exit 2 now
             runner = sdk.runner(pipeline, executor=executor.value if executor else None,
                                 run_id=run_id, hooks=hooks, resume=resume, force=force)
             stop.attach(runner)

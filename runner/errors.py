@@ -5,6 +5,7 @@
     ├── RegistryError            a stage name registered twice, an unimportable path (exit 2)
     │   └── ModuleImportError    a stage module raised while imported: the user's code
     ├── PlanError                a pipeline cannot be compiled into a plan (exit 2)
+    ├── DataError                the user's prices cannot be used as they are (exit 2)
     ├── ArtifactError            storage unreachable, refused, corrupt or tampered (exit 2)
     │   └── IntegrityError       a file's checksum or signature does not verify
     ├── ExecutionError           a run failed (exit 1)
@@ -89,6 +90,21 @@ class ArtifactError(RunnerError):
 
 class IntegrityError(ArtifactError):
     """A stored file does not match its recorded checksum or signature."""
+
+
+class DataError(RunnerError, ValueError):
+    """The user's price data cannot be used: its shape, or too little of it.
+
+    Also a ``ValueError``, as a stage that reads a bad file raised before.
+    """
+
+    def __init__(self, source: str, problem: str, *, expected: str = "") -> None:
+        self.source = source
+        self.problem = problem
+        self.expected = expected
+        """The shape the data should have, in a line (empty when the shape is right)."""
+        super().__init__(f"{source}: {problem}" + (f"\n  expected: {expected}" if expected
+                                                   else ""))
 
 
 class UsageError(RunnerError):

@@ -212,6 +212,7 @@ class QuantSDK:
         """
         if not options.get("resume"):  # a resumed run was checked when it started
             check_reads(self.plan(name), context, source=self.manifest.source)
+            self.check_data(name, context)
         if not handle_signals:
             runner = self.runner(name, executor=executor, run_id=run_id, hooks=hooks,
                                  **options)
@@ -221,6 +222,26 @@ class QuantSDK:
                                  **options)
             stop.attach(runner)
             return runner.run(context)
+
+    def check_data(self, pipeline: str, context: Any) -> list[str]:
+        """Check the prices ``context.params["data"]`` names as the pipeline's shipped
+        stages will read them, before anything runs (:mod:`runner.prices`).
+
+        Raises :class:`~runner.errors.DataError` (exit 2) for data they cannot use;
+        returns the fixes they will apply, each also logged as a warning. Nothing is
+        read without ``data`` or when no shipped stage of the pipeline reads it.
+        """
+        params = getattr(context, "params", None)
+        if not isinstance(params, dict) or not params.get("data"):
+            return []
+        from runner.prices import preflight  # pandas: only for a run with a user's data
+
+        shipped = [s.name for s in self.plan(pipeline).stages
+                   if s.entry.qualname.startswith("runner.stages.")]
+        notes = preflight(params, stages=shipped, pipeline=pipeline)
+        for note in notes:
+            log.warning("note: %s: %s", params["data"], note)
+        return notes
 
     def workspace(self, run_id: str) -> Path:
         """The scratch folder of a run."""

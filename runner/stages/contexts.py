@@ -32,6 +32,7 @@ import pandas as pd
 from pydantic import Field
 
 from runner.context import MetaContext, SelectionContext
+from runner.prices.params import param_float, param_int
 from runner.registry import context_adapter
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ __all__ = [
     "empty_series",
     "meta_to_dataops",
     "meta_to_portfolio",
+    "param_float",
+    "param_int",
 ]
 
 
@@ -158,24 +161,3 @@ def meta_to_portfolio(ctx: MetaContext) -> PortfolioContext:
     out.log("adapter MetaContext -> PortfolioContext: entering the alpha pillar")
     return out
 
-
-# ---------------------------------------------------------------- params
-
-
-def param_float(params: dict[str, Any], name: str, default: float) -> float:
-    """``params[name]`` as a float, with a message in words when it is not one."""
-    value = params.get(name, default)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"param {name!r} must be a number, got {value!r}") from None
-
-
-def param_int(params: dict[str, Any], name: str, default: int, *, minimum: int = 1) -> int:
-    """``params[name]`` as an int >= ``minimum``."""
-    value = params.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
-        raise ValueError(f"param {name!r} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"param {name!r} must be at least {minimum}, got {value!r}")
-    return int(value)

@@ -30,9 +30,9 @@ from runner.stages.contexts import DataOpsContext, param_float, param_int
 from runner.stages.foundation import (
     data_source,
     describe_source,
+    load_prices,
     log_prices,
     prepare_prices,
-    read_prices,
     select_prices,
 )
 
@@ -43,10 +43,11 @@ __all__ = ["clean", "load", "quality_report", "validate"]
 def load(ctx: DataOpsContext) -> DataOpsContext:
     """Read the raw prices named by ``params["data"]`` (default: the bundled set)."""
     source = data_source(ctx.params)
-    ctx.raw_prices = select_prices(read_prices(source), ctx.params)
+    raw, notes = load_prices(source)
+    ctx.raw_prices = select_prices(raw, ctx.params, source=describe_source(source))
     ctx.log(
         f"dataops.load: {ctx.raw_prices.shape[0]} rows x {ctx.raw_prices.shape[1]} tickers "
-        f"from {describe_source(source)}"
+        f"from {describe_source(source)}" + (f"; {'; '.join(notes)}" if notes else "")
     )
     return ctx
 
@@ -161,7 +162,8 @@ def clean(ctx: DataOpsContext) -> DataOpsContext:
     """Sort, de-duplicate, mask non-positive prices, fill short gaps, drop sparse tickers."""
     if ctx.raw_prices.empty:
         raise ValueError("no raw prices: run dataops.load first")
-    prices, notes = prepare_prices(ctx.raw_prices, ctx.params)
+    prices, notes = prepare_prices(ctx.raw_prices, ctx.params,
+                                   source=describe_source(data_source(ctx.params)))
     ctx.prices = prices
     ctx.quality = {
         **ctx.quality,
