@@ -366,7 +366,10 @@ def run(
         "--param", "-p", help="KEY=VALUE into the context's params (VALUE parsed as JSON "
         "when it can be); repeatable", show_default=False)] = None,
     data: Annotated[str | None, typer.Option(
-        "--data", help="Your own prices (CSV/Parquet, any fsspec URL): --param data=URL",
+        "--data", help="Your own daily prices, a CSV or Parquet file (any fsspec URL), "
+        "checked before the run: wide (date,AAPL,MSFT: one column of adjusted closes per "
+        "ticker) or long (date,ticker,close: one row per date and ticker); example: "
+        "configs/example_prices.csv. The same as --param data=URL",
         show_default=False)] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue --run-id after its last completed step")] = False,

@@ -103,7 +103,8 @@ def prepare_prices(raw: pd.DataFrame, params: dict[str, Any], *, source: str = "
     if dropped:
         prices = prices.drop(columns=dropped)
         notes.append(f"dropped {', '.join(dropped)}: more than {max_missing:.0%} missing")
-    constant = [str(t) for t in prices.columns if prices[t].nunique() == 1]
+    constant = [str(t) for t in prices.columns
+                if prices[t].nunique() == 1 and prices[t].count() > 1]
     if constant:
         prices = prices.drop(columns=constant)
         notes.append(f"dropped {', '.join(constant)}: the price never changes (a stale or "

@@ -13,6 +13,7 @@ import csv
 import io
 import re
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -199,12 +200,15 @@ def _parse_dates(values: pd.Series, *, name: str, column: str) -> pd.DatetimeInd
             values):
         parsed = pd.Series(values)
     else:
-        parsed = pd.to_datetime(values, errors="coerce")
+        with warnings.catch_warnings():  # "could not infer format": the bad rows say it
+            warnings.simplefilter("ignore", UserWarning)
+            parsed = pd.to_datetime(values, errors="coerce")
     bad = parsed.isna() & values.notna()
     blank = values.isna()
     if bad.any() or blank.any():
         rows = list(bad[bad | blank].index[:_SHOWN])
-        shown = ", ".join(f"row {int(r) + 2} {values[r]!r}" for r in rows)
+        shown = ", ".join(f"row {int(r) + 2} " + ("empty" if pd.isna(values[r]) else
+                                                   repr(values[r])) for r in rows)
         count = int((bad | blank).sum())
         top = bad.iloc[:3].any() and not bad.iloc[3:].any()
         hint = (": the file seems to have several header rows (a multi-field download, e.g. "
