@@ -240,9 +240,13 @@ def _from_long(rest: pd.DataFrame, dates: pd.DatetimeIndex, *, ticker_col: Any, 
         rows = list(tickers.index[tickers.isna()][:_SHOWN])
         raise DataError(name, f"{int(tickers.isna().sum())} row(s) have no ticker "
                         f"({', '.join(f'row {int(r) + 2}' for r in rows)})", expected=EXPECTED)
+    raw_price = rest[by_key[price_key]]
+    price = pd.to_numeric(raw_price, errors="coerce").astype("float64")
+    lost = int((raw_price.notna() & price.isna()).sum())
+    if lost:
+        notes.append(f"{lost} price(s) that are not numbers read as missing")
     long = pd.DataFrame({"date": dates, "ticker": tickers.astype(str).str.strip().to_numpy(),
-                         "price": pd.to_numeric(rest[by_key[price_key]], errors="coerce"
-                                                ).to_numpy(dtype="float64")})
+                         "price": price.to_numpy()})
     dup = long.duplicated(["date", "ticker"], keep="last")
     if dup.any():
         conflicting = long[long.duplicated(["date", "ticker"], keep=False)].groupby(

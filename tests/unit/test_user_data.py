@@ -80,9 +80,12 @@ def test_a_long_file_gives_the_portfolio_of_its_wide_twin(tmp_path, prices):
 def test_a_long_parquet_file_with_a_symbol_column_is_read(tmp_path, prices):
     long = prices.stack().rename("price").reset_index()
     long.columns = ["timestamp", "symbol", "price"]
+    long["price"] = long["price"].map(str)  # prices stored as text, as some exports do
+    long.loc[7, "price"] = "n.a."  # a vendor's placeholder: read as missing, and said
     long.to_parquet(tmp_path / "long.parquet")
     proc = run(tmp_path, "long.parquet", "dataops.full")
     assert proc.returncode == 0, proc.stderr
+    assert "note: long.parquet: 1 price(s) that are not numbers read as missing" in proc.stderr
 
 
 @pytest.mark.parametrize(("content", "phrases"), [
