@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from runner.artifacts.codec import decode, encode, sha256
+from runner.artifacts.codec import Encoded, decode, encode, sha256
 from runner.artifacts.documents import (
     FORMAT,
     FieldEntry,
@@ -315,9 +315,8 @@ class CheckpointHook(RunHook):
                 pickled = RunPaths.new_field_file(step_dir, fname, "pkl")
                 enc = encode(value, binding=field_binding(run_id, pickled))
                 rel = RunPaths.new_field_file(step_dir, fname, enc.suffix)
-                with self.store.open_atomic(f"{base}/{rel}", durable=not self.background) as fh:
-                    enc.write(fh)
-                entry.update(file=rel, format=enc.format, sha256=fh.sha256, bytes=fh.size,
+                digest, size = self._write_field(f"{base}/{rel}", enc)
+                entry.update(file=rel, format=enc.format, sha256=digest, bytes=size,
                              rows=enc.rows)
                 if enc.format == "series":
                     entry["series_name"] = enc.series_name
@@ -331,6 +330,15 @@ class CheckpointHook(RunHook):
             self._committer.submit(commit)
         else:
             commit()
+
+    def _write_field(self, rel: str, enc: Encoded) -> tuple[str, int]:
+        """One field's file; its sha256 and size."""
+        durable = not self.background
+        if enc.write_file is not None and self.store.local:
+            return self.store.write_local(rel, enc.write_file, durable=durable)
+        with self.store.open_atomic(rel, durable=durable) as fh:
+            enc.write(fh)
+        return fh.sha256, fh.size
 
     def _commit(self, base: str, step_dir: str, written: list[str], index: dict[str, Any],
                 meta: dict[str, Any], event: dict[str, Any], todo: dict[str, Any]) -> None:

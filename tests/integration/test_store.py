@@ -655,6 +655,10 @@ class OutageStore(ArtifactStore):
         self._gate(rel)
         return super().open_atomic(rel, **kwargs)  # type: ignore[misc]
 
+    def write_local(self, rel: str, write: Any, **kwargs: Any) -> Any:  # Parquet, natively
+        self._gate(rel)
+        return super().write_local(rel, write, **kwargs)
+
 
 def test_storage_failing_mid_run(manifest, store_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
