@@ -24,6 +24,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from runner import cli_coerce
+from runner.cli_help import defer_rich_extras
 from runner.errors import (
     ContextCollisionError,
     RunInterruptedError,
@@ -54,6 +56,9 @@ if TYPE_CHECKING:
     from runner.telemetry import Tracing
 
 __all__ = ["app", "main"]
+
+defer_rich_extras()  # typer's rich help, without rich.markdown and rich.traceback
+cli_coerce.install()  # typer's coercion of str, Enum and Path options, without pydantic
 
 app = typer.Typer(
     name="runner",
