@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from runner import cli_coerce
+from runner.cli_cache import Check
 from runner.cli_help import defer_rich_extras
 from runner.errors import (
     ContextCollisionError,
@@ -34,6 +35,7 @@ from runner.errors import (
     UsageError,
 )
 from runner.k8s_cli import register as register_k8s
+from runner.manifest_json import default_manifest
 from runner.orchestration.hooks import RunHook
 from runner.runs_cli import (
     AllowUnsignedOpt,
@@ -146,7 +148,6 @@ def _sdk(manifest: str | None, artifacts: str | None = None,
          storage_option: list[str] | None = None, *, path: list[Path] | None = None,
          allow_unsigned: bool = False) -> QuantSDK:
     from runner.artifacts import storage_options_from
-    from runner.manifest import default_manifest
     from runner.sdk import QuantSDK
 
     try:
@@ -157,47 +158,71 @@ def _sdk(manifest: str | None, artifacts: str | None = None,
                     storage_options=options, path=path or (), allow_unsigned=allow_unsigned)
 
 
+NoCacheOpt = Annotated[bool, typer.Option(
+    "--no-cache", help="Check in full, not trusting the outcome kept from the last check "
+    "that passed (kept while the manifest, the modules it imported and the environment "
+    "are unchanged) [env RUNNER_NO_CACHE]")]
+
+
 def _manifest(manifest: str | None, *, path: list[Path] | None) -> Manifest:
     """The manifest alone, as :attr:`QuantSDK.manifest` loads it, without the SDK's
     store, engine and tracing: what ``list`` and ``validate`` need."""
-    from runner.manifest import default_manifest, load_manifest
+    from runner.manifest import load_manifest
     from runner.registry import add_module_folders
 
     add_module_folders(str(p) for p in path or ())  # after the manifest's own folder
     return load_manifest(manifest or default_manifest())
 
 
-@app.command()
-def validate(manifest: ManifestOpt = None, path: PathOpt = None) -> None:
-    """Check the manifest: JSON, schema, names, cycles, adapters, collisions."""
-    try:
-        parsed = _manifest(manifest, path=path)
-    except RunnerError as exc:
-        _fail(exc)
-    from runner.orchestration.plan import compile_all  # the stages import pandas anyway
+def _check(command: str, manifest: str | None, path: list[Path] | None, *,
+           no_cache: bool) -> Check:
+    return Check(command, manifest or default_manifest(), folders=path or (),
+                 enabled=not no_cache)
 
-    try:
-        plans = compile_all(parsed)
-    except RunnerError as exc:
-        _fail(exc)
-    stages = {s.name for p in plans.values() for s in p.stages}
-    err.print(f"[green]ok[/] {parsed.source}: {len(plans)} pipelines, "
-              f"{len(stages)} stages")
+
+@app.command()
+def validate(manifest: ManifestOpt = None, path: PathOpt = None,
+             no_cache: NoCacheOpt = False) -> None:
+    """Check the manifest: JSON, schema, names, cycles, adapters, collisions."""
+    check = _check("validate", manifest, path, no_cache=no_cache)
+    found = check.lookup()
+    if found is None:
+        try:
+            parsed = _manifest(manifest, path=path)
+        except RunnerError as exc:
+            _fail(exc)
+        from runner.orchestration.plan import compile_all  # the stages import pandas anyway
+
+        try:
+            plans = compile_all(parsed)
+        except RunnerError as exc:
+            _fail(exc)
+        stages = {s.name for p in plans.values() for s in p.stages}
+        found = {"source": parsed.source, "pipelines": len(plans), "stages": len(stages)}
+        check.keep(found)
+    err.print(f"[green]ok[/] {found['source']}: {found['pipelines']} pipelines, "
+              f"{found['stages']} stages")
 
 
 @app.command("list")
-def list_pipelines(manifest: ManifestOpt = None, path: PathOpt = None) -> None:
+def list_pipelines(manifest: ManifestOpt = None, path: PathOpt = None,
+                   no_cache: NoCacheOpt = False) -> None:
     """List the manifest's pipelines."""
     from rich.table import Table
 
-    try:
-        pipelines = _manifest(manifest, path=path).pipelines
-    except RunnerError as exc:
-        _fail(exc)
+    check = _check("list", manifest, path, no_cache=no_cache)
+    rows = check.lookup()
+    if rows is None:
+        try:
+            pipelines = _manifest(manifest, path=path).pipelines
+        except RunnerError as exc:
+            _fail(exc)
+        rows = [[name, str(len(spec.steps)), (spec.context or "-").rpartition(":")[2],
+                 spec.description or ""] for name, spec in pipelines.items()]
+        check.keep(rows)
     table = Table("pipeline", "steps", "context", "description", box=None)
-    for name, spec in pipelines.items():
-        table.add_row(name, str(len(spec.steps)), (spec.context or "-").rpartition(":")[2],
-                      spec.description or "")
+    for row in rows:
+        table.add_row(*row)
     out.print(table)
 
 
