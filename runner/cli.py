@@ -5,8 +5,6 @@ Exit codes: 0 success; 1 the run failed (a stage raised, branches collided);
 traceback; ``--json`` prints exactly one JSON object on stdout.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import os
@@ -146,7 +144,7 @@ def _fail(error: RunnerError) -> NoReturn:
 
 def _sdk(manifest: str | None, artifacts: str | None = None,
          storage_option: list[str] | None = None, *, path: list[Path] | None = None,
-         allow_unsigned: bool = False) -> QuantSDK:
+         allow_unsigned: bool = False) -> "QuantSDK":
     from runner.artifacts import storage_options_from
     from runner.sdk import QuantSDK
 
@@ -164,7 +162,7 @@ NoCacheOpt = Annotated[bool, typer.Option(
     "are unchanged) [env RUNNER_NO_CACHE]")]
 
 
-def _manifest(manifest: str | None, *, path: list[Path] | None) -> Manifest:
+def _manifest(manifest: str | None, *, path: list[Path] | None) -> "Manifest":
     """The manifest alone, as :attr:`QuantSDK.manifest` loads it, without the SDK's
     store, engine and tracing: what ``list`` and ``validate`` need."""
     from runner.manifest import load_manifest
@@ -277,23 +275,23 @@ class Progress(RunHook):
         self.lock = threading.Lock()
         self.status = console.status("") if console.is_terminal else None
 
-    def on_run_start(self, run: RunInfo, plan: Plan, context: Any) -> None:
+    def on_run_start(self, run: "RunInfo", plan: "Plan", context: Any) -> None:
         self.console.print(f"[bold]{run.pipeline}[/] run [cyan]{run.run_id}[/] "
                            f"executor={run.executor}")
         if self.status is not None:
             self.status.start()
 
-    def on_step_start(self, run: RunInfo, step: Step) -> None:
+    def on_step_start(self, run: "RunInfo", step: "Step") -> None:
         if self.status is not None:
             self.status.update(f"{step.name} [dim]{step.path}[/]")
 
-    def on_step_end(self, run: RunInfo, record: StepRecord, context: Any) -> None:
+    def on_step_end(self, run: "RunInfo", record: "StepRecord", context: Any) -> None:
         mark = "[green]✓[/]" if record.status == "succeeded" else "[red]✗[/]"
         with self.lock:
             self.console.print(f"  {mark} {record.name:<28} [dim]{record.path:<32}[/] "
                                f"{record.duration:8.3f}s")
 
-    def on_run_end(self, run: RunInfo, result: RunResult | None, error: BaseException | None
+    def on_run_end(self, run: "RunInfo", result: "RunResult | None", error: BaseException | None
                    ) -> None:
         if self.status is not None:
             self.status.stop()
@@ -330,7 +328,7 @@ def _render_report(report: dict[str, Any], *, top: int = 10) -> None:
             err.print(f"[bold]{title}[/]: {body}")
 
 
-def _summary(result: RunResult, sdk: QuantSDK) -> None:
+def _summary(result: "RunResult", sdk: "QuantSDK") -> None:
     report = _report(result.context)
     if report:
         _render_report(report)
@@ -444,7 +442,7 @@ def run(
     _succeeded(result, sdk, doc, as_json=as_json, quiet=quiet, structured=structured)
 
 
-def _global_tracing() -> Tracing | None:
+def _global_tracing() -> "Tracing | None":
     """The process's tracing (None when disabled), installed globally so that spans
     the stages' own code makes nest under their step."""
     from runner.telemetry import get_tracing
@@ -477,7 +475,7 @@ def _exit_after_signal(code: int) -> None:
     os._exit(code)
 
 
-def _succeeded(result: RunResult, sdk: QuantSDK, doc: dict[str, Any], *, as_json: bool,
+def _succeeded(result: "RunResult", sdk: "QuantSDK", doc: dict[str, Any], *, as_json: bool,
                quiet: bool, structured: bool) -> None:
     """What a successful (or already complete) run prints."""
     if result.extras.get("already_complete"):
@@ -554,7 +552,7 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
-def _root_context(plan: Plan, params: dict[str, Any]) -> Any:
+def _root_context(plan: "Plan", params: dict[str, Any]) -> Any:
     """The pipeline's root context, with ``--param`` values in its ``params``."""
     if not params:
         return None
