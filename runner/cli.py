@@ -8,10 +8,7 @@ traceback; ``--json`` prints exactly one JSON object on stdout.
 import json
 import logging
 import os
-import shlex
-import shutil
 import signal
-import subprocess
 import sys
 import threading
 from enum import Enum
@@ -255,6 +252,9 @@ def graph(
     if fmt is GraphFormat.dot:
         sys.stdout.write(render_dot(plan))
         return
+    import shutil
+    import subprocess
+
     dot = shutil.which("dot")
     if dot is None:
         err.print("[bold red]error:[/] --format svg/png needs Graphviz's 'dot' program: "
@@ -510,6 +510,8 @@ def _resume_command(run_id: str) -> str:
             skip = True
         elif arg != "--resume" and not arg.startswith("--run-id="):
             args.append(arg)
+    import shlex
+
     return shlex.join(["runner", *args, "--resume", "--run-id", run_id])
 
 

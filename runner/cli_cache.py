@@ -29,10 +29,8 @@ tracked: use ``--no-cache`` after changing such a file.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import secrets
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -61,7 +59,15 @@ def _installed_roots() -> tuple[str, ...]:
     return tuple(roots)
 
 
+def _sha256(data: bytes) -> str:
+    import hashlib  # here: --help and every other command need none of OpenSSL
+
+    return hashlib.sha256(data).hexdigest()
+
+
 def _sha256_file(path: str) -> str:
+    import hashlib
+
     with open(path, "rb") as fh:  # noqa: PTH123
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
@@ -102,7 +108,7 @@ class Check:
             "format": FORMAT, "command": command, "runner": __version__,
             "python": sys.version, "executable": sys.executable,
             "manifest": manifest, "manifest_path": os.path.realpath(manifest),
-            "manifest_sha256": hashlib.sha256(text).hexdigest(),
+            "manifest_sha256": _sha256(text),
             "folders": [os.path.abspath(os.fspath(f)) for f in folders],
             "sys_path": list(sys.path),
             "env": {k: v for k, v in sorted(os.environ.items())
@@ -110,7 +116,7 @@ class Check:
                                                              "RUNNER_NO_CACHE")},
         }
         self.key = key
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:40]
+        digest = _sha256(json.dumps(key, sort_keys=True).encode())[:40]
         folder = cache_dir()
         self.file = folder / f"{command}-{digest}.json" if folder is not None else None
 
@@ -150,7 +156,7 @@ class Check:
             folders = [[f, os.stat(f).st_mtime_ns] for f in _folders(files)]
             doc = {"key": self.key, "files": records, "folders": folders, "outcome": outcome}
             self.file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.file.with_name(f".{self.file.name}.{secrets.token_hex(4)}")
+            tmp = self.file.with_name(f".{self.file.name}.{os.getpid()}.{id(doc):x}")
             tmp.write_text(json.dumps(doc), encoding="utf-8")
             tmp.replace(self.file)
             _prune(self.file.parent)

@@ -15,7 +15,6 @@ shipped in a ConfigMap; the pod runs the same ``runner run`` as a laptop. The
 
 import json
 import os
-import secrets
 import sys
 import time
 from collections.abc import Iterator
@@ -185,6 +184,8 @@ def _traceparent() -> str:
     given = os.environ.get("TRACEPARENT", "").strip()
     if given:
         return given
+    import secrets  # here: the other commands need none of OpenSSL
+
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
 
 

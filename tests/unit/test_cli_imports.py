@@ -46,6 +46,8 @@ HEAVY = ("pandas", "numpy", "pyarrow", "opentelemetry", "fsspec", "runner.contex
 options: runner.cli_coerce)."""
 RICH_EXTRAS = ("rich.markdown", "rich.traceback", "markdown_it", "pygments")
 """What typer's rich help imports but never uses here (runner.cli_help)."""
+OPENSSL = ("hashlib", "secrets")
+"""Imported by the commands that hash or make ids (k8s trace ids, the check cache)."""
 
 
 def _modules(args: list[str], tmp_path: Path) -> set[str]:
@@ -67,7 +69,7 @@ def _loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
 def test_help_loads_nothing_heavy(args: list[str], tmp_path: Path) -> None:
     modules = _modules(args, tmp_path)
     assert "typer.rich_utils" in modules  # the help is typer's rich help
-    assert _loaded(modules, (*NEVER, *HEAVY, *RICH_EXTRAS)) == []
+    assert _loaded(modules, (*NEVER, *HEAVY, *RICH_EXTRAS, *OPENSSL)) == []
 
 
 def test_list_reads_the_manifest_only(tmp_path: Path) -> None:
