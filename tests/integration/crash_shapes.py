@@ -21,8 +21,9 @@ Kill points, all read from the environment of the process that runs them:
 * ``CRASH_WRITE_MATCH=<regex>`` with ``CRASH_WRITE_MODE`` and optionally
   ``CRASH_WRITE_AFTER=<regex>`` / ``CRASH_WRITE_NTH=<n>`` -- only in a process
   started through :func:`main`, which wraps ``ArtifactStore.open_atomic`` (every
-  store write goes through it, ``write_bytes`` included), ``write_local`` (Parquet
-  fields written natively) and ``append_bytes`` (the run journal's lines): on the n-th write whose
+  store write goes through it, ``write_bytes`` included), ``write_temp`` and
+  ``publish_temp`` (Parquet fields written natively, named once hashed) and
+  ``append_bytes`` (the run journal's lines): on the n-th write whose
   store-relative path matches (counting only once a write matching
   ``CRASH_WRITE_AFTER`` has completed), it
 
@@ -365,9 +366,10 @@ def install_write_trap(env: Any = os.environ) -> None:
         if after is not None and not state["armed"] and after.search(rel):
             state["armed"] = True
 
-    original_local = ArtifactStore.write_local
+    original_temp, original_publish = ArtifactStore.write_temp, ArtifactStore.publish_temp
+    named_then_die: set[str] = set()
 
-    def write_local(self: Any, rel: str, write: Any, **kwargs: Any) -> Any:
+    def write_temp(self: Any, rel: str, write: Any) -> Any:
         trap = hit(rel)
         if trap:
             _wait_recorded()
@@ -379,9 +381,14 @@ def install_write_trap(env: Any = os.environ) -> None:
             os.truncate(path, os.path.getsize(path) // 2)
             die()
 
-        result = original_local(self, rel, torn if trap and mode == "partial" else write,
-                                **kwargs)
+        tmp = original_temp(self, rel, torn if trap and mode == "partial" else write)
         if trap and mode == "after":
+            named_then_die.add(rel)  # once it has its name (publish_temp)
+        return tmp
+
+    def publish_temp(self: Any, rel: str, tmp: str, **kwargs: Any) -> Any:
+        result = original_publish(self, rel, tmp, **kwargs)
+        if rel in named_then_die:
             die()
         if after is not None and not state["armed"] and after.search(rel):
             state["armed"] = True
@@ -405,7 +412,8 @@ def install_write_trap(env: Any = os.environ) -> None:
             state["armed"] = True
 
     ArtifactStore.open_atomic = open_atomic  # type: ignore[method-assign]
-    ArtifactStore.write_local = write_local  # type: ignore[method-assign]
+    ArtifactStore.write_temp = write_temp  # type: ignore[method-assign]
+    ArtifactStore.publish_temp = publish_temp  # type: ignore[method-assign]
     ArtifactStore.append_bytes = append_bytes  # type: ignore[method-assign]
 
 

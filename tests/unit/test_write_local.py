@@ -41,6 +41,19 @@ def test_write_local_leaves_nothing_when_the_writer_fails(tmp_path: Path) -> Non
     assert list((tmp_path / "store" / "a").iterdir()) == []
 
 
+def test_a_temporary_file_takes_its_name_only_once_hashed(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path / "store")
+    tmp = store.write_temp("a/b.bin", lambda p: Path(p).write_bytes(b"abc"))
+    assert not (tmp_path / "store" / "a" / "b.bin").exists() and Path(tmp).exists()
+    assert store.publish_temp("a/b.bin", tmp) == (hashlib.sha256(b"abc").hexdigest(), 3)
+    assert (tmp_path / "store" / "a" / "b.bin").read_bytes() == b"abc"
+    assert not Path(tmp).exists()
+    other = store.write_temp("a/c.bin", lambda p: Path(p).write_bytes(b"x"))
+    store.discard_temp(other)
+    store.discard_temp(other)  # gone already: nothing to do
+    assert sorted(p.name for p in (tmp_path / "store" / "a").iterdir()) == ["b.bin"]
+
+
 def test_write_local_refuses_an_object_store() -> None:
     with pytest.raises(ArtifactError, match="not a local filesystem"):
         ArtifactStore("memory://bucket/x").write_local("a.bin", lambda p: None)
