@@ -315,10 +315,10 @@ def breakdown(frame: Frame, fns: list[FrameFn], folder: Path, repeats: int) -> d
     plain_table = pa.Table.from_pandas(cur)  # the plain script's: RangeIndex as metadata
     counter = iter(range(10**6))
 
-    def hook_path() -> None:  # what CheckpointHook._checkpoint does for one field
+    def hook_path() -> None:  # what CheckpointHook._write_field does for a frame
         enc = encode(cur, binding=BINDING)
-        store.write_bytes(f"h{next(counter)}.parquet", enc.data)
-        sha256(enc.data)
+        assert enc.write_file is not None
+        store.write_local(f"h{next(counter)}.parquet", enc.write_file)
 
     parts: dict[str, Callable[[], Any]] = {
         "from_pandas": lambda: pa.Table.from_pandas(cur, preserve_index=True),
@@ -498,10 +498,11 @@ def report(r: dict[str, Any]) -> None:
           f"{steps - 1} reads, no fsync (data may still be in the page cache when the clock "
           f"stops); 'write only': no reads; '+ fsync': flush + fsync each file")
     print(f"(c): QuantSDK.run_pipeline(checkpoints=True): after each step the changed field "
-          f"(the whole frame) is streamed as Parquet ({opts}, a RangeIndex as metadata) "
-          f"into a temporary file with sha256 on the way, on a writer thread behind the "
-          f"next step; a second thread fsyncs, renames, writes index.json + run.json; the "
-          f"run ends when the last checkpoint is durable; nothing read back")
+          f"(the whole frame) is written as Parquet ({opts}, a RangeIndex as metadata) "
+          f"by Arrow into a temporary file, its sha256 read back from it, renamed, on a "
+          f"writer thread behind the next step; a second thread fsyncs, writes index.json "
+          f"and the journal line; the run ends when the last checkpoint is durable; the "
+          f"pipeline reads no checkpoint back")
     print("(d): the same call with checkpoints=False; (e): for f in fns: df = f(df)")
     print(f"{'variant':48s} {'best s':>7s} {'median s':>8s} {'ratio':>6s} {'(median)':>8s} "
           f"{'Parquet MB':>10s} {'MB/s':>6s}")
@@ -538,7 +539,7 @@ def report(r: dict[str, Any]) -> None:
         rate = f" {n / s[key]:6.0f} MB/s" if key != "change_detection" else ""
         print(f"  {label:69s} {s[key]:6.3f} s{rate}")
     print(f"  {'sum of the parts':69s} {total:6.3f} s")
-    print(f"  {'whole, as the hook does it (encode + write_bytes + sha256)':69s} "
+    print(f"  {'whole, as the hook does it (encode, Arrow writes, sha256 read back)':69s} "
           f"{s['hook_path']:6.3f} s {n / s['hook_path']:6.0f} MB/s; x {steps} = "
           f"{s['hook_path'] * steps:.2f} s; (c) - (d) = {r['checkpoint_overhead_s_best']:.2f} s")
     ri = p["bytes_rangeindex"] / MB

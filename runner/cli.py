@@ -5,15 +5,10 @@ Exit codes: 0 success; 1 the run failed (a stage raised, branches collided);
 traceback; ``--json`` prints exactly one JSON object on stdout.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import os
-import shlex
-import shutil
 import signal
-import subprocess
 import sys
 import threading
 from enum import Enum
@@ -24,6 +19,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from runner import cli_coerce
+from runner.cli_cache import Check
+from runner.cli_help import defer_rich_extras
 from runner.errors import (
     ContextCollisionError,
     RunInterruptedError,
@@ -34,6 +32,7 @@ from runner.errors import (
 from runner.json_stdout import print_json as _print_json
 from runner.json_stdout import stage_output_to_stderr
 from runner.k8s_cli import register as register_k8s
+from runner.manifest_json import default_manifest
 from runner.orchestration.hooks import RunHook
 from runner.runs_cli import (
     AllowUnsignedOpt,
@@ -56,6 +55,9 @@ if TYPE_CHECKING:
     from runner.telemetry import Tracing
 
 __all__ = ["app", "main"]
+
+defer_rich_extras()  # typer's rich help, without rich.markdown and rich.traceback
+cli_coerce.install()  # typer's coercion of str, Enum and Path options, without pydantic
 
 app = typer.Typer(
     name="runner",
@@ -141,9 +143,8 @@ def _fail(error: RunnerError) -> NoReturn:
 
 def _sdk(manifest: str | None, artifacts: str | None = None,
          storage_option: list[str] | None = None, *, path: list[Path] | None = None,
-         allow_unsigned: bool = False) -> QuantSDK:
+         allow_unsigned: bool = False) -> "QuantSDK":
     from runner.artifacts import storage_options_from
-    from runner.manifest import default_manifest
     from runner.sdk import QuantSDK
 
     try:
@@ -154,49 +155,73 @@ def _sdk(manifest: str | None, artifacts: str | None = None,
                     storage_options=options, path=path or (), allow_unsigned=allow_unsigned)
 
 
-def _manifest(manifest: str | None, *, path: list[Path] | None) -> Manifest:
+NoCacheOpt = Annotated[bool, typer.Option(
+    "--no-cache", help="Check in full, not trusting the outcome kept from the last check "
+    "that passed (kept while the manifest, the modules it imported and the environment "
+    "are unchanged) [env RUNNER_NO_CACHE]")]
+
+
+def _manifest(manifest: str | None, *, path: list[Path] | None) -> "Manifest":
     """The manifest alone, as :attr:`QuantSDK.manifest` loads it, without the SDK's
     store, engine and tracing: what ``list`` and ``validate`` need."""
-    from runner.manifest import default_manifest, load_manifest
+    from runner.manifest import load_manifest
     from runner.registry import add_module_folders
 
     add_module_folders(str(p) for p in path or ())  # after the manifest's own folder
     return load_manifest(manifest or default_manifest())
 
 
-@app.command()
-def validate(manifest: ManifestOpt = None, path: PathOpt = None) -> None:
-    """Check the manifest: JSON, schema, names, cycles, adapters, collisions."""
-    try:
-        parsed = _manifest(manifest, path=path)
-    except RunnerError as exc:
-        _fail(exc)
-    from runner.orchestration.contracts import check_manifest_reads
-    from runner.orchestration.plan import compile_all  # the stages import pandas anyway
+def _check(command: str, manifest: str | None, path: list[Path] | None, *,
+           no_cache: bool) -> Check:
+    return Check(command, manifest or default_manifest(), folders=path or (),
+                 enabled=not no_cache)
 
-    try:
-        plans = compile_all(parsed)
-        check_manifest_reads(parsed, plans)
-    except RunnerError as exc:
-        _fail(exc)
-    stages = {s.name for p in plans.values() for s in p.stages}
-    err.print(f"[green]ok[/] {parsed.source}: {len(plans)} pipelines, "
-              f"{len(stages)} stages")
+
+@app.command()
+def validate(manifest: ManifestOpt = None, path: PathOpt = None,
+             no_cache: NoCacheOpt = False) -> None:
+    """Check the manifest: JSON, schema, names, cycles, adapters, collisions."""
+    check = _check("validate", manifest, path, no_cache=no_cache)
+    found = check.lookup()
+    if found is None:
+        try:
+            parsed = _manifest(manifest, path=path)
+        except RunnerError as exc:
+            _fail(exc)
+        from runner.orchestration.contracts import check_manifest_reads
+        from runner.orchestration.plan import compile_all  # the stages import pandas anyway
+
+        try:
+            plans = compile_all(parsed)
+            check_manifest_reads(parsed, plans)
+        except RunnerError as exc:
+            _fail(exc)
+        stages = {s.name for p in plans.values() for s in p.stages}
+        found = {"source": parsed.source, "pipelines": len(plans), "stages": len(stages)}
+        check.keep(found)
+    err.print(f"[green]ok[/] {found['source']}: {found['pipelines']} pipelines, "
+              f"{found['stages']} stages")
 
 
 @app.command("list")
-def list_pipelines(manifest: ManifestOpt = None, path: PathOpt = None) -> None:
+def list_pipelines(manifest: ManifestOpt = None, path: PathOpt = None,
+                   no_cache: NoCacheOpt = False) -> None:
     """List the manifest's pipelines."""
     from rich.table import Table
 
-    try:
-        pipelines = _manifest(manifest, path=path).pipelines
-    except RunnerError as exc:
-        _fail(exc)
+    check = _check("list", manifest, path, no_cache=no_cache)
+    rows = check.lookup()
+    if rows is None:
+        try:
+            pipelines = _manifest(manifest, path=path).pipelines
+        except RunnerError as exc:
+            _fail(exc)
+        rows = [[name, str(len(spec.steps)), (spec.context or "-").rpartition(":")[2],
+                 spec.description or ""] for name, spec in pipelines.items()]
+        check.keep(rows)
     table = Table("pipeline", "steps", "context", "description", box=None)
-    for name, spec in pipelines.items():
-        table.add_row(name, str(len(spec.steps)), (spec.context or "-").rpartition(":")[2],
-                      spec.description or "")
+    for row in rows:
+        table.add_row(*row)
     out.print(table)
 
 
@@ -231,6 +256,9 @@ def graph(
     if fmt is GraphFormat.dot:
         sys.stdout.write(render_dot(plan))
         return
+    import shutil
+    import subprocess
+
     dot = shutil.which("dot")
     if dot is None:
         err.print("[bold red]error:[/] --format svg/png needs Graphviz's 'dot' program: "
@@ -251,23 +279,23 @@ class Progress(RunHook):
         self.lock = threading.Lock()
         self.status = console.status("") if console.is_terminal else None
 
-    def on_run_start(self, run: RunInfo, plan: Plan, context: Any) -> None:
+    def on_run_start(self, run: "RunInfo", plan: "Plan", context: Any) -> None:
         self.console.print(f"[bold]{run.pipeline}[/] run [cyan]{run.run_id}[/] "
                            f"executor={run.executor}")
         if self.status is not None:
             self.status.start()
 
-    def on_step_start(self, run: RunInfo, step: Step) -> None:
+    def on_step_start(self, run: "RunInfo", step: "Step") -> None:
         if self.status is not None:
             self.status.update(f"{step.name} [dim]{step.path}[/]")
 
-    def on_step_end(self, run: RunInfo, record: StepRecord, context: Any) -> None:
+    def on_step_end(self, run: "RunInfo", record: "StepRecord", context: Any) -> None:
         mark = "[green]✓[/]" if record.status == "succeeded" else "[red]✗[/]"
         with self.lock:
             self.console.print(f"  {mark} {record.name:<28} [dim]{record.path:<32}[/] "
                                f"{record.duration:8.3f}s")
 
-    def on_run_end(self, run: RunInfo, result: RunResult | None, error: BaseException | None
+    def on_run_end(self, run: "RunInfo", result: "RunResult | None", error: BaseException | None
                    ) -> None:
         if self.status is not None:
             self.status.stop()
@@ -304,7 +332,7 @@ def _render_report(report: dict[str, Any], *, top: int = 10) -> None:
             err.print(f"[bold]{title}[/]: {body}")
 
 
-def _summary(result: RunResult, sdk: QuantSDK) -> None:
+def _summary(result: "RunResult", sdk: "QuantSDK") -> None:
     report = _report(result.context)
     if report:
         _render_report(report)
@@ -456,7 +484,7 @@ def _failed(exc: StageFailedError | ContextCollisionError, doc: dict[str, Any], 
     raise typer.Exit(exc.exit_code) from None
 
 
-def _global_tracing() -> Tracing | None:
+def _global_tracing() -> "Tracing | None":
     """The process's tracing (None when disabled), installed globally so that spans
     the stages' own code makes nest under their step."""
     from runner.telemetry import get_tracing
@@ -489,7 +517,7 @@ def _exit_after_signal(code: int) -> None:
     os._exit(code)
 
 
-def _succeeded(result: RunResult, sdk: QuantSDK, doc: dict[str, Any], *, as_json: bool,
+def _succeeded(result: "RunResult", sdk: "QuantSDK", doc: dict[str, Any], *, as_json: bool,
                quiet: bool, structured: bool) -> None:
     """What a successful (or already complete) run prints."""
     if result.extras.get("already_complete"):
@@ -524,6 +552,8 @@ def _resume_command(run_id: str) -> str:
             skip = True
         elif arg != "--resume" and not arg.startswith("--run-id="):
             args.append(arg)
+    import shlex
+
     return shlex.join(["runner", *args, "--resume", "--run-id", run_id])
 
 
@@ -566,7 +596,7 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
-def _root_context(plan: Plan, params: dict[str, Any]) -> Any:
+def _root_context(plan: "Plan", params: dict[str, Any]) -> Any:
     """The pipeline's root context, with ``--param`` values in its ``params``."""
     if not params:
         return None

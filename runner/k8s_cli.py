@@ -13,11 +13,8 @@ shipped in a ConfigMap; the pod runs the same ``runner run`` as a laptop. The
 ``kubernetes`` client is the ``k8s`` extra, imported only by these commands.
 """
 
-from __future__ import annotations
-
 import json
 import os
-import secrets
 import sys
 import time
 from collections.abc import Iterator
@@ -115,7 +112,7 @@ def _k8s() -> Any:
     return controller
 
 
-def _connect(namespace: str | None, context: str | None, kubeconfig: str | None) -> Controller:
+def _connect(namespace: str | None, context: str | None, kubeconfig: str | None) -> "Controller":
     controller: Any = _k8s()
     ctl: Controller = controller.Controller.connect(namespace, context=context,
                                                     kubeconfig=kubeconfig)
@@ -187,6 +184,8 @@ def _traceparent() -> str:
     given = os.environ.get("TRACEPARENT", "").strip()
     if given:
         return given
+    import secrets  # here: the other commands need none of OpenSSL
+
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
 
 
@@ -198,7 +197,7 @@ def _run_spec(pipeline: str, *, manifest: str | None, run_id: str | None, namesp
               service_account: str | None, cpu: str, memory: str, backoff_limit: int,
               deadline: int | None, ray_workers: int, pull_policy: str,
               artifact_key_secret: str | None = None,
-              ray_token_secret: str | None = None) -> RunSpec:
+              ray_token_secret: str | None = None) -> "RunSpec":
     """The run, checked locally first: the manifest parses, the pipeline compiles, every
     Kubernetes value is one the API server takes, and the store outlives the pod. Stage
     modules the image cannot have (loose files here) are warned about."""
@@ -257,7 +256,7 @@ def _run_spec(pipeline: str, *, manifest: str | None, run_id: str | None, namesp
         backoff_limit=backoff_limit, active_deadline_seconds=deadline, ray=ray)
 
 
-def _dry_run(spec: RunSpec, *, with_key: bool) -> str:
+def _dry_run(spec: "RunSpec", *, with_key: bool) -> str:
     """What ``submit --dry-run`` prints: the objects in order, and in a comment what is
     made from them once the Job exists (never a key or token)."""
     from runner.k8s.builders import config_map, job, ray_client_address, to_yaml
@@ -284,7 +283,7 @@ def _dry_run(spec: RunSpec, *, with_key: bool) -> str:
     return to_yaml(objects, comment=note)
 
 
-def _describe(status: RunStatus) -> str:
+def _describe(status: "RunStatus") -> str:
     line = f"{status.run_id}: {status.phase}"
     if status.reason:
         line += f" ({status.reason})"
@@ -399,11 +398,11 @@ def submit(
             err.print(_describe(final))
 
 
-def _follow_run(ctl: Controller, run_id: str, *, follow: bool, quiet: bool) -> RunStatus:
+def _follow_run(ctl: "Controller", run_id: str, *, follow: bool, quiet: bool) -> "RunStatus":
     """Wait for the run; with ``follow``, print each attempt's log lines as they come."""
     said: list[str] = []
 
-    def changed(status: RunStatus) -> None:
+    def changed(status: "RunStatus") -> None:
         line = _describe(status)
         if not quiet and (not said or said[-1] != line):
             err.print(f"[dim]{escape(line)}[/]")

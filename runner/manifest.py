@@ -38,7 +38,15 @@ from runner.manifest_graph import (
     graph_problems,
     iter_refs,
 )
-from runner.manifest_json import MAX_NESTING, JSONProblems, capped, format_path, read_json
+from runner.manifest_json import (
+    DEFAULT_MANIFEST,
+    MAX_NESTING,
+    JSONProblems,
+    capped,
+    default_manifest,
+    format_path,
+    read_json,
+)
 
 __all__ = [
     "DEFAULT_MANIFEST",
@@ -332,14 +340,6 @@ def parse_manifest(text: str, *, source: str = "<manifest>") -> Manifest:
     manifest._source = source
     manifest._digest = hashlib.sha256(text.encode()).hexdigest()
     return manifest
-
-
-DEFAULT_MANIFEST = "configs/manifest.json"
-
-
-def default_manifest() -> str:
-    """The manifest used when none is named: ``RUNNER_MANIFEST``, else the default."""
-    return os.environ.get("RUNNER_MANIFEST", DEFAULT_MANIFEST)
 
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 from runner.errors import Problem
 
 __all__ = [
+    "DEFAULT_MANIFEST",
     "MAX_JSON_DEPTH",
     "MAX_MANIFEST_BYTES",
     "MAX_NESTING",
@@ -28,9 +30,19 @@ __all__ = [
     "MAX_PROBLEMS",
     "JSONProblems",
     "capped",
+    "default_manifest",
     "format_path",
     "read_json",
 ]
+
+DEFAULT_MANIFEST = "configs/manifest.json"
+
+
+def default_manifest() -> str:
+    """The manifest used when none is named: ``RUNNER_MANIFEST``, else the default
+    (here, not in :mod:`runner.manifest`: the command line needs it without pydantic)."""
+    return os.environ.get("RUNNER_MANIFEST", DEFAULT_MANIFEST)
+
 
 MAX_NESTING = 32
 """Most levels of nested pipelines and parallel groups on any path of a plan."""

@@ -1,7 +1,5 @@
 """``runner runs ...`` and ``runner artifacts ...``: look at runs kept on the store."""
 
-from __future__ import annotations
-
 import json
 import sys
 from pathlib import Path
@@ -43,7 +41,7 @@ AllowUnsignedOpt = Annotated[
 ]
 
 
-def _store(artifacts: str | None, storage_option: list[str] | None) -> ArtifactStore:
+def _store(artifacts: str | None, storage_option: list[str] | None) -> "ArtifactStore":
     import os
 
     from runner.artifacts import ArtifactStore, storage_options_from
@@ -147,7 +145,7 @@ def runs_prune(
     err.print(f"{verb} {len(pruned)} runs" + (": " + ", ".join(pruned) if pruned else ""))
 
 
-def _find_step(doc: RunDoc, step: str) -> CheckpointRef:
+def _find_step(doc: "RunDoc", step: str) -> "CheckpointRef":
     for ckpt in reversed(doc.checkpoints):
         name = ckpt.dir.removeprefix("steps/")
         if step in (name, ckpt.path, ckpt.name, str(ckpt.seq), ckpt.dir):
@@ -203,7 +201,7 @@ def artifacts_get(
 # ---------------------------------------------------------------- traces
 
 
-def _spans(store: ArtifactStore, run_id: str, *, required: bool, allow_unsigned: bool
+def _spans(store: "ArtifactStore", run_id: str, *, required: bool, allow_unsigned: bool
            ) -> list[dict[str, Any]]:
     from runner.artifacts import run_paths
     from runner.artifacts.documents import read_spans_bytes

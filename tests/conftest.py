@@ -40,3 +40,17 @@ def _artifact_key_file(tmp_path_factory):
         os.environ.pop("RUNNER_ARTIFACT_KEY_FILE", None)
     else:
         os.environ["RUNNER_ARTIFACT_KEY_FILE"] = old
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cli_cache_dir(tmp_path_factory):
+    """The command line's kept checks (runner.cli_cache) go to a per-session folder,
+    never the real home; subprocesses inherit where."""
+    path = tmp_path_factory.mktemp("runner-cache")
+    old = os.environ.get("RUNNER_CACHE_DIR")
+    os.environ["RUNNER_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("RUNNER_CACHE_DIR", None)
+    else:
+        os.environ["RUNNER_CACHE_DIR"] = old

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from runner.artifacts.codec import decode, encode, sha256
+from runner.artifacts.codec import Encoded, decode, encode, sha256
 from runner.artifacts.documents import (
     FORMAT,
     FieldEntry,
@@ -307,39 +307,68 @@ class CheckpointHook(RunHook):
 
     def _write(self, run_id: str, step_dir: str, todo: dict[str, Any],
                index: dict[str, Any], meta: dict[str, Any], event: dict[str, Any]) -> None:
-        """Encode and write the fields (not yet fsynced), then hand over to commit."""
+        """Encode and write the fields (not yet fsynced), then hand over to commit.
+
+        In the background, a frame written natively is left under its temporary
+        name: the commit thread hashes it (on the other core, while this thread
+        encodes the next checkpoint) and only then gives it its name."""
         base = RunPaths(run_id).dir
-        written = []
+        written: list[str] = []
+        unhashed: list[tuple[str, str, dict[str, Any]]] = []  # (rel, temporary, entry)
         try:
             for fname, (value, entry) in todo.items():
                 pickled = RunPaths.new_field_file(step_dir, fname, "pkl")
                 enc = encode(value, binding=field_binding(run_id, pickled))
                 rel = RunPaths.new_field_file(step_dir, fname, enc.suffix)
-                with self.store.open_atomic(f"{base}/{rel}", durable=not self.background) as fh:
-                    enc.write(fh)
-                entry.update(file=rel, format=enc.format, sha256=fh.sha256, bytes=fh.size,
-                             rows=enc.rows)
+                entry.update(file=rel, format=enc.format, rows=enc.rows)
                 if enc.format == "series":
                     entry["series_name"] = enc.series_name
+                if self.background and enc.write_file is not None and self.store.local:
+                    tmp = self.store.write_temp(f"{base}/{rel}", enc.write_file)
+                    unhashed.append((f"{base}/{rel}", tmp, entry))
+                else:
+                    digest, size = self._write_field(f"{base}/{rel}", enc)
+                    entry.update(sha256=digest, bytes=size)
                 written.append(f"{base}/{rel}")
         except BaseException as exc:
+            for _, tmp, _ in unhashed:
+                self.store.discard_temp(tmp)
             self._tell(event, todo, exc)
             raise
         commit = functools.partial(self._commit, base, step_dir, written, index, meta,
-                                   event, todo)
+                                   event, todo, unhashed)
         if self.background:
             self._committer.submit(commit)
         else:
             commit()
 
+    def _write_field(self, rel: str, enc: Encoded) -> tuple[str, int]:
+        """One field's file; its sha256 and size."""
+        durable = not self.background
+        if enc.write_file is not None and self.store.local:
+            return self.store.write_local(rel, enc.write_file, durable=durable)
+        with self.store.open_atomic(rel, durable=durable) as fh:
+            enc.write(fh)
+        return fh.sha256, fh.size
+
     def _commit(self, base: str, step_dir: str, written: list[str], index: dict[str, Any],
-                meta: dict[str, Any], event: dict[str, Any], todo: dict[str, Any]) -> None:
-        """The index written, then it and the fields made durable together (one round
-        of the disk, not one per file), then the journal line: the checkpoint counts
-        as done. An index on the store without its line is no checkpoint (a resume
+                meta: dict[str, Any], event: dict[str, Any], todo: dict[str, Any],
+                unhashed: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """The fields still under a temporary name hashed and named, the index
+        written, then it and the fields made durable together (one round of the
+        disk, not one per file), then the journal line: the checkpoint counts as
+        done. An index on the store without its line is no checkpoint (a resume
         writes that folder again), so the line needs no fsync of its own: whatever
         it names was durable before it was written."""
         try:
+            for i, (rel, tmp, entry) in enumerate(unhashed):
+                try:
+                    digest, size = self.store.publish_temp(rel, tmp, durable=False)
+                except BaseException:
+                    for _, later, _ in unhashed[i + 1:]:
+                        self.store.discard_temp(later)
+                    raise
+                entry.update(sha256=digest, bytes=size)
             index["created"] = _now()
             index_rel = f"{base}/{step_dir}/index.json"
             self.store.write_bytes(index_rel, json.dumps(sign_document(index),

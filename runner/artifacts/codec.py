@@ -38,6 +38,9 @@ class Encoded:
     write: Callable[[Any], None]
     rows: int | None = None
     series_name: Any = None
+    write_file: Callable[[str], None] | None = None
+    """Writes to a local path with the format library's own file (Parquet: Arrow's,
+    about twice as fast as through a Python file object); None for small formats."""
 
     @property
     def suffix(self) -> str:
@@ -71,8 +74,10 @@ def _is_plain(value: Any, depth: int = 0) -> bool:
     return False
 
 
-def _parquet_writer(frame: pd.DataFrame) -> Callable[[Any], None]:
-    """Convert now (so a frame Parquet cannot hold falls back to pickle), write later.
+def _parquet_writers(frame: pd.DataFrame) -> tuple[Callable[[Any], None],
+                                                   Callable[[str], None]]:
+    """Convert now (so a frame Parquet cannot hold falls back to pickle), write later:
+    to a file object, or to a local path through Arrow's own file.
 
     A default RangeIndex is kept as metadata, any other index as columns: every
     reader sees exactly the data columns, and pandas gets the index back.
@@ -82,7 +87,11 @@ def _parquet_writer(frame: pd.DataFrame) -> Callable[[Any], None]:
     def write(fh: Any) -> None:
         pq.write_table(table, fh, **PARQUET_OPTIONS)
 
-    return write
+    def write_file(path: str) -> None:
+        with pa.OSFile(path, "wb") as sink:
+            pq.write_table(table, sink, **PARQUET_OPTIONS)
+
+    return write, write_file
 
 
 def _bytes_writer(data: bytes) -> Callable[[Any], None]:
@@ -102,15 +111,16 @@ def encode(value: Any, *, binding: Mapping[str, Any]) -> Encoded:
     """The best format for one field's value; a pickle is signed for ``binding``."""
     if isinstance(value, pd.DataFrame) and not _has_object(value):
         try:
-            return Encoded("parquet", _parquet_writer(value), rows=len(value))
+            write, write_file = _parquet_writers(value)
+            return Encoded("parquet", write, rows=len(value), write_file=write_file)
         except (pa.ArrowException, TypeError, ValueError):
             pass  # mixed-type object columns and the like: pickle keeps them exactly
     elif isinstance(value, pd.Series) and not _has_object(value.to_frame()) \
             and _is_plain(value.name):
         try:
-            write = _parquet_writer(value.to_frame("value"))
+            write, write_file = _parquet_writers(value.to_frame("value"))
             return Encoded("series", write, rows=len(value),
-                           series_name=_plain_or_none(value.name))
+                           series_name=_plain_or_none(value.name), write_file=write_file)
         except (pa.ArrowException, TypeError, ValueError):
             pass
     elif _is_plain(value):

@@ -21,8 +21,9 @@ Kill points, all read from the environment of the process that runs them:
 * ``CRASH_WRITE_MATCH=<regex>`` with ``CRASH_WRITE_MODE`` and optionally
   ``CRASH_WRITE_AFTER=<regex>`` / ``CRASH_WRITE_NTH=<n>`` -- only in a process
   started through :func:`main`, which wraps ``ArtifactStore.open_atomic`` (every
-  store write goes through it, ``write_bytes`` included) and ``append_bytes`` (the
-  run journal's lines): on the n-th write whose
+  store write goes through it, ``write_bytes`` included), ``write_temp`` and
+  ``publish_temp`` (Parquet fields written natively, named once hashed) and
+  ``append_bytes`` (the run journal's lines): on the n-th write whose
   store-relative path matches (counting only once a write matching
   ``CRASH_WRITE_AFTER`` has completed), it
 
@@ -323,7 +324,8 @@ def summary(ctx: CrashContext) -> CrashContext:
 
 
 def install_write_trap(env: Any = os.environ) -> None:
-    """Wrap ``ArtifactStore.open_atomic`` to die at the write ``CRASH_WRITE_*`` names."""
+    """Wrap ``ArtifactStore.open_atomic`` and ``write_local`` to die at the write
+    ``CRASH_WRITE_*`` names."""
     match = env.get("CRASH_WRITE_MATCH")
     if not match:
         return
@@ -364,6 +366,34 @@ def install_write_trap(env: Any = os.environ) -> None:
         if after is not None and not state["armed"] and after.search(rel):
             state["armed"] = True
 
+    original_temp, original_publish = ArtifactStore.write_temp, ArtifactStore.publish_temp
+    named_then_die: set[str] = set()
+
+    def write_temp(self: Any, rel: str, write: Any) -> Any:
+        trap = hit(rel)
+        if trap:
+            _wait_recorded()
+        if trap and mode == "before":
+            die()
+
+        def torn(path: str) -> None:  # the temporary file cut to half its length
+            write(path)
+            os.truncate(path, os.path.getsize(path) // 2)
+            die()
+
+        tmp = original_temp(self, rel, torn if trap and mode == "partial" else write)
+        if trap and mode == "after":
+            named_then_die.add(rel)  # once it has its name (publish_temp)
+        return tmp
+
+    def publish_temp(self: Any, rel: str, tmp: str, **kwargs: Any) -> Any:
+        result = original_publish(self, rel, tmp, **kwargs)
+        if rel in named_then_die:
+            die()
+        if after is not None and not state["armed"] and after.search(rel):
+            state["armed"] = True
+        return result
+
     original_append = ArtifactStore.append_bytes
 
     def append_bytes(self: Any, rel: str, data: bytes, **kwargs: Any) -> None:
@@ -382,6 +412,8 @@ def install_write_trap(env: Any = os.environ) -> None:
             state["armed"] = True
 
     ArtifactStore.open_atomic = open_atomic  # type: ignore[method-assign]
+    ArtifactStore.write_temp = write_temp  # type: ignore[method-assign]
+    ArtifactStore.publish_temp = publish_temp  # type: ignore[method-assign]
     ArtifactStore.append_bytes = append_bytes  # type: ignore[method-assign]
 
 

@@ -655,6 +655,10 @@ class OutageStore(ArtifactStore):
         self._gate(rel)
         return super().open_atomic(rel, **kwargs)  # type: ignore[misc]
 
+    def write_temp(self, rel: str, write: Any) -> Any:  # Parquet, natively
+        self._gate(rel)
+        return super().write_temp(rel, write)
+
 
 def test_storage_failing_mid_run(manifest, store_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

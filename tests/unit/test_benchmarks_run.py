@@ -57,7 +57,8 @@ def test_startup_emits_its_targets_rows() -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(proc.stdout)
     assert set(doc["commands"]) == {"python -c pass", "runner --help", "runner list",
-                                    "runner validate"}
+                                    "runner validate", "runner list --no-cache",
+                                    "runner validate --no-cache"}
     assert doc["failed"] == {}
     rows = {row["figure"]: row for row in doc["targets"]}
     assert set(rows) == {f"runner {c} cold{vs}" for c in ("--help", "list", "validate")

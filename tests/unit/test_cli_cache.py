@@ -1,0 +1,110 @@
+"""``runner list`` and ``runner validate`` reuse the outcome of a check that passed
+while nothing it rests on changed, and check in full as soon as anything did
+(runner.cli_cache). Checked on real CLI processes and on what they import."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROBE = """
+import json, sys
+out = sys.argv[2]
+sys.argv = ["runner", *json.loads(sys.argv[1])]
+from runner.cli import main
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+with open(out, "w") as fh:
+    json.dump({"code": code or 0, "full": "runner.manifest" in sys.modules,
+               "stages": "mystages" in sys.modules, "pydantic": "pydantic" in sys.modules}, fh)
+"""
+
+STAGES = '''from runner.registry import stage
+from runner.context import Context
+
+
+@stage("prep", writes=["audit_trail"])
+def prep(ctx: Context) -> Context:
+    ctx.audit_trail = [*ctx.audit_trail, "prep"]
+    return ctx
+'''
+
+
+def _project(tmp_path: Path) -> Path:
+    (tmp_path / "mystages.py").write_text(STAGES)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"pipelines": {"p": {"steps": ["prep"],
+                                                        "description": "one step"}},
+                                    "stages": {"prep": "mystages:prep"}}))
+    return manifest
+
+
+def _run(tmp_path: Path, *args: str) -> tuple[dict[str, object], subprocess.CompletedProcess[str]]:
+    out = tmp_path.parent / f"{tmp_path.name}-probe.json"  # not in the project's folder
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args), str(out)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert out.exists(), proc.stderr[-2000:]
+    return json.loads(out.read_text()), proc
+
+
+def test_a_check_that_passed_is_reused_without_importing_anything(tmp_path: Path) -> None:
+    manifest = str(_project(tmp_path))
+    first, proc1 = _run(tmp_path, "validate", "-m", manifest)
+    again, proc2 = _run(tmp_path, "validate", "-m", manifest)
+    assert first == {"code": 0, "full": True, "stages": True, "pydantic": True}
+    assert again == {"code": 0, "full": False, "stages": False, "pydantic": False}
+    assert proc1.stderr == proc2.stderr and "1 pipelines, 1 stages" in proc2.stderr
+    listed, out1 = _run(tmp_path, "list", "-m", manifest)
+    relisted, out2 = _run(tmp_path, "list", "-m", manifest)
+    assert listed["full"] and not relisted["full"] and not relisted["pydantic"]
+    assert out1.stdout == out2.stdout and "one step" in out2.stdout
+    full, proc3 = _run(tmp_path, "validate", "-m", manifest, "--no-cache")
+    assert full["full"] and full["stages"] and proc3.stderr == proc1.stderr
+
+
+def test_an_edited_stage_module_is_checked_again_even_at_the_same_size(tmp_path: Path
+                                                                      ) -> None:
+    manifest = str(_project(tmp_path))
+    assert _run(tmp_path, "validate", "-m", manifest)[0]["code"] == 0
+    module = tmp_path / "mystages.py"
+    stat = module.stat()
+    module.write_text(STAGES.replace("def prep(", "def prop("))
+    os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime
+    result, proc = _run(tmp_path, "validate", "-m", manifest)
+    assert result["full"] and result["code"] == 2, proc.stderr
+    assert "has no attribute 'prep'" in proc.stderr
+
+
+def test_an_edited_manifest_or_a_new_module_beside_it_is_checked_again(tmp_path: Path
+                                                                        ) -> None:
+    manifest = _project(tmp_path)
+    assert _run(tmp_path, "validate", "-m", str(manifest))[0]["code"] == 0
+    (tmp_path / "other.py").write_text("x = 1\n")  # the folder changed: maybe a shadow
+    result, _ = _run(tmp_path, "validate", "-m", str(manifest))
+    assert result["full"]
+    manifest.write_text(manifest.read_text().replace("one step", "two steps"))
+    result, proc = _run(tmp_path, "list", "-m", str(manifest))
+    assert result["full"] and "two steps" in proc.stdout
+
+
+def test_a_failed_check_is_never_kept(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"pipelines": {"p": {"steps": ["nope"]}}}))
+    cache = Path(os.environ["RUNNER_CACHE_DIR"])
+    before = set(cache.glob("*.json"))
+    for _ in range(2):
+        result, proc = _run(tmp_path, "validate", "-m", str(manifest))
+        assert result["code"] == 2 and result["full"] and "nope" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert set(cache.glob("*.json")) == before
