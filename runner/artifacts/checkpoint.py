@@ -61,6 +61,27 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+_ENCODE = json.JSONEncoder(separators=(", ", ": ")).encode  # the C encoder
+
+
+def _document_bytes(doc: Mapping[str, Any]) -> bytes:
+    """A document as JSON with a key, a list item or a field per line: as readable
+    as ``indent=2`` without its pure-Python encoder (ten times slower on the
+    checkpoint list of a long run's run.json)."""
+    lines = []
+    for key, value in doc.items():
+        if isinstance(value, dict) and value:
+            items, ends = [f"{_ENCODE(k)}: {_ENCODE(v)}" for k, v in value.items()], "{}"
+        elif isinstance(value, list) and value:
+            items, ends = [_ENCODE(v) for v in value], "[]"
+        else:
+            lines.append(f"  {_ENCODE(key)}: {_ENCODE(value)}")
+            continue
+        body = ",\n    ".join(items)
+        lines.append(f"  {_ENCODE(key)}: {ends[0]}\n    {body}\n  {ends[1]}")
+    return ("{\n" + ",\n".join(lines) + "\n}\n").encode()
+
+
 def _type_path(obj: Any) -> str:
     cls = type(obj)
     return f"{cls.__module__}:{cls.__qualname__}"
@@ -262,7 +283,7 @@ class CheckpointHook(RunHook):
                                  checkpoints=list(self.checkpoints), updated=_now())
                 doc = dict(self._doc)
             self._saved = time.monotonic()
-            data = json.dumps(sign_document(doc), indent=2).encode()
+            data = _document_bytes(sign_document(doc))
             self.store.write_bytes(RunPaths(doc["run_id"]).run_file, data)
 
     def _record(self) -> None:
@@ -360,8 +381,8 @@ class CheckpointHook(RunHook):
         try:
             index["created"] = _now()
             index_rel = f"{base}/{step_dir}/index.json"
-            self.store.write_bytes(index_rel, json.dumps(sign_document(index),
-                                                         indent=2).encode(), durable=False)
+            self.store.write_bytes(index_rel, _document_bytes(sign_document(index)),
+                                   durable=False)
             syncer = self._syncer
             line = {**meta, "synced": syncer.durable if syncer is not None else meta["seq"]}
             with self._lock:
