@@ -106,6 +106,7 @@ class Syncer:
         self._done = 0
         self._stopping = False
         self._waiting = 0  # barriers waiting
+        self._idle = False  # the thread waits for work
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
 
@@ -120,7 +121,8 @@ class Syncer:
                 self._thread = threading.Thread(target=self._loop, name=self.name,
                                                 daemon=True)
                 self._thread.start()
-            self._cond.notify_all()
+            elif self._idle:  # not while it waits out the gap: no wake-up per commit
+                self._cond.notify_all()
 
     def barrier(self) -> None:
         """Wait until everything handed over so far is durable (or failed: see ``error``)."""
@@ -154,8 +156,10 @@ class Syncer:
                     if wait <= 0:
                         break
                     self._cond.wait(wait)
+                self._idle = True
                 while not self._pending and not self._stopping:
                     self._cond.wait()
+                self._idle = False
                 if not self._pending:  # stopping, nothing left
                     self._thread = None
                     self._cond.notify_all()
