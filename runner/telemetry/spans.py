@@ -63,6 +63,12 @@ _KINDS = {kind: kind.name for kind in SpanKind}
 _CODES = {code: code.name for code in StatusCode}
 
 
+def _code_name(code: StatusCode) -> str:
+    """``code.name``, without hashing the enum (a Python-level ``__hash__``)."""
+    return "OK" if code is StatusCode.OK else "UNSET" if code is StatusCode.UNSET \
+        else _CODES[code]
+
+
 def from_readable(span: ReadableSpan) -> dict[str, Any]:
     """A finished SDK span as a plain, JSON-ready dict."""
     ctx = span.context
@@ -84,10 +90,11 @@ def plain_span(*, name: str, context: SpanContext, parent: SpanContext | None,
         "span_id": f"{context.span_id:016x}",
         "parent_span_id": f"{parent.span_id:016x}" if parent is not None else None,
         "name": name,
-        "kind": _KINDS[kind],
+        "kind": "INTERNAL" if kind is SpanKind.INTERNAL else _KINDS[kind],
         "start_time_unix_nano": start_ns,
         "end_time_unix_nano": end_ns,
-        "status": {"code": _CODES[status.status_code], "message": status.description or None},
+        "status": {"code": _code_name(status.status_code),
+                   "message": status.description or None},
         "attributes": _attrs(attributes),
         "events": [{"name": e.name, "time_unix_nano": e.timestamp,
                     "attributes": _attrs(e.attributes)} for e in events] if events else [],
