@@ -237,7 +237,8 @@ class CheckpointHook(RunHook):
         }
         self._journal = JournalWriter(self.store, run.run_id)
         if self.store.local:  # object stores: a PUT that returned is durable
-            self._syncer = Syncer(self.store.sync, last=paths.journal_file)
+            self._syncer = Syncer(self.store.sync, last=paths.journal_file,
+                                  sync_all=self.store.sync_many)
         self._doc["journal"] = self._journal.nonce
         self._save()  # first: until then a reader takes the journal there for a stale one
         self._journal.start()

@@ -16,13 +16,14 @@ its index and its journal line are written (handed to the kernel with
   and one whose files did not reach the disk is dropped, with a warning, and
   its step runs again (:func:`runner.artifacts.runs.prepare_resume`).
 
-The :class:`Syncer` fsyncs, on its own thread, every file handed to it since its
-last round (at once, on a few threads: concurrent fsyncs share the filesystem's
-journal commits), then the run's journal, and only then advances its
-``durable`` mark. :meth:`Syncer.barrier` waits until everything handed over is
-durable: before run.json is written (run.json lists only durable checkpoints),
-when the run ends or is interrupted by a signal, and so before its lease is
-given back. Object stores have nothing to fsync: a PUT that returned is
+The :class:`Syncer` makes durable, on its own thread, every file handed to it
+since its last round and the run's journal (on Linux one ``syncfs`` of the
+store's filesystem: one journal commit for the whole round, where an fsync per
+file costs about one each; elsewhere an fsync per file, the journal last), and
+only then advances its ``durable`` mark. :meth:`Syncer.barrier` waits until
+everything handed over is durable: before run.json is written (run.json lists
+only durable checkpoints), when the run ends or is interrupted by a signal, and
+so before its lease is given back. Object stores have nothing to fsync: a PUT that returned is
 durable, so there every committed checkpoint is durable at once.
 """
 
@@ -89,12 +90,15 @@ class Syncer:
     docstring); ``durable`` is the highest checkpoint seq known durable.
 
     ``sync`` makes one path durable; ``last`` names a file synced after each
-    round's others (the run's journal, whose lines name the checkpoints).
+    round's others (the run's journal, whose lines name the checkpoints). With
+    ``sync_all``, a round is one call of it instead, ``last`` included.
     """
 
     def __init__(self, sync: Callable[[str], None], *, last: str | None = None,
+                 sync_all: Callable[[list[str]], None] | None = None,
                  name: str = "runner-checkpoint-sync") -> None:
         self._sync_one = sync
+        self._sync_all = sync_all
         self.last = last
         self.name = name
         self.durable = 0
@@ -179,6 +183,9 @@ class Syncer:
                 self._cond.notify_all()
 
     def _round(self, paths: list[str]) -> None:
+        if self._sync_all is not None:
+            self._sync_all([*paths, self.last] if self.last is not None else paths)
+            return
         if len(paths) == 1:
             self._sync_one(paths[0])
         else:

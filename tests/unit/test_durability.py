@@ -10,7 +10,7 @@ import pytest
 from runner.artifacts import ArtifactStore
 from runner.artifacts.durability import Syncer
 from runner.artifacts.journal import JournalWriter, read_journal_state
-from runner.errors import IntegrityError
+from runner.errors import ArtifactError, IntegrityError
 
 
 class _Disk:
@@ -95,3 +95,21 @@ def test_a_signed_line_with_a_bad_synced_mark_is_refused(store, synced):
     writer.append([_entry(1, synced)])
     with pytest.raises(IntegrityError, match="synced"):
         read_journal_state(store, "jr-1", writer.nonce)
+
+
+def test_a_round_is_one_call_of_sync_all_when_given():
+    disk, rounds = _Disk(), []
+    syncer = Syncer(disk, last="journal", sync_all=rounds.append)
+    syncer.add(["a", "b"], 1)
+    syncer.barrier()
+    assert rounds == [["a", "b", "journal"]] and disk.synced == [] and syncer.durable == 1
+    syncer.stop()
+
+
+def test_the_store_makes_many_files_durable_at_once(store):
+    for name in ("a", "b"):
+        store.write_bytes(f"runs/r/{name}.json", b"{}", durable=False)
+    store.sync_many(["runs/r/a.json", "runs/r/b.json"])  # syncfs on Linux, else fsyncs
+    store.sync_many([])
+    with pytest.raises(ArtifactError, match="cannot sync"):
+        store.sync_many(["runs/r/missing.json"])
