@@ -8,6 +8,11 @@ unchanged since the previous checkpoint is referenced, not rewritten. run.json i
 written when the run starts and ends (and every :data:`SAVE_EVERY` seconds); each
 checkpoint committed in between is a line of the run's journal
 (:mod:`runner.artifacts.journal`), which :func:`read_run` folds in.
+
+A checkpoint is committed once it is written, and made durable (fsync) in the
+background, in batches: a killed process loses no committed checkpoint, a machine
+that stops may lose the last few milliseconds of them, which a resume detects and
+runs again (:mod:`runner.artifacts.durability` states the guarantee).
 """
 
 from __future__ import annotations
@@ -15,11 +20,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +36,8 @@ from runner.artifacts.documents import (
     read_index_doc,
     read_run_doc,
 )
-from runner.artifacts.journal import JournalWriter, read_journal
+from runner.artifacts.durability import Lane, Syncer
+from runner.artifacts.journal import JournalWriter, read_journal_state
 from runner.artifacts.layout import RunPaths
 from runner.artifacts.signing import sign_document
 from runner.artifacts.store import ArtifactStore
@@ -57,6 +61,27 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+_ENCODE = json.JSONEncoder(separators=(", ", ": ")).encode  # the C encoder
+
+
+def _document_bytes(doc: Mapping[str, Any]) -> bytes:
+    """A document as JSON with a key, a list item or a field per line: as readable
+    as ``indent=2`` without its pure-Python encoder (ten times slower on the
+    checkpoint list of a long run's run.json)."""
+    lines = []
+    for key, value in doc.items():
+        if isinstance(value, dict) and value:
+            items, ends = [f"{_ENCODE(k)}: {_ENCODE(v)}" for k, v in value.items()], "{}"
+        elif isinstance(value, list) and value:
+            items, ends = [_ENCODE(v) for v in value], "[]"
+        else:
+            lines.append(f"  {_ENCODE(key)}: {_ENCODE(value)}")
+            continue
+        body = ",\n    ".join(items)
+        lines.append(f"  {_ENCODE(key)}: {ends[0]}\n    {body}\n  {ends[1]}")
+    return ("{\n" + ",\n".join(lines) + "\n}\n").encode()
+
+
 def _type_path(obj: Any) -> str:
     cls = type(obj)
     return f"{cls.__module__}:{cls.__qualname__}"
@@ -69,15 +94,17 @@ def read_run(store: ArtifactStore, run_id: str, *, allow_unsigned: bool = False)
     if doc.journal is None:
         return doc
     top = max((c.seq for c in doc.checkpoints), default=0)
-    later = [c for c in read_journal(store, run_id, doc.journal,
-                                     allow_unsigned=allow_unsigned) if c.seq > top]
+    journal = read_journal_state(store, run_id, doc.journal, allow_unsigned=allow_unsigned)
+    later = [c for c in journal.checkpoints if c.seq > top]
     if not later:
         return doc
     done = set(doc.completed)
     completed = [*doc.completed, *(c.path for c in later
                                    if c.kind == "step" and c.path not in done)]
-    return doc.model_copy(update={"checkpoints": [*doc.checkpoints, *later],
-                                  "completed": completed})
+    synced = max(top, journal.synced)  # run.json lists only durable checkpoints
+    return doc.model_copy(update={
+        "checkpoints": [*doc.checkpoints, *later], "completed": completed,
+        "synced": synced if later[-1].seq > synced else None})
 
 
 def read_index(store: ArtifactStore, run_id: str, step_dir: str, *,
@@ -135,17 +162,19 @@ class _Kept:
 class CheckpointHook(RunHook):
     """Writes a checkpoint after every main-line step and every branch, and run.json.
 
-    Writing happens on two background threads while the next step runs: one
-    encodes and writes the files, the other makes them durable (fsync) and then
-    writes the index, so encoding the next checkpoint overlaps the disk flush of
-    this one. Both keep order. Each commit appends one line to the run's journal
-    instead of rewriting run.json: the cost of a checkpoint does not grow with the
-    run. The values are copy-on-write
-    forks taken when the step ended, so the next stage cannot change them. A
-    checkpoint counts as done (``completed`` in :func:`read_run`) only once its
-    files and index are durable. A write error fails the run at the next step
-    boundary, and the last main-line step waits for its checkpoint, so a run
-    never reports success with a checkpoint missing.
+    Writing happens on background threads while the next step runs: one encodes
+    and writes the field files, the next writes the index and commits the
+    checkpoint with one line appended to the run's journal (instead of rewriting
+    run.json: the cost of a checkpoint does not grow with the run), and a syncer
+    makes what they wrote durable in batches (:mod:`runner.artifacts.durability`:
+    a killed process loses no committed checkpoint; a machine that stops may
+    lose the last few milliseconds of them, which a resume detects and redoes).
+    All keep order. The values are copy-on-write forks taken when the step
+    ended, so the next stage cannot change them. A checkpoint counts as done
+    (``completed`` in :func:`read_run`) once its files, index and journal line
+    are written; run.json lists only durable ones. A write error fails the run
+    at the next step boundary, and the last main-line step waits for its
+    checkpoint, so a run never reports success with a checkpoint missing.
     """
 
     store: ArtifactStore
@@ -170,17 +199,17 @@ class CheckpointHook(RunHook):
     _journal: JournalWriter | None = None
     _unjournaled: list[dict[str, Any]] = field(default_factory=list)
     _saved: float = 0.0
-    _syncer: ThreadPoolExecutor | None = None
-    _committer: _Lane = field(init=False)
-    _encoder: _Lane = field(init=False)
+    _syncer: Syncer | None = None
+    _committer: Lane = field(init=False)
+    _encoder: Lane = field(init=False)
 
     def __post_init__(self) -> None:
         self._main = [s.path for s in self.plan.main_line()]
         self._main_set = frozenset(self._main)
-        self._committer = _Lane("runner-checkpoint-commit")
+        self._committer = Lane("runner-checkpoint-commit")
         # files fully written are still committed after a later write fails; nothing
         # new is written once a commit has failed
-        self._encoder = _Lane("runner-checkpoint-encode", watch=self._committer)
+        self._encoder = Lane("runner-checkpoint-encode", watch=self._committer)
 
     # ------------------------------------------------------------ run.json
 
@@ -188,9 +217,15 @@ class CheckpointHook(RunHook):
         paths = RunPaths(run.run_id)
         previous = (read_run(self.store, run.run_id, allow_unsigned=self.allow_unsigned)
                     if self.store.exists(paths.run_file) else None)
-        self.checkpoints = ([c.model_dump() for c in previous.checkpoints]
-                            if self.completed and previous else [])
-        self._seq = max((int(c["seq"]) for c in self.checkpoints), default=0)
+        kept = previous.checkpoints if self.completed and previous else []
+        if kept:  # the resume drops main-line checkpoints a stopped machine lost
+            anchor = max((c.seq for c in kept if c.kind == "step"
+                          and c.path == self.completed[-1]), default=0)
+            lost = min((c.seq for c in kept if c.kind == "step" and c.seq > anchor),
+                       default=None)
+            kept = [c for c in kept if lost is None or c.seq < lost]
+        self.checkpoints = [c.model_dump() for c in kept]
+        self._seq = max((c.seq for c in kept), default=0)
         started = previous.started if self.completed and previous else None
         self._doc = {
             "format": FORMAT, "run_id": run.run_id, "pipeline": run.pipeline,
@@ -201,6 +236,9 @@ class CheckpointHook(RunHook):
             "ended": None, "error": None, "plan": outline(plan),
         }
         self._journal = JournalWriter(self.store, run.run_id)
+        if self.store.local:  # object stores: a PUT that returned is durable
+            self._syncer = Syncer(self.store.sync, last=paths.journal_file,
+                                  sync_all=self.store.sync_many)
         self._doc["journal"] = self._journal.nonce
         self._save()  # first: until then a reader takes the journal there for a stale one
         self._journal.start()
@@ -237,13 +275,16 @@ class CheckpointHook(RunHook):
         self._save()
 
     def _save(self) -> None:
+        """run.json, once every checkpoint it lists is durable."""
+        if self._syncer is not None:
+            self._syncer.barrier()
         with self._saving:  # the last status set is the last one written
             with self._lock:
                 self._doc.update(completed=list(self.completed),
                                  checkpoints=list(self.checkpoints), updated=_now())
                 doc = dict(self._doc)
             self._saved = time.monotonic()
-            data = json.dumps(sign_document(doc), indent=2).encode()
+            data = _document_bytes(sign_document(doc))
             self.store.write_bytes(RunPaths(doc["run_id"]).run_file, data)
 
     def _record(self) -> None:
@@ -343,11 +384,10 @@ class CheckpointHook(RunHook):
             commit()
 
     def _write_field(self, rel: str, enc: Encoded) -> tuple[str, int]:
-        """One field's file; its sha256 and size."""
-        durable = not self.background
+        """One field's file; its sha256 and size (the syncer makes it durable)."""
         if enc.write_file is not None and self.store.local:
-            return self.store.write_local(rel, enc.write_file, durable=durable)
-        with self.store.open_atomic(rel, durable=durable) as fh:
+            return self.store.write_local(rel, enc.write_file, durable=False)
+        with self.store.open_atomic(rel, durable=False) as fh:
             enc.write(fh)
         return fh.sha256, fh.size
 
@@ -355,11 +395,10 @@ class CheckpointHook(RunHook):
                 meta: dict[str, Any], event: dict[str, Any], todo: dict[str, Any],
                 unhashed: list[tuple[str, str, dict[str, Any]]]) -> None:
         """The fields still under a temporary name hashed and named, the index
-        written, then it and the fields made durable together (one round of the
-        disk, not one per file), then the journal line: the checkpoint counts as
-        done. An index on the store without its line is no checkpoint (a resume
-        writes that folder again), so the line needs no fsync of its own: whatever
-        it names was durable before it was written."""
+        written, then the journal line: the checkpoint counts as done (an index on
+        the store without its line is no checkpoint: a resume writes that folder
+        again). Then the syncer makes them durable, with the fields, in its next
+        batch; the line says up to where that was done already."""
         try:
             for i, (rel, tmp, entry) in enumerate(unhashed):
                 try:
@@ -371,17 +410,20 @@ class CheckpointHook(RunHook):
                 entry.update(sha256=digest, bytes=size)
             index["created"] = _now()
             index_rel = f"{base}/{step_dir}/index.json"
-            self.store.write_bytes(index_rel, json.dumps(sign_document(index),
-                                                         indent=2).encode(), durable=False)
-            # fields were not synced when written in the background (the encoder is
-            # already on the next checkpoint)
-            self._sync([*written, index_rel] if self.background else [index_rel])
+            self.store.write_bytes(index_rel, _document_bytes(sign_document(index)),
+                                   durable=False)
+            syncer = self._syncer
+            line = {**meta, "synced": syncer.durable if syncer is not None else meta["seq"]}
             with self._lock:
                 self.checkpoints.append(meta)
-                self._unjournaled.append(meta)
+                self._unjournaled.append(line)
                 if meta["kind"] == "step":
                     self.completed.append(meta["path"])
             self._record()
+            if syncer is not None:  # after the line: a round syncs the journal last
+                syncer.add([*written, index_rel], meta["seq"])
+                if not self.background:
+                    syncer.barrier()
         except BaseException as exc:
             self._tell(event, todo, exc)
             raise
@@ -413,20 +455,7 @@ class CheckpointHook(RunHook):
         self._encoder.stop()
         self._committer.stop()
         if self._syncer is not None:
-            self._syncer.shutdown()
-            self._syncer = None
-
-    def _sync(self, rels: list[str]) -> None:
-        """fsync ``rels`` at once: concurrent fsyncs share the filesystem's journal
-        commits, where one after another each waits for its own."""
-        if len(rels) == 1 or not self.store.local:
-            for rel in rels:
-                self.store.sync(rel)
-            return
-        if self._syncer is None:
-            self._syncer = ThreadPoolExecutor(4, thread_name_prefix="runner-checkpoint-sync")
-        for _ in self._syncer.map(self.store.sync, rels):
-            pass
+            self._syncer.stop()
 
     def flush(self, *, raise_error: bool = True) -> None:
         """Wait until every checkpoint handed over so far is on the store."""
@@ -437,54 +466,13 @@ class CheckpointHook(RunHook):
 
     @property
     def _error(self) -> BaseException | None:
-        return self._encoder.error or self._committer.error
+        return (self._encoder.error or self._committer.error
+                or (self._syncer.error if self._syncer is not None else None))
 
     def _raise_pending(self) -> None:
         if self._error is not None:
             error = self._error
             raise ArtifactError(f"writing a checkpoint failed: {error}") from error
-
-
-class _Lane:
-    """One background thread running jobs in order; after an error (its own or the
-    watched lane's), later jobs are void."""
-
-    def __init__(self, name: str, watch: _Lane | None = None) -> None:
-        self.name = name
-        self.watch = watch
-        self.queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
-        self.thread: threading.Thread | None = None
-        self.error: BaseException | None = None
-
-    def submit(self, job: Callable[[], None]) -> None:
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._drain, name=self.name, daemon=True)
-            self.thread.start()
-        self.queue.put(job)
-
-    def _drain(self) -> None:
-        while True:
-            job = self.queue.get()
-            try:
-                if job is None:
-                    return
-                failed = self.error or (self.watch.error if self.watch else None)
-                if failed is None:
-                    job()
-            except BaseException as exc:
-                self.error = exc
-            finally:
-                self.queue.task_done()
-
-    def join(self) -> None:
-        if self.thread is not None:
-            self.queue.join()
-
-    def stop(self) -> None:
-        if self.thread is not None:
-            self.queue.put(None)
-            self.thread.join()
-            self.thread = None
 
 
 def _interrupted(error: BaseException | None) -> bool:

@@ -107,6 +107,11 @@ class RunDoc(_Doc):
     journal: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
     """The nonce of the journal that records the checkpoints committed since this
     document was written (journal.py); None once the run has ended."""
+    synced: Count | None = None
+    """Set by :func:`~runner.artifacts.checkpoint.read_run` (never in run.json):
+    checkpoints with a higher seq were committed but not yet known durable when the
+    journal was last written (a machine that stopped may have lost their files);
+    None: every checkpoint listed is durable."""
 
     @model_validator(mode="after")
     def _shallow_plan(self) -> RunDoc:

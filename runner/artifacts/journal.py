@@ -5,7 +5,8 @@ checkpoints committed in between are lines appended to ``runs/<RUN_ID>/journal.j
 so the cost of recording a checkpoint does not grow with the run::
 
     {"journal": 1, "run_id": "...", "nonce": "...", "mac": "..."}        the header
-    {"seq": 3, "dir": "steps/003-x", "name": "x", "path": "...", "kind": "step", "mac": "..."}
+    {"seq": 3, "dir": "steps/003-x", "name": "x", "path": "...", "kind": "step",
+     "synced": 2, "mac": "..."}
 
 Every line is chained to the one before it: the header's ``mac`` is the HMAC of its
 canonical JSON; a line's is the HMAC of the previous ``mac`` and its own canonical
@@ -17,6 +18,12 @@ stale one of an earlier attempt, already folded into run.json, and is ignored.
 A process killed while appending leaves a torn last line (no newline): it is
 ignored, as the checkpoint it was recording is not committed. A complete line that
 does not parse, verify or type is refused (:class:`IntegrityError`).
+
+Lines are written without fsync (:mod:`runner.artifacts.durability`): ``synced``
+says up to which checkpoint seq the files, and the journal lines before, were
+durable when the line was written. A machine that stopped can leave the journal
+a shorter prefix (a torn line at its end, as above) and the checkpoints after the
+last ``synced`` with files that never reached the disk; a resume checks those.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import json
 import logging
 import secrets
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -36,12 +44,13 @@ from runner.artifacts.signing import SigningKey, canonical_json, load_key
 from runner.artifacts.store import ArtifactStore
 from runner.errors import ArtifactError, IntegrityError
 
-__all__ = ["JournalWriter", "read_journal"]
+__all__ = ["JournalState", "JournalWriter", "read_journal", "read_journal_state"]
 
 log = logging.getLogger("runner.artifacts")
 
 FORMAT = 1
 _MAC = "mac"
+_SYNCED = "synced"
 
 
 def _header_mac(key: SigningKey, body: Mapping[str, Any]) -> str:
@@ -95,23 +104,41 @@ class JournalWriter:
             self.store.write_bytes(self.paths.journal_file, bytes(self._content))
 
 
+@dataclass(frozen=True)
+class JournalState:
+    """What a journal records: its checkpoints, and the highest seq of them known
+    durable when its last line was written (0: none; see the module docstring)."""
+
+    checkpoints: list[CheckpointRef]
+    synced: int = 0
+
+
 def read_journal(store: ArtifactStore, run_id: str, nonce: str, *,
                  allow_unsigned: bool = False) -> list[CheckpointRef]:
     """The checkpoints ``run_id``'s journal ``nonce`` records, verified, typed and
     confined to the run; [] when it is missing, empty or an earlier attempt's."""
+    return read_journal_state(store, run_id, nonce, allow_unsigned=allow_unsigned).checkpoints
+
+
+def read_journal_state(store: ArtifactStore, run_id: str, nonce: str, *,
+                       allow_unsigned: bool = False) -> JournalState:
+    """:func:`read_journal`, with the journal's ``synced`` mark."""
     paths = RunPaths(run_id)
     where = store.url_of(paths.journal_file)
+    empty = JournalState([])
     try:
         data = store.read_bytes(paths.journal_file)
     except ArtifactError as exc:
         if exc.missing and not isinstance(exc, IntegrityError):
-            return []  # killed before the header landed
+            return empty  # killed before the header landed
         raise
     *lines, tail = data.split(b"\n")
     if tail:
-        log.info("%s: ignoring a torn last line (a run stopped while appending it)", where)
+        log.warning("%s: ignoring a torn last line (the run stopped while appending it; "
+                    "the checkpoint it recorded is not committed and runs again on resume)",
+                    where)
     if not lines:
-        return []
+        return empty
     key = load_key()
     header = _parse(lines[0], where, 1)
     body = {k: v for k, v in header.items() if k != _MAC}
@@ -122,14 +149,20 @@ def read_journal(store: ArtifactStore, run_id: str, nonce: str, *,
                              f"not of {run_id!r} (copied from another run)", url=where)
     if body.get("nonce") != nonce:
         log.debug("%s: an earlier attempt's journal, ignored", where)
-        return []
+        return empty
     out = []
+    synced = 0
     for number, raw in enumerate(lines[1:], start=2):
         line = _parse(raw, where, number)
         body = {k: v for k, v in line.items() if k != _MAC}
         previous = _mac_of(key, previous, body, where, number)
         _check(line.get(_MAC), previous, where, number, allow_unsigned)
         previous = str(line.get(_MAC)) if allow_unsigned else previous
+        mark = body.pop(_SYNCED, 0)
+        if type(mark) is not int or not 0 <= mark <= 10**9:
+            raise IntegrityError(f"{where}: line {number}: synced: not a checkpoint number",
+                                 url=where)
+        synced = max(synced, mark)
         try:
             ref = CheckpointRef.model_validate(body)
         except ValidationError as exc:
@@ -139,7 +172,7 @@ def read_journal(store: ArtifactStore, run_id: str, nonce: str, *,
                                  url=where) from None
         paths.step_dir(ref.dir)
         out.append(ref)
-    return out
+    return JournalState(out, synced)
 
 
 def _parse(raw: bytes, where: str, number: int) -> dict[str, Any]:

@@ -106,15 +106,28 @@ def prepare_resume(store: ArtifactStore, run_id: str, plan: Plan, *, force: bool
     completed = [p for p in doc.completed if p in main]
     if doc.status == "succeeded":  # a retried pod: nothing to do, not an error
         return Resume(None, frozenset(completed), finished=True), doc
-    last = doc.last_main_checkpoint()
-    if last is None or not completed:
+    if doc.last_main_checkpoint() is None or not completed:
         return None, doc
     if completed != main[: len(completed)]:
         raise UsageError(f"run {run_id!r}: its completed steps do not match this pipeline's "
                          "steps; resume with the manifest it started with")
-    context = load_checkpoint(store, run_id, last.dir, types=plan.context_types(),
-                              allow_unsigned=allow_unsigned)
-    return Resume(context, frozenset(completed)), doc
+    types = plan.context_types()
+    for ckpt in reversed([c for c in doc.checkpoints if c.kind == "step"]):
+        try:
+            context = load_checkpoint(store, run_id, ckpt.dir, types=types,
+                                      allow_unsigned=allow_unsigned)
+        except ArtifactError as exc:
+            if doc.synced is None or ckpt.seq <= doc.synced:
+                raise  # durable when recorded: damaged since, not lost in a crash
+            log.warning("run %s: checkpoint %s (after %s) was committed but never reached "
+                        "the disk (the machine stopped before it was synced: %s); %s runs "
+                        "again", run_id, ckpt.dir, ckpt.path, exc, ckpt.path)
+            completed = completed[: main.index(ckpt.path)] if ckpt.path in main else completed
+            continue
+        if ckpt.path in completed:
+            completed = completed[: completed.index(ckpt.path) + 1]
+        return Resume(context, frozenset(completed)), doc
+    return None, doc
 
 
 # ---------------------------------------------------------------- listing

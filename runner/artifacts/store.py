@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ctypes
 import errno
 import hashlib
 import inspect
@@ -21,6 +22,7 @@ import logging
 import os
 import posixpath
 import secrets
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -335,6 +337,26 @@ class ArtifactStore:
             finally:
                 os.close(fd)
 
+    def sync_many(self, rels: list[str]) -> None:
+        """Make many files written with ``durable=False`` durable at once (a no-op off
+        local disks): on Linux one ``syncfs`` of the store's filesystem (one journal
+        commit and one cache flush for all of them, their folders' entries included),
+        elsewhere an fsync of each."""
+        if not self.local or not rels:
+            return
+        if _SYNCFS is None:
+            for rel in rels:
+                self.sync(rel)
+            return
+        with _translated(self.url, "cannot sync"):
+            fd = os.open(self.path(rels[0]), os.O_RDONLY)
+            try:
+                if _SYNCFS(fd) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, os.strerror(err))
+            finally:
+                os.close(fd)
+
     def read_bytes(self, rel: str) -> bytes:
         with _translated(self.url_of(rel), "cannot read"):
             data: bytes = self.fs.cat_file(self.path(rel))
@@ -368,6 +390,22 @@ class ArtifactStore:
             except (NotImplementedError, FileNotFoundError, OSError):
                 return None
         return float(stamp.timestamp())
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """Linux's ``syncfs(fd)`` (through ctypes, which lets go of the GIL while it
+    runs), or None where the C library has none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+    return fn
+
+
+_SYNCFS = _load_syncfs()
 
 
 def _takes_mode(fs: fsspec.AbstractFileSystem) -> bool:

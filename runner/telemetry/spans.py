@@ -28,8 +28,8 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 from runner.telemetry.bounds import MAX_SPAN_DEPTH, too_deep
 
-__all__ = ["SPANS_FILE", "SpanNode", "decode_jsonl", "encode_jsonl", "from_readable", "span_tree",
-           "to_readable"]
+__all__ = ["SPANS_FILE", "SpanNode", "decode_jsonl", "encode_jsonl", "from_readable",
+           "plain_span", "span_tree", "to_readable"]
 
 SPANS_FILE = "spans.jsonl"
 
@@ -63,26 +63,42 @@ _KINDS = {kind: kind.name for kind in SpanKind}
 _CODES = {code: code.name for code in StatusCode}
 
 
+def _code_name(code: StatusCode) -> str:
+    """``code.name``, without hashing the enum (a Python-level ``__hash__``)."""
+    return "OK" if code is StatusCode.OK else "UNSET" if code is StatusCode.UNSET \
+        else _CODES[code]
+
+
 def from_readable(span: ReadableSpan) -> dict[str, Any]:
     """A finished SDK span as a plain, JSON-ready dict."""
     ctx = span.context
     assert ctx is not None
-    parent = span.parent
-    status = span.status
-    events = span.events
+    return plain_span(name=span.name, context=ctx, parent=span.parent,
+                      kind=span.kind, start_ns=span.start_time, end_ns=span.end_time,
+                      status=span.status, attributes=span.attributes, events=span.events,
+                      resource=span.resource)
+
+
+def plain_span(*, name: str, context: SpanContext, parent: SpanContext | None,
+               start_ns: int | None, end_ns: int | None, status: Status,
+               attributes: Mapping[str, Any] | None, events: Sequence[Event],
+               resource: Resource, kind: SpanKind = SpanKind.INTERNAL) -> dict[str, Any]:
+    """A finished span's fields in the spans.jsonl form (what :func:`from_readable`
+    makes of the SDK span with these fields, without building that span)."""
     return {
-        "trace_id": f"{ctx.trace_id:032x}",
-        "span_id": f"{ctx.span_id:016x}",
+        "trace_id": f"{context.trace_id:032x}",
+        "span_id": f"{context.span_id:016x}",
         "parent_span_id": f"{parent.span_id:016x}" if parent is not None else None,
-        "name": span.name,
-        "kind": _KINDS[span.kind],
-        "start_time_unix_nano": span.start_time,
-        "end_time_unix_nano": span.end_time,
-        "status": {"code": _CODES[status.status_code], "message": status.description or None},
-        "attributes": _attrs(span.attributes),
+        "name": name,
+        "kind": "INTERNAL" if kind is SpanKind.INTERNAL else _KINDS[kind],
+        "start_time_unix_nano": start_ns,
+        "end_time_unix_nano": end_ns,
+        "status": {"code": _code_name(status.status_code),
+                   "message": status.description or None},
+        "attributes": _attrs(attributes),
         "events": [{"name": e.name, "time_unix_nano": e.timestamp,
                     "attributes": _attrs(e.attributes)} for e in events] if events else [],
-        "resource": _resource_attrs(span.resource),
+        "resource": _resource_attrs(resource),
     }
 
 

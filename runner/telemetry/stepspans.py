@@ -10,6 +10,13 @@ the step ends, as the SDK's own :class:`~opentelemetry.sdk.trace.ReadableSpan`,
 and handed to the same span processors (the spans.jsonl collector, the OTLP
 batch exporter) the way spans from worker processes already are.
 
+When nothing is exported (spans only kept for spans.jsonl), a finished span skips
+the SDK's span object too: it is built straight into the spans.jsonl form
+(:func:`~runner.telemetry.spans.plain_span`), the form it would have been turned
+into at the end of the run anyway. A step's attributes come in two shared dicts,
+the run's and the step's own (the same in every run of a plan), merged once,
+when the span ends.
+
 While the step runs, its :class:`StepSpan` is the current span, so everything
 that looks for it still finds it: spans the stage's own code opens nest under
 it, log records carry its ids, and attributes or events the stage adds to
@@ -30,6 +37,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, Status, StatusCode
 from opentelemetry.util import types
+
+from runner.telemetry.spans import plain_span
 
 __all__ = ["CachedResource", "SpanMaker", "StepSpan"]
 
@@ -55,14 +64,17 @@ class StepSpan(trace.Span):
     """The current span while a step runs; finished into a ReadableSpan by
     :meth:`SpanMaker.finish`. Records what the stage's code adds to it."""
 
-    __slots__ = ("_added", "_context", "_events", "_name", "attributes", "parent", "start_ns")
+    __slots__ = ("_added", "_context", "_events", "_name", "attributes", "base", "parent",
+                 "start_ns")
 
     def __init__(self, name: str, context: SpanContext, parent: SpanContext,
-                 attributes: dict[str, Any], start_ns: int) -> None:
+                 attributes: Mapping[str, Any], start_ns: int,
+                 base: Mapping[str, Any] | None = None) -> None:
         self._name = name
         self._context = context
         self.parent = parent
         self.attributes = attributes
+        self.base = base
         self.start_ns = start_ns
         self._events: list[Event] = []
         self._added: dict[str, Any] | None = None
@@ -112,36 +124,49 @@ class StepSpan(trace.Span):
 
 class SpanMaker:
     """Builds finished spans of one tracer (its resource and scope, its ids) and
-    hands them to ``emit``."""
+    hands them to ``emit``, or, with ``emit_plain`` (nothing exported), hands
+    that their spans.jsonl form."""
 
     def __init__(self, *, resource: Resource, scope: InstrumentationScope,
                  new_span_id: Callable[[], int],
-                 emit: Callable[[ReadableSpan], None]) -> None:
+                 emit: Callable[[ReadableSpan], None],
+                 emit_plain: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.resource = resource
         self.scope = scope
         self.new_span_id = new_span_id
         self.emit = emit
+        self.emit_plain = emit_plain
 
-    def start(self, name: str, parent: SpanContext, attributes: dict[str, Any],
-              start_ns: int | None = None) -> StepSpan:
+    def start(self, name: str, parent: SpanContext, attributes: Mapping[str, Any],
+              start_ns: int | None = None, *, base: Mapping[str, Any] | None = None
+              ) -> StepSpan:
+        """A span under ``parent`` with ``base`` then ``attributes`` (neither copied:
+        the span never changes them)."""
         context = SpanContext(parent.trace_id, self.new_span_id(), False, parent.trace_flags,
                               parent.trace_state)
         return StepSpan(name, context, parent, attributes,
-                        time.time_ns() if start_ns is None else start_ns)
+                        time.time_ns() if start_ns is None else start_ns, base)
 
     def finish(self, span: StepSpan, *, status: Status, attributes: Mapping[str, Any],
                events: Sequence[Event] = (), end_ns: int | None = None) -> None:
         """End ``span`` with ``attributes`` added to its own and ``events`` after the
         stage's; nothing is emitted for a span its trace does not sample."""
-        if not span.get_span_context().trace_flags.sampled:
+        if not span._context.trace_flags.sampled:
             return
-        attrs = {**span.attributes, **attributes}
+        attrs = ({**span.base, **span.attributes, **attributes} if span.base
+                 else {**span.attributes, **attributes})
         if span._added:  # what the stage's code set: validated as the SDK would
             attrs = dict(BoundedAttributes(attributes={**span._added, **attrs}))
+        all_events = [*span._events, *events] if span._events else events
+        end = time.time_ns() if end_ns is None else end_ns
+        if self.emit_plain is not None:
+            self.emit_plain(plain_span(
+                name=span._name, context=span._context, parent=span.parent,
+                start_ns=span.start_ns, end_ns=end, status=status, attributes=attrs,
+                events=all_events, resource=self.resource))
+            return
         self.emit(ReadableSpan(
-            name=span._name, context=span.get_span_context(), parent=span.parent,
-            resource=self.resource, attributes=attrs,
-            events=[*span._events, *events] if span._events else events,
-            status=status, start_time=span.start_ns,
-            end_time=time.time_ns() if end_ns is None else end_ns,
+            name=span._name, context=span._context, parent=span.parent,
+            resource=self.resource, attributes=attrs, events=all_events,
+            status=status, start_time=span.start_ns, end_time=end,
             instrumentation_scope=self.scope))

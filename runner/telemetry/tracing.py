@@ -68,6 +68,7 @@ _NEXT_TRACE_ID: contextvars.ContextVar[int | None] = contextvars.ContextVar(
 _HOST = socket.gethostname()
 _PROPAGATOR = TraceContextTextMapPropagator()
 _UNSET = Status(StatusCode.UNSET)
+_STEP_ATTRS_MAX = 100_000
 
 
 @functools.cache
@@ -233,7 +234,7 @@ class _Collector(SpanProcessor):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._runs: dict[str, list[ReadableSpan]] = {}
+        self._runs: dict[str, list[ReadableSpan | dict[str, Any]]] = {}
         self._traces: dict[str, set[str]] = {}
 
     def open(self, run_id: str, trace_id: str) -> None:
@@ -248,7 +249,16 @@ class _Collector(SpanProcessor):
             if not runs:
                 self._traces.pop(trace_id, None)
             spans = self._runs.pop(run_id, [])
-        return [from_readable(span) for span in spans]
+        return [span if type(span) is dict else from_readable(span)  # type: ignore[arg-type]
+                for span in spans]
+
+    def add_plain(self, span: dict[str, Any]) -> None:
+        """A span of ours already in the spans.jsonl form (nothing is exported)."""
+        run_id = span["attributes"].get("runner.run_id")
+        with self._lock:
+            spans = self._runs.get(run_id) if isinstance(run_id, str) else None
+            if spans is not None:
+                spans.append(span)
 
     def on_end(self, span: ReadableSpan) -> None:
         run_id = (span.attributes or {}).get("runner.run_id")
@@ -282,7 +292,11 @@ class Tracing:
             self.provider.add_span_processor(self.export)
         self.tracer = self.provider.get_tracer("runner", _version())
         self.spans = SpanMaker(resource=self.resource, scope=InstrumentationScope(
-            "runner", _version()), new_span_id=ids.generate_span_id, emit=self.emit)
+            "runner", _version()), new_span_id=ids.generate_span_id, emit=self.emit,
+            emit_plain=self.collector.add_plain if self.export is None else None)
+        self.step_attrs: dict[int, tuple[object, str, dict[str, Any]]] = {}
+        """id(step) -> (step, span name, the attributes of its spans but the run's),
+        the same in every run of a plan: :meth:`TracingHook._step_static`."""
 
     def emit(self, span: ReadableSpan) -> None:
         """A finished span made without the tracer (:mod:`runner.telemetry.stepspans`,
@@ -403,7 +417,6 @@ class TracingHook(RunHook):
         self._run_span: Span | None = None
         self._run_token: object | None = None
         self._base: dict[str, Any] = {}
-        self._step_attrs: dict[int, tuple[str, dict[str, Any]]] = {}
         self._pid = os.getpid()
 
     # ------------------------------------------------------------ helpers
@@ -488,7 +501,6 @@ class TracingHook(RunHook):
     def on_run_start(self, run: RunInfo, plan: Plan, context: Any) -> None:
         self._index(plan, plan.steps)
         self._base = {"runner.run_id": run.run_id, "runner.pipeline": run.pipeline}
-        self._step_attrs.clear()
         self.tracing.collector.open(run.run_id, run.trace_id)
         now = time.time_ns()
         start = min([now, *(p[2] for p in self._pending)])
@@ -614,13 +626,15 @@ class TracingHook(RunHook):
     # ------------------------------------------------------------ steps
 
     def _step_static(self, step: Step) -> tuple[str, dict[str, Any]]:
-        """A step's span name and starting attributes, the same each time the step runs
-        in this run (a shared dict: spans never change it, they add to a copy)."""
-        found = self._step_attrs.get(id(step))
-        if found is None:
+        """A step's span name and its attributes but the run's (``_base``): the same
+        in every run of the plan in this process, so made once (a shared dict:
+        spans never change it)."""
+        cache = self.tracing.step_attrs
+        found = cache.get(id(step))
+        if found is None or found[0] is not step:
             name = getattr(step, "name", step.path)
             kind = "adapter" if name.startswith("adapt:") else "stage"
-            attrs: dict[str, Any] = {**self._base, "runner.kind": kind, "runner.path": step.path,
+            attrs: dict[str, Any] = {"runner.kind": kind, "runner.path": step.path,
                                      "runner.stage": name, "runner.worker.pid": self._pid}
             branch = self._enclosing_branch(step)
             if branch is not None:
@@ -628,13 +642,15 @@ class TracingHook(RunHook):
             entry = getattr(step, "entry", None)
             if entry is not None and entry.writes is not None:
                 attrs["runner.stage.writes"] = tuple(sorted(entry.writes))
-            found = self._step_attrs[id(step)] = (f"{kind} {name}", attrs)
-        return found
+            if len(cache) >= _STEP_ATTRS_MAX:
+                cache.clear()  # a process running ever new plans: start over
+            found = cache[id(step)] = (step, f"{kind} {name}", attrs)
+        return found[1], found[2]
 
     def on_step_start(self, run: RunInfo, step: Step) -> None:
         name, attrs = self._step_static(step)
         span = self.tracing.spans.start(name, self._parent_span(step).get_span_context(),
-                                        attrs)
+                                        attrs, base=self._base)
         token = otel_context.attach(trace.set_span_in_context(span))
         with self._lock:
             self._steps[(step.path, threading.get_ident())] = (span, token)
@@ -648,8 +664,10 @@ class TracingHook(RunHook):
         error = (*_split_error(record.error), record.traceback) if failed else None
         if live is not None:
             span, token = live
-            with contextlib.suppress(Exception):  # detached in another context
+            try:  # noqa: SIM105 - per step: suppress() would cost an object and two calls
                 otel_context.detach(token)  # type: ignore[arg-type]
+            except Exception:  # detached in another context
+                pass
             self._finish(span, failed, error=error)
             return
         with self._lock:

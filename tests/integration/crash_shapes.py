@@ -46,6 +46,9 @@ that outlives the grace period, or one a second signal must not wait for).
 that stage wait on entry until the run is interrupted (the main thread is held
 there while a checkpoint writer thread signals).
 
+``CRASH_NO_SYNC=1`` makes the checkpoint syncer hang on its first fsync: nothing a
+run commits becomes durable, as on a machine that stops before its disk writes land.
+
 ``CRASH_START_GATE=<folder>`` makes the driver, once it has imported everything,
 write ``<folder>/ready-<pid>`` and wait until ``<folder>/go`` exists, so that many
 processes reach the run lease at one moment.
@@ -434,6 +437,21 @@ def install_interrupt_ack(env: Any = os.environ) -> None:
     DAGRunner.interrupt = interrupt  # type: ignore[method-assign]
 
 
+def install_no_sync(env: Any = os.environ) -> None:
+    """With ``CRASH_NO_SYNC=1``, ``ArtifactStore.sync`` (the checkpoint syncer's fsync)
+    never returns: whatever the run commits stays in the kernel's page cache."""
+    if not env.get("CRASH_NO_SYNC"):
+        return
+    import threading
+
+    from runner.artifacts.store import ArtifactStore
+
+    def sync(self: Any, rel: str) -> None:
+        threading.Event().wait()
+
+    ArtifactStore.sync = sync  # type: ignore[method-assign]
+
+
 def _tear(store: Any, rel: str, fh: Any) -> None:
     """Cut the temporary file being written for ``rel`` to half its length, then die."""
     fh.flush()
@@ -451,6 +469,7 @@ def main(argv: list[str] | None = None) -> None:
     with the write trap of ``CRASH_WRITE_*`` installed (when set)."""
     install_write_trap()
     install_interrupt_ack()
+    install_no_sync()
     os.environ["CRASH_DRIVER_PID"] = str(os.getpid())  # inherited by worker processes
     gate = os.environ.get("CRASH_START_GATE")  # many processes contending at one moment
     from runner import cli
