@@ -438,18 +438,20 @@ def install_interrupt_ack(env: Any = os.environ) -> None:
 
 
 def install_no_sync(env: Any = os.environ) -> None:
-    """With ``CRASH_NO_SYNC=1``, ``ArtifactStore.sync`` (the checkpoint syncer's fsync)
-    never returns: whatever the run commits stays in the kernel's page cache."""
+    """With ``CRASH_NO_SYNC=1``, ``ArtifactStore.sync`` and ``sync_many`` (the
+    checkpoint syncer's fsync and syncfs) never return: whatever the run commits stays
+    in the kernel's page cache."""
     if not env.get("CRASH_NO_SYNC"):
         return
     import threading
 
     from runner.artifacts.store import ArtifactStore
 
-    def sync(self: Any, rel: str) -> None:
+    def sync(self: Any, rel: str | list[str]) -> None:
         threading.Event().wait()
 
     ArtifactStore.sync = sync  # type: ignore[method-assign]
+    ArtifactStore.sync_many = sync  # type: ignore[method-assign, assignment]
 
 
 def _tear(store: Any, rel: str, fh: Any) -> None:
