@@ -5,7 +5,8 @@ plan's stage modules and what its branches' stages declare they import, so a
 branch starts in milliseconds and no thread state is inherited. Each branch's
 native thread pools are capped at its CPU share (:mod:`..native_threads`). The
 pool is started and warmed up on a background thread when the run begins, so its
-start-up hides behind the sequential steps that precede the first parallel group.
+start-up hides behind the sequential steps that precede the first parallel group;
+the CLI starts the forkserver itself even earlier (:mod:`..forkserver`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from runner.orchestration.execute import BranchOutcome, BranchTask, CancelFlag, execute_branch
 from runner.orchestration.executors.base import Executor
 from runner.orchestration.executors.threads import drain
+from runner.orchestration.forkserver import worker_preload
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.native_threads import branch_threads, native_thread_limit
 
@@ -73,11 +75,8 @@ class ProcessesExecutor(Executor):
                  preload: Sequence[str] = ()) -> None:
         self.max_workers = max_workers or os.cpu_count() or 1
         self._mp = mp.get_context(start_method)
-        if start_method == "forkserver":
-            # "__main__" first: the forkserver imports the main script once, so each
-            # worker does not import it again (spawn's preparation skips a loaded one)
-            modules = ["__main__", "runner.orchestration.execute", "pandas", *preload]
-            self._mp.set_forkserver_preload(list(dict.fromkeys(modules)))
+        if start_method == "forkserver":  # no effect on a forkserver already running
+            self._mp.set_forkserver_preload(worker_preload(preload))
         self._cancel = self._mp.Event()
         self._pool: ProcessPoolExecutor | None = None
         self._starting: threading.Thread | None = None
