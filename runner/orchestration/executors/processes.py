@@ -2,7 +2,9 @@
 
 Workers come from a ``forkserver`` that has already imported the engine, the
 plan's stage modules and what its branches' stages declare they import, so a
-branch starts in milliseconds and no thread state is inherited. Each branch's
+branch starts in milliseconds and no thread state is inherited. The group's
+context is pickled once for all its branches, and a branch sends back only the
+fields it changed (:mod:`.shipping`). Each branch's
 native thread pools are capped at its CPU share (:mod:`..native_threads`). The
 pool is started and warmed up on a background thread when the run begins, so its
 start-up hides behind the sequential steps that precede the first parallel group;
@@ -15,14 +17,18 @@ import contextlib
 import multiprocessing as mp
 import multiprocessing.connection as mp_connection
 import os
+import pickle
 import signal
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import replace
 from typing import Any
 
+from runner.context import fork_context
 from runner.orchestration.execute import BranchOutcome, BranchTask, CancelFlag, execute_branch
 from runner.orchestration.executors.base import Executor
+from runner.orchestration.executors.shipping import restore_untouched, strip_untouched
 from runner.orchestration.executors.threads import drain
 from runner.orchestration.forkserver import worker_preload
 from runner.orchestration.hooks import RunHook
@@ -55,9 +61,17 @@ def _exit_with_parent(sentinel: int) -> None:
     os._exit(1)
 
 
-def _run_in_worker(task: BranchTask, executor_name: str, threads: int) -> BranchOutcome:
+def _run_in_worker(task: BranchTask, shipped: bytes, executor_name: str,
+                   threads: int) -> BranchOutcome:
+    """Run a branch on a fork of the group's context (pickled once by the driver, for
+    every branch); send back only the fields it changed (:mod:`.shipping`)."""
+    received = pickle.loads(shipped)  # from the driver that started this worker
+    task = replace(task, context=fork_context(received))
     with native_thread_limit(threads):
-        return execute_branch(task, _CANCEL, (), executor_name)
+        outcome = execute_branch(task, _CANCEL, (), executor_name)
+    if outcome.context is not None and type(outcome.context) is type(received):
+        outcome.context = strip_untouched(outcome.context, received)
+    return outcome
 
 
 def _warm() -> int:
@@ -140,11 +154,20 @@ class ProcessesExecutor(Executor):
     def run_branches(
         self, tasks: Sequence[BranchTask], cancel: CancelFlag, hooks: Sequence[RunHook]
     ) -> Iterator[BranchOutcome]:
+        if not tasks:
+            return
         pool = self._ready()
         concurrent = min(len(tasks), self.max_workers)
+        # every branch gets the same context (the engine does not fork it for an
+        # executor that isolates): pickled once here, not once per branch
+        shipped = pickle.dumps(tasks[0].context, protocol=pickle.HIGHEST_PROTOCOL)
         futures: dict[Future[BranchOutcome], BranchTask] = {
-            pool.submit(_run_in_worker, t, self.name,
+            pool.submit(_run_in_worker, replace(t, context=None), shipped, self.name,
                         branch_threads(t.branch.resources, concurrent=concurrent)): t
             for t in tasks
         }
-        yield from drain(futures, cancel)
+        del shipped  # the call queue holds it until the last branch is sent
+        for outcome in drain(futures, cancel):
+            if outcome.context is not None:
+                outcome.context = restore_untouched(outcome.context, tasks[0].context)
+            yield outcome
