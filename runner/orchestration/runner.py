@@ -39,7 +39,12 @@ from runner.orchestration.executors import Executor, make_executor
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Plan
 from runner.orchestration.records import Resume, RunInfo, RunResult
-from runner.orchestration.warm import branch_imports, imports_after_groups, stage_modules
+from runner.orchestration.warm import (
+    branch_imports,
+    group_width,
+    imports_after_groups,
+    stage_modules,
+)
 from runner.workspace import check_run_id, create_workspace, remove_workspace
 
 __all__ = ["DAGRunner", "new_run_id", "parse_traceparent", "stage_modules"]
@@ -88,7 +93,8 @@ class DAGRunner:
     ) -> None:
         self.plan = plan
         self.executor = make_executor(executor, max_workers=max_workers,
-                                      preload=[*stage_modules(plan), *branch_imports(plan)])
+                                      preload=[*stage_modules(plan), *branch_imports(plan)],
+                                      width=group_width(plan))
         self.run_id = check_run_id(run_id) if run_id else new_run_id()
         self.trace_id, self.parent_span_id = self._trace(traceparent)
         self.hooks = tuple(hooks)

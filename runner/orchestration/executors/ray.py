@@ -10,7 +10,9 @@ branch (its Arrow and numpy buffers are read zero-copy); each branch forks it
 where it runs, so a stage that writes a column copies only that column. The
 driver merges what the branches return with the same rules and errors as every
 other executor. A branch's native thread pools (OpenMP, BLAS) are capped at the
-CPUs its task holds: one, unless its ``resources`` ask for more.
+CPUs its task holds: one, unless its ``resources`` ask for more. Once Ray is
+reached, tasks import the branches' modules in as many workers as the widest
+group has branches, so the branches find them loaded.
 
 With no address, a local single-node Ray is started when the run begins, in the
 background (it hides behind the steps before the first group), bound to the
@@ -34,8 +36,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from runner.context import fork_context
 from runner.errors import UsageError
 from runner.orchestration.execute import (
@@ -47,6 +47,7 @@ from runner.orchestration.execute import (
     worker_failure,
 )
 from runner.orchestration.executors.base import Executor
+from runner.orchestration.executors.shipping import restore_untouched, strip_untouched
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.native_threads import branch_threads, native_thread_limit
 
@@ -251,7 +252,7 @@ def _run_branch(task: BranchTask, context: Any, flag: Any, token: str,
     with native_thread_limit(threads):
         outcome = execute_branch(task, cancel, (), executor_name)
     if outcome.context is not None and type(outcome.context) is type(context):
-        outcome.context = _strip_untouched(outcome.context, context)
+        outcome.context = strip_untouched(outcome.context, context)
     node = ray.get_runtime_context().get_node_id()
     for record in outcome.records:
         record.node = node
@@ -259,64 +260,13 @@ def _run_branch(task: BranchTask, context: Any, flag: Any, token: str,
     return outcome
 
 
-class _Same:
-    """Stands for a field a branch left untouched: the driver puts its own value back,
-    so an unchanged 1 GB frame is not sent back through the object store."""
+def _warm_worker(modules: Sequence[str]) -> int:
+    """A task that imports what the branches will (their stage modules, the libraries
+    their stages declare) in a worker before any branch needs it; returns its pid."""
+    from runner.orchestration.warm import import_modules
 
-    def __reduce__(self) -> str:
-        return "SAME"
-
-
-SAME = _Same()
-
-
-def _buffer(array: Any) -> tuple[Any, ...] | None:
-    try:
-        face = array.__array_interface__
-    except AttributeError:
-        return None
-    return face["data"][0], face["shape"], face["strides"], face["typestr"]
-
-
-def _frame_untouched(new: pd.DataFrame, old: pd.DataFrame) -> bool:
-    """The same columns over the very same buffers (read from the object store, which
-    cannot be written in place, so same buffers means same values)."""
-    if new.shape != old.shape or list(new.columns) != list(old.columns):
-        return False
-    if not (isinstance(new.index, pd.RangeIndex) and new.index.equals(old.index)) and \
-            _buffer(new.index.to_numpy()) != _buffer(old.index.to_numpy()):
-        return False
-    for i in range(new.shape[1]):
-        a, b = new.iloc[:, i].to_numpy(), old.iloc[:, i].to_numpy()
-        if a.dtype == object or _buffer(a) is None or _buffer(a) != _buffer(b):
-            return False
-    return True
-
-
-def _strip_untouched(ctx: Any, shared: Any) -> Any:
-    fields = getattr(ctx, "__dict__", None)
-    original = getattr(shared, "__dict__", None)
-    if not isinstance(fields, dict) or not isinstance(original, dict):
-        return ctx
-    for name, value in fields.items():
-        before = original.get(name)
-        if isinstance(value, pd.DataFrame) and isinstance(before, pd.DataFrame) \
-                and value.size >= _LARGE and _frame_untouched(value, before):
-            fields[name] = SAME
-    return ctx
-
-
-def _restore_untouched(ctx: Any, base: Any) -> Any:
-    fields = getattr(ctx, "__dict__", None)
-    if isinstance(fields, dict):
-        for name, value in fields.items():
-            if value is SAME or isinstance(value, _Same):
-                fields[name] = base.__dict__[name]
-    return ctx
-
-
-_LARGE = 10_000
-"""Frames with fewer cells than this come back whole: not worth checking."""
+    import_modules(modules)
+    return os.getpid()
 
 
 class _Flags:
@@ -359,8 +309,22 @@ def _session_objects(ray: Any) -> tuple[Any, Any]:
     job = ray.get_runtime_context().get_job_id()
     if _SESSION.get("job") != job:
         _SESSION.update(job=job, fn=ray.remote(_run_branch),
-                        flags=ray.remote(num_cpus=0)(_Flags).remote())
+                        flags=ray.remote(num_cpus=0)(_Flags).remote(),
+                        warm=ray.remote(num_cpus=1)(_warm_worker))
     return _SESSION["fn"], _SESSION["flags"]
+
+
+def warm_workers(ray: Any, modules: Sequence[str], *, count: int) -> list[Any]:
+    """Start ``count`` tasks (at most one per CPU of the cluster) that import ``modules``
+    in the job's workers, which Ray then reuses for the branches: the imports run
+    while the driver runs the steps before the group, not inside the branches' stages
+    (scikit-learn: over a second). Returns their refs; nothing waits for them."""
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    count = min(count, max(cpus, 1))
+    if count < 1 or not modules:
+        return []
+    _session_objects(ray)
+    return [_SESSION["warm"].remote(list(modules)) for _ in range(count)]
 
 
 def _wrap(flag: CancelFlag) -> _DriverFlag:
@@ -393,10 +357,15 @@ class RayComputeEngine(Executor):
 
     def __init__(self, address: str | None = None, *, preload: Sequence[str] = (),
                  num_cpus: int | None = None,
-                 init_options: Mapping[str, Any] | None = None) -> None:
+                 init_options: Mapping[str, Any] | None = None, warm: int = 0) -> None:
         self.address = address if address is not None else (os.environ.get("RAY_ADDRESS")
                                                               or None)
         self.preload = tuple(preload)
+        self.warm = warm
+        """Workers to warm up with ``preload`` once Ray is reached (the widest group's
+        branches); 0 leaves the branches to import what they need themselves."""
+        self.warmed: list[Any] = []
+        """The warm-up tasks' refs (each returns its worker's pid)."""
         self.init_options = dict(init_options or {})
         self._ray: Any = None
         self._owned = False
@@ -464,6 +433,8 @@ class RayComputeEngine(Executor):
                 self._owned = True
             self.startup_s = time.perf_counter() - began
             self._remote_fn, self._flags = _session_objects(ray)
+            if self.warm:
+                self.warmed = warm_workers(ray, self.preload, count=self.warm)
             self._ray = ray
         except BaseException as exc:
             self._start_error = exc
@@ -525,6 +496,9 @@ class RayComputeEngine(Executor):
         if cancel.is_set():
             flag.set.remote(token)
         shared = ray.put(tasks[0].context)  # once: every branch forks the same context
+        if self.warmed:  # the branches then reuse the warm workers, not start cold ones
+            ray.wait(self.warmed, num_returns=len(self.warmed))
+            self.warmed = []
         pending: dict[Any, BranchTask] = {}
         self._pending = pending  # for abort(), from another thread
         for task in tasks:
@@ -564,7 +538,7 @@ class RayComputeEngine(Executor):
         try:
             outcome: BranchOutcome = ray.get(ref)
             if outcome.context is not None:
-                outcome.context = _restore_untouched(outcome.context, task.context)
+                outcome.context = restore_untouched(outcome.context, task.context)
             return outcome
         except rex.RayTaskError as exc:  # the task itself raised outside a stage
             cause = exc.cause if isinstance(exc.cause, BaseException) else exc
