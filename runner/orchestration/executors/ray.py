@@ -223,31 +223,63 @@ def modules_to_ship(modules: Sequence[str]) -> list[str]:
 # ---------------------------------------------------------------- in the worker
 
 
+def _flag_name(token: str) -> str:
+    return f"runner-cancelled-{token}"
+
+
+class _Cancelled:
+    """Exists, under the run's name, once the run is cancelled: branches look it up at
+    their step boundaries. A run that is never cancelled starts no actor (an actor
+    costs a worker process: a second or more of CPU on a small machine)."""
+
+    def ping(self) -> bool:
+        return True
+
+
+def _raise_flag(ray: Any, token: str) -> Any:
+    """Make the run's cancellation visible to its branches (idempotent). Returns the
+    actor's handle: the caller keeps it, as Ray ends an actor nobody holds."""
+    try:
+        return ray.remote(num_cpus=0)(_Cancelled).options(
+            name=_flag_name(token), get_if_exists=True).remote()
+    except Exception as exc:  # Ray going down: the branches are being stopped anyway
+        log.debug("could not publish the cancellation to Ray: %s: %s",
+                  type(exc).__name__, exc)
+        return None
+
+
 class _FlagClient:
     """A worker's view of one run's cancel flag, read at step boundaries."""
 
-    def __init__(self, actor: Any, token: str) -> None:
-        self.actor, self.token = actor, token
+    def __init__(self, token: str) -> None:
+        self.token = token
         self._seen = False
+        self._held: Any = None
 
     def is_set(self) -> bool:
         if not self._seen:
             import ray
 
-            self._seen = bool(ray.get(self.actor.is_set.remote(self.token)))
+            try:
+                ray.get_actor(_flag_name(self.token))
+                self._seen = True
+            except ValueError:  # no such actor: not cancelled
+                pass
         return self._seen
 
     def set(self) -> None:
-        self._seen = True
-        self.actor.set.remote(self.token)
+        import ray
+
+        self._seen = True  # held while this branch runs; the driver raises its own
+        self._held = _raise_flag(ray, self.token)
 
 
-def _run_branch(task: BranchTask, context: Any, flag: Any, token: str,
-                executor_name: str, threads: int = 1) -> BranchOutcome:
+def _run_branch(task: BranchTask, context: Any, token: str, executor_name: str,
+                threads: int = 1) -> BranchOutcome:
     """The Ray task: fork the shared context here, run the branch, return its outcome."""
     import ray
 
-    cancel = _FlagClient(flag, token)
+    cancel = _FlagClient(token)
     task = replace(task, context=fork_context(context))
     with native_thread_limit(threads):
         outcome = execute_branch(task, cancel, (), executor_name)
@@ -269,49 +301,38 @@ def _warm_worker(modules: Sequence[str]) -> int:
     return os.getpid()
 
 
-class _Flags:
-    """Cancel flags of the runs using this engine (an actor made once, when Ray starts,
-    so no group waits for an actor's process)."""
-
-    def __init__(self) -> None:
-        self.cancelled: set[str] = set()
-
-    def set(self, token: str) -> None:
-        self.cancelled.add(token)
-
-    def is_set(self, token: str) -> bool:
-        return token in self.cancelled
-
-
 class _DriverFlag:
-    """The driver's cancel flag: a local event, mirrored to the actor once there is one."""
+    """The driver's cancel flag: a local event, published to Ray once connected."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.token = secrets.token_hex(8)
-        self.actor: Any = None
+        self.ray: Any = None
+        self._held: Any = None
 
     def is_set(self) -> bool:
         return self.event.is_set()
 
     def set(self) -> None:
         self.event.set()
-        if self.actor is not None:
-            self.actor.set.remote(self.token)
+        self.publish()
+
+    def publish(self) -> None:
+        """Once connected and set: the branches see it (the actor lives with this flag)."""
+        if self.ray is not None and self.event.is_set() and self._held is None:
+            self._held = _raise_flag(self.ray, self.token)
 
 
 _SESSION: dict[str, Any] = {}
 
 
-def _session_objects(ray: Any) -> tuple[Any, Any]:
-    """The remote function and the cancel-flags actor, made once per Ray connection
-    (an actor costs a worker process; runs that share a Ray share them)."""
+def _session_objects(ray: Any) -> Any:
+    """The remote functions, made once per Ray connection."""
     job = ray.get_runtime_context().get_job_id()
     if _SESSION.get("job") != job:
         _SESSION.update(job=job, fn=ray.remote(_run_branch),
-                        flags=ray.remote(num_cpus=0)(_Flags).remote(),
                         warm=ray.remote(num_cpus=1)(_warm_worker))
-    return _SESSION["fn"], _SESSION["flags"]
+    return _SESSION["fn"]
 
 
 def warm_workers(ray: Any, modules: Sequence[str], *, count: int) -> list[Any]:
@@ -375,7 +396,6 @@ class RayComputeEngine(Executor):
         self.startup_s: float | None = None
         """Seconds ``ray.init`` took (None until it ran)."""
         self._remote_fn: Any = None
-        self._flags: Any = None
         self._local: LocalRayEnv | None = None
         self._pending: dict[Any, BranchTask] = {}
         self._ready_event = threading.Event()
@@ -432,7 +452,7 @@ class RayComputeEngine(Executor):
                     ray.init(**options)
                 self._owned = True
             self.startup_s = time.perf_counter() - began
-            self._remote_fn, self._flags = _session_objects(ray)
+            self._remote_fn = _session_objects(ray)
             if self.warm:
                 self.warmed = warm_workers(ray, self.preload, count=self.warm)
             self._ray = ray
@@ -488,13 +508,11 @@ class RayComputeEngine(Executor):
         if not tasks:
             return
         ray = self._ready()
-        flag = self._flags
         if not isinstance(cancel, _DriverFlag):  # a flag the engine did not make
             cancel = _wrap(cancel)
         token = cancel.token
-        cancel.actor = flag
-        if cancel.is_set():
-            flag.set.remote(token)
+        cancel.ray = ray
+        cancel.publish()
         shared = ray.put(tasks[0].context)  # once: every branch forks the same context
         if self.warmed:  # the branches then reuse the warm workers, not start cold ones
             ray.wait(self.warmed, num_returns=len(self.warmed))
@@ -506,8 +524,8 @@ class RayComputeEngine(Executor):
             options = _task_options(task.branch.resources)
             # a task holds one CPU unless it asks for more: its native pools get that many
             threads = branch_threads(task.branch.resources, concurrent=1, cpus=1)
-            ref = self._remote_fn.options(**options).remote(light, shared, flag, token,
-                                                             self.name, threads)
+            ref = self._remote_fn.options(**options).remote(light, shared, token, self.name,
+                                                             threads)
             pending[ref] = task
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
