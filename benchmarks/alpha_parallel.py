@@ -15,7 +15,11 @@ this script starts before the first run and stops at the end. Cases run in
 
 From the runs' own records (``--json``), per stage: ``alpha.inference_model_b``
 inside the group against the same stage inline, and ``alpha.clustering`` (the
-first stage on the driver after the group) against the same stage inline.
+first stage on the driver after the group) against the same stage inline. Also
+printed (``no_overhead_bound``), not a target: the best ratio the machine allows
+with no cost at all for going parallel, the inline run with its two branches
+replaced by the longer one as it ran in parallel; a target below it needs more
+parallel work, not less overhead.
 
     python benchmarks/alpha_parallel.py                       # 300 tickers, 3 rounds
     python benchmarks/alpha_parallel.py --tickers 200 --repeat 5 --json
@@ -153,6 +157,27 @@ def targets(results: dict[str, Any], args: argparse.Namespace) -> list[dict[str,
     return rows
 
 
+BRANCHES = ("alpha.inference_model_a", "alpha.inference_model_b")
+
+
+def bounds(results: dict[str, Any], args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Per data set and parallel executor: the best ratio to inline this machine allows
+    with no cost at all for going parallel: the inline run with its two branches
+    replaced by the longer of the two as they ran in the parallel run. Above it the
+    target cannot be met by removing overheads; more parallel work is needed."""
+    out: dict[str, dict[str, float]] = {}
+    walls, stages = results["walls"], results["stages"]
+    for data_set in args.sets:
+        inline = statistics.median(walls[data_set]["inline"])
+        serial = inline - sum(median_stage(stages[data_set]["inline"], b) for b in BRANCHES)
+        for executor in args.executors:
+            if executor == "inline":
+                continue
+            span = max(median_stage(stages[data_set][executor], b) for b in BRANCHES)
+            out.setdefault(data_set, {})[executor] = round((serial + span) / inline, 3)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickers", type=int, default=300,
@@ -174,7 +199,8 @@ def main() -> None:
     out = {"cores": os.cpu_count(), "tickers": args.tickers, "repeat": args.repeat,
            "median_wall_s": {s: {e: statistics.median(t) for e, t in v.items()}
                              for s, v in walls.items()},
-           "wall_s": walls, "stages_s": results["stages"], "targets": rows}
+           "wall_s": walls, "stages_s": results["stages"],
+           "no_overhead_bound": bounds(results, args), "targets": rows}
     if args.json:
         print(json.dumps(out, indent=2))
         return
@@ -184,6 +210,10 @@ def main() -> None:
         inline = medians["inline"]
         print(f"  {data_set:9s} " + "   ".join(
             f"{e} {t:6.2f} s ({t / inline:.2f}x)" for e, t in medians.items()))
+    print("best ratio with no cost for going parallel (inline with its two branches "
+          "replaced by the longer one as it ran in parallel):")
+    for data_set, per in out["no_overhead_bound"].items():
+        print(f"  {data_set:9s} " + "   ".join(f"{e} {b:.2f}x" for e, b in per.items()))
     print("targets:")
     for row in rows:
         print(f"  {row['figure']:62s} {row['value']:6.2f}{row['unit']}  ref "

@@ -414,11 +414,16 @@ def run(
     RUNNER_TERM_GRACE seconds (20), then it exits 143 (130 for SIGINT) with the
     command that resumes it; a second signal stops it at once.
     """
+    if resume and not run_id:
+        _fail(UsageError("--resume needs the --run-id of the run to continue"))
+    if _on_processes(executor):  # first: its imports then run beside ours, on another core
+        from runner.orchestration.forkserver import start_forkserver
+
+        start_forkserver(pipeline=pipeline, manifest=manifest,
+                         path=[str(p) for p in path or ()])
     from runner.orchestration.contracts import check_reads
     from runner.orchestration.signals import StopOnSignals, term_grace
 
-    if resume and not run_id:
-        _fail(UsageError("--resume needs the --run-id of the run to continue"))
     sdk = _sdk(manifest, artifacts, storage_option, path=path, allow_unsigned=allow_unsigned)
     tracing = _global_tracing()
     structured = _LOGS["format"] == "json"
@@ -482,6 +487,19 @@ def _failed(exc: StageFailedError | ContextCollisionError, doc: dict[str, Any], 
     elif not quiet or not as_json:
         _failure_block(exc, resume=resume)
     raise typer.Exit(exc.exit_code) from None
+
+
+def _on_processes(executor: ExecutorName | None) -> bool:
+    """Whether parallel branches will run in worker processes (``-e processes``, or
+    ``TV_ORCH_PARALLEL=1`` without Ray installed), known before anything is imported."""
+    if executor is not None:
+        return executor.value == "processes"
+    flag = os.environ.get("TV_ORCH_PARALLEL", "").strip().lower()
+    if flag not in ("1", "true", "yes", "on"):
+        return False
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is None
 
 
 def _global_tracing() -> "Tracing | None":

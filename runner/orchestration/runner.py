@@ -39,26 +39,17 @@ from runner.orchestration.executors import Executor, make_executor
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Plan
 from runner.orchestration.records import Resume, RunInfo, RunResult
-from runner.orchestration.warm import branch_imports, imports_after_groups
+from runner.orchestration.warm import (
+    branch_imports,
+    group_width,
+    imports_after_groups,
+    stage_modules,
+)
 from runner.workspace import check_run_id, create_workspace, remove_workspace
 
-__all__ = ["DAGRunner", "new_run_id", "parse_traceparent"]
+__all__ = ["DAGRunner", "new_run_id", "parse_traceparent", "stage_modules"]
 
 log = logging.getLogger("runner")
-
-
-def stage_modules(plan: Plan) -> list[str]:
-    """Modules that hold the plan's stages, for worker processes to import up front."""
-    modules = []
-    for step in plan.walk():
-        fn = getattr(getattr(step, "entry", None), "fn", None)
-        module = getattr(fn, "__module__", None)
-        if module and module != "__main__":
-            modules.append(module)
-        adapter = getattr(step, "merge_adapter", None)
-        if adapter is not None and getattr(adapter.fn, "__module__", "__main__") != "__main__":
-            modules.append(adapter.fn.__module__)
-    return list(dict.fromkeys(modules))
 
 
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
@@ -102,7 +93,8 @@ class DAGRunner:
     ) -> None:
         self.plan = plan
         self.executor = make_executor(executor, max_workers=max_workers,
-                                      preload=[*stage_modules(plan), *branch_imports(plan)])
+                                      preload=[*stage_modules(plan), *branch_imports(plan)],
+                                      width=group_width(plan))
         self.run_id = check_run_id(run_id) if run_id else new_run_id()
         self.trace_id, self.parent_span_id = self._trace(traceparent)
         self.hooks = tuple(hooks)

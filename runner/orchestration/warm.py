@@ -18,8 +18,8 @@ from collections.abc import Iterable, Sequence
 
 from runner.orchestration.plan import ParallelGroup, PipelineStep, Plan, StageStep, Step
 
-__all__ = ["branch_imports", "declared_imports", "import_modules", "imports_after_groups",
-           "warm_in_background"]
+__all__ = ["branch_imports", "declared_imports", "group_width", "import_modules",
+           "imports_after_groups", "stage_modules", "warm_in_background"]
 
 log = logging.getLogger("runner")
 
@@ -57,6 +57,26 @@ def _groups(steps: Iterable[Step], *, into_branches: bool) -> Iterable[ParallelG
             if into_branches:
                 for branch in step.branches:
                     yield from _groups(branch.steps, into_branches=True)
+
+
+def stage_modules(plan: Plan) -> list[str]:
+    """Modules that hold the plan's stages, for worker processes to import up front."""
+    modules = []
+    for step in plan.walk():
+        fn = getattr(getattr(step, "entry", None), "fn", None)
+        module = getattr(fn, "__module__", None)
+        if module and module != "__main__":
+            modules.append(module)
+        adapter = getattr(step, "merge_adapter", None)
+        if adapter is not None and getattr(adapter.fn, "__module__", "__main__") != "__main__":
+            modules.append(adapter.fn.__module__)
+    return list(dict.fromkeys(modules))
+
+
+def group_width(plan: Plan) -> int:
+    """The most branches one parallel group of the plan runs at once (0: no group)."""
+    return max((len(s.branches) for s in plan.walk() if isinstance(s, ParallelGroup)),
+               default=0)
 
 
 def branch_imports(plan: Plan) -> list[str]:

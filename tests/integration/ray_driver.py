@@ -80,7 +80,32 @@ def slow(ctx: Any) -> Any:
     return ctx
 
 
-for _name, _fn in (("where", where), ("die", die), ("die.once", die_once), ("slow", slow)):
+def await_failure(ctx: Any) -> Any:
+    """Wait until the sibling branch's stage has failed (its file), then a few seconds
+    more: the driver hears of the failure and cancels the run meanwhile."""
+    failed = Path(ctx.table["failed"])
+    for _ in range(600):
+        if failed.exists():
+            break
+        time.sleep(0.1)
+    time.sleep(5.0)
+    return ctx
+
+
+def fail_now(ctx: Any) -> Any:
+    Path(ctx.table["failed"]).write_text("failing")
+    raise ValueError("the model diverged")
+
+
+def after(ctx: Any) -> Any:
+    """Must not run once the run is cancelled: says so in a file if it does."""
+    Path(ctx.table["after"]).write_text("ran")
+    return ctx
+
+
+for _name, _fn in (("where", where), ("die", die), ("die.once", die_once), ("slow", slow),
+                   ("await.failure", await_failure), ("fail.now", fail_now),
+                   ("after", after)):
     if REG.get(_name) is None:
         REG.register(_name, _fn)
 _register()
@@ -153,6 +178,16 @@ def case_nodes(tmp: str) -> dict[str, Any]:
 def case_fail(tmp: str) -> dict[str, Any]:
     plan = plan_for(["log.a", [["slow"], ["fail"]], "log.c"])
     return run(plan, RayComputeEngine(), tmp)
+
+
+def case_cancel(tmp: str) -> dict[str, Any]:
+    """A branch fails; its sibling, still running, stops at its next step boundary."""
+    plan = plan_for([[["await.failure", "after"], ["fail.now"]]])
+    ctx = base()
+    ctx.table.update(failed=str(Path(tmp, "failed")), after=str(Path(tmp, "after")))
+    out = run(plan, RayComputeEngine(), tmp, ctx)
+    out["after_ran"] = Path(tmp, "after").exists()
+    return out
 
 
 def case_die(tmp: str) -> dict[str, Any]:
@@ -230,7 +265,7 @@ def case_large(tmp: str) -> dict[str, Any]:
 
 
 CASES = {"large": case_large, "shipped": case_shipped, "matrix": case_matrix, "nodes": case_nodes,
-         "fail": case_fail, "die": case_die, "die_once": case_die_once}
+         "fail": case_fail, "die": case_die, "die_once": case_die_once, "cancel": case_cancel}
 
 
 def main() -> None:

@@ -107,6 +107,12 @@ def test_a_branch_that_raises_fails_the_run_with_forensics(ray_cluster, tmp_path
     assert "half_done" not in received.feature_store.columns
 
 
+def test_a_failing_branch_stops_its_sibling_at_the_next_step(ray_cluster, tmp_path):
+    result = driver(ray_cluster, "cancel", tmp_path)
+    assert result["error"] == "StageFailedError" and result["stage"] == "fail.now"
+    assert result["after_ran"] is False
+
+
 def test_a_killed_worker_is_reported_as_such(ray_cluster, tmp_path):
     result = driver(ray_cluster, "die", tmp_path)
     assert result["error"] == "StageFailedError"

@@ -80,6 +80,64 @@ def test_ray_branches_get_the_cpus_their_task_holds_as_threads(tmp_path):
     assert got["more"]["blas"] == got["more"]["openmp"] == [2]
 
 
+WARM_STAGES = '''
+import json, os, sys
+from pathlib import Path
+
+from runner.registry import stage
+
+
+def _seen(ctx, name):
+    Path(ctx.params["out"], name + ".json").write_text(json.dumps(
+        {"pid": os.getpid(), "loaded": "warm_marker" in sys.modules}))
+    return ctx
+
+
+@stage("warm.heavy", imports=["warm_marker"])
+def heavy(ctx):
+    return _seen(ctx, "heavy")
+
+
+@stage("warm.light")
+def light(ctx):
+    return _seen(ctx, "light")
+'''
+
+MARKER = '''
+import os
+from pathlib import Path
+
+with open(Path(os.environ["WARM_MARKER_LOG"]), "a") as log:
+    log.write(f"{os.getpid()}\\n")
+'''
+
+
+def test_ray_workers_import_the_branches_modules_before_the_branches_run(tmp_path):
+    """Once Ray is reached, the workers the branches will use import what the branches
+    declare (the widest group's two branches: two workers); the branches reuse them."""
+    require_ray()
+    (tmp_path / "warm_stages_mine.py").write_text(WARM_STAGES)
+    (tmp_path / "warm_marker.py").write_text(MARKER)
+    manifest = {
+        "stages": {"warm.heavy": "warm_stages_mine:heavy", "warm.light": "warm_stages_mine:light"},
+        "pipelines": {"warm": {"context": "runner.stages.contexts:PortfolioContext",
+                               "steps": [["warm.heavy", "warm.light"]]}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / "out"
+    out.mkdir()
+    log = tmp_path / "marker.log"
+    doc = cli("warm", "-m", "manifest.json", "-e", "ray", "--param", f"out={out}",
+              "--artifacts", str(tmp_path / "a"), cwd=tmp_path,
+              env={"RAY_ADDRESS": "", "WARM_MARKER_LOG": str(log)})
+    assert doc["status"] == "succeeded"
+    got = {name: json.loads((out / f"{name}.json").read_text()) for name in ("heavy", "light")}
+    assert all(seen["loaded"] for seen in got.values()), got  # loaded before they ran
+    imported = log.read_text().split()
+    assert {str(seen["pid"]) for seen in got.values()} <= set(imported)
+    driver = {str(s["pid"]) for s in doc["steps"] if not s["branch"]}  # the merge
+    assert driver and not driver & set(imported)  # not by the driver
+
+
 def test_alpha_parallel_on_the_universe_gives_inline_weights_on_ray(ray_cluster: RayCluster,
                                                                    tmp_path):
     from runner.stages.universe import extended_prices

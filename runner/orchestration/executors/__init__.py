@@ -41,8 +41,11 @@ def parallel_default() -> str:
 
 
 def make_executor(spec: str | Executor | None = None, *, max_workers: int | None = None,
-                  preload: Sequence[str] = ()) -> Executor:
-    """An executor by name; with none given, ``TV_ORCH_PARALLEL=1`` picks the parallel one."""
+                  preload: Sequence[str] = (), width: int = 0) -> Executor:
+    """An executor by name; with none given, ``TV_ORCH_PARALLEL=1`` picks the parallel one.
+
+    ``preload`` are the modules branches import (workers load them up front);
+    ``width`` is how many branches the plan's widest group runs at once."""
     if isinstance(spec, Executor):
         return spec
     if spec is None:
@@ -61,5 +64,5 @@ def make_executor(spec: str | Executor | None = None, *, max_workers: int | None
 
         if importlib.util.find_spec("ray") is None:
             import_ray()  # raises the usage error that says how to install it
-        return RayComputeEngine(preload=preload)
+        return RayComputeEngine(preload=preload, warm=width)
     raise UsageError(f"unknown executor {spec!r}: use one of {', '.join(EXECUTORS)}")

@@ -2,10 +2,13 @@
 
 Workers come from a ``forkserver`` that has already imported the engine, the
 plan's stage modules and what its branches' stages declare they import, so a
-branch starts in milliseconds and no thread state is inherited. Each branch's
+branch starts in milliseconds and no thread state is inherited. The group's
+context is pickled once for all its branches, and a branch sends back only the
+fields it changed (:mod:`.shipping`). Each branch's
 native thread pools are capped at its CPU share (:mod:`..native_threads`). The
 pool is started and warmed up on a background thread when the run begins, so its
-start-up hides behind the sequential steps that precede the first parallel group.
+start-up hides behind the sequential steps that precede the first parallel group;
+the CLI starts the forkserver itself even earlier (:mod:`..forkserver`).
 """
 
 from __future__ import annotations
@@ -14,15 +17,20 @@ import contextlib
 import multiprocessing as mp
 import multiprocessing.connection as mp_connection
 import os
+import pickle
 import signal
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import replace
 from typing import Any
 
+from runner.context import fork_context
 from runner.orchestration.execute import BranchOutcome, BranchTask, CancelFlag, execute_branch
 from runner.orchestration.executors.base import Executor
+from runner.orchestration.executors.shipping import restore_untouched, strip_untouched
 from runner.orchestration.executors.threads import drain
+from runner.orchestration.forkserver import worker_preload
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.native_threads import branch_threads, native_thread_limit
 from runner.registry import add_module_folders, module_folders
@@ -57,9 +65,17 @@ def _exit_with_parent(sentinel: int) -> None:
     os._exit(1)
 
 
-def _run_in_worker(task: BranchTask, executor_name: str, threads: int) -> BranchOutcome:
+def _run_in_worker(task: BranchTask, shipped: bytes, executor_name: str,
+                   threads: int) -> BranchOutcome:
+    """Run a branch on a fork of the group's context (pickled once by the driver, for
+    every branch); send back only the fields it changed (:mod:`.shipping`)."""
+    received = pickle.loads(shipped)  # from the driver that started this worker
+    task = replace(task, context=fork_context(received))
     with native_thread_limit(threads):
-        return execute_branch(task, _CANCEL, (), executor_name)
+        outcome = execute_branch(task, _CANCEL, (), executor_name)
+    if outcome.context is not None and type(outcome.context) is type(received):
+        outcome.context = strip_untouched(outcome.context, received)
+    return outcome
 
 
 def _warm() -> int:
@@ -77,11 +93,8 @@ class ProcessesExecutor(Executor):
                  preload: Sequence[str] = ()) -> None:
         self.max_workers = max_workers or os.cpu_count() or 1
         self._mp = mp.get_context(start_method)
-        if start_method == "forkserver":
-            # "__main__" first: the forkserver imports the main script once, so each
-            # worker does not import it again (spawn's preparation skips a loaded one)
-            modules = ["__main__", "runner.orchestration.execute", "pandas", *preload]
-            self._mp.set_forkserver_preload(list(dict.fromkeys(modules)))
+        if start_method == "forkserver":  # no effect on a forkserver already running
+            self._mp.set_forkserver_preload(worker_preload(preload))
         self._folders = module_folders(preload)
         self._cancel = self._mp.Event()
         self._pool: ProcessPoolExecutor | None = None
@@ -146,11 +159,20 @@ class ProcessesExecutor(Executor):
     def run_branches(
         self, tasks: Sequence[BranchTask], cancel: CancelFlag, hooks: Sequence[RunHook]
     ) -> Iterator[BranchOutcome]:
+        if not tasks:
+            return
         pool = self._ready()
         concurrent = min(len(tasks), self.max_workers)
+        # every branch gets the same context (the engine does not fork it for an
+        # executor that isolates): pickled once here, not once per branch
+        shipped = pickle.dumps(tasks[0].context, protocol=pickle.HIGHEST_PROTOCOL)
         futures: dict[Future[BranchOutcome], BranchTask] = {
-            pool.submit(_run_in_worker, t, self.name,
+            pool.submit(_run_in_worker, replace(t, context=None), shipped, self.name,
                         branch_threads(t.branch.resources, concurrent=concurrent)): t
             for t in tasks
         }
-        yield from drain(futures, cancel)
+        del shipped  # the call queue holds it until the last branch is sent
+        for outcome in drain(futures, cancel):
+            if outcome.context is not None:
+                outcome.context = restore_untouched(outcome.context, tasks[0].context)
+            yield outcome

@@ -10,7 +10,9 @@ branch (its Arrow and numpy buffers are read zero-copy); each branch forks it
 where it runs, so a stage that writes a column copies only that column. The
 driver merges what the branches return with the same rules and errors as every
 other executor. A branch's native thread pools (OpenMP, BLAS) are capped at the
-CPUs its task holds: one, unless its ``resources`` ask for more.
+CPUs its task holds: one, unless its ``resources`` ask for more. Once Ray is
+reached, tasks import the branches' modules in as many workers as the widest
+group has branches, so the branches find them loaded.
 
 With no address, a local single-node Ray is started when the run begins, in the
 background (it hides behind the steps before the first group), bound to the
@@ -34,8 +36,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from runner.context import fork_context
 from runner.errors import UsageError
 from runner.orchestration.execute import (
@@ -47,6 +47,7 @@ from runner.orchestration.execute import (
     worker_failure,
 )
 from runner.orchestration.executors.base import Executor
+from runner.orchestration.executors.shipping import restore_untouched, strip_untouched
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.native_threads import branch_threads, native_thread_limit
 
@@ -222,36 +223,70 @@ def modules_to_ship(modules: Sequence[str]) -> list[str]:
 # ---------------------------------------------------------------- in the worker
 
 
+def _flag_name(token: str) -> str:
+    return f"runner-cancelled-{token}"
+
+
+class _Cancelled:
+    """Exists, under the run's name, once the run is cancelled: branches look it up at
+    their step boundaries. A run that is never cancelled starts no actor (an actor
+    costs a worker process: a second or more of CPU on a small machine)."""
+
+    def ping(self) -> bool:
+        return True
+
+
+def _raise_flag(ray: Any, token: str) -> Any:
+    """Make the run's cancellation visible to its branches (idempotent). Returns the
+    actor's handle: the caller keeps it, as Ray ends an actor nobody holds."""
+    try:
+        return ray.remote(num_cpus=0)(_Cancelled).options(
+            name=_flag_name(token), get_if_exists=True).remote()
+    except Exception as exc:  # Ray going down: the branches are being stopped anyway
+        log.debug("could not publish the cancellation to Ray: %s: %s",
+                  type(exc).__name__, exc)
+        return None
+
+
 class _FlagClient:
     """A worker's view of one run's cancel flag, read at step boundaries."""
 
-    def __init__(self, actor: Any, token: str) -> None:
-        self.actor, self.token = actor, token
+    def __init__(self, token: str) -> None:
+        self.token = token
         self._seen = False
+        self._held: Any = None
 
     def is_set(self) -> bool:
         if not self._seen:
             import ray
 
-            self._seen = bool(ray.get(self.actor.is_set.remote(self.token)))
+            try:
+                ray.get_actor(_flag_name(self.token))
+                self._seen = True
+            except ValueError:  # no such actor: not cancelled
+                pass
+            except Exception as exc:  # a slow GCS must not fail a healthy branch
+                log.debug("could not read the cancel flag: %s: %s", type(exc).__name__, exc)
         return self._seen
 
     def set(self) -> None:
-        self._seen = True
-        self.actor.set.remote(self.token)
+        import ray
+
+        self._seen = True  # held while this branch runs; the driver raises its own
+        self._held = _raise_flag(ray, self.token)
 
 
-def _run_branch(task: BranchTask, context: Any, flag: Any, token: str,
-                executor_name: str, threads: int = 1) -> BranchOutcome:
+def _run_branch(task: BranchTask, context: Any, token: str, executor_name: str,
+                threads: int = 1) -> BranchOutcome:
     """The Ray task: fork the shared context here, run the branch, return its outcome."""
     import ray
 
-    cancel = _FlagClient(flag, token)
+    cancel = _FlagClient(token)
     task = replace(task, context=fork_context(context))
     with native_thread_limit(threads):
         outcome = execute_branch(task, cancel, (), executor_name)
     if outcome.context is not None and type(outcome.context) is type(context):
-        outcome.context = _strip_untouched(outcome.context, context)
+        outcome.context = strip_untouched(outcome.context, context)
     node = ray.get_runtime_context().get_node_id()
     for record in outcome.records:
         record.node = node
@@ -259,108 +294,60 @@ def _run_branch(task: BranchTask, context: Any, flag: Any, token: str,
     return outcome
 
 
-class _Same:
-    """Stands for a field a branch left untouched: the driver puts its own value back,
-    so an unchanged 1 GB frame is not sent back through the object store."""
+def _warm_worker(modules: Sequence[str]) -> int:
+    """A task that imports what the branches will (their stage modules, the libraries
+    their stages declare) in a worker before any branch needs it; returns its pid."""
+    from runner.orchestration.warm import import_modules
 
-    def __reduce__(self) -> str:
-        return "SAME"
-
-
-SAME = _Same()
-
-
-def _buffer(array: Any) -> tuple[Any, ...] | None:
-    try:
-        face = array.__array_interface__
-    except AttributeError:
-        return None
-    return face["data"][0], face["shape"], face["strides"], face["typestr"]
-
-
-def _frame_untouched(new: pd.DataFrame, old: pd.DataFrame) -> bool:
-    """The same columns over the very same buffers (read from the object store, which
-    cannot be written in place, so same buffers means same values)."""
-    if new.shape != old.shape or list(new.columns) != list(old.columns):
-        return False
-    if not (isinstance(new.index, pd.RangeIndex) and new.index.equals(old.index)) and \
-            _buffer(new.index.to_numpy()) != _buffer(old.index.to_numpy()):
-        return False
-    for i in range(new.shape[1]):
-        a, b = new.iloc[:, i].to_numpy(), old.iloc[:, i].to_numpy()
-        if a.dtype == object or _buffer(a) is None or _buffer(a) != _buffer(b):
-            return False
-    return True
-
-
-def _strip_untouched(ctx: Any, shared: Any) -> Any:
-    fields = getattr(ctx, "__dict__", None)
-    original = getattr(shared, "__dict__", None)
-    if not isinstance(fields, dict) or not isinstance(original, dict):
-        return ctx
-    for name, value in fields.items():
-        before = original.get(name)
-        if isinstance(value, pd.DataFrame) and isinstance(before, pd.DataFrame) \
-                and value.size >= _LARGE and _frame_untouched(value, before):
-            fields[name] = SAME
-    return ctx
-
-
-def _restore_untouched(ctx: Any, base: Any) -> Any:
-    fields = getattr(ctx, "__dict__", None)
-    if isinstance(fields, dict):
-        for name, value in fields.items():
-            if value is SAME or isinstance(value, _Same):
-                fields[name] = base.__dict__[name]
-    return ctx
-
-
-_LARGE = 10_000
-"""Frames with fewer cells than this come back whole: not worth checking."""
-
-
-class _Flags:
-    """Cancel flags of the runs using this engine (an actor made once, when Ray starts,
-    so no group waits for an actor's process)."""
-
-    def __init__(self) -> None:
-        self.cancelled: set[str] = set()
-
-    def set(self, token: str) -> None:
-        self.cancelled.add(token)
-
-    def is_set(self, token: str) -> bool:
-        return token in self.cancelled
+    import_modules(modules)
+    return os.getpid()
 
 
 class _DriverFlag:
-    """The driver's cancel flag: a local event, mirrored to the actor once there is one."""
+    """The driver's cancel flag: a local event, published to Ray once connected."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.token = secrets.token_hex(8)
-        self.actor: Any = None
+        self.ray: Any = None
+        self._held: Any = None
 
     def is_set(self) -> bool:
         return self.event.is_set()
 
     def set(self) -> None:
         self.event.set()
-        if self.actor is not None:
-            self.actor.set.remote(self.token)
+        self.publish()
+
+    def publish(self) -> None:
+        """Once connected and set: the branches see it (the actor lives with this flag)."""
+        if self.ray is not None and self.event.is_set() and self._held is None:
+            self._held = _raise_flag(self.ray, self.token)
 
 
 _SESSION: dict[str, Any] = {}
 
 
-def _session_objects(ray: Any) -> tuple[Any, Any]:
-    """The remote function and the cancel-flags actor, made once per Ray connection
-    (an actor costs a worker process; runs that share a Ray share them)."""
+def _session_objects(ray: Any) -> Any:
+    """The remote functions, made once per Ray connection."""
     job = ray.get_runtime_context().get_job_id()
     if _SESSION.get("job") != job:
         _SESSION.update(job=job, fn=ray.remote(_run_branch),
-                        flags=ray.remote(num_cpus=0)(_Flags).remote())
-    return _SESSION["fn"], _SESSION["flags"]
+                        warm=ray.remote(num_cpus=1)(_warm_worker))
+    return _SESSION["fn"]
+
+
+def warm_workers(ray: Any, modules: Sequence[str], *, count: int) -> list[Any]:
+    """Start ``count`` tasks (at most one per CPU of the cluster) that import ``modules``
+    in the job's workers, which Ray then reuses for the branches: the imports run
+    while the driver runs the steps before the group, not inside the branches' stages
+    (scikit-learn: over a second). Returns their refs; nothing waits for them."""
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    count = min(count, max(cpus, 1))
+    if count < 1 or not modules:
+        return []
+    _session_objects(ray)
+    return [_SESSION["warm"].remote(list(modules)) for _ in range(count)]
 
 
 def _wrap(flag: CancelFlag) -> _DriverFlag:
@@ -393,10 +380,15 @@ class RayComputeEngine(Executor):
 
     def __init__(self, address: str | None = None, *, preload: Sequence[str] = (),
                  num_cpus: int | None = None,
-                 init_options: Mapping[str, Any] | None = None) -> None:
+                 init_options: Mapping[str, Any] | None = None, warm: int = 0) -> None:
         self.address = address if address is not None else (os.environ.get("RAY_ADDRESS")
                                                               or None)
         self.preload = tuple(preload)
+        self.warm = warm
+        """Workers to warm up with ``preload`` once Ray is reached (the widest group's
+        branches); 0 leaves the branches to import what they need themselves."""
+        self.warmed: list[Any] = []
+        """The warm-up tasks' refs (each returns its worker's pid)."""
         self.init_options = dict(init_options or {})
         self._ray: Any = None
         self._owned = False
@@ -406,7 +398,6 @@ class RayComputeEngine(Executor):
         self.startup_s: float | None = None
         """Seconds ``ray.init`` took (None until it ran)."""
         self._remote_fn: Any = None
-        self._flags: Any = None
         self._local: LocalRayEnv | None = None
         self._pending: dict[Any, BranchTask] = {}
         self._ready_event = threading.Event()
@@ -463,7 +454,9 @@ class RayComputeEngine(Executor):
                     ray.init(**options)
                 self._owned = True
             self.startup_s = time.perf_counter() - began
-            self._remote_fn, self._flags = _session_objects(ray)
+            self._remote_fn = _session_objects(ray)
+            if self.warm:
+                self.warmed = warm_workers(ray, self.preload, count=self.warm)
             self._ray = ray
         except BaseException as exc:
             self._start_error = exc
@@ -517,14 +510,15 @@ class RayComputeEngine(Executor):
         if not tasks:
             return
         ray = self._ready()
-        flag = self._flags
         if not isinstance(cancel, _DriverFlag):  # a flag the engine did not make
             cancel = _wrap(cancel)
         token = cancel.token
-        cancel.actor = flag
-        if cancel.is_set():
-            flag.set.remote(token)
+        cancel.ray = ray
+        cancel.publish()
         shared = ray.put(tasks[0].context)  # once: every branch forks the same context
+        if self.warmed:  # the branches then reuse the warm workers, not start cold ones
+            ray.wait(self.warmed, num_returns=len(self.warmed))
+            self.warmed = []
         pending: dict[Any, BranchTask] = {}
         self._pending = pending  # for abort(), from another thread
         for task in tasks:
@@ -532,8 +526,8 @@ class RayComputeEngine(Executor):
             options = _task_options(task.branch.resources)
             # a task holds one CPU unless it asks for more: its native pools get that many
             threads = branch_threads(task.branch.resources, concurrent=1, cpus=1)
-            ref = self._remote_fn.options(**options).remote(light, shared, flag, token,
-                                                             self.name, threads)
+            ref = self._remote_fn.options(**options).remote(light, shared, token, self.name,
+                                                             threads)
             pending[ref] = task
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -564,7 +558,7 @@ class RayComputeEngine(Executor):
         try:
             outcome: BranchOutcome = ray.get(ref)
             if outcome.context is not None:
-                outcome.context = _restore_untouched(outcome.context, task.context)
+                outcome.context = restore_untouched(outcome.context, task.context)
             return outcome
         except rex.RayTaskError as exc:  # the task itself raised outside a stage
             cause = exc.cause if isinstance(exc.cause, BaseException) else exc

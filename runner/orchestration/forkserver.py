@@ -1,0 +1,75 @@
+"""The processes executor's forkserver, started as soon as the front door knows the run.
+
+Worker processes are forked from a forkserver that has imported the engine,
+pandas, the plan's stage modules and what its branches' stages declare they
+import (scikit-learn for ``alpha.parallel``: two to three seconds of imports).
+Started when the run begins, the first parallel group waits for it. The CLI
+knows the manifest and the pipeline before it imports anything heavy, so it
+starts the forkserver then (:func:`start_forkserver`): the forkserver and the
+driver import side by side, on two cores, instead of one after the other.
+
+The forkserver finds the plan's modules itself (:mod:`.preload_plan` compiles the
+plan from the manifest, the pipeline and the module folders handed to it in
+``RUNNER_FORKSERVER_PLAN``); a plan it cannot compile only leaves it cold, the
+driver reports the problem. Stdlib only: this module is imported at CLI entry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+__all__ = ["ENGINE_PRELOAD", "PLAN_ENV", "forkserver_pid", "start_forkserver", "worker_preload"]
+
+PLAN_ENV = "RUNNER_FORKSERVER_PLAN"
+"""Set for the forkserver only: the plan whose modules it imports (JSON)."""
+
+ENGINE_PRELOAD = ("runner.orchestration.execute", "pandas")
+"""What every worker needs to receive a branch: the step loop and the context's frames."""
+
+
+def worker_preload(modules: Sequence[str]) -> list[str]:
+    """The forkserver's preload: the main script first (so a worker does not import it
+    again: spawn's preparation skips a loaded one), the engine, then ``modules``."""
+    return list(dict.fromkeys(["__main__", *ENGINE_PRELOAD, *modules]))
+
+
+def start_forkserver(*, pipeline: str, manifest: str | None = None,
+                     path: Sequence[str] = ()) -> bool:
+    """Start this process's forkserver now, preloading what ``pipeline`` needs.
+
+    ``manifest`` None means the default one (``RUNNER_MANIFEST``, else the bundled
+    manifest); ``path`` are the extra module folders. Call it from the main thread
+    before other threads run (the variable is set for the spawn only). Returns
+    False, doing nothing, when the forkserver already runs (its preload is kept).
+    """
+    import multiprocessing as mp
+    from multiprocessing import forkserver
+
+    if forkserver_pid() is not None:
+        return False
+    mp.get_context("forkserver").set_forkserver_preload(
+        ["__main__", "runner.orchestration.preload_plan"])
+    spec = {"pipeline": pipeline,
+            "manifest": os.path.abspath(manifest) if manifest else None,  # noqa: PTH100
+            "path": [os.path.abspath(p) for p in path]}  # noqa: PTH100
+    saved = os.environ.get(PLAN_ENV)
+    os.environ[PLAN_ENV] = json.dumps(spec)
+    try:
+        forkserver.ensure_running()
+    finally:
+        if saved is None:
+            os.environ.pop(PLAN_ENV, None)
+        else:
+            os.environ[PLAN_ENV] = saved
+    return True
+
+
+def forkserver_pid() -> int | None:
+    """The pid of this process's running forkserver, or None."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    pid = getattr(server, "_forkserver_pid", None)
+    return pid if isinstance(pid, int) else None

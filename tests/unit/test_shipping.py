@@ -1,0 +1,72 @@
+"""What crosses to worker processes and back: the group's context pickled once for
+all its branches, and only the fields a branch changed sent back."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from runner.context import fork_context
+from runner.orchestration.executors.shipping import SAME, restore_untouched, strip_untouched
+from runner.orchestration.runner import DAGRunner
+from tests.shipping_stages import PickleProbe, big_context, shipping_plan
+
+
+def run(steps, executor: str, tmp: Path):
+    return DAGRunner(shipping_plan(steps), executor=executor, artifacts=tmp / "a",
+                     workspace_root=tmp / "w").run(big_context())
+
+
+def test_the_driver_pickles_a_groups_context_once_for_all_its_branches(tmp_path):
+    before = PickleProbe.pickled
+    result = run([["ship.reader", "ship.reader2", "ship.adder"]], "processes", tmp_path)
+    assert PickleProbe.pickled - before == 1  # three branches, one pickle
+    assert {r.pid for r in result.records if r.branch} - {r.pid for r in result.records
+                                                           if not r.branch}
+
+
+@pytest.mark.parametrize("steps", [
+    [["ship.reader", "ship.writer"]],  # one branch writes into the frame in place
+    [["ship.reader", "ship.adder"]],   # one adds a column
+    [["ship.reader", "ship.reader2"]],  # none changes it
+])
+def test_processes_give_the_inline_result_whatever_the_branches_do_to_a_frame(steps,
+                                                                             tmp_path):
+    inline = run(steps, "inline", tmp_path / "i").context
+    workers = run(steps, "processes", tmp_path / "p").context
+    pd.testing.assert_frame_equal(workers.feature_store, inline.feature_store)
+    assert workers.audit_trail == inline.audit_trail
+
+
+def received_by_a_worker():
+    return pickle.loads(pickle.dumps(big_context()))
+
+
+def test_an_untouched_frame_goes_back_as_same_and_the_driver_puts_its_own_back():
+    sent = big_context()
+    received = received_by_a_worker()
+    branch = fork_context(received)
+    branch.log("read only")
+    back = pickle.loads(pickle.dumps(strip_untouched(branch, received)))
+    assert back.feature_store is SAME
+    restored = restore_untouched(back, sent)
+    assert restored.feature_store is sent.feature_store  # the merge sees it unchanged
+    assert restored.audit_trail == ["read only"]
+
+
+@pytest.mark.parametrize("change", [
+    lambda f: f.__setitem__("x", f["x"] + 1),
+    lambda f: f.iloc.__setitem__((0, 0), -1.0),
+    lambda f: f.__setitem__("y", 1.0),
+])
+def test_a_frame_the_branch_changed_goes_back_whole(change):
+    received = received_by_a_worker()
+    branch = fork_context(received)
+    change(branch.feature_store)
+    stripped = strip_untouched(branch, received)
+    assert isinstance(stripped.feature_store, pd.DataFrame)
+    assert not stripped.feature_store.equals(received.feature_store)
+    assert received.feature_store["x"].iloc[0] == 0.0  # the fork's write never reached it
