@@ -26,6 +26,7 @@ log = logging.getLogger("runner")
 def preload_plan(spec: str) -> list[str]:
     """Import what the plan ``spec`` (JSON from :data:`PLAN_ENV`) needs in a worker;
     returns the modules it asked for (none when the plan has no parallel group)."""
+    quiet, log.disabled = log.disabled, True  # the driver says all there is to say
     try:
         wanted = json.loads(spec)
         from runner.manifest import default_manifest, load_manifest
@@ -39,6 +40,8 @@ def preload_plan(spec: str) -> list[str]:
         log.debug("the forkserver could not compile the plan to preload (the run will "
                   "say why): %s: %s", type(exc).__name__, exc)
         return []
+    finally:
+        log.disabled = quiet
     if not plan.has_parallel:
         return []
     modules = list(dict.fromkeys([*ENGINE_PRELOAD, *stage_modules(plan),

@@ -97,13 +97,13 @@ def test_worker_processes_import_each_manifests_modules(tmp_path):
         for name in ("a", "b"):
             sdk = QuantSDK(f"{name}/demo.json", artifacts="art")
             result = sdk.run_pipeline("demo", executor="processes", tracing=False)
-            print(name, result.context.audit_trail)
+            print(name, sorted(result.context.audit_trail))  # appended in completion order
         """)
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300, check=False,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["a ['prepared', 'other']", "b ['prepared', 'other']"]
+    assert proc.stdout.splitlines() == ["a ['other', 'prepared']", "b ['other', 'prepared']"]
 
 
 # ---------------------------------------------------------------- shipped names
