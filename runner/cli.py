@@ -420,7 +420,7 @@ def run(
         from runner.orchestration.forkserver import start_forkserver
 
         start_forkserver(pipeline=pipeline, manifest=manifest,
-                         path=[str(p) for p in path or ()])
+                         path=[str(p) for p in path or ()], stdout_to_stderr=as_json)
     from runner.orchestration.contracts import check_reads
     from runner.orchestration.signals import StopOnSignals, term_grace
 

@@ -36,13 +36,15 @@ def worker_preload(modules: Sequence[str]) -> list[str]:
 
 
 def start_forkserver(*, pipeline: str, manifest: str | None = None,
-                     path: Sequence[str] = ()) -> bool:
+                     path: Sequence[str] = (), stdout_to_stderr: bool = False) -> bool:
     """Start this process's forkserver now, preloading what ``pipeline`` needs.
 
     ``manifest`` None means the default one (``RUNNER_MANIFEST``, else the bundled
     manifest); ``path`` are the extra module folders. Call it from the main thread
     before other threads run (the variable is set for the spawn only). Returns
     False, doing nothing, when the forkserver already runs (its preload is kept).
+    ``stdout_to_stderr`` gives the forkserver, and so every worker, stderr as its
+    stdout (``runner run --json``: stdout holds the JSON object only).
     """
     import multiprocessing as mp
     from multiprocessing import forkserver
@@ -56,9 +58,15 @@ def start_forkserver(*, pipeline: str, manifest: str | None = None,
             "path": [os.path.abspath(p) for p in path]}  # noqa: PTH100
     saved = os.environ.get(PLAN_ENV)
     os.environ[PLAN_ENV] = json.dumps(spec)
+    stdout = os.dup(1) if stdout_to_stderr else None
     try:
+        if stdout is not None:
+            os.dup2(2, 1)  # the forkserver inherits descriptors 0-2 as they are now
         forkserver.ensure_running()
     finally:
+        if stdout is not None:
+            os.dup2(stdout, 1)
+            os.close(stdout)
         if saved is None:
             os.environ.pop(PLAN_ENV, None)
         else:
