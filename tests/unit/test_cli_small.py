@@ -1,0 +1,69 @@
+"""The small things a user notices at the command line, each through the CLI in a
+subprocess, as a user runs it (issue 15, "Small things users notice")."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from runner.telemetry.logs import configure_logging
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = ROOT / "configs" / "manifest.json"
+
+
+def cli(*args: object, cwd: Path, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items()
+            if k not in ("RUNNER_DEBUG", "RUNNER_LOG_FORMAT", "RUNNER_MANIFEST")}
+    full.update(PYTHONPATH=str(ROOT), COLUMNS="200", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "runner.cli", *map(str, args)], cwd=cwd,
+                          env=full, capture_output=True, text=True, timeout=600, check=False)
+
+
+# ---------------------------------------------------------------- log lines outside a run
+
+OWN_STAGE = "def ingest(ctx):\n    return ctx\n"
+OWN_MANIFEST = {
+    "pipelines": {"mine": {"context": "runner.stages.contexts:PortfolioContext",
+                           "steps": ["foundation.ingest"]}},
+    "stages": {"foundation.ingest": "my_stages:ingest"},
+}
+
+
+def test_a_note_outside_a_run_is_a_plain_note_line(tmp_path: Path) -> None:
+    """Yesterday: ``WARNING runner [run_id=None trace_id=None]: note: ...``."""
+    (tmp_path / "my_stages.py").write_text(OWN_STAGE)
+    (tmp_path / "manifest.json").write_text(json.dumps(OWN_MANIFEST))
+    proc = cli("validate", "-m", "manifest.json", "--no-cache", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if "note:" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: manifest stages."), proc.stderr
+    assert "None" not in proc.stderr and "WARNING" not in proc.stderr
+    # in JSON, the note is a log line like any other, marked as a note
+    proc = cli("--log-format", "json", "validate", "-m", "manifest.json", "--no-cache",
+               cwd=tmp_path)
+    lines = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    assert [d["event"] for d in lines if "note:" in d["message"]] == ["note"]
+
+
+def test_a_log_line_shows_the_run_ids_only_in_a_run() -> None:
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level, logging.getLogger("opentelemetry").level)
+    stream = io.StringIO()
+    configure_logging("text", "WARNING", stream=stream)
+    try:
+        log = logging.getLogger("runner")
+        log.warning("outside")
+        log.warning("inside", extra={"run_id": "r1", "trace_id": "t1"})
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logging.getLogger("opentelemetry").setLevel(saved[2])
+    assert stream.getvalue().splitlines() == [
+        "WARNING runner: outside", "WARNING runner [run_id=r1 trace_id=t1]: inside"]
