@@ -74,6 +74,20 @@ class LogFormat(str, Enum):
     json = "json"
 
 
+def _version(value: bool) -> None:
+    """``--version``: the installed package's version, from its metadata (cheap)."""
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("runner")
+    except PackageNotFoundError:
+        found = "unknown (not installed as a package)"
+    out.print(f"runner {found}")
+    raise typer.Exit(0)
+
+
 @app.callback()
 def _setup(
     log_format: Annotated[LogFormat, typer.Option(
@@ -84,6 +98,9 @@ def _setup(
         "--log-level", envvar="RUNNER_LOG_LEVEL",
         help="DEBUG, INFO, WARNING or ERROR [default: INFO with json, else WARNING]",
         show_default=False)] = None,
+    show_version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, expose_value=False,
+        help="Print the version and exit")] = False,
 ) -> None:
     """Declarative pipeline runner for quant research."""
     level = (log_level or ("INFO" if log_format is LogFormat.json else "WARNING")).upper()

@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 from runner.telemetry.logs import configure_logging
@@ -24,6 +25,16 @@ def cli(*args: object, cwd: Path, env: dict[str, str] | None = None
     full.update(PYTHONPATH=str(ROOT), COLUMNS="200", **(env or {}))
     return subprocess.run([sys.executable, "-m", "runner.cli", *map(str, args)], cwd=cwd,
                           env=full, capture_output=True, text=True, timeout=600, check=False)
+
+
+# ---------------------------------------------------------------- --version
+
+
+def test_version_prints_the_installed_packages_version(tmp_path: Path) -> None:
+    proc = cli("--version", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"runner {version('runner')}\n"
+    assert proc.stderr == ""
 
 
 # ---------------------------------------------------------------- log lines outside a run
