@@ -222,23 +222,32 @@ def validate(manifest: ManifestOpt = None, path: PathOpt = None,
 
 @app.command("list")
 def list_pipelines(manifest: ManifestOpt = None, path: PathOpt = None,
-                   no_cache: NoCacheOpt = False) -> None:
+                   no_cache: NoCacheOpt = False,
+                   as_json: Annotated[bool, typer.Option(
+                       "--json", help="Print one JSON object on stdout: the manifest and "
+                       "its pipelines (name, steps, context, description)")] = False) -> None:
     """List the manifest's pipelines."""
-    from rich.table import Table
-
     check = _check("list", manifest, path, no_cache=no_cache)
-    rows = check.lookup()
-    if rows is None:
+    found = check.lookup()
+    if not isinstance(found, dict):
         try:
-            pipelines = _manifest(manifest, path=path).pipelines
+            parsed = _manifest(manifest, path=path)
         except RunnerError as exc:
             _fail(exc)
-        rows = [[name, str(len(spec.steps)), (spec.context or "-").rpartition(":")[2],
-                 spec.description or ""] for name, spec in pipelines.items()]
-        check.keep(rows)
+        found = {"manifest": parsed.source, "pipelines": [
+            {"name": name, "steps": len(spec.steps), "context": spec.context,
+             "description": spec.description or ""}
+            for name, spec in parsed.pipelines.items()]}
+        check.keep(found)
+    if as_json:
+        _print_json(found)
+        return
+    from rich.table import Table
+
     table = Table("pipeline", "steps", "context", "description", box=None)
-    for row in rows:
-        table.add_row(*row)
+    for row in found["pipelines"]:
+        table.add_row(row["name"], str(row["steps"]),
+                      (row["context"] or "-").rpartition(":")[2], row["description"])
     out.print(table)
 
 

@@ -37,6 +37,29 @@ def test_version_prints_the_installed_packages_version(tmp_path: Path) -> None:
     assert proc.stderr == ""
 
 
+# ---------------------------------------------------------------- list --json
+
+
+def test_list_json_is_one_object_the_same_from_the_cache(tmp_path: Path) -> None:
+    env = {"RUNNER_CACHE_DIR": str(tmp_path / "cache")}
+    docs = []
+    for _ in range(2):  # the full check, then the outcome it kept
+        proc = cli("list", "-m", MANIFEST, "--json", cwd=tmp_path, env=env)
+        assert proc.returncode == 0, proc.stderr
+        docs.append(json.loads(proc.stdout))
+    assert docs[0] == docs[1]
+    assert list((tmp_path / "cache").iterdir())  # the second came from the cache
+    spec = json.loads(MANIFEST.read_text())["pipelines"]
+    assert [p["name"] for p in docs[0]["pipelines"]] == list(spec)
+    first = docs[0]["pipelines"][0]
+    assert first == {"name": "alpha.full", "steps": len(spec["alpha.full"]["steps"]),
+                     "context": spec["alpha.full"]["context"],
+                     "description": spec["alpha.full"]["description"]}
+    assert docs[0]["manifest"].endswith("manifest.json")
+    table = cli("list", "-m", MANIFEST, cwd=tmp_path, env=env).stdout
+    assert "alpha.full" in table and "PortfolioContext" in table
+
+
 # ---------------------------------------------------------------- log lines outside a run
 
 OWN_STAGE = "def ingest(ctx):\n    return ctx\n"
