@@ -44,6 +44,7 @@ from runner.runs_cli import (
     trace_command,
 )
 from runner.telemetry.logs import configure_logging
+from runner.words import plural
 
 if TYPE_CHECKING:
     # Loaded by the commands that use them: ``--help`` needs none of pandas, the
@@ -216,8 +217,8 @@ def validate(manifest: ManifestOpt = None, path: PathOpt = None,
         stages = {s.name for p in plans.values() for s in p.stages}
         found = {"source": parsed.source, "pipelines": len(plans), "stages": len(stages)}
         check.keep(found)
-    err.print(f"[green]ok[/] {found['source']}: {found['pipelines']} pipelines, "
-              f"{found['stages']} stages")
+    err.print(f"[green]ok[/] {found['source']}: {plural(found['pipelines'], 'pipeline')}, "
+              f"{plural(found['stages'], 'stage')}")
 
 
 @app.command("list")

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from runner.errors import IntegrityError, RunnerError, UsageError
+from runner.words import plural
 
 if TYPE_CHECKING:  # the store, pandas and the telemetry load when a command runs, not for --help
     from runner.artifacts import ArtifactStore, RunDoc
@@ -142,7 +143,7 @@ def runs_prune(
     except RunnerError as exc:
         raise _guard(exc) from None
     verb = "would delete" if dry_run else "deleted"
-    err.print(f"{verb} {len(pruned)} runs" + (": " + ", ".join(pruned) if pruned else ""))
+    err.print(f"{verb} {plural(len(pruned), 'run')}" + (": " + ", ".join(pruned) if pruned else ""))
 
 
 def _find_step(doc: "RunDoc", step: str) -> "CheckpointRef":
@@ -294,5 +295,5 @@ def report_command(
         target.write_text(html, encoding="utf-8")
     except OSError as exc:
         raise _guard(UsageError(f"cannot write {target}: {exc.strerror or exc}")) from None
-    err.print(f"wrote {target} ({len(html) // 1024} KB; {len(spans)} spans"
+    err.print(f"wrote {target} ({len(html) // 1024} KB; {plural(len(spans), 'span')}"
               + ("" if spans else f"; no {SPANS_FILE}, so no timeline") + ")")

@@ -13,6 +13,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from runner.telemetry.logs import configure_logging
+from runner.words import plural
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "configs" / "manifest.json"
@@ -35,6 +36,29 @@ def test_version_prints_the_installed_packages_version(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"runner {version('runner')}\n"
     assert proc.stderr == ""
+
+
+# ---------------------------------------------------------------- plurals
+
+
+def test_counted_nouns_agree_with_their_count(tmp_path: Path) -> None:
+    """Yesterday: ``1 pipelines, 1 stages``, ``deleted 1 runs``, ``1 day(s)``."""
+    assert (plural(0, "run"), plural(1, "run"), plural(2, "match", "matches")) == (
+        "0 runs", "1 run", "2 matches")
+    assert plural(1234, "row", sep=",") == "1,234 rows"
+    proc = cli("validate", "-m", MANIFEST, "--no-cache", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    spec = json.loads(MANIFEST.read_text())
+    assert f": {len(spec['pipelines'])} pipelines, " in proc.stderr
+    (tmp_path / "my_stages.py").write_text(OWN_STAGE)
+    (tmp_path / "manifest.json").write_text(json.dumps(OWN_MANIFEST))
+    proc = cli("run", "mine", "-m", "manifest.json", "--artifacts", "store", "--json",
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run_id = json.loads(proc.stdout)["run_id"]
+    proc = cli("runs", "prune", "--older-than", "0", "--artifacts", "store", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == f"deleted 1 run: {run_id}"
 
 
 # ---------------------------------------------------------------- list --json
@@ -79,6 +103,7 @@ def test_a_note_outside_a_run_is_a_plain_note_line(tmp_path: Path) -> None:
     notes = [line for line in proc.stderr.splitlines() if "note:" in line]
     assert len(notes) == 1 and notes[0].startswith("note: manifest stages."), proc.stderr
     assert "None" not in proc.stderr and "WARNING" not in proc.stderr
+    assert proc.stderr.splitlines()[-1].endswith("manifest.json: 1 pipeline, 1 stage")
     # in JSON, the note is a log line like any other, marked as a note
     proc = cli("--log-format", "json", "validate", "-m", "manifest.json", "--no-cache",
                cwd=tmp_path)
