@@ -266,8 +266,9 @@ def graph(
     manifest: ManifestOpt = None,
     fmt: Annotated[GraphFormat, typer.Option("--format", "-f", help="Output format")]
     = GraphFormat.mermaid,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File for svg/png")]
-    = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write to this file [default: mermaid and dot to stdout, "
+        "svg and png to PIPELINE.svg/.png]", show_default=False)] = None,
     path: PathOpt = None,
 ) -> None:
     """Draw a pipeline's DAG (Mermaid text; DOT, SVG or PNG with Graphviz)."""
@@ -277,11 +278,16 @@ def graph(
         plan = _sdk(manifest, path=path).plan(pipeline)
     except RunnerError as exc:
         _fail(exc)
-    if fmt is GraphFormat.mermaid:
-        sys.stdout.write(render_mermaid(plan))
-        return
-    if fmt is GraphFormat.dot:
-        sys.stdout.write(render_dot(plan))
+    if fmt in (GraphFormat.mermaid, GraphFormat.dot):
+        text = render_mermaid(plan) if fmt is GraphFormat.mermaid else render_dot(plan)
+        if output is None:
+            sys.stdout.write(text)
+            return
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            _fail(UsageError(f"--output {output}: cannot write it: {exc.strerror or exc}"))
+        err.print(f"wrote {escape(str(output))}")
         return
     import shutil
     import subprocess
@@ -295,7 +301,7 @@ def graph(
     target = output or Path(f"{pipeline}.{fmt.value}")
     subprocess.run([dot, f"-T{fmt.value}", "-o", str(target)], input=render_dot(plan),
                    text=True, check=True)
-    err.print(f"wrote {target}")
+    err.print(f"wrote {escape(str(target))}")
 
 
 class Progress(RunHook):

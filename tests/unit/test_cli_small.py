@@ -61,6 +61,25 @@ def test_counted_nouns_agree_with_their_count(tmp_path: Path) -> None:
     assert proc.stderr.strip() == f"deleted 1 run: {run_id}"
 
 
+# ---------------------------------------------------------------- graph -o
+
+
+def test_graph_writes_every_text_format_to_the_output_file(tmp_path: Path) -> None:
+    """Yesterday: ``-o file.mmd`` was ignored, the graph went to stdout."""
+    for fmt, name in (("mermaid", "dag.mmd"), ("dot", "dag.dot")):
+        shown = cli("graph", "alpha.full", "-m", MANIFEST, "-f", fmt, cwd=tmp_path)
+        assert shown.returncode == 0 and shown.stdout, shown.stderr
+        proc = cli("graph", "alpha.full", "-m", MANIFEST, "-f", fmt, "-o", name, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == ""
+        assert (tmp_path / name).read_text() == shown.stdout
+        assert proc.stderr.strip() == f"wrote {name}"
+    proc = cli("graph", "alpha.full", "-m", MANIFEST, "-o", tmp_path / "no" / "such.mmd",
+               cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: --output ") and "cannot write it" in proc.stderr
+
+
 # ---------------------------------------------------------------- list --json
 
 
