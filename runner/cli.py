@@ -93,7 +93,8 @@ def _version(value: bool) -> None:
 def _setup(
     log_format: Annotated[LogFormat, typer.Option(
         "--log-format", envvar="RUNNER_LOG_FORMAT",
-        help="Log lines as text or JSON (each with run_id, trace_id, span_id)")]
+        help="Log lines as text or JSON (each with run_id, trace_id, span_id); this "
+        "option and --log-level may also follow the command")]
     = LogFormat.text,
     log_level: Annotated[str | None, typer.Option(
         "--log-level", envvar="RUNNER_LOG_LEVEL",
@@ -648,6 +649,50 @@ def _drop_current_folder() -> None:
         del sys.path[0]
 
 
+GLOBAL_OPTIONS = ("--log-format", "--log-level")
+"""The options of ``runner`` itself (each takes a value), accepted after the command too."""
+
+
+def globals_first(args: list[str]) -> list[str]:
+    """``args`` with the global options given after the command moved before it:
+    ``runner run demo --log-format json`` is ``runner --log-format json run demo``
+    (click only knows a group's options before its command). Nothing after ``--``
+    moves, nor the value of an option that takes one."""
+    command = None
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return args
+        if arg in GLOBAL_OPTIONS:
+            i += 2
+            continue
+        if not arg.startswith("-"):
+            command = i
+            break
+        i += 1
+    if command is None:
+        return args
+    moved: list[str] = []
+    rest: list[str] = []
+    i = command + 1
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in GLOBAL_OPTIONS and i + 1 < len(args):
+            moved.extend(args[i:i + 2])
+            i += 2
+            continue
+        if arg.partition("=")[0] in GLOBAL_OPTIONS and "=" in arg:
+            moved.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return [*args[:command], *moved, args[command], *rest]
+
+
 def main() -> None:
     """Console-script entry point.
 
@@ -656,6 +701,7 @@ def main() -> None:
     """
     configure_logging("text", logging.WARNING)
     _drop_current_folder()
+    sys.argv[1:] = globals_first(sys.argv[1:])  # --log-format after the command works too
     try:
         app()  # usage errors exit 2 and --help exits 0 inside, as SystemExit
     except SystemExit as exc:

@@ -80,6 +80,38 @@ def test_graph_writes_every_text_format_to_the_output_file(tmp_path: Path) -> No
     assert proc.stderr.startswith("error: --output ") and "cannot write it" in proc.stderr
 
 
+# ---------------------------------------------------------------- global options after
+
+
+def test_global_options_are_accepted_after_the_command(tmp_path: Path) -> None:
+    """Yesterday: ``No such option: --log-format``."""
+    (tmp_path / "my_stages.py").write_text(OWN_STAGE)
+    (tmp_path / "manifest.json").write_text(json.dumps(OWN_MANIFEST))
+    proc = cli("run", "mine", "-m", "manifest.json", "--artifacts", "store",
+               "--log-format", "json", "--log-level=DEBUG", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]  # JSON lines only
+    assert "run_started" in {d.get("event") for d in lines}
+    assert "DEBUG" in {d["level"] for d in lines}
+    # in a nested command too, and the same as before the command
+    after = cli("runs", "list", "--artifacts", "store", "--log-format", "json", cwd=tmp_path)
+    before = cli("--log-format", "json", "runs", "list", "--artifacts", "store", cwd=tmp_path)
+    assert after.returncode == before.returncode == 0, after.stderr
+    assert after.stdout == before.stdout and "mine" in after.stdout
+
+
+def test_only_the_global_options_move(tmp_path: Path) -> None:
+    from runner.cli import globals_first
+
+    assert globals_first(["run", "x", "--log-format", "json", "-q"]) == [
+        "--log-format", "json", "run", "x", "-q"]
+    assert globals_first(["--log-level", "INFO", "runs", "list", "--log-format=json"]) == [
+        "--log-level", "INFO", "--log-format=json", "runs", "list"]
+    assert globals_first(["run", "x", "--", "--log-format", "json"]) == [
+        "run", "x", "--", "--log-format", "json"]
+    assert globals_first(["--help"]) == ["--help"]
+
+
 # ---------------------------------------------------------------- list --json
 
 
