@@ -44,7 +44,7 @@ from runner.runs_cli import (
     trace_command,
 )
 from runner.telemetry.logs import configure_logging
-from runner.words import plural
+from runner.words import did_you_mean, plural
 
 if TYPE_CHECKING:
     # Loaded by the commands that use them: ``--help`` needs none of pandas, the
@@ -107,7 +107,8 @@ def _setup(
     """Declarative pipeline runner for quant research."""
     level = (log_level or ("INFO" if log_format is LogFormat.json else "WARNING")).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise UsageError(f"--log-level {log_level!r}: expected DEBUG, INFO, WARNING or ERROR")
+        raise UsageError(f"--log-level {log_level!r}: expected DEBUG, INFO, WARNING or ERROR"
+                         + did_you_mean(level, ("DEBUG", "INFO", "WARNING", "ERROR")))
     configure_logging(log_format.value, level)
     _LOGS["format"] = log_format.value
 
