@@ -112,6 +112,25 @@ def test_only_the_global_options_move(tmp_path: Path) -> None:
     assert globals_first(["--help"]) == ["--help"]
 
 
+# ---------------------------------------------------------------- runs list, no runs
+
+
+def test_runs_list_without_runs_says_where_it_looked(tmp_path: Path) -> None:
+    """Yesterday: an empty table, nothing said."""
+    proc = cli("runs", "list", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    looked = tmp_path / "data" / "artifacts" / "runs"
+    assert proc.stderr.startswith(f"no runs in {looked} (the default root data/artifacts")
+    proc = cli("runs", "list", cwd=tmp_path, env={"RUNNER_ARTIFACTS": str(tmp_path / "elsewhere")})
+    assert proc.stderr.startswith(f"no runs in {tmp_path / 'elsewhere' / 'runs'} "
+                                  "(from RUNNER_ARTIFACTS)")
+    proc = cli("runs", "list", "--artifacts", "memory://store", cwd=tmp_path)
+    assert proc.stderr.startswith("no runs in memory://store/runs (from --artifacts)")
+    proc = cli("runs", "list", "--json", cwd=tmp_path)  # JSON: the empty list, as before
+    assert json.loads(proc.stdout) == []
+
+
 # ---------------------------------------------------------------- list --json
 
 
