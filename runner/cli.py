@@ -44,6 +44,7 @@ from runner.runs_cli import (
     trace_command,
 )
 from runner.telemetry.logs import configure_logging
+from runner.words import did_you_mean, plural
 
 if TYPE_CHECKING:
     # Loaded by the commands that use them: ``--help`` needs none of pandas, the
@@ -74,21 +75,40 @@ class LogFormat(str, Enum):
     json = "json"
 
 
+def _version(value: bool) -> None:
+    """``--version``: the installed package's version, from its metadata (cheap)."""
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("runner")
+    except PackageNotFoundError:
+        found = "unknown (not installed as a package)"
+    out.print(f"runner {found}")
+    raise typer.Exit(0)
+
+
 @app.callback()
 def _setup(
     log_format: Annotated[LogFormat, typer.Option(
         "--log-format", envvar="RUNNER_LOG_FORMAT",
-        help="Log lines as text or JSON (each with run_id, trace_id, span_id)")]
+        help="Log lines as text or JSON (each with run_id, trace_id, span_id); this "
+        "option and --log-level may also follow the command")]
     = LogFormat.text,
     log_level: Annotated[str | None, typer.Option(
         "--log-level", envvar="RUNNER_LOG_LEVEL",
         help="DEBUG, INFO, WARNING or ERROR [default: INFO with json, else WARNING]",
         show_default=False)] = None,
+    show_version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, expose_value=False,
+        help="Print the version and exit")] = False,
 ) -> None:
     """Declarative pipeline runner for quant research."""
     level = (log_level or ("INFO" if log_format is LogFormat.json else "WARNING")).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise UsageError(f"--log-level {log_level!r}: expected DEBUG, INFO, WARNING or ERROR")
+        raise UsageError(f"--log-level {log_level!r}: expected DEBUG, INFO, WARNING or ERROR"
+                         + did_you_mean(level, ("DEBUG", "INFO", "WARNING", "ERROR")))
     configure_logging(log_format.value, level)
     _LOGS["format"] = log_format.value
 
@@ -199,29 +219,38 @@ def validate(manifest: ManifestOpt = None, path: PathOpt = None,
         stages = {s.name for p in plans.values() for s in p.stages}
         found = {"source": parsed.source, "pipelines": len(plans), "stages": len(stages)}
         check.keep(found)
-    err.print(f"[green]ok[/] {found['source']}: {found['pipelines']} pipelines, "
-              f"{found['stages']} stages")
+    err.print(f"[green]ok[/] {found['source']}: {plural(found['pipelines'], 'pipeline')}, "
+              f"{plural(found['stages'], 'stage')}")
 
 
 @app.command("list")
 def list_pipelines(manifest: ManifestOpt = None, path: PathOpt = None,
-                   no_cache: NoCacheOpt = False) -> None:
+                   no_cache: NoCacheOpt = False,
+                   as_json: Annotated[bool, typer.Option(
+                       "--json", help="Print one JSON object on stdout: the manifest and "
+                       "its pipelines (name, steps, context, description)")] = False) -> None:
     """List the manifest's pipelines."""
-    from rich.table import Table
-
     check = _check("list", manifest, path, no_cache=no_cache)
-    rows = check.lookup()
-    if rows is None:
+    found = check.lookup()
+    if not isinstance(found, dict):
         try:
-            pipelines = _manifest(manifest, path=path).pipelines
+            parsed = _manifest(manifest, path=path)
         except RunnerError as exc:
             _fail(exc)
-        rows = [[name, str(len(spec.steps)), (spec.context or "-").rpartition(":")[2],
-                 spec.description or ""] for name, spec in pipelines.items()]
-        check.keep(rows)
+        found = {"manifest": parsed.source, "pipelines": [
+            {"name": name, "steps": len(spec.steps), "context": spec.context,
+             "description": spec.description or ""}
+            for name, spec in parsed.pipelines.items()]}
+        check.keep(found)
+    if as_json:
+        _print_json(found)
+        return
+    from rich.table import Table
+
     table = Table("pipeline", "steps", "context", "description", box=None)
-    for row in rows:
-        table.add_row(*row)
+    for row in found["pipelines"]:
+        table.add_row(row["name"], str(row["steps"]),
+                      (row["context"] or "-").rpartition(":")[2], row["description"])
     out.print(table)
 
 
@@ -239,8 +268,9 @@ def graph(
     manifest: ManifestOpt = None,
     fmt: Annotated[GraphFormat, typer.Option("--format", "-f", help="Output format")]
     = GraphFormat.mermaid,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File for svg/png")]
-    = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write to this file [default: mermaid and dot to stdout, "
+        "svg and png to PIPELINE.svg/.png]", show_default=False)] = None,
     path: PathOpt = None,
 ) -> None:
     """Draw a pipeline's DAG (Mermaid text; DOT, SVG or PNG with Graphviz)."""
@@ -250,11 +280,16 @@ def graph(
         plan = _sdk(manifest, path=path).plan(pipeline)
     except RunnerError as exc:
         _fail(exc)
-    if fmt is GraphFormat.mermaid:
-        sys.stdout.write(render_mermaid(plan))
-        return
-    if fmt is GraphFormat.dot:
-        sys.stdout.write(render_dot(plan))
+    if fmt in (GraphFormat.mermaid, GraphFormat.dot):
+        text = render_mermaid(plan) if fmt is GraphFormat.mermaid else render_dot(plan)
+        if output is None:
+            sys.stdout.write(text)
+            return
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            _fail(UsageError(f"--output {output}: cannot write it: {exc.strerror or exc}"))
+        err.print(f"wrote {escape(str(output))}")
         return
     import shutil
     import subprocess
@@ -268,7 +303,7 @@ def graph(
     target = output or Path(f"{pipeline}.{fmt.value}")
     subprocess.run([dot, f"-T{fmt.value}", "-o", str(target)], input=render_dot(plan),
                    text=True, check=True)
-    err.print(f"wrote {target}")
+    err.print(f"wrote {escape(str(target))}")
 
 
 class Progress(RunHook):
@@ -633,6 +668,50 @@ def _drop_current_folder() -> None:
         del sys.path[0]
 
 
+GLOBAL_OPTIONS = ("--log-format", "--log-level")
+"""The options of ``runner`` itself (each takes a value), accepted after the command too."""
+
+
+def globals_first(args: list[str]) -> list[str]:
+    """``args`` with the global options given after the command moved before it:
+    ``runner run demo --log-format json`` is ``runner --log-format json run demo``
+    (click only knows a group's options before its command). Nothing after ``--``
+    moves, nor the value of an option that takes one."""
+    command = None
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return args
+        if arg in GLOBAL_OPTIONS:
+            i += 2
+            continue
+        if not arg.startswith("-"):
+            command = i
+            break
+        i += 1
+    if command is None:
+        return args
+    moved: list[str] = []
+    rest: list[str] = []
+    i = command + 1
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in GLOBAL_OPTIONS and i + 1 < len(args):
+            moved.extend(args[i:i + 2])
+            i += 2
+            continue
+        if arg.partition("=")[0] in GLOBAL_OPTIONS and "=" in arg:
+            moved.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return [*args[:command], *moved, args[command], *rest]
+
+
 def main() -> None:
     """Console-script entry point.
 
@@ -641,6 +720,7 @@ def main() -> None:
     """
     configure_logging("text", logging.WARNING)
     _drop_current_folder()
+    sys.argv[1:] = globals_first(sys.argv[1:])  # --log-format after the command works too
     try:
         app()  # usage errors exit 2 and --help exits 0 inside, as SystemExit
     except SystemExit as exc:

@@ -10,7 +10,9 @@ coerced), an ``Enum`` through ``coerce_cli_choice``, a path through
 ``coerce_cli_path``. So those are called directly; any other annotation, and any
 value this path does not take as is, goes through typer's adapter: every result
 and every error message stays typer's own (tests/unit/test_cli_coerce.py compares
-the two on every option of the CLI).
+the two on every option of the CLI), but for one thing: a choice that is not one
+of an ``Enum``'s is refused with the close ones, ``(did you mean 'threads'?)``,
+and without the ``Value error,`` pydantic puts before typer's message.
 """
 
 from __future__ import annotations
@@ -35,8 +37,17 @@ def _leaf(annotation: Any, info: Any) -> Leaf | None:
         return None
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         choices = list(annotation)
-        return lambda value, param, ctx: coerce_cli_choice(
-            value, choices=choices, case_sensitive=info.case_sensitive, ctx=ctx)
+
+        def choice(value: Any, param: Any, ctx: Any) -> Any:
+            try:
+                return coerce_cli_choice(value, choices=choices,
+                                         case_sensitive=info.case_sensitive, ctx=ctx)
+            except ValueError as exc:
+                if type(value) is not str:
+                    raise
+                raise _refused(str(exc), value, [str(c.value) for c in choices],
+                               param=param, ctx=ctx) from None
+        return choice
     if annotation in (str, bool):
         def same(value: Any, param: Any, ctx: Any) -> Any:
             if type(value) is not annotation:
@@ -50,6 +61,19 @@ def _leaf(annotation: Any, info: Any) -> Leaf | None:
             return coerce_cli_path(Path(value), info, path_type=Path, param=param, ctx=ctx)
         return path
     return None
+
+
+def _refused(message: str, value: str, names: list[str], *, param: Any, ctx: Any
+             ) -> Exception:
+    """Typer's refusal of a choice (without pydantic's ``Value error,`` before it), with
+    the close choices: ``'thread' is not one of ... (did you mean 'threads'?)``."""
+    from typer._click.exceptions import BadParameter
+
+    from runner.words import did_you_mean
+
+    hint = did_you_mean(value, names, ignore_case=True)
+    return BadParameter(message.removesuffix(".") + hint if hint else message,
+                        ctx=ctx, param=param)
 
 
 def direct_coercion(descriptor: Any) -> Leaf | None:
@@ -91,8 +115,12 @@ def install() -> None:
         leaf: Leaf
 
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            from typer._click.exceptions import BadParameter
+
             try:
                 return self.leaf(value, param, ctx)
+            except BadParameter:
+                raise  # refused here, in typer's words
             except Exception:
                 return original(self.descriptor)._coerce_value(value, param=param, ctx=ctx)
 

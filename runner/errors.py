@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from runner.words import plural
+
 
 class RunnerError(Exception):
     """Root of every error the runner raises on purpose."""
@@ -232,7 +234,7 @@ class RunInterruptedError(ExecutionError):
         self.exit_code = 128 + signum
         how = "stopped at once" if forced else "stopped"
         super().__init__(f"run {run_id!r} interrupted by {signal_name}: {how} after "
-                         f"{len(self.completed)} of {total} steps")
+                         f"{len(self.completed)} of {plural(total, 'step')}")
 
 
 class LeaseLostError(ExecutionError):

@@ -9,7 +9,6 @@ it only knows names, not what they do. The text is read within fixed limits
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -47,6 +46,7 @@ from runner.manifest_json import (
     format_path,
     read_json,
 )
+from runner.words import did_you_mean
 
 __all__ = [
     "DEFAULT_MANIFEST",
@@ -315,8 +315,7 @@ def _allowed_keys(loc: tuple[str | int, ...]) -> list[str]:
 
 
 def _suggest(name: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
-    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    return did_you_mean(name, candidates)
 
 
 def parse_manifest(text: str, *, source: str = "<manifest>") -> Manifest:

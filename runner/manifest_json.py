@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.errors import Problem
+from runner.words import plural
 
 __all__ = [
     "DEFAULT_MANIFEST",
@@ -62,7 +63,8 @@ def capped(problems: list[Problem]) -> list[Problem]:
     if len(problems) <= MAX_PROBLEMS:
         return problems
     more = len(problems) - MAX_PROBLEMS
-    return [*problems[:MAX_PROBLEMS], Problem("", f"... and {more:,} more problems")]
+    return [*problems[:MAX_PROBLEMS],
+            Problem("", f"... and {plural(more, 'more problem', 'more problems', sep=',')}")]
 
 
 class JSONProblems(Exception):

@@ -195,7 +195,7 @@ def _note_once(name: str, shipped: StageEntry, mine: StageEntry) -> None:
     if (name, mine.origin) not in _NOTED:
         _NOTED.add((name, mine.origin))
         log.warning("note: %s (%s) replaces the shipped stage %r (%s) for this manifest",
-                    mine.origin, mine.qualname, name, shipped.qualname)
+                    mine.origin, mine.qualname, name, shipped.qualname, extra={"event": "note"})
 
 
 @dataclass

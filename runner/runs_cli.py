@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from runner.errors import IntegrityError, RunnerError, UsageError
+from runner.words import plural
 
 if TYPE_CHECKING:  # the store, pandas and the telemetry load when a command runs, not for --help
     from runner.artifacts import ArtifactStore, RunDoc
@@ -50,6 +51,17 @@ def _store(artifacts: str | None, storage_option: list[str] | None) -> "Artifact
     return ArtifactStore(root, storage_options_from(storage_option or []))
 
 
+def _root_from(artifacts: str | None) -> str:
+    """Where the artifact root came from, in the user's terms."""
+    import os
+
+    if artifacts:
+        return "from --artifacts"
+    if os.environ.get("RUNNER_ARTIFACTS"):
+        return "from RUNNER_ARTIFACTS"
+    return "the default root data/artifacts, under the current folder"
+
+
 def _guard(exc: RunnerError) -> typer.Exit:
     err.print(f"[bold red]error:[/] {escape(str(exc))}")
     return typer.Exit(exc.exit_code)
@@ -65,9 +77,16 @@ def runs_list(artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
     from runner.artifacts import list_runs
 
     try:
-        listed = list_runs(_store(artifacts, storage_option), allow_unsigned=allow_unsigned)
+        store = _store(artifacts, storage_option)
+        listed = list_runs(store, allow_unsigned=allow_unsigned)
     except RunnerError as exc:
         raise _guard(exc) from None
+    if not listed and not as_json:
+        where = store.url_of("runs")
+        where = where if "://" in where else str(Path(where).absolute())
+        err.print(f"no runs in {escape(where)} ({_root_from(artifacts)}); "
+                  "runs elsewhere: --artifacts URL or RUNNER_ARTIFACTS")
+        return
     if as_json:
         out.print(json.dumps([
             {"run_id": r.run_id, "pipeline": r.doc.pipeline if r.doc else None,
@@ -142,7 +161,7 @@ def runs_prune(
     except RunnerError as exc:
         raise _guard(exc) from None
     verb = "would delete" if dry_run else "deleted"
-    err.print(f"{verb} {len(pruned)} runs" + (": " + ", ".join(pruned) if pruned else ""))
+    err.print(f"{verb} {plural(len(pruned), 'run')}" + (": " + ", ".join(pruned) if pruned else ""))
 
 
 def _find_step(doc: "RunDoc", step: str) -> "CheckpointRef":
@@ -294,5 +313,5 @@ def report_command(
         target.write_text(html, encoding="utf-8")
     except OSError as exc:
         raise _guard(UsageError(f"cannot write {target}: {exc.strerror or exc}")) from None
-    err.print(f"wrote {target} ({len(html) // 1024} KB; {len(spans)} spans"
+    err.print(f"wrote {target} ({len(html) // 1024} KB; {plural(len(spans), 'span')}"
               + ("" if spans else f"; no {SPANS_FILE}, so no timeline") + ")")

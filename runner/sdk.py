@@ -240,7 +240,7 @@ class QuantSDK:
                    if s.entry.qualname.startswith("runner.stages.")]
         notes = preflight(params, stages=shipped, pipeline=pipeline)
         for note in notes:
-            log.warning("note: %s: %s", params["data"], note)
+            log.warning("note: %s: %s", params["data"], note, extra={"event": "note"})
         return notes
 
     def workspace(self, run_id: str) -> Path:

@@ -16,7 +16,6 @@ recursive walk over a plan stays far from Python's recursion limit.
 
 from __future__ import annotations
 
-import difflib
 import typing
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -47,6 +46,7 @@ from runner.registry import (
     add_module_folders,
     import_object,
 )
+from runner.words import did_you_mean
 
 __all__ = [
     "AdapterStep",
@@ -500,8 +500,7 @@ def _q(name: str) -> str:
 
 
 def _close(name: str, candidates: Any) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
-    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    return did_you_mean(name, candidates)
 
 
 def _branch_writes(steps: tuple[Step, ...]) -> set[str]:

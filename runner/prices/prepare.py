@@ -31,6 +31,7 @@ import pandas as pd
 from runner.errors import DataError, UsageError
 from runner.prices.params import param_float, param_int
 from runner.prices.read import EXPECTED, read_price_file
+from runner.words import plural
 
 __all__ = ["FEATURE_DAYS", "PRICE_STAGES", "WALK_FORWARD_STAGES", "check_history",
            "data_source", "preflight", "prepare_prices", "select_prices"]
@@ -88,11 +89,11 @@ def prepare_prices(raw: pd.DataFrame, params: dict[str, Any], *, source: str = "
     dup = prices.index.duplicated(keep="last")
     if dup.any():
         prices = prices[~dup]
-        notes.append(f"dropped {int(dup.sum())} duplicate date(s), keeping the last row")
+        notes.append(f"dropped {plural(int(dup.sum()), 'duplicate date')}, keeping the last row")
     non_positive = (prices <= 0).sum()
     if non_positive.any():
         prices = prices.where(prices > 0)
-        notes.append(f"treated {int(non_positive.sum())} non-positive price(s) as missing "
+        notes.append(f"treated {plural(int(non_positive.sum()), 'non-positive price')} as missing "
                      f"({_named(non_positive)})")
     empty = [str(t) for t in prices.columns[prices.isna().all()]]
     if empty:
@@ -116,7 +117,8 @@ def prepare_prices(raw: pd.DataFrame, params: dict[str, Any], *, source: str = "
     prices = prices.ffill(limit=max_gap)
     filled = holes - int(prices.isna().sum().sum())
     if filled:
-        notes.append(f"forward-filled {filled} missing price(s) (gaps up to {max_gap} days)")
+        notes.append(f"forward-filled {plural(filled, 'missing price')} "
+                     f"(gaps up to {max_gap} days)")
     complete = prices.notna().all(axis=1)
     if not complete.any():
         raise DataError(source, "no day has a price for every ticker (the tickers' histories "
@@ -139,7 +141,7 @@ def check_history(prices: pd.DataFrame, *, stages: Collection[str], params: dict
     days = len(prices)
     span = (f" ({prices.index[0]:%Y-%m-%d} to {prices.index[-1]:%Y-%m-%d})" if days else "")
     if days < 2:
-        raise DataError(source, f"{days} day(s) of prices{span}: at least 2 are needed")
+        raise DataError(source, f"{plural(days, 'day')} of prices{span}: at least 2 are needed")
     if not WALK_FORWARD_STAGES & set(stages):
         return
     min_train = param_int(params, "min_train_months", 24)
@@ -154,11 +156,11 @@ def check_history(prices: pd.DataFrame, *, stages: Collection[str], params: dict
     about = FEATURE_DAYS + 1 + 21 * month_ends_needed
     raise DataError(
         source,
-        f"{days} days of prices{span} after cleaning; the walk-forward forecasts of "
+        f"{plural(days, 'day')} of prices{span} after cleaning; the walk-forward forecasts of "
         f"{pipeline} need about {about} (3 years): {FEATURE_DAYS + 1} days before the first "
         f"complete features (the 12-month momentum), then {month_ends_needed} month-ends "
         f"({min_train} to train on, param 'min_train_months', and one to forecast); this "
-        f"data has {after} month-end(s) with complete features")
+        f"data has {plural(after, 'month-end')} with complete features")
 
 
 def preflight(params: dict[str, Any], *, stages: Collection[str],

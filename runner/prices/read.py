@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 import pandas as pd
 
 from runner.errors import DataError
+from runner.words import plural
 
 __all__ = ["DATE_NAMES", "EXPECTED", "PRICE_NAMES", "TICKER_NAMES", "parse_prices",
            "read_price_file"]
@@ -146,8 +147,9 @@ def _to_wide(frame: pd.DataFrame, *, header: list[str], name: str
         return _from_long(rest, dates, ticker_col=ticker_col, name=name)
     fields = [str(c) for c in rest.columns if _key(c) in FIELD_NAMES]
     if fields:
-        raise DataError(name, f"no ticker column, and column(s) {_listed(fields)} are price "
-                        "fields, not tickers: add a ticker column (long format) or put one "
+        raise DataError(name, f"no ticker column, and {_listed(fields)} "
+                        f"{'is a price field' if len(fields) == 1 else 'are price fields'}, "
+                        "not tickers: add a ticker column (long format) or put one "
                         "column per ticker (wide format)", expected=EXPECTED)
     header = [h for h in header if h != str(date_col)]
     notes = _duplicate_tickers(rest, header=header, name=name)
@@ -168,8 +170,20 @@ def _not_numbers(raw: pd.DataFrame, parsed: pd.DataFrame) -> list[str]:
         return []
     per = pd.Series(lost.sum(axis=0), index=[str(c) for c in parsed.columns])
     per = per[per > 0]
-    return [f"{int(lost.sum())} value(s) that are not numbers read as missing "
+    count = int(lost.sum())
+    return [f"{plural(count, 'value')} that {_are_not_numbers(count)} read as missing "
             f"({_listed([f'{t} {n}' for t, n in per.items()])})"]
+
+
+def _are_not_numbers(count: int) -> str:
+    return "is not a number," if count == 1 else "are not numbers"
+
+
+def _tickers(names: list[str]) -> str:
+    """``ticker AAPL appears`` or ``tickers AAPL, MSFT appear``."""
+    if len(names) == 1:
+        return f"ticker {_listed(names)} appears"
+    return f"tickers {_listed(names)} appear"
 
 
 def _duplicate_tickers(rest: pd.DataFrame, *, header: list[str], name: str) -> list[str]:
@@ -188,10 +202,10 @@ def _duplicate_tickers(rest: pd.DataFrame, *, header: list[str], name: str) -> l
         if any(not first.equals(pd.to_numeric(rest[c], errors="coerce")) for c in same[1:]):
             differ.append(ticker)
     if differ:
-        raise DataError(name, f"ticker(s) {_listed(differ)} appear in more than one column "
+        raise DataError(name, f"{_tickers(differ)} in more than one column "
                         "with different prices: keep one column per ticker",
                         expected=EXPECTED)
-    return [f"ticker(s) {_listed(repeated)} appear in more than one column with the same "
+    return [f"{_tickers(repeated)} in more than one column with the same "
             "prices: kept one"]
 
 
@@ -214,7 +228,8 @@ def _parse_dates(values: pd.Series, *, name: str, column: str) -> pd.DatetimeInd
         hint = (": the file seems to have several header rows (a multi-field download, e.g. "
                 "yfinance, saved to CSV); keep one header row of tickers" if top else
                 ": use one date format, e.g. 2021-01-04")
-        raise DataError(name, f"{count} value(s) of column {column!r} are not dates ({shown})"
+        raise DataError(name, f"{plural(count, 'value')} of column {column!r} "
+                        f"{'is not a date' if count == 1 else 'are not dates'} ({shown})"
                         + hint, expected=EXPECTED)
     index = pd.DatetimeIndex(parsed)
     if index.tz is not None:
@@ -238,20 +253,21 @@ def _from_long(rest: pd.DataFrame, dates: pd.DatetimeIndex, *, ticker_col: Any, 
     tickers = rest[ticker_col]
     if tickers.isna().any():
         rows = list(tickers.index[tickers.isna()][:_SHOWN])
-        raise DataError(name, f"{int(tickers.isna().sum())} row(s) have no ticker "
+        raise DataError(name, f"{plural(int(tickers.isna().sum()), 'row')} "
+                        f"{'has' if int(tickers.isna().sum()) == 1 else 'have'} no ticker "
                         f"({', '.join(f'row {int(r) + 2}' for r in rows)})", expected=EXPECTED)
     raw_price = rest[by_key[price_key]]
     price = pd.to_numeric(raw_price, errors="coerce").astype("float64")
     lost = int((raw_price.notna() & price.isna()).sum())
     if lost:
-        notes.append(f"{lost} price(s) that are not numbers read as missing")
+        notes.append(f"{plural(lost, 'price')} that {_are_not_numbers(lost)} read as missing")
     long = pd.DataFrame({"date": dates, "ticker": tickers.astype(str).str.strip().to_numpy(),
                          "price": price.to_numpy()})
     dup = long.duplicated(["date", "ticker"], keep="last")
     if dup.any():
         conflicting = long[long.duplicated(["date", "ticker"], keep=False)].groupby(
             ["date", "ticker"])["price"].nunique(dropna=False).gt(1).sum()
-        notes.append(f"{int(dup.sum())} repeated (date, ticker) row(s)"
+        notes.append(f"{plural(int(dup.sum()), 'repeated (date, ticker) row')}"
                      + (f", {int(conflicting)} with different prices" if conflicting else "")
                      + ": kept the last of each")
         long = long[~dup]

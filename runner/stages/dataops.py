@@ -35,6 +35,7 @@ from runner.stages.foundation import (
     prepare_prices,
     select_prices,
 )
+from runner.words import plural
 
 __all__ = ["clean", "load", "quality_report", "validate"]
 
@@ -122,7 +123,7 @@ def _describe_gaps(gaps: list[str]) -> str:
     if not gaps:
         return "no calendar gaps"
     more = f" and {len(gaps) - 3} more" if len(gaps) > 3 else ""
-    return f"{len(gaps)} calendar gap(s): {', '.join(gaps[:3])}{more}"
+    return f"{plural(len(gaps), 'calendar gap')}: {', '.join(gaps[:3])}{more}"
 
 
 @stage(
@@ -140,13 +141,15 @@ def validate(ctx: DataOpsContext) -> DataOpsContext:
     n_out = sum(len(v) for v in q["outliers"].values())
     examples = "; ".join(f"{t} {', '.join(v[:2])}" for t, v in list(q["outliers"].items())[:4])
     ctx.log(
-        f"dataops.validate: {q['rows']} rows x {q['tickers']} tickers, {q['start']} to "
+        f"dataops.validate: {plural(q['rows'], 'row')} x {plural(q['tickers'], 'ticker')}, "
+        f"{q['start']} to "
         f"{q['end']}; {'sorted' if q['sorted'] else 'NOT sorted'}; "
-        f"{q['duplicate_dates']} duplicate date(s); {_describe(q['missing'], 'missing prices')}; "
+        f"{plural(q['duplicate_dates'], 'duplicate date')}; "
+        f"{_describe(q['missing'], 'missing prices')}; "
         f"{_describe(q['non_positive'], 'non-positive prices')}; "
         f"{_describe_gaps(q['calendar_gaps'])}; "
         f"{_describe(q['stale'], 'stale runs (longest, days)')}; "
-        f"{n_out} return outlier(s)"
+        f"{plural(n_out, 'return outlier')}"
         + (f" (kept for review: adjusted prices do jump on real news): {examples}"
            if n_out else "")
     )

@@ -21,7 +21,8 @@ from runner.errors import RunInterruptedError
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.records import RunInfo, RunResult, StepRecord
 
-__all__ = ["JsonFormatter", "LogHook", "RunContextFilter", "configure_logging"]
+__all__ = ["NOTE", "JsonFormatter", "LogHook", "RunContextFilter", "TextFormatter",
+           "configure_logging"]
 
 log = logging.getLogger("runner")
 
@@ -29,6 +30,10 @@ _ACTIVE: dict[str, str] = {}  # run_id -> trace_id of runs in progress in this p
 _ACTIVE_LOCK = threading.Lock()
 
 TEXT_FORMAT = "%(levelname)s %(name)s [run_id=%(run_id)s trace_id=%(trace_id)s]: %(message)s"
+"""A log line of a run; outside a run the bracket of ids is left out."""
+NOTE = "note"
+"""The ``event`` of a note for the user: ``log.warning("note: ...", extra={"event": NOTE})``
+reads as a plain ``note: ...`` line in text mode (a JSON line, like any other, in json)."""
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "run_id",
                                                     "trace_id", "span_id"}
 
@@ -81,12 +86,28 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """``LEVEL logger [run_id=... trace_id=...]: message`` in a run, without the ids
+    outside one (they would read ``None``), and a note for the user as its message only."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+        self.outside = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "event", None) == NOTE and not record.exc_info:
+            return record.getMessage()
+        if getattr(record, "run_id", None) is None and getattr(record, "trace_id", None) is None:
+            return self.outside.format(record)
+        return super().format(record)
+
+
 def configure_logging(fmt: str = "text", level: str | int = "WARNING",
                       stream: IO[str] | None = None) -> None:
     """Set up the root logger: ``text`` (human) or ``json`` lines, on stderr."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(RunContextFilter())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

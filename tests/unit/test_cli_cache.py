@@ -64,7 +64,7 @@ def test_a_check_that_passed_is_reused_without_importing_anything(tmp_path: Path
     again, proc2 = _run(tmp_path, "validate", "-m", manifest)
     assert first == {"code": 0, "full": True, "stages": True, "pydantic": True}
     assert again == {"code": 0, "full": False, "stages": False, "pydantic": False}
-    assert proc1.stderr == proc2.stderr and "1 pipelines, 1 stages" in proc2.stderr
+    assert proc1.stderr == proc2.stderr and "1 pipeline, 1 stage" in proc2.stderr
     listed, out1 = _run(tmp_path, "list", "-m", manifest)
     relisted, out2 = _run(tmp_path, "list", "-m", manifest)
     assert listed["full"] and not relisted["full"] and not relisted["pydantic"]

@@ -7,6 +7,7 @@ adapter, on good values and bad ones: same value, or the same error message.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from enum import Enum
@@ -59,6 +60,16 @@ def _outcome(runtime: Any, value: Any, param: Any, ctx: Any) -> tuple[str, Any]:
         return type(exc).__name__, exc.format_message()
 
 
+def _as_typers(outcome: tuple[str, Any]) -> tuple[str, Any]:
+    """A refused choice in typer's words: with pydantic's ``Value error,`` and without
+    the close choices runner.cli_coerce adds."""
+    kind, shown = outcome
+    if kind != "BadParameter" or "is not one of" not in shown:
+        return outcome
+    shown = re.sub(r" \(did you mean [^)]*\?\)$", ".", shown)
+    return kind, re.sub(r": ('[^']*' is not one of)", r": Value error, \1", shown, count=1)
+
+
 DIRECT = [(name, cmd, param) for name, cmd, param in _options()
           if cli_coerce.direct_coercion(param.type_descriptor) is not None]
 
@@ -77,7 +88,8 @@ def test_direct_coercion_is_typers(name: str, cmd: Any, param: Any) -> None:
     assert direct is not None and getattr(core.build_runtime_param, "direct", False)
     typers = _coercion.build_runtime_param(descriptor)
     for value in _samples(descriptor.annotation):
-        assert _outcome(direct, value, param, ctx) == _outcome(typers, value, param, ctx), value
+        assert _as_typers(_outcome(direct, value, param, ctx)) == _outcome(
+            typers, value, param, ctx), value
 
 
 def test_a_command_that_reads_options_needs_no_pydantic(tmp_path: Path) -> None:
@@ -95,4 +107,23 @@ def test_a_bad_choice_is_refused_in_typers_words() -> None:
     proc = subprocess.run([sys.executable, "-m", "runner.cli", "--log-format", "jsn", "list"],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2
-    assert "'jsn' is not one of 'text', 'json'" in proc.stderr
+    said = " ".join(proc.stderr.replace("│", " ").split())
+    assert "'jsn' is not one of 'text', 'json' (did you mean 'json'?)" in said
+    assert "Value error" not in said
+
+
+def test_a_bad_choice_says_the_close_ones() -> None:
+    """Yesterday: ``Value error, 'thread' is not one of ...`` without a suggestion."""
+    for given in ("thread", "THREADS", "proc"):
+        proc = subprocess.run([sys.executable, "-m", "runner.cli", "run", "demo", "-e", given],
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 2
+        said = " ".join(proc.stderr.replace("│", " ").split())
+        assert "Value error" not in said and "Traceback" not in said
+        close = "processes" if given == "proc" else "threads"
+        assert (f"'{given}' is not one of 'inline', 'threads', 'processes', 'ray' "
+                f"(did you mean '{close}'?)") in said, said
+    proc = subprocess.run([sys.executable, "-m", "runner.cli", "--log-level", "WARN", "list"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2
+    assert "(did you mean 'WARNING'?)" in proc.stderr

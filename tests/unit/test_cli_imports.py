@@ -72,6 +72,11 @@ def test_help_loads_nothing_heavy(args: list[str], tmp_path: Path) -> None:
     assert _loaded(modules, (*NEVER, *HEAVY, *RICH_EXTRAS, *OPENSSL)) == []
 
 
+def test_version_loads_nothing_heavy(tmp_path: Path) -> None:
+    modules = _modules(["--version"], tmp_path)
+    assert _loaded(modules, (*NEVER, *HEAVY, *RICH_EXTRAS, *OPENSSL, "typer.rich_utils")) == []
+
+
 def test_list_reads_the_manifest_only(tmp_path: Path) -> None:
     modules = _modules(["list"], tmp_path)
     assert "runner.manifest" in modules  # the check below is not vacuous

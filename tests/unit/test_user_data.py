@@ -85,7 +85,7 @@ def test_a_long_parquet_file_with_a_symbol_column_is_read(tmp_path, prices):
     long.to_parquet(tmp_path / "long.parquet")
     proc = run(tmp_path, "long.parquet", "dataops.full")
     assert proc.returncode == 0, proc.stderr
-    assert "note: long.parquet: 1 price(s) that are not numbers read as missing" in proc.stderr
+    assert "note: long.parquet: 1 price that is not a number, read as missing" in proc.stderr
 
 
 @pytest.mark.parametrize(("content", "phrases"), [
@@ -115,7 +115,7 @@ def test_too_few_rows_say_how_many_the_pipeline_needs(tmp_path, prices):
             "param 'min_train_months'")
     prices.iloc[:1].to_csv(tmp_path / "one.csv")
     refused(run(tmp_path, "one.csv", "dataops.full"), tmp_path,
-            "1 day(s) of prices (2016-01-04 to 2016-01-04): at least 2 are needed")
+            "1 day of prices (2016-01-04 to 2016-01-04): at least 2 are needed")
     # the DataOps pillar fits no model: ten days are enough for it
     assert run(tmp_path, "ten.csv", "dataops.full").returncode == 0
 
@@ -138,12 +138,12 @@ def test_what_can_be_fixed_is_fixed_and_said(tmp_path, prices):
     assert sorted(weights) == sorted(prices.columns)  # no AAPL.1, EMPTY or FLAT
     notes = [line for line in proc.stderr.splitlines() if "note: messy.csv: " in line]
     said = " | ".join(notes)
-    for phrase in ("ticker(s) AAPL appear in more than one column with the same prices: "
-                   "kept one", "dropped 2 duplicate date(s), keeping the last row",
-                   "treated 1 non-positive price(s) as missing (KO 1)",
+    for phrase in ("ticker AAPL appears in more than one column with the same prices: "
+                   "kept one", "dropped 2 duplicate dates, keeping the last row",
+                   "treated 1 non-positive price as missing (KO 1)",
                    "dropped EMPTY: no prices at all",
                    "dropped FLAT: the price never changes", "sorted the rows by date",
-                   "forward-filled 1 missing price(s)"):
+                   "forward-filled 1 missing price"):
         assert phrase in said, proc.stderr
     assert len(notes) == len(set(notes)) == 7, notes  # each once, before the run
 
@@ -153,7 +153,7 @@ def test_what_cannot_be_fixed_is_refused(tmp_path, prices, case):
     frame = prices.copy()
     if case == "different":
         frame.insert(1, "AAPL", prices["MSFT"], allow_duplicates=True)
-        phrases = ["ticker(s) AAPL appear in more than one column with different prices"]
+        phrases = ["ticker AAPL appears in more than one column with different prices"]
     elif case == "empty":
         frame[:] = np.nan
         phrases = ["no ticker is left to use: dropped AAPL, JPM, KO, MSFT, PFE, XOM: no "
@@ -183,7 +183,7 @@ def test_unparseable_dates_are_refused_naming_the_rows(tmp_path, prices):
     text[9] = "" + text[9][10:]
     (tmp_path / "prices.csv").write_text("\n".join(text) + "\n")
     refused(run(tmp_path, "prices.csv", "dataops.full"), tmp_path,
-            "2 value(s) of column 'date' are not dates (row 6 '2016-02-30', row 10 empty)",
+            "2 values of column 'date' are not dates (row 6 '2016-02-30', row 10 empty)",
             "use one date format")
 
 
