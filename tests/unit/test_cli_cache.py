@@ -7,26 +7,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-PROBE = """
-import json, sys
-out = sys.argv[2]
-sys.argv = ["runner", *json.loads(sys.argv[1])]
-from runner.cli import main
-try:
-    main()
-except SystemExit as exc:
-    code = exc.code
-else:
-    code = 0
-with open(out, "w") as fh:
-    json.dump({"code": code or 0, "full": "runner.manifest" in sys.modules,
-               "stages": "mystages" in sys.modules, "pydantic": "pydantic" in sys.modules}, fh)
-"""
+from tests.cli_probe import probe
 
 STAGES = '''from runner.registry import stage
 from runner.context import Context
@@ -50,12 +33,9 @@ def _project(tmp_path: Path) -> Path:
 
 def _run(tmp_path: Path, *args: str) -> tuple[dict[str, object], subprocess.CompletedProcess[str]]:
     out = tmp_path.parent / f"{tmp_path.name}-probe.json"  # not in the project's folder
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args), str(out)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-                          check=False)
-    assert out.exists(), proc.stderr[-2000:]
-    return json.loads(out.read_text()), proc
+    code, modules, proc = probe(args, cwd=tmp_path, out=out)
+    return {"code": code, "full": "runner.manifest" in modules,
+            "stages": "mystages" in modules, "pydantic": "pydantic" in modules}, proc
 
 
 def test_a_check_that_passed_is_reused_without_importing_anything(tmp_path: Path) -> None:

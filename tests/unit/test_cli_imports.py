@@ -9,7 +9,6 @@ fresh interpreter, never on time (benchmarks/startup.py measures that).
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,23 +18,10 @@ import pytest
 import runner
 from runner.cli import ExecutorName
 from runner.orchestration.executors import EXECUTORS
+from tests.cli_probe import probe
 
 ROOT = Path(__file__).resolve().parents[2]
 
-PROBE = """
-import json, sys
-out = sys.argv[2]
-sys.argv = ["runner", *json.loads(sys.argv[1])]
-from runner.cli import main
-try:
-    main()
-except SystemExit as exc:
-    code = exc.code
-else:
-    code = 0
-with open(out, "w") as fh:
-    json.dump({"code": code, "modules": sorted(sys.modules)}, fh)
-"""
 
 NEVER = ("opentelemetry.sdk", "kubernetes", "ray", "sklearn", "jinja2", "runner.sdk",
          "runner.artifacts", "runner.telemetry.tracing", "runner.orchestration.runner")
@@ -51,13 +37,9 @@ OPENSSL = ("hashlib", "secrets")
 
 
 def _modules(args: list[str], tmp_path: Path) -> set[str]:
-    out = tmp_path / "probe.json"
-    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args), str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
-    assert out.exists(), proc.stderr[-2000:]
-    doc = json.loads(out.read_text())
-    assert doc["code"] in (0, None), (doc["code"], proc.stderr[-2000:])
-    return set(doc["modules"])
+    code, modules, proc = probe(args, cwd=ROOT, out=tmp_path / "probe.json")
+    assert code == 0, (code, proc.stderr[-2000:])
+    return modules
 
 
 def _loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
