@@ -27,6 +27,7 @@ install-dev: $(VENV)/.installed-dev
 ## Set up and run the shipped quant pipeline locally.
 run: $(VENV)/.installed
 	$(BIN)/runner run $(PIPELINE)
+	@echo "runner is in $(BIN): 'source $(BIN)/activate' puts it on your PATH (or call $(BIN)/runner)"
 
 ## Lint, type-check and check the import layers.
 check: $(VENV)/.installed-dev

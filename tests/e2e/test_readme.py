@@ -99,3 +99,13 @@ def test_the_python_snippet_runs(tmp_path):
                           env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"})
     assert proc.returncode == 0, proc.stderr
     assert "trend" in proc.stdout and "ret" in proc.stdout
+
+
+def test_make_run_says_how_to_get_runner_on_the_path():
+    """After `make run` the README's next commands call `runner`: both say how to get it."""
+    dry = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert "source .venv/bin/activate" in dry and ".venv/bin/runner" in dry
+    readme = (ROOT / "README.md").read_text()
+    first_use = readme.index("runner run alpha.parallel")
+    assert readme.index("source .venv/bin/activate") < first_use
