@@ -28,18 +28,24 @@ def _workspaces(tmp_path, monkeypatch):
     return root
 
 
+def _session_env(name: str, value: str):
+    """Set ``name`` for the whole session (subprocesses inherit it), then restore it."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    yield
+    if old is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = old
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _artifact_key_file(tmp_path_factory):
     """Never touch the real home: the artifact key file (made on first use) lives in a
     per-session folder, and subprocesses inherit where."""
     path = tmp_path_factory.mktemp("runner-config") / "artifact.key"
-    old = os.environ.get("RUNNER_ARTIFACT_KEY_FILE")
-    os.environ["RUNNER_ARTIFACT_KEY_FILE"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("RUNNER_ARTIFACT_KEY_FILE", None)
-    else:
-        os.environ["RUNNER_ARTIFACT_KEY_FILE"] = old
+    for _ in _session_env("RUNNER_ARTIFACT_KEY_FILE", str(path)):
+        yield path
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -47,10 +53,5 @@ def _cli_cache_dir(tmp_path_factory):
     """The command line's kept checks (runner.cli_cache) go to a per-session folder,
     never the real home; subprocesses inherit where."""
     path = tmp_path_factory.mktemp("runner-cache")
-    old = os.environ.get("RUNNER_CACHE_DIR")
-    os.environ["RUNNER_CACHE_DIR"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("RUNNER_CACHE_DIR", None)
-    else:
-        os.environ["RUNNER_CACHE_DIR"] = old
+    for _ in _session_env("RUNNER_CACHE_DIR", str(path)):
+        yield path

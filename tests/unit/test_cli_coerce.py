@@ -20,6 +20,7 @@ from typer import _click, _coercion, core
 
 from runner import cli_coerce
 from runner.cli import app
+from tests.cli_probe import probe
 
 STRINGS = ["x", "", "a b", "--", "é", "configs/manifest.json"]
 PATHS = ["data", "", ".", "/", "~/x", "a\\b", "no/such/dir/file.json", "-"]
@@ -93,14 +94,10 @@ def test_direct_coercion_is_typers(name: str, cmd: Any, param: Any) -> None:
 
 
 def test_a_command_that_reads_options_needs_no_pydantic(tmp_path: Path) -> None:
-    code = ("import sys\n"
-            "sys.argv = ['runner', '--log-format', 'text', 'schema', '--help']\n"
-            "from runner.cli import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('pydantic' in sys.modules)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, check=True, cwd=tmp_path)
-    assert proc.stdout.strip().splitlines()[-1] == "False"
+    code, modules, proc = probe(["--log-format", "text", "schema", "--help"], cwd=tmp_path,
+                                out=tmp_path / "probe.json")
+    assert code == 0, proc.stderr[-2000:]
+    assert "pydantic" not in modules
 
 
 def test_a_bad_choice_is_refused_in_typers_words() -> None:
