@@ -1,11 +1,12 @@
 """A run as one self-contained HTML page: DAG, timeline, steps, artifacts and error.
 
 The report is meant to be mailed, attached to a ticket or opened from an object
-store years later, so it carries everything inline: CSS, SVG drawn here in
-Python, no script and no network reference. Python computes the geometry (the
-plan is series-parallel, so a recursive layout is exact and needs no graph
-library); the Jinja2 template ``templates/report.html.j2`` only writes it out,
-with autoescaping on, since stage names and messages come from user code.
+store years later, so it carries everything inline: CSS, SVG drawn in Python
+(the DAG's layout is :mod:`runner.telemetry.dag`), no network reference, and one
+small inline script that only switches the DAG between its full view and its
+overview (the page reads whole without it). The Jinja2 template
+``templates/report.html.j2`` only writes the geometry out, with autoescaping on,
+since stage names and messages come from user code.
 
 Inputs are the plain documents a run leaves behind: ``run.json``, the spans of
 ``spans.jsonl``, each checkpoint's ``index.json`` and the forensic ``error.json``.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template
 
 from runner.telemetry.bounds import check_outline_depth
+from runner.telemetry.dag import layout_dag
 from runner.telemetry.spans import SpanNode, span_tree
 from runner.telemetry.view import (
     format_bytes,
@@ -133,83 +135,14 @@ def _state_of(run: Mapping[str, Any], spans: Sequence[Mapping[str, Any]],
     return state
 
 
-_STATUS_WORDS = {"succeeded": "", "failed": "failed", "skipped": "restored from checkpoint",
-                 "not-run": "not run", "pending": "pending", "running": "running",
-                 "cancelled": "cancelled"}
-
-
-def _detail(status: str, span: Mapping[str, Any] | None) -> str:
-    if span is not None and status in ("succeeded", "failed"):
-        duration = format_duration(_span_seconds(span))
-        return duration if status == "succeeded" else f"failed · {duration}"
-    return _STATUS_WORDS.get(status, status)
-
-
 def _span_seconds(span: Mapping[str, Any]) -> float | None:
     start, end = span.get("start_time_unix_nano"), span.get("end_time_unix_nano")
     return (int(end) - int(start)) / 1e9 if start is not None and end is not None else None
 
 
-# ---------------------------------------------------------------- the DAG
+# ---------------------------------------------------------------- labels
 
-BOX_H, HGAP, VGAP, DOT_R, PAD, TITLE, MARGIN = 44.0, 36.0, 14.0, 6.0, 12.0, 20.0, 16.0
-CHAR_W, MIN_W, MAX_W = 6.4, 96.0, 220.0  # CHAR_W: a generous 12.5px bold glyph
-Point = tuple[float, float]
-
-
-@dataclass(frozen=True)
-class Box:
-    """A stage, adapter or merge in the DAG."""
-
-    x: float
-    y: float
-    w: float
-    h: float
-    label: str
-    detail: str
-    kind: str
-    status: str
-    tooltip: str
-
-
-@dataclass(frozen=True)
-class Frame:
-    """A nested pipeline: a labelled box around its steps."""
-
-    x: float
-    y: float
-    w: float
-    h: float
-    label: str
-    detail: str
-    status: str
-    tooltip: str
-
-
-@dataclass(frozen=True)
-class Dot:
-    """The fork of a parallel group."""
-
-    x: float
-    y: float
-    status: str
-    tooltip: str
-
-
-@dataclass
-class Dag:
-    """Everything the template draws for the DAG, in SVG user units."""
-
-    width: float = 0.0
-    height: float = 0.0
-    boxes: list[Box] = field(default_factory=list)
-    frames: list[Frame] = field(default_factory=list)
-    dots: list[Dot] = field(default_factory=list)
-    edges: list[str] = field(default_factory=list)
-
-
-def _box_w(label: str) -> float:
-    return min(MAX_W, max(MIN_W, len(label) * CHAR_W + 30))
+CHAR_W = 6.4  # a generous 12.5px bold glyph
 
 
 def _fit(label: str, width: float, char_w: float = CHAR_W) -> str:
@@ -217,117 +150,7 @@ def _fit(label: str, width: float, char_w: float = CHAR_W) -> str:
     return label if len(label) <= room else label[: max(room - 1, 1)] + "…"
 
 
-def _tooltip(name: str, path: str, kind: str, status: str, span: Mapping[str, Any] | None) -> str:
-    lines = [name, f"{kind} · {path}", f"status: {_STATUS_WORDS.get(status) or status}"]
-    if span is not None:
-        lines.append(f"duration: {format_duration(_span_seconds(span))}")
-    return "\n".join(lines)
-
-
-def _edge(a: Point, b: Point) -> str:
-    (x1, y1), (x2, y2) = a, b
-    if abs(y1 - y2) < 0.5:
-        return f"M{x1:.1f},{y1:.1f} H{x2:.1f}"
-    bend = max(x1, x2 - HGAP)
-    dx = (x2 - bend) / 2
-    return (f"M{x1:.1f},{y1:.1f} H{bend:.1f} C{bend + dx:.1f},{y1:.1f} "
-            f"{x2 - dx:.1f},{y2:.1f} {x2:.1f},{y2:.1f}")
-
-
-class _DagLayout:
-    """Series-parallel layout: sequences left to right, branches stacked between a
-    fork and a merge, nested pipelines framed. Every block is centred on its row."""
-
-    def __init__(self, state: State) -> None:
-        self.state = state
-        self.dag = Dag()
-
-    def size(self, node: Node) -> tuple[float, float]:
-        kind, children = node["kind"], node.get("children") or []
-        if kind in ("stage", "adapter"):
-            return _box_w(node["name"]), BOX_H
-        if kind == "group":
-            sizes = [self.size(b) for b in children] or [(0.0, 0.0)]
-            inner_h = sum(h for _, h in sizes) + VGAP * (len(sizes) - 1)
-            width = 2 * DOT_R + HGAP + max(w for w, _ in sizes) + HGAP + _box_w(node["merge"])
-            return width, max(inner_h, BOX_H)
-        width, height = self.row_size(children)
-        if kind == "pipeline":  # room for "▣ name" and a duration on the title line
-            title_w = (len(node["name"]) + 12) * CHAR_W + 3 * PAD
-            return max(width + 2 * PAD, title_w), height + 2 * (PAD + TITLE)
-        return width, height
-
-    def row_size(self, children: Sequence[Node]) -> tuple[float, float]:
-        sizes = [self.size(c) for c in children] or [(0.0, 0.0)]
-        return sum(w for w, _ in sizes) + HGAP * (len(sizes) - 1), max(h for _, h in sizes)
-
-    def place(self, node: Node, x: float, top: float, height: float) -> tuple[Point, Point]:
-        """Draw ``node`` with its left edge at ``x``, centred in ``[top, top + height]``;
-        returns where edges enter and leave it."""
-        w, h = self.size(node)
-        y = top + (height - h) / 2
-        kind, path = node["kind"], str(node["path"])
-        if kind in ("stage", "adapter"):
-            self._box(node["name"], kind, path, x, y, w)
-            return (x, y + h / 2), (x + w, y + h / 2)
-        if kind == "group":
-            return self._group(node, x, y, w, h)
-        if kind == "pipeline":
-            status, span = self.state("pipeline", path)
-            self.dag.frames.append(Frame(x, y, w, h, node["name"], _detail(status, span), status,
-                                         _tooltip(node["name"], path, kind, status, span)))
-            inner = PAD + TITLE
-            return self.row(node.get("children") or [], x + PAD, y + inner, h - 2 * inner)
-        return self.row(node.get("children") or [], x, y, h)
-
-    def row(self, children: Sequence[Node], x: float, top: float,
-            height: float) -> tuple[Point, Point]:
-        first: Point | None = None
-        last: Point | None = None
-        for child in children:
-            enter, leave = self.place(child, x, top, height)
-            if last is not None:
-                self.dag.edges.append(_edge(last, enter))
-            first, last = first or enter, leave
-            x += self.size(child)[0] + HGAP
-        middle = (x, top + height / 2)
-        return first or middle, last or middle
-
-    def _box(self, name: str, kind: str, path: str, x: float, y: float, w: float) -> None:
-        status, span = self.state(kind, path)
-        detail = _detail(status, span)
-        if kind not in ("stage", name):  # "merge" needs no "merge ·" before it
-            detail = f"{kind} · {detail}" if detail else kind
-        self.dag.boxes.append(Box(x, y, w, BOX_H, _fit(name, w), detail, kind, status,
-                                  _tooltip(name, path, kind, status, span)))
-
-    def _group(self, node: Node, x: float, y: float, w: float, h: float) -> tuple[Point, Point]:
-        path, mid = str(node["path"]), y + h / 2
-        status, span = self.state("group", path)
-        self.dag.dots.append(Dot(x + DOT_R, mid, status,
-                                 _tooltip(f"fork {node['name']}", path, "group", status, span)))
-        branches = node.get("children") or []
-        merge_w = _box_w(node["merge"])
-        merge_x = x + w - merge_w
-        sizes = [self.size(b) for b in branches]
-        top = y + (h - (sum(bh for _, bh in sizes) + VGAP * (len(sizes) - 1))) / 2
-        for branch, (_, bh) in zip(branches, sizes, strict=True):
-            enter, leave = self.place(branch, x + 2 * DOT_R + HGAP, top, bh)
-            self.dag.edges.append(_edge((x + 2 * DOT_R, mid), enter))
-            self.dag.edges.append(_edge(leave, (merge_x, mid)))
-            top += bh + VGAP
-        self._box(node["merge"], "merge", path, merge_x, mid - BOX_H / 2, merge_w)
-        return (x, mid), (x + w, mid)
-
-
-def layout_dag(plan: Node, state: State) -> Dag:
-    """The plan's DAG; the root pipeline is the page itself, so it gets no frame."""
-    layout = _DagLayout(state)
-    children = plan.get("children") or []
-    width, height = layout.row_size(children)
-    layout.row(children, MARGIN, MARGIN, height)
-    layout.dag.width, layout.dag.height = width + 2 * MARGIN, height + 2 * MARGIN
-    return layout.dag
+# ---------------------------------------------------------------- the DAG (runner.telemetry.dag)
 
 
 def outline_from_spans(spans: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
