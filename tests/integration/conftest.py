@@ -6,6 +6,8 @@
 * ``s3_root``: a fresh bucket per test, as ``s3://<bucket>/prefix`` plus the
   fsspec storage options that reach the server.
 * ``store_root``: the same suite on a local folder, ``memory://`` and S3.
+* ``driver`` (per module): headless Chromium through Selenium, for the HTML report;
+  skipped with the reason when /usr/bin/chromium or /usr/bin/chromedriver is absent.
 """
 
 from __future__ import annotations
@@ -189,3 +191,28 @@ def run_cli(*args: Any, cwd: Path, env: dict[str, str] | None = None,
 def cli() -> Any:
     """The ``runner`` command line in a subprocess: ``cli(*args, cwd=..., env=...)``."""
     return run_cli
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture(scope="module")
+def driver() -> Iterator[Any]:
+    """Headless Chromium through Selenium, quit however the tests end."""
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not found: apt-get install chromium chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1300,1800"):
+        options.add_argument(arg)
+    options.binary_location = str(CHROMIUM)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    browser = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    try:
+        yield browser
+    finally:
+        browser.quit()

@@ -1,11 +1,8 @@
 """The HTML report in a real browser: headless Chromium loads it from a file:// URL
-without console errors, and the timeline's bars are drawn with a visible width."""
+without console errors, and the timeline's bars are drawn with a visible width.
+The ``driver`` fixture is in tests/integration/conftest.py."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -13,31 +10,6 @@ from runner.telemetry.report import render_report
 from tests.unit.test_report import synthetic
 
 pytestmark = pytest.mark.integration
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-
-
-@pytest.fixture(scope="module")
-def driver() -> Iterator[Any]:
-    """Headless Chromium through Selenium, quit however the tests end."""
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not found: apt-get install chromium chromium-driver")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1300,1800"):
-        options.add_argument(arg)
-    options.binary_location = str(CHROMIUM)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    try:
-        yield browser
-    finally:
-        browser.quit()
-
 
 @pytest.mark.parametrize("failed", [False, True], ids=["succeeded", "failed"])
 def test_report_renders_in_chromium(driver, tmp_path, failed):
