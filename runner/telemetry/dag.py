@@ -146,11 +146,18 @@ def _tooltip(name: str, path: str, kind: str, status: str, span: Mapping[str, An
     return "\n".join(lines)
 
 
+def _steps(node: Node) -> Iterator[tuple[str, str]]:
+    """(kind, path) of the stages, adapters and merges inside ``node``."""
+    for child in node.get("children") or ():
+        if child["kind"] in ("stage", "adapter"):
+            yield child["kind"], str(child["path"])
+        yield from _steps(child)
+        if child["kind"] == "group":
+            yield "merge", str(child["path"])
+
+
 def _count_steps(node: Node) -> int:
-    """Stages, adapters and merges inside ``node``."""
-    own = 1 if node["kind"] in ("stage", "adapter") else 0
-    merge = 1 if node["kind"] == "group" else 0
-    return own + merge + sum(_count_steps(c) for c in node.get("children") or ())
+    return sum(1 for _ in _steps(node))
 
 
 # ---------------------------------------------------------------- edges
@@ -242,21 +249,34 @@ class _DagLayout:
         return max(avail - 2 * DOT_R - 2 * HGAP - self._merge_w(group), MIN_W)
 
     def _frame_title_w(self, node: Node) -> float:
-        status, span = self.state("pipeline", str(node["path"]))
+        status, span = self.pipeline_state(node)
         return (text_width("▣ " + node["name"], FRAME_PX)
                 + text_width(_detail(status, span), DETAIL_PX, bold=False) + 3 * PAD)
 
+    def _status(self, node: Node, kind: str) -> tuple[str, Mapping[str, Any] | None]:
+        return self.pipeline_state(node) if kind == "pipeline" else self.state(kind, node["path"])
+
     def _words(self, node: Node, kind: str) -> tuple[str, str]:
         """A box's label and the line under it."""
-        name, path = node["name"], str(node["path"])
-        status, span = self.state("pipeline" if kind == "pipeline" else kind, path)
-        detail = _detail(status, span)
+        name = node["name"]
+        detail = _detail(*self._status(node, kind))
         if kind == "pipeline":
             steps = f"▣ {_count_steps(node)} steps"
             return name, f"{steps} · {detail}" if detail else steps
         if kind not in ("stage", name):  # "merge" needs no "merge ·" before it
             detail = f"{kind} · {detail}" if detail else kind
         return name, detail
+
+    def pipeline_state(self, node: Node) -> tuple[str, Mapping[str, Any] | None]:
+        """A nested pipeline's span, else what its steps say (run.json records steps only)."""
+        status, span = self.state("pipeline", str(node["path"]))
+        if span is not None:
+            return status, span
+        steps = {self.state(kind, path)[0] for kind, path in _steps(node)}
+        for worst in ("failed", "running", "cancelled", "pending", "not-run"):
+            if worst in steps:
+                return worst, None
+        return ("skipped" if steps == {"skipped"} else "succeeded") if steps else status, None
 
     def lines(self, children: Sequence[Node], avail: float) -> list[list[Node]]:
         """``children`` cut greedily into lines no wider than ``avail`` (a line holds at
@@ -296,7 +316,7 @@ class _DagLayout:
         if kind == "group":
             return self._group(node, x, y, w, h, avail)
         if kind == "pipeline":
-            status, span = self.state("pipeline", path)
+            status, span = self.pipeline_state(node)
             detail = _detail(status, span)
             room = w - 3 * PAD - text_width(detail, DETAIL_PX, bold=False)
             self.dag.frames.append(Frame(
@@ -330,7 +350,7 @@ class _DagLayout:
 
     def _box(self, node: Node, kind: str, x: float, y: float, w: float) -> None:
         path = str(node["path"])
-        status, span = self.state(kind, path)
+        status, span = self._status(node, kind)
         label, detail = self._words(node, kind)
         tooltip = _tooltip(label, path, kind, status, span)
         if kind == "pipeline":

@@ -172,3 +172,26 @@ def test_report_markup_of_the_two_views():
     html = render_report(_run_of(plan_of("alpha.full")), [], {}, None)
     assert 'id="dag-overview"' not in html and "<script" not in html
     assert 'class="dag-toggle"' not in html
+
+
+def test_a_pipeline_without_a_span_fares_as_its_steps_did():
+    """run.json records steps, not pipelines: a collapsed pipeline (and a frame) says what
+    its steps say instead of "not run"."""
+    plan = plan_of("meta.full")
+
+    def state(kind: str, path: str) -> tuple[str, Mapping[str, Any] | None]:
+        if kind == "pipeline":
+            return "not-run", None
+        return ("failed" if path == "meta.full[1]/alpha.full[3]" else
+                "not-run" if path > "meta.full[1]/alpha.full[3]" else "succeeded"), None
+
+    dag = layout_dag(plan, state)
+    assert dag.overview is not None
+    collapsed = {b.label: b.status for b in dag.overview.boxes if b.kind == "pipeline"}
+    assert collapsed == {"dataops.full": "succeeded", "alpha.full": "failed"}
+    assert [(f.status, f.detail) for f in dag.frames] == [("succeeded", ""),
+                                                          ("failed", "failed")]
+    dag = layout_dag(plan, lambda kind, path: ("not-run" if kind == "pipeline" else "skipped",
+                                               None))
+    assert dag.overview is not None
+    assert {b.status for b in dag.overview.boxes} == {"skipped"}
