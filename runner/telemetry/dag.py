@@ -251,7 +251,7 @@ class _DagLayout:
     def _frame_title_w(self, node: Node) -> float:
         status, span = self.pipeline_state(node)
         return (text_width("▣ " + node["name"], FRAME_PX)
-                + text_width(_detail(status, span), DETAIL_PX, bold=False) + 3 * PAD)
+                + text_width(_detail(status, span), DETAIL_PX, bold=False) + 3 * PAD + 1)
 
     def _status(self, node: Node, kind: str) -> tuple[str, Mapping[str, Any] | None]:
         return self.pipeline_state(node) if kind == "pipeline" else self.state(kind, node["path"])

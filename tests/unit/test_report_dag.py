@@ -20,6 +20,8 @@ from runner.orchestration.graph import outline
 from runner.orchestration.plan import compile_plan
 from runner.telemetry.dag import (
     DAG_WIDTH,
+    DETAIL_PX,
+    FRAME_PX,
     LABEL_PX,
     OVERVIEW_FIRST,
     Dag,
@@ -77,6 +79,9 @@ def check_geometry(dag: Dag, width: float = DAG_WIDTH) -> None:
             assert inside(box, frame) or not overlap(box, frame), label
     for b in dag.boxes:
         assert text_width(b.label, LABEL_PX) <= b.w - 20, b.label
+    for f in dag.frames:  # the title on the left, the duration on the right, a gap between
+        title = text_width(f.label, FRAME_PX) + text_width(f.detail, DETAIL_PX, bold=False)
+        assert title + 36 <= f.w, f.label
     for d in dag.dots:
         assert all(not overlap((d.x - 6, d.y - 6, d.x + 6, d.y + 6), box) for _, box in boxes)
 
@@ -195,3 +200,17 @@ def test_a_pipeline_without_a_span_fares_as_its_steps_did():
                                                None))
     assert dag.overview is not None
     assert {b.status for b in dag.overview.boxes} == {"skipped"}
+
+
+def test_a_frame_is_as_wide_as_its_title():
+    """A nested pipeline of one short stage still shows its whole name and duration."""
+    span = {"start_time_unix_nano": 0, "end_time_unix_nano": 330_000_000}
+
+    def state(kind: str, path: str) -> tuple[str, Mapping[str, Any] | None]:
+        return "succeeded", span
+
+    dag = layout_dag({"kind": "pipeline", "name": "p", "path": "p", "children": [
+        {"kind": "pipeline", "name": "models", "path": "p[0]", "children": [
+            {"kind": "stage", "name": "fit", "path": "p[0]/models[0]"}]}]}, state)
+    assert [(f.label, f.detail) for f in dag.frames] == [("▣ models", "330.0 ms")]
+    check_geometry(dag)
