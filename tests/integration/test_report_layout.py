@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from runner.telemetry.report import render_report
 from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -172,3 +173,27 @@ def test_alpha_full_is_legible_at_1000_px(driver, cli, tmp_path):
     assert not [n for n in got["nodes"] if n["label"].endswith("…")]  # short names: whole
     assert not driver.find_elements(By.ID, "dag-overview")  # nothing nested: one view
     screenshot(driver, tmp_path / "alpha.full.png")
+
+
+def test_a_big_dag_opens_on_its_overview(driver, tmp_path):
+    """Three nested pipelines of 20 stages: the script opens the overview, legible too."""
+    from selenium.webdriver.common.by import By
+
+    plan = {"kind": "pipeline", "name": "big", "path": "big", "children": [
+        {"kind": "pipeline", "name": f"part_{j}", "path": f"big[{j}]", "children": [
+            {"kind": "stage", "name": f"part_{j}.stage_{i:02d}", "path": f"big[{j}]/p[{i}]"}
+            for i in range(20)]} for j in range(3)]}
+    run = {"run_id": "big-1", "pipeline": "big", "status": "succeeded", "plan": plan,
+           "completed": [], "checkpoints": []}
+    page = tmp_path / "big.html"
+    page.write_text(render_report(run, [], {}, None), encoding="utf-8")
+    open_report(driver, page)
+    views = driver.find_element(By.ID, "dag-views")
+    assert views.get_attribute("data-view") == "overview"
+    got = check_view(driver, "#dag-overview")
+    assert [n["kind"] for n in got["nodes"]] == ["pipeline"] * 3
+    driver.find_element(By.CSS_SELECTOR, '#dag-overview [data-expand="big[2]"]').click()
+    assert views.get_attribute("data-view") == "full"
+    got = check_view(driver, "#dag-graph")
+    assert len(got["nodes"]) == 60
+    screenshot(driver, tmp_path / "big.png")

@@ -156,6 +156,10 @@ def test_a_big_dag_opens_on_its_overview():
                       "children": [nested]}, succeeded)
     assert dag.overview is not None and dag.overview_first
     check_geometry(dag)
+    # the full view stays the default without a script; the script opens the overview
+    html = render_report(_run_of(nested | {"name": "long", "path": "long",
+                                           "children": [nested]}), [], {}, None)
+    assert '<div id="dag-views" data-view="full" data-start="overview">' in html
 
 
 def _run_of(plan: dict[str, Any]) -> dict[str, Any]:
