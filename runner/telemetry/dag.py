@@ -23,7 +23,8 @@ from typing import Any
 
 from runner.telemetry.view import format_duration
 
-__all__ = ["DAG_WIDTH", "Box", "Dag", "Dot", "Frame", "layout_dag", "text_width"]
+__all__ = ["DAG_WIDTH", "OVERVIEW_FIRST", "Box", "Dag", "Dot", "Frame", "fit_text", "layout_dag",
+           "text_width"]
 
 Node = Mapping[str, Any]
 State = Callable[[str, str], tuple[str, Mapping[str, Any] | None]]
@@ -46,20 +47,27 @@ _WIDTHS = {**dict.fromkeys(" ijl.,:;'|!I", 0.38), **dict.fromkeys("frt()[]{}-_/\
 _DEFAULT_W, _OTHER_W = 0.72, 1.0  # ASCII letters and digits; anything else
 
 
+def _em(char: str) -> float:
+    return _WIDTHS.get(char, _DEFAULT_W if char.isascii() else _OTHER_W)
+
+
 def text_width(text: str, px: float, *, bold: bool = True) -> float:
     """A generous estimate of the width ``text`` takes at ``px`` (sans-serif)."""
-    em = sum(_WIDTHS.get(c, _DEFAULT_W if c.isascii() else _OTHER_W) for c in text)
-    return em * px * (1.0 if bold else 0.92)
+    return sum(map(_em, text)) * px * (1.0 if bold else 0.92)
 
 
 def fit_text(text: str, room: float, px: float, *, bold: bool = True) -> str:
     """``text`` if it fits in ``room``, else its longest prefix that fits with an ellipsis."""
     if text_width(text, px, bold=bold) <= room:
         return text
-    keep = len(text)
-    while keep > 1 and text_width(text[:keep] + "…", px, bold=bold) > room:
-        keep -= 1
-    return text[:keep].rstrip() + "…"
+    budget = room / (px * (1.0 if bold else 0.92)) - _em("…")
+    keep = 0
+    for char in text:
+        budget -= _em(char)
+        if budget < 0:
+            break
+        keep += 1
+    return text[:max(keep, 1)].rstrip() + "…"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from runner.manifest import load_manifest
 from runner.orchestration.graph import outline
@@ -141,6 +143,19 @@ def test_long_names_are_cut_with_an_ellipsis_and_kept_whole_in_the_tooltip():
     assert box.tooltip.splitlines()[0] == name
     check_geometry(dag)
     assert fit_text("short", 200, LABEL_PX) == "short"
+
+
+@given(st.text(min_size=1, max_size=200), st.floats(min_value=20, max_value=400))
+def test_fit_text_keeps_the_longest_prefix_that_fits(text, room):
+    fitted = fit_text(text, room, LABEL_PX)
+    if fitted == text:
+        assert text_width(text, LABEL_PX) <= room
+    else:
+        assert fitted.endswith("…") and text.startswith(fitted[:-1])
+        if len(fitted) > 2:
+            assert text_width(fitted, LABEL_PX) <= room
+            longer = text[:len(fitted)] + "…"  # one more character does not fit
+            assert text_width(longer, LABEL_PX) > room or text[len(fitted) - 1].isspace()
 
 
 def test_small_dags_stay_on_one_line():
