@@ -34,8 +34,10 @@ DAG_WIDTH = 860.0
 """Widest drawing, in px at scale 1: the report's DAG panel at a 1,000 px wide window."""
 BOX_H, HGAP, VGAP, LINE_GAP = 44.0, 36.0, 14.0, 30.0  # LINE_GAP: between wrapped lines
 DOT_R, PAD, TITLE, MARGIN = 6.0, 12.0, 20.0, 16.0
+SIDE = 20.0  # a frame's inner margin left and right (and its title's): room for a wrapping
+# edge between the border and the steps
 STUB, CORNER = 8.0, 6.0  # how far a wrapping edge leaves a line before turning; its corners
-MIN_W, MAX_W = 96.0, 300.0
+MIN_W, MAX_W = 96.0, 260.0
 LABEL_PX, DETAIL_PX, FRAME_PX = 12.5, 11.0, 11.5  # the template's font sizes (.label, ...)
 OVERVIEW_FIRST = 40
 """A DAG of more steps than this opens on its overview (nested pipelines collapsed)."""
@@ -237,9 +239,9 @@ class _DagLayout:
             width = 2 * DOT_R + 2 * HGAP + max(w for w, _ in sizes) + self._merge_w(node)
             return width, max(inner_h, BOX_H)
         if kind == "pipeline":
-            width, height = self.seq_size(children, avail - 2 * PAD)
+            width, height = self.seq_size(children, avail - 2 * SIDE)
             title = self._frame_title_w(node)
-            return max(width + 2 * PAD, min(title, avail)), height + 2 * (PAD + TITLE)
+            return max(width + 2 * SIDE, min(title, avail)), height + 2 * (PAD + TITLE)
         return self.seq_size(children, avail)
 
     def _collapsed(self, node: Node) -> bool:
@@ -259,7 +261,7 @@ class _DagLayout:
     def _frame_title_w(self, node: Node) -> float:
         status, span = self.pipeline_state(node)
         return (text_width("▣ " + node["name"], FRAME_PX)
-                + text_width(_detail(status, span), DETAIL_PX, bold=False) + 3 * PAD + 1)
+                + text_width(_detail(status, span), DETAIL_PX, bold=False) + SIDE + 2 * PAD + 1)
 
     def _status(self, node: Node, kind: str) -> tuple[str, Mapping[str, Any] | None]:
         return self.pipeline_state(node) if kind == "pipeline" else self.state(kind, node["path"])
@@ -326,13 +328,13 @@ class _DagLayout:
         if kind == "pipeline":
             status, span = self.pipeline_state(node)
             detail = _detail(status, span)
-            room = w - 3 * PAD - text_width(detail, DETAIL_PX, bold=False)
+            room = w - SIDE - 2 * PAD - text_width(detail, DETAIL_PX, bold=False)
             self.dag.frames.append(Frame(
                 x, y, w, h, fit_text("▣ " + node["name"], room, FRAME_PX), detail, status,
                 _tooltip(node["name"], path, kind, status, span), path))
             inner = PAD + TITLE
-            return self.seq(node.get("children") or [], x + PAD, y + inner, h - 2 * inner,
-                            avail - 2 * PAD)
+            return self.seq(node.get("children") or [], x + SIDE, y + inner, h - 2 * inner,
+                            avail - 2 * SIDE)
         return self.seq(node.get("children") or [], x, y, h, avail)
 
     def seq(self, children: Sequence[Node], x: float, top: float, height: float,
