@@ -177,7 +177,9 @@ def test_alpha_full_is_legible_at_1000_px(driver, cli, tmp_path):
 
 def test_a_big_dag_opens_on_its_overview(driver, tmp_path):
     """Three nested pipelines of 20 stages: the script opens the overview, legible too."""
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
     plan = {"kind": "pipeline", "name": "big", "path": "big", "children": [
         {"kind": "pipeline", "name": f"part_{j}", "path": f"big[{j}]", "children": [
@@ -197,3 +199,10 @@ def test_a_big_dag_opens_on_its_overview(driver, tmp_path):
     got = check_view(driver, "#dag-graph")
     assert len(got["nodes"]) == 60
     screenshot(driver, tmp_path / "big.png")
+    # and from the keyboard: the toggle's button, then Enter on a focused pipeline node
+    driver.find_element(By.CSS_SELECTOR, '.dag-toggle [data-show="overview"]').click()
+    assert views.get_attribute("data-view") == "overview"
+    node = driver.find_element(By.CSS_SELECTOR, '#dag-overview [data-expand="big[0]"]')
+    driver.execute_script("arguments[0].focus()", node)
+    ActionChains(driver).send_keys(Keys.ENTER).perform()
+    assert views.get_attribute("data-view") == "full"
