@@ -315,6 +315,31 @@ def test_an_unreachable_api_server_is_named_and_exits_2(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("command", [["status", "run-1"], ["logs", "run-1"],
+                                     ["submit", "alpha.full", "--image", IMAGE, *STORE]],
+                         ids=["status", "logs", "submit"])
+def test_an_unreachable_api_server_is_one_line_at_once(command, tmp_path):
+    """Yesterday: 15 urllib3 ``Retrying`` warnings over 13 s, then the error. Now the
+    client does not retry by itself and ours retries a refused connection once: the
+    one error line, and nothing else (the retries setting left as users have it)."""
+    import time
+
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "kubeconfig"
+    config.write_text(kubeconfig_text(f"https://127.0.0.1:{port}"))
+    started = time.monotonic()
+    done = cli(*command, kubeconfig=config)
+    print(f"runner {command[0]} against a closed port: {time.monotonic() - started:.2f} s wall")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: cannot reach the Kubernetes API server at https://127.0.0.1:{port}: "
+        "connection refused (is the cluster up, and the kubeconfig's context the one you "
+        "meant? --context and --kubeconfig choose another)"], done.stderr
+    assert done.stdout == ""
+
+
 def test_submit_passes_the_callers_otel_settings_but_not_a_loopback_endpoint():
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability:4318",
            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_RESOURCE_ATTRIBUTES": "desk=alpha"}
