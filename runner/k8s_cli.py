@@ -81,6 +81,21 @@ ArtifactKeySecretOpt = Annotated[str | None, typer.Option(
     "the store; default: a Secret made from your own key (RUNNER_ARTIFACT_KEY or the key "
     "file), owned by the run", show_default=False)]
 
+CpuOpt = Annotated[str, typer.Option(
+    "--cpu", metavar="QUANTITY", help="CPU request of the run's pod (a Kubernetes quantity: "
+    "1, 500m)")]
+MemoryOpt = Annotated[str, typer.Option(
+    "--memory", metavar="QUANTITY", help="Memory request and limit of the run's pod (a "
+    "Kubernetes quantity: 2Gi, 512Mi)")]
+BackoffLimitOpt = Annotated[int, typer.Option(
+    "--backoff-limit", metavar="N", min=0, help="Retries of a failed pod (each resumes the "
+                                                 "run)")]
+DeadlineOpt = Annotated[int | None, typer.Option(
+    "--deadline", metavar="SECONDS", min=1, help="Seconds before the run is stopped "
+    "(activeDeadlineSeconds)")]
+CPU, MEMORY, BACKOFF_LIMIT, DEADLINE_S = "1", "2Gi", 2, 6 * 3600
+"""The defaults of the four resource options, the same for submit and schedule."""
+
 
 class ConcurrencyPolicy(str, Enum):
     Forbid = "Forbid"
@@ -322,13 +337,10 @@ def submit(
         "--ray-token-secret", help="An existing Secret whose key RAY_AUTH_TOKEN is the Ray "
         "cluster's auth token; default: a random one per run, owned by its Job",
         show_default=False)] = None,
-    cpu: Annotated[str, typer.Option("--cpu", help="CPU request")] = "1",
-    memory: Annotated[str, typer.Option("--memory", help="Memory request and limit")] = "2Gi",
-    backoff_limit: Annotated[int, typer.Option(
-        "--backoff-limit", help="Retries of a failed pod (each resumes the run)")] = 2,
-    deadline: Annotated[int | None, typer.Option(
-        "--deadline", help="Seconds before the run is stopped (activeDeadlineSeconds)")]
-    = 6 * 3600,
+    cpu: CpuOpt = CPU,
+    memory: MemoryOpt = MEMORY,
+    backoff_limit: BackoffLimitOpt = BACKOFF_LIMIT,
+    deadline: DeadlineOpt = DEADLINE_S,
     ray_workers: Annotated[int, typer.Option("--ray-workers", help="Ray worker pods")] = 2,
     pull_policy: Annotated[str, typer.Option(
         "--image-pull-policy", help="Always, IfNotPresent or Never")] = "IfNotPresent",
@@ -493,6 +505,10 @@ def schedule(
     secret_env: SecretEnvOpt = None,
     service_account: ServiceAccountOpt = None,
     artifact_key_secret: ArtifactKeySecretOpt = None,
+    cpu: CpuOpt = CPU,
+    memory: MemoryOpt = MEMORY,
+    backoff_limit: BackoffLimitOpt = BACKOFF_LIMIT,
+    deadline: DeadlineOpt = DEADLINE_S,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the objects as YAML; touch no cluster")] = False,
     context: ContextOpt = None,
@@ -515,8 +531,8 @@ def schedule(
                          artifacts_pvc=artifacts_pvc, ephemeral_artifacts=ephemeral_artifacts,
                          parallel=False, params=param, storage_option=storage_option,
                          env=env, secret_env=secret_env,
-                         service_account=service_account, cpu="1", memory="2Gi",
-                         backoff_limit=2, deadline=6 * 3600, ray_workers=0,
+                         service_account=service_account, cpu=cpu, memory=memory,
+                         backoff_limit=backoff_limit, deadline=deadline, ray_workers=0,
                          pull_policy="IfNotPresent")
         key_secret, key = _artifact_key(artifact_key_secret, label)
         # each scheduled run is a trace of its own

@@ -144,6 +144,43 @@ def test_schedule_dry_run_prints_a_valid_cron_job():
     assert {"name": "manifest", "configMap": {"name": docs[0]["metadata"]["name"]}} in volumes
 
 
+def test_schedule_takes_the_resources_submit_takes():
+    """``schedule`` had no --cpu, --memory, --backoff-limit nor --deadline: every
+    scheduled run got 1 CPU, 2Gi, 2 retries and 6 h. Now the Job template carries them."""
+    done = cli("schedule", "alpha.full", "--cron", "0 6 * * 1-5", "--image", IMAGE,
+               "--cpu", "500m", "--memory", "3Gi", "--backoff-limit", "0",
+               "--deadline", "900", "--dry-run", *STORE)
+    assert done.returncode == 0, done.stderr
+    docs = documents(done.stdout)
+    for doc in docs:
+        kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+    job = docs[1]["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 0 and job["activeDeadlineSeconds"] == 900
+    (container,) = job["template"]["spec"]["containers"]
+    assert container["resources"]["requests"] == {"cpu": "500m", "memory": "3Gi"}
+    assert container["resources"]["limits"]["memory"] == "3Gi"
+    bad = cli("schedule", "alpha.full", "--cron", "@daily", "--image", IMAGE, "--cpu", "two",
+              "--dry-run", *STORE)
+    assert bad.returncode == 2 and "--cpu 'two' is not a Kubernetes quantity" in bad.stderr
+
+
+def test_submit_and_schedule_declare_the_resource_options_alike():
+    import typer
+
+    from runner.cli import app
+
+    group = typer.main.get_command(app)
+    ctx = typer.Context(group)
+    options = {}
+    for name in ("submit", "schedule"):
+        command = group.get_command(ctx, name)  # type: ignore[attr-defined]
+        options[name] = {p.opts[0]: (p.default, p.help, p.metavar) for p in command.params
+                         if p.opts[0] in ("--cpu", "--memory", "--backoff-limit",
+                                          "--deadline")}
+    assert len(options["submit"]) == 4
+    assert options["submit"] == options["schedule"]
+
+
 @pytest.mark.parametrize(("args", "words"), [
     (["submit", "no.such", "--image", IMAGE, "--dry-run"], "no pipeline named 'no.such'"),
     (["submit", "alpha.full", "--image", IMAGE, "--param", "oops", "--dry-run"],
