@@ -21,6 +21,7 @@ from rich.markup import escape
 
 from runner import cli_coerce
 from runner.cli_cache import Check
+from runner.cli_format import PipelineArg, RunnerTyper
 from runner.cli_help import defer_rich_extras
 from runner.errors import (
     ContextCollisionError,
@@ -60,7 +61,7 @@ __all__ = ["app", "main"]
 defer_rich_extras()  # typer's rich help, without rich.markdown and rich.traceback
 cli_coerce.install()  # typer's coercion of str, Enum and Path options, without pydantic
 
-app = typer.Typer(
+app = RunnerTyper(
     name="runner",
     help="Declarative pipeline runner for quant research.",
     no_args_is_help=True,
@@ -97,7 +98,7 @@ def _setup(
         "option and --log-level may also follow the command")]
     = LogFormat.text,
     log_level: Annotated[str | None, typer.Option(
-        "--log-level", envvar="RUNNER_LOG_LEVEL",
+        "--log-level", envvar="RUNNER_LOG_LEVEL", metavar="LEVEL",
         help="DEBUG, INFO, WARNING or ERROR [default: INFO with json, else WARNING]",
         show_default=False)] = None,
     show_version: Annotated[bool, typer.Option(
@@ -125,14 +126,16 @@ register_k8s(app)
 
 ManifestOpt = Annotated[
     str | None,
-    typer.Option("--manifest", "-m", help="Manifest path [env RUNNER_MANIFEST; default "
+    typer.Option("--manifest", "-m", metavar="FILE",
+                 help="Manifest path [env RUNNER_MANIFEST; default "
                  "configs/manifest.json]", show_default=False),
 ]
 
 
 PathOpt = Annotated[
     list[Path] | None,
-    typer.Option("--path", help="A folder where the manifest's 'module:attr' paths are also "
+    typer.Option("--path", metavar="FOLDER",
+                 help="A folder where the manifest's 'module:attr' paths are also "
                  "found (besides installed packages and the manifest's folder); repeatable",
                  show_default=False),
 ]
@@ -264,12 +267,13 @@ def schema() -> None:
 
 @app.command()
 def graph(
-    pipeline: str,
+    pipeline: PipelineArg,
     manifest: ManifestOpt = None,
     fmt: Annotated[GraphFormat, typer.Option("--format", "-f", help="Output format")]
     = GraphFormat.mermaid,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write to this file [default: mermaid and dot to stdout, "
+        "--output", "-o", metavar="FILE",
+        help="Write to this file [default: mermaid and dot to stdout, "
         "svg and png to PIPELINE.svg/.png]", show_default=False)] = None,
     path: PathOpt = None,
 ) -> None:
@@ -414,9 +418,11 @@ def _print_traceback(exc: StageFailedError) -> None:
 
 @app.command()
 def run(
-    pipeline: str,
+    pipeline: PipelineArg,
     manifest: ManifestOpt = None,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Run id (default: new)")]
+    run_id: Annotated[str | None, typer.Option(
+        "--run-id", help="Run id [default: new]; with --resume, the run to continue",
+        show_default=False)]
     = None,
     executor: Annotated[ExecutorName | None, typer.Option(
         "--executor", "-e", help="Where parallel branches run [default: inline, or "
@@ -426,10 +432,12 @@ def run(
     = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output")] = False,
     param: Annotated[list[str] | None, typer.Option(
-        "--param", "-p", help="KEY=VALUE into the context's params (VALUE parsed as JSON "
+        "--param", "-p", metavar="KEY=VALUE",
+        help="KEY=VALUE into the context's params (VALUE parsed as JSON "
         "when it can be); repeatable", show_default=False)] = None,
     data: Annotated[str | None, typer.Option(
-        "--data", help="Your own daily prices, a CSV or Parquet file (any fsspec URL), "
+        "--data", metavar="FILE",
+        help="Your own daily prices, a CSV or Parquet file (any fsspec URL), "
         "checked before the run: wide (date,AAPL,MSFT: one column of adjusted closes per "
         "ticker) or long (date,ticker,close: one row per date and ticker); example: "
         "configs/example_prices.csv. The same as --param data=URL",

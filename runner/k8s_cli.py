@@ -28,6 +28,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from runner.cli_format import PipelineArg
 from runner.errors import RunnerError, UsageError
 
 if TYPE_CHECKING:
@@ -47,37 +48,46 @@ NamespaceOpt = Annotated[str | None, typer.Option(
 ContextOpt = Annotated[str | None, typer.Option(
     "--context", help="Kubeconfig context [default: the current one]", show_default=False)]
 KubeconfigOpt = Annotated[str | None, typer.Option(
-    "--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file [env KUBECONFIG; default "
+    "--kubeconfig", envvar="KUBECONFIG", metavar="FILE",
+    help="Kubeconfig file [env KUBECONFIG; default "
     "~/.kube/config; in a pod, its service account]", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]
 ArtifactsOpt = Annotated[str | None, typer.Option(
-    "--artifacts", help="Artifact root the pods write to, outside the pod (s3://, gs://, "
+    "--artifacts", metavar="URL",
+    help="Artifact root the pods write to, outside the pod (s3://, gs://, "
     "...); a path only with --artifacts-pvc or --ephemeral-artifacts", show_default=False)]
 ArtifactsPvcOpt = Annotated[str | None, typer.Option(
-    "--artifacts-pvc", help="A PersistentVolumeClaim mounted at /var/lib/runner/artifacts "
+    "--artifacts-pvc", metavar="CLAIM",
+    help="A PersistentVolumeClaim mounted at /var/lib/runner/artifacts "
     "in the run's pod, the artifact root (ReadWriteMany if runs share it)",
     show_default=False)]
 EphemeralOpt = Annotated[bool, typer.Option(
     "--ephemeral-artifacts", help="Accept an artifact root inside the pod: lost with the "
     "pod, and a retried pod starts the run over")]
 ParamOpt = Annotated[list[str] | None, typer.Option(
-    "--param", "-p", help="KEY=VALUE into the context's params; repeatable",
+    "--param", "-p", metavar="KEY=VALUE", help="KEY=VALUE into the context's params; "
+    "repeatable",
     show_default=False)]
 StorageOptionOpt = Annotated[list[str] | None, typer.Option(
-    "--storage-option", help="KEY=VALUE for the artifact store's fsspec filesystem "
+    "--storage-option", metavar="KEY=VALUE",
+    help="KEY=VALUE for the artifact store's fsspec filesystem "
     "(e.g. endpoint_url=http://minio:9000; credentials go in --secret-env); repeatable",
     show_default=False)]
 EnvOpt = Annotated[list[str] | None, typer.Option(
-    "--env", help="KEY=VALUE in the pods' environment (never secrets); repeatable",
+    "--env", metavar="KEY=VALUE",
+    help="KEY=VALUE in the pods' environment (never secrets); repeatable",
     show_default=False)]
 SecretEnvOpt = Annotated[list[str] | None, typer.Option(
-    "--secret-env", help="A Secret whose keys become environment variables (storage "
+    "--secret-env", metavar="SECRET",
+    help="A Secret whose keys become environment variables (storage "
     "credentials, OTLP headers); repeatable", show_default=False)]
 ServiceAccountOpt = Annotated[str | None, typer.Option(
-    "--service-account", help="The run pods' ServiceAccount: one without a Role (its token "
+    "--service-account", metavar="NAME",
+    help="The run pods' ServiceAccount: one without a Role (its token "
     "is never mounted); default: the namespace's default", show_default=False)]
 ArtifactKeySecretOpt = Annotated[str | None, typer.Option(
-    "--artifact-key-secret", help="An existing Secret whose key RUNNER_ARTIFACT_KEY signs "
+    "--artifact-key-secret", metavar="SECRET",
+    help="An existing Secret whose key RUNNER_ARTIFACT_KEY signs "
     "the store; default: a Secret made from your own key (RUNNER_ARTIFACT_KEY or the key "
     "file), owned by the run", show_default=False)]
 
@@ -95,6 +105,10 @@ DeadlineOpt = Annotated[int | None, typer.Option(
     "(activeDeadlineSeconds)")]
 CPU, MEMORY, BACKOFF_LIMIT, DEADLINE_S = "1", "2Gi", 2, 6 * 3600
 """The defaults of the four resource options, the same for submit and schedule."""
+
+K8sRunIdArg = Annotated[str, typer.Argument(
+    metavar="RUN_ID", help="A submitted run's id, as runner submit printed it",
+    show_default=False)]
 
 
 class ConcurrencyPolicy(str, Enum):
@@ -311,12 +325,12 @@ def _describe(status: "RunStatus") -> str:
 
 
 def submit(
-    pipeline: str,
+    pipeline: PipelineArg,
     image: Annotated[str, typer.Option("--image", help="The runner image (with the extras "
                                        "the run needs)")],
     namespace: NamespaceOpt = None,
     manifest: Annotated[str | None, typer.Option(
-        "--manifest", "-m", help="Manifest to ship [env RUNNER_MANIFEST; default "
+        "--manifest", "-m", metavar="FILE", help="Manifest to ship [env RUNNER_MANIFEST; default "
         "configs/manifest.json]", show_default=False)] = None,
     run_id: Annotated[str | None, typer.Option(
         "--run-id", help="Run id [default: new]; the same id again attaches to the run")]
@@ -334,16 +348,19 @@ def submit(
     service_account: ServiceAccountOpt = None,
     artifact_key_secret: ArtifactKeySecretOpt = None,
     ray_token_secret: Annotated[str | None, typer.Option(
-        "--ray-token-secret", help="An existing Secret whose key RAY_AUTH_TOKEN is the Ray "
+        "--ray-token-secret", metavar="SECRET",
+        help="An existing Secret whose key RAY_AUTH_TOKEN is the Ray "
         "cluster's auth token; default: a random one per run, owned by its Job",
         show_default=False)] = None,
     cpu: CpuOpt = CPU,
     memory: MemoryOpt = MEMORY,
     backoff_limit: BackoffLimitOpt = BACKOFF_LIMIT,
     deadline: DeadlineOpt = DEADLINE_S,
-    ray_workers: Annotated[int, typer.Option("--ray-workers", help="Ray worker pods")] = 2,
+    ray_workers: Annotated[int, typer.Option(
+        "--ray-workers", metavar="N", min=0, help="Ray worker pods (with --parallel)")] = 2,
     pull_policy: Annotated[str, typer.Option(
-        "--image-pull-policy", help="Always, IfNotPresent or Never")] = "IfNotPresent",
+        "--image-pull-policy", metavar="POLICY",
+        help="Always, IfNotPresent or Never")] = "IfNotPresent",
     wait: Annotated[bool, typer.Option("--wait", help="Follow the run until it ends; "
                                        "exit 0 if it succeeded, 1 if it failed")] = False,
     follow: Annotated[bool, typer.Option("--follow", help="Stream the pod's logs "
@@ -440,7 +457,7 @@ def _follow_run(ctl: "Controller", run_id: str, *, follow: bool, quiet: bool) ->
         time.sleep(ctl.poll)
 
 
-def status(run_id: str, namespace: NamespaceOpt = None, context: ContextOpt = None,
+def status(run_id: K8sRunIdArg, namespace: NamespaceOpt = None, context: ContextOpt = None,
            kubeconfig: KubeconfigOpt = None, as_json: JsonOpt = False) -> None:
     """A submitted run's state: phase, attempts, and why it failed, in words."""
     with _errors():
@@ -457,10 +474,11 @@ def status(run_id: str, namespace: NamespaceOpt = None, context: ContextOpt = No
                   + (f", finished {found.finished}" if found.finished else ""))
 
 
-def logs(run_id: str, namespace: NamespaceOpt = None,
+def logs(run_id: K8sRunIdArg, namespace: NamespaceOpt = None,
          follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream until the pod "
                                               "ends")] = False,
-         tail: Annotated[int | None, typer.Option("--tail", help="Only the last N lines")]
+         tail: Annotated[int | None, typer.Option("--tail", metavar="N", min=0,
+                                                  help="Only the last N lines")]
          = None,
          context: ContextOpt = None, kubeconfig: KubeconfigOpt = None) -> None:
     """The output of a submitted run's latest pod."""
@@ -470,7 +488,7 @@ def logs(run_id: str, namespace: NamespaceOpt = None,
             print(line, flush=True)
 
 
-def cancel(run_id: str, namespace: NamespaceOpt = None, context: ContextOpt = None,
+def cancel(run_id: K8sRunIdArg, namespace: NamespaceOpt = None, context: ContextOpt = None,
            kubeconfig: KubeconfigOpt = None) -> None:
     """Stop a submitted run: delete its Job, pods, RayCluster and manifest."""
     with _errors():
@@ -479,21 +497,24 @@ def cancel(run_id: str, namespace: NamespaceOpt = None, context: ContextOpt = No
 
 
 def schedule(
-    pipeline: str,
-    cron: Annotated[str, typer.Option("--cron", help='Cron expression, e.g. "0 6 * * 1-5"')],
+    pipeline: PipelineArg,
+    cron: Annotated[str, typer.Option("--cron", metavar="EXPR",
+                                      help='Cron expression, e.g. "0 6 * * 1-5"')],
     image: Annotated[str, typer.Option("--image", help="The runner image")],
     name: Annotated[str | None, typer.Option(
-        "--name", help="The CronJob's name [default: the pipeline's]", show_default=False)]
+        "--name", metavar="NAME",
+        help="The CronJob's name [default: the pipeline's]", show_default=False)]
     = None,
     namespace: NamespaceOpt = None,
     manifest: Annotated[str | None, typer.Option(
-        "--manifest", "-m", help="Manifest to ship [default: configs/manifest.json]",
+        "--manifest", "-m", metavar="FILE", help="Manifest to ship [env RUNNER_MANIFEST; "
+        "default configs/manifest.json]",
         show_default=False)] = None,
     concurrency_policy: Annotated[ConcurrencyPolicy, typer.Option(
         "--concurrency-policy", help="When the previous run is still going")]
     = ConcurrencyPolicy.Forbid,
     time_zone: Annotated[str | None, typer.Option(
-        "--time-zone", help="IANA time zone of the cron expression [default: the "
+        "--time-zone", metavar="ZONE", help="IANA time zone of the cron expression [default: the "
         "controller manager's, usually UTC]", show_default=False)] = None,
     suspend: Annotated[bool, typer.Option("--suspend", help="Create it paused")] = False,
     artifacts: ArtifactsOpt = None,
@@ -553,7 +574,10 @@ def schedule(
               f"{ctl.namespace}: {pipeline} at {cron!r}")
 
 
-def unschedule(name: str, namespace: NamespaceOpt = None, context: ContextOpt = None,
+def unschedule(name: Annotated[str, typer.Argument(
+        metavar="NAME", help="The CronJob's name (runner schedule printed it: by default "
+        "the pipeline's, dots made dashes)", show_default=False)],
+               namespace: NamespaceOpt = None, context: ContextOpt = None,
                kubeconfig: KubeconfigOpt = None) -> None:
     """Delete a schedule's CronJob (runs already started go on)."""
     with _errors():
