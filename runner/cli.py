@@ -30,8 +30,8 @@ from runner.errors import (
     StageFailedError,
     UsageError,
 )
+from runner.json_stdout import note_error, print_json_error, stage_output_to_stderr, wants_json
 from runner.json_stdout import print_json as _print_json
-from runner.json_stdout import stage_output_to_stderr
 from runner.k8s_cli import register as register_k8s
 from runner.manifest_json import default_manifest
 from runner.orchestration.hooks import RunHook
@@ -156,6 +156,7 @@ class GraphFormat(str, Enum):
 
 
 def _fail(error: RunnerError) -> NoReturn:
+    note_error(str(error))
     if _LOGS["format"] == "json":
         logging.getLogger("runner").error("%s", error, extra={
             "event": "error", "error_type": type(error).__name__, "exit_code": error.exit_code})
@@ -503,7 +504,7 @@ def run(
         _failed(exc, doc, as_json=as_json, quiet=quiet, structured=structured)
     except RunnerError as exc:
         if as_json:
-            doc.update(status="failed", steps=[], error=str(exc))
+            doc.update(status="failed", steps=[], error=str(exc), exit_code=exc.exit_code)
             _print_json(doc)
         _fail(exc)
     _succeeded(result, sdk, doc, as_json=as_json, quiet=quiet, structured=structured)
@@ -516,7 +517,8 @@ def _failed(exc: StageFailedError | ContextCollisionError, doc: dict[str, Any], 
     run_id = getattr(exc, "run_id", None) or doc.get("run_id")
     resume = _resume_command(str(run_id)) if run_id else None
     doc.update(status="failed", steps=_steps_json(records), error=str(exc),
-               error_context=getattr(exc, "error_context", None), resume_command=resume)
+               exit_code=exc.exit_code, error_context=getattr(exc, "error_context", None),
+               resume_command=resume)
     if isinstance(exc, StageFailedError):
         doc.update(where=exc.where or None, traceback=exc.user_traceback or None)
     if as_json:
@@ -729,6 +731,16 @@ def main() -> None:
     configure_logging("text", logging.WARNING)
     _drop_current_folder()
     sys.argv[1:] = globals_first(sys.argv[1:])  # --log-format after the command works too
+    as_json = wants_json(sys.argv[1:])
+    try:
+        _main()
+    except SystemExit as exc:
+        if as_json and isinstance(exc.code, int) and exc.code != 0:
+            print_json_error(exc.code)  # stdout: a JSON object, whatever went wrong
+        raise
+
+
+def _main() -> None:
     try:
         app()  # usage errors exit 2 and --help exits 0 inside, as SystemExit
     except SystemExit as exc:
@@ -736,14 +748,17 @@ def main() -> None:
             _exit_after_signal(exc.code)
         raise
     except KeyboardInterrupt:
+        note_error("aborted")
         err.print("aborted")
         sys.exit(130)
     except RunnerError as exc:
+        note_error(str(exc))
         err.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(exc.exit_code)
     except Exception as exc:
         if os.environ.get("RUNNER_DEBUG"):
             raise
+        note_error(f"internal error: {type(exc).__name__}: {exc}")
         err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
                   "  this is a bug in runner; rerun with RUNNER_DEBUG=1 for the traceback")
         sys.exit(INTERNAL_ERROR)

@@ -62,8 +62,25 @@ def tidy_param(param: Any) -> None:
         param.metavar = longest.replace("-", "_").upper()
 
 
+def _noted(parse: Callable[[Any, list[str]], list[str]], ctx: Any, args: list[str]
+           ) -> list[str]:
+    """``parse(ctx, args)``, its usage error remembered for ``--json``'s error object."""
+    from typer._click.exceptions import ClickException
+
+    from runner.json_stdout import note_error
+
+    try:
+        return parse(ctx, args)
+    except ClickException as exc:
+        note_error(exc.format_message())
+        raise
+
+
 class RunnerCommand(TyperCommand):
     """A typer command whose help shows what to type (see the module docstring)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return _noted(super().parse_args, ctx, args)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -79,6 +96,9 @@ class RunnerCommand(TyperCommand):
 
 class RunnerGroup(TyperGroup):
     """A typer group whose own options are shown as :class:`RunnerCommand`'s are."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return _noted(super().parse_args, ctx, args)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -30,6 +30,7 @@ from rich.markup import escape
 
 from runner.cli_format import PipelineArg
 from runner.errors import RunnerError, UsageError
+from runner.json_stdout import note_error, print_json
 
 if TYPE_CHECKING:
     from runner.k8s.builders import RunSpec
@@ -118,6 +119,7 @@ class ConcurrencyPolicy(str, Enum):
 
 
 def _fail(error: RunnerError) -> NoReturn:
+    note_error(str(error))
     err.print(f"[bold red]error:[/] {escape(str(error))}")
     raise typer.Exit(error.exit_code)
 
@@ -406,23 +408,23 @@ def submit(
                       + (f"; trace id {trace_id}" if trace_id and not done.attached else ""))
         if not (wait or follow):
             if as_json:
-                out.print(json.dumps(doc), markup=False)
+                print_json(doc)
             return
         try:
             final = _follow_run(ctl, done.run_id, follow=follow, quiet=as_json)
         except RunnerError as exc:
             status = getattr(exc, "status", None)
             if as_json:
-                doc.update(status="failed", error=str(exc),
+                doc.update(status="failed", error=str(exc), exit_code=exc.exit_code,
                            run=status.to_dict() if status is not None else None)
-                out.print(json.dumps(doc), markup=False)
+                print_json(doc)
             raise
         finally:
             if done.ray_cluster:
                 ctl.release_ray(done.run_id)
         doc.update(status=final.phase, run=final.to_dict())
         if as_json:
-            out.print(json.dumps(doc), markup=False)
+            print_json(doc)
         else:
             err.print(_describe(final))
 

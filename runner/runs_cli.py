@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from runner.cli_format import RunnerTyper
 from runner.errors import IntegrityError, RunnerError, UsageError
+from runner.json_stdout import note_error
 from runner.words import plural
 
 if TYPE_CHECKING:  # the store, pandas and the telemetry load when a command runs, not for --help
@@ -70,6 +71,7 @@ def _root_from(artifacts: str | None) -> str:
 
 
 def _guard(exc: RunnerError) -> typer.Exit:
+    note_error(str(exc))
     err.print(f"[bold red]error:[/] {escape(str(exc))}")
     return typer.Exit(exc.exit_code)
 
