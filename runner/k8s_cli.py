@@ -31,6 +31,7 @@ from rich.markup import escape
 from runner.cli_format import PipelineArg
 from runner.errors import RunnerError, UsageError
 from runner.json_stdout import note_error, print_json
+from runner.words import did_you_mean
 
 if TYPE_CHECKING:
     from runner.k8s.builders import RunSpec
@@ -243,9 +244,11 @@ def _run_spec(pipeline: str, *, manifest: str | None, run_id: str | None, namesp
         checks.check_label_value(run_id, option="--run-id")
     checks.check_quantity(cpu, option="--cpu")
     checks.check_quantity(memory, option="--memory")
-    if pull_policy not in ("Always", "IfNotPresent", "Never"):
+    policies = ("Always", "IfNotPresent", "Never")
+    if pull_policy not in policies:
         raise UsageError(f"--image-pull-policy {pull_policy!r}: expected Always, "
-                         "IfNotPresent or Never")
+                         "IfNotPresent or Never" + did_you_mean(pull_policy, policies,
+                                                                ignore_case=True))
     for name in secret_env or ():
         checks.check_dns_subdomain(name, what="--secret-env")
     if service_account is not None:

@@ -12,7 +12,7 @@ from rich.markup import escape
 from runner.cli_format import RunnerTyper
 from runner.errors import IntegrityError, RunnerError, UsageError
 from runner.json_stdout import note_error
-from runner.words import plural
+from runner.words import did_you_mean, plural
 
 if TYPE_CHECKING:  # the store, pandas and the telemetry load when a command runs, not for --help
     from runner.artifacts import ArtifactStore, RunDoc
@@ -184,8 +184,10 @@ def _find_step(doc: "RunDoc", step: str) -> "CheckpointRef":
         name = ckpt.dir.removeprefix("steps/")
         if step in (name, ckpt.path, ckpt.name, str(ckpt.seq), ckpt.dir):
             return ckpt
-    names = ", ".join(c.dir.removeprefix("steps/") for c in doc.checkpoints)
-    raise UsageError(f"no checkpoint {step!r} in run {doc.run_id!r}; it has: {names}")
+    names = [c.dir.removeprefix("steps/") for c in doc.checkpoints]
+    close = did_you_mean(step, [*names, *(c.name for c in doc.checkpoints)])
+    raise UsageError(f"no checkpoint {step!r} in run {doc.run_id!r}{close}; it has: "
+                     + ", ".join(names))
 
 
 @artifacts_app.command("get")
@@ -216,7 +218,8 @@ def artifacts_get(
         ckpt = _find_step(read_run(store, run_id, allow_unsigned=allow_unsigned), step)
         index = read_index(store, run_id, ckpt.dir, allow_unsigned=allow_unsigned)
         if field not in index.fields:
-            raise UsageError(f"checkpoint {ckpt.dir} has no field {field!r}; it has: "
+            raise UsageError(f"checkpoint {ckpt.dir} has no field {field!r}"
+                             + did_you_mean(field, index.fields) + "; it has: "
                              + ", ".join(index.fields))
         entry = index.fields[field]
         if output is not None:

@@ -58,6 +58,7 @@ from runner.orchestration.plan import Branch, ParallelGroup, PipelineStep, Plan,
 from runner.orchestration.records import RunInfo, RunResult, StepRecord
 from runner.telemetry.spans import from_readable, to_readable
 from runner.telemetry.stepspans import OK, CachedResource, SpanMaker, StepSpan
+from runner.words import did_you_mean
 
 __all__ = ["BranchTracer", "TelemetryConfig", "Tracing", "TracingHook", "current_traceparent",
            "get_tracing"]
@@ -144,8 +145,9 @@ def _exporter(config: TelemetryConfig) -> SpanExporter:
 
         return GrpcExporter()
     if config.protocol not in ("http/protobuf", "http"):
-        log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s is not supported; using http/protobuf",
-                    config.protocol)
+        log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s is not supported%s; using http/protobuf",
+                    config.protocol, did_you_mean(config.protocol, ("grpc", "http/protobuf"),
+                                                  ignore_case=True))
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
         OTLPSpanExporter as HttpExporter,
     )
@@ -302,8 +304,9 @@ class Tracing:
                                        shutdown_on_exit=True)
         self.provider.add_span_processor(self.collector)
         if self.config.exports:
+            protocol = "grpc" if self.config.protocol == "grpc" else "http/protobuf"
             self.exporter = _Watched(_exporter(self.config), endpoint=str(self.config.endpoint),
-                                     protocol=self.config.protocol)
+                                     protocol=protocol)
             self.export = BatchSpanProcessor(self.exporter, schedule_delay_millis=500)
             self.provider.add_span_processor(self.export)
         self.tracer = self.provider.get_tracer("runner", _version())
