@@ -346,22 +346,18 @@ class Tracing:
         """Send every span still queued, waiting at most ``wait_s`` seconds (default
         ``RUNNER_OTLP_EXIT_WAIT``, 1.5), then shut the provider down; for a process
         that is about to exit. The exporter's own retries (up to
-        ``OTEL_EXPORTER_OTLP_TIMEOUT``) are cut short then: a collector that is down
-        costs the wait, said once, and nothing when an earlier batch found it down."""
+        ``OTEL_EXPORTER_OTLP_TIMEOUT``) are cut short then: a collector that is down,
+        or one that takes connections and never answers, costs the wait, said once,
+        and nothing when an earlier batch found it down."""
+        deadline = time.monotonic() + (exit_wait() if wait_s is None else wait_s)
         if self.export is not None and self.exporter is not None:
-            flushed = threading.Event()
-
-            def flush() -> None:
-                try:
-                    self.flush()
-                finally:
-                    flushed.set()
-
-            threading.Thread(target=flush, name="runner-otlp-exit", daemon=True).start()
-            if not flushed.wait(exit_wait() if wait_s is None else wait_s):
+            if not _within(self.flush, deadline, name="runner-otlp-flush"):
                 self.exporter.give_up()
             self.exporter.shutdown()  # wakes an export waiting to retry: it gives up
-        self.provider.shutdown()
+        # an export still waiting on a silent collector holds the processor's shutdown
+        # up to its timeout: not this process's exit (its threads are daemons)
+        _within(self.provider.shutdown, max(deadline, time.monotonic() + 0.2),
+                name="runner-otlp-shutdown")
 
     def install_global(self) -> None:
         """Make this the process's OpenTelemetry tracer provider, so spans that stage
@@ -372,6 +368,20 @@ class Tracing:
 
     def shutdown(self) -> None:
         self.provider.shutdown()
+
+
+def _within(fn: Callable[[], object], deadline: float, *, name: str) -> bool:
+    """Run ``fn`` in a daemon thread; whether it ended by ``deadline`` (monotonic)."""
+    ended = threading.Event()
+
+    def run() -> None:
+        try:
+            fn()
+        finally:
+            ended.set()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return ended.wait(max(0.0, deadline - time.monotonic()))
 
 
 def exit_wait(environ: Mapping[str, str] | None = None) -> float:

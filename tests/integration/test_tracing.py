@@ -319,12 +319,14 @@ def test_no_endpoint_means_no_exporter_but_spans_are_kept(tmp_path):
 # ---------------------------------------------------------------- through the CLI
 
 
-def cli(*args, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def cli(*args, env: dict[str, str], cwd: Path, timeout: float = 300
+        ) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACEPARENT"))}
     full.update(env)
     full["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(cwd)])
     return subprocess.run([sys.executable, "-m", "runner.cli", *map(str, args)], cwd=cwd,
-                          env=full, capture_output=True, text=True, timeout=300, check=False)
+                          env=full, capture_output=True, text=True, timeout=timeout,
+                          check=False)
 
 
 @pytest.mark.parametrize("cls", [OtlpHttpReceiver, OtlpGrpcReceiver], ids=["http", "grpc"])
@@ -396,24 +398,40 @@ TINY_MANIFEST = {"pipelines": {"tiny": {"steps": ["prepare"]}},
                  "stages": {"prepare": "tiny_stages:prepare"}}
 
 
+@pytest.fixture
+def silent_port():
+    """A port that takes connections and never answers (a hung collector)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)  # connections complete in the backlog, never accepted
+        yield s.getsockname()[1]
+
+
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
-def test_cli_unreachable_collector_costs_a_short_wait_said_once(protocol, tmp_path):
+@pytest.mark.parametrize("collector", ["closed", "silent"])
+def test_cli_unreachable_collector_costs_a_short_wait_said_once(protocol, collector, tmp_path,
+                                                                request):
     """Yesterday a 0.1 s run took 7.6 s with the collector down (the exporter's
-    retries at exit) and said it in other words. Now one line, a capped wait (the
-    exporter's own timeout stays its default, 10 s)."""
+    retries at exit; as long as OTEL_EXPORTER_OTLP_TIMEOUT with a collector that never
+    answers) and said it in other words. Now one line and a capped wait: with a
+    60 s exporter timeout the run still ends well within the 45 s safety timeout."""
     import time
 
     from tests.rotel import free_port
 
     (tmp_path / "tiny_stages.py").write_text(TINY_STAGES)
     (tmp_path / "manifest.json").write_text(json.dumps(TINY_MANIFEST))
-    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol}
+    port = free_port() if collector == "closed" else request.getfixturevalue("silent_port")
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+           "OTEL_EXPORTER_OTLP_TIMEOUT": "60"}
     started = time.monotonic()
     proc = cli("run", "tiny", "--json", "--artifacts", tmp_path / "art",
-               "-m", tmp_path / "manifest.json", env=env, cwd=tmp_path)
+               "-m", tmp_path / "manifest.json", env=env, cwd=tmp_path, timeout=45)
     took = time.monotonic() - started
-    print(f"run with an unreachable OTLP {protocol} collector: {took:.2f} s wall")
+    print(f"run with a {collector} OTLP {protocol} collector: {took:.2f} s wall")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     said = [line for line in proc.stderr.splitlines() if "traces not exported" in line]
