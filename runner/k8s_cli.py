@@ -51,8 +51,8 @@ ContextOpt = Annotated[str | None, typer.Option(
     "--context", help="Kubeconfig context [default: the current one]", show_default=False)]
 KubeconfigOpt = Annotated[str | None, typer.Option(
     "--kubeconfig", envvar="KUBECONFIG", metavar="FILE",
-    help="Kubeconfig file [env KUBECONFIG; default "
-    "~/.kube/config; in a pod, its service account]", show_default=False)]
+    help="Kubeconfig file [default: ~/.kube/config; in a pod, its service account]",
+    show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]
 ArtifactsOpt = Annotated[str | None, typer.Option(
     "--artifacts", metavar="URL",
