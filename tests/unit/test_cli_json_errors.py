@@ -73,6 +73,8 @@ def test_every_json_command_is_checked_here() -> None:
 
 @pytest.mark.parametrize("command", sorted(FAILING))
 def test_a_json_command_that_fails_prints_a_json_error(command: str, project: Path) -> None:
+    if command in ("submit", "status"):
+        pytest.importorskip("kubernetes", reason="the k8s extra is not installed")
     args, words, code = FAILING[command]
     proc = cli(*command.split(), *args, "--json", cwd=project)
     assert proc.returncode == code, proc.stderr
