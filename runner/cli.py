@@ -633,7 +633,7 @@ def _interrupted(error: RunInterruptedError | None, signum: int, doc: dict[str, 
                completed=list(error.completed) if error is not None else [],
                forced=error.forced if error is not None else True,
                steps=_steps_json(error.records) if error is not None else [],
-               resume_command=command)
+               resume_command=command, exit_code=128 + signum)
     if as_json:
         _print_json(doc)
     line = f"{what}; continue it with: {command}" if command else what
