@@ -21,6 +21,7 @@ from rich.markup import escape
 
 from runner import cli_coerce
 from runner.cli_cache import Check
+from runner.cli_format import PipelineArg, RunnerTyper
 from runner.cli_help import defer_rich_extras
 from runner.errors import (
     ContextCollisionError,
@@ -29,8 +30,8 @@ from runner.errors import (
     StageFailedError,
     UsageError,
 )
+from runner.json_stdout import note_error, print_json_error, stage_output_to_stderr, wants_json
 from runner.json_stdout import print_json as _print_json
-from runner.json_stdout import stage_output_to_stderr
 from runner.k8s_cli import register as register_k8s
 from runner.manifest_json import default_manifest
 from runner.orchestration.hooks import RunHook
@@ -60,7 +61,7 @@ __all__ = ["app", "main"]
 defer_rich_extras()  # typer's rich help, without rich.markdown and rich.traceback
 cli_coerce.install()  # typer's coercion of str, Enum and Path options, without pydantic
 
-app = typer.Typer(
+app = RunnerTyper(
     name="runner",
     help="Declarative pipeline runner for quant research.",
     no_args_is_help=True,
@@ -97,7 +98,7 @@ def _setup(
         "option and --log-level may also follow the command")]
     = LogFormat.text,
     log_level: Annotated[str | None, typer.Option(
-        "--log-level", envvar="RUNNER_LOG_LEVEL",
+        "--log-level", envvar="RUNNER_LOG_LEVEL", metavar="LEVEL",
         help="DEBUG, INFO, WARNING or ERROR [default: INFO with json, else WARNING]",
         show_default=False)] = None,
     show_version: Annotated[bool, typer.Option(
@@ -125,14 +126,16 @@ register_k8s(app)
 
 ManifestOpt = Annotated[
     str | None,
-    typer.Option("--manifest", "-m", help="Manifest path [env RUNNER_MANIFEST; default "
+    typer.Option("--manifest", "-m", metavar="FILE",
+                 help="Manifest path [env RUNNER_MANIFEST; default "
                  "configs/manifest.json]", show_default=False),
 ]
 
 
 PathOpt = Annotated[
     list[Path] | None,
-    typer.Option("--path", help="A folder where the manifest's 'module:attr' paths are also "
+    typer.Option("--path", metavar="FOLDER",
+                 help="A folder where the manifest's 'module:attr' paths are also "
                  "found (besides installed packages and the manifest's folder); repeatable",
                  show_default=False),
 ]
@@ -153,6 +156,7 @@ class GraphFormat(str, Enum):
 
 
 def _fail(error: RunnerError) -> NoReturn:
+    note_error(str(error))
     if _LOGS["format"] == "json":
         logging.getLogger("runner").error("%s", error, extra={
             "event": "error", "error_type": type(error).__name__, "exit_code": error.exit_code})
@@ -264,12 +268,13 @@ def schema() -> None:
 
 @app.command()
 def graph(
-    pipeline: str,
+    pipeline: PipelineArg,
     manifest: ManifestOpt = None,
     fmt: Annotated[GraphFormat, typer.Option("--format", "-f", help="Output format")]
     = GraphFormat.mermaid,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write to this file [default: mermaid and dot to stdout, "
+        "--output", "-o", metavar="FILE",
+        help="Write to this file [default: mermaid and dot to stdout, "
         "svg and png to PIPELINE.svg/.png]", show_default=False)] = None,
     path: PathOpt = None,
 ) -> None:
@@ -414,9 +419,11 @@ def _print_traceback(exc: StageFailedError) -> None:
 
 @app.command()
 def run(
-    pipeline: str,
+    pipeline: PipelineArg,
     manifest: ManifestOpt = None,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Run id (default: new)")]
+    run_id: Annotated[str | None, typer.Option(
+        "--run-id", help="Run id [default: new]; with --resume, the run to continue",
+        show_default=False)]
     = None,
     executor: Annotated[ExecutorName | None, typer.Option(
         "--executor", "-e", help="Where parallel branches run [default: inline, or "
@@ -426,10 +433,12 @@ def run(
     = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output")] = False,
     param: Annotated[list[str] | None, typer.Option(
-        "--param", "-p", help="KEY=VALUE into the context's params (VALUE parsed as JSON "
+        "--param", "-p", metavar="KEY=VALUE",
+        help="KEY=VALUE into the context's params (VALUE parsed as JSON "
         "when it can be); repeatable", show_default=False)] = None,
     data: Annotated[str | None, typer.Option(
-        "--data", help="Your own daily prices, a CSV or Parquet file (any fsspec URL), "
+        "--data", metavar="FILE",
+        help="Your own daily prices, a CSV or Parquet file (any fsspec URL), "
         "checked before the run: wide (date,AAPL,MSFT: one column of adjusted closes per "
         "ticker) or long (date,ticker,close: one row per date and ticker); example: "
         "configs/example_prices.csv. The same as --param data=URL",
@@ -495,7 +504,7 @@ def run(
         _failed(exc, doc, as_json=as_json, quiet=quiet, structured=structured)
     except RunnerError as exc:
         if as_json:
-            doc.update(status="failed", steps=[], error=str(exc))
+            doc.update(status="failed", steps=[], error=str(exc), exit_code=exc.exit_code)
             _print_json(doc)
         _fail(exc)
     _succeeded(result, sdk, doc, as_json=as_json, quiet=quiet, structured=structured)
@@ -508,7 +517,8 @@ def _failed(exc: StageFailedError | ContextCollisionError, doc: dict[str, Any], 
     run_id = getattr(exc, "run_id", None) or doc.get("run_id")
     resume = _resume_command(str(run_id)) if run_id else None
     doc.update(status="failed", steps=_steps_json(records), error=str(exc),
-               error_context=getattr(exc, "error_context", None), resume_command=resume)
+               exit_code=exc.exit_code, error_context=getattr(exc, "error_context", None),
+               resume_command=resume)
     if isinstance(exc, StageFailedError):
         doc.update(where=exc.where or None, traceback=exc.user_traceback or None)
     if as_json:
@@ -623,7 +633,7 @@ def _interrupted(error: RunInterruptedError | None, signum: int, doc: dict[str, 
                completed=list(error.completed) if error is not None else [],
                forced=error.forced if error is not None else True,
                steps=_steps_json(error.records) if error is not None else [],
-               resume_command=command)
+               resume_command=command, exit_code=128 + signum)
     if as_json:
         _print_json(doc)
     line = f"{what}; continue it with: {command}" if command else what
@@ -721,6 +731,16 @@ def main() -> None:
     configure_logging("text", logging.WARNING)
     _drop_current_folder()
     sys.argv[1:] = globals_first(sys.argv[1:])  # --log-format after the command works too
+    as_json = wants_json(sys.argv[1:])
+    try:
+        _main()
+    except SystemExit as exc:
+        if as_json and isinstance(exc.code, int) and exc.code != 0:
+            print_json_error(exc.code)  # stdout: a JSON object, whatever went wrong
+        raise
+
+
+def _main() -> None:
     try:
         app()  # usage errors exit 2 and --help exits 0 inside, as SystemExit
     except SystemExit as exc:
@@ -728,14 +748,17 @@ def main() -> None:
             _exit_after_signal(exc.code)
         raise
     except KeyboardInterrupt:
+        note_error("aborted")
         err.print("aborted")
         sys.exit(130)
     except RunnerError as exc:
+        note_error(str(exc))
         err.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(exc.exit_code)
     except Exception as exc:
         if os.environ.get("RUNNER_DEBUG"):
             raise
+        note_error(f"internal error: {type(exc).__name__}: {exc}")
         err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
                   "  this is a bug in runner; rerun with RUNNER_DEBUG=1 for the traceback")
         sys.exit(INTERNAL_ERROR)

@@ -28,7 +28,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from runner.cli_format import PipelineArg
 from runner.errors import RunnerError, UsageError
+from runner.json_stdout import note_error, print_json
+from runner.words import did_you_mean
 
 if TYPE_CHECKING:
     from runner.k8s.builders import RunSpec
@@ -47,39 +50,67 @@ NamespaceOpt = Annotated[str | None, typer.Option(
 ContextOpt = Annotated[str | None, typer.Option(
     "--context", help="Kubeconfig context [default: the current one]", show_default=False)]
 KubeconfigOpt = Annotated[str | None, typer.Option(
-    "--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file [env KUBECONFIG; default "
-    "~/.kube/config; in a pod, its service account]", show_default=False)]
+    "--kubeconfig", envvar="KUBECONFIG", metavar="FILE",
+    help="Kubeconfig file [default: ~/.kube/config; in a pod, its service account]",
+    show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]
 ArtifactsOpt = Annotated[str | None, typer.Option(
-    "--artifacts", help="Artifact root the pods write to, outside the pod (s3://, gs://, "
+    "--artifacts", metavar="URL",
+    help="Artifact root the pods write to, outside the pod (s3://, gs://, "
     "...); a path only with --artifacts-pvc or --ephemeral-artifacts", show_default=False)]
 ArtifactsPvcOpt = Annotated[str | None, typer.Option(
-    "--artifacts-pvc", help="A PersistentVolumeClaim mounted at /var/lib/runner/artifacts "
+    "--artifacts-pvc", metavar="CLAIM",
+    help="A PersistentVolumeClaim mounted at /var/lib/runner/artifacts "
     "in the run's pod, the artifact root (ReadWriteMany if runs share it)",
     show_default=False)]
 EphemeralOpt = Annotated[bool, typer.Option(
     "--ephemeral-artifacts", help="Accept an artifact root inside the pod: lost with the "
     "pod, and a retried pod starts the run over")]
 ParamOpt = Annotated[list[str] | None, typer.Option(
-    "--param", "-p", help="KEY=VALUE into the context's params; repeatable",
+    "--param", "-p", metavar="KEY=VALUE", help="KEY=VALUE into the context's params; "
+    "repeatable",
     show_default=False)]
 StorageOptionOpt = Annotated[list[str] | None, typer.Option(
-    "--storage-option", help="KEY=VALUE for the artifact store's fsspec filesystem "
+    "--storage-option", metavar="KEY=VALUE",
+    help="KEY=VALUE for the artifact store's fsspec filesystem "
     "(e.g. endpoint_url=http://minio:9000; credentials go in --secret-env); repeatable",
     show_default=False)]
 EnvOpt = Annotated[list[str] | None, typer.Option(
-    "--env", help="KEY=VALUE in the pods' environment (never secrets); repeatable",
+    "--env", metavar="KEY=VALUE",
+    help="KEY=VALUE in the pods' environment (never secrets); repeatable",
     show_default=False)]
 SecretEnvOpt = Annotated[list[str] | None, typer.Option(
-    "--secret-env", help="A Secret whose keys become environment variables (storage "
+    "--secret-env", metavar="SECRET",
+    help="A Secret whose keys become environment variables (storage "
     "credentials, OTLP headers); repeatable", show_default=False)]
 ServiceAccountOpt = Annotated[str | None, typer.Option(
-    "--service-account", help="The run pods' ServiceAccount: one without a Role (its token "
+    "--service-account", metavar="NAME",
+    help="The run pods' ServiceAccount: one without a Role (its token "
     "is never mounted); default: the namespace's default", show_default=False)]
 ArtifactKeySecretOpt = Annotated[str | None, typer.Option(
-    "--artifact-key-secret", help="An existing Secret whose key RUNNER_ARTIFACT_KEY signs "
+    "--artifact-key-secret", metavar="SECRET",
+    help="An existing Secret whose key RUNNER_ARTIFACT_KEY signs "
     "the store; default: a Secret made from your own key (RUNNER_ARTIFACT_KEY or the key "
     "file), owned by the run", show_default=False)]
+
+CpuOpt = Annotated[str, typer.Option(
+    "--cpu", metavar="QUANTITY", help="CPU request of the run's pod (a Kubernetes quantity: "
+    "1, 500m)")]
+MemoryOpt = Annotated[str, typer.Option(
+    "--memory", metavar="QUANTITY", help="Memory request and limit of the run's pod (a "
+    "Kubernetes quantity: 2Gi, 512Mi)")]
+BackoffLimitOpt = Annotated[int, typer.Option(
+    "--backoff-limit", metavar="N", min=0, help="Retries of a failed pod (each resumes the "
+                                                 "run)")]
+DeadlineOpt = Annotated[int | None, typer.Option(
+    "--deadline", metavar="SECONDS", min=1, help="Seconds before the run is stopped "
+    "(activeDeadlineSeconds)")]
+CPU, MEMORY, BACKOFF_LIMIT, DEADLINE_S = "1", "2Gi", 2, 6 * 3600
+"""The defaults of the four resource options, the same for submit and schedule."""
+
+K8sRunIdArg = Annotated[str, typer.Argument(
+    metavar="RUN_ID", help="A submitted run's id, as runner submit printed it",
+    show_default=False)]
 
 
 class ConcurrencyPolicy(str, Enum):
@@ -89,6 +120,7 @@ class ConcurrencyPolicy(str, Enum):
 
 
 def _fail(error: RunnerError) -> NoReturn:
+    note_error(str(error))
     err.print(f"[bold red]error:[/] {escape(str(error))}")
     raise typer.Exit(error.exit_code)
 
@@ -212,9 +244,11 @@ def _run_spec(pipeline: str, *, manifest: str | None, run_id: str | None, namesp
         checks.check_label_value(run_id, option="--run-id")
     checks.check_quantity(cpu, option="--cpu")
     checks.check_quantity(memory, option="--memory")
-    if pull_policy not in ("Always", "IfNotPresent", "Never"):
+    policies = ("Always", "IfNotPresent", "Never")
+    if pull_policy not in policies:
         raise UsageError(f"--image-pull-policy {pull_policy!r}: expected Always, "
-                         "IfNotPresent or Never")
+                         "IfNotPresent or Never" + did_you_mean(pull_policy, policies,
+                                                                ignore_case=True))
     for name in secret_env or ():
         checks.check_dns_subdomain(name, what="--secret-env")
     if service_account is not None:
@@ -296,12 +330,12 @@ def _describe(status: "RunStatus") -> str:
 
 
 def submit(
-    pipeline: str,
+    pipeline: PipelineArg,
     image: Annotated[str, typer.Option("--image", help="The runner image (with the extras "
                                        "the run needs)")],
     namespace: NamespaceOpt = None,
     manifest: Annotated[str | None, typer.Option(
-        "--manifest", "-m", help="Manifest to ship [env RUNNER_MANIFEST; default "
+        "--manifest", "-m", metavar="FILE", help="Manifest to ship [env RUNNER_MANIFEST; default "
         "configs/manifest.json]", show_default=False)] = None,
     run_id: Annotated[str | None, typer.Option(
         "--run-id", help="Run id [default: new]; the same id again attaches to the run")]
@@ -319,19 +353,19 @@ def submit(
     service_account: ServiceAccountOpt = None,
     artifact_key_secret: ArtifactKeySecretOpt = None,
     ray_token_secret: Annotated[str | None, typer.Option(
-        "--ray-token-secret", help="An existing Secret whose key RAY_AUTH_TOKEN is the Ray "
+        "--ray-token-secret", metavar="SECRET",
+        help="An existing Secret whose key RAY_AUTH_TOKEN is the Ray "
         "cluster's auth token; default: a random one per run, owned by its Job",
         show_default=False)] = None,
-    cpu: Annotated[str, typer.Option("--cpu", help="CPU request")] = "1",
-    memory: Annotated[str, typer.Option("--memory", help="Memory request and limit")] = "2Gi",
-    backoff_limit: Annotated[int, typer.Option(
-        "--backoff-limit", help="Retries of a failed pod (each resumes the run)")] = 2,
-    deadline: Annotated[int | None, typer.Option(
-        "--deadline", help="Seconds before the run is stopped (activeDeadlineSeconds)")]
-    = 6 * 3600,
-    ray_workers: Annotated[int, typer.Option("--ray-workers", help="Ray worker pods")] = 2,
+    cpu: CpuOpt = CPU,
+    memory: MemoryOpt = MEMORY,
+    backoff_limit: BackoffLimitOpt = BACKOFF_LIMIT,
+    deadline: DeadlineOpt = DEADLINE_S,
+    ray_workers: Annotated[int, typer.Option(
+        "--ray-workers", metavar="N", min=0, help="Ray worker pods (with --parallel)")] = 2,
     pull_policy: Annotated[str, typer.Option(
-        "--image-pull-policy", help="Always, IfNotPresent or Never")] = "IfNotPresent",
+        "--image-pull-policy", metavar="POLICY",
+        help="Always, IfNotPresent or Never")] = "IfNotPresent",
     wait: Annotated[bool, typer.Option("--wait", help="Follow the run until it ends; "
                                        "exit 0 if it succeeded, 1 if it failed")] = False,
     follow: Annotated[bool, typer.Option("--follow", help="Stream the pod's logs "
@@ -377,23 +411,23 @@ def submit(
                       + (f"; trace id {trace_id}" if trace_id and not done.attached else ""))
         if not (wait or follow):
             if as_json:
-                out.print(json.dumps(doc), markup=False)
+                print_json(doc)
             return
         try:
             final = _follow_run(ctl, done.run_id, follow=follow, quiet=as_json)
         except RunnerError as exc:
             status = getattr(exc, "status", None)
             if as_json:
-                doc.update(status="failed", error=str(exc),
+                doc.update(status="failed", error=str(exc), exit_code=exc.exit_code,
                            run=status.to_dict() if status is not None else None)
-                out.print(json.dumps(doc), markup=False)
+                print_json(doc)
             raise
         finally:
             if done.ray_cluster:
                 ctl.release_ray(done.run_id)
         doc.update(status=final.phase, run=final.to_dict())
         if as_json:
-            out.print(json.dumps(doc), markup=False)
+            print_json(doc)
         else:
             err.print(_describe(final))
 
@@ -428,7 +462,7 @@ def _follow_run(ctl: "Controller", run_id: str, *, follow: bool, quiet: bool) ->
         time.sleep(ctl.poll)
 
 
-def status(run_id: str, namespace: NamespaceOpt = None, context: ContextOpt = None,
+def status(run_id: K8sRunIdArg, namespace: NamespaceOpt = None, context: ContextOpt = None,
            kubeconfig: KubeconfigOpt = None, as_json: JsonOpt = False) -> None:
     """A submitted run's state: phase, attempts, and why it failed, in words."""
     with _errors():
@@ -445,10 +479,11 @@ def status(run_id: str, namespace: NamespaceOpt = None, context: ContextOpt = No
                   + (f", finished {found.finished}" if found.finished else ""))
 
 
-def logs(run_id: str, namespace: NamespaceOpt = None,
+def logs(run_id: K8sRunIdArg, namespace: NamespaceOpt = None,
          follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream until the pod "
                                               "ends")] = False,
-         tail: Annotated[int | None, typer.Option("--tail", help="Only the last N lines")]
+         tail: Annotated[int | None, typer.Option("--tail", metavar="N", min=0,
+                                                  help="Only the last N lines")]
          = None,
          context: ContextOpt = None, kubeconfig: KubeconfigOpt = None) -> None:
     """The output of a submitted run's latest pod."""
@@ -458,7 +493,7 @@ def logs(run_id: str, namespace: NamespaceOpt = None,
             print(line, flush=True)
 
 
-def cancel(run_id: str, namespace: NamespaceOpt = None, context: ContextOpt = None,
+def cancel(run_id: K8sRunIdArg, namespace: NamespaceOpt = None, context: ContextOpt = None,
            kubeconfig: KubeconfigOpt = None) -> None:
     """Stop a submitted run: delete its Job, pods, RayCluster and manifest."""
     with _errors():
@@ -467,21 +502,24 @@ def cancel(run_id: str, namespace: NamespaceOpt = None, context: ContextOpt = No
 
 
 def schedule(
-    pipeline: str,
-    cron: Annotated[str, typer.Option("--cron", help='Cron expression, e.g. "0 6 * * 1-5"')],
+    pipeline: PipelineArg,
+    cron: Annotated[str, typer.Option("--cron", metavar="EXPR",
+                                      help='Cron expression, e.g. "0 6 * * 1-5"')],
     image: Annotated[str, typer.Option("--image", help="The runner image")],
     name: Annotated[str | None, typer.Option(
-        "--name", help="The CronJob's name [default: the pipeline's]", show_default=False)]
+        "--name", metavar="NAME",
+        help="The CronJob's name [default: the pipeline's]", show_default=False)]
     = None,
     namespace: NamespaceOpt = None,
     manifest: Annotated[str | None, typer.Option(
-        "--manifest", "-m", help="Manifest to ship [default: configs/manifest.json]",
+        "--manifest", "-m", metavar="FILE", help="Manifest to ship [env RUNNER_MANIFEST; "
+        "default configs/manifest.json]",
         show_default=False)] = None,
     concurrency_policy: Annotated[ConcurrencyPolicy, typer.Option(
         "--concurrency-policy", help="When the previous run is still going")]
     = ConcurrencyPolicy.Forbid,
     time_zone: Annotated[str | None, typer.Option(
-        "--time-zone", help="IANA time zone of the cron expression [default: the "
+        "--time-zone", metavar="ZONE", help="IANA time zone of the cron expression [default: the "
         "controller manager's, usually UTC]", show_default=False)] = None,
     suspend: Annotated[bool, typer.Option("--suspend", help="Create it paused")] = False,
     artifacts: ArtifactsOpt = None,
@@ -493,6 +531,10 @@ def schedule(
     secret_env: SecretEnvOpt = None,
     service_account: ServiceAccountOpt = None,
     artifact_key_secret: ArtifactKeySecretOpt = None,
+    cpu: CpuOpt = CPU,
+    memory: MemoryOpt = MEMORY,
+    backoff_limit: BackoffLimitOpt = BACKOFF_LIMIT,
+    deadline: DeadlineOpt = DEADLINE_S,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the objects as YAML; touch no cluster")] = False,
     context: ContextOpt = None,
@@ -515,8 +557,8 @@ def schedule(
                          artifacts_pvc=artifacts_pvc, ephemeral_artifacts=ephemeral_artifacts,
                          parallel=False, params=param, storage_option=storage_option,
                          env=env, secret_env=secret_env,
-                         service_account=service_account, cpu="1", memory="2Gi",
-                         backoff_limit=2, deadline=6 * 3600, ray_workers=0,
+                         service_account=service_account, cpu=cpu, memory=memory,
+                         backoff_limit=backoff_limit, deadline=deadline, ray_workers=0,
                          pull_policy="IfNotPresent")
         key_secret, key = _artifact_key(artifact_key_secret, label)
         # each scheduled run is a trace of its own
@@ -537,7 +579,10 @@ def schedule(
               f"{ctl.namespace}: {pipeline} at {cron!r}")
 
 
-def unschedule(name: str, namespace: NamespaceOpt = None, context: ContextOpt = None,
+def unschedule(name: Annotated[str, typer.Argument(
+        metavar="NAME", help="The CronJob's name (runner schedule printed it: by default "
+        "the pipeline's, dots made dashes)", show_default=False)],
+               namespace: NamespaceOpt = None, context: ContextOpt = None,
                kubeconfig: KubeconfigOpt = None) -> None:
     """Delete a schedule's CronJob (runs already started go on)."""
     with _errors():

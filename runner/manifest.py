@@ -294,14 +294,21 @@ def _describe(loc: tuple[str | int, ...], errs: list[dict[str, Any]], raw: Any) 
         if {"fn", "stages", "from", "to", "context"} & set(loc):
             return f"expected an import path 'module:attribute', got {shown}"
         if "merge" in loc:
-            return (f"unknown merge rule {shown}: use one of {', '.join(BUILTIN_RULES)} "
-                    "or 'module:callable'")
+            return _unknown_rule(value)
         return f"invalid name {shown}: use letters, digits, '.', '_' and '-'"
     if "merge" in loc:
-        return (f"unknown merge rule {shown}: use one of {', '.join(BUILTIN_RULES)} "
-                "or 'module:callable'")
+        return _unknown_rule(value)
     msgs = "; ".join(sorted({e["msg"] for e in errs}))
     return f"{msgs}, got {shown}"
+
+
+def _unknown_rule(value: Any) -> str:
+    shown = json.dumps(value) if value is not None else "null"
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    hint = did_you_mean(value, BUILTIN_RULES, ignore_case=True) if isinstance(value, str) else ""
+    return (f"unknown merge rule {shown}: use one of {', '.join(BUILTIN_RULES)} "
+            f"or 'module:callable'{hint}")
 
 
 def _allowed_keys(loc: tuple[str | int, ...]) -> list[str]:
@@ -309,6 +316,8 @@ def _allowed_keys(loc: tuple[str | int, ...]) -> list[str]:
         return ["$schema", "pipelines", "stages", "adapters"]
     if len(loc) == 3 and loc[0] == "pipelines":
         return list(PipelineSpec.model_fields)
+    if len(loc) == 5 and loc[0] == "pipelines" and loc[2] == "resources":
+        return list(ResourceSpec.model_fields)
     if len(loc) == 3 and loc[0] == "adapters":
         return ["from", "to", "fn"]
     return []

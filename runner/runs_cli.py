@@ -9,8 +9,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from runner.cli_format import RunnerTyper
 from runner.errors import IntegrityError, RunnerError, UsageError
-from runner.words import plural
+from runner.json_stdout import note_error
+from runner.words import did_you_mean, plural
 
 if TYPE_CHECKING:  # the store, pandas and the telemetry load when a command runs, not for --help
     from runner.artifacts import ArtifactStore, RunDoc
@@ -19,21 +21,27 @@ if TYPE_CHECKING:  # the store, pandas and the telemetry load when a command run
 __all__ = ["AllowUnsignedOpt", "ArtifactsOpt", "StorageOpt", "artifacts_app", "report_command",
            "runs_app", "trace_command"]
 
-runs_app = typer.Typer(help="Runs kept in the artifact store.", no_args_is_help=True)
-artifacts_app = typer.Typer(help="Files of a run's checkpoints.", no_args_is_help=True)
+runs_app = RunnerTyper(help="Runs kept in the artifact store.", no_args_is_help=True)
+artifacts_app = RunnerTyper(help="Files of a run's checkpoints.", no_args_is_help=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 ArtifactsOpt = Annotated[
     str | None,
-    typer.Option("--artifacts", help="Artifact root, any fsspec URL [env RUNNER_ARTIFACTS; "
+    typer.Option("--artifacts", metavar="URL",
+                 help="Artifact root, any fsspec URL [env RUNNER_ARTIFACTS; "
                  "default data/artifacts]", show_default=False),
 ]
 StorageOpt = Annotated[
     list[str] | None,
-    typer.Option("--storage-option", help="KEY=VALUE passed to the fsspec filesystem "
+    typer.Option("--storage-option", metavar="KEY=VALUE",
+                 help="KEY=VALUE passed to the fsspec filesystem "
                  "(e.g. endpoint_url=http://127.0.0.1:9000); repeatable", show_default=False),
 ]
+
+RunIdArg = Annotated[str, typer.Argument(
+    metavar="RUN_ID", help="A run's id, as runner run printed it (runner runs list shows "
+    "them)", show_default=False)]
 
 AllowUnsignedOpt = Annotated[
     bool,
@@ -63,13 +71,15 @@ def _root_from(artifacts: str | None) -> str:
 
 
 def _guard(exc: RunnerError) -> typer.Exit:
+    note_error(str(exc))
     err.print(f"[bold red]error:[/] {escape(str(exc))}")
     return typer.Exit(exc.exit_code)
 
 
 @runs_app.command("list")
 def runs_list(artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
-              as_json: Annotated[bool, typer.Option("--json")] = False,
+              as_json: Annotated[bool, typer.Option(
+                  "--json", help="Print the runs as one JSON array on stdout")] = False,
               allow_unsigned: AllowUnsignedOpt = False) -> None:
     """Every run in the store, newest first."""
     from rich.table import Table
@@ -107,8 +117,11 @@ def runs_list(artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
 
 
 @runs_app.command("show")
-def runs_show(run_id: str, artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
-              as_json: Annotated[bool, typer.Option("--json")] = False,
+def runs_show(run_id: RunIdArg, artifacts: ArtifactsOpt = None,
+              storage_option: StorageOpt = None,
+              as_json: Annotated[bool, typer.Option(
+                  "--json", help="Print the run and its checkpoints' indexes as one JSON "
+                  "object on stdout")] = False,
               allow_unsigned: AllowUnsignedOpt = False) -> None:
     """One run: status, and each checkpoint with its fields and sizes."""
     from rich.table import Table
@@ -147,9 +160,11 @@ def runs_show(run_id: str, artifacts: ArtifactsOpt = None, storage_option: Stora
 
 @runs_app.command("prune")
 def runs_prune(
-    older_than: Annotated[float, typer.Option("--older-than", help="Age in days")],
+    older_than: Annotated[float, typer.Option(
+        "--older-than", metavar="DAYS", help="Age in days (fractions too: 0.5)")],
     artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Say which runs would be deleted; delete nothing")] = False,
     allow_unsigned: AllowUnsignedOpt = False,
 ) -> None:
     """Delete finished runs (checkpoints and forensics) older than N days."""
@@ -169,15 +184,24 @@ def _find_step(doc: "RunDoc", step: str) -> "CheckpointRef":
         name = ckpt.dir.removeprefix("steps/")
         if step in (name, ckpt.path, ckpt.name, str(ckpt.seq), ckpt.dir):
             return ckpt
-    names = ", ".join(c.dir.removeprefix("steps/") for c in doc.checkpoints)
-    raise UsageError(f"no checkpoint {step!r} in run {doc.run_id!r}; it has: {names}")
+    names = [c.dir.removeprefix("steps/") for c in doc.checkpoints]
+    close = did_you_mean(step, [*names, *(c.name for c in doc.checkpoints)])
+    raise UsageError(f"no checkpoint {step!r} in run {doc.run_id!r}{close}; it has: "
+                     + ", ".join(names))
 
 
 @artifacts_app.command("get")
 def artifacts_get(
-    run_id: str, step: str, field: str,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the stored file "
-                      "(Parquet, JSON or pickle) here, checksum verified")] = None,
+    run_id: RunIdArg,
+    step: Annotated[str, typer.Argument(
+        metavar="STEP", help="The checkpoint: its folder, number, stage name or plan path "
+        "(runner runs show RUN_ID lists them)", show_default=False)],
+    field: Annotated[str, typer.Argument(
+        metavar="FIELD", help="A field of the context stored in that checkpoint",
+        show_default=False)],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="FILE", help="Write the stored file (Parquet, JSON or "
+        "pickle) here, checksum verified [default: print it]", show_default=False)] = None,
     artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
     allow_unsigned: AllowUnsignedOpt = False,
 ) -> None:
@@ -194,7 +218,8 @@ def artifacts_get(
         ckpt = _find_step(read_run(store, run_id, allow_unsigned=allow_unsigned), step)
         index = read_index(store, run_id, ckpt.dir, allow_unsigned=allow_unsigned)
         if field not in index.fields:
-            raise UsageError(f"checkpoint {ckpt.dir} has no field {field!r}; it has: "
+            raise UsageError(f"checkpoint {ckpt.dir} has no field {field!r}"
+                             + did_you_mean(field, index.fields) + "; it has: "
                              + ", ".join(index.fields))
         entry = index.fields[field]
         if output is not None:
@@ -250,7 +275,7 @@ def _spans(store: "ArtifactStore", run_id: str, *, required: bool, allow_unsigne
 
 
 def trace_command(
-    run_id: str, artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
+    run_id: RunIdArg, artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the spans as JSON lines")]
     = False,
     allow_unsigned: AllowUnsignedOpt = False,
@@ -271,9 +296,9 @@ def trace_command(
 
 
 def report_command(
-    run_id: str,
+    run_id: RunIdArg,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Where to write the HTML [default: ./<RUN_ID>.html]",
+        "--output", "-o", metavar="FILE", help="Where to write the HTML [default: ./<RUN_ID>.html]",
         show_default=False)] = None,
     artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
     allow_unsigned: AllowUnsignedOpt = False,

@@ -145,6 +145,9 @@ class Retry:
 
     attempts: int = field(default_factory=lambda: _env_int("RUNNER_K8S_RETRIES", 5))
     """Tries per call (env RUNNER_K8S_RETRIES); 5 waits about 7.5 s in all."""
+    unreachable_attempts: int = 2
+    """Tries per call while no connection to the server can be made at all (refused,
+    no such host): one short retry, then the error, not seconds of waiting."""
     backoff: float = 0.5
     cap: float = 8.0
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
@@ -169,6 +172,16 @@ def _retry_after(exc: BaseException) -> float | None:
         return float(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """No connection to the server could be made (refused, unknown host), as opposed to
+    one that failed on the way or an answer."""
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    if isinstance(exc, MaxRetryError):
+        exc = exc.reason or exc
+    return isinstance(exc, NewConnectionError | ConnectionRefusedError)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -208,6 +221,7 @@ class Controller:
         """Configuration as kubectl finds it; the namespace from the flag, the context,
         or the pod's service account, else ``default``."""
         configuration = client.Configuration()
+        configuration.retries = False  # retried in :meth:`_call` only, and said there once
         in_cluster = "KUBERNETES_SERVICE_HOST" in os.environ and kubeconfig is None \
             and context is None
         try:
@@ -254,7 +268,9 @@ class Controller:
                 if not type(exc).__module__.startswith("urllib3"):
                     raise
                 failure = exc
-            if not _transient(failure) or attempt + 1 >= self.retry.attempts:
+            limit = (min(self.retry.attempts, self.retry.unreachable_attempts)
+                     if _unreachable(failure) else self.retry.attempts)
+            if not _transient(failure) or attempt + 1 >= limit:
                 raise self._error(failure, verb, resource, name) from None
             self.retry.sleep(self.retry.delay(attempt, failure))
             attempt += 1

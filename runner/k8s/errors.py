@@ -56,4 +56,18 @@ def explain(exc: BaseException, *, verb: str, resource: str, name: str | None = 
                             f"{_reason(exc)}")
     target = f" at {server}" if server else ""
     return ClusterError(f"cannot reach the Kubernetes API server{target}: "
-                        f"{type(exc).__name__}: {exc}")
+                        f"{_connection_failure(exc)}")
+
+
+def _connection_failure(exc: BaseException) -> str:
+    """Why no answer came, in a few words: ``connection refused (is the cluster up?
+    ...)`` rather than urllib3's nested reprs."""
+    reason = getattr(exc, "reason", None)  # MaxRetryError: the failure it gave up on
+    inner = reason if isinstance(reason, BaseException) else exc
+    text = str(inner)
+    _, sep, tail = text.partition("Failed to establish a new connection: ")
+    if sep:
+        why = tail.split("] ", 1)[-1].strip().rstrip(")\"'").lower()
+        return (f"{why} (is the cluster up, and the kubeconfig's context the one you "
+                "meant? --context and --kubeconfig choose another)")
+    return f"{type(inner).__name__}: {text}"

@@ -6,7 +6,10 @@ Configuration is the standard OpenTelemetry environment and nothing else:
 variant), ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_SERVICE_NAME``,
 ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_EXPORTER=none`` and ``OTEL_SDK_DISABLED``.
 With no endpoint nothing goes over the network; the spans are still kept for
-``runs/<RUN_ID>/spans.jsonl``.
+``runs/<RUN_ID>/spans.jsonl``. A process that ends waits at most
+``RUNNER_OTLP_EXIT_WAIT`` seconds (1.5) for its last spans to reach the collector: an
+unreachable one is said once (``traces not exported: <endpoint> unreachable``) and
+costs a short run that wait, not the exporter's retries.
 
 The span tree follows the plan::
 
@@ -55,6 +58,7 @@ from runner.orchestration.plan import Branch, ParallelGroup, PipelineStep, Plan,
 from runner.orchestration.records import RunInfo, RunResult, StepRecord
 from runner.telemetry.spans import from_readable, to_readable
 from runner.telemetry.stepspans import OK, CachedResource, SpanMaker, StepSpan
+from runner.words import did_you_mean
 
 __all__ = ["BranchTracer", "TelemetryConfig", "Tracing", "TracingHook", "current_traceparent",
            "get_tracing"]
@@ -69,6 +73,9 @@ _HOST = socket.gethostname()
 _PROPAGATOR = TraceContextTextMapPropagator()
 _UNSET = Status(StatusCode.UNSET)
 _STEP_ATTRS_MAX = 100_000
+EXIT_WAIT_ENV = "RUNNER_OTLP_EXIT_WAIT"
+EXIT_WAIT_S = 1.5
+"""How long a process that ends waits for its last spans to be exported (seconds)."""
 
 
 @functools.cache
@@ -138,8 +145,9 @@ def _exporter(config: TelemetryConfig) -> SpanExporter:
 
         return GrpcExporter()
     if config.protocol not in ("http/protobuf", "http"):
-        log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s is not supported; using http/protobuf",
-                    config.protocol)
+        log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s is not supported%s; using http/protobuf",
+                    config.protocol, did_you_mean(config.protocol, ("grpc", "http/protobuf"),
+                                                  ignore_case=True))
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
         OTLPSpanExporter as HttpExporter,
     )
@@ -158,10 +166,11 @@ class _Watched(SpanExporter):
     """
 
     def __init__(self, inner: SpanExporter, pause_s: float = 30.0, *,
-                 where: str = "the collector") -> None:
+                 endpoint: str = "the collector", protocol: str = "http/protobuf") -> None:
         self.inner = inner
         self.pause_s = pause_s
-        self.where = where
+        self.endpoint = endpoint
+        self.protocol = protocol
         self.failed = 0
         self.sent = 0
         self._down_until = 0.0
@@ -171,9 +180,18 @@ class _Watched(SpanExporter):
     def _warn(self, spans: Sequence[ReadableSpan]) -> None:
         runs = sorted({str(run) for span in spans
                        if (run := (span.attributes or {}).get("runner.run_id")) is not None})
-        log.warning("could not export the spans of run %s to %s: the collector did not "
-                    "accept them in time; they are kept in the run's spans.jsonl",
-                    ", ".join(runs) or "(unknown)", self.where)
+        kept = (f"the spans of run {', '.join(runs)} are kept in its spans.jsonl" if runs
+                else "each run's spans are kept in its spans.jsonl")
+        log.warning("traces not exported: %s unreachable (OTLP %s); %s", self.endpoint,
+                    self.protocol, kept)
+
+    def give_up(self, spans: Sequence[ReadableSpan] = ()) -> None:
+        """The process ends before the spans got through: say so once (unless said
+        already), and let no export still retrying say it again."""
+        with self._lock:
+            warn, self._warned = not self._warned, True
+        if warn:
+            self._warn(spans)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if time.monotonic() < self._down_until:
@@ -286,8 +304,9 @@ class Tracing:
                                        shutdown_on_exit=True)
         self.provider.add_span_processor(self.collector)
         if self.config.exports:
-            self.exporter = _Watched(_exporter(self.config), where=(
-                f"{self.config.endpoint} (OTLP {self.config.protocol})"))
+            protocol = "grpc" if self.config.protocol == "grpc" else "http/protobuf"
+            self.exporter = _Watched(_exporter(self.config), endpoint=str(self.config.endpoint),
+                                     protocol=protocol)
             self.export = BatchSpanProcessor(self.exporter, schedule_delay_millis=500)
             self.provider.add_span_processor(self.export)
         self.tracer = self.provider.get_tracer("runner", _version())
@@ -323,15 +342,22 @@ class Tracing:
         done = self.export.force_flush(int(timeout_s * 1000))
         return done and self.exporter.failed == failed
 
-    def close(self) -> None:
-        """Send every span still queued, then shut the provider down; for a process
-        that is about to exit. A collector that is down costs at most one exporter
-        timeout (``OTEL_EXPORTER_OTLP_TIMEOUT``), or nothing when an earlier batch
-        found it down."""
-        self.flush()
-        if self.exporter is not None:
-            self.exporter.shutdown()
-        self.provider.shutdown()
+    def close(self, wait_s: float | None = None) -> None:
+        """Send every span still queued, waiting at most ``wait_s`` seconds (default
+        ``RUNNER_OTLP_EXIT_WAIT``, 1.5), then shut the provider down; for a process
+        that is about to exit. The exporter's own retries (up to
+        ``OTEL_EXPORTER_OTLP_TIMEOUT``) are cut short then: a collector that is down,
+        or one that takes connections and never answers, costs the wait, said once,
+        and nothing when an earlier batch found it down."""
+        deadline = time.monotonic() + (exit_wait() if wait_s is None else wait_s)
+        if self.export is not None and self.exporter is not None:
+            if not _within(self.flush, deadline, name="runner-otlp-flush"):
+                self.exporter.give_up()
+            self.exporter.shutdown()  # wakes an export waiting to retry: it gives up
+        # an export still waiting on a silent collector holds the processor's shutdown
+        # up to its timeout: not this process's exit (its threads are daemons)
+        _within(self.provider.shutdown, max(deadline, time.monotonic() + 0.2),
+                name="runner-otlp-shutdown")
 
     def install_global(self) -> None:
         """Make this the process's OpenTelemetry tracer provider, so spans that stage
@@ -342,6 +368,37 @@ class Tracing:
 
     def shutdown(self) -> None:
         self.provider.shutdown()
+
+
+def _within(fn: Callable[[], object], deadline: float, *, name: str) -> bool:
+    """Run ``fn`` in a daemon thread; whether it ended by ``deadline`` (monotonic)."""
+    ended = threading.Event()
+
+    def run() -> None:
+        try:
+            fn()
+        finally:
+            ended.set()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return ended.wait(max(0.0, deadline - time.monotonic()))
+
+
+def exit_wait(environ: Mapping[str, str] | None = None) -> float:
+    """``RUNNER_OTLP_EXIT_WAIT`` in seconds (1.5 when unset; a value that is not a
+    number of seconds >= 0 is warned about and the default used)."""
+    raw = (os.environ if environ is None else environ).get(EXIT_WAIT_ENV, "").strip()
+    if not raw:
+        return EXIT_WAIT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        log.warning("%s=%s is not a number of seconds: waiting %.1f s for the spans",
+                    EXIT_WAIT_ENV, raw, EXIT_WAIT_S)
+        return EXIT_WAIT_S
+    return value
 
 
 _TRACINGS: dict[TelemetryConfig, Tracing] = {}

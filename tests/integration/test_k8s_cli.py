@@ -144,6 +144,43 @@ def test_schedule_dry_run_prints_a_valid_cron_job():
     assert {"name": "manifest", "configMap": {"name": docs[0]["metadata"]["name"]}} in volumes
 
 
+def test_schedule_takes_the_resources_submit_takes():
+    """``schedule`` had no --cpu, --memory, --backoff-limit nor --deadline: every
+    scheduled run got 1 CPU, 2Gi, 2 retries and 6 h. Now the Job template carries them."""
+    done = cli("schedule", "alpha.full", "--cron", "0 6 * * 1-5", "--image", IMAGE,
+               "--cpu", "500m", "--memory", "3Gi", "--backoff-limit", "0",
+               "--deadline", "900", "--dry-run", *STORE)
+    assert done.returncode == 0, done.stderr
+    docs = documents(done.stdout)
+    for doc in docs:
+        kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+    job = docs[1]["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 0 and job["activeDeadlineSeconds"] == 900
+    (container,) = job["template"]["spec"]["containers"]
+    assert container["resources"]["requests"] == {"cpu": "500m", "memory": "3Gi"}
+    assert container["resources"]["limits"]["memory"] == "3Gi"
+    bad = cli("schedule", "alpha.full", "--cron", "@daily", "--image", IMAGE, "--cpu", "two",
+              "--dry-run", *STORE)
+    assert bad.returncode == 2 and "--cpu 'two' is not a Kubernetes quantity" in bad.stderr
+
+
+def test_submit_and_schedule_declare_the_resource_options_alike():
+    import typer
+
+    from runner.cli import app
+
+    group = typer.main.get_command(app)
+    ctx = typer.Context(group)
+    options = {}
+    for name in ("submit", "schedule"):
+        command = group.get_command(ctx, name)  # type: ignore[attr-defined]
+        options[name] = {p.opts[0]: (p.default, p.help, p.metavar) for p in command.params
+                         if p.opts[0] in ("--cpu", "--memory", "--backoff-limit",
+                                          "--deadline")}
+    assert len(options["submit"]) == 4
+    assert options["submit"] == options["schedule"]
+
+
 @pytest.mark.parametrize(("args", "words"), [
     (["submit", "no.such", "--image", IMAGE, "--dry-run"], "no pipeline named 'no.such'"),
     (["submit", "alpha.full", "--image", IMAGE, "--param", "oops", "--dry-run"],
@@ -313,6 +350,31 @@ def test_an_unreachable_api_server_is_named_and_exits_2(tmp_path):
     assert done.returncode == 2, done.stderr
     assert f"cannot reach the Kubernetes API server at http://127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", [["status", "run-1"], ["logs", "run-1"],
+                                     ["submit", "alpha.full", "--image", IMAGE, *STORE]],
+                         ids=["status", "logs", "submit"])
+def test_an_unreachable_api_server_is_one_line_at_once(command, tmp_path):
+    """Yesterday: 15 urllib3 ``Retrying`` warnings over 13 s, then the error. Now the
+    client does not retry by itself and ours retries a refused connection once: the
+    one error line, and nothing else (the retries setting left as users have it)."""
+    import time
+
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "kubeconfig"
+    config.write_text(kubeconfig_text(f"https://127.0.0.1:{port}"))
+    started = time.monotonic()
+    done = cli(*command, kubeconfig=config)
+    print(f"runner {command[0]} against a closed port: {time.monotonic() - started:.2f} s wall")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: cannot reach the Kubernetes API server at https://127.0.0.1:{port}: "
+        "connection refused (is the cluster up, and the kubeconfig's context the one you "
+        "meant? --context and --kubeconfig choose another)"], done.stderr
+    assert done.stdout == ""
 
 
 def test_submit_passes_the_callers_otel_settings_but_not_a_loopback_endpoint():

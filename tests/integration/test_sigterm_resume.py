@@ -79,6 +79,7 @@ def signalled(tmp_path: Path, n: int, env: dict[str, str], *, executor: str | No
     assert len(lines) == 1, run.stderr
     out = json.loads(run.stdout)
     assert out["status"] == "interrupted" and out["signal"] == f"SIG{signal_name}"
+    assert out["exit_code"] == code
     # The exact command that continues it: this one, with --resume --run-id.
     command = shlex.split(out["resume_command"])
     assert lines[0].endswith(out["resume_command"])

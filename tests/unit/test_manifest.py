@@ -577,9 +577,14 @@ def test_invalid_names_as_keys(manifest: Any, path: str) -> None:
 
 @pytest.mark.parametrize("rule", ["apend", "mod:", "Error", "last-wins", ":f"])
 def test_bad_merge_rule_names(rule: str) -> None:
+    from runner.manifest import BUILTIN_RULES
+    from runner.words import did_you_mean
+
+    hint = did_you_mean(rule, BUILTIN_RULES, ignore_case=True)
+    assert bool(hint) == (rule in ("apend", "Error", "last-wins"))  # the near misses
     assert manifest_problems(one_pipeline(["a"], merge={"x": rule})) == (
-        Problem("pipelines.p.merge.x",
-                f"unknown merge rule {json.dumps(rule)}: use one of {RULES} or 'module:callable'"),
+        Problem("pipelines.p.merge.x", f"unknown merge rule {json.dumps(rule)}: use one of "
+                f"{RULES} or 'module:callable'{hint}"),
     )
 
 
@@ -689,7 +694,8 @@ def test_every_problem_is_reported_in_one_error() -> None:
         Problem("pipelines.q.steps[1]",
                 "expected a stage or pipeline name (string) or a parallel group (list), got 3"),
         Problem("pipelines.q.merge.x",
-                f'unknown merge rule "apend": use one of {RULES} or \'module:callable\''),
+                f'unknown merge rule "apend": use one of {RULES} or \'module:callable\''
+                " (did you mean 'append'?)"),
         Problem("stage", "unknown key (did you mean 'stages'?)"),
     )
 

@@ -11,6 +11,7 @@ from runner.orchestration.executors.base import Executor
 from runner.orchestration.executors.inline import InlineExecutor
 from runner.orchestration.executors.processes import ProcessesExecutor
 from runner.orchestration.executors.threads import ThreadsExecutor
+from runner.words import did_you_mean
 
 __all__ = [
     "EXECUTORS",
@@ -65,4 +66,5 @@ def make_executor(spec: str | Executor | None = None, *, max_workers: int | None
         if importlib.util.find_spec("ray") is None:
             import_ray()  # raises the usage error that says how to install it
         return RayComputeEngine(preload=preload, warm=width)
-    raise UsageError(f"unknown executor {spec!r}: use one of {', '.join(EXECUTORS)}")
+    raise UsageError(f"unknown executor {spec!r}: use one of {', '.join(EXECUTORS)}"
+                     + did_you_mean(str(spec), EXECUTORS, ignore_case=True))

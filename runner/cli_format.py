@@ -1,0 +1,131 @@
+"""Help that shows what to type: the command classes of every ``runner`` command.
+
+Typer's help (0.2x) labels each value with its Python type, ``<str>``,
+``<list[Path]>``, and each flag ``<bool>``; a required argument reads ``{pipeline}``
+on the usage line; and help text is rich markup, so ``[default: x]`` written in a
+help string silently disappears. :class:`RunnerTyper` makes its groups and commands
+with the classes below, which at construction (nothing is imported for it) give:
+
+* an argument its name in capitals, ``runner run [OPTIONS] PIPELINE``, with no type;
+* a flag no placeholder at all;
+* an option that takes a value its declared metavar (``--param KEY=VALUE``), or its
+  long name in capitals (``--run-id RUN_ID``); choices stay ``<inline|threads>``;
+* help text as written, brackets included.
+
+tests/unit/test_cli_help_text.py walks the whole command tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.markup import escape
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+
+__all__ = ["PipelineArg", "RunnerCommand", "RunnerGroup", "RunnerTyper", "tidy_param"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _NamedArgument(TyperArgument):
+    """An argument shown by its name (``PIPELINE``), required or ``[OPTIONAL]``."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+
+def tidy_param(param: Any) -> None:
+    """Give ``param`` (a typer argument or option) the help display described above."""
+    if getattr(param, "_runner_tidy", False):
+        return
+    param._runner_tidy = True
+    if param.help:
+        param.help = escape(param.help)  # literal text, not rich markup
+    if isinstance(param, TyperArgument):
+        if param.metavar is None:
+            param.metavar = (param.name or "value").upper()
+        if type(param) is TyperArgument:
+            param.__class__ = _NamedArgument  # the same object, displayed by its name
+        return
+    if not isinstance(param, TyperOption) or param.metavar is not None:
+        return
+    if param.is_flag or param.count:
+        param.metavar = ""  # a switch: nothing to type after it
+    elif not param.type_descriptor.is_choice:
+        longest = max(param.opts, key=len).lstrip("-")
+        param.metavar = longest.replace("-", "_").upper()
+
+
+def _noted(parse: Callable[[Any, list[str]], list[str]], ctx: Any, args: list[str]
+           ) -> list[str]:
+    """``parse(ctx, args)``, its usage error remembered for ``--json``'s error object."""
+    from typer._click.exceptions import ClickException
+
+    from runner.json_stdout import note_error
+
+    try:
+        return parse(ctx, args)
+    except ClickException as exc:
+        note_error(exc.format_message())
+        raise
+
+
+class RunnerCommand(TyperCommand):
+    """A typer command whose help shows what to type (see the module docstring)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return _noted(super().parse_args, ctx, args)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            tidy_param(param)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            tidy_param(option)
+        return option
+
+
+class RunnerGroup(TyperGroup):
+    """A typer group whose own options are shown as :class:`RunnerCommand`'s are."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return _noted(super().parse_args, ctx, args)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            tidy_param(param)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            tidy_param(option)
+        return option
+
+
+class RunnerTyper(typer.Typer):
+    """``typer.Typer`` making :class:`RunnerGroup` groups and :class:`RunnerCommand`
+    commands unless told otherwise."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("cls", RunnerGroup)
+        super().__init__(*args, **kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
+        kwargs["cls"] = kwargs.get("cls") or RunnerCommand
+        return super().command(*args, **kwargs)
+
+
+PipelineArg = Annotated[str, typer.Argument(
+    metavar="PIPELINE", help="A pipeline of the manifest, by name (runner list shows them)",
+    show_default=False)]
+"""The ``PIPELINE`` argument of ``run``, ``graph``, ``submit`` and ``schedule``."""
