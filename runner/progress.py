@@ -1,0 +1,296 @@
+"""What ``runner run`` shows while a run goes, on stderr.
+
+On a terminal, a live board under the finished steps: one line per running stage
+and per running branch of a parallel group, with its elapsed time ticking (rich's
+``Live``); finished steps print above it as ✓/✗ lines with their duration.
+
+Anywhere else (CI, a pipe, ``> file``, a log collector) plain lines only, no
+control codes: the same ✓/✗ lines, a "started" line once a step or branch has run
+for a few seconds, and a heartbeat every ``RUNNER_PROGRESS_EVERY`` seconds (30)
+while it still runs, so a long step never looks like a hang.
+
+    hook = progress_hook(console)      # a RunHook: LiveProgress or PlainProgress
+
+Branches that run in other processes (``processes``, Ray) are shown from the moment
+the driver hands them over (:meth:`RunHook.on_branch_queued`); their steps are
+printed when the branch returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.live import Live
+from rich.markup import escape
+from rich.padding import Padding
+from rich.spinner import Spinner
+
+from runner.errors import UsageError
+from runner.orchestration.hooks import RunHook
+
+if TYPE_CHECKING:
+    from runner.orchestration.plan import Branch, ParallelGroup, Plan, Step
+    from runner.orchestration.records import RunInfo, RunResult, StepRecord
+
+__all__ = ["DEFAULT_EVERY", "EVERY_ENV", "LiveProgress", "PlainProgress", "progress_every",
+           "progress_hook", "relay_output"]
+
+EVERY_ENV = "RUNNER_PROGRESS_EVERY"
+DEFAULT_EVERY = 30.0
+"""Seconds between two heartbeat lines of a step still running (not on a terminal)."""
+STARTED_AFTER = 5.0
+"""Seconds a step runs before its "started" line (a quick step prints only its ✓)."""
+
+
+def progress_every(environ: Mapping[str, str] = os.environ) -> float:
+    """``RUNNER_PROGRESS_EVERY`` in seconds (default 30); a bad value is a usage error."""
+    raw = environ.get(EVERY_ENV, "").strip()
+    if not raw:
+        return DEFAULT_EVERY
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise UsageError(f"{EVERY_ENV}={raw!r}: expected seconds, a number > 0 "
+                         f"(default {DEFAULT_EVERY:g})")
+    return value
+
+
+def progress_hook(console: Console, *, environ: Mapping[str, str] = os.environ) -> RunHook:
+    """The live board on a terminal, plain lines anywhere else."""
+    if console.is_terminal:
+        return LiveProgress(console)
+    return PlainProgress(console, every=progress_every(environ))
+
+
+def relay_output() -> int:
+    """A pipe for what worker processes write (their stdout and stderr): a daemon
+    thread prints it, line by line, through ``sys.stderr`` as it is then -- above the
+    live board while it is drawn, where a worker writing to the terminal itself would
+    tear it. Returns the write end, for the forkserver (the caller closes its copy)."""
+    read, write = os.pipe()
+    threading.Thread(target=_relay, args=(read,), name="runner-relay", daemon=True).start()
+    return write
+
+
+def _relay(read: int) -> None:
+    pending = b""
+    with os.fdopen(read, "rb", buffering=0) as pipe:
+        while chunk := pipe.read(65536):
+            lines, newline, pending = (pending + chunk).rpartition(b"\n")
+            if newline:
+                _write(lines + newline)
+    if pending:
+        _write(pending + b"\n")
+
+
+def _write(data: bytes) -> None:
+    stream = sys.stderr
+    stream.write(data.decode(errors="replace"))
+    stream.flush()
+
+
+@dataclass
+class Running:
+    """A stage or branch in flight, as a display shows it."""
+
+    name: str
+    path: str
+    started: float = field(default_factory=time.monotonic)
+    noticed: float = 0.0
+    """When the plain display last printed a line about it (0: never)."""
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+class _Progress(RunHook):
+    """What both displays share: the header, the ✓/✗ lines, what is running now."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.lock = threading.Lock()
+        """Guards ``running`` only: never held while printing (a live board's refresh
+        reads ``running`` under the console's own lock)."""
+        self.running: dict[str, Running] = {}
+
+    def on_run_start(self, run: RunInfo, plan: Plan, context: Any) -> None:
+        self.console.print(f"[bold]{escape(run.pipeline)}[/] run [cyan]{run.run_id}[/] "
+                   f"executor={run.executor}")
+
+    def on_step_start(self, run: RunInfo, step: Step) -> None:
+        with self.lock:
+            self.running[step.path] = Running(step.name, step.path)
+
+    def on_step_end(self, run: RunInfo, record: StepRecord, context: Any) -> None:
+        mark = "[green]✓[/]" if record.status == "succeeded" else "[red]✗[/]"
+        with self.lock:
+            self.running.pop(record.path, None)
+        self.console.print(f"  {mark} {escape(record.name):<28} "
+                           f"[dim]{escape(record.path):<32}[/] {record.duration:8.3f}s")
+
+    def on_branch_start(self, run: RunInfo, branch: Branch) -> None:
+        self._branch_in_flight(branch)
+
+    def on_branch_queued(self, run: RunInfo, branch: Branch) -> None:
+        self._branch_in_flight(branch)
+
+    def _branch_in_flight(self, branch: Branch) -> None:
+        with self.lock:
+            self.running[branch.path] = Running(f"branch {branch.label}", branch.path)
+
+    def on_branch_end(self, run: RunInfo, branch: Branch, context: Any | None) -> None:
+        with self.lock:
+            self.running.pop(branch.path, None)
+
+    def on_group_end(self, run: RunInfo, group: ParallelGroup, context: Any | None) -> None:
+        with self.lock:  # branches dropped before they started (a failure, a signal)
+            for branch in group.branches:
+                self.running.pop(branch.path, None)
+
+    def in_flight(self) -> list[Running]:
+        with self.lock:
+            return sorted(self.running.values(), key=lambda r: r.started)
+
+
+class PlainProgress(_Progress):
+    """Lines only, for logs and CI: ✓/✗ per step, "started" and heartbeat lines for
+    steps and branches that run long (checked by a daemon thread every ~0.5 s)."""
+
+    def __init__(self, console: Console, *, every: float = DEFAULT_EVERY) -> None:
+        super().__init__(console)
+        self.every = every
+        self.started_after = min(STARTED_AFTER, every)
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def on_run_start(self, run: RunInfo, plan: Plan, context: Any) -> None:
+        super().on_run_start(run, plan, context)
+        self._stop.clear()
+        self._ticker = threading.Thread(target=self._tick, name="runner-progress",
+                                        daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        pause = min(0.5, self.started_after / 2)
+        while not self._stop.wait(pause):
+            for line in self._due(time.monotonic()):
+                self.console.print(line)
+
+    def _due(self, now: float) -> Iterator[str]:
+        """The lines to print now: a step's first notice, then one every ``every`` s."""
+        with self.lock:
+            items = list(self.running.values())
+        for item in items:
+            elapsed = now - item.started
+            if not item.noticed and elapsed >= self.started_after:
+                item.noticed = now
+                what = "started"
+            elif item.noticed and now - item.noticed >= self.every:
+                item.noticed = now
+                what = "still running"
+            else:
+                continue
+            yield (f"  … {escape(item.name):<28} [dim]{escape(item.path):<32}[/] "
+                   f"{what} ({elapsed:.0f}s)")
+
+    def on_run_end(self, run: RunInfo, result: RunResult | None, error: BaseException | None
+                   ) -> None:
+        self._stop.set()
+        if self._ticker is not None and self._ticker is not threading.current_thread():
+            self._ticker.join(timeout=2)
+
+    def on_run_abort(self, run: RunInfo, error: BaseException) -> None:
+        self._stop.set()
+
+
+class LiveProgress(_Progress):
+    """The terminal's board: a line per running stage and branch, elapsed ticking."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self.live: Live | None = None
+        self._spinners: dict[str, Spinner] = {}
+        self._streams: list[tuple[logging.StreamHandler[Any], Any]] = []
+
+    def on_run_start(self, run: RunInfo, plan: Plan, context: Any) -> None:
+        super().on_run_start(run, plan, context)
+        self.live = Live(_Board(self), console=self.console, refresh_per_second=8,
+                         transient=True, redirect_stdout=_stdout_shares(self.console),
+                         redirect_stderr=True)
+        self.live.start()
+        self._log_through_live()
+
+    def _log_through_live(self) -> None:
+        """Log lines written to stderr go above the board, not through it."""
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and \
+                    getattr(handler.stream, "fileno", None) is not None and \
+                    _is_stderr(handler.stream):
+                self._streams.append((handler, handler.setStream(sys.stderr)))
+
+    def spinner(self, item: Running) -> Spinner:
+        """The line of ``item``, its elapsed time as of now."""
+        text = (f"{escape(item.name):<28} [dim]{escape(item.path):<32}[/] "
+                f"[yellow]{item.elapsed():6.1f}s[/]")
+        spinner = self._spinners.get(item.path)
+        if spinner is None:
+            spinner = self._spinners[item.path] = Spinner("dots", text)
+        else:
+            spinner.update(text=text)
+        return spinner
+
+    def on_run_end(self, run: RunInfo, result: RunResult | None, error: BaseException | None
+                   ) -> None:
+        self._stop_live()
+
+    def on_run_abort(self, run: RunInfo, error: BaseException) -> None:
+        self._stop_live()
+
+    def _stop_live(self) -> None:
+        with self.lock:
+            live, self.live = self.live, None
+            self.running.clear()
+            self._spinners.clear()
+        for handler, stream in self._streams:
+            handler.setStream(stream)
+        self._streams.clear()
+        if live is not None:
+            live.stop()
+
+
+class _Board:
+    """Rendered at every refresh of the live display: what runs now, and for how long."""
+
+    def __init__(self, progress: LiveProgress) -> None:
+        self.progress = progress
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for item in self.progress.in_flight():
+            yield Padding(self.progress.spinner(item), (0, 0, 0, 2))  # under the ✓ marks
+
+
+def _is_stderr(stream: Any) -> bool:
+    try:
+        return bool(stream.fileno() == sys.__stderr__.fileno())  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _stdout_shares(console: Console) -> bool:
+    """Whether stdout is the terminal the board is drawn on: then a stage's print goes
+    above the board; redirected (``> file``), stdout is left alone."""
+    try:
+        return sys.stdout.isatty() and console.is_terminal
+    except (AttributeError, ValueError):
+        return False
