@@ -73,6 +73,24 @@ def progress_hook(console: Console, *, environ: Mapping[str, str] = os.environ) 
     return PlainProgress(console, every=progress_every(environ))
 
 
+NAME_WIDTH = (28, 44)
+"""Least and most characters of the name column (a longer name pushes the line)."""
+PATH_WIDTH = (32, 44)
+
+
+def _widths(plan: Plan) -> tuple[int, int]:
+    """The name and path columns that fit every step and branch of ``plan``."""
+    names, paths = [NAME_WIDTH[0]], [PATH_WIDTH[0]]
+    for step in plan.walk():
+        names.append(len(step.name))
+        paths.append(len(step.path))
+        branches = getattr(step, "branches", ())  # a parallel group: its merge, its branches
+        if branches:
+            paths.append(len(f"{step.path}:merge"))
+            names += [len(f"branch {branch.label}") for branch in branches]
+    return min(max(names), NAME_WIDTH[1]), min(max(paths), PATH_WIDTH[1])
+
+
 def relay_output() -> int:
     """A pipe for what worker processes write (their stdout and stderr): a daemon
     thread prints it, line by line, through ``sys.stderr`` as it is then -- above the
@@ -123,8 +141,15 @@ class _Progress(RunHook):
         """Guards ``running`` only: never held while printing (a live board's refresh
         reads ``running`` under the console's own lock)."""
         self.running: dict[str, Running] = {}
+        self.widths = (NAME_WIDTH[0], PATH_WIDTH[0])
+
+    def columns(self, name: str, path: str) -> str:
+        """A step's name and path, in columns as wide as the plan's longest (within
+        bounds), as markup."""
+        return f"{escape(name.ljust(self.widths[0]))} [dim]{escape(path.ljust(self.widths[1]))}[/]"
 
     def on_run_start(self, run: RunInfo, plan: Plan, context: Any) -> None:
+        self.widths = _widths(plan)
         self.console.print(f"[bold]{escape(run.pipeline)}[/] run [cyan]{run.run_id}[/] "
                    f"executor={run.executor}")
 
@@ -136,8 +161,8 @@ class _Progress(RunHook):
         mark = "[green]✓[/]" if record.status == "succeeded" else "[red]✗[/]"
         with self.lock:
             self.running.pop(record.path, None)
-        self.console.print(f"  {mark} {escape(record.name):<28} "
-                           f"[dim]{escape(record.path):<32}[/] {record.duration:8.3f}s")
+        self.console.print(f"  {mark} {self.columns(record.name, record.path)} "
+                           f"{record.duration:8.3f}s")
 
     def on_branch_start(self, run: RunInfo, branch: Branch) -> None:
         self._branch_in_flight(branch)
@@ -201,8 +226,7 @@ class PlainProgress(_Progress):
                 what = "still running"
             else:
                 continue
-            yield (f"  … {escape(item.name):<28} [dim]{escape(item.path):<32}[/] "
-                   f"{what} ({elapsed:.0f}s)")
+            yield f"  … {self.columns(item.name, item.path)} {what} ({elapsed:.0f}s)"
 
     def on_run_end(self, run: RunInfo, result: RunResult | None, error: BaseException | None
                    ) -> None:
@@ -241,8 +265,7 @@ class LiveProgress(_Progress):
 
     def spinner(self, item: Running) -> Spinner:
         """The line of ``item``, its elapsed time as of now."""
-        text = (f"{escape(item.name):<28} [dim]{escape(item.path):<32}[/] "
-                f"[yellow]{item.elapsed():6.1f}s[/]")
+        text = f"{self.columns(item.name, item.path)} [yellow]{item.elapsed():6.1f}s[/]"
         spinner = self._spinners.get(item.path)
         if spinner is None:
             spinner = self._spinners[item.path] = Spinner("dots", text)
