@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, ConsoleOptions, RenderResult
+from rich.file_proxy import FileProxy
 from rich.live import Live
 from rich.markup import escape
 from rich.padding import Padding
@@ -73,6 +74,8 @@ def progress_hook(console: Console, *, environ: Mapping[str, str] = os.environ) 
     return PlainProgress(console, every=progress_every(environ))
 
 
+_MARKS = {"✓": "green", "✗": "red", "…": "dim"}
+"""Each mark's style on a terminal."""
 NAME_WIDTH = (28, 44)
 """Least and most characters of the name column (a longer name pushes the line)."""
 PATH_WIDTH = (32, 44)
@@ -148,21 +151,27 @@ class _Progress(RunHook):
         bounds), as markup."""
         return f"{escape(name.ljust(self.widths[0]))} [dim]{escape(path.ljust(self.widths[1]))}[/]"
 
+    def line(self, mark: str, name: str, path: str, tail: str) -> None:
+        """One line about a step or branch: ``  ✓ name path tail``."""
+        self.console.print(f"  [{_MARKS[mark]}]{mark}[/] {self.columns(name, path)} {tail}")
+
+    def header(self, run: RunInfo) -> None:
+        self.console.print(f"[bold]{escape(run.pipeline)}[/] run [cyan]{run.run_id}[/] "
+                           f"executor={run.executor}")
+
     def on_run_start(self, run: RunInfo, plan: Plan, context: Any) -> None:
         self.widths = _widths(plan)
-        self.console.print(f"[bold]{escape(run.pipeline)}[/] run [cyan]{run.run_id}[/] "
-                   f"executor={run.executor}")
+        self.header(run)
 
     def on_step_start(self, run: RunInfo, step: Step) -> None:
         with self.lock:
             self.running[step.path] = Running(step.name, step.path)
 
     def on_step_end(self, run: RunInfo, record: StepRecord, context: Any) -> None:
-        mark = "[green]✓[/]" if record.status == "succeeded" else "[red]✗[/]"
         with self.lock:
             self.running.pop(record.path, None)
-        self.console.print(f"  {mark} {self.columns(record.name, record.path)} "
-                           f"{record.duration:8.3f}s")
+        self.line("✓" if record.status == "succeeded" else "✗", record.name, record.path,
+                  f"{record.duration:8.3f}s")
 
     def on_branch_start(self, run: RunInfo, branch: Branch) -> None:
         self._branch_in_flight(branch)
@@ -198,6 +207,7 @@ class PlainProgress(_Progress):
         self.started_after = min(STARTED_AFTER, every)
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        self._writing = threading.Lock()
 
     def on_run_start(self, run: RunInfo, plan: Plan, context: Any) -> None:
         super().on_run_start(run, plan, context)
@@ -209,11 +219,26 @@ class PlainProgress(_Progress):
     def _tick(self) -> None:
         pause = min(0.5, self.started_after / 2)
         while not self._stop.wait(pause):
-            for line in self._due(time.monotonic()):
-                self.console.print(line)
+            for item, what in self._due(time.monotonic()):
+                self.line("…", item.name, item.path, what)
 
-    def _due(self, now: float) -> Iterator[str]:
-        """The lines to print now: a step's first notice, then one every ``every`` s."""
+    def line(self, mark: str, name: str, path: str, tail: str) -> None:
+        """Plain text, straight to the stream: no markup to parse, no styles to drop (rich
+        takes about a millisecond a line, paid per step)."""
+        self._write(f"  {mark} {name.ljust(self.widths[0])} {path.ljust(self.widths[1])} "
+                    f"{tail}\n")
+
+    def header(self, run: RunInfo) -> None:
+        self._write(f"{run.pipeline} run {run.run_id} executor={run.executor}\n")
+
+    def _write(self, text: str) -> None:
+        with self._writing:
+            stream = self.console.file
+            stream.write(text)
+            stream.flush()
+
+    def _due(self, now: float) -> Iterator[tuple[Running, str]]:
+        """What to say now: a step's first notice, then one every ``every`` s."""
         with self.lock:
             items = list(self.running.values())
         for item in items:
@@ -226,7 +251,7 @@ class PlainProgress(_Progress):
                 what = "still running"
             else:
                 continue
-            yield f"  … {self.columns(item.name, item.path)} {what} ({elapsed:.0f}s)"
+            yield item, f"{what} ({elapsed:.0f}s)"
 
     def on_run_end(self, run: RunInfo, result: RunResult | None, error: BaseException | None
                    ) -> None:
@@ -239,28 +264,58 @@ class PlainProgress(_Progress):
 
 
 class LiveProgress(_Progress):
-    """The terminal's board: a line per running stage and branch, elapsed ticking."""
+    """The terminal's board: a line per running stage and branch, elapsed ticking.
 
-    def __init__(self, console: Console) -> None:
+    Everything written to the terminal while the board is drawn goes through one lock
+    (``screen``): rich positions a print above the board from the board's last shape,
+    so two prints at once (two branch threads ending together, a stage's print, a log
+    line, a worker's output) would overwrite each other's line. The board is redrawn
+    by a thread of ours under the same lock, not by rich's auto-refresh.
+    """
+
+    def __init__(self, console: Console, *, refresh: float = 0.125) -> None:
         super().__init__(console)
+        self.refresh = refresh
+        self.screen = threading.RLock()
         self.live: Live | None = None
         self._spinners: dict[str, Spinner] = {}
         self._streams: list[tuple[logging.StreamHandler[Any], Any]] = []
+        self._saved: tuple[Any, Any] | None = None
+        self._stop = threading.Event()
+
+    def line(self, mark: str, name: str, path: str, tail: str) -> None:
+        with self.screen:
+            super().line(mark, name, path, tail)
+
+    def header(self, run: RunInfo) -> None:
+        with self.screen:
+            super().header(run)
 
     def on_run_start(self, run: RunInfo, plan: Plan, context: Any) -> None:
         super().on_run_start(run, plan, context)
-        self.live = Live(_Board(self), console=self.console, refresh_per_second=8,
-                         transient=True, redirect_stdout=_stdout_shares(self.console),
-                         redirect_stderr=True)
-        self.live.start()
-        self._log_through_live()
+        with self.screen:
+            self.live = Live(_Board(self), console=self.console, auto_refresh=False,
+                             transient=True, redirect_stdout=False, redirect_stderr=False)
+            self.live.start(refresh=True)
+            self._write_above()
+        self._stop.clear()
+        threading.Thread(target=self._tick, name="runner-progress", daemon=True).start()
 
-    def _log_through_live(self) -> None:
-        """Log lines written to stderr go above the board, not through it."""
+    def _tick(self) -> None:
+        while not self._stop.wait(self.refresh):
+            with self.screen:
+                if self.live is not None:
+                    self.live.refresh()
+
+    def _write_above(self) -> None:
+        """Python's stderr (and stdout, when it is this terminal) and the log lines
+        written there print above the board, under the screen lock."""
+        self._saved = (sys.stdout, sys.stderr)
+        if _stdout_shares(self.console):
+            sys.stdout = _Above(self.console, sys.stdout, self.screen)
+        sys.stderr = _Above(self.console, sys.stderr, self.screen)
         for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler) and \
-                    getattr(handler.stream, "fileno", None) is not None and \
-                    _is_stderr(handler.stream):
+            if isinstance(handler, logging.StreamHandler) and _is_stderr(handler.stream):
                 self._streams.append((handler, handler.setStream(sys.stderr)))
 
     def spinner(self, item: Running) -> Spinner:
@@ -281,15 +336,37 @@ class LiveProgress(_Progress):
         self._stop_live()
 
     def _stop_live(self) -> None:
-        with self.lock:
+        self._stop.set()
+        with self.screen:
             live, self.live = self.live, None
-            self.running.clear()
-            self._spinners.clear()
-        for handler, stream in self._streams:
-            handler.setStream(stream)
-        self._streams.clear()
-        if live is not None:
+            if live is None:
+                return
+            for handler, stream in self._streams:
+                handler.setStream(stream)
+            self._streams.clear()
+            if self._saved is not None:
+                sys.stdout, sys.stderr = self._saved
+                self._saved = None
+            with self.lock:
+                self.running.clear()
+                self._spinners.clear()
             live.stop()
+
+
+class _Above(FileProxy):
+    """A stream that prints above the live board, one write at a time."""
+
+    def __init__(self, console: Console, file: Any, screen: threading.RLock) -> None:
+        super().__init__(console, file)
+        self._screen = screen
+
+    def write(self, text: str) -> int:
+        with self._screen:
+            return super().write(text)
+
+    def flush(self) -> None:
+        with self._screen:
+            super().flush()
 
 
 class _Board:
