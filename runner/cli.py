@@ -318,7 +318,7 @@ def _progress() -> RunHook:
 def _relay_workers(as_json: bool) -> dict[int, int]:
     """On a terminal, worker processes write through the driver, above the live board
     (their stdout too when it is that terminal, or stderr already with ``--json``)."""
-    if not err.is_terminal:
+    if not err.is_interactive:
         return {}
     from runner.progress import relay_output
 

@@ -68,8 +68,9 @@ def progress_every(environ: Mapping[str, str] = os.environ) -> float:
 
 
 def progress_hook(console: Console, *, environ: Mapping[str, str] = os.environ) -> RunHook:
-    """The live board on a terminal, plain lines anywhere else."""
-    if console.is_terminal:
+    """The live board on a terminal that can redraw lines (not ``TERM=dumb``), plain
+    lines anywhere else."""
+    if console.is_interactive:
         return LiveProgress(console)
     return PlainProgress(console, every=progress_every(environ))
 

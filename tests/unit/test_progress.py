@@ -21,9 +21,16 @@ import time
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from runner.errors import UsageError
-from runner.progress import DEFAULT_EVERY, progress_every
+from runner.progress import (
+    DEFAULT_EVERY,
+    LiveProgress,
+    PlainProgress,
+    progress_every,
+    progress_hook,
+)
 from tests.unit.test_user_errors import ROOT, cli
 
 STAGES = '''\
@@ -192,3 +199,11 @@ def test_progress_every(raw, want):
 def test_progress_every_refuses_bad_values(raw):
     with pytest.raises(UsageError, match="RUNNER_PROGRESS_EVERY"):
         progress_every({"RUNNER_PROGRESS_EVERY": raw})
+
+
+def test_a_dumb_terminal_gets_plain_lines(monkeypatch):
+    """Under TERM=dumb (an editor's shell) the board cannot redraw: plain lines there."""
+    monkeypatch.setenv("TERM", "dumb")
+    assert isinstance(progress_hook(Console(force_terminal=True), environ={}), PlainProgress)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    assert isinstance(progress_hook(Console(force_terminal=True), environ={}), LiveProgress)
