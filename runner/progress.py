@@ -142,8 +142,8 @@ class _Progress(RunHook):
     def __init__(self, console: Console) -> None:
         self.console = console
         self.lock = threading.Lock()
-        """Guards ``running`` only: never held while printing (a live board's refresh
-        reads ``running`` under the console's own lock)."""
+        """Guards ``running`` only, never held while printing: the live board reads
+        ``running`` while its redraw holds the screen's locks."""
         self.running: dict[str, Running] = {}
         self.widths = (NAME_WIDTH[0], PATH_WIDTH[0])
 
