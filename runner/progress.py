@@ -18,13 +18,14 @@ printed when the branch returns.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -283,6 +284,7 @@ class LiveProgress(_Progress):
         self._streams: list[tuple[logging.StreamHandler[Any], Any]] = []
         self._saved: tuple[Any, Any] | None = None
         self._stop = threading.Event()
+        self._echo: Callable[[], None] | None = None
 
     def line(self, mark: str, name: str, path: str, tail: str) -> None:
         with self.screen:
@@ -299,6 +301,7 @@ class LiveProgress(_Progress):
                              transient=True, redirect_stdout=False, redirect_stderr=False)
             self.live.start(refresh=True)
             self._write_above()
+            self._echo = _no_echoed_controls()
         self._stop.clear()
         threading.Thread(target=self._tick, name="runner-progress", daemon=True).start()
 
@@ -348,6 +351,9 @@ class LiveProgress(_Progress):
             if self._saved is not None:
                 sys.stdout, sys.stderr = self._saved
                 self._saved = None
+            if self._echo is not None:
+                self._echo()
+                self._echo = None
             with self.lock:
                 self.running.clear()
                 self._spinners.clear()
@@ -379,6 +385,30 @@ class _Board:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         for item in self.progress.in_flight():
             yield Padding(self.progress.spinner(item), (0, 0, 0, 2))  # under the ✓ marks
+
+
+def _no_echoed_controls() -> Callable[[], None] | None:
+    """Stop the terminal echoing Ctrl-C as ``^C`` (it lands inside the board and leaves a
+    torn copy of it behind); returns what restores the setting, None when stdin is no
+    terminal."""
+    try:
+        import termios
+    except ImportError:  # not on a POSIX system
+        return None
+    try:
+        fd = sys.stdin.fileno()
+        before = termios.tcgetattr(fd)
+        quiet = list(before)
+        quiet[3] &= ~termios.ECHOCTL  # the local modes
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    except (termios.error, AttributeError, OSError, ValueError):
+        return None
+
+    def restore() -> None:
+        with contextlib.suppress(termios.error, OSError, ValueError):
+            termios.tcsetattr(fd, termios.TCSANOW, before)
+
+    return restore
 
 
 def _is_stderr(stream: Any) -> bool:

@@ -44,6 +44,8 @@ def quick(ctx):
 
 def slow(ctx):
     print("a stage speaks")
+    if os.environ.get("STTY_TO"):  # the terminal's settings while the board is drawn
+        os.system(f"stty -a > {os.environ['STTY_TO']}")
     time.sleep(float(os.environ.get("SLEEP", "4")))
     return ctx
 '''
@@ -74,12 +76,13 @@ def _done(text: str, path: str) -> bool:
 class Screen:
     """A tmux server of the test's own (its own socket) running one command."""
 
-    def __init__(self, tmp_path: Path, command: str, env: dict[str, str]) -> None:
+    def __init__(self, tmp_path: Path, command: str, env: dict[str, str], *,
+                 width: int = 160) -> None:
         self.socket = str(tmp_path / "tmux.sock")
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         script = f"cd {shlex.quote(str(tmp_path))} && env {exports} {command}; " \
                  "echo EXIT=$?; sleep 600"
-        self.tmux("new-session", "-d", "-x", "160", "-y", "50", script)
+        self.tmux("new-session", "-d", "-x", str(width), "-y", "50", script)
 
     def tmux(self, *args: str) -> str:
         return subprocess.run(["tmux", "-S", self.socket, *args], capture_output=True,
@@ -207,3 +210,33 @@ def test_a_dumb_terminal_gets_plain_lines(monkeypatch):
     assert isinstance(progress_hook(Console(force_terminal=True), environ={}), PlainProgress)
     monkeypatch.setenv("TERM", "xterm-256color")
     assert isinstance(progress_hook(Console(force_terminal=True), environ={}), LiveProgress)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_ctrl_c_on_a_terminal_leaves_no_board_behind(project):
+    """The terminal echoes Ctrl-C as ^C where the cursor is, inside the board, which
+    then leaves a torn copy of itself behind: echoing control keys is off while the
+    board is drawn, and on again after."""
+    env = {"PYTHONPATH": str(ROOT), "SLEEP": "3", "TERM": "xterm-256color",
+           "PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"),
+           "STTY_TO": str(project / "stty.txt"),
+           **{k: v for k, v in os.environ.items() if k.startswith("RUNNER_")},
+           "RUNNER_TERM_GRACE": "60"}  # the stage in flight finishes: the board is redrawn
+    command = shlex.join([sys.executable, "-m", "runner.cli", "run", "fan", "-m",
+                          "manifest.json", "-e", "threads"]) + \
+        "; echo EXIT=$?; stty -a | tr ' ;' '\\n\\n' | grep -x -- '-*echoctl'"
+    screen = Screen(project, command, env, width=300)
+    try:
+        screen.wait_for(re.compile(r"fan\[1\]\s+\d+\.\ds$", re.M))
+        screen.tmux("send-keys", "C-c")
+        end = screen.wait_for(re.compile(r"^-?echoctl$", re.M))
+    finally:
+        screen.close()
+    assert "EXIT=130" in end, end
+    assert "interrupted: run " in end and "--resume --run-id" in end, end
+    assert not re.search(r"\d+\.\ds$", end, re.M), end  # no board line left
+    assert "^C" not in end, end
+    during = (project / "stty.txt").read_text().replace(";", " ").split()
+    assert "-echoctl" in during  # while the board was drawn
+    assert re.search(r"^echoctl$", end, re.M), end  # the terminal's setting is back
