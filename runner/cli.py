@@ -320,7 +320,7 @@ def _relay_workers(as_json: bool) -> dict[int, int]:
     (their stdout too when it is that terminal, or stderr already with ``--json``)."""
     if not err.is_interactive:
         return {}
-    from runner.progress import relay_output
+    from runner.terminal import relay_output
 
     pipe = relay_output()
     return {1: pipe, 2: pipe} if as_json or sys.stdout.isatty() else {2: pipe}

@@ -18,7 +18,6 @@ printed when the branch returns.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -38,13 +37,14 @@ from rich.spinner import Spinner
 
 from runner.errors import UsageError
 from runner.orchestration.hooks import RunHook
+from runner.terminal import is_stderr, no_echoed_controls, stdout_shares
 
 if TYPE_CHECKING:
     from runner.orchestration.plan import Branch, ParallelGroup, Plan, Step
     from runner.orchestration.records import RunInfo, RunResult, StepRecord
 
 __all__ = ["DEFAULT_EVERY", "EVERY_ENV", "LiveProgress", "PlainProgress", "progress_every",
-           "progress_hook", "relay_output"]
+           "progress_hook"]
 
 EVERY_ENV = "RUNNER_PROGRESS_EVERY"
 DEFAULT_EVERY = 30.0
@@ -94,33 +94,6 @@ def _widths(plan: Plan) -> tuple[int, int]:
             paths.append(len(f"{step.path}:merge"))
             names += [len(f"branch {branch.label}") for branch in branches]
     return min(max(names), NAME_WIDTH[1]), min(max(paths), PATH_WIDTH[1])
-
-
-def relay_output() -> int:
-    """A pipe for what worker processes write (their stdout and stderr): a daemon
-    thread prints it, line by line, through ``sys.stderr`` as it is then -- above the
-    live board while it is drawn, where a worker writing to the terminal itself would
-    tear it. Returns the write end, for the forkserver (the caller closes its copy)."""
-    read, write = os.pipe()
-    threading.Thread(target=_relay, args=(read,), name="runner-relay", daemon=True).start()
-    return write
-
-
-def _relay(read: int) -> None:
-    pending = b""
-    with os.fdopen(read, "rb", buffering=0) as pipe:
-        while chunk := pipe.read(65536):
-            lines, newline, pending = (pending + chunk).rpartition(b"\n")
-            if newline:
-                _write(lines + newline)
-    if pending:
-        _write(pending + b"\n")
-
-
-def _write(data: bytes) -> None:
-    stream = sys.stderr
-    stream.write(data.decode(errors="replace"))
-    stream.flush()
 
 
 @dataclass
@@ -301,7 +274,7 @@ class LiveProgress(_Progress):
                              transient=True, redirect_stdout=False, redirect_stderr=False)
             self.live.start(refresh=True)
             self._write_above()
-            self._echo = _no_echoed_controls()
+            self._echo = no_echoed_controls()
         self._stop.clear()
         threading.Thread(target=self._tick, name="runner-progress", daemon=True).start()
 
@@ -315,11 +288,11 @@ class LiveProgress(_Progress):
         """Python's stderr (and stdout, when it is this terminal) and the log lines
         written there print above the board, under the screen lock."""
         self._saved = (sys.stdout, sys.stderr)
-        if _stdout_shares(self.console):
+        if stdout_shares(interactive=self.console.is_interactive):
             sys.stdout = _Above(self.console, sys.stdout, self.screen)
         sys.stderr = _Above(self.console, sys.stderr, self.screen)
         for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler) and _is_stderr(handler.stream):
+            if isinstance(handler, logging.StreamHandler) and is_stderr(handler.stream):
                 self._streams.append((handler, handler.setStream(sys.stderr)))
 
     def spinner(self, item: Running) -> Spinner:
@@ -385,43 +358,3 @@ class _Board:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         for item in self.progress.in_flight():
             yield Padding(self.progress.spinner(item), (0, 0, 0, 2))  # under the ✓ marks
-
-
-def _no_echoed_controls() -> Callable[[], None] | None:
-    """Stop the terminal echoing Ctrl-C as ``^C`` (it lands inside the board and leaves a
-    torn copy of it behind); returns what restores the setting, None when stdin is no
-    terminal."""
-    try:
-        import termios
-    except ImportError:  # not on a POSIX system
-        return None
-    try:
-        fd = sys.stdin.fileno()
-        before = termios.tcgetattr(fd)
-        quiet = list(before)
-        quiet[3] &= ~termios.ECHOCTL  # the local modes
-        termios.tcsetattr(fd, termios.TCSANOW, quiet)
-    except (termios.error, AttributeError, OSError, ValueError):
-        return None
-
-    def restore() -> None:
-        with contextlib.suppress(termios.error, OSError, ValueError):
-            termios.tcsetattr(fd, termios.TCSANOW, before)
-
-    return restore
-
-
-def _is_stderr(stream: Any) -> bool:
-    try:
-        return bool(stream.fileno() == sys.__stderr__.fileno())  # type: ignore[union-attr]
-    except (AttributeError, OSError, ValueError):
-        return False
-
-
-def _stdout_shares(console: Console) -> bool:
-    """Whether stdout is the terminal the board is drawn on: then a stage's print goes
-    above the board; redirected (``> file``), stdout is left alone."""
-    try:
-        return sys.stdout.isatty() and console.is_terminal
-    except (AttributeError, ValueError):
-        return False
