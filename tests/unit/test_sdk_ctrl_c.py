@@ -88,7 +88,7 @@ def _run_doc(project) -> dict:
     return json.loads((project / "arts" / "runs" / "r1" / "run.json").read_text())
 
 
-@pytest.mark.parametrize("executor", ["inline", "threads"])
+@pytest.mark.parametrize("executor", ["inline", "threads", "processes"])
 def test_ctrl_c_is_recorded_as_interrupted_and_names_the_resume_call(project, executor):
     proc = _interrupt(project, executor, "stop")
     assert proc.returncode == 0, proc.stderr
