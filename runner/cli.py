@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -51,8 +50,8 @@ if TYPE_CHECKING:
     # Loaded by the commands that use them: ``--help`` needs none of pandas, the
     # manifest's models, the store or OpenTelemetry (tests/unit/test_cli_imports.py).
     from runner.manifest import Manifest
-    from runner.orchestration.plan import Plan, Step
-    from runner.orchestration.records import RunInfo, RunResult, StepRecord
+    from runner.orchestration.plan import Plan
+    from runner.orchestration.records import RunResult
     from runner.sdk import QuantSDK
     from runner.telemetry import Tracing
 
@@ -311,34 +310,25 @@ def graph(
     err.print(f"wrote {escape(str(target))}")
 
 
-class Progress(RunHook):
-    """A line per finished step on stderr; a spinner while one runs (on a terminal)."""
+def _progress() -> RunHook:
+    """The live board on a terminal, plain lines elsewhere (:mod:`runner.progress`)."""
+    from runner.progress import progress_hook
 
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.lock = threading.Lock()
-        self.status = console.status("") if console.is_terminal else None
+    try:
+        return progress_hook(err)
+    except UsageError as exc:  # RUNNER_PROGRESS_EVERY
+        _fail(exc)
 
-    def on_run_start(self, run: "RunInfo", plan: "Plan", context: Any) -> None:
-        self.console.print(f"[bold]{run.pipeline}[/] run [cyan]{run.run_id}[/] "
-                           f"executor={run.executor}")
-        if self.status is not None:
-            self.status.start()
 
-    def on_step_start(self, run: "RunInfo", step: "Step") -> None:
-        if self.status is not None:
-            self.status.update(f"{step.name} [dim]{step.path}[/]")
+def _relay_workers(as_json: bool) -> dict[int, int]:
+    """On a terminal, worker processes write through the driver, above the live board
+    (their stdout too when it is that terminal, or stderr already with ``--json``)."""
+    if not err.is_interactive:
+        return {}
+    from runner.terminal import relay_output
 
-    def on_step_end(self, run: "RunInfo", record: "StepRecord", context: Any) -> None:
-        mark = "[green]✓[/]" if record.status == "succeeded" else "[red]✗[/]"
-        with self.lock:
-            self.console.print(f"  {mark} {record.name:<28} [dim]{record.path:<32}[/] "
-                               f"{record.duration:8.3f}s")
-
-    def on_run_end(self, run: "RunInfo", result: "RunResult | None", error: BaseException | None
-                   ) -> None:
-        if self.status is not None:
-            self.status.stop()
+    pipe = relay_output()
+    return {1: pipe, 2: pipe} if as_json or sys.stdout.isatty() else {2: pipe}
 
 
 def _steps_json(records: Any) -> list[dict[str, Any]]:
@@ -460,18 +450,22 @@ def run(
     """
     if resume and not run_id:
         _fail(UsageError("--resume needs the --run-id of the run to continue"))
+    structured = _LOGS["format"] == "json"
     if _on_processes(executor):  # first: its imports then run beside ours, on another core
         from runner.orchestration.forkserver import start_forkserver
 
+        relay = _relay_workers(as_json) if not quiet and not structured else {}
         start_forkserver(pipeline=pipeline, manifest=manifest,
-                         path=[str(p) for p in path or ()], stdout_to_stderr=as_json)
+                         path=[str(p) for p in path or ()], stdout_to_stderr=as_json,
+                         redirect=relay)
+        for fd in set(relay.values()):
+            os.close(fd)  # the forkserver has it
     from runner.orchestration.contracts import check_reads
     from runner.orchestration.signals import StopOnSignals, term_grace
 
     sdk = _sdk(manifest, artifacts, storage_option, path=path, allow_unsigned=allow_unsigned)
     tracing = _global_tracing()
-    structured = _LOGS["format"] == "json"
-    hooks = [] if quiet or structured else [Progress(err)]
+    hooks = [] if quiet or structured else [_progress()]
     doc: dict[str, Any] = {"run_id": run_id, "pipeline": pipeline}
     params = _parse_params([*(param or []), *([f"data={data}"] if data else [])])
 

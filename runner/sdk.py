@@ -25,7 +25,7 @@ from runner.artifacts import (
     prepare_resume,
 )
 from runner.artifacts.documents import write_spans
-from runner.errors import UsageError
+from runner.errors import RunInterruptedError, UsageError
 from runner.manifest import DEFAULT_MANIFEST, Manifest, default_manifest, load_manifest
 from runner.orchestration.contracts import check_reads
 from runner.orchestration.executors import Executor
@@ -216,12 +216,43 @@ class QuantSDK:
         if not handle_signals:
             runner = self.runner(name, executor=executor, run_id=run_id, hooks=hooks,
                                  **options)
-            return runner.run(context)
+            return self._run(runner, context, checkpoints=options.get("checkpoints", True))
         with StopOnSignals(grace=term_grace()) as stop:
             runner = self.runner(name, executor=executor, run_id=run_id, hooks=hooks,
                                  **options)
             stop.attach(runner)
+            return self._run(runner, context, checkpoints=options.get("checkpoints", True))
+
+    def _run(self, runner: DAGRunner, context: Any, *, checkpoints: bool) -> RunResult:
+        """``runner.run``; an interruption (Ctrl-C, a signal) names the call that resumes it.
+
+        Ctrl-C stays a KeyboardInterrupt, as a Python user expects (``except Exception``
+        does not swallow it, a notebook's kernel stays usable); the engine recorded it
+        as ``interrupted`` already.
+        """
+        try:
             return runner.run(context)
+        except (KeyboardInterrupt, RunInterruptedError) as exc:
+            exc.add_note(self.resume_hint(runner.plan.pipeline, runner.run_id)
+                         if checkpoints else "the run kept no checkpoints: run it again")
+            raise
+
+    def resume_hint(self, pipeline: str, run_id: str) -> str:
+        """How to continue ``run_id``: the SDK call, and the same from the command line."""
+        import shlex
+
+        args = ["runner", "run", pipeline]
+        source = self._manifest_arg if not isinstance(self._manifest_arg, Manifest) \
+            else self._manifest_arg.source
+        if not str(source).startswith("<") and str(source) != str(default_manifest()):
+            args += ["-m", str(source)]  # not "<manifest>": one given as a Manifest object
+        if self.artifacts != "data/artifacts":
+            args += ["--artifacts", self.artifacts]
+        for folder in self.path:
+            args += ["--path", folder]
+        command = shlex.join([*args, "--resume", "--run-id", run_id])
+        return (f"continue it with: sdk.run_pipeline({pipeline!r}, run_id={run_id!r}, "
+                f"resume=True), or from a shell: {command}")
 
     def check_data(self, pipeline: str, context: Any) -> list[str]:
         """Check the prices ``context.params["data"]`` names as the pipeline's shipped

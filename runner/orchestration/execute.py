@@ -330,6 +330,9 @@ def run_group(group: ParallelGroup, ctx: Any, env: Env) -> Any:
                    () if executor.live_hooks else _branch_hooks(env, b))
         for b in group.branches
     ]
+    if not executor.live_hooks:  # the driver hears no branch start: say they were sent
+        for branch in group.branches:
+            _notify_quietly(env, "on_branch_queued", branch)
     warming = warm_in_background(env.warm.get(group.path, ())) if executor.isolates else None
     try:
         done, failures = _collect(group, tasks, env)

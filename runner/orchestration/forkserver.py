@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 __all__ = ["ENGINE_PRELOAD", "PLAN_ENV", "forkserver_pid", "start_forkserver", "worker_preload"]
 
@@ -36,7 +36,8 @@ def worker_preload(modules: Sequence[str]) -> list[str]:
 
 
 def start_forkserver(*, pipeline: str, manifest: str | None = None,
-                     path: Sequence[str] = (), stdout_to_stderr: bool = False) -> bool:
+                     path: Sequence[str] = (), stdout_to_stderr: bool = False,
+                     redirect: Mapping[int, int] | None = None) -> bool:
     """Start this process's forkserver now, preloading what ``pipeline`` needs.
 
     ``manifest`` None means the default one (``RUNNER_MANIFEST``, else the bundled
@@ -44,7 +45,9 @@ def start_forkserver(*, pipeline: str, manifest: str | None = None,
     before other threads run (the variable is set for the spawn only). Returns
     False, doing nothing, when the forkserver already runs (its preload is kept).
     ``stdout_to_stderr`` gives the forkserver, and so every worker, stderr as its
-    stdout (``runner run --json``: stdout holds the JSON object only).
+    stdout (``runner run --json``: stdout holds the JSON object only). ``redirect``
+    maps more of the standard descriptors to the ones the forkserver gets in their
+    place (``{2: pipe}``: the workers' stderr goes to a pipe the driver relays).
     """
     import multiprocessing as mp
     from multiprocessing import forkserver
@@ -58,15 +61,16 @@ def start_forkserver(*, pipeline: str, manifest: str | None = None,
             "path": [os.path.abspath(p) for p in path]}  # noqa: PTH100
     saved = os.environ.get(PLAN_ENV)
     os.environ[PLAN_ENV] = json.dumps(spec)
-    stdout = os.dup(1) if stdout_to_stderr else None
+    targets = {**({1: 2} if stdout_to_stderr else {}), **(redirect or {})}
+    saved_fds = {fd: os.dup(fd) for fd in targets}
     try:
-        if stdout is not None:
-            os.dup2(2, 1)  # the forkserver inherits descriptors 0-2 as they are now
+        for fd, target in targets.items():  # the forkserver inherits descriptors 0-2 as
+            os.dup2(saved_fds.get(target, target), fd)  # they are now
         forkserver.ensure_running()
     finally:
-        if stdout is not None:
-            os.dup2(stdout, 1)
-            os.close(stdout)
+        for fd, saved_fd in saved_fds.items():
+            os.dup2(saved_fd, fd)
+            os.close(saved_fd)
         if saved is None:
             os.environ.pop(PLAN_ENV, None)
         else:

@@ -47,6 +47,11 @@ class RunHook:
         """A branch starts, where it runs (a worker thread, or with a branch hook, a
         worker process)."""
 
+    def on_branch_queued(self, run: RunInfo, branch: Branch) -> None:
+        """On the driver: ``branch`` was handed to an executor whose branches run in other
+        processes (``processes``, Ray), where ``on_branch_start`` is heard instead; it
+        starts as soon as a worker is free. Lets a display show branches in flight."""
+
     def on_branch_end(self, run: RunInfo, branch: Branch, context: Any | None) -> None:
         """One branch finished (``context`` is None when it failed or was cancelled)."""
 

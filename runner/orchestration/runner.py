@@ -226,6 +226,8 @@ class DAGRunner:
         or, once :meth:`interrupt` was called, :class:`RunInterruptedError`.
 
         Hooks always hear ``on_run_end``, whatever happened after ``on_run_start``.
+        A KeyboardInterrupt (Ctrl-C without a handler of ours) is recorded as an
+        interruption, then re-raised with a note saying so.
         A resumed run that had already succeeded runs nothing and calls no hook.
         """
         if self.resume is not None and self.resume.finished:
@@ -266,6 +268,9 @@ class DAGRunner:
             raise error from failure.original
         except Cancelled:
             raise self._stopped() from None
+        except KeyboardInterrupt as exc:  # Ctrl-C where no handler of ours stops the run
+            exc.add_note(f"{self._keyboard_interrupt()}; recorded as interrupted")
+            raise
         except BaseException as exc:
             self._cleanup()
             self._end(None, exc)
@@ -282,6 +287,21 @@ class DAGRunner:
         self._cleanup()
         self._end(None, error)
         return self._aborted or error
+
+    def _keyboard_interrupt(self) -> RunInterruptedError:
+        """Ctrl-C reached the run as KeyboardInterrupt (a script or notebook without
+        ``handle_signals``): an interruption, not a failure. Hooks hear it as one (run.json,
+        spans and logs say ``interrupted``); the caller still gets the KeyboardInterrupt."""
+        with self._state:
+            if self._signum is None:
+                self._signum = int(signal.SIGINT)
+            env = self._env
+        if env is not None:
+            env.cancel.set()  # branch threads still running stop at their next step
+        error = self._aborted or self._interruption(forced=True)
+        self._cleanup()
+        self._end(None, error)
+        return error
 
     def _end(self, result: RunResult | None, error: BaseException | None) -> None:
         for hook in self.hooks:

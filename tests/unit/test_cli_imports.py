@@ -32,6 +32,8 @@ HEAVY = ("pandas", "numpy", "pyarrow", "opentelemetry", "fsspec", "runner.contex
 options: runner.cli_coerce)."""
 RICH_EXTRAS = ("rich.markdown", "rich.traceback", "markdown_it", "pygments")
 """What typer's rich help imports but never uses here (runner.cli_help)."""
+LIVE = ("rich.live", "rich.spinner", "runner.progress")
+"""The live progress board: loaded by ``runner run`` only."""
 OPENSSL = ("hashlib", "secrets")
 """Imported by the commands that hash or make ids (k8s trace ids, the check cache)."""
 
@@ -51,7 +53,7 @@ def _loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
 def test_help_loads_nothing_heavy(args: list[str], tmp_path: Path) -> None:
     modules = _modules(args, tmp_path)
     assert "typer.rich_utils" in modules  # the help is typer's rich help
-    assert _loaded(modules, (*NEVER, *HEAVY, *RICH_EXTRAS, *OPENSSL)) == []
+    assert _loaded(modules, (*NEVER, *HEAVY, *RICH_EXTRAS, *OPENSSL, *LIVE)) == []
 
 
 def test_version_loads_nothing_heavy(tmp_path: Path) -> None:

@@ -141,3 +141,47 @@ def test_handlers_need_the_main_thread_and_are_restored():
     thread.start()
     thread.join()
     assert found and "main thread" in str(found[0])
+
+
+class Heard(RunHook):
+    """Remembers the branch events the driver hears, and how the run ended."""
+
+    def __init__(self, *, raise_at: str | None = None) -> None:
+        self.raise_at = raise_at
+        self.events: list[tuple[str, str]] = []
+        self.ended: list[BaseException | None] = []
+
+    def on_step_start(self, run: Any, step: Any) -> None:
+        if step.path == self.raise_at:
+            raise KeyboardInterrupt  # as Ctrl-C does, wherever the main thread is
+
+    def on_branch_start(self, run: Any, branch: Any) -> None:
+        self.events.append(("start", branch.path))
+
+    def on_branch_queued(self, run: Any, branch: Any) -> None:
+        self.events.append(("queued", branch.path))
+
+    def on_run_end(self, run: Any, result: Any, error: BaseException | None) -> None:
+        self.ended.append(error)
+
+
+def test_a_keyboard_interrupt_is_recorded_as_an_interruption(executor, artifacts):
+    hook = Heard(raise_at="p[2]")
+    runner = DAGRunner(plan_for(["log.a", ["log.b", "add.x"], "log.c"]), executor=executor,
+                       artifacts=artifacts, hooks=[hook])
+    with pytest.raises(KeyboardInterrupt) as info:
+        runner.run(base_context())
+    [error] = hook.ended
+    assert isinstance(error, RunInterruptedError) and error.signal_name == "SIGINT"
+    assert error.completed == ("p[0]", "p[1]") and error.forced
+    assert info.value.__notes__ == [f"{error}; recorded as interrupted"]
+    assert runner.interrupted
+
+
+def test_the_driver_hears_every_branch_go_on_every_executor(executor, artifacts):
+    hook = Heard()
+    DAGRunner(plan_for(["log.a", ["log.b", "add.x"]]), executor=executor,
+              artifacts=artifacts, hooks=[hook]).run(base_context())
+    # in this process a branch is heard as it starts; in worker processes, as it is sent
+    kind = "queued" if executor == "processes" else "start"
+    assert sorted(hook.events) == [(kind, "p[1][0]"), (kind, "p[1][1]")]
