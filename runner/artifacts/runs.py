@@ -105,7 +105,8 @@ def prepare_resume(store: ArtifactStore, run_id: str, plan: Plan, *, force: bool
     main = [s.path for s in plan.main_line()]
     completed = [p for p in doc.completed if p in main]
     if doc.status == "succeeded":  # a retried pod: nothing to do, not an error
-        return Resume(None, frozenset(completed), finished=True), doc
+        return Resume(None, frozenset(completed), finished=True,
+                      attempt=doc.attempts), doc
     if doc.last_main_checkpoint() is None or not completed:
         return None, doc
     if completed != main[: len(completed)]:
@@ -126,7 +127,8 @@ def prepare_resume(store: ArtifactStore, run_id: str, plan: Plan, *, force: bool
             continue
         if ckpt.path in completed:
             completed = completed[: completed.index(ckpt.path) + 1]
-        return Resume(context, frozenset(completed)), doc
+        return Resume(context, frozenset(completed), attempt=doc.attempts + 1,
+                      checkpoint=ckpt.dir), doc
     return None, doc
 
 

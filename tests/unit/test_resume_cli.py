@@ -1,0 +1,180 @@
+"""``runner run --resume`` as a researcher uses it, through the CLI in a subprocess:
+a folder with a manifest and a ``my_stages.py`` whose branch fails until a flag
+file is removed (the fix), then the resume.
+
+The resume keeps the executor the run started on (unless ``-e`` says otherwise)
+and says so; a run id the store does not know is refused; every attempt stays
+visible (spans, forensics, ``runs show``); ``-e ray`` without Ray leaves nothing
+behind, and a folder left without a run document is listed and pruned as such.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner.artifacts.signing import sign_document
+
+ROOT = Path(__file__).resolve().parents[2]
+
+STAGES = '''\
+"""A researcher's stages: the right branch fails while fail.flag exists."""
+from pathlib import Path
+
+
+def prepare(ctx):
+    ctx.audit_trail.append("prepared")
+    return ctx
+
+
+def left(ctx):
+    ctx.audit_trail.append("left")
+    return ctx
+
+
+def right(ctx):
+    if Path("fail.flag").exists():
+        raise ValueError("the right branch is not fixed yet")
+    ctx.audit_trail.append("right")
+    return ctx
+
+
+def finish(ctx):
+    ctx.audit_trail.append("finished")
+    return ctx
+'''
+
+MANIFEST = {
+    "pipelines": {"fan": {"steps": ["prepare", ["left", "right"], "finish"]}},
+    "stages": {"prepare": "my_stages:prepare", "left": "my_stages:left",
+               "right": "my_stages:right", "finish": "my_stages:finish"},
+}
+
+NO_RAY = 'import sys\nsys.modules["ray"] = None  # "import ray" fails: not installed\n'
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "my_stages.py").write_text(STAGES)
+    (tmp_path / "manifest.json").write_text(json.dumps(MANIFEST))
+    (tmp_path / "fail.flag").write_text("")
+    return tmp_path
+
+
+def cli(*args, cwd, no_ray=False):
+    env = {k: v for k, v in os.environ.items() if k not in ("RUNNER_DEBUG", "TV_ORCH_PARALLEL")}
+    path = [str(ROOT)]
+    if no_ray:  # a sitecustomize that makes Ray unimportable, as if it were not installed
+        shim = Path(cwd) / "no-ray"
+        shim.mkdir(exist_ok=True)
+        (shim / "sitecustomize.py").write_text(NO_RAY)
+        path.insert(0, str(shim))
+    env.update(PYTHONPATH=os.pathsep.join(path), RUNNER_ARTIFACTS=str(Path(cwd) / "store"))
+    return subprocess.run([sys.executable, "-m", "runner.cli", *map(str, args)], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def run_json(project, *args):
+    proc = cli("run", "fan", "-m", "manifest.json", "--json", *args, cwd=project)
+    return proc, json.loads(proc.stdout)
+
+
+def run_doc(project, run_id):
+    return json.loads((project / "store" / "runs" / run_id / "run.json").read_text())
+
+
+# ---------------------------------------------------------------- the executor
+
+
+def test_a_resume_keeps_the_executor_the_run_started_on_and_says_so(project):
+    failed = cli("run", "fan", "-m", "manifest.json", "-e", "threads", "--run-id", "r1",
+                 cwd=project)
+    assert failed.returncode == 1, failed.stderr
+    assert run_doc(project, "r1")["executor"] == "threads"
+    (project / "fail.flag").unlink()  # the fix
+    resumed = cli("run", "fan", "-m", "manifest.json", "--run-id", "r1", "--resume",
+                  cwd=project)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming run r1 (attempt 2) after checkpoint 001-prepare on executor=threads " \
+           "(as the run started; -e to change)" in resumed.stderr
+    assert "executor=threads" in resumed.stderr.splitlines()[1]  # the header line
+    assert run_doc(project, "r1")["executor"] == "threads"
+
+
+def test_e_on_the_resume_chooses_another_executor(project):
+    assert cli("run", "fan", "-m", "manifest.json", "-e", "threads", "--run-id", "r2",
+               cwd=project).returncode == 1
+    (project / "fail.flag").unlink()
+    proc, doc = run_json(project, "--run-id", "r2", "--resume", "-e", "inline")
+    assert proc.returncode == 0, proc.stderr
+    assert {s["executor"] for s in doc["steps"]} == {"inline"}
+    assert run_doc(project, "r2")["executor"] == "inline"
+
+
+def test_the_recorded_executor_is_used_in_json_mode_too(project):
+    assert cli("run", "fan", "-m", "manifest.json", "-e", "threads", "--run-id", "r3",
+               cwd=project).returncode == 1
+    (project / "fail.flag").unlink()
+    proc, doc = run_json(project, "--run-id", "r3", "--resume")
+    assert proc.returncode == 0, proc.stderr
+    branches = [s for s in doc["steps"] if s["branch"]]
+    assert branches and {s["executor"] for s in branches} == {"threads"}
+
+
+# ---------------------------------------------------------------- unknown run ids
+
+
+def test_resume_of_an_unknown_run_id_is_refused_with_the_close_ones(project):
+    (project / "fail.flag").unlink()
+    assert cli("run", "fan", "-m", "manifest.json", "--run-id", "nightly-0412",
+               cwd=project).returncode == 0
+    proc = cli("run", "fan", "-m", "manifest.json", "--run-id", "nightly-0413", "--resume",
+               cwd=project)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    store = project / "store" / "runs"
+    assert f"no run 'nightly-0413' in {store}" in lines[0]
+    assert "did you mean 'nightly-0412'?" in lines[0]
+    assert "runner runs list" in lines[0]
+    assert not (store / "nightly-0413").exists()  # nothing started, nothing left behind
+
+
+def test_or_start_starts_a_run_the_store_does_not_know(project):
+    (project / "fail.flag").unlink()
+    proc, doc = run_json(project, "--run-id", "pod-1", "--resume", "--or-start")
+    assert proc.returncode == 0, proc.stderr
+    assert doc["status"] == "succeeded" and run_doc(project, "pod-1")["attempts"] == 1
+
+
+# ---------------------------------------------------------------- -e ray without Ray
+
+
+def test_e_ray_without_ray_is_refused_before_the_run_id_is_taken(project):
+    proc = cli("run", "fan", "-m", "manifest.json", "-e", "ray", "--run-id", "r4",
+               cwd=project, no_ray=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'runner[ray]'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (project / "store" / "runs" / "r4").exists()
+
+
+def test_a_resume_of_a_ray_run_without_ray_is_refused_before_the_lease(project):
+    assert cli("run", "fan", "-m", "manifest.json", "-e", "threads", "--run-id", "r5",
+               cwd=project).returncode == 1
+    doc_path = project / "store" / "runs" / "r5" / "run.json"
+    before = doc_path.read_bytes()
+    lease = sorted((project / "store" / "runs" / "r5" / "lease").iterdir())
+    doc = json.loads(before)  # the same run, recorded as started on Ray (re-signed)
+    doc["executor"] = "ray"
+    doc_path.write_text(json.dumps(sign_document(doc)))
+    proc = cli("run", "fan", "-m", "manifest.json", "--run-id", "r5", "--resume",
+               cwd=project, no_ray=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'runner[ray]'" in proc.stderr
+    assert sorted((project / "store" / "runs" / "r5" / "lease").iterdir()) == lease
