@@ -103,7 +103,9 @@ def runs_list(artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
     out.print(table)
     for r in listed:
         if r.problem:
-            err.print(f"[yellow]unreadable:[/] {escape(r.problem)}")
+            err.print(f"[yellow]{r.status}:[/] {escape(r.problem)}")
+    if any(r.empty for r in listed):
+        err.print("runner runs prune deletes empty run folders as it does finished runs")
 
 
 @runs_app.command("show")
@@ -151,13 +153,19 @@ def runs_prune(
     artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
     allow_unsigned: AllowUnsignedOpt = False,
+    unreadable: Annotated[bool, typer.Option(
+        "--unreadable", help="Also delete run folders whose run.json does not read or "
+        "verify (kept by default for a human to look at)")] = False,
 ) -> None:
-    """Delete finished runs (checkpoints and forensics) older than N days."""
+    """Delete finished runs (checkpoints and forensics) older than N days, and empty
+    run folders (no run.json) last written that long ago; never a run whose lease a
+    live process holds."""
     from runner.artifacts import prune_runs
 
     try:
         pruned = prune_runs(_store(artifacts, storage_option), older_than_days=older_than,
-                            dry_run=dry_run, allow_unsigned=allow_unsigned)
+                            dry_run=dry_run, allow_unsigned=allow_unsigned,
+                            unreadable=unreadable)
     except RunnerError as exc:
         raise _guard(exc) from None
     verb = "would delete" if dry_run else "deleted"

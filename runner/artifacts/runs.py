@@ -13,6 +13,7 @@ from runner.artifacts.checkpoint import load_checkpoint, read_run
 from runner.artifacts.codec import pickle_signed, unpickle
 from runner.artifacts.documents import RunDoc
 from runner.artifacts.layout import RUNS, RunPaths, is_run_id
+from runner.artifacts.lease import RunLease
 from runner.artifacts.signing import sign_document
 from runner.artifacts.store import ArtifactStore
 from runner.errors import ArtifactError, IntegrityError, UsageError
@@ -137,15 +138,20 @@ def prepare_resume(store: ArtifactStore, run_id: str, plan: Plan, *, force: bool
 
 @dataclass(frozen=True)
 class RunListing:
-    """One folder under ``runs/``: its run document, or why it cannot be read."""
+    """One folder under ``runs/``: its run document, or why it cannot be read
+    (``empty``: it has no run.json at all, e.g. only the lease of a run that was
+    refused or killed before it recorded anything)."""
 
     run_id: str
     doc: RunDoc | None
     problem: str | None = None
+    empty: bool = False
 
     @property
     def status(self) -> str:
-        return self.doc.status if self.doc else "unreadable"
+        if self.doc is not None:
+            return self.doc.status
+        return "empty" if self.empty else "unreadable"
 
     @property
     def started(self) -> str:
@@ -154,7 +160,8 @@ class RunListing:
 
 def list_runs(store: ArtifactStore, *, allow_unsigned: bool = False) -> list[RunListing]:
     """Every run folder (newest first); one whose run.json does not read or verify is
-    listed as unreadable. Folder names that are no run id are skipped."""
+    listed as unreadable, one without run.json as empty. Folder names that are no run
+    id are skipped."""
     out = []
     for name in store.listdir(RUNS):
         if not is_run_id(name):
@@ -163,15 +170,23 @@ def list_runs(store: ArtifactStore, *, allow_unsigned: bool = False) -> list[Run
         try:
             out.append(RunListing(name, read_run(store, name, allow_unsigned=allow_unsigned)))
         except ArtifactError as exc:
-            if exc.missing and not isinstance(exc, IntegrityError):
-                continue  # a folder with no run.json (e.g. only a lock): not a run
+            if exc.missing and not isinstance(exc, IntegrityError) \
+                    and not store.exists(RunPaths(name).run_file):
+                what = ", ".join(store.listdir(RunPaths(name).dir)) or "nothing"
+                out.append(RunListing(name, None, f"{store.url_of(RUNS, name)} has no run.json "
+                                      f"(holds {what}): a run that stopped before it "
+                                      "recorded anything", empty=True))
+                continue
             out.append(RunListing(name, None, str(exc)))
     return sorted(out, key=lambda r: r.started, reverse=True)
 
 
 def prune_runs(store: ArtifactStore, *, older_than_days: float, dry_run: bool = False,
-               allow_unsigned: bool = False) -> list[str]:
-    """Delete finished runs (and their forensics) that ended more than N days ago.
+               allow_unsigned: bool = False, unreadable: bool = False) -> list[str]:
+    """Delete finished runs (and their forensics) that ended more than N days ago,
+    and run folders without run.json last written that long ago; with ``unreadable``
+    also those whose run.json does not read or verify. A folder whose lease a live
+    process may hold is kept.
 
     The folder deleted is the one listed (a valid run id), never a name read
     from inside run.json.
@@ -180,18 +195,38 @@ def prune_runs(store: ArtifactStore, *, older_than_days: float, dry_run: bool = 
     pruned = []
     for listing in list_runs(store, allow_unsigned=allow_unsigned):
         doc = listing.doc
-        if doc is None or doc.status == "running":
-            continue  # unreadable: kept for a human to look at
-        ended = doc.ended or doc.updated or doc.started
-        try:
-            when = datetime.fromisoformat(str(ended))
-            stamp = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-        except (ValueError, OverflowError):
+        if doc is None:
+            if not (listing.empty or unreadable) or not _idle_since(store, listing.run_id,
+                                                                   cutoff):
+                continue  # unreadable: kept for a human to look at, unless asked
+        elif doc.status == "running":
             continue
-        if stamp < cutoff:
-            paths = RunPaths(listing.run_id)
-            pruned.append(listing.run_id)
-            if not dry_run:
-                store.delete(paths.dir, recursive=True)
-                store.delete(paths.forensics_dir, recursive=True)
+        else:
+            ended = doc.ended or doc.updated or doc.started
+            try:
+                when = datetime.fromisoformat(str(ended))
+                stamp = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+            except (ValueError, OverflowError):
+                continue
+            if stamp >= cutoff:
+                continue
+        paths = RunPaths(listing.run_id)
+        pruned.append(listing.run_id)
+        if not dry_run:
+            store.delete(paths.dir, recursive=True)
+            store.delete(paths.forensics_dir, recursive=True)
     return pruned
+
+
+def _idle_since(store: ArtifactStore, run_id: str, cutoff: float) -> bool:
+    """Whether a run folder without a readable run.json was last written before
+    ``cutoff`` and no live process holds its lease."""
+    paths = RunPaths(run_id)
+    stamp = store.newest_modified(paths.dir) or store.modified(paths.dir)
+    if stamp is None or stamp >= cutoff:
+        return False
+    holder = RunLease(store, run_id).live_holder()
+    if holder is not None:
+        log.warning("%s: kept, its lease is held by %s", store.url_of(paths.dir), holder)
+        return False
+    return True

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.artifacts import ArtifactStore, RunLease
 from runner.artifacts.signing import sign_document
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,3 +179,41 @@ def test_a_resume_of_a_ray_run_without_ray_is_refused_before_the_lease(project):
     assert proc.returncode == 2, proc.stderr
     assert "pip install 'runner[ray]'" in proc.stderr
     assert sorted((project / "store" / "runs" / "r5" / "lease").iterdir()) == lease
+
+
+def test_an_empty_run_folder_is_listed_as_such_and_pruned_unless_its_lease_is_live(project):
+    """What ``-e ray`` without Ray used to leave: a run folder holding only a lease."""
+    store = ArtifactStore(project / "store")
+    lease = RunLease(store, "left-1")
+    lease.acquire()  # held by this (live) process
+    listed = cli("runs", "list", "--json", cwd=project)
+    assert listed.returncode == 0, listed.stderr
+    (row,) = json.loads(listed.stdout)
+    assert row["run_id"] == "left-1" and row["status"] == "empty"
+    assert "has no run.json (holds lease)" in row["error"]
+    table = cli("runs", "list", cwd=project)
+    assert "left-1" in table.stdout and "empty" in table.stdout
+    assert "empty: " in table.stderr and "unreadable" not in table.stderr
+
+    kept = cli("runs", "prune", "--older-than", "0", cwd=project)
+    assert kept.returncode == 0, kept.stderr
+    assert "deleted 0 runs" in kept.stderr and "its lease is held by pid" in kept.stderr
+    assert (project / "store" / "runs" / "left-1").exists()
+
+    lease.release()
+    pruned = cli("runs", "prune", "--older-than", "0", cwd=project)
+    assert pruned.returncode == 0, pruned.stderr
+    assert "deleted 1 run: left-1" in pruned.stderr
+    assert not (project / "store" / "runs" / "left-1").exists()
+
+
+def test_an_unreadable_run_folder_is_pruned_only_when_asked(project):
+    bad = project / "store" / "runs" / "bad-1"
+    bad.mkdir(parents=True)
+    (bad / "run.json").write_text("{not json")
+    listed = cli("runs", "list", cwd=project)
+    assert "unreadable" in listed.stdout and "not valid JSON" in listed.stderr
+    kept = cli("runs", "prune", "--older-than", "0", cwd=project)
+    assert "deleted 0 runs" in kept.stderr and bad.exists()
+    pruned = cli("runs", "prune", "--older-than", "0", "--unreadable", cwd=project)
+    assert "deleted 1 run: bad-1" in pruned.stderr and not bad.exists()
