@@ -24,6 +24,7 @@ from runner.artifacts import (
     StoreForensics,
     prepare_resume,
 )
+from runner.artifacts.attempts import set_aside
 from runner.artifacts.checkpoint import read_run
 from runner.artifacts.documents import RunDoc, write_spans
 from runner.artifacts.layout import RUNS, is_run_id
@@ -158,12 +159,13 @@ class QuantSDK:
         """The DAGRunner, once the run id is ours: its state is read under the lease,
         and everything the run writes goes through a store fenced by the lease."""
         state: Resume | None = None
+        previous: RunDoc | None = None
         completed: list[str] = []
         read: tuple[float, float] | None = None
         if resume:
             started = time.time()
-            state, _ = prepare_resume(store, run_id, plan, force=force,
-                                      allow_unsigned=self.allow_unsigned)
+            state, previous = prepare_resume(store, run_id, plan, force=force,
+                                             allow_unsigned=self.allow_unsigned)
             read = (started, time.time())
             if state is not None and state.finished:  # nothing runs, nothing to guard
                 if lease is not None:
@@ -175,6 +177,10 @@ class QuantSDK:
         else:
             self._refuse_existing(store, run_id)  # another process may have run it meanwhile
         writes = store.fenced(lease.check) if lease is not None else store
+        attempt, follows = 1, None
+        if previous is not None:  # its spans and forensics stay, as that attempt's
+            attempt = previous.attempts + 1
+            follows = set_aside(writes, run_id, previous.attempts)
         extra: list[RunHook] = []
         checkpoint: CheckpointHook | None = None
         if checkpoints:
@@ -184,7 +190,9 @@ class QuantSDK:
         extra.append(LogHook())
         traced = tracing if isinstance(tracing, Tracing) else _get_tracing() if tracing else None
         if traced is not None:
-            hook = TracingHook(traced, on_spans=_SpansWriter(writes, run_id))
+            hook = TracingHook(traced, on_spans=_SpansWriter(writes, run_id), attempt=attempt,
+                               follows=follows,
+                               resumed_from=state.checkpoint if state is not None else None)
             if checkpoint is not None:
                 checkpoint.listeners.append(hook.on_artifact)
             if read is not None and state is not None:

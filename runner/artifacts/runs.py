@@ -12,7 +12,7 @@ from typing import Any
 from runner.artifacts.checkpoint import load_checkpoint, read_run
 from runner.artifacts.codec import pickle_signed, unpickle
 from runner.artifacts.documents import RunDoc
-from runner.artifacts.layout import RUNS, RunPaths, is_run_id
+from runner.artifacts.layout import ATTEMPTS, RUNS, RunPaths, is_run_id
 from runner.artifacts.lease import RunLease
 from runner.artifacts.signing import sign_document
 from runner.artifacts.store import ArtifactStore
@@ -71,9 +71,13 @@ class StoreForensics:
 def load_error_context(location: str, storage_options: dict[str, Any] | None = None, *,
                        allow_unsigned: bool = False) -> Any:
     """The forensic context at ``location`` (``.../summaries/runs/<RUN_ID>/error_context.pkl``,
-    a path or URL), unpickled only once its signature verifies for that run."""
+    or an earlier attempt's ``.../<RUN_ID>/attempts/<N>/error_context.pkl``; a path or
+    URL), unpickled only once its signature verifies for that run."""
     parent, _, name = location.rstrip("/").rpartition("/")
-    run_id = parent.rpartition("/")[2]
+    parts = parent.split("/")
+    run_id = parts[-1]
+    if len(parts) >= 3 and parts[-2] == ATTEMPTS and parts[-1].isdigit():
+        run_id = parts[-3]
     if not is_run_id(run_id):
         raise UsageError(f"{location}: not a forensic context "
                          "(.../summaries/runs/<RUN_ID>/error_context.pkl)")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.artifacts import ArtifactStore, RunLease
+from runner.artifacts import ArtifactStore, RunLease, load_error_context
 from runner.artifacts.signing import sign_document
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -217,3 +217,102 @@ def test_an_unreadable_run_folder_is_pruned_only_when_asked(project):
     assert "deleted 0 runs" in kept.stderr and bad.exists()
     pruned = cli("runs", "prune", "--older-than", "0", "--unreadable", cwd=project)
     assert "deleted 1 run: bad-1" in pruned.stderr and not bad.exists()
+
+
+# ---------------------------------------------------------------- every attempt kept
+
+
+def _three_attempts(project):
+    """Attempt 1 fails, attempt 2 (resumed, not yet fixed) fails again, attempt 3 succeeds."""
+    assert cli("run", "fan", "-m", "manifest.json", "-e", "threads", "--run-id", "t1",
+               cwd=project).returncode == 1
+    again = cli("run", "fan", "-m", "manifest.json", "--run-id", "t1", "--resume", cwd=project)
+    assert again.returncode == 1, again.stderr
+    (project / "fail.flag").unlink()
+    done = cli("run", "fan", "-m", "manifest.json", "--run-id", "t1", "--resume", cwd=project)
+    assert done.returncode == 0, done.stderr
+    return project / "store"
+
+
+def test_runner_trace_and_the_report_show_every_attempt(project):
+    store = _three_attempts(project)
+    for n in (1, 2):
+        assert (store / "runs" / "t1" / "attempts" / str(n) / "spans.jsonl").exists()
+        assert (store / "runs" / "t1" / "attempts" / str(n) / "spans.sig.json").exists()
+
+    spans = [json.loads(line) for line in
+             cli("trace", "t1", "--json", cwd=project).stdout.splitlines()]
+    runs = {s["attributes"]["runner.attempt"]: s for s in spans
+            if s["attributes"]["runner.kind"] == "run"}
+    assert sorted(runs) == [1, 2, 3]
+    # each attempt is a trace of its own, its run span linked to the previous attempt's
+    assert len({s["trace_id"] for s in runs.values()}) == 3
+    for n in (2, 3):
+        (link,) = runs[n]["links"]
+        assert (link["trace_id"], link["span_id"]) == (runs[n - 1]["trace_id"],
+                                                      runs[n - 1]["span_id"])
+        assert runs[n]["attributes"]["runner.resumed_from"] == "steps/001-prepare"
+
+    tree = cli("trace", "t1", cwd=project)
+    assert tree.returncode == 0, tree.stderr
+    text = tree.stdout
+    assert f"attempt 1 · failed at stage right · trace {runs[1]['trace_id']}" in text
+    assert (f"attempt 2 · resumed from checkpoint 001-prepare · failed at stage right · "
+            f"trace {runs[2]['trace_id']}") in text
+    assert (f"attempt 3 · resumed from checkpoint 001-prepare · succeeded · "
+            f"trace {runs[3]['trace_id']}") in text
+    assert text.index("attempt 1 ·") < text.index("attempt 2 ·") < text.index("attempt 3 ·")
+    assert text.count("✗ stage right") == 2 and text.count("✓ stage right") == 1
+
+    report = cli("report", "t1", "-o", project / "t1.html", cwd=project)
+    assert report.returncode == 0, report.stderr
+    html = (project / "t1.html").read_text()
+    titles = [line for line in html.splitlines() if 'class="row-label attempt"' in line]
+    assert [t.split(">")[1].split(" · ")[0] for t in titles] == [
+        "attempt 1", "attempt 2", "attempt 3"]
+    assert 'id="error"' not in html  # the run succeeded: no stale error on the page
+
+
+def test_a_stale_error_is_moved_aside_and_runs_show_lists_the_attempts(project):
+    store = _three_attempts(project)
+    forensics = store / "summaries" / "runs" / "t1"
+    assert not (forensics / "error.json").exists()
+    assert not (forensics / "error_context.pkl").exists()
+    for n in (1, 2):
+        assert json.loads((forensics / "attempts" / str(n) / "error.json").read_text()
+                          )["stage"] == "right"
+    # an earlier attempt's context still loads, its signature checked
+    ctx = load_error_context(str(forensics / "attempts" / "1" / "error_context.pkl"))
+    assert "left" not in ctx.audit_trail and "prepared" in ctx.audit_trail
+
+    shown = cli("runs", "show", "t1", cwd=project)
+    assert shown.returncode == 0, shown.stderr
+    assert "status=succeeded attempts=3" in shown.stdout
+    head = shown.stdout.split("\nattempt 1:")[0]
+    assert "error" not in head  # no old error presented as the run's current one
+    rows = [line.split()[:4] for line in shown.stdout.splitlines()
+            if line.startswith("attempt ")]
+    assert rows == [["attempt", "1:", "failed", rows[0][3]], ["attempt", "2:", "failed",
+                                                              rows[1][3]],
+                    ["attempt", "3:", "succeeded", rows[2][3]]]
+    assert "from the start  executor=threads" in shown.stdout
+    assert shown.stdout.count("after fan[0]  executor=threads") == 2
+    for n in (1, 2):
+        assert f"  forensics: {forensics / 'attempts' / str(n)}\n" in shown.stdout
+    assert shown.stdout.count("  error: stage 'right' at fan[1][1] failed") == 2
+    doc = json.loads(cli("runs", "show", "t1", "--json", cwd=project).stdout)
+    assert [h["status"] for h in doc["history"]] == ["failed", "failed"]
+    assert [h["executor"] for h in doc["history"]] == ["threads", "threads"]
+    assert doc["history"][1]["resumed_after"] == "fan[0]" and doc["resumed_after"] == "fan[0]"
+
+
+def test_a_resume_that_fails_again_has_its_own_error_as_the_current_one(project):
+    assert cli("run", "fan", "-m", "manifest.json", "--run-id", "t2", cwd=project
+               ).returncode == 1
+    (project / "my_stages.py").write_text(STAGES.replace("is not fixed yet", "still broken"))
+    again = cli("run", "fan", "-m", "manifest.json", "--run-id", "t2", "--resume", cwd=project)
+    assert again.returncode == 1
+    forensics = project / "store" / "summaries" / "runs" / "t2"
+    assert "still broken" in json.loads((forensics / "error.json").read_text())["message"]
+    assert "is not fixed yet" in json.loads(
+        (forensics / "attempts" / "1" / "error.json").read_text())["message"]
