@@ -177,9 +177,11 @@ def list_runs(store: ArtifactStore, *, allow_unsigned: bool = False) -> list[Run
             if exc.missing and not isinstance(exc, IntegrityError) \
                     and not store.exists(RunPaths(name).run_file):
                 what = ", ".join(store.listdir(RunPaths(name).dir)) or "nothing"
+                holder = RunLease(store, name).live_holder()
+                why = (f"starting, its lease held by {holder}" if holder else
+                       "a run that stopped before it recorded anything")
                 out.append(RunListing(name, None, f"{store.url_of(RUNS, name)} has no run.json "
-                                      f"(holds {what}): a run that stopped before it "
-                                      "recorded anything", empty=True))
+                                      f"(holds {what}): {why}", empty=True))
                 continue
             out.append(RunListing(name, None, str(exc)))
     return sorted(out, key=lambda r: r.started, reverse=True)

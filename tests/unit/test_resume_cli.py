@@ -190,7 +190,7 @@ def test_an_empty_run_folder_is_listed_as_such_and_pruned_unless_its_lease_is_li
     assert listed.returncode == 0, listed.stderr
     (row,) = json.loads(listed.stdout)
     assert row["run_id"] == "left-1" and row["status"] == "empty"
-    assert "has no run.json (holds lease)" in row["error"]
+    assert "has no run.json (holds lease): starting, its lease held by pid" in row["error"]
     table = cli("runs", "list", cwd=project)
     assert "left-1" in table.stdout and "empty" in table.stdout
     assert "empty: " in table.stderr and "unreadable" not in table.stderr
@@ -201,6 +201,9 @@ def test_an_empty_run_folder_is_listed_as_such_and_pruned_unless_its_lease_is_li
     assert (project / "store" / "runs" / "left-1").exists()
 
     lease.release()
+    (row,) = json.loads(cli("runs", "list", "--json", cwd=project).stdout)
+    assert row["error"].endswith("(holds lease): a run that stopped before it recorded "
+                                 "anything")
     pruned = cli("runs", "prune", "--older-than", "0", cwd=project)
     assert pruned.returncode == 0, pruned.stderr
     assert "deleted 1 run: left-1" in pruned.stderr
