@@ -161,7 +161,10 @@ def _show_attempts(store: "ArtifactStore", doc: "RunDoc") -> None:
                "resumed_after": doc.resumed_after, "trace_id": doc.trace_id, "error": None}
     for row in [*(h.model_dump() for h in doc.history), current]:
         start = f"after {row['resumed_after']}" if row["resumed_after"] else "from the start"
-        out.print(f"attempt {row['attempt']}: {row['status']:<11} "
+        status = row["status"]
+        if row is not current and status == "running":
+            status = "killed"  # it never recorded its end: SIGKILL, OOM, a lost node
+        out.print(f"attempt {row['attempt']}: {status:<11} "
                   f"{escape(str(row['started'] or '')[:19])}  {escape(start)}  "
                   f"executor={escape(str(row['executor']))}  trace_id={row['trace_id']}")
         if row["error"]:

@@ -126,7 +126,8 @@ class QuantSDK:
         if resume:
             previous = _resumable(store, run_id, start_if_new=start_if_new,
                                   allow_unsigned=self.allow_unsigned)
-            if executor is None and previous is not None and previous.executor:
+            if executor is None and previous is not None and previous.executor \
+                    and previous.status != "succeeded":  # succeeded: nothing runs again
                 executor = _recorded_executor(previous)
         check_executor(executor)  # before the run id is taken: nothing left behind
         if checkpoints:  # without them the store only ever receives forensics

@@ -319,3 +319,31 @@ def test_a_resume_that_fails_again_has_its_own_error_as_the_current_one(project)
     assert "still broken" in json.loads((forensics / "error.json").read_text())["message"]
     assert "is not fixed yet" in json.loads(
         (forensics / "attempts" / "1" / "error.json").read_text())["message"]
+
+
+def test_a_resume_of_a_ray_run_that_succeeded_needs_no_ray(project):
+    (project / "fail.flag").unlink()
+    assert cli("run", "fan", "-m", "manifest.json", "-e", "threads", "--run-id", "r6",
+               cwd=project).returncode == 0
+    doc_path = project / "store" / "runs" / "r6" / "run.json"
+    doc = json.loads(doc_path.read_text())
+    doc["executor"] = "ray"
+    doc_path.write_text(json.dumps(sign_document(doc)))
+    proc = cli("run", "fan", "-m", "manifest.json", "--run-id", "r6", "--resume",
+               cwd=project, no_ray=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "run r6 already succeeded: nothing to resume" in proc.stderr
+
+
+def test_runs_show_says_an_attempt_that_never_recorded_its_end_was_killed(project):
+    assert cli("run", "fan", "-m", "manifest.json", "--run-id", "k1", cwd=project
+               ).returncode == 1
+    doc_path = project / "store" / "runs" / "k1" / "run.json"
+    doc = json.loads(doc_path.read_text())  # as a SIGKILLed process leaves it
+    doc.update(status="running", ended=None, error=None)
+    doc_path.write_text(json.dumps(sign_document(doc)))
+    (project / "fail.flag").unlink()
+    assert cli("run", "fan", "-m", "manifest.json", "--run-id", "k1", "--resume",
+               cwd=project).returncode == 0
+    shown = cli("runs", "show", "k1", cwd=project).stdout
+    assert "attempt 1: killed" in shown and "attempt 2: succeeded" in shown
