@@ -90,7 +90,7 @@ def earlier_attempts(store: ArtifactStore, run_id: str) -> list[int]:
 
 @dataclass
 class AttemptSpans:
-    """The spans of one attempt of a run (attempt None: the run left no number)."""
+    """The spans of one attempt of a run."""
 
     attempt: int
     spans: list[dict[str, Any]] = field(default_factory=list)
