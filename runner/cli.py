@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from runner.manifest import Manifest
     from runner.orchestration.plan import Plan
     from runner.orchestration.records import RunResult
+    from runner.orchestration.runner import DAGRunner
     from runner.sdk import QuantSDK
     from runner.telemetry import Tracing
 
@@ -438,6 +439,10 @@ def run(
     force: Annotated[bool, typer.Option(
         "--force", help="With --resume: accept a manifest changed since the run started")]
     = False,
+    or_start: Annotated[bool, typer.Option(
+        "--or-start", help="With --resume: start the run when the store has no run of "
+        "this id yet (what a Kubernetes Job's first pod does) instead of refusing")]
+    = False,
     storage_option: StorageOpt = None,
     path: PathOpt = None,
     allow_unsigned: AllowUnsignedOpt = False,
@@ -482,7 +487,10 @@ def run(
             check_reads(sdk.plan(pipeline), root, source=sdk.manifest.source)
             sdk.check_data(pipeline, root)  # a file the stages cannot use: exit 2 now
             runner = sdk.runner(pipeline, executor=executor.value if executor else None,
-                                run_id=run_id, hooks=hooks, resume=resume, force=force)
+                                run_id=run_id, hooks=hooks, resume=resume, force=force,
+                                start_if_new=or_start)
+            if resume and hooks:
+                _say_resuming(runner, chosen=executor is not None)
             stop.attach(runner)
             doc.update(run_id=runner.run_id, trace_id=runner.trace_id)
             try:
@@ -502,6 +510,20 @@ def run(
             _print_json(doc)
         _fail(exc)
     _succeeded(result, sdk, doc, as_json=as_json, quiet=quiet, structured=structured)
+
+
+def _say_resuming(runner: "DAGRunner", *, chosen: bool) -> None:
+    """The line before a resumed run's header: which attempt, from which checkpoint,
+    and why this executor (the one the run started on, unless ``-e`` chose)."""
+    state = runner.resume
+    if state is not None and state.finished:
+        return
+    why = "chosen with -e" if chosen else "as the run started; -e to change"
+    where = (f"after checkpoint {state.checkpoint.removeprefix('steps/')}"
+             if state is not None and state.checkpoint else "from the start (no checkpoint)")
+    attempt = f" (attempt {state.attempt})" if state is not None else ""
+    err.print(f"resuming run [cyan]{escape(runner.run_id)}[/]{attempt} {escape(where)} on "
+              f"executor={runner.executor.name} ({why})")
 
 
 def _failed(exc: StageFailedError | ContextCollisionError, doc: dict[str, Any], *,

@@ -113,7 +113,9 @@ def runs_list(artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
     out.print(table)
     for r in listed:
         if r.problem:
-            err.print(f"[yellow]unreadable:[/] {escape(r.problem)}")
+            err.print(f"[yellow]{r.status}:[/] {escape(r.problem)}")
+    if any(r.empty for r in listed):
+        err.print("runner runs prune deletes empty run folders as it does finished runs")
 
 
 @runs_app.command("show")
@@ -145,6 +147,8 @@ def runs_show(run_id: RunIdArg, artifacts: ArtifactsOpt = None,
               f"attempts={doc.attempts} trace_id={escape(str(doc.trace_id))}")
     if doc.error:
         out.print(f"[red]error:[/] {escape(doc.error.message)}")
+    if doc.history:
+        _show_attempts(store, doc)
     table = Table("step", "path", "kind", "field", "format", "rows", "bytes", "stored in",
                   box=None)
     for ckpt, index in zip(doc.checkpoints, indexes, strict=True):
@@ -158,6 +162,31 @@ def runs_show(run_id: RunIdArg, artifacts: ArtifactsOpt = None,
     out.print(table)
 
 
+def _show_attempts(store: "ArtifactStore", doc: "RunDoc") -> None:
+    """Each attempt of a resumed run, a line each: how it ended, where it started
+    from, its executor and trace; then an earlier one's error and where its
+    forensics were moved."""
+    from runner.artifacts import run_paths
+
+    paths = run_paths(doc.run_id)
+    current = {"attempt": doc.attempts, "status": doc.status,
+               "started": doc.attempt_started or doc.started, "executor": doc.executor,
+               "resumed_after": doc.resumed_after, "trace_id": doc.trace_id, "error": None}
+    for row in [*(h.model_dump() for h in doc.history), current]:
+        start = f"after {row['resumed_after']}" if row["resumed_after"] else "from the start"
+        status = row["status"]
+        if row is not current and status == "running":
+            status = "killed"  # it never recorded its end: SIGKILL, OOM, a lost node
+        out.print(f"attempt {row['attempt']}: {status:<11} "
+                  f"{escape(str(row['started'] or '')[:19])}  {escape(start)}  "
+                  f"executor={escape(str(row['executor']))}  trace_id={row['trace_id']}")
+        if row["error"]:
+            out.print(f"  [red]error:[/] {escape(str(row['error'].get('message', '')))}")
+        forensics = paths.attempt_error_info_file(row["attempt"])
+        if row is not current and store.exists(forensics):
+            out.print(f"  forensics: {escape(store.url_of(forensics).rpartition('/')[0])}")
+
+
 @runs_app.command("prune")
 def runs_prune(
     older_than: Annotated[float, typer.Option(
@@ -166,13 +195,19 @@ def runs_prune(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Say which runs would be deleted; delete nothing")] = False,
     allow_unsigned: AllowUnsignedOpt = False,
+    unreadable: Annotated[bool, typer.Option(
+        "--unreadable", help="Also delete run folders whose run.json does not read or "
+        "verify (kept by default for a human to look at)")] = False,
 ) -> None:
-    """Delete finished runs (checkpoints and forensics) older than N days."""
+    """Delete finished runs (checkpoints and forensics) older than N days, and empty
+    run folders (no run.json) last written that long ago; never a run whose lease a
+    live process holds."""
     from runner.artifacts import prune_runs
 
     try:
         pruned = prune_runs(_store(artifacts, storage_option), older_than_days=older_than,
-                            dry_run=dry_run, allow_unsigned=allow_unsigned)
+                            dry_run=dry_run, allow_unsigned=allow_unsigned,
+                            unreadable=unreadable)
     except RunnerError as exc:
         raise _guard(exc) from None
     verb = "would delete" if dry_run else "deleted"
@@ -247,31 +282,26 @@ def artifacts_get(
 
 def _spans(store: "ArtifactStore", run_id: str, *, required: bool, allow_unsigned: bool
            ) -> list[dict[str, Any]]:
-    from runner.artifacts import run_paths
-    from runner.artifacts.documents import read_spans_bytes
+    """The spans of every attempt of the run, oldest first, each tagged with its
+    ``runner.attempt``."""
+    from runner.artifacts import read_run, run_paths
+    from runner.artifacts.attempts import attempt_spans
     from runner.artifacts.layout import SPANS_FILE
-    from runner.telemetry import decode_jsonl
 
     paths = run_paths(run_id)
-    rel = paths.spans_file
-    if not store.exists(rel):
-        if not store.exists(paths.run_file):
+    if not store.exists(paths.run_file):
+        if not store.exists(paths.spans_file):
             raise UsageError(f"no run {run_id!r} in {store.url} (runner runs list shows them)")
-        if required:
-            where = store.url_of(paths.dir)
-            raise UsageError(f"run {run_id!r} has no {SPANS_FILE} in {where}: it ran with "
-                             "OTEL_SDK_DISABLED, or it was killed before it ended "
-                             "(its checkpoints are still there: runner runs show "
-                             f"{run_id})")
-        return []
-    data = read_spans_bytes(store, run_id, allow_unsigned=allow_unsigned)
-    try:
-        spans = decode_jsonl(data)
-    except (ValueError, RecursionError) as exc:
-        raise IntegrityError(f"{store.url_of(rel)} is not valid JSON lines: {exc}") from None
-    if not all(isinstance(s, dict) for s in spans):
-        raise IntegrityError(f"{store.url_of(rel)}: a line is not a JSON object")
-    return spans
+        latest = 1
+    else:
+        latest = read_run(store, run_id, allow_unsigned=allow_unsigned).attempts
+    found = attempt_spans(store, run_id, latest=latest, allow_unsigned=allow_unsigned)
+    if not found and required:
+        where = store.url_of(paths.dir)
+        raise UsageError(f"run {run_id!r} has no {SPANS_FILE} in {where}: it ran with "
+                         "OTEL_SDK_DISABLED, or it was killed before it ended "
+                         f"(its checkpoints are still there: runner runs show {run_id})")
+    return [span for attempt in found for span in attempt.spans]
 
 
 def trace_command(
@@ -282,7 +312,7 @@ def trace_command(
 ) -> None:
     """A run's spans as a tree, with durations (from its spans.jsonl)."""
     from runner.telemetry import encode_jsonl
-    from runner.telemetry.view import render_trace
+    from runner.telemetry.view import render_attempts
 
     try:
         spans = _spans(_store(artifacts, storage_option), run_id, required=True,
@@ -292,7 +322,7 @@ def trace_command(
     if as_json:
         sys.stdout.write(encode_jsonl(spans).decode())
         return
-    out.print(render_trace(spans))
+    out.print(render_attempts(spans))
 
 
 def report_command(

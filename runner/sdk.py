@@ -24,11 +24,14 @@ from runner.artifacts import (
     StoreForensics,
     prepare_resume,
 )
-from runner.artifacts.documents import write_spans
+from runner.artifacts.attempts import set_aside
+from runner.artifacts.checkpoint import read_run
+from runner.artifacts.documents import RunDoc, write_spans
+from runner.artifacts.layout import RUNS, is_run_id
 from runner.errors import RunInterruptedError, UsageError
 from runner.manifest import DEFAULT_MANIFEST, Manifest, default_manifest, load_manifest
 from runner.orchestration.contracts import check_reads
-from runner.orchestration.executors import Executor
+from runner.orchestration.executors import EXECUTORS, Executor, check_executor
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Plan, Step, compile_plan
 from runner.orchestration.records import Resume, RunInfo, RunResult
@@ -38,6 +41,7 @@ from runner.registry import StageRegistry, add_module_folders
 from runner.telemetry import Tracing, TracingHook, current_traceparent, encode_jsonl
 from runner.telemetry import get_tracing as _get_tracing
 from runner.telemetry.logs import LogHook
+from runner.words import did_you_mean
 from runner.workspace import check_run_id, remove_workspace, workspace_path
 
 __all__ = ["DEFAULT_MANIFEST", "QuantSDK"]
@@ -96,6 +100,7 @@ class QuantSDK:
         run_id: str | None = None,
         hooks: Sequence[RunHook] = (),
         resume: bool = False,
+        start_if_new: bool = False,
         force: bool = False,
         checkpoints: bool = True,
         tracing: bool | Tracing = True,
@@ -105,15 +110,26 @@ class QuantSDK:
 
         The store is checked before anything runs (:class:`ArtifactError`, exit 2,
         when it cannot be written); ``resume`` continues ``run_id`` after its last
-        completed step. ``tracing`` follows the standard OpenTelemetry environment
-        (spans always land in ``runs/<RUN_ID>/spans.jsonl`` unless OTEL_SDK_DISABLED);
-        a run started inside an active span of the application joins its trace.
+        completed step, on the executor the run started with unless ``executor`` is
+        given, and refuses a run id the store does not know (:class:`UsageError`)
+        unless ``start_if_new`` (what a Kubernetes Job's first pod does). The
+        executor is checked (Ray installed?) before the run id is taken.
+        ``tracing`` follows the standard OpenTelemetry environment (spans always
+        land in ``runs/<RUN_ID>/spans.jsonl`` unless OTEL_SDK_DISABLED); a run
+        started inside an active span of the application joins its trace.
         """
         plan = self.plan(pipeline)
         run_id = check_run_id(run_id) if run_id else new_run_id()
         if resume and not checkpoints:
             raise UsageError("--resume needs checkpoints")
         store = self.store()
+        if resume:
+            previous = _resumable(store, run_id, start_if_new=start_if_new,
+                                  allow_unsigned=self.allow_unsigned)
+            if executor is None and previous is not None and previous.executor \
+                    and previous.status != "succeeded":  # succeeded: nothing runs again
+                executor = _recorded_executor(previous)
+        check_executor(executor)  # before the run id is taken: nothing left behind
         if checkpoints:  # without them the store only ever receives forensics
             store.check()
         if not resume:
@@ -144,12 +160,13 @@ class QuantSDK:
         """The DAGRunner, once the run id is ours: its state is read under the lease,
         and everything the run writes goes through a store fenced by the lease."""
         state: Resume | None = None
+        previous: RunDoc | None = None
         completed: list[str] = []
         read: tuple[float, float] | None = None
         if resume:
             started = time.time()
-            state, _ = prepare_resume(store, run_id, plan, force=force,
-                                      allow_unsigned=self.allow_unsigned)
+            state, previous = prepare_resume(store, run_id, plan, force=force,
+                                             allow_unsigned=self.allow_unsigned)
             read = (started, time.time())
             if state is not None and state.finished:  # nothing runs, nothing to guard
                 if lease is not None:
@@ -161,6 +178,10 @@ class QuantSDK:
         else:
             self._refuse_existing(store, run_id)  # another process may have run it meanwhile
         writes = store.fenced(lease.check) if lease is not None else store
+        attempt, follows = 1, None
+        if previous is not None:  # its spans and forensics stay, as that attempt's
+            attempt = previous.attempts + 1
+            follows = set_aside(writes, run_id, previous.attempts)
         extra: list[RunHook] = []
         checkpoint: CheckpointHook | None = None
         if checkpoints:
@@ -170,7 +191,9 @@ class QuantSDK:
         extra.append(LogHook())
         traced = tracing if isinstance(tracing, Tracing) else _get_tracing() if tracing else None
         if traced is not None:
-            hook = TracingHook(traced, on_spans=_SpansWriter(writes, run_id))
+            hook = TracingHook(traced, on_spans=_SpansWriter(writes, run_id), attempt=attempt,
+                               follows=follows,
+                               resumed_from=state.checkpoint if state is not None else None)
             if checkpoint is not None:
                 checkpoint.listeners.append(hook.on_artifact)
             if read is not None and state is not None:
@@ -281,6 +304,35 @@ class QuantSDK:
     def cleanup_workspace(self, run_id: str) -> bool:
         """Remove a run's scratch workspace; artifacts and forensics are never touched."""
         return remove_workspace(run_id, self.workspace_root)
+
+
+def _resumable(store: ArtifactStore, run_id: str, *, start_if_new: bool,
+               allow_unsigned: bool) -> RunDoc | None:
+    """The run document of the run ``--resume`` continues (None: it starts afresh).
+
+    A run id the store has never seen is refused, with the close ones it has, unless
+    ``start_if_new``; a folder without run.json (a run killed before it recorded
+    anything) starts afresh, as it always did.
+    """
+    paths = RunPaths(run_id)
+    if store.exists(paths.run_file):
+        return read_run(store, run_id, allow_unsigned=allow_unsigned)
+    if start_if_new or store.listdir(paths.dir):
+        return None
+    known = [name for name in store.listdir(RUNS) if is_run_id(name)]
+    raise UsageError(f"--resume: no run {run_id!r} in {store.url_of(RUNS)}"
+                     f"{did_you_mean(run_id, known)}; runner runs list shows the runs there "
+                     "(drop --resume to start a new run with this id)")
+
+
+def _recorded_executor(doc: RunDoc) -> str | None:
+    """The executor run.json says the run started on (None: the default), when it is
+    one this runner knows."""
+    if doc.executor in EXECUTORS:
+        return doc.executor
+    log.warning("run %s started on executor %r, which this runner does not know; "
+                "resuming on the default one (-e to choose)", doc.run_id, doc.executor)
+    return None
 
 
 class _SpansWriter:

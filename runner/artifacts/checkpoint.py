@@ -227,12 +227,15 @@ class CheckpointHook(RunHook):
         self.checkpoints = [c.model_dump() for c in kept]
         self._seq = max((c.seq for c in kept), default=0)
         started = previous.started if self.completed and previous else None
+        now = _now()
         self._doc = {
             "format": FORMAT, "run_id": run.run_id, "pipeline": run.pipeline,
             "trace_id": run.trace_id, "executor": run.executor,
             "manifest_digest": self.manifest_digest, "status": "running",
-            "started": started or _now(),
+            "started": started or now, "attempt_started": now,
+            "resumed_after": self.completed[-1] if self.completed else None,
             "attempts": (previous.attempts if previous else 0) + 1,
+            "history": _history(previous),
             "ended": None, "error": None, "plan": outline(plan),
         }
         self._journal = JournalWriter(self.store, run.run_id)
@@ -473,6 +476,19 @@ class CheckpointHook(RunHook):
         if self._error is not None:
             error = self._error
             raise ArtifactError(f"writing a checkpoint failed: {error}") from error
+
+
+def _history(previous: RunDoc | None) -> list[dict[str, Any]]:
+    """The earlier attempts of a run being resumed: those ``previous`` lists, and
+    ``previous`` itself, the attempt that ended last."""
+    if previous is None:
+        return []
+    last = {"attempt": previous.attempts, "status": previous.status,
+            "started": previous.attempt_started or previous.started, "ended": previous.ended,
+            "trace_id": previous.trace_id, "executor": previous.executor,
+            "resumed_after": previous.resumed_after, "completed": len(previous.completed),
+            "error": previous.error.model_dump() if previous.error else None}
+    return [*(h.model_dump() for h in previous.history), last]
 
 
 def _interrupted(error: BaseException | None) -> bool:

@@ -24,6 +24,7 @@ from runner.errors import ArtifactError, IntegrityError
 __all__ = [
     "FORMAT",
     "STATUSES",
+    "AttemptRecord",
     "CheckpointRef",
     "ErrorDoc",
     "FieldEntry",
@@ -34,6 +35,7 @@ __all__ = [
     "read_index_doc",
     "read_run_doc",
     "read_spans_bytes",
+    "spans_files",
     "write_spans",
 ]
 
@@ -76,6 +78,20 @@ class RunErrorInfo(_Doc):
     message: Text = ""
 
 
+class AttemptRecord(_Doc):
+    """An earlier attempt of a run, as run.json keeps it once a resume began another."""
+
+    attempt: Annotated[int, Field(ge=1, le=999_999)]
+    status: Literal["running", "succeeded", "failed", "interrupted"]
+    started: Text | None = None
+    ended: Text | None = None
+    trace_id: Text | None = None
+    executor: Text | None = None
+    resumed_after: Text | None = None
+    completed: Count = 0
+    error: RunErrorInfo | None = None
+
+
 class CheckpointRef(_Doc):
     """A checkpoint as run.json lists it."""
 
@@ -104,6 +120,13 @@ class RunDoc(_Doc):
     plan: PlanNode | None = None
     completed: list[Text] = Field(default_factory=list)
     checkpoints: list[CheckpointRef] = Field(default_factory=list)
+    attempt_started: Text | None = None
+    """When the latest attempt started (``started`` is the first one's)."""
+    resumed_after: Text | None = None
+    """The step the latest attempt continued after (None: it ran from the start)."""
+    history: Annotated[list[AttemptRecord], Field(max_length=10_000)] = Field(
+        default_factory=list)
+    """The earlier attempts, oldest first."""
     journal: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
     """The nonce of the journal that records the checkpoints committed since this
     document was written (journal.py); None once the run has ended."""
@@ -176,6 +199,15 @@ class SpansSignature(_Doc):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
+def spans_files(run_id: str, attempt: int | None = None) -> tuple[str, str]:
+    """Where the spans of ``run_id`` and their signed checksum are: the latest
+    attempt's (``attempt`` None) or those of an earlier attempt, moved aside."""
+    paths = RunPaths(run_id)
+    if attempt is None:
+        return paths.spans_file, paths.spans_signature_file
+    return paths.attempt_spans_file(attempt), paths.attempt_spans_signature_file(attempt)
+
+
 def write_spans(store: ArtifactStore, run_id: str, data: bytes) -> None:
     """spans.jsonl and its signed checksum (spans first: a reader never sees a signature
     of spans that are not there yet)."""
@@ -185,15 +217,15 @@ def write_spans(store: ArtifactStore, run_id: str, data: bytes) -> None:
     store.write_bytes(paths.spans_signature_file, json.dumps(signed).encode())
 
 
-def read_spans_bytes(store: ArtifactStore, run_id: str, *, allow_unsigned: bool = False
-                     ) -> bytes:
-    """spans.jsonl of ``run_id`` once its signed checksum verifies."""
-    paths = RunPaths(run_id)
-    data = store.read_bytes(paths.spans_file)
-    where = store.url_of(paths.spans_file)
+def read_spans_bytes(store: ArtifactStore, run_id: str, *, allow_unsigned: bool = False,
+                     attempt: int | None = None) -> bytes:
+    """spans.jsonl of ``run_id`` (of its earlier ``attempt``) once its signed checksum
+    verifies."""
+    spans_rel, sig_rel = spans_files(run_id, attempt)
+    data = store.read_bytes(spans_rel)
+    where = store.url_of(spans_rel)
     try:
-        raw, sig_where = _read(store, paths.spans_signature_file,
-                               allow_unsigned=allow_unsigned)
+        raw, sig_where = _read(store, sig_rel, allow_unsigned=allow_unsigned)
         sig = _typed(SpansSignature, raw, sig_where)
     except ArtifactError as exc:
         if not allow_unsigned:
@@ -270,11 +302,13 @@ def read_index_doc(store: ArtifactStore, run_id: str, step_dir: str, *,
     return index
 
 
-def read_error_doc(store: ArtifactStore, run_id: str, *,
-                   allow_unsigned: bool = False) -> ErrorDoc:
-    """error.json of ``run_id``'s forensics: verified, typed, naming this run."""
+def read_error_doc(store: ArtifactStore, run_id: str, *, allow_unsigned: bool = False,
+                   attempt: int | None = None) -> ErrorDoc:
+    """error.json of ``run_id``'s forensics (of its earlier ``attempt``): verified,
+    typed, naming this run."""
     paths = RunPaths(run_id)
-    raw, where = _read(store, paths.error_info_file, allow_unsigned=allow_unsigned)
+    rel = paths.error_info_file if attempt is None else paths.attempt_error_info_file(attempt)
+    raw, where = _read(store, rel, allow_unsigned=allow_unsigned)
     doc = _typed(ErrorDoc, raw, where)
     if doc.run_id != run_id:
         raise IntegrityError(f"{where} belongs to run {doc.run_id[:80]!r}, not {run_id!r}",

@@ -9,6 +9,13 @@
     runs/<RUN_ID>/steps/<NNN>-<name>/<field>.parquet|json|pkl
     summaries/runs/<RUN_ID>/error_context.pkl      forensics (signed pickle)
     summaries/runs/<RUN_ID>/error.json             what failed (signed)
+    runs/<RUN_ID>/attempts/<N>/spans.jsonl         an earlier attempt's spans (and
+    runs/<RUN_ID>/attempts/<N>/spans.sig.json        their signed checksum)
+    summaries/runs/<RUN_ID>/attempts/<N>/error.json          an earlier attempt's
+    summaries/runs/<RUN_ID>/attempts/<N>/error_context.pkl   forensics
+
+The spans and forensics at the top are the latest attempt's; when ``--resume``
+starts attempt N+1, attempt N's are moved under ``attempts/<N>/`` (attempts.py).
 
 Run ids, step folders and field files named by a document on the store are
 checked here with whole-string patterns before any path is built from them, so
@@ -26,6 +33,7 @@ from runner.errors import IntegrityError, UsageError
 from runner.workspace import check_run_id
 
 __all__ = [
+    "ATTEMPTS",
     "ERROR_CONTEXT_FILE",
     "ERROR_INFO_FILE",
     "INDEX_FILE",
@@ -50,6 +58,8 @@ SPANS_SIGNATURE_FILE = "spans.sig.json"
 INDEX_FILE = "index.json"
 ERROR_CONTEXT_FILE = "error_context.pkl"
 ERROR_INFO_FILE = "error.json"
+ATTEMPTS = "attempts"
+MAX_ATTEMPT = 999_999
 
 _STEP_DIR = re.compile(r"steps/[0-9]{3,9}-[A-Za-z0-9_.-]{1,60}")
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,199}")
@@ -115,6 +125,37 @@ class RunPaths:
     @property
     def error_info_file(self) -> str:
         return f"{self.forensics_dir}/{ERROR_INFO_FILE}"
+
+    # ------------------------------------------------------------ earlier attempts
+
+    @staticmethod
+    def check_attempt(attempt: int) -> int:
+        if isinstance(attempt, bool) or not isinstance(attempt, int) \
+                or not 1 <= attempt <= MAX_ATTEMPT:
+            raise IntegrityError(f"{str(attempt)[:20]!r} is not an attempt number "
+                                 f"(1 to {MAX_ATTEMPT})")
+        return attempt
+
+    @property
+    def attempts_dir(self) -> str:
+        return f"{self.dir}/{ATTEMPTS}"
+
+    @property
+    def attempts_forensics_dir(self) -> str:
+        return f"{self.forensics_dir}/{ATTEMPTS}"
+
+    def attempt_spans_file(self, attempt: int) -> str:
+        return f"{self.attempts_dir}/{self.check_attempt(attempt)}/{SPANS_FILE}"
+
+    def attempt_spans_signature_file(self, attempt: int) -> str:
+        return f"{self.attempts_dir}/{self.check_attempt(attempt)}/{SPANS_SIGNATURE_FILE}"
+
+    def attempt_error_info_file(self, attempt: int) -> str:
+        return f"{self.attempts_forensics_dir}/{self.check_attempt(attempt)}/{ERROR_INFO_FILE}"
+
+    def attempt_error_context_file(self, attempt: int) -> str:
+        return (f"{self.attempts_forensics_dir}/{self.check_attempt(attempt)}/"
+                f"{ERROR_CONTEXT_FILE}")
 
     # ------------------------------------------------------------ checkpoints
 

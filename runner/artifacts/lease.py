@@ -216,6 +216,22 @@ class RunLease:
                             "taking it over", self.run_id, seen.holder, seen.epoch, waited,
                             lease)
 
+    def live_holder(self) -> str | None:
+        """Who holds the run id when that may be a live process, without waiting
+        (None: no lease, a released one, or a holder on this host whose process is
+        gone). ``runs prune`` keeps a folder with a live holder."""
+        top = max(self._epochs(), default=0)
+        if not top:
+            return None
+        seen = self._read(top)
+        if seen.raw is None or seen.released:
+            return None
+        pid = seen.doc.get("pid")
+        if self._on_this_host(seen) and isinstance(pid, int) and pid > 0 \
+                and not _pid_alive(pid):
+            return None
+        return seen.holder
+
     def _refusal(self, seen: _Seen, why: str) -> UsageError:
         return UsageError(
             f"run {self.run_id!r} is being run by {seen.holder} ({why}; lease epoch "

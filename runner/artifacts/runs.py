@@ -12,7 +12,8 @@ from typing import Any
 from runner.artifacts.checkpoint import load_checkpoint, read_run
 from runner.artifacts.codec import pickle_signed, unpickle
 from runner.artifacts.documents import RunDoc
-from runner.artifacts.layout import RUNS, RunPaths, is_run_id
+from runner.artifacts.layout import ATTEMPTS, RUNS, RunPaths, is_run_id
+from runner.artifacts.lease import RunLease
 from runner.artifacts.signing import sign_document
 from runner.artifacts.store import ArtifactStore
 from runner.errors import ArtifactError, IntegrityError, UsageError
@@ -70,9 +71,13 @@ class StoreForensics:
 def load_error_context(location: str, storage_options: dict[str, Any] | None = None, *,
                        allow_unsigned: bool = False) -> Any:
     """The forensic context at ``location`` (``.../summaries/runs/<RUN_ID>/error_context.pkl``,
-    a path or URL), unpickled only once its signature verifies for that run."""
+    or an earlier attempt's ``.../<RUN_ID>/attempts/<N>/error_context.pkl``; a path or
+    URL), unpickled only once its signature verifies for that run."""
     parent, _, name = location.rstrip("/").rpartition("/")
-    run_id = parent.rpartition("/")[2]
+    parts = parent.split("/")
+    run_id = parts[-1]
+    if len(parts) >= 3 and parts[-2] == ATTEMPTS and parts[-1].isdigit():
+        run_id = parts[-3]
     if not is_run_id(run_id):
         raise UsageError(f"{location}: not a forensic context "
                          "(.../summaries/runs/<RUN_ID>/error_context.pkl)")
@@ -105,7 +110,8 @@ def prepare_resume(store: ArtifactStore, run_id: str, plan: Plan, *, force: bool
     main = [s.path for s in plan.main_line()]
     completed = [p for p in doc.completed if p in main]
     if doc.status == "succeeded":  # a retried pod: nothing to do, not an error
-        return Resume(None, frozenset(completed), finished=True), doc
+        return Resume(None, frozenset(completed), finished=True,
+                      attempt=doc.attempts), doc
     if doc.last_main_checkpoint() is None or not completed:
         return None, doc
     if completed != main[: len(completed)]:
@@ -126,7 +132,8 @@ def prepare_resume(store: ArtifactStore, run_id: str, plan: Plan, *, force: bool
             continue
         if ckpt.path in completed:
             completed = completed[: completed.index(ckpt.path) + 1]
-        return Resume(context, frozenset(completed)), doc
+        return Resume(context, frozenset(completed), attempt=doc.attempts + 1,
+                      checkpoint=ckpt.dir), doc
     return None, doc
 
 
@@ -135,15 +142,20 @@ def prepare_resume(store: ArtifactStore, run_id: str, plan: Plan, *, force: bool
 
 @dataclass(frozen=True)
 class RunListing:
-    """One folder under ``runs/``: its run document, or why it cannot be read."""
+    """One folder under ``runs/``: its run document, or why it cannot be read
+    (``empty``: it has no run.json at all, e.g. only the lease of a run that was
+    refused or killed before it recorded anything)."""
 
     run_id: str
     doc: RunDoc | None
     problem: str | None = None
+    empty: bool = False
 
     @property
     def status(self) -> str:
-        return self.doc.status if self.doc else "unreadable"
+        if self.doc is not None:
+            return self.doc.status
+        return "empty" if self.empty else "unreadable"
 
     @property
     def started(self) -> str:
@@ -152,7 +164,8 @@ class RunListing:
 
 def list_runs(store: ArtifactStore, *, allow_unsigned: bool = False) -> list[RunListing]:
     """Every run folder (newest first); one whose run.json does not read or verify is
-    listed as unreadable. Folder names that are no run id are skipped."""
+    listed as unreadable, one without run.json as empty. Folder names that are no run
+    id are skipped."""
     out = []
     for name in store.listdir(RUNS):
         if not is_run_id(name):
@@ -161,15 +174,25 @@ def list_runs(store: ArtifactStore, *, allow_unsigned: bool = False) -> list[Run
         try:
             out.append(RunListing(name, read_run(store, name, allow_unsigned=allow_unsigned)))
         except ArtifactError as exc:
-            if exc.missing and not isinstance(exc, IntegrityError):
-                continue  # a folder with no run.json (e.g. only a lock): not a run
+            if exc.missing and not isinstance(exc, IntegrityError) \
+                    and not store.exists(RunPaths(name).run_file):
+                what = ", ".join(store.listdir(RunPaths(name).dir)) or "nothing"
+                holder = RunLease(store, name).live_holder()
+                why = (f"starting, its lease held by {holder}" if holder else
+                       "a run that stopped before it recorded anything")
+                out.append(RunListing(name, None, f"{store.url_of(RUNS, name)} has no run.json "
+                                      f"(holds {what}): {why}", empty=True))
+                continue
             out.append(RunListing(name, None, str(exc)))
     return sorted(out, key=lambda r: r.started, reverse=True)
 
 
 def prune_runs(store: ArtifactStore, *, older_than_days: float, dry_run: bool = False,
-               allow_unsigned: bool = False) -> list[str]:
-    """Delete finished runs (and their forensics) that ended more than N days ago.
+               allow_unsigned: bool = False, unreadable: bool = False) -> list[str]:
+    """Delete finished runs (and their forensics) that ended more than N days ago,
+    and run folders without run.json last written that long ago; with ``unreadable``
+    also those whose run.json does not read or verify. A folder whose lease a live
+    process may hold is kept.
 
     The folder deleted is the one listed (a valid run id), never a name read
     from inside run.json.
@@ -178,18 +201,38 @@ def prune_runs(store: ArtifactStore, *, older_than_days: float, dry_run: bool = 
     pruned = []
     for listing in list_runs(store, allow_unsigned=allow_unsigned):
         doc = listing.doc
-        if doc is None or doc.status == "running":
-            continue  # unreadable: kept for a human to look at
-        ended = doc.ended or doc.updated or doc.started
-        try:
-            when = datetime.fromisoformat(str(ended))
-            stamp = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-        except (ValueError, OverflowError):
+        if doc is None:
+            if not (listing.empty or unreadable) or not _idle_since(store, listing.run_id,
+                                                                   cutoff):
+                continue  # unreadable: kept for a human to look at, unless asked
+        elif doc.status == "running":
             continue
-        if stamp < cutoff:
-            paths = RunPaths(listing.run_id)
-            pruned.append(listing.run_id)
-            if not dry_run:
-                store.delete(paths.dir, recursive=True)
-                store.delete(paths.forensics_dir, recursive=True)
+        else:
+            ended = doc.ended or doc.updated or doc.started
+            try:
+                when = datetime.fromisoformat(str(ended))
+                stamp = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+            except (ValueError, OverflowError):
+                continue
+            if stamp >= cutoff:
+                continue
+        paths = RunPaths(listing.run_id)
+        pruned.append(listing.run_id)
+        if not dry_run:
+            store.delete(paths.dir, recursive=True)
+            store.delete(paths.forensics_dir, recursive=True)
     return pruned
+
+
+def _idle_since(store: ArtifactStore, run_id: str, cutoff: float) -> bool:
+    """Whether a run folder without a readable run.json was last written before
+    ``cutoff`` and no live process holds its lease."""
+    paths = RunPaths(run_id)
+    stamp = store.newest_modified(paths.dir) or store.modified(paths.dir)
+    if stamp is None or stamp >= cutoff:
+        return False
+    holder = RunLease(store, run_id).live_holder()
+    if holder is not None:
+        log.warning("%s: kept, its lease is held by %s", store.url_of(paths.dir), holder)
+        return False
+    return True

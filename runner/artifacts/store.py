@@ -382,6 +382,18 @@ class ArtifactStore:
             if self.fs.exists(self.path(rel)):
                 self.fs.rm(self.path(rel), recursive=recursive)
 
+    def newest_modified(self, rel: str) -> float | None:
+        """The latest last-modified time (epoch seconds) of the files under ``rel``
+        (None: no file, or a back end that does not say)."""
+        with _translated(self.url_of(rel), "cannot list"):
+            try:
+                found = self.fs.find(self.path(rel), withdirs=False)
+            except FileNotFoundError:
+                return None
+        stamps = [self.modified(posixpath.relpath(str(f), self.root)) for f in found]
+        known = [s for s in stamps if s is not None]
+        return max(known) if known else None
+
     def modified(self, rel: str) -> float | None:
         """Last-modified time (epoch seconds) when the back end knows it."""
         with _translated(self.url_of(rel), "cannot stat"):

@@ -199,7 +199,7 @@ def config_map(run: RunSpec) -> client.V1ConfigMap:
 
 
 def _args(run: RunSpec) -> list[str]:
-    args = ["run", run.pipeline, "--run-id", run.run_id, "--resume", "--json"]
+    args = ["run", run.pipeline, "--run-id", run.run_id, "--resume", "--or-start", "--json"]
     if run.executor:
         args += ["--executor", run.executor]
     for key, value in sorted(run.storage_options.items()):

@@ -59,6 +59,10 @@ class Resume:
     completed: frozenset[str]
     finished: bool = False
     """The run already succeeded: nothing runs again (a retried pod exits 0)."""
+    attempt: int = 2
+    """The attempt this resume makes (the run's first attempt is 1)."""
+    checkpoint: str | None = None
+    """The checkpoint folder it continues from (``steps/NNN-name``; None: from the start)."""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ from runner.telemetry.bounds import check_outline_depth
 from runner.telemetry.dag import layout_dag
 from runner.telemetry.spans import SpanNode, span_tree
 from runner.telemetry.view import (
+    attempt_title,
+    by_attempt,
     format_bytes,
     format_duration,
     short_name,
@@ -256,23 +258,38 @@ def _bar_tooltip(span: Mapping[str, Any], status: str, start: float, end: float)
 
 
 def layout_timeline(spans: Sequence[Mapping[str, Any]], clock: _Clock | None) -> Timeline | None:
-    """A Gantt chart: one row per span of :data:`TIMELINE_KINDS`, in tree order."""
+    """A Gantt chart: one row per span of :data:`TIMELINE_KINDS`, in tree order. A
+    resumed run's attempts are drawn one after the other, each under a title row
+    (kind ``attempt``) and timed from its own start (hours may pass in between)."""
     if clock is None:
         return None
-    scale = CHART_W / clock.total
-    bars = []
-    for row, (depth, node) in enumerate(_timeline_rows(span_tree(spans))):
-        span, kind = node.span, span_kind(node.span)
-        status = span_status(span)
-        start, end = clock.span(span)
-        label = short_name(span) if kind in STEP_KINDS else str(span.get("name"))
-        duration = "running" if status == "running" else format_duration(_span_seconds(span))
-        bars.append(Bar(
-            y=AXIS_H + row * ROW_H, label=_fit(label, LABEL_W - depth * INDENT - 4, 6.6),
-            indent=depth * INDENT, kind=kind, status=status, duration=duration,
-            x=LABEL_W + start * scale, w=max(2.0, (end - start) * scale),
-            h=BAR_H.get(kind, 14.0), tooltip=_bar_tooltip(span, status, start, end)))
-    ticks = [(LABEL_W + t * scale, label) for t, label in _ticks(clock.total)]
+    attempts = by_attempt(spans)
+    groups: list[tuple[str | None, Sequence[Mapping[str, Any]], _Clock]]
+    if len(attempts) <= 1:
+        groups = [(None, spans, clock)]
+    else:
+        groups = [(attempt_title(n, group), group, _Clock.of(group) or clock)
+                  for n, group in attempts]
+    total = max(c.total for _, _, c in groups)
+    scale = CHART_W / total
+    bars: list[Bar] = []
+    for title, group, own in groups:
+        if title is not None:
+            bars.append(Bar(y=AXIS_H + len(bars) * ROW_H, label=_fit(title, LABEL_W + CHART_W),
+                            indent=0.0, kind="attempt", status="", duration="", x=LABEL_W,
+                            w=0.0, h=0.0, tooltip=title))
+        for depth, node in _timeline_rows(span_tree(group)):
+            span, kind = node.span, span_kind(node.span)
+            status = span_status(span)
+            start, end = own.span(span)
+            label = short_name(span) if kind in STEP_KINDS else str(span.get("name"))
+            duration = "running" if status == "running" else format_duration(_span_seconds(span))
+            bars.append(Bar(
+                y=AXIS_H + len(bars) * ROW_H, label=_fit(label, LABEL_W - depth * INDENT - 4, 6.6),
+                indent=depth * INDENT, kind=kind, status=status, duration=duration,
+                x=LABEL_W + start * scale, w=max(2.0, (end - start) * scale),
+                h=BAR_H.get(kind, 14.0), tooltip=_bar_tooltip(span, status, start, end)))
+    ticks = [(LABEL_W + t * scale, label) for t, label in _ticks(total)]
     return Timeline(LABEL_W + CHART_W + DUR_W, AXIS_H + len(bars) * ROW_H + 8, LABEL_W, CHART_W,
                     bars, ticks)
 

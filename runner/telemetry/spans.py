@@ -8,6 +8,7 @@ Each line is a JSON object, the same data an OTLP exporter sends, in plain words
      "status": {"code": "OK" | "ERROR" | "UNSET", "message": null},
      "attributes": {"runner.kind": "stage", "runner.path": "alpha.full[3]", ...},
      "events": [{"name": "exception", "time_unix_nano": ..., "attributes": {...}}],
+     "links": [{"trace_id": ..., "span_id": ..., "attributes": {...}}],  (when any)
      "resource": {"service.name": "runner", "process.pid": 4242, ...}}
 
 ``runner.kind`` says what a span is: run, pipeline, group, branch, stage, adapter,
@@ -24,7 +25,7 @@ from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from runner.telemetry.bounds import MAX_SPAN_DEPTH, too_deep
 
@@ -73,10 +74,15 @@ def from_readable(span: ReadableSpan) -> dict[str, Any]:
     """A finished SDK span as a plain, JSON-ready dict."""
     ctx = span.context
     assert ctx is not None
-    return plain_span(name=span.name, context=ctx, parent=span.parent,
-                      kind=span.kind, start_ns=span.start_time, end_ns=span.end_time,
-                      status=span.status, attributes=span.attributes, events=span.events,
-                      resource=span.resource)
+    plain = plain_span(name=span.name, context=ctx, parent=span.parent,
+                       kind=span.kind, start_ns=span.start_time, end_ns=span.end_time,
+                       status=span.status, attributes=span.attributes, events=span.events,
+                       resource=span.resource)
+    if span.links:  # a resumed attempt's run span links to the previous attempt's
+        plain["links"] = [{"trace_id": f"{link.context.trace_id:032x}",
+                           "span_id": f"{link.context.span_id:016x}",
+                           "attributes": _attrs(link.attributes)} for link in span.links]
+    return plain
 
 
 def plain_span(*, name: str, context: SpanContext, parent: SpanContext | None,
@@ -116,6 +122,9 @@ def to_readable(data: Mapping[str, Any], resource: Resource | None = None) -> Re
     status = data.get("status") or {}
     events = [Event(e["name"], _tupled(e.get("attributes") or {}), e.get("time_unix_nano"))
               for e in data.get("events", ())]
+    links = [Link(SpanContext(int(k["trace_id"], 16), int(k["span_id"], 16), is_remote=True,
+                              trace_flags=_SAMPLED), _tupled(k.get("attributes") or {}))
+             for k in data.get("links", ())]
     return ReadableSpan(
         name=data["name"],
         context=ctx,
@@ -124,6 +133,7 @@ def to_readable(data: Mapping[str, Any], resource: Resource | None = None) -> Re
                                                                         or {})),
         attributes=_tupled(data.get("attributes") or {}),
         events=events,
+        links=links,
         kind=SpanKind[data.get("kind", "INTERNAL")],
         status=Status(StatusCode[status.get("code", "UNSET")], status.get("message")),
         start_time=data["start_time_unix_nano"],

@@ -436,6 +436,21 @@ def _remote(trace_id: str, span_id: str) -> otel_context.Context:
     return trace.set_span_in_context(NonRecordingSpan(parent))
 
 
+def _follows(previous: tuple[str, str] | None, attempt: int) -> list[trace.Link]:
+    """The link from a resumed attempt's run span to the previous attempt's."""
+    if previous is None:
+        return []
+    try:
+        ctx = SpanContext(int(previous[0], 16), int(previous[1], 16), is_remote=True,
+                          trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    except ValueError:
+        return []
+    if not ctx.is_valid:
+        return []
+    return [trace.Link(ctx, {"runner.link": "previous attempt",
+                             "runner.attempt": attempt - 1})]
+
+
 def _error_attrs(exc_type: str, message: str, stacktrace: str | None) -> dict[str, Any]:
     attrs = {"exception.type": exc_type, "exception.message": message}
     if stacktrace:
@@ -460,9 +475,21 @@ class TracingHook(RunHook):
     """
 
     def __init__(self, tracing: Tracing, *,
-                 on_spans: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+                 on_spans: Callable[[list[dict[str, Any]]], None] | None = None,
+                 attempt: int = 1, follows: tuple[str, str] | None = None,
+                 resumed_from: str | None = None) -> None:
         self.tracing = tracing
         self.on_spans = on_spans
+        self.attempt = attempt
+        """Which attempt of the run this is (``runner.attempt`` on every span)."""
+        self.follows = follows
+        """(trace id, span id) of the run span of the attempt this one resumes: each
+        attempt is a trace of its own, its run span linked to the previous one's
+        (OpenTelemetry's way to relate a retry to what it retries; an ended trace
+        does not grow hours later). A run started with a TRACEPARENT joins that
+        trace on every attempt, still linked."""
+        self.resumed_from = resumed_from
+        """The checkpoint folder the attempt continues from."""
         self._lock = threading.Lock()
         self._parents: dict[int, Node] = {}
         self._spans: dict[int, Span] = {}
@@ -514,10 +541,11 @@ class TracingHook(RunHook):
                      error=(*_split_error(error), None) if error else None, end_ns=end_ns)
 
     def _start(self, name: str, kind: str, parent: otel_context.Context,
-               attrs: Mapping[str, Any] | None = None, start_ns: int | None = None) -> Span:
+               attrs: Mapping[str, Any] | None = None, start_ns: int | None = None, *,
+               links: Sequence[trace.Link] = ()) -> Span:
         attributes = {**self._base, "runner.kind": kind, **(attrs or {})}
         return self.tracing.tracer.start_span(name, context=parent, attributes=attributes,
-                                              start_time=start_ns)
+                                              start_time=start_ns, links=links or None)
 
     def _finish(self, span: Span, failed: bool, *,
                 error: tuple[str, str, str | None] | None = None,
@@ -557,20 +585,26 @@ class TracingHook(RunHook):
 
     def on_run_start(self, run: RunInfo, plan: Plan, context: Any) -> None:
         self._index(plan, plan.steps)
-        self._base = {"runner.run_id": run.run_id, "runner.pipeline": run.pipeline}
+        self._base = {"runner.run_id": run.run_id, "runner.pipeline": run.pipeline,
+                      "runner.attempt": self.attempt}
         self.tracing.collector.open(run.run_id, run.trace_id)
         now = time.time_ns()
         start = min([now, *(p[2] for p in self._pending)])
-        attrs = {"runner.executor": run.executor, "runner.worker.pid": os.getpid(),
-                 "runner.worker.node": _HOST, "runner.path": plan.pipeline}
+        attrs: dict[str, Any] = {"runner.executor": run.executor,
+                                 "runner.worker.pid": os.getpid(),
+                                 "runner.worker.node": _HOST, "runner.path": plan.pipeline}
+        if self.resumed_from:
+            attrs["runner.resumed_from"] = self.resumed_from
+        links = _follows(self.follows, self.attempt)
         if run.parent_span_id:
             self._run_span = self._start(f"run {run.pipeline}", "run",
-                                         _remote(run.trace_id, run.parent_span_id), attrs, start)
+                                         _remote(run.trace_id, run.parent_span_id), attrs, start,
+                                         links=links)
         else:
             token = _NEXT_TRACE_ID.set(int(run.trace_id, 16))
             try:
                 self._run_span = self._start(f"run {run.pipeline}", "run",
-                                             otel_context.Context(), attrs, start)
+                                             otel_context.Context(), attrs, start, links=links)
             finally:
                 _NEXT_TRACE_ID.reset(token)
         self._run_token = otel_context.attach(trace.set_span_in_context(self._run_span))

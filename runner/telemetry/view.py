@@ -22,8 +22,11 @@ from runner.telemetry.spans import SpanNode, span_tree
 
 __all__ = [
     "CHECKPOINT_KINDS",
+    "attempt_title",
+    "by_attempt",
     "format_bytes",
     "format_duration",
+    "render_attempts",
     "render_trace",
     "short_name",
     "span_error",
@@ -200,6 +203,53 @@ def render_trace(spans: Sequence[Mapping[str, Any]]) -> RenderableType:
         _grow(root, tree, driver)
         trees.append(tree)
     return trees[0] if len(trees) == 1 else Group(*trees)
+
+
+def attempt_title(attempt: int, spans: Sequence[Mapping[str, Any]]) -> str:
+    """``attempt 1 · failed at stage x · trace <id>``, ``attempt 2 · resumed from
+    checkpoint 001-load · succeeded · trace <id>``: one attempt of a resumed run."""
+    parts = [f"attempt {attempt}"]
+    run = next((s for s in spans if span_kind(s) == "run"), None)
+    if run is None:
+        return parts[0]
+    attrs = _attrs(run)
+    if attrs.get("runner.resumed_from"):
+        parts.append("resumed from checkpoint "
+                     + str(attrs["runner.resumed_from"]).removeprefix("steps/"))
+    status = span_status(run)
+    if attrs.get("runner.status") == "interrupted":
+        parts.append("interrupted")
+    elif status == "failed":
+        failed = summarize(spans)["failed"]
+        parts.append(f"failed at {failed[0]['name']}" if failed else "failed")
+    else:
+        parts.append(status)
+    parts.append(f"trace {run.get('trace_id')}")
+    return " · ".join(parts)
+
+
+def by_attempt(spans: Sequence[Mapping[str, Any]]) -> list[tuple[int, list[Mapping[str, Any]]]]:
+    """The spans grouped by ``runner.attempt`` (spans without one: attempt 1), in order."""
+    groups: dict[int, list[Mapping[str, Any]]] = {}
+    for span in spans:
+        try:
+            attempt = int(_attrs(span).get("runner.attempt") or 1)
+        except (TypeError, ValueError):
+            attempt = 1
+        groups.setdefault(attempt, []).append(span)
+    return sorted(groups.items())
+
+
+def render_attempts(spans: Sequence[Mapping[str, Any]]) -> RenderableType:
+    """:func:`render_trace`, one titled tree per attempt when the run was resumed."""
+    groups = by_attempt(spans)
+    if len(groups) <= 1:
+        return render_trace(spans)
+    parts: list[RenderableType] = []
+    for attempt, group in groups:
+        parts.append(Text(attempt_title(attempt, group), style="bold magenta"))
+        parts.append(render_trace(group))
+    return Group(*parts)
 
 
 def summarize(spans: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

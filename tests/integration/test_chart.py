@@ -620,7 +620,8 @@ def test_a_run_job_resumes_its_own_run_id(rendered):
     assert jobs["dataops-refresh"]["spec"]["ttlSecondsAfterFinished"] == 86400
     container = runner_container(job["spec"]["template"]["spec"])
     args = container["args"]
-    assert args[:6] == ["run", "alpha.full", "--run-id", "backtest-2024-q4", "--resume", "--json"]
+    assert args[:7] == ["run", "alpha.full", "--run-id", "backtest-2024-q4", "--resume",
+                         "--or-start", "--json"]
     params = [args[i + 1] for i, a in enumerate(args) if a == "--param"]
     assert params == ['lookback=126', 'models=["ridge","gbm"]', "start=2024-01-01"]
     assert env_of(container)["RUNNER_RUN_ID"]["value"] == "backtest-2024-q4"

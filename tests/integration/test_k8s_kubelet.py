@@ -216,7 +216,8 @@ def test_the_container_gets_its_args_environment_volumes_and_secrets(k8s, api, k
     (pod,) = kube.runs("runner-nightly-1")
     env = got["env"]
     tmp = pod.folder / "volumes" / "tmp"
-    assert got["argv"] == ["run", "alpha.full", "--run-id", "nightly-1", "--resume", "--json",
+    assert got["argv"] == ["run", "alpha.full", "--run-id", "nightly-1", "--resume", "--or-start",
+                           "--json",
                            "--param", "lookback=20"]
     assert got["cwd"] == str(pod.folder) and pod.argv == [*SHOW, *got["argv"]]
     assert Path(env["RUNNER_MANIFEST"]) == pod.folder / "volumes" / "manifest" / "manifest.json"

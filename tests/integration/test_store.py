@@ -517,9 +517,14 @@ def test_resume_refuses_a_changed_manifest_unless_forced(manifest, store_root, t
     assert doc["manifest_digest"] == sdk_for(changed, store_root).manifest.digest
 
 
-def test_resume_of_an_unknown_run_starts_fresh(manifest, store_root, tmp_path):
+def test_resume_of_an_unknown_run_is_refused_unless_asked_to_start(manifest, store_root,
+                                                                     tmp_path):
+    with pytest.raises(UsageError, match=r"--resume: no run 'res-3' in .*runner runs list"):
+        sdk_for(manifest, store_root).run_pipeline(
+            "main", context(tmp_path), run_id="res-3", resume=True)
+    assert ledger(tmp_path) == []
     result = sdk_for(manifest, store_root).run_pipeline(
-        "main", context(tmp_path), run_id="res-3", resume=True)
+        "main", context(tmp_path), run_id="res-3", resume=True, start_if_new=True)
     assert result.context.value == 111
     assert ledger(tmp_path) == ["load_frames", "branch_x", "branch_y", "pickled", "flaky",
                                 "finish"]

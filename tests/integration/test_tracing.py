@@ -296,6 +296,46 @@ def test_resumed_run_has_a_checkpoint_read_span(otlp_http, tmp_path, monkeypatch
     assert [s.name for s in spans if s.attributes["runner.kind"] == "stage"] == ["stage log.c"]
 
 
+def test_a_resumed_attempt_is_a_trace_linked_to_the_attempt_it_resumes(otlp_http, tmp_path,
+                                                                         monkeypatch):
+    """Over OTLP as in spans.jsonl: attempt 2's run span links to attempt 1's, in
+    another trace, and every span says which attempt it belongs to."""
+    plan = plan_for(["log.a", "log.b", "log.c"])
+    sdk = QuantSDK(artifacts=tmp_path / "art", workspace_root=tmp_path / "ws", registry=REG)
+    sdk._plans[plan.pipeline] = plan
+    tracing = tracing_to(otlp_http, monkeypatch)
+    try:
+        done = sdk.runner(plan.pipeline, tracing=tracing).run(base_context())
+        first = otlp_http.wait_for(lambda got: any(s.attributes.get("runner.kind") == "run"
+                                                   for s in got))
+        (one,) = [s for s in first if s.attributes["runner.kind"] == "run"]
+        otlp_http.clear()
+        doc_path = tmp_path / "art/runs" / done.run_id / "run.json"
+        doc = json.loads(doc_path.read_text())  # as if it had died before its last step
+        doc.update(status="failed", completed=doc["completed"][:2],
+                   checkpoints=doc["checkpoints"][:2])
+        doc_path.write_text(json.dumps(sign_document(doc)))
+        sdk.runner(plan.pipeline, run_id=done.run_id, resume=True, tracing=tracing).run()
+    finally:
+        tracing.close()
+    spans = otlp_http.wait_for(lambda got: any(s.attributes.get("runner.kind") == "run"
+                                               for s in got))
+    (two,) = [s for s in spans if s.attributes["runner.kind"] == "run"]
+    assert two.trace_id != one.trace_id and two.links == [(one.trace_id, one.span_id)]
+    assert {s.attributes["runner.attempt"] for s in spans} == {2}
+    assert one.attributes["runner.attempt"] == 1
+    assert two.attributes["runner.resumed_from"] == doc["checkpoints"][1]["dir"]
+    kept = [json.loads(line) for line in
+            (tmp_path / "art/runs" / done.run_id / SPANS_FILE).read_text().splitlines()]
+    (run,) = [s for s in kept if s["attributes"]["runner.kind"] == "run"]
+    assert run["span_id"] == two.span_id
+    assert [(k["trace_id"], k["span_id"]) for k in run["links"]] == [(one.trace_id,
+                                                                      one.span_id)]
+    moved = tmp_path / "art/runs" / done.run_id / "attempts" / "1" / SPANS_FILE
+    assert one.span_id in {json.loads(line)["span_id"]
+                           for line in moved.read_text().splitlines()}
+
+
 def test_sdk_disabled_makes_no_spans(tmp_path, monkeypatch):
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     sdk = QuantSDK(MANIFEST, artifacts=tmp_path / "art", workspace_root=tmp_path / "ws")

@@ -109,7 +109,7 @@ def test_the_submitted_jobs_pod_runs_hardened_as_the_kubelet_would(submitted):
         "type=bind,src=/staging/volumes/tmp,dst=/tmp"]
     assert values(run, "--entrypoint") == []  # the image's ENTRYPOINT: runner
     assert list(run.command) == ["run", "alpha.full", "--run-id", "e2e-submit", "--resume",
-                                 "--json", "--param", "lookback=63"]
+                                 "--or-start", "--json", "--param", "lookback=63"]
     assert run.env["RUNNER_ARTIFACT_KEY"] == KEY and run.env["RUNNER_RUN_ID"] == "e2e-submit"
     assert run.env["RUNNER_ARTIFACTS"] == ARTIFACTS_MOUNT and run.env["HOME"] == "/tmp"
     assert sorted(values(run, "--env")) == sorted(run.env)

@@ -264,7 +264,7 @@ envFrom:
 */}}
 {{- define "runner.runArgs" -}}
 {{- $e := .entry }}
-{{- $args := list "run" $e.pipeline "--run-id" .runId "--resume" "--json" }}
+{{- $args := list "run" $e.pipeline "--run-id" .runId "--resume" "--or-start" "--json" }}
 {{- with $e.executor }}
 {{- $args = concat $args (list "--executor" .) }}
 {{- end }}

@@ -20,6 +20,7 @@ __all__ = [
     "InlineExecutor",
     "ProcessesExecutor",
     "ThreadsExecutor",
+    "check_executor",
     "make_executor",
 ]
 
@@ -39,6 +40,23 @@ def parallel_default() -> str:
     log.warning("TV_ORCH_PARALLEL=1: Ray is not installed, so parallel branches run in "
                 "worker processes (pip install 'runner[ray]' for Ray)")
     return "processes"
+
+
+def check_executor(spec: str | Executor | None) -> None:
+    """Refuse (:class:`UsageError`, exit 2) an executor that cannot start here: an
+    unknown name, or Ray when it is not installed. Cheap (nothing is imported), so a
+    front door calls it before a run takes its id and leaves a folder behind."""
+    if spec is None or isinstance(spec, Executor):
+        return
+    if spec not in EXECUTORS:
+        raise UsageError(f"unknown executor {spec!r}: use one of {', '.join(EXECUTORS)}")
+    if spec == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            from runner.orchestration.executors.ray import import_ray
+
+            import_ray()  # raises the usage error that says how to install it
 
 
 def make_executor(spec: str | Executor | None = None, *, max_workers: int | None = None,
