@@ -28,6 +28,7 @@ __all__ = [
     "ErrorDoc",
     "FieldEntry",
     "IndexDoc",
+    "ResultsRef",
     "RunDoc",
     "parse_document",
     "read_error_doc",
@@ -86,6 +87,15 @@ class CheckpointRef(_Doc):
     kind: Literal["step", "branch"]
 
 
+class ResultsRef(_Doc):
+    """run.json's entry for results.json (results.py): written at the end of a
+    succeeded run; its sha256 ties the file to the signed run document."""
+
+    file: Literal["results.json"]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    bytes: Count
+
+
 class RunDoc(_Doc):
     """runs/<RUN_ID>/run.json."""
 
@@ -104,6 +114,7 @@ class RunDoc(_Doc):
     plan: PlanNode | None = None
     completed: list[Text] = Field(default_factory=list)
     checkpoints: list[CheckpointRef] = Field(default_factory=list)
+    results: ResultsRef | None = None
     journal: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
     """The nonce of the journal that records the checkpoints committed since this
     document was written (journal.py); None once the run has ended."""
