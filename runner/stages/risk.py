@@ -60,12 +60,29 @@ def risk_summary(
 
 
 def shrunk_covariance(daily: pd.DataFrame) -> Vector:
-    """Ledoit-Wolf shrunk covariance of daily log returns, annualised."""
-    with deferred_imports:
-        from sklearn.covariance import LedoitWolf
+    """Ledoit-Wolf shrunk covariance of daily log returns, annualised.
 
-    cov: Vector = LedoitWolf().fit(daily.to_numpy()).covariance_ * TRADING_DAYS
-    return cov
+    scikit-learn's ``LedoitWolf().fit`` in a few lines of NumPy (the same formula,
+    tested against it): its input validation cost 40 times the sums on a year of
+    20 tickers, which the backtest pays on every rebalance date. The products are
+    einsums, not BLAS: multi-threaded BLAS on matrices this small spin-waits, 3-5x
+    slower than one thread on a busy machine.
+    """
+    x = daily.to_numpy(dtype="float64")
+    x = x - x.mean(axis=0)
+    n, p = x.shape
+    emp = np.einsum("ki,kj->ij", x, x) / n  # not BLAS: see below
+    trace = np.einsum("ij,ij->j", x, x) / n
+    mu = trace.sum() / p
+    x2 = x * x
+    beta_ = float(np.sum(np.einsum("ki,kj->ij", x2, x2)))
+    delta_ = float(np.sum(emp * emp))
+    beta = (beta_ / n - delta_) / (p * n)
+    delta = (delta_ - 2.0 * mu * trace.sum() + p * mu**2) / p
+    shrinkage = 0.0 if beta == 0 else min(beta, delta) / delta
+    cov: Vector = (1.0 - shrinkage) * emp
+    cov.flat[:: p + 1] += shrinkage * mu
+    return cov * TRADING_DAYS
 
 
 def solve_weights(mu: Vector, cov: Vector, target: Vector, *, cap: float, aversion: float,
@@ -114,7 +131,7 @@ def weight_cap(params: dict[str, Any], n: int) -> float:
     "risk.optimize",
     reads=["prices", "inference_outputs", "target_weights", "params"],
     writes=["weights", "risk", "audit_trail"],
-    imports=["scipy.optimize", "sklearn.covariance"],
+    imports=["scipy.optimize"],
 )
 def optimize(ctx: PortfolioContext) -> PortfolioContext:
     """Long-only, capped mean-variance weights pulled towards the targets (SLSQP)."""
