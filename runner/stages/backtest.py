@@ -185,6 +185,10 @@ def backtest(ctx: PortfolioContext) -> PortfolioContext:
         raise ValueError("no ensemble forecast ('pred' in inference_outputs): run "
                          "alpha.inference first")
     weights = rebalance_weights(outputs["pred"], ctx.prices, ctx.params)
+    if weights.empty:  # no date with a forecast for every ticker: nothing to replay
+        ctx.log("risk.backtest: no rebalance date has a forecast for every ticker: "
+                "no backtest")
+        return ctx
     curve = equity_curve(ctx.prices, weights)
     stats = backtest_stats(curve, risk_free=param_float(ctx.params, "risk_free", 0.0))
     ctx.backtest = curve

@@ -18,6 +18,9 @@ Data layouts (all labels are strings, so every frame pickles and writes to Parqu
   ``ticker``), one column per model (``pred_ridge``, ``pred_gbm``) plus ``pred``, the
   ensemble: predicted log return over the next month.
 - ``signals``, ``target_weights``, ``weights``: ``pd.Series`` indexed by ticker.
+- ``backtest``: the daily curve of ``risk.backtest``, ``DatetimeIndex`` named
+  ``date``, columns ``equity``, ``drawdown``, ``returns``, ``turnover`` (on
+  rebalance dates) and ``benchmark``; its figures in ``backtest_stats``.
 
 The adapters carry ``run_id``, ``workspace``, ``params`` and the audit trail across a
 pillar boundary; DataOps -> alpha also carries the cleaned prices, which

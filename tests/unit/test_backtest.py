@@ -130,3 +130,15 @@ def test_the_shrunk_covariance_is_scikit_learns_ledoit_wolf() -> None:
     daily = pd.DataFrame(rng.normal(0, 0.01, (252, 20)) + rng.normal(0, 0.01, (252, 1)))
     expected = LedoitWolf().fit(daily.to_numpy()).covariance_ * 252
     np.testing.assert_allclose(shrunk_covariance(daily), expected, rtol=1e-10)
+
+
+def test_without_a_complete_forecast_the_stage_says_so_and_writes_nothing() -> None:
+    prices = _prices(A=0.001, B=0.002)
+    dates = _month_ends(DAYS)[1:]
+    pred = pd.Series(0.01, name="pred",
+                     index=pd.MultiIndex.from_product([dates, ["A"]], names=["date", "ticker"]))
+    ctx = backtest(PortfolioContext(prices=prices, inference_outputs=pred.to_frame()))
+    assert ctx.backtest.empty and ctx.backtest_stats == {}
+    assert "backtest" not in ctx.report() and ctx.charts() == {}
+    assert ctx.audit_trail == ["risk.backtest: no rebalance date has a forecast for every "
+                               "ticker: no backtest"]
