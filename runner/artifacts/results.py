@@ -32,7 +32,7 @@ from runner.errors import RunnerError
 from runner.orchestration.hooks import RunHook
 
 if TYPE_CHECKING:
-    from runner.orchestration.plan import Plan
+    from runner.orchestration.plan import Branch, Plan
     from runner.orchestration.records import RunInfo, RunResult, StepRecord
 
 __all__ = [
@@ -221,6 +221,10 @@ class ResultsHook(RunHook):
     def on_step_end(self, run: RunInfo, record: StepRecord, context: Any | None) -> None:
         if context is not None:
             self._take(record.name, record.path, context)
+
+    def on_branch_end(self, run: RunInfo, branch: Branch, context: Any | None) -> None:
+        if context is not None:  # a branch that ran in another process: its steps' at once
+            self._take(branch.label, branch.path, context)
 
     def _take(self, name: str, path: str, context: Any) -> None:
         """The messages of ``context``'s audit trail not yet given to a step."""
