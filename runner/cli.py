@@ -562,7 +562,8 @@ def _succeeded(result: "RunResult", sdk: "QuantSDK", doc: dict[str, Any], *, as_
     from runner.cli_results import log_results, print_results
 
     doc.update(status="succeeded", steps=_steps_json(result.records))
-    report = context_report(result.context)
+    report = (result.extras["report"] if "report" in result.extras
+              else context_report(result.context))
     if report is not None:
         doc["result"] = report
     if as_json:

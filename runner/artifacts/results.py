@@ -15,6 +15,7 @@ returns what it could read or a note saying why nothing is shown.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 from collections import Counter
@@ -45,6 +46,8 @@ __all__ = [
     "write_results",
 ]
 
+log = logging.getLogger("runner.artifacts")
+
 RESULTS_FORMAT = 1
 HEAD_ROWS = 5
 HEAD_COLUMNS = 8
@@ -64,12 +67,19 @@ def _plain(value: Any) -> Any:
 
 
 def context_report(context: Any) -> dict[str, Any] | None:
-    """What the final context says about itself (``context.report()``), JSON-ready."""
+    """What the final context says about itself (``context.report()``), JSON-ready;
+    None, with a note in the log, when the context's own ``report()`` fails (user
+    code: the run succeeded all the same)."""
     report = getattr(context, "report", None)
     if not callable(report):
         return None
-    doc = report()
-    return _plain(doc) if isinstance(doc, Mapping) else None
+    try:
+        doc = report()
+        return _plain(doc) if isinstance(doc, Mapping) else None
+    except Exception as exc:
+        log.warning("note: %s.report() raised %s: %s; the run's results are not shown",
+                    type(context).__name__, type(exc).__name__, exc, extra={"event": "note"})
+        return None
 
 
 def _cell(value: Any) -> str:
@@ -106,23 +116,31 @@ def _field_names(context: Any) -> list[str]:
     return [str(n) for n in vars(context)] if hasattr(context, "__dict__") else []
 
 
+def _summary(name: str, value: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": name, "type": type(value).__name__}
+    if isinstance(value, pd.DataFrame | pd.Series):
+        entry["shape"] = list(value.shape)
+        if len(value):
+            entry["head"] = _head(value)
+    elif isinstance(value, list | tuple | dict | set | str):
+        entry["shape"] = [len(value)]
+        entry["value"] = _short(value)
+    else:
+        entry["value"] = _short(value)
+    return entry
+
+
 def field_summary(context: Any) -> list[dict[str, Any]]:
     """Every field of the final context: name, type, shape, and a head of each frame
     (its first rows and columns, as text) or a short text of the value."""
     out: list[dict[str, Any]] = []
     for name in _field_names(context)[:MAX_FIELDS]:
         value = getattr(context, name, None)
-        entry: dict[str, Any] = {"name": name, "type": type(value).__name__}
-        if isinstance(value, pd.DataFrame | pd.Series):
-            entry["shape"] = list(value.shape)
-            if len(value):
-                entry["head"] = _head(value)
-        elif isinstance(value, list | tuple | dict | set | str):
-            entry["shape"] = [len(value)]
-            entry["value"] = _short(value)
-        else:
-            entry["value"] = _short(value)
-        out.append(entry)
+        try:
+            out.append(_summary(name, value))
+        except Exception as exc:  # a user type whose repr or len fails
+            out.append({"name": name, "type": type(value).__name__,
+                        "value": f"(cannot show it: {type(exc).__name__})"})
     return out
 
 
@@ -247,7 +265,8 @@ class ResultsHook(RunHook):
         if result is None or error is not None:
             return
         self._take("(final context)", "", result.context)  # e.g. from another process
-        ref = write_results(self.store, run.run_id, build_results(result.context,
-                                                                  self.messages))
+        doc = build_results(result.context, self.messages)
+        result.extras["report"] = doc["report"]  # the front door prints it: no second call
+        ref = write_results(self.store, run.run_id, doc)
         if self.on_written is not None:
             self.on_written(ref)

@@ -106,7 +106,8 @@ class PortfolioContext(SelectionContext):
             "universe": len(self.prices.columns),
         }
         if self.backtest_stats:
-            doc["backtest"] = {k: round(float(v), 6) for k, v in self.backtest_stats.items()}
+            doc["backtest"] = {k: int(v) if k == "rebalances" else round(float(v), 6)
+                               for k, v in self.backtest_stats.items()}
         return doc
 
     def charts(self) -> dict[str, pd.DataFrame]:

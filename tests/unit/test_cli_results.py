@@ -24,6 +24,22 @@ STAGES = textwrap.dedent('''
         def report(self) -> dict[str, Any]:
             return {"positions": {"AAPL": 0.25, "MSFT": 0.75}, "cash": self.cash}
 
+    class Odd:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    class BadBook(Book):
+        odd: Any = None
+
+        def report(self) -> dict[str, Any]:
+            raise KeyError("positions")
+
+    @stage("book.odd")
+    def odd(ctx):
+        ctx.odd = Odd()
+        ctx.log("made an odd field")
+        return ctx
+
     @stage("book.fill")
     def fill(ctx):
         ctx.cash = 12.5
@@ -36,8 +52,11 @@ def _project(tmp_path: Path) -> Path:
     (tmp_path / "book_stages.py").write_text(STAGES, encoding="utf-8")
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({
-        "pipelines": {"book": {"steps": ["book.fill"], "context": "book_stages:Book"}},
-        "stages": {"book.fill": "book_stages:fill"}}), encoding="utf-8")
+        "pipelines": {"book": {"steps": ["book.fill"], "context": "book_stages:Book"},
+                      "badbook": {"steps": ["book.fill", "book.odd"],
+                                  "context": "book_stages:BadBook"}},
+        "stages": {"book.fill": "book_stages:fill", "book.odd": "book_stages:odd"}}),
+        encoding="utf-8")
     return manifest
 
 
@@ -87,3 +106,20 @@ def test_json_output_keeps_its_single_object(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["result"] == {"positions": {"AAPL": 0.25, "MSFT": 0.75}, "cash": 12.5}
+
+
+def test_a_report_that_raises_is_a_note_not_a_failed_run(tmp_path: Path) -> None:
+    """The user's report() is user code: the run succeeded, its results are not
+    shown, and it says why once; results.json keeps the messages and fields."""
+    manifest = _project(tmp_path)
+    proc = cli("run", "badbook", "-m", manifest, "--artifacts", tmp_path / "a",
+               "--run-id", "bad-1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    note = "note: BadBook.report() raised KeyError: 'positions'; the run's results are not shown"
+    assert proc.stderr.count(note) == 1, proc.stderr
+    doc = json.loads((tmp_path / "a/runs/bad-1/results.json").read_text())
+    assert doc["report"] is None
+    assert [m["step"] for m in doc["messages"]] == ["book.fill", "book.odd"]
+    odd = next(f for f in doc["fields"] if f["name"] == "odd")
+    assert odd == {"name": "odd", "type": "Odd", "value": "(cannot show it: RuntimeError)"}
