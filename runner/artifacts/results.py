@@ -223,48 +223,72 @@ def read_results(store: ArtifactStore, run_id: str, ref: Mapping[str, Any] | Non
 class ResultsHook(RunHook):
     """Keeps each step's ``ctx.log`` messages and, when the run succeeds, writes
     results.json and hands its reference to ``on_written`` (the checkpoint hook,
-    which lists it in run.json). Runs before the checkpoint hook ends the run."""
+    which lists it in run.json). Runs before the checkpoint hook ends the run.
+
+    A step's messages are the lines of its context's audit trail past the main
+    line's cursor that no step of its own branch, an enclosing or an enclosed one
+    was given yet (so a merge adapter keeps its own lines, and two branches that
+    log the same line each get it). A main-line step moves the cursor: each step
+    costs the lines since, not the whole trail, so a long run stays linear.
+    """
 
     def __init__(self, store: ArtifactStore, *,
                  on_written: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.store = store
         self.on_written = on_written
         self.messages: list[dict[str, Any]] = []
-        self._seen: Counter[str] = Counter()
+        self._cursor = 0  # the main line's trail up to here is attributed
+        self._given: list[tuple[str, str]] = []  # (branch, line) given since the cursor
         self._lock = threading.Lock()
+        self._kept = 0
 
     def on_run_start(self, run: RunInfo, plan: Plan, context: Any) -> None:
-        self._take(EARLIER, "", context)  # a resumed run's context holds earlier steps'
+        self._take(EARLIER, "", None, context)  # a resumed run's context holds earlier steps'
 
     def on_step_end(self, run: RunInfo, record: StepRecord, context: Any | None) -> None:
         if context is not None:
-            self._take(record.name, record.path, context)
+            self._take(record.name, record.path, record.branch, context)
 
     def on_branch_end(self, run: RunInfo, branch: Branch, context: Any | None) -> None:
-        if context is not None:  # a branch that ran in another process: its steps' at once
-            self._take(branch.label, branch.path, context)
+        if context is not None:  # a branch whose steps were not heard: what is left
+            self._take(branch.label, branch.path, branch.path, context)
 
-    def _take(self, name: str, path: str, context: Any) -> None:
-        """The messages of ``context``'s audit trail not yet given to a step."""
+    @staticmethod
+    def _related(a: str, b: str) -> bool:
+        """One branch path is ``b`` or encloses it, or the other way round: their
+        trails share what either gave (a fork inherits, a merge collects)."""
+        short, long = (a, b) if len(a) <= len(b) else (b, a)
+        return long == short or (long.startswith(short) and long[len(short)] in "[/:")
+
+    def _take(self, name: str, path: str, branch: str | None, context: Any) -> None:
+        """The lines of ``context``'s audit trail that no step was given yet."""
         trail = getattr(context, "audit_trail", None)
         if not isinstance(trail, list):
             return
         with self._lock:
-            counts: Counter[str] = Counter()
-            new: list[str] = []
-            for message in map(str, trail):
-                counts[message] += 1
-                if counts[message] > self._seen[message]:
-                    new.append(message[:MAX_TEXT])
-            self._seen |= counts
-            if new and sum(len(m["messages"]) for m in self.messages) < MAX_MESSAGES:
-                self.messages.append({"step": name, "path": path, "messages": new})
+            given = Counter(line for owner, line in self._given
+                            if branch is None or self._related(owner, branch))
+            new = []
+            for line in map(str, trail[self._cursor:]):
+                if given[line] > 0:
+                    given[line] -= 1
+                else:
+                    new.append(line)
+            if branch is None:  # the main line moves on: its trail so far is attributed
+                self._cursor = max(self._cursor, len(trail))
+                self._given = []
+            else:
+                self._given.extend((branch, line) for line in new)
+            if new and self._kept < MAX_MESSAGES:
+                self._kept += len(new)
+                self.messages.append({"step": name, "path": path,
+                                      "messages": [m[:MAX_TEXT] for m in new]})
 
     def on_run_end(self, run: RunInfo, result: RunResult | None,
                    error: BaseException | None) -> None:
         if result is None or error is not None:
             return
-        self._take("(final context)", "", result.context)  # e.g. from another process
+        self._take("(final context)", "", None, result.context)  # e.g. from another process
         doc = build_results(result.context, self.messages)
         result.extras["report"] = doc["report"]  # the front door prints it: no second call
         ref = write_results(self.store, run.run_id, doc)
