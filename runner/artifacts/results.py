@@ -122,7 +122,7 @@ def _summary(name: str, value: Any) -> dict[str, Any]:
         entry["shape"] = list(value.shape)
         if len(value):
             entry["head"] = _head(value)
-    elif isinstance(value, list | tuple | dict | set | str):
+    elif isinstance(value, list | tuple | dict | set):
         entry["shape"] = [len(value)]
         entry["value"] = _short(value)
     else:
