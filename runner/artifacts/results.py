@@ -203,7 +203,7 @@ def read_results(store: ArtifactStore, run_id: str, ref: Mapping[str, Any] | Non
         return None, None
     rel = RunPaths(run_id).results_file
     try:
-        data = store.read_bytes(rel)
+        data = store.read_bytes(rel, limit=MAX_BYTES + 1)
     except RunnerError as exc:
         return None, f"{RESULTS_FILE} listed in run.json but not readable: {exc}"
     if len(data) > MAX_BYTES:

@@ -112,3 +112,13 @@ def test_runner_report_shows_the_results_and_a_note_for_a_bad_file(cli_root, tmp
     page = out.read_text()
     assert "does not match the sha256 run.json lists" in page
     assert "<code>feature_store</code>" not in page and 'id="dag"' in page
+
+
+def test_an_oversized_results_file_is_not_read_whole(store_root, tmp_path, monkeypatch):
+    from runner.artifacts import results
+
+    _sdk(store_root, tmp_path).run_pipeline("main", StoreContext(), run_id="r-5")
+    store = ArtifactStore(store_root.url, store_root.storage_options)
+    monkeypatch.setattr(results, "MAX_BYTES", 100)
+    doc, note = _results(store, "r-5")
+    assert doc is None and "is larger than 100 bytes: not shown" in note
