@@ -338,35 +338,8 @@ def _steps_json(records: Any) -> list[dict[str, Any]]:
              "node": r.node, "branch": r.branch} for r in records]
 
 
-def _report(context: Any) -> dict[str, Any] | None:
-    """What the final context says about itself (``context.report()``), JSON-ready."""
-    report = getattr(context, "report", None)
-    if not callable(report):
-        return None
-    doc = report()
-    return json.loads(json.dumps(doc, default=str)) if doc is not None else None
-
-
-def _render_report(report: dict[str, Any], *, top: int = 10) -> None:
-    from rich.table import Table
-
-    for title, body in report.items():
-        if isinstance(body, dict) and body:
-            table = Table(box=None, title=title, title_justify="left", show_header=False)
-            for key, value in list(body.items())[:top]:
-                shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-                table.add_row(str(key), shown)
-            if len(body) > top:
-                table.add_row(f"... {len(body) - top} more", "")
-            err.print(table)
-        else:
-            err.print(f"[bold]{title}[/]: {body}")
-
-
 def _summary(result: "RunResult", sdk: "QuantSDK") -> None:
-    report = _report(result.context)
-    if report:
-        _render_report(report)
+    """Where the run's files are and how long it took (stderr: status, not results)."""
     store = sdk.store()
     err.print(f"checkpoints: {store.url_of('runs', result.run_id)}  (runner runs show "
               f"{result.run_id}); forensics on failure go to "
@@ -611,14 +584,24 @@ def _succeeded(result: "RunResult", sdk: "QuantSDK", doc: dict[str, Any], *, as_
             err.print(f"run {result.run_id} already succeeded: nothing to resume "
                       f"(runner runs show {result.run_id})")
         return
+    from runner.artifacts.results import context_report
+    from runner.cli_results import log_results, print_results
+
     doc.update(status="succeeded", steps=_steps_json(result.records))
-    report = _report(result.context)
+    report = (result.extras["report"] if "report" in result.extras
+              else context_report(result.context))
     if report is not None:
         doc["result"] = report
     if as_json:
         _print_json(doc)
-    elif not quiet and not structured:
-        _summary(result, sdk)
+    elif structured:
+        if report:
+            log_results(report, run_id=result.run_id, trace_id=result.trace_id)
+    else:
+        if report:
+            print_results(report, out)  # results on stdout: `> file` keeps them
+        if not quiet:
+            _summary(result, sdk)
 
 
 def _resume_command(run_id: str) -> str:

@@ -333,10 +333,12 @@ def report_command(
     artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
     allow_unsigned: AllowUnsignedOpt = False,
 ) -> None:
-    """One self-contained HTML page of a run: DAG, timeline, steps, artifacts, error."""
+    """One self-contained HTML page of a run: results, DAG, timeline, steps, artifacts,
+    error."""
     from runner.artifacts import read_index, read_run, run_paths
     from runner.artifacts.documents import read_error_doc
     from runner.artifacts.layout import SPANS_FILE
+    from runner.artifacts.results import read_results
     from runner.telemetry.report import render_report
 
     try:
@@ -359,10 +361,13 @@ def report_command(
                  if store.exists(paths.error_info_file) else None)
         context_rel = paths.error_context_file
         context_url = store.url_of(context_rel) if error and store.exists(context_rel) else None
+        results, results_note = read_results(
+            store, run_id, doc.results.model_dump() if doc.results is not None else None)
     except RunnerError as exc:
         raise _guard(exc) from None
     html = render_report(doc.model_dump(mode="json"), spans, indexes, error,
-                         error_context_url=context_url)
+                         error_context_url=context_url, results=results,
+                         results_note=results_note)
     target = output or Path(f"{run_id}.html")
     try:
         target.write_text(html, encoding="utf-8")

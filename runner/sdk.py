@@ -28,6 +28,7 @@ from runner.artifacts.attempts import set_aside
 from runner.artifacts.checkpoint import read_run
 from runner.artifacts.documents import RunDoc, write_spans
 from runner.artifacts.layout import RUNS, is_run_id
+from runner.artifacts.results import ResultsHook
 from runner.errors import RunInterruptedError, UsageError
 from runner.manifest import DEFAULT_MANIFEST, Manifest, default_manifest, load_manifest
 from runner.orchestration.contracts import check_reads
@@ -187,6 +188,8 @@ class QuantSDK:
         if checkpoints:
             checkpoint = CheckpointHook(writes, plan, plan.manifest_digest, completed=completed,
                                         allow_unsigned=self.allow_unsigned)
+            # before the checkpoint hook: it lists results.json in the final run.json
+            extra.append(ResultsHook(writes, on_written=checkpoint.list_results))
             extra.append(checkpoint)
         extra.append(LogHook())
         traced = tracing if isinstance(tracing, Tracing) else _get_tracing() if tracing else None

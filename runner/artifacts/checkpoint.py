@@ -267,6 +267,12 @@ class CheckpointHook(RunHook):
             if failure is None:
                 raise
 
+    def list_results(self, ref: dict[str, Any]) -> None:
+        """List results.json (its file, sha256 and size) in run.json when the run ends
+        (:class:`runner.artifacts.results.ResultsHook` calls it just before)."""
+        with self._lock:
+            self._doc["results"] = dict(ref)
+
     def on_run_abort(self, run: RunInfo, error: BaseException) -> None:
         """Record ``interrupted`` with the checkpoints committed so far, without
         waiting for those still being written (a later commit keeps the status)."""

@@ -29,6 +29,7 @@ __all__ = [
     "ErrorDoc",
     "FieldEntry",
     "IndexDoc",
+    "ResultsRef",
     "RunDoc",
     "parse_document",
     "read_error_doc",
@@ -102,6 +103,15 @@ class CheckpointRef(_Doc):
     kind: Literal["step", "branch"]
 
 
+class ResultsRef(_Doc):
+    """run.json's entry for results.json (results.py): written at the end of a
+    succeeded run; its sha256 ties the file to the signed run document."""
+
+    file: Literal["results.json"]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    bytes: Count
+
+
 class RunDoc(_Doc):
     """runs/<RUN_ID>/run.json."""
 
@@ -127,6 +137,7 @@ class RunDoc(_Doc):
     history: Annotated[list[AttemptRecord], Field(max_length=10_000)] = Field(
         default_factory=list)
     """The earlier attempts, oldest first."""
+    results: ResultsRef | None = None
     journal: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
     """The nonce of the journal that records the checkpoints committed since this
     document was written (journal.py); None once the run has ended."""

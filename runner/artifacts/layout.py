@@ -5,6 +5,8 @@
     runs/<RUN_ID>/lease/<EPOCH>.json               who runs it now (lease.py)
     runs/<RUN_ID>/spans.jsonl                      the run's spans
     runs/<RUN_ID>/spans.sig.json                   their sha256, signed
+    runs/<RUN_ID>/results.json                     what a succeeded run came up with
+                                                   (results.py; its sha256 in run.json)
     runs/<RUN_ID>/steps/<NNN>-<name>/index.json    a checkpoint's index (signed)
     runs/<RUN_ID>/steps/<NNN>-<name>/<field>.parquet|json|pkl
     summaries/runs/<RUN_ID>/error_context.pkl      forensics (signed pickle)
@@ -39,6 +41,7 @@ __all__ = [
     "INDEX_FILE",
     "JOURNAL_FILE",
     "LEASE_DIR",
+    "RESULTS_FILE",
     "RUNS",
     "RUN_FILE",
     "SPANS_FILE",
@@ -55,6 +58,7 @@ JOURNAL_FILE = "journal.jsonl"
 LEASE_DIR = "lease"
 SPANS_FILE = "spans.jsonl"
 SPANS_SIGNATURE_FILE = "spans.sig.json"
+RESULTS_FILE = "results.json"
 INDEX_FILE = "index.json"
 ERROR_CONTEXT_FILE = "error_context.pkl"
 ERROR_INFO_FILE = "error.json"
@@ -113,6 +117,10 @@ class RunPaths:
     @property
     def spans_signature_file(self) -> str:
         return f"{self.dir}/{SPANS_SIGNATURE_FILE}"
+
+    @property
+    def results_file(self) -> str:
+        return f"{self.dir}/{RESULTS_FILE}"
 
     @property
     def forensics_dir(self) -> str:

@@ -357,9 +357,12 @@ class ArtifactStore:
             finally:
                 os.close(fd)
 
-    def read_bytes(self, rel: str) -> bytes:
+    def read_bytes(self, rel: str, *, limit: int | None = None) -> bytes:
+        """The file's bytes; with ``limit``, at most that many (a file the store may
+        have grown is never read whole)."""
         with _translated(self.url_of(rel), "cannot read"):
-            data: bytes = self.fs.cat_file(self.path(rel))
+            data: bytes = (self.fs.cat_file(self.path(rel)) if limit is None
+                           else self.fs.cat_file(self.path(rel), start=0, end=limit))
             return data
 
     def exists(self, rel: str) -> bool:

@@ -10,6 +10,7 @@ Module          Registers
                 ``alpha.inference_model_b``, ``alpha.clustering``, ``alpha.policy``,
                 ``alpha.synthesis``; merge adapter ``alpha.ensemble``
 ``risk``        ``risk.optimize``
+``backtest``    ``risk.backtest`` (walk-forward equity curve of the portfolio rule)
 ``dataops``     ``dataops.load``, ``dataops.validate``, ``dataops.clean``
 ==============  ==================================================================
 
@@ -18,7 +19,7 @@ docstring lists the ones it uses. The bundled prices and their licence are in
 ``runner/stages/data`` (see ``SOURCE.md``).
 """
 
-from runner.stages import alpha, contexts, dataops, foundation, risk
+from runner.stages import alpha, backtest, contexts, dataops, foundation, risk
 from runner.stages._deferred import deferred_imports
 from runner.stages.contexts import DataOpsContext, PortfolioContext
 
@@ -26,6 +27,7 @@ __all__ = [
     "DataOpsContext",
     "PortfolioContext",
     "alpha",
+    "backtest",
     "contexts",
     "dataops",
     "deferred_imports",

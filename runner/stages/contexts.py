@@ -18,6 +18,9 @@ Data layouts (all labels are strings, so every frame pickles and writes to Parqu
   ``ticker``), one column per model (``pred_ridge``, ``pred_gbm``) plus ``pred``, the
   ensemble: predicted log return over the next month.
 - ``signals``, ``target_weights``, ``weights``: ``pd.Series`` indexed by ticker.
+- ``backtest``: the daily curve of ``risk.backtest``, ``DatetimeIndex`` named
+  ``date``, columns ``equity``, ``drawdown``, ``returns``, ``turnover`` (on
+  rebalance dates) and ``benchmark``; its figures in ``backtest_stats``.
 
 The adapters carry ``run_id``, ``workspace``, ``params`` and the audit trail across a
 pillar boundary; DataOps -> alpha also carries the cleaned prices, which
@@ -83,17 +86,36 @@ class PortfolioContext(SelectionContext):
     risk: dict[str, float] = Field(
         default_factory=dict, description="Risk summary of the final weights (annualised)"
     )
+    backtest: pd.DataFrame = Field(
+        default_factory=empty_frame,
+        description="Walk-forward backtest, daily: equity, drawdown, returns, turnover, "
+        "benchmark (risk.backtest)",
+    )
+    backtest_stats: dict[str, float] = Field(
+        default_factory=dict, description="Annualised figures of the backtest (risk.backtest)"
+    )
 
     def report(self) -> dict[str, Any]:
         """The run's outcome in plain data: what ``runner run`` prints at the end and
         ``--json`` returns under ``result``."""
         weights = self.weights.sort_values(ascending=False, kind="stable")
-        return {
+        doc: dict[str, Any] = {
             "weights": {str(t): round(float(w), 6) for t, w in weights.items()},
             "risk": {k: round(float(v), 6) for k, v in self.risk.items()},
             "regime": self.regime,
             "universe": len(self.prices.columns),
         }
+        if self.backtest_stats:
+            doc["backtest"] = {k: int(v) if k == "rebalances" else round(float(v), 6)
+                               for k, v in self.backtest_stats.items()}
+        return doc
+
+    def charts(self) -> dict[str, pd.DataFrame]:
+        """Time series the HTML report draws (``runner report``): the backtest's
+        equity curve and drawdown."""
+        if self.backtest.empty:
+            return {}
+        return {"backtest": self.backtest[["equity", "benchmark", "drawdown"]]}
 
 
 class DataOpsContext(MetaContext):

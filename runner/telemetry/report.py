@@ -27,6 +27,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, Template
 
 from runner.telemetry.bounds import check_outline_depth
 from runner.telemetry.dag import layout_dag
+from runner.telemetry.results_view import build_results_view
 from runner.telemetry.spans import SpanNode, span_tree
 from runner.telemetry.view import (
     attempt_title,
@@ -466,8 +467,14 @@ def render_report(
     error: Mapping[str, Any] | None,
     *,
     error_context_url: str | None = None,
+    results: Mapping[str, Any] | None = None,
+    results_note: str | None = None,
 ) -> str:
-    """The run as one HTML document with no external reference (CSS and SVG inline)."""
+    """The run as one HTML document with no external reference (CSS and SVG inline).
+
+    ``results`` is the run's results.json (untrusted: :mod:`results_view` checks it),
+    ``results_note`` why it is missing or not shown.
+    """
     clock = _Clock.of(spans)
     state = _state_of(run, spans, error)
     plan: Node | None = run.get("plan") or outline_from_spans(spans)
@@ -483,4 +490,6 @@ def render_report(
         steps=_steps(plan, spans, state, clock),
         artifacts=artifacts,
         error=_error(run, spans, error, error_context_url),
+        results=(build_results_view(results, results_note)
+                 if results is not None or results_note else None),
     )

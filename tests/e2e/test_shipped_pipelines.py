@@ -55,7 +55,7 @@ def test_alpha_full(reference, tmp_path):
     assert reference["status"] == "succeeded" and reference["run_id"] == "reference"
     assert [s["name"] for s in reference["steps"]] == [
         "foundation.ingest", "foundation.features", "alpha.inference", "alpha.clustering",
-        "alpha.policy", "alpha.synthesis", "risk.optimize"]
+        "alpha.policy", "alpha.synthesis", "risk.optimize", "risk.backtest"]
     assert all(s["status"] == "succeeded" for s in reference["steps"])
     assert_portfolio(reference)
     again = run_json("alpha.full", tmp_path)

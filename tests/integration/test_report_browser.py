@@ -36,3 +36,50 @@ def test_report_renders_in_chromium(driver, tmp_path, failed):
     shot = tmp_path / "report.png"
     assert driver.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
+
+
+def test_results_and_the_equity_curve_render_in_chromium(driver, tmp_path):
+    """The Results section of a succeeded run: the weights table, the steps'
+    messages, the heads of the frames, and the equity curve and drawdown drawn as
+    SVG polylines of one point per day, with visible size and legible axis labels."""
+    from selenium.webdriver.common.by import By
+
+    from tests.unit.test_report_results import DAYS, results_doc
+
+    run, spans, indexes, error = synthetic()
+    page = tmp_path / "report.html"
+    page.write_text(render_report(run, spans, indexes, error, results=results_doc()),
+                    encoding="utf-8")
+    driver.get_log("browser")
+    driver.get(page.as_uri())
+    assert [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"] == []
+
+    section = driver.find_element(By.ID, "results")
+    assert section.rect["y"] < driver.find_element(By.ID, "dag").rect["y"]  # at the top
+    weights = driver.find_element(By.ID, "result-weights")
+    assert "AAPL" in weights.text and "0.6000" in weights.text
+    assert "ingest: 10 days x 2 tickers" in section.text
+    assert "<b>" in section.text  # a message is text, never markup
+    heads = section.find_elements(By.CSS_SELECTOR, "table.head")
+    assert heads and all(h.rect["width"] > 0 for h in heads)
+
+    chart = driver.find_element(By.CSS_SELECTOR, "#chart-backtest svg.equity")
+    assert chart.rect["width"] > 600 and chart.rect["height"] > 200
+    lines = {line.get_attribute("data-series"): line
+             for line in chart.find_elements(By.TAG_NAME, "polyline")}
+    assert set(lines) == {"equity", "benchmark", "drawdown"}
+    for line in lines.values():
+        count = driver.execute_script("return arguments[0].points.numberOfItems", line)
+        assert count == len(DAYS)
+        assert line.rect["width"] > 500 and line.rect["height"] > 0
+    sizes = driver.execute_script(
+        "return Array.from(arguments[0].querySelectorAll('text')).map("
+        "t => [t.textContent, t.getBoundingClientRect().height])", chart)
+    assert {"2019", "2020", "0%"} <= {label for label, _ in sizes}
+    assert min(height for _, height in sizes) >= 10  # px on screen: legible
+    assert all(label.rect["x"] + label.rect["width"] <= section.rect["x"]
+               + section.rect["width"] for label in chart.find_elements(By.TAG_NAME, "text"))
+
+    shot = tmp_path / "results.png"
+    assert section.screenshot(str(shot))
+    assert shot.stat().st_size > 10_000

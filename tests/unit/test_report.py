@@ -453,7 +453,7 @@ def test_report_of_a_real_run(fanout):
     assert not re.search(r"https?://", html)
     nodes = [a for t, a in page.elements if t == "g" and "dag-node" in a.get("class", "")]
     plan_steps = _plan_steps(run["plan"])
-    assert len([n for n in nodes if n["data-kind"] != "merge"]) == len(plan_steps) == 8
+    assert len([n for n in nodes if n["data-kind"] != "merge"]) == len(plan_steps) == 9
     assert [n["data-kind"] for n in nodes].count("merge") == 2
     assert {n["data-status"] for n in nodes} == {"succeeded"}  # completed, from run.json
     texts = "".join(page.text)
@@ -461,7 +461,7 @@ def test_report_of_a_real_run(fanout):
         assert step["name"] in texts
     assert "alpha.models" in texts  # the nested pipeline's frame
     artifacts = _section(html, "artifacts")
-    assert artifacts.count('<details class="ckpt">') == len(run["checkpoints"]) == 9
+    assert artifacts.count('<details class="ckpt">') == len(run["checkpoints"]) == 10
     for folder, index in indexes.items():
         assert folder in artifacts
         for entry in index["fields"].values():
@@ -481,7 +481,7 @@ def test_report_and_tree_of_a_real_trace(fanout):
     nodes = [a for t, a in page.elements if t == "g" and "dag-node" in a.get("class", "")]
     assert {n["data-status"] for n in nodes} == {"succeeded"}  # each found its span
     steps = _section(html, "steps")
-    assert steps.count("<tr>") == 1 + 8 + 2  # header, 8 stages, 2 merges
+    assert steps.count("<tr>") == 1 + 9 + 2  # header, 9 stages, 2 merges
     assert "—</td>" not in steps.split("<tbody>")[1].replace("<code>—</code>", "")
     text = _text(render_trace(spans))
     assert text.startswith("✓ run alpha.fanout")

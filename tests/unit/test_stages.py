@@ -35,6 +35,7 @@ ALPHA_FULL = [
     "alpha.policy",
     "alpha.synthesis",
     "risk.optimize",
+    "risk.backtest",
 ]
 
 

@@ -1,0 +1,63 @@
+"""Each step's ``ctx.log`` lines in results.json: given to the step that wrote them,
+across parallel branches (the same line in two branches is each branch's), nested
+groups and a merge adapter that logs its own line."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from runner.artifacts import ArtifactStore
+from runner.artifacts.results import ResultsHook
+from runner.context import field_rules
+from runner.merge import BranchValue, merge_contexts
+from runner.orchestration.runner import DAGRunner
+from tests.shapes import REG, base_context, plan_for
+
+
+def _merge_and_say(base, branches):
+    values = [BranchValue(f"branch {i}", i, b) for i, b in enumerate(branches)]
+    out = merge_contexts(base, values, field_rules(type(base)), group="say")
+    out.log("merged")
+    return out
+
+
+if "merge.say" not in REG.names():
+    REG.register("merge.say", _merge_and_say, kind="merge_adapter")
+
+
+def _steps(steps, *, executor: str, **spec):
+    store = ArtifactStore(f"memory://results-{uuid.uuid4().hex[:12]}")
+    hook = ResultsHook(store)
+    result = DAGRunner(plan_for(steps, **spec), executor=executor, hooks=[hook],
+                       run_id="r-1").run(base_context())
+    doc = json.loads(store.read_bytes("runs/r-1/results.json"))
+    assert result.extras["report"] is None  # ShapeContext has no report()
+    return [(m["step"], m["messages"]) for m in doc["messages"]]
+
+
+@pytest.mark.parametrize("executor", ["inline", "threads"])
+def test_branches_logging_the_same_line_each_keep_it(executor):
+    assert _steps(["log.a", ["log.b", "log.b"], "log.c"], executor=executor) == [
+        ("log.a", ["a"]), ("log.b", ["b"]), ("log.b", ["b"]), ("log.c", ["c"])]
+
+
+def test_a_merge_adapter_keeps_its_own_line():
+    got = _steps(["log.a", ["log.b", "log.c"]], executor="threads", merge_adapter="merge.say")
+    assert sorted(got[1:3]) == [("log.b", ["b"]), ("log.c", ["c"])]
+    assert got[0] == ("log.a", ["a"]) and got[3] == ("merge.say", ["merged"])
+    assert len(got) == 4
+
+
+def test_nested_groups_give_each_line_once():
+    got = _steps(["log.a", [["log.b", ["log.c", "log.c"]], "log.a"]], executor="threads")
+    assert sorted(line for _, lines in got for line in lines) == ["a", "a", "b", "c", "c"]
+    assert got[0] == ("log.a", ["a"])
+
+
+def test_a_long_run_costs_each_step_its_own_lines():
+    """Linear: 300 steps of one line each are 300 entries of one line."""
+    got = _steps(["log.a"] * 300, executor="inline")
+    assert got == [("log.a", ["a"])] * 300
