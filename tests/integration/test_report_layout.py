@@ -143,7 +143,7 @@ def test_meta_full_is_legible_at_1000_px_in_both_views(driver, cli, tmp_path):
     views = driver.find_element(By.ID, "dag-views")
     assert views.get_attribute("data-view") == "full"
     full = check_view(driver, "#dag-graph")
-    assert len(full["nodes"]) == 12 and len(full["frames"]) == 2
+    assert len(full["nodes"]) == 13 and len(full["frames"]) == 2
     screenshot(driver, tmp_path / "meta.full.png")
 
     # collapse the nested pipelines, then open alpha.full by clicking its node
@@ -169,7 +169,7 @@ def test_alpha_full_is_legible_at_1000_px(driver, cli, tmp_path):
     page = report_of(cli, tmp_path, "alpha.full")
     open_report(driver, page)
     got = check_view(driver, "#dag-graph")
-    assert [n["kind"] for n in got["nodes"]] == ["stage"] * 7
+    assert [n["kind"] for n in got["nodes"]] == ["stage"] * 8
     assert not [n for n in got["nodes"] if n["label"].endswith("…")]  # short names: whole
     assert not driver.find_elements(By.ID, "dag-overview")  # nothing nested: one view
     screenshot(driver, tmp_path / "alpha.full.png")

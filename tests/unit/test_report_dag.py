@@ -106,14 +106,14 @@ def test_meta_full_wraps_its_nested_pipelines_and_collapses_them():
     dag = layout_dag(plan, succeeded)
     check_geometry(dag)
     assert [f.label for f in dag.frames] == ["▣ dataops.full", "▣ alpha.full"]
-    assert len(dag.boxes) == 12  # 2 adapters, 3 + 7 stages
+    assert len(dag.boxes) == 13  # 2 adapters, 3 + 8 stages
     assert dag.overview is not None and not dag.overview_first
     check_geometry(dag.overview)
     assert dag.overview.frames == []
     pipelines = [b for b in dag.overview.boxes if b.kind == "pipeline"]
     assert [(b.label, b.path) for b in pipelines] == [("dataops.full", "meta.full[0]"),
                                                       ("alpha.full", "meta.full[1]")]
-    assert [b.detail for b in pipelines] == ["▣ 3 steps", "▣ 7 steps"]
+    assert [b.detail for b in pipelines] == ["▣ 3 steps", "▣ 8 steps"]
     assert [f.path for f in dag.frames] == [b.path for b in pipelines]  # what a click opens
 
 
