@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from runner.errors import RunnerError, UsageError
@@ -59,7 +60,7 @@ def explain(exc: BaseException, *, verb: str, resource: str, name: str | None = 
     target = f" at {server}" if server else ""
     kind = timed_out(exc)
     if kind is not None:
-        return ClusterError(_too_slow(kind, target, timeouts))
+        return ClusterError(_too_slow(exc, kind, target, timeouts))
     return ClusterError(f"cannot reach the Kubernetes API server{target}: "
                         f"{_connection_failure(exc)}")
 
@@ -99,9 +100,14 @@ def timed_out(exc: BaseException) -> str | None:
     return None
 
 
-def _too_slow(kind: str, target: str, timeouts: tuple[float, float | None] | None) -> str:
-    """The one line for a call that ran out of time, with the limit it ran out of."""
-    limit = None if timeouts is None else timeouts[0 if kind == "connect" else 1]
+def _too_slow(exc: BaseException, kind: str, target: str,
+              timeouts: tuple[float, float | None] | None) -> str:
+    """The one line for a call that ran out of time, with the limit it ran out of: the
+    one urllib3 names (``(read timeout=5)``: a TLS handshake is read under the connect
+    limit), else the caller's."""
+    said = re.search(r"timeout=([0-9.]+)\)", str(exc))
+    limit = float(said.group(1)) if said else \
+        None if timeouts is None else timeouts[0 if kind == "connect" else 1]
     within = f" within {limit:g} s" if limit is not None else " in time"
     what = "accept a connection" if kind == "connect" else "answer"
     return (f"the Kubernetes API server{target} did not {what}{within} (is it overloaded, "

@@ -90,3 +90,13 @@ def test_a_bad_runner_k8s_timeout_is_a_usage_error(monkeypatch, value):
     with pytest.raises(UsageError, match=r"RUNNER_K8S_TIMEOUT=.*: expected seconds, READ or "
                                          r"CONNECT,READ \(e.g. 30 or 5,30\)"):
         Timeouts.from_env()
+
+
+def test_the_limit_urllib3_ran_out_of_is_the_one_said():
+    """A TLS handshake that never ends is a 'read' timeout under the connect limit."""
+    from urllib3.exceptions import ReadTimeoutError
+
+    failure = ReadTimeoutError(None, "/api", "Read timed out. (read timeout=5.0)")
+    error = explain(failure, verb="get", resource="jobs", server="https://10.0.0.1:6443",
+                    timeouts=(5, 30))
+    assert "did not answer within 5 s " in str(error)
