@@ -15,6 +15,7 @@
           k8s.fail_next("POST", r"/jobs$", 409)     # the next matching request fails, once
           k8s.gone_next_watch(r"/jobs")  # the next watch gets 410 Gone (in-stream ERROR)
           k8s.drop_next_watch(r"/jobs")  # the next watch ends after its initial events
+          k8s.stall_next("GET", r"/jobs/", 3)       # the next match is answered 3 s late
           k8s.clear_faults()             # forget the faults not yet spent
           k8s.pod_logs[(ns, pod)] = PodLog(path, done)   # what GET .../pods/NAME/log serves
 
@@ -55,7 +56,8 @@ What kmock 0.8 and helm_sdkpy 0.1.32 do, and what is done about it here:
   the process ends, ``tailLines``, ``limitBytes``; 404 for an unknown pod, 400 "is waiting
   to start" while none is registered and the pod is Pending (``timestamps``,
   ``sinceSeconds``/``sinceTime`` are ignored).
-* Fault injection (``fail_next``, ``gone_next_watch``, ``drop_next_watch``) is checked
+* Fault injection (``fail_next``, ``gone_next_watch``, ``drop_next_watch``, ``stall_next``)
+  is checked
   before kmock's ``_handle``: kmock's own reactions (``kmock['post /path'] << 409``) do not
   fit, because kmock changes its store before it looks at reactions (a "failed" create
   would still create). ``commit=True`` asks for exactly that: the change is made, the
@@ -149,7 +151,7 @@ class PodLog:
 class Fault:
     """An injected failure, waiting for ``times`` matching requests (``hits`` got it)."""
 
-    kind: str  # "status", "gone" or "drop"
+    kind: str  # "status", "gone", "drop" or "stall"
     method: str  # an HTTP method, or "*"
     pattern: re.Pattern[str]  # searched in the request path
     times: int = 1
@@ -159,6 +161,7 @@ class Fault:
     watch: bool | None = None  # None: any request; True: watches only; False: no watches
     commit: bool = False  # make the change anyway, then answer the error
     in_stream: bool = True  # for "gone": an ERROR event in a 200 stream, else an HTTP 410
+    delay: float = 0.0  # for "stall": seconds before the request is handled as usual
     hits: list[Recorded] = field(default_factory=list)
 
     @property
@@ -392,7 +395,9 @@ def _emulator_class() -> type:
                 seen = Recorded(_method(request), request.url.path, dict(request.params))
                 self.recorded.append(seen)
                 fault = self._take_fault(request, seen)
-                if fault is not None:
+                if fault is not None and fault.kind == "stall":
+                    await self._stall(fault)  # then answered as usual, too late
+                elif fault is not None:
                     return await self._inject(fault, request)
             if (request.resource is not None and request.resource.plural == "pods"
                     and request.subresource == "log" and request.name
@@ -549,6 +554,13 @@ def _emulator_class() -> type:
                         fault.hits.append(seen)
                         return fault
             return None
+
+        async def _stall(self, fault: Fault) -> None:
+            """A hung API server: nothing for ``fault.delay`` seconds (or until shutdown)."""
+            loop = asyncio.get_running_loop()
+            until = loop.time() + fault.delay
+            while not self.closing and loop.time() < until:
+                await asyncio.sleep(0.05)
 
         async def _inject(self, fault: Fault, request: Any) -> Any:
             if fault.kind == "status":
@@ -750,6 +762,14 @@ class Emulator:
         """The next ``times`` watches whose path matches end right after their initial
         events (a dropped connection, or a server-side timeout)."""
         return self._add(Fault("drop", "GET", re.compile(path), times, 200, watch=True))
+
+    def stall_next(self, method: str, path: str, seconds: float, times: int = 1, *,
+                   watch: bool | None = None) -> Fault:
+        """The next ``times`` requests ``method`` (or "*") whose path matches the regex
+        ``path`` are answered only after ``seconds`` (a hung or overloaded API server);
+        ``watch`` restricts it to (or away from) watches. Shutdown cuts the wait short."""
+        return self._add(Fault("stall", method.upper(), re.compile(path), times, 200,
+                               watch=watch, delay=seconds))
 
     def clear_faults(self) -> None:
         """Forget every fault not yet spent."""

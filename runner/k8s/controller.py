@@ -25,7 +25,9 @@ Configuration is found as kubectl finds it: in a pod, the service account; else
 becomes one message in the project's own error types (:mod:`runner.k8s.errors`).
 Transient answers (429, 5xx, a refused or dropped connection) are retried with
 backoff, honouring ``Retry-After``; watches re-list on 410 Gone and reconnect when
-their stream drops.
+their stream drops. Every request has a time limit (:mod:`runner.k8s.timeouts`,
+``RUNNER_K8S_TIMEOUT``): a server that accepts connections and never answers is an
+error after it, retried once like a transient failure, not a hang.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ from runner.k8s.builders import (
     ray_cluster_name,
     secret,
 )
-from runner.k8s.errors import ClusterError, NotFoundError, explain
+from runner.k8s.errors import ClusterError, NotFoundError, explain, timed_out
 from runner.k8s.ray import (
     network_policy,
     network_policy_name,
@@ -66,6 +68,7 @@ from runner.k8s.ray import (
     ray_token_secret,
     token_secret_of,
 )
+from runner.k8s.timeouts import TimedApiClient, Timeouts
 
 __all__ = ["Controller", "PodState", "RunFailed", "RunStatus", "Submitted"]
 
@@ -148,6 +151,9 @@ class Retry:
     unreachable_attempts: int = 2
     """Tries per call while no connection to the server can be made at all (refused,
     no such host): one short retry, then the error, not seconds of waiting."""
+    timeout_attempts: int = 2
+    """Tries per call that ran out of time (``RUNNER_K8S_TIMEOUT``): one more after a
+    backoff, then the error; each try already waited the whole limit."""
     backoff: float = 0.5
     cap: float = 8.0
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
@@ -214,12 +220,14 @@ class Controller:
         self.networking = client.NetworkingV1Api(api)
         self.server = str(getattr(api.configuration, "host", "") or "")
         self.retry = retry or Retry()
+        self.timeouts: Timeouts = getattr(api, "timeouts", None) or Timeouts()
 
     @classmethod
     def connect(cls, namespace: str | None = None, *, context: str | None = None,
                 kubeconfig: str | None = None, retry: Retry | None = None) -> Controller:
         """Configuration as kubectl finds it; the namespace from the flag, the context,
         or the pod's service account, else ``default``."""
+        timeouts = Timeouts.from_env()  # a bad RUNNER_K8S_TIMEOUT says so before any call
         configuration = client.Configuration()
         configuration.retries = False  # retried in :meth:`_call` only, and said there once
         in_cluster = "KUBERNETES_SERVICE_HOST" in os.environ and kubeconfig is None \
@@ -240,20 +248,22 @@ class Controller:
         except (config.ConfigException, OSError, TypeError, ValueError) as exc:
             where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
             raise ClusterError(f"no usable Kubernetes configuration ({where}): {exc}") from None
-        return cls(client.ApiClient(configuration), namespace or found or "default",
-                   retry=retry)
+        return cls(TimedApiClient(configuration, timeouts=timeouts),
+                   namespace or found or "default", retry=retry)
 
     # ------------------------------------------------------------ calling the API
 
-    def _error(self, exc: BaseException, verb: str, resource: str,
-               name: str | None = None) -> Exception:
+    def _error(self, exc: BaseException, verb: str, resource: str, name: str | None = None,
+               *, read: float | None = None) -> Exception:
         return explain(exc, verb=verb, resource=resource, name=name,
-                       namespace=self.namespace, server=self.server)
+                       namespace=self.namespace, server=self.server,
+                       timeouts=(self.timeouts.connect, read or self.timeouts.read))
 
     def _call(self, fn: Callable[[], T], *, verb: str, resource: str,
               name: str | None = None, ok: frozenset[int] = frozenset()) -> T | None:
         """``fn()``, retried on transient failures; an API status in ``ok`` gives None;
-        anything else becomes one clear error."""
+        anything else becomes one clear error. The one chokepoint of the API calls: each
+        request in ``fn`` has the time limit its client (:class:`TimedApiClient`) sets."""
         attempt = 0
         while True:
             try:
@@ -268,8 +278,11 @@ class Controller:
                 if not type(exc).__module__.startswith("urllib3"):
                     raise
                 failure = exc
-            limit = (min(self.retry.attempts, self.retry.unreachable_attempts)
-                     if _unreachable(failure) else self.retry.attempts)
+            limit = self.retry.attempts
+            if _unreachable(failure):
+                limit = min(limit, self.retry.unreachable_attempts)
+            elif timed_out(failure):
+                limit = min(limit, self.retry.timeout_attempts)
             if not _transient(failure) or attempt + 1 >= limit:
                 raise self._error(failure, verb, resource, name) from None
             self.retry.sleep(self.retry.delay(attempt, failure))
@@ -576,14 +589,16 @@ class Controller:
                     version = None
                     continue
                 if not _transient(exc) or attempt + 1 >= self.retry.attempts:
-                    raise self._error(exc, "watch", "jobs", name) from None
+                    raise self._error(exc, "watch", "jobs", name,
+                                      read=span + self.timeouts.read) from None
                 self.retry.sleep(self.retry.delay(attempt, exc))
                 attempt += 1
             except Exception as exc:  # a dropped or refused connection
                 if not (isinstance(exc, OSError) or type(exc).__module__.startswith("urllib3")):
                     raise
                 if attempt + 1 >= self.retry.attempts:
-                    raise self._error(exc, "watch", "jobs", name) from None
+                    raise self._error(exc, "watch", "jobs", name,
+                                      read=span + self.timeouts.read) from None
                 self.retry.sleep(self.retry.delay(attempt, exc))
                 attempt += 1
                 version = None
@@ -598,7 +613,7 @@ class Controller:
                     self.batch.list_namespaced_job, self.namespace,
                     field_selector=f"metadata.name={name}", resource_version=version,
                     allow_watch_bookmarks=True, timeout_seconds=span,
-                    _request_timeout=(10, span + 10)):
+                    _request_timeout=(self.timeouts.connect, span + self.timeouts.read)):
                 obj = event["object"]
                 meta = getattr(obj, "metadata", None)
                 if meta is not None and meta.resource_version:
@@ -643,6 +658,8 @@ class Controller:
         if follow:
             self._started(chosen)
         kwargs: dict[str, Any] = {"follow": follow, "_preload_content": False}
+        if follow:  # open-ended: a pod may print nothing for hours; a connection, though
+            kwargs["_request_timeout"] = self.timeouts.open_ended
         if tail is not None:
             kwargs["tail_lines"] = tail
         response: Any = self._must(lambda: self.core.read_namespaced_pod_log(
@@ -656,6 +673,10 @@ class Controller:
                     yield line.decode("utf-8", "replace")
             if pending:
                 yield pending.decode("utf-8", "replace")
+        except Exception as exc:  # stalled or dropped mid-way: one line, not urllib3's
+            if not (isinstance(exc, OSError) or type(exc).__module__.startswith("urllib3")):
+                raise
+            raise self._error(exc, "get", "pods/log", chosen) from None
         finally:
             response.release_conn()
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from runner.errors import RunnerError, UsageError
 
-__all__ = ["ClusterError", "NotFoundError", "explain"]
+__all__ = ["ClusterError", "NotFoundError", "explain", "timed_out"]
 
 
 class ClusterError(RunnerError):
@@ -33,9 +34,11 @@ def _reason(exc: Any) -> str:
 
 
 def explain(exc: BaseException, *, verb: str, resource: str, name: str | None = None,
-            namespace: str | None = None, server: str | None = None) -> RunnerError:
+            namespace: str | None = None, server: str | None = None,
+            timeouts: tuple[float, float | None] | None = None) -> RunnerError:
     """A RunnerError for a failed API call: forbidden (which verb on which resource),
-    not found, conflict, or an unreachable server."""
+    not found, conflict, an unreachable server, or one that did not answer within
+    ``timeouts`` (the call's ``(connect, read)`` limits in seconds)."""
     what = f"{resource} {name!r}" if name else resource
     where = f" in namespace {namespace!r}" if namespace else ""
     status = getattr(exc, "status", None)
@@ -55,6 +58,9 @@ def explain(exc: BaseException, *, verb: str, resource: str, name: str | None = 
         return ClusterError(f"the Kubernetes API answered {status} to {verb} {what}{where}: "
                             f"{_reason(exc)}")
     target = f" at {server}" if server else ""
+    kind = timed_out(exc)
+    if kind is not None:
+        return ClusterError(_too_slow(exc, kind, target, timeouts))
     return ClusterError(f"cannot reach the Kubernetes API server{target}: "
                         f"{_connection_failure(exc)}")
 
@@ -71,3 +77,39 @@ def _connection_failure(exc: BaseException) -> str:
         return (f"{why} (is the cluster up, and the kubeconfig's context the one you "
                 "meant? --context and --kubeconfig choose another)")
     return f"{type(inner).__name__}: {text}"
+
+
+def timed_out(exc: BaseException) -> str | None:
+    """``"connect"`` or ``"read"`` when ``exc`` is a request that ran out of time (as
+    urllib3 raises it, possibly wrapped in its MaxRetryError), else None."""
+    from urllib3.exceptions import (
+        ConnectTimeoutError,
+        MaxRetryError,
+        NewConnectionError,
+        ReadTimeoutError,
+    )
+
+    if isinstance(exc, MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    if isinstance(exc, NewConnectionError):  # refused: a ConnectTimeoutError to urllib3
+        return None
+    if isinstance(exc, ConnectTimeoutError):
+        return "connect"
+    if isinstance(exc, ReadTimeoutError | TimeoutError):
+        return "read"
+    return None
+
+
+def _too_slow(exc: BaseException, kind: str, target: str,
+              timeouts: tuple[float, float | None] | None) -> str:
+    """The one line for a call that ran out of time, with the limit it ran out of: the
+    one urllib3 names (``(read timeout=5)``: a TLS handshake is read under the connect
+    limit), else the caller's."""
+    said = re.search(r"timeout=([0-9.]+)\)", str(exc))
+    limit = float(said.group(1)) if said else \
+        None if timeouts is None else timeouts[0 if kind == "connect" else 1]
+    within = f" within {limit:g} s" if limit is not None else " in time"
+    what = "accept a connection" if kind == "connect" else "answer"
+    return (f"the Kubernetes API server{target} did not {what}{within} (is it overloaded, "
+            f"or a proxy or load balancer in the way? RUNNER_K8S_TIMEOUT=SECONDS waits "
+            f"longer)")

@@ -377,6 +377,69 @@ def test_an_unreachable_api_server_is_one_line_at_once(command, tmp_path):
     assert done.stdout == ""
 
 
+@pytest.fixture
+def silent_server():
+    """A "Kubernetes API server" on 127.0.0.1 that accepts connections and never answers
+    (a hung apiserver, a black-holed load balancer): its URL; stopped at the end."""
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop, held = threading.Event(), []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])  # kept open, never read, never answered
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=serve, name="silent-api-server", daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(10)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+@pytest.mark.parametrize("command", [["status", "run-1"], ["logs", "run-1"],
+                                     ["submit", "alpha.full", "--image", IMAGE, *STORE]],
+                         ids=["status", "logs", "submit"])
+def test_an_api_server_that_never_answers_is_one_line_not_a_hang(command, silent_server,
+                                                                 tmp_path):
+    """Yesterday: the command hung for ever (the client sets no limit but on watches).
+    Now each request has one (RUNNER_K8S_TIMEOUT), is tried twice, then the one line."""
+    import time
+
+    config = tmp_path / "kubeconfig"
+    config.write_text(kubeconfig_text(silent_server))
+    started = time.monotonic()
+    done = cli(*command, kubeconfig=config, env={"RUNNER_K8S_TIMEOUT": "1"}, timeout=60)
+    print(f"runner {command[0]} against a silent server (limit 1 s): "
+          f"{time.monotonic() - started:.2f} s wall")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: the Kubernetes API server at {silent_server} did not answer within 1 s (is "
+        "it overloaded, or a proxy or load balancer in the way? RUNNER_K8S_TIMEOUT=SECONDS "
+        "waits longer)"], done.stderr
+    assert done.stdout == ""
+
+
+def test_a_bad_runner_k8s_timeout_is_one_line_before_any_call(silent_server, tmp_path):
+    config = tmp_path / "kubeconfig"
+    config.write_text(kubeconfig_text(silent_server))
+    done = cli("status", "run-1", kubeconfig=config, env={"RUNNER_K8S_TIMEOUT": "soon"},
+               timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        "error: RUNNER_K8S_TIMEOUT='soon': expected seconds, READ or CONNECT,READ (e.g. 30 "
+        "or 5,30)"], done.stderr
+
+
 def test_submit_passes_the_callers_otel_settings_but_not_a_loopback_endpoint():
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability:4318",
            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_RESOURCE_ATTRIBUTES": "desk=alpha"}

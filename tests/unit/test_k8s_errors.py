@@ -39,3 +39,64 @@ def test_unreachable_server_names_it():
                     resource="jobs", server="https://127.0.0.1:6443")
     assert isinstance(error, ClusterError)
     assert "cannot reach the Kubernetes API server at https://127.0.0.1:6443" in str(error)
+
+
+@pytest.mark.parametrize(("exc", "words"), [
+    ("read", "did not answer within 30 s"),
+    ("connect", "did not accept a connection within 5 s"),
+    ("socket", "did not answer within 30 s"),
+    ("wrapped", "did not accept a connection within 5 s"),
+])
+def test_a_request_that_ran_out_of_time_names_the_server_and_the_limit(exc, words):
+    from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ReadTimeoutError
+
+    failure = {"read": ReadTimeoutError(None, "/api", "Read timed out. (read timeout=30)"),
+               "connect": ConnectTimeoutError("Connection to 10.0.0.1 timed out."),
+               "socket": TimeoutError("timed out"),
+               "wrapped": MaxRetryError(None, "/api", ConnectTimeoutError("timed out"))}[exc]
+    error = explain(failure, verb="get", resource="jobs", server="https://10.0.0.1:6443",
+                    timeouts=(5, 30))
+    assert type(error) is ClusterError and error.exit_code == 2
+    assert str(error).startswith(f"the Kubernetes API server at https://10.0.0.1:6443 {words} ")
+    assert "RUNNER_K8S_TIMEOUT" in str(error)
+
+
+def test_a_refused_connection_is_not_a_timeout():
+    """urllib3 makes NewConnectionError a ConnectTimeoutError: refused stays 'cannot reach'."""
+    from urllib3.exceptions import NewConnectionError
+
+    error = explain(NewConnectionError(None, "Failed to establish a new connection: [Errno "
+                                             "111] Connection refused"),
+                    verb="get", resource="jobs", server="https://127.0.0.1:1", timeouts=(5, 30))
+    assert str(error).startswith("cannot reach the Kubernetes API server at https://127.0.0.1:1: "
+                                 "connection refused")
+
+
+@pytest.mark.parametrize(("value", "limits"), [
+    ("", (5, 30)), ("30", (5, 30)), ("2", (2, 2)), ("0.5", (0.5, 0.5)), ("3,60", (3, 60)),
+    (" 1 , 10 ", (1, 10))])
+def test_runner_k8s_timeout_sets_the_limits(monkeypatch, value, limits):
+    from runner.k8s.timeouts import Timeouts
+
+    monkeypatch.setenv("RUNNER_K8S_TIMEOUT", value)
+    assert Timeouts.from_env().pair == limits
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "1,2,3", "5,", "nan", "inf"])
+def test_a_bad_runner_k8s_timeout_is_a_usage_error(monkeypatch, value):
+    from runner.k8s.timeouts import Timeouts
+
+    monkeypatch.setenv("RUNNER_K8S_TIMEOUT", value)
+    with pytest.raises(UsageError, match=r"RUNNER_K8S_TIMEOUT=.*: expected seconds, READ or "
+                                         r"CONNECT,READ \(e.g. 30 or 5,30\)"):
+        Timeouts.from_env()
+
+
+def test_the_limit_urllib3_ran_out_of_is_the_one_said():
+    """A TLS handshake that never ends is a 'read' timeout under the connect limit."""
+    from urllib3.exceptions import ReadTimeoutError
+
+    failure = ReadTimeoutError(None, "/api", "Read timed out. (read timeout=5.0)")
+    error = explain(failure, verb="get", resource="jobs", server="https://10.0.0.1:6443",
+                    timeouts=(5, 30))
+    assert "did not answer within 5 s " in str(error)
