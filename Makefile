@@ -35,7 +35,8 @@ check: $(VENV)/.installed-dev
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## Headless Chromium for the report's browser test (skipped, with the reason, if it cannot install).
+## Headless Chromium for the report's browser tests and tmux for the terminal test (skipped,
+## with the reason, if they cannot install).
 browser:
 	./scripts/ensure-browser.sh
 
