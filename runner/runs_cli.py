@@ -134,7 +134,7 @@ def runs_show(run_id: RunIdArg, artifacts: ArtifactsOpt = None,
         run_paths(run_id)
         store = _store(artifacts, storage_option)
         doc = read_run(store, run_id, allow_unsigned=allow_unsigned)
-        indexes = [read_index(store, run_id, c.dir, allow_unsigned=allow_unsigned)
+        indexes = [read_index(store, run_id, c, allow_unsigned=allow_unsigned)
                    for c in doc.checkpoints]
     except RunnerError as exc:
         raise _guard(exc) from None
@@ -157,8 +157,10 @@ def runs_show(run_id: RunIdArg, artifacts: ArtifactsOpt = None,
             first = i == 0
             table.add_row(escape(ckpt.dir.removeprefix("steps/")) if first else "",
                           escape(ckpt.path) if first else "", ckpt.kind if first else "",
-                          name, entry.format, str(entry.rows or ""), str(entry.bytes),
-                          "here" if own else escape(entry.file.split("/")[1]))
+                          name, entry.format, str(entry.rows or ""),
+                          "" if entry.inline else str(entry.bytes),
+                          "inline" if entry.inline
+                          else "here" if own else escape(entry.file.split("/")[1]))
     out.print(table)
 
 
@@ -251,12 +253,19 @@ def artifacts_get(
         paths = run_paths(run_id)
         store = _store(artifacts, storage_option)
         ckpt = _find_step(read_run(store, run_id, allow_unsigned=allow_unsigned), step)
-        index = read_index(store, run_id, ckpt.dir, allow_unsigned=allow_unsigned)
+        index = read_index(store, run_id, ckpt, allow_unsigned=allow_unsigned)
         if field not in index.fields:
             raise UsageError(f"checkpoint {ckpt.dir} has no field {field!r}"
                              + did_you_mean(field, index.fields) + "; it has: "
                              + ", ".join(index.fields))
         entry = index.fields[field]
+        if output is not None and entry.inline:  # kept in the run's record, no file of its own
+            try:
+                output.write_text(json.dumps(entry.value) + "\n")
+            except OSError as exc:
+                raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+            err.print(f"wrote {output} (json, an inline value)")
+            return
         if output is not None:
             rel = paths.member(entry.file)
             data = store.read_bytes(rel)
@@ -349,7 +358,7 @@ def report_command(
         indexes = {}
         for ckpt in doc.checkpoints:
             try:
-                indexes[ckpt.dir] = read_index(store, run_id, ckpt.dir,
+                indexes[ckpt.dir] = read_index(store, run_id, ckpt,
                                                allow_unsigned=allow_unsigned
                                                ).model_dump(mode="json")
             except IntegrityError:

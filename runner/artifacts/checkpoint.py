@@ -9,6 +9,13 @@ written when the run starts and ends (and every :data:`SAVE_EVERY` seconds); eac
 checkpoint committed in between is a line of the run's journal
 (:mod:`runner.artifacts.journal`), which :func:`read_run` folds in.
 
+Small scalars (numbers, flags, None, short strings) are kept in the index itself
+(format ``value``), not in files; a checkpoint whose changed fields are all such
+values is *inline*: no folder, no index.json, its journal line (then its entry in
+run.json) carries what its index would. A long run of small steps thus costs one
+appended line per step, written on the step's own thread when nothing else is
+being written (:meth:`CheckpointHook._record_inline`).
+
 A checkpoint is committed once it is written, and made durable (fsync) in the
 background, in batches: a killed process loses no committed checkpoint, a machine
 that stops may lose the last few milliseconds of them, which a resume detects and
@@ -17,6 +24,7 @@ runs again (:mod:`runner.artifacts.durability` states the guarantee).
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -27,9 +35,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from runner.artifacts.codec import Encoded, decode, encode, sha256
+from runner.artifacts.codec import Encoded, decode, encode, fits_inline, sha256
 from runner.artifacts.documents import (
     FORMAT,
+    CheckpointRef,
     FieldEntry,
     IndexDoc,
     RunDoc,
@@ -39,7 +48,7 @@ from runner.artifacts.documents import (
 from runner.artifacts.durability import Lane, Syncer
 from runner.artifacts.journal import JournalWriter, read_journal_state
 from runner.artifacts.layout import RunPaths
-from runner.artifacts.signing import sign_document
+from runner.artifacts.signing import SigningKey, load_key, sign_document
 from runner.artifacts.store import ArtifactStore
 from runner.context import fork_value, values_equal
 from runner.errors import ArtifactError, IntegrityError, RunInterruptedError
@@ -107,10 +116,26 @@ def read_run(store: ArtifactStore, run_id: str, *, allow_unsigned: bool = False)
         "synced": synced if later[-1].seq > synced else None})
 
 
-def read_index(store: ArtifactStore, run_id: str, step_dir: str, *,
+def read_index(store: ArtifactStore, run_id: str, checkpoint: CheckpointRef | str, *,
                allow_unsigned: bool = False) -> IndexDoc:
-    """A checkpoint's index.json, verified, typed and bound to its run and folder."""
-    return read_index_doc(store, run_id, step_dir, allow_unsigned=allow_unsigned)
+    """A checkpoint's index: its index.json, verified, typed and bound to its run and
+    folder; or, for an inline checkpoint, the one its ref carries (verified with the
+    run.json or journal line that lists it). Given a folder name only, an inline
+    checkpoint is looked up in the run's record (:func:`read_run`)."""
+    if isinstance(checkpoint, CheckpointRef):
+        if checkpoint.inline:
+            return checkpoint.index(run_id)
+        return read_index_doc(store, run_id, checkpoint.dir, allow_unsigned=allow_unsigned)
+    try:
+        return read_index_doc(store, run_id, checkpoint, allow_unsigned=allow_unsigned)
+    except ArtifactError as exc:
+        if not exc.missing or isinstance(exc, IntegrityError):
+            raise
+        doc = read_run(store, run_id, allow_unsigned=allow_unsigned)
+        for ref in doc.checkpoints:
+            if ref.dir == checkpoint and ref.inline:
+                return ref.index(run_id)
+        raise
 
 
 def field_binding(run_id: str, file: str) -> dict[str, str]:
@@ -120,7 +145,10 @@ def field_binding(run_id: str, file: str) -> dict[str, str]:
 
 def load_field(store: ArtifactStore, run_id: str, entry: FieldEntry, *,
                allow_unsigned: bool = False) -> Any:
-    """One field of a checkpoint, its sha256 checked before it is decoded."""
+    """One field of a checkpoint, its sha256 checked before it is decoded (an inline
+    value: as its verified record holds it)."""
+    if entry.inline:
+        return copy.deepcopy(entry.value)
     rel = RunPaths(run_id).member(entry.file)
     data = store.read_bytes(rel)
     where = store.url_of(rel)
@@ -131,12 +159,16 @@ def load_field(store: ArtifactStore, run_id: str, entry: FieldEntry, *,
                   allow_unsigned=allow_unsigned, series_name=entry.series_name)
 
 
-def load_checkpoint(store: ArtifactStore, run_id: str, step_dir: str, *,
+def load_checkpoint(store: ArtifactStore, run_id: str, checkpoint: CheckpointRef | str, *,
                     types: Mapping[str, type[Any]], allow_unsigned: bool = False) -> Any:
-    """The context saved in ``step_dir``, as one of ``types`` (``module:qualname`` ->
-    type: the plan's own, :meth:`Plan.context_types`); nothing is imported."""
-    index = read_index(store, run_id, step_dir, allow_unsigned=allow_unsigned)
-    where = store.url_of(RunPaths(run_id).index_file(step_dir))
+    """The context saved by ``checkpoint`` (its ref, or its folder), as one of ``types``
+    (``module:qualname`` -> type: the plan's own, :meth:`Plan.context_types`);
+    nothing is imported."""
+    index = read_index(store, run_id, checkpoint, allow_unsigned=allow_unsigned)
+    paths = RunPaths(run_id)
+    step_dir = checkpoint.dir if isinstance(checkpoint, CheckpointRef) else checkpoint
+    where = store.url_of(paths.journal_file if isinstance(checkpoint, CheckpointRef)
+                         and checkpoint.inline else paths.index_file(step_dir))
     ctype = types.get(index.context_type)
     if ctype is None:
         raise IntegrityError(f"{where}: context type {index.context_type[:120]!r} is not one "
@@ -202,6 +234,10 @@ class CheckpointHook(RunHook):
     _syncer: Syncer | None = None
     _committer: Lane = field(init=False)
     _encoder: Lane = field(init=False)
+    _held: list[tuple[dict[str, Any], dict[str, Any]]] | None = None
+    """Inline checkpoints waiting, in order, for the writer threads to reach them."""
+    _key: SigningKey | None = None
+    """Loaded when the run starts, once: finding the key file costs more than signing."""
 
     def __post_init__(self) -> None:
         self._main = [s.path for s in self.plan.main_line()]
@@ -214,6 +250,7 @@ class CheckpointHook(RunHook):
     # ------------------------------------------------------------ run.json
 
     def on_run_start(self, run: RunInfo, plan: Plan, context: Any) -> None:
+        self._key = load_key()
         paths = RunPaths(run.run_id)
         previous = (read_run(self.store, run.run_id, allow_unsigned=self.allow_unsigned)
                     if self.store.exists(paths.run_file) else None)
@@ -224,7 +261,7 @@ class CheckpointHook(RunHook):
             lost = min((c.seq for c in kept if c.kind == "step" and c.seq > anchor),
                        default=None)
             kept = [c for c in kept if lost is None or c.seq < lost]
-        self.checkpoints = [c.model_dump() for c in kept]
+        self.checkpoints = [c.as_written() for c in kept]
         self._seq = max((c.seq for c in kept), default=0)
         started = previous.started if self.completed and previous else None
         now = _now()
@@ -238,7 +275,7 @@ class CheckpointHook(RunHook):
             "history": _history(previous),
             "ended": None, "error": None, "plan": outline(plan),
         }
-        self._journal = JournalWriter(self.store, run.run_id)
+        self._journal = JournalWriter(self.store, run.run_id, key=self._key)
         if self.store.local:  # object stores: a PUT that returned is durable
             self._syncer = Syncer(self.store.sync, last=paths.journal_file,
                                   sync_all=self.store.sync_many)
@@ -293,7 +330,7 @@ class CheckpointHook(RunHook):
                                  checkpoints=list(self.checkpoints), updated=_now())
                 doc = dict(self._doc)
             self._saved = time.monotonic()
-            data = _document_bytes(sign_document(doc))
+            data = _document_bytes(sign_document(doc, key=self._key, plain=True))
             self.store.write_bytes(RunPaths(doc["run_id"]).run_file, data)
 
     def _record(self) -> None:
@@ -328,30 +365,48 @@ class CheckpointHook(RunHook):
             step_dir = RunPaths.new_step_dir(self._seq, name)
             fields: dict[str, Any] = {}
             todo: dict[str, Any] = {}
+            written: list[str] = []  # inline values among the fields written
             for fname, value in getattr(ctx, "__dict__", {"value": ctx}).items():
                 kept = self._last.get(fname)
                 if kept is not None and values_equal(value, kept.value):
                     fields[fname] = kept.entry  # unchanged: a reference, not a rewrite
                     continue
                 frozen = fork_value(value)  # what the file will hold, whatever runs next
-                entry: dict[str, Any] = {"file": ""}
+                entry: dict[str, Any]
+                if fits_inline(frozen):
+                    entry = {"format": "value", "value": frozen}
+                    written.append(fname)
+                else:
+                    entry = {"file": ""}
+                    todo[fname] = (frozen, entry)
                 fields[fname] = entry
-                todo[fname] = (frozen, entry)
                 if kind == "step":
                     self._last[fname] = _Kept(frozen, entry)
+            meta: dict[str, Any] = {"seq": self._seq, "dir": step_dir, "name": name,
+                                    "path": path, "kind": kind}
             index = {"format": FORMAT, "run_id": run.run_id, "dir": step_dir, "name": name,
                      "path": path,
                      "kind": kind, "context_type": _type_path(ctx), "fields": fields}
-            meta = {"seq": self._seq, "dir": step_dir, "name": name, "path": path, "kind": kind}
+            if not todo:  # no file to write: the journal line is the whole checkpoint
+                meta.update(context_type=index["context_type"], fields=fields)
+            else:
+                self._held = None  # inline checkpoints after this one wait for it
+        paths = RunPaths(run.run_id)
+        written += todo
         event = {"op": "write", "name": name, "path": path, "kind": kind, "dir": step_dir,
-                 "url": self.store.url_of(RunPaths(run.run_id).dir, step_dir),
-                 "fields_written": sorted(todo), "fields_referenced": len(fields) - len(todo),
-                 "start": time.time()}
-        job = functools.partial(self._write, run.run_id, step_dir, todo, index, meta, event)
-        if self.background:
-            self._submit(job)
+                 "url": self.store.url_of(paths.journal_file if not todo
+                                          else f"{paths.dir}/{step_dir}"),
+                 "fields_written": sorted(written),
+                 "fields_referenced": len(fields) - len(written), "start": time.time()}
+        if not todo:
+            self._record_inline(meta, event)
         else:
-            job()
+            job = functools.partial(self._write, run.run_id, step_dir, todo, index, meta,
+                                    event)
+            if self.background:
+                self._submit(job)
+            else:
+                job()
         if path == self._main[-1] and kind == "step":
             self.flush()  # the last step: the run ends only once it is on the store
 
@@ -419,24 +474,73 @@ class CheckpointHook(RunHook):
                 entry.update(sha256=digest, bytes=size)
             index["created"] = _now()
             index_rel = f"{base}/{step_dir}/index.json"
-            self.store.write_bytes(index_rel, _document_bytes(sign_document(index)),
+            self.store.write_bytes(index_rel, _document_bytes(sign_document(index, key=self._key)),
                                    durable=False)
-            syncer = self._syncer
-            line = {**meta, "synced": syncer.durable if syncer is not None else meta["seq"]}
-            with self._lock:
-                self.checkpoints.append(meta)
-                self._unjournaled.append(line)
-                if meta["kind"] == "step":
-                    self.completed.append(meta["path"])
-            self._record()
-            if syncer is not None:  # after the line: a round syncs the journal last
-                syncer.add([*written, index_rel], meta["seq"])
-                if not self.background:
-                    syncer.barrier()
+            self._append([meta], [*written, index_rel])
         except BaseException as exc:
             self._tell(event, todo, exc)
             raise
         self._tell(event, todo, None)
+
+    def _record_inline(self, meta: dict[str, Any], event: dict[str, Any]) -> None:
+        """Commit a checkpoint with no file to write: its journal line (which carries
+        its fields) is all of it. At once, on the calling thread, when nothing is
+        being written for an earlier checkpoint (no hand-over to a thread per step);
+        else held, with the next ones, until the writer threads reach them: then one
+        journal write commits them all, in order. Only main-line steps, which never
+        end at once, commit on the caller."""
+        if not self.background:
+            self._commit_inline([(meta, event)])
+            return
+        with self._lock:
+            batch, new = self._held, False
+            now = (batch is None and meta["kind"] == "step" and self._encoder.idle
+                   and self._committer.idle)
+            if not now:
+                if batch is None:
+                    batch, new = [], True
+                    self._held = batch
+                batch.append((meta, event))
+        if now:
+            self._raise_pending()  # the threads are idle: an error of theirs is set
+            self._commit_inline([(meta, event)])
+        elif new and batch is not None:
+            commit = functools.partial(self._commit_held, batch)
+            self._submit(functools.partial(self._committer.submit, commit))
+
+    def _commit_held(self, batch: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+        with self._lock:  # closed: later checkpoints start another batch
+            if self._held is batch:
+                self._held = None
+        self._commit_inline(batch)
+
+    def _commit_inline(self, batch: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+        try:
+            self._append([meta for meta, _ in batch], [])
+        except BaseException as exc:
+            for _, event in batch:
+                self._tell(event, {}, exc)
+            raise
+        for _, event in batch:
+            self._tell(event, {}, None)
+
+    def _append(self, metas: list[dict[str, Any]], files: list[str]) -> None:
+        """The checkpoints' journal lines, in one write: from then on they count as
+        done. The syncer then makes ``files`` and the lines durable in its next
+        round; each line says up to where that was done already."""
+        syncer = self._syncer
+        with self._lock:
+            for meta in metas:
+                self.checkpoints.append(meta)
+                self._unjournaled.append(
+                    {**meta, "synced": syncer.durable if syncer is not None else meta["seq"]})
+                if meta["kind"] == "step":
+                    self.completed.append(meta["path"])
+        self._record()
+        if syncer is not None:  # after the lines: a round syncs the journal last
+            syncer.add(files, max(meta["seq"] for meta in metas))
+            if not self.background:
+                syncer.barrier()
 
     def _tell(self, event: dict[str, Any], todo: dict[str, Any],
               error: BaseException | None) -> None:
@@ -465,6 +569,8 @@ class CheckpointHook(RunHook):
         self._committer.stop()
         if self._syncer is not None:
             self._syncer.stop()
+        if self._journal is not None:
+            self._journal.close()
 
     def flush(self, *, raise_error: bool = True) -> None:
         """Wait until every checkpoint handed over so far is on the store."""

@@ -24,7 +24,12 @@ from pandas.api.types import is_object_dtype
 from runner.artifacts.signing import sign_pickle, verify_pickle
 from runner.errors import IntegrityError
 
-__all__ = ["Encoded", "decode", "encode", "pickle_signed", "sha256", "unpickle"]
+__all__ = ["INLINE_MAX", "Encoded", "decode", "encode", "fits_inline", "pickle_signed", "sha256",
+           "unpickle"]
+
+INLINE_MAX = 256
+"""Characters up to which a string field is kept in the checkpoint's record itself
+(its journal line, run.json), like any number, flag or None, instead of a file."""
 
 PARQUET_OPTIONS: dict[str, Any] = {"use_dictionary": False, "compression": "snappy"}
 """Dictionary encoding rarely pays on floats and halves write speed; snappy is cheap."""
@@ -72,6 +77,19 @@ def _is_plain(value: Any, depth: int = 0) -> bool:
     if type(value) is dict:
         return all(type(k) is str and _is_plain(v, depth + 1) for k, v in value.items())
     return False
+
+
+def fits_inline(value: Any) -> bool:
+    """A small scalar that a JSON round trip keeps exactly (a counter, a flag, a short
+    string): recorded inline, without a file of its own (see :data:`INLINE_MAX`)."""
+    kind = type(value)
+    if value is None or kind is bool:
+        return True
+    if kind is int:
+        return bool(-(2**63) <= value < 2**63)
+    if kind is float:
+        return math.isfinite(value)
+    return kind is str and len(value) <= INLINE_MAX
 
 
 def _parquet_writers(frame: pd.DataFrame) -> tuple[Callable[[Any], None],

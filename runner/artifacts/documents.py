@@ -31,6 +31,7 @@ __all__ = [
     "IndexDoc",
     "ResultsRef",
     "RunDoc",
+    "check_confined",
     "parse_document",
     "read_error_doc",
     "read_index_doc",
@@ -93,14 +94,98 @@ class AttemptRecord(_Doc):
     error: RunErrorInfo | None = None
 
 
+class FieldEntry(_Doc):
+    """One field of a checkpoint: its file (relative to the run), format and checksum;
+    or, format ``value``, the field's small JSON value itself (no file: the signed
+    document or journal line that holds the entry holds the value)."""
+
+    file: Text = ""
+    format: Literal["parquet", "series", "json", "pickle", "value"]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    bytes: Count = 0
+    rows: Count | None = None
+    series_name: Any = None
+    value: Any = None
+
+    @model_validator(mode="after")
+    def _file_or_value(self) -> FieldEntry:
+        if self.format == "value":
+            if self.file or self.sha256 is not None:
+                raise ValueError("a value entry names no file")
+        elif not self.file or self.sha256 is None:
+            raise ValueError(f"a {self.format} entry needs its file and sha256")
+        return self
+
+    @property
+    def inline(self) -> bool:
+        return self.format == "value"
+
+    def as_written(self) -> dict[str, Any]:
+        """The entry as the checkpoint writer wrote it."""
+        if self.inline:
+            return {"format": "value", "value": self.value}
+        out = {"file": self.file, "format": self.format, "rows": self.rows,
+               "sha256": self.sha256, "bytes": self.bytes}
+        if self.format == "series":
+            out["series_name"] = self.series_name
+        return out
+
+
+FieldName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")]
+
+
 class CheckpointRef(_Doc):
-    """A checkpoint as run.json lists it."""
+    """A checkpoint as run.json (and the journal) lists it. An *inline* checkpoint,
+    one whose changed fields are all small values, has no folder on the store: its
+    ref carries what its index.json would (``context_type`` and ``fields``)."""
 
     seq: Annotated[int, Field(ge=1, le=10**9)]
     dir: Text
     name: Text
     path: Text
     kind: Literal["step", "branch"]
+    context_type: Text | None = None
+    fields: dict[FieldName, FieldEntry] | None = None
+
+    @model_validator(mode="after")
+    def _whole_inline_index(self) -> CheckpointRef:
+        if (self.fields is None) != (self.context_type is None):
+            raise ValueError("an inline checkpoint names its context type and its fields")
+        return self
+
+    @property
+    def inline(self) -> bool:
+        return self.fields is not None
+
+    def as_written(self) -> dict[str, Any]:
+        """The ref as the checkpoint writer wrote it (a resume lists it again as is)."""
+        out: dict[str, Any] = {"seq": self.seq, "dir": self.dir, "name": self.name,
+                               "path": self.path, "kind": self.kind}
+        if self.fields is not None:
+            out.update(context_type=self.context_type,
+                       fields={k: e.as_written() for k, e in self.fields.items()})
+        return out
+
+    def index(self, run_id: str) -> IndexDoc:
+        """The index of an inline checkpoint (:attr:`inline`), as index.json would be."""
+        if self.fields is None or self.context_type is None:
+            raise ValueError(f"checkpoint {self.dir} is not inline: read its index.json")
+        return IndexDoc(run_id=run_id, dir=self.dir, name=self.name, path=self.path,
+                        kind=self.kind, context_type=self.context_type, fields=self.fields)
+
+
+class IndexDoc(_Doc):
+    """runs/<RUN_ID>/steps/<NNN>-<name>/index.json."""
+
+    format: Literal[1] = 1
+    run_id: Text
+    dir: Text | None = None  # None only in indexes of older runners (unsigned)
+    name: Text
+    path: Text
+    kind: Literal["step", "branch"]
+    context_type: Text
+    fields: dict[FieldName, FieldEntry]
+    created: Text | None = None
 
 
 class ResultsRef(_Doc):
@@ -156,31 +241,6 @@ class RunDoc(_Doc):
     def last_main_checkpoint(self) -> CheckpointRef | None:
         steps = [c for c in self.checkpoints if c.kind == "step"]
         return steps[-1] if steps else None
-
-
-class FieldEntry(_Doc):
-    """One field of a checkpoint: its file (relative to the run), format and checksum."""
-
-    file: Text
-    format: Literal["parquet", "series", "json", "pickle"]
-    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-    bytes: Count
-    rows: Count | None = None
-    series_name: Any = None
-
-
-class IndexDoc(_Doc):
-    """runs/<RUN_ID>/steps/<NNN>-<name>/index.json."""
-
-    format: Literal[1] = 1
-    run_id: Text
-    dir: Text | None = None  # None only in indexes of older runners (unsigned)
-    name: Text
-    path: Text
-    kind: Literal["step", "branch"]
-    context_type: Text
-    fields: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")], FieldEntry]
-    created: Text | None = None
 
 
 class ErrorDoc(_Doc):
@@ -293,8 +353,17 @@ def read_run_doc(store: ArtifactStore, run_id: str, *, allow_unsigned: bool = Fa
         raise IntegrityError(f"{where} belongs to run {doc.run_id[:80]!r}, not {run_id!r} "
                              "(copied from another run)", url=where)
     for ckpt in doc.checkpoints:
-        paths.step_dir(ckpt.dir)
+        check_confined(paths, ckpt)
     return doc
+
+
+def check_confined(paths: RunPaths, ckpt: CheckpointRef) -> None:
+    """A listed checkpoint names its folder, and an inline one only files, of its run
+    (:class:`IntegrityError` otherwise)."""
+    paths.step_dir(ckpt.dir)
+    for entry in (ckpt.fields or {}).values():
+        if not entry.inline:
+            paths.member(entry.file)
 
 
 def read_index_doc(store: ArtifactStore, run_id: str, step_dir: str, *,
@@ -309,7 +378,8 @@ def read_index_doc(store: ArtifactStore, run_id: str, step_dir: str, *,
                              f"{str(index.dir)[:80]}, not of this checkpoint (copied from "
                              "another run or step)", url=where)
     for entry in index.fields.values():
-        paths.member(entry.file)
+        if not entry.inline:
+            paths.member(entry.file)
     return index
 
 

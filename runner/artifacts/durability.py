@@ -54,6 +54,11 @@ class Lane:
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
+    @property
+    def idle(self) -> bool:
+        """No job waiting or running (checked by the thread that submits)."""
+        return self.thread is None or self.queue.unfinished_tasks == 0
+
     def submit(self, job: Callable[[], None]) -> None:
         if self.thread is None:
             self.thread = threading.Thread(target=self._drain, name=self.name, daemon=True)
@@ -115,7 +120,10 @@ class Syncer:
         self._pool: ThreadPoolExecutor | None = None
 
     def add(self, paths: list[str], seq: int) -> None:
-        """``paths`` (written, not yet fsynced) make checkpoint ``seq`` durable once synced."""
+        """``paths`` (written, not yet fsynced) make checkpoint ``seq`` durable once synced
+        (none: a checkpoint whose journal line is all of it, made durable with ``last``)."""
+        if not paths and self.last is not None:
+            paths = [self.last]
         with self._cond:
             self._pending.update(dict.fromkeys(paths))
             self._pending_seq = max(self._pending_seq, seq)
@@ -183,15 +191,16 @@ class Syncer:
                 self._cond.notify_all()
 
     def _round(self, paths: list[str]) -> None:
+        files = [p for p in paths if p != self.last]  # the journal: synced last
         if self._sync_all is not None:
-            self._sync_all([*paths, self.last] if self.last is not None else paths)
+            self._sync_all([*files, self.last] if self.last is not None else files)
             return
-        if len(paths) == 1:
-            self._sync_one(paths[0])
-        else:
+        if len(files) == 1:
+            self._sync_one(files[0])
+        elif files:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix=self.name)
-            for _ in self._pool.map(self._sync_one, paths):
+            for _ in self._pool.map(self._sync_one, files):
                 pass
         if self.last is not None:
             self._sync_one(self.last)

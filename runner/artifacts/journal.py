@@ -7,6 +7,11 @@ so the cost of recording a checkpoint does not grow with the run::
     {"journal": 1, "run_id": "...", "nonce": "...", "mac": "..."}        the header
     {"seq": 3, "dir": "steps/003-x", "name": "x", "path": "...", "kind": "step",
      "synced": 2, "mac": "..."}
+    {"seq": 4, ..., "context_type": "m:C", "fields": {...}, "synced": 3, "mac": "..."}
+
+The second form is an inline checkpoint (:class:`~runner.artifacts.documents.CheckpointRef`):
+its line, signed like any other, is all of it. A line is its body's canonical JSON
+(the bytes its mac is over) with ``mac`` added last.
 
 Every line is chained to the one before it: the header's ``mac`` is the HMAC of its
 canonical JSON; a line's is the HMAC of the previous ``mac`` and its own canonical
@@ -38,10 +43,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from runner.artifacts.documents import CheckpointRef
+from runner.artifacts.documents import CheckpointRef, check_confined
 from runner.artifacts.layout import RunPaths
 from runner.artifacts.signing import SigningKey, canonical_json, load_key
-from runner.artifacts.store import ArtifactStore
+from runner.artifacts.store import Appender, ArtifactStore
 from runner.errors import ArtifactError, IntegrityError
 
 __all__ = ["JournalState", "JournalWriter", "read_journal", "read_journal_state"]
@@ -61,8 +66,15 @@ def _line_mac(key: SigningKey, previous: str, body: Mapping[str, Any]) -> str:
     return key.mac(previous.encode() + b"\n" + canonical_json(dict(body)))
 
 
-def _line(body: Mapping[str, Any], mac: str) -> bytes:
-    return json.dumps({**body, _MAC: mac}, separators=(",", ":")).encode() + b"\n"
+def _signed_line(key: SigningKey, previous: str | None, body: Mapping[str, Any]
+                 ) -> tuple[str, bytes]:
+    """A line's mac (the header's when ``previous`` is None) and the line: its
+    canonical JSON, which the mac is over, with the mac as the last key (one
+    encoding of the body, not two)."""
+    canonical = canonical_json(dict(body))
+    prefix = b"runner-journal\n" if previous is None else previous.encode() + b"\n"
+    mac = key.mac(prefix + canonical)
+    return mac, canonical[:-1] + b',"' + _MAC.encode() + b'":"' + mac.encode() + b'"}\n'
 
 
 class JournalWriter:
@@ -82,26 +94,39 @@ class JournalWriter:
         self.nonce = secrets.token_hex(8)
         self._previous = ""
         self._content = bytearray()
+        self._appender: Appender | None = None
 
     def start(self) -> None:
         body = {"journal": FORMAT, "run_id": self.paths.run_id, "nonce": self.nonce}
-        self._previous = _header_mac(self.key, body)
-        self._content = bytearray(_line(body, self._previous))
-        self.store.write_bytes(self.paths.journal_file, bytes(self._content))
+        self._previous, line = _signed_line(self.key, None, body)
+        self._content = bytearray(line)
+        self.store.write_bytes(self.paths.journal_file, line)
+        if self.store.local:  # appended to from now on: the file stays open
+            self.close()
+            self._appender = self.store.appender(self.paths.journal_file)
+            self._content = bytearray()  # only object stores rewrite it whole
 
     def append(self, entries: Iterable[Mapping[str, Any]], *, durable: bool = True) -> None:
         lines = bytearray()
         for entry in entries:
             body = {k: v for k, v in entry.items() if k != _MAC}
-            self._previous = _line_mac(self.key, self._previous, body)
-            lines += _line(body, self._previous)
+            self._previous, line = _signed_line(self.key, self._previous, body)
+            lines += line
         if not lines:
             return
-        self._content += lines
         if self.store.local:
-            self.store.append_bytes(self.paths.journal_file, bytes(lines), durable=durable)
+            self.store.append_bytes(self.paths.journal_file, bytes(lines), durable=durable,
+                                    into=self._appender)
         else:
+            self._content += lines
             self.store.write_bytes(self.paths.journal_file, bytes(self._content))
+
+    def close(self) -> None:
+        """Close the journal file kept open (appending again reopens nothing: call
+        :meth:`start` for a new journal)."""
+        if self._appender is not None:
+            self._appender.close()
+            self._appender = None
 
 
 @dataclass(frozen=True)
@@ -170,7 +195,7 @@ def read_journal_state(store: ArtifactStore, run_id: str, nonce: str, *,
             loc = ".".join(str(p) for p in first["loc"]) or "(line)"
             raise IntegrityError(f"{where}: line {number}: {loc}: {first['msg']}",
                                  url=where) from None
-        paths.step_dir(ref.dir)
+        check_confined(paths, ref)
         out.append(ref)
     return JournalState(out, synced)
 

@@ -120,7 +120,7 @@ def prepare_resume(store: ArtifactStore, run_id: str, plan: Plan, *, force: bool
     types = plan.context_types()
     for ckpt in reversed([c for c in doc.checkpoints if c.kind == "step"]):
         try:
-            context = load_checkpoint(store, run_id, ckpt.dir, types=types,
+            context = load_checkpoint(store, run_id, ckpt, types=types,
                                       allow_unsigned=allow_unsigned)
         except ArtifactError as exc:
             if doc.synced is None or ckpt.seq <= doc.synced:

@@ -33,7 +33,7 @@ from fsspec.core import url_to_fs
 
 from runner.errors import ArtifactError
 
-__all__ = ["ArtifactStore", "HashingWriter", "storage_options_from"]
+__all__ = ["Appender", "ArtifactStore", "HashingWriter", "storage_options_from"]
 
 _OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory", "http", "https"}
 # Back ends whose ``pipe_file(..., mode="create")`` is a conditional write on the
@@ -304,19 +304,23 @@ class ArtifactStore:
             self.fs.pipe_file(target, data)
             return True
 
-    def append_bytes(self, rel: str, data: bytes, *, durable: bool = True) -> None:
+    def append_bytes(self, rel: str, data: bytes, *, durable: bool = True,
+                     into: Appender | None = None) -> None:
         """Append ``data`` to ``rel`` in one write (created when missing), on local
         filesystems only: object stores have no append (write the whole file instead).
+        ``into``: ``rel`` kept open by :meth:`appender`, written through.
 
         A process killed during the call leaves at most a torn tail, never a gap.
         """
         if not self.local:
             raise ArtifactError(f"cannot append to {self.url_of(rel)}: the store has no "
                                 "append", url=self.url_of(rel))
-        target = self.path(rel)
         with _translated(self.url_of(rel), "cannot append to"):
             self._check_fence()
-            fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            if into is not None and (into.rel != rel or into.fd < 0):
+                raise ValueError(f"the file kept open is {into.rel} (fd {into.fd})")
+            fd = into.fd if into is not None else os.open(
+                self.path(rel), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 view = memoryview(data)
                 while view:
@@ -324,7 +328,19 @@ class ArtifactStore:
                 if durable:
                     os.fsync(fd)
             finally:
-                os.close(fd)
+                if into is None:
+                    os.close(fd)
+
+    def appender(self, rel: str) -> Appender:
+        """``rel`` kept open for many :meth:`append_bytes` (one write each, fenced the
+        same way), created when missing; local filesystems only."""
+        if not self.local:
+            raise ArtifactError(f"cannot append to {self.url_of(rel)}: the store has no "
+                                "append", url=self.url_of(rel))
+        with _translated(self.url_of(rel), "cannot append to"):
+            self._check_fence()
+            fd = os.open(self.path(rel), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return Appender(rel, fd)
 
     def sync(self, rel: str) -> None:
         """Make a file written with ``durable=False`` durable (a no-op off local disks)."""
@@ -405,6 +421,20 @@ class ArtifactStore:
             except (NotImplementedError, FileNotFoundError, OSError):
                 return None
         return float(stamp.timestamp())
+
+
+class Appender:
+    """A local file of a store kept open for :meth:`ArtifactStore.append_bytes`
+    (:meth:`ArtifactStore.appender`): a journal appended to after every step pays
+    no open and close per line."""
+
+    def __init__(self, rel: str, fd: int) -> None:
+        self.rel, self.fd = rel, fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
 
 
 def _load_syncfs() -> Callable[[int], int] | None:

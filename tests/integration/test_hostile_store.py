@@ -115,7 +115,7 @@ def _pickle_from_other_field(w: dict[str, Any]) -> None:
     """A validly signed file of another field in place of ours (sha256 rewritten)."""
     path = _index(w)
     doc = _json(path)
-    doc["fields"]["pair"]["file"] = doc["fields"]["value"]["file"]
+    doc["fields"]["pair"]["file"] = doc["fields"]["audit_trail"]["file"]
     _put(path, doc)
 
 

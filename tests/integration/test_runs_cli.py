@@ -87,8 +87,10 @@ def test_runs_and_artifacts_commands(cli_root, tmp_path, cli):
         assert "error: stage 'flaky' at main[3] failed: RuntimeError" in text
         rows = [line.split() for line in text.splitlines()]
         fields = read_index(store, "fail-1", "steps/005-pickled")["fields"]
-        assert ["005-pickled", "main[2]", "step", "run_id", "json",
-                str(fields["run_id"]["bytes"]), "001-load_frames"] in rows
+        assert fields["run_id"] == {**fields["run_id"], "format": "value", "value": "fail-1"}
+        assert ["005-pickled", "main[2]", "step", "run_id", "value", "inline"] in rows
+        assert ["audit_trail", "json", str(fields["audit_trail"]["bytes"]),
+                "001-load_frames"] in rows
         assert ["pair", "pickle", str(fields["pair"]["bytes"]), "here"] in rows
         assert ["feature_store", "parquet", "4", str(fields["feature_store"]["bytes"]),
                 "004-merge"] in rows
@@ -107,6 +109,14 @@ def test_runs_and_artifacts_commands(cli_root, tmp_path, cli):
         proc = run("artifacts", "get", "new-1", "main[4]", "audit_trail")
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout) == ["frames", "finished"]
+
+    # ... a number kept inline in the run's record (no file): as JSON, and with -o
+    proc = run("artifacts", "get", "new-1", "finish", "value")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == 111
+    proc = run("artifacts", "get", "new-1", "finish", "value", "-o", tmp_path / "v.json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "v.json").read_text()) == 111
 
     # ... -o FILE: exactly the stored bytes (here a Parquet file, referenced from step 4)
     out = tmp_path / "fs.parquet"

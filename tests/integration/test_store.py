@@ -160,6 +160,11 @@ def test_checkpoints_after_every_main_step_and_branch(manifest, store_root):
             ckpt["name"], ckpt["path"], ckpt["kind"])
         assert set(index["fields"]) == fields
         for name, entry in index["fields"].items():
+            if name in ("value", "run_id", "workspace"):  # scalars: kept in the record
+                assert entry == {"format": "value", "value": getattr(result.context, name),
+                                 **{k: entry[k] for k in entry if k not in ("format", "value")}}
+                assert not entry["file"] and entry["sha256"] is None
+                continue
             data = store.read_bytes(f"runs/shape-1/{entry['file']}")
             assert entry["sha256"] == sha256(data), name
             assert entry["bytes"] == len(data), name
@@ -172,7 +177,8 @@ def test_checkpoints_after_every_main_step_and_branch(manifest, store_root):
 
     def owners(step_dir: str) -> dict[str, str]:
         index = read_index(store, "shape-1", step_dir)
-        return {n: e["file"].rsplit("/", 1)[0] for n, e in index["fields"].items()}
+        return {n: e["file"].rsplit("/", 1)[0] for n, e in index["fields"].items()
+                if e["format"] != "value"}
 
     first = owners("steps/001-log.a")
     assert set(first.values()) == {"steps/001-log.a"}  # the first checkpoint writes all
@@ -180,7 +186,7 @@ def test_checkpoints_after_every_main_step_and_branch(manifest, store_root):
                       owners("steps/005-log.b"))
     # a branch writes what it changed and references the rest of the main line
     assert x["feature_store"] == "steps/002-branch-add.x"
-    assert x["audit_trail"] == x["value"] == "steps/001-log.a"
+    assert x["audit_trail"] == "steps/001-log.a"
     assert merge["feature_store"] == "steps/004-merge"
     assert merge["audit_trail"] == merge["table"] == "steps/001-log.a"
     assert last["audit_trail"] == "steps/005-log.b"
@@ -242,8 +248,11 @@ def test_stored_frames_read_with_pyarrow_and_duckdb(manifest, store_root, tmp_pa
     series = index["fields"]["series"]
     assert series["format"] == "series" and series["series_name"] == "sig"
     assert_series_equal(load_field(store, "fmt-1", series), result.context.series)
-    assert index["fields"]["value"]["format"] == "json"
+    assert index["fields"]["value"]["format"] == "value"  # a number: inline, no file
     assert load_field(store, "fmt-1", index["fields"]["value"]) == 111
+    notes = index["fields"]["notes"]
+    assert notes["format"] == "json" and notes["file"].endswith(".json")
+    assert load_field(store, "fmt-1", notes) == result.context.notes
 
 
 def test_no_temporary_files_left(manifest, store_root, tmp_path, monkeypatch):

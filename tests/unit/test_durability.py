@@ -113,3 +113,62 @@ def test_the_store_makes_many_files_durable_at_once(store):
     store.sync_many([])
     with pytest.raises(ArtifactError, match="cannot sync"):
         store.sync_many(["runs/r/missing.json"])
+
+
+def test_a_checkpoint_with_no_file_makes_its_journal_line_durable():
+    """An inline checkpoint hands over no file: the round still syncs the journal
+    (once, last) and only then counts the checkpoint durable."""
+    disk = _Disk()
+    syncer = Syncer(disk, last="journal")
+    disk.gate.clear()
+    syncer.add([], 1)
+    syncer.add(["a"], 2)
+    assert syncer.durable == 0
+    disk.gate.set()
+    syncer.barrier()
+    assert syncer.durable == 2 and disk.synced[-1] == "journal"
+    rounds: list[list[str]] = []
+    batched = Syncer(disk, last="journal", sync_all=rounds.append)
+    batched.add([], 3)
+    batched.barrier()
+    assert rounds == [["journal"]] and batched.durable == 3
+    syncer.stop()
+    batched.stop()
+
+
+def _inline(seq: int, count: object) -> dict[str, object]:
+    return {**_entry(seq, 0), "context_type": "m:C",
+            "fields": {"count": {"format": "value", "value": count},
+                       "frame": {"file": "steps/001-s/frame.parquet", "format": "parquet",
+                                 "rows": 3, "sha256": "a" * 64, "bytes": 10}}}
+
+
+def test_an_inline_checkpoint_line_carries_its_index(store):
+    writer = JournalWriter(store, "jr-1")
+    writer.start()
+    writer.append([_entry(1, 0)], durable=False)
+    writer.append([_inline(2, 7)], durable=False)  # the file stays open between appends
+    writer.close()
+    (ref1, ref2) = read_journal_state(store, "jr-1", writer.nonce).checkpoints
+    assert not ref1.inline and ref2.inline
+    index = ref2.index("jr-1")
+    assert index.fields["count"].value == 7 and index.context_type == "m:C"
+    assert index.fields["frame"].file == "steps/001-s/frame.parquet"
+
+
+@pytest.mark.parametrize(("field", "entry", "problem"), [
+    ("frame", {"file": "../other/frame.parquet", "format": "parquet", "sha256": "a" * 64,
+               "bytes": 1}, "not a field file of this run"),
+    ("count", {"format": "value", "value": 1, "file": "steps/001-s/count.json"},
+     "names no file"),
+    ("frame", {"format": "parquet", "file": "steps/001-s/frame.parquet"}, "needs its file"),
+])
+def test_a_signed_inline_line_pointing_out_of_its_run_is_refused(store, field, entry,
+                                                                 problem):
+    writer = JournalWriter(store, "jr-1")
+    writer.start()
+    line = _inline(1, 1)
+    line["fields"] = {**line["fields"], field: entry}  # type: ignore[dict-item]
+    writer.append([line])
+    with pytest.raises(IntegrityError, match=problem):
+        read_journal_state(store, "jr-1", writer.nonce)
