@@ -62,11 +62,11 @@ def fit_text(text: str, room: float, px: float, *, bold: bool = True) -> str:
     """``text`` if it fits in ``room``, else its longest prefix that fits with an ellipsis."""
     if text_width(text, px, bold=bold) <= room:
         return text
-    budget = room / (px * (1.0 if bold else 0.92)) - _em("…")
-    keep = 0
-    for char in text:
-        budget -= _em(char)
-        if budget < 0:
+    scale, ellipsis = px * (1.0 if bold else 0.92), _em("…")
+    used, keep = 0.0, 0
+    for char in text:  # the same sums, in the same order, as text_width's: no rounding gap
+        used += _em(char)
+        if (used + ellipsis) * scale > room:
             break
         keep += 1
     return text[:max(keep, 1)].rstrip() + "…"
