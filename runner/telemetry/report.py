@@ -269,8 +269,10 @@ def _failed_step(spans: Sequence[Mapping[str, Any]], path: str | None) -> Mappin
 
 def _error(run: Mapping[str, Any], spans: Sequence[Mapping[str, Any]],
            error: Mapping[str, Any] | None, context_url: str | None) -> dict[str, Any] | None:
-    """What failed, from error.json when there is one, else from run.json and the spans."""
-    if run.get("status") != "failed" and error is None:
+    """What failed, from error.json when there is one, else from run.json and the spans.
+    An interrupted run (a signal stopped it on purpose) is headed so, never "Error"."""
+    interrupted = run.get("status") == "interrupted"
+    if run.get("status") != "failed" and error is None and not interrupted:
         return None
     span = _failed_step(spans, (error or {}).get("path"))
     etype, message, stack = span_error(span) if span else (None, None, None)
@@ -278,6 +280,9 @@ def _error(run: Mapping[str, Any], spans: Sequence[Mapping[str, Any]],
     info = dict(error or {})
     summary = run.get("error") or {}
     return {
+        "heading": "Interrupted" if interrupted else "Error",
+        # what failed is known (a bare interruption stopped between steps: nothing failed)
+        "detail": not interrupted or error is not None or span is not None,
         "type": info.get("exception_type") or etype or summary.get("type") or "error",
         "message": info.get("message") or message or summary.get("message") or "",
         "stage": info.get("stage") or attrs.get("runner.stage") or (
