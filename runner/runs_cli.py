@@ -139,14 +139,14 @@ def runs_show(run_id: RunIdArg, artifacts: ArtifactsOpt = None,
     except RunnerError as exc:
         raise _guard(exc) from None
     if as_json:
-        out.print(json.dumps({**doc.model_dump(mode="json"),
+        out.print(json.dumps({**_interruption_apart(doc.model_dump(mode="json")),
                               "indexes": [i.model_dump(mode="json") for i in indexes]}),
                   markup=False)
         return
     out.print(f"[bold]{escape(run_id)}[/] pipeline={escape(doc.pipeline)} status={doc.status} "
               f"attempts={doc.attempts} trace_id={escape(str(doc.trace_id))}")
     if doc.error:
-        out.print(f"[red]error:[/] {escape(doc.error.message)}")
+        out.print(f"{_ended_label(doc.status)} {escape(doc.error.message)}")
     if doc.history:
         _show_attempts(store, doc)
     table = Table("step", "path", "kind", "field", "format", "rows", "bytes", "stored in",
@@ -162,6 +162,23 @@ def runs_show(run_id: RunIdArg, artifacts: ArtifactsOpt = None,
                           "inline" if entry.inline
                           else "here" if own else escape(entry.file.split("/")[1]))
     out.print(table)
+
+
+def _ended_label(status: str) -> str:
+    """How a run's (or an attempt's) recorded message is labelled: a signal that
+    stopped it on purpose is no error."""
+    return "[yellow]interrupted:[/]" if status == "interrupted" else "[red]error:[/]"
+
+
+def _interruption_apart(doc: dict[str, Any]) -> dict[str, Any]:
+    """run.json for ``--json``, where an interrupted run (or attempt) has its message
+    under ``interruption`` and ``error`` null: ``error`` means something failed."""
+    def apart(entry: dict[str, Any]) -> dict[str, Any]:
+        if entry.get("status") != "interrupted":
+            return entry
+        return {**entry, "error": None, "interruption": entry.get("error")}
+
+    return apart({**doc, "history": [apart(h) for h in doc.get("history") or ()]})
 
 
 def _show_attempts(store: "ArtifactStore", doc: "RunDoc") -> None:
@@ -183,7 +200,8 @@ def _show_attempts(store: "ArtifactStore", doc: "RunDoc") -> None:
                   f"{escape(str(row['started'] or '')[:19])}  {escape(start)}  "
                   f"executor={escape(str(row['executor']))}  trace_id={row['trace_id']}")
         if row["error"]:
-            out.print(f"  [red]error:[/] {escape(str(row['error'].get('message', '')))}")
+            out.print(f"  {_ended_label(row['status'])} "
+                      f"{escape(str(row['error'].get('message', '')))}")
         forensics = paths.attempt_error_info_file(row["attempt"])
         if row is not current and store.exists(forensics):
             out.print(f"  forensics: {escape(store.url_of(forensics).rpartition('/')[0])}")

@@ -2,7 +2,8 @@
 
 The report is meant to be mailed, attached to a ticket or opened from an object
 store years later, so it carries everything inline: CSS, SVG drawn in Python
-(the DAG's layout is :mod:`runner.telemetry.dag`), no network reference, and one
+(the DAG's layout is :mod:`runner.telemetry.dag`, the timeline's
+:mod:`runner.telemetry.timeline`, both drawn at scale 1), no network reference, and one
 small inline script that only switches the DAG between its full view and its
 overview (the page reads whole without it). The Jinja2 template
 ``templates/report.html.j2`` only writes the geometry out, with autoescaping on,
@@ -16,9 +17,7 @@ a run without spans.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -29,9 +28,14 @@ from runner.telemetry.bounds import check_outline_depth
 from runner.telemetry.dag import layout_dag
 from runner.telemetry.results_view import build_results_view
 from runner.telemetry.spans import SpanNode, span_tree
+from runner.telemetry.timeline import (
+    STEP_KINDS,
+    TIMELINE_KINDS,
+    Clock,
+    layout_timeline,
+    span_seconds,
+)
 from runner.telemetry.view import (
-    attempt_title,
-    by_attempt,
     format_bytes,
     format_duration,
     short_name,
@@ -43,10 +47,6 @@ from runner.telemetry.view import (
 
 __all__ = ["TIMELINE_KINDS", "outline_from_spans", "render_report"]
 
-TIMELINE_KINDS = frozenset({"pipeline", "group", "branch", "stage", "adapter", "merge",
-                            "checkpoint.write", "checkpoint.read"})
-"""Span kinds drawn as a bar on the timeline (everything but the run itself)."""
-STEP_KINDS = ("stage", "adapter", "merge")
 
 Node = Mapping[str, Any]
 State = Callable[[str, str], tuple[str, Mapping[str, Any] | None]]
@@ -67,36 +67,6 @@ def _show_time(value: Any) -> str:
     if parsed is None:
         return str(value) if value else "—"
     return parsed.strftime("%Y-%m-%d %H:%M:%S") + (f" {parsed.tzname()}" if parsed.tzinfo else "")
-
-
-@dataclass(frozen=True)
-class _Clock:
-    """Span times as seconds from the start of the run."""
-
-    origin: int
-    end: int
-
-    @classmethod
-    def of(cls, spans: Sequence[Mapping[str, Any]]) -> _Clock | None:
-        starts = [s["start_time_unix_nano"] for s in spans if s.get("start_time_unix_nano")]
-        if not starts:
-            return None
-        runs = [s["start_time_unix_nano"] for s in spans if span_kind(s) == "run"
-                and s.get("start_time_unix_nano")]
-        ends = [s.get("end_time_unix_nano") or s["start_time_unix_nano"] for s in spans
-                if s.get("start_time_unix_nano")]
-        return cls(min(runs) if runs else min(starts), max(ends))
-
-    @property
-    def total(self) -> float:
-        return max((self.end - self.origin) / 1e9, 1e-6)
-
-    def offset(self, nanos: int | None) -> float:
-        return ((nanos if nanos is not None else self.end) - self.origin) / 1e9
-
-    def span(self, span: Mapping[str, Any]) -> tuple[float, float]:
-        return self.offset(span.get("start_time_unix_nano")), self.offset(
-            span.get("end_time_unix_nano"))
 
 
 # ---------------------------------------------------------------- status of plan nodes
@@ -138,21 +108,6 @@ def _state_of(run: Mapping[str, Any], spans: Sequence[Mapping[str, Any]],
     return state
 
 
-def _span_seconds(span: Mapping[str, Any]) -> float | None:
-    start, end = span.get("start_time_unix_nano"), span.get("end_time_unix_nano")
-    return (int(end) - int(start)) / 1e9 if start is not None and end is not None else None
-
-
-# ---------------------------------------------------------------- labels
-
-CHAR_W = 6.4  # a generous 12.5px bold glyph
-
-
-def _fit(label: str, width: float, char_w: float = CHAR_W) -> str:
-    room = int((width - 20) / char_w)
-    return label if len(label) <= room else label[: max(room - 1, 1)] + "…"
-
-
 # ---------------------------------------------------------------- the DAG (runner.telemetry.dag)
 
 
@@ -184,122 +139,11 @@ def _outline_children(node: SpanNode) -> Iterator[dict[str, Any]]:
             yield {**base, "children": list(_outline_children(child))}
 
 
-# ---------------------------------------------------------------- the timeline
-
-LABEL_W, CHART_W, DUR_W, ROW_H, AXIS_H, INDENT = 300.0, 750.0, 80.0, 22.0, 28.0, 14.0
-BAR_H = {"pipeline": 8.0, "group": 8.0, "branch": 10.0, "checkpoint.write": 10.0,
-         "checkpoint.read": 10.0}
-
-
-@dataclass(frozen=True)
-class Bar:
-    """One span on the timeline: its row, label and bar."""
-
-    y: float
-    label: str
-    indent: float
-    kind: str
-    status: str
-    duration: str
-    x: float
-    w: float
-    h: float
-    tooltip: str
-
-
-@dataclass
-class Timeline:
-    """The Gantt chart: rows of bars and the x axis's ticks, in SVG user units."""
-
-    width: float
-    height: float
-    chart_x: float
-    chart_w: float
-    bars: list[Bar]
-    ticks: list[tuple[float, str]]
-
-
-def _ticks(total: float) -> list[tuple[float, str]]:
-    """About eight round steps (1, 2 or 5 x 10^k seconds) over ``[0, total]``."""
-    raw = total / 8
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
-    ticks = []
-    for i in range(int(total / step + 1e-9) + 1):
-        t = i * step
-        label = f"{round(t * 1000, 6):g} ms" if total < 1 else f"{round(t, 6):g} s"
-        ticks.append((t, label))
-    return ticks
-
-
-def _timeline_rows(roots: Sequence[SpanNode]) -> Iterator[tuple[int, SpanNode]]:
-    stack = [(node, 0) for node in reversed(roots)]
-    while stack:
-        node, depth = stack.pop()
-        shown = span_kind(node.span) in TIMELINE_KINDS
-        if shown:
-            yield depth, node
-        inner = depth + 1 if shown else depth
-        stack.extend((child, inner) for child in reversed(node.children))
-
-
-def _bar_tooltip(span: Mapping[str, Any], status: str, start: float, end: float) -> str:
-    attrs = span.get("attributes") or {}
-    lines = [str(span.get("name") or ""), f"{span_kind(span)} · {status}",
-             f"+{start:.3f} s → +{end:.3f} s ({format_duration(end - start)})"]
-    if attrs.get("runner.path"):
-        lines.append(f"path: {attrs['runner.path']}")
-    pid = span_pid(span)
-    if pid is not None:
-        lines.append(f"pid: {pid}" + (f" on {attrs['runner.worker.node']}"
-                                      if attrs.get("runner.worker.node") else ""))
-    if attrs.get("runner.bytes") is not None:
-        lines.append(f"size: {format_bytes(attrs['runner.bytes'])}")
-    return "\n".join(lines)
-
-
-def layout_timeline(spans: Sequence[Mapping[str, Any]], clock: _Clock | None) -> Timeline | None:
-    """A Gantt chart: one row per span of :data:`TIMELINE_KINDS`, in tree order. A
-    resumed run's attempts are drawn one after the other, each under a title row
-    (kind ``attempt``) and timed from its own start (hours may pass in between)."""
-    if clock is None:
-        return None
-    attempts = by_attempt(spans)
-    groups: list[tuple[str | None, Sequence[Mapping[str, Any]], _Clock]]
-    if len(attempts) <= 1:
-        groups = [(None, spans, clock)]
-    else:
-        groups = [(attempt_title(n, group), group, _Clock.of(group) or clock)
-                  for n, group in attempts]
-    total = max(c.total for _, _, c in groups)
-    scale = CHART_W / total
-    bars: list[Bar] = []
-    for title, group, own in groups:
-        if title is not None:
-            bars.append(Bar(y=AXIS_H + len(bars) * ROW_H, label=_fit(title, LABEL_W + CHART_W),
-                            indent=0.0, kind="attempt", status="", duration="", x=LABEL_W,
-                            w=0.0, h=0.0, tooltip=title))
-        for depth, node in _timeline_rows(span_tree(group)):
-            span, kind = node.span, span_kind(node.span)
-            status = span_status(span)
-            start, end = own.span(span)
-            label = short_name(span) if kind in STEP_KINDS else str(span.get("name"))
-            duration = "running" if status == "running" else format_duration(_span_seconds(span))
-            bars.append(Bar(
-                y=AXIS_H + len(bars) * ROW_H, label=_fit(label, LABEL_W - depth * INDENT - 4, 6.6),
-                indent=depth * INDENT, kind=kind, status=status, duration=duration,
-                x=LABEL_W + start * scale, w=max(2.0, (end - start) * scale),
-                h=BAR_H.get(kind, 14.0), tooltip=_bar_tooltip(span, status, start, end)))
-    ticks = [(LABEL_W + t * scale, label) for t, label in _ticks(total)]
-    return Timeline(LABEL_W + CHART_W + DUR_W, AXIS_H + len(bars) * ROW_H + 8, LABEL_W, CHART_W,
-                    bars, ticks)
-
-
 # ---------------------------------------------------------------- tables
 
 
 def _steps(plan: Node | None, spans: Sequence[Mapping[str, Any]], state: State,
-           clock: _Clock | None) -> list[dict[str, str]]:
+           clock: Clock | None) -> list[dict[str, str]]:
     """Stages, adapters and merges: those that ran in start order, then the rest in plan order."""
     rows = []
     ran = sorted((s for s in spans if span_kind(s) in STEP_KINDS),
@@ -315,7 +159,7 @@ def _steps(plan: Node | None, spans: Sequence[Mapping[str, Any]], state: State,
             "path": str(attrs.get("runner.path") or ""), "name": short_name(span),
             "kind": span_kind(span), "status": span_status(span),
             "start": f"+{clock.offset(span.get('start_time_unix_nano')):.3f} s" if clock else "—",
-            "duration": format_duration(_span_seconds(span)),
+            "duration": format_duration(span_seconds(span)),
             "worker": " @ ".join(str(p) for p in (pid, node) if p is not None) or "—",
             "branch": str(attrs.get("runner.branch")
                           or branches.get((span_kind(span), _plan_path(span))) or "—"),
@@ -374,7 +218,7 @@ def _artifacts(run: Mapping[str, Any], indexes: Mapping[str, Mapping[str, Any]]
 # ---------------------------------------------------------------- header and error
 
 
-def _header(run: Mapping[str, Any], clock: _Clock | None) -> dict[str, Any]:
+def _header(run: Mapping[str, Any], clock: Clock | None) -> dict[str, Any]:
     status = str(run.get("status") or "unknown")
     started, ended = _parse_time(run.get("started")), _parse_time(run.get("ended"))
     if started and ended:
@@ -425,8 +269,10 @@ def _failed_step(spans: Sequence[Mapping[str, Any]], path: str | None) -> Mappin
 
 def _error(run: Mapping[str, Any], spans: Sequence[Mapping[str, Any]],
            error: Mapping[str, Any] | None, context_url: str | None) -> dict[str, Any] | None:
-    """What failed, from error.json when there is one, else from run.json and the spans."""
-    if run.get("status") != "failed" and error is None:
+    """What failed, from error.json when there is one, else from run.json and the spans.
+    An interrupted run (a signal stopped it on purpose) is headed so, never "Error"."""
+    interrupted = run.get("status") == "interrupted"
+    if run.get("status") != "failed" and error is None and not interrupted:
         return None
     span = _failed_step(spans, (error or {}).get("path"))
     etype, message, stack = span_error(span) if span else (None, None, None)
@@ -434,6 +280,9 @@ def _error(run: Mapping[str, Any], spans: Sequence[Mapping[str, Any]],
     info = dict(error or {})
     summary = run.get("error") or {}
     return {
+        "heading": "Interrupted" if interrupted else "Error",
+        # what failed is known (a bare interruption stopped between steps: nothing failed)
+        "detail": not interrupted or error is not None or span is not None,
         "type": info.get("exception_type") or etype or summary.get("type") or "error",
         "message": info.get("message") or message or summary.get("message") or "",
         "stage": info.get("stage") or attrs.get("runner.stage") or (
@@ -475,7 +324,7 @@ def render_report(
     ``results`` is the run's results.json (untrusted: :mod:`results_view` checks it),
     ``results_note`` why it is missing or not shown.
     """
-    clock = _Clock.of(spans)
+    clock = Clock.of(spans)
     state = _state_of(run, spans, error)
     plan: Node | None = run.get("plan") or outline_from_spans(spans)
     check_outline_depth(plan)  # the walks below recurse

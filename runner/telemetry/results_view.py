@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from runner.telemetry.dag import DAG_WIDTH
+
 __all__ = ["Chart", "ResultsView", "build_results_view"]
 
 MAX_ROWS = 200
 MAX_STEPS = 500
-CHART_W = 1000.0
+CHART_W = DAG_WIDTH  # drawn at scale 1 (the template says so): text keeps its size
 PLOT_LEFT = 64.0
 PLOT_RIGHT = 16.0
 PLOT_TOP = 24.0

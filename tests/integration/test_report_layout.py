@@ -1,4 +1,4 @@
-"""The DAG of a real run's report, as headless Chromium draws it in a 1,000 px window.
+"""A real run's report, as headless Chromium draws it in a 1,000 px window.
 
 Each pipeline is run with the CLI in a subprocess, its report written with
 ``runner report``, then loaded from a file:// URL. What a reader would see is
@@ -7,10 +7,17 @@ font size times the SVG's scale), no node box overlaps another, every label
 lies inside its box (cut with an ellipsis, never mid-glyph, and then whole in
 the tooltip), and nothing overflows the page to the right. A screenshot of the
 DAG is saved in the test's folder and checked to be a real picture.
+
+The timeline, the Steps table and the Results section are held to the same
+bar: every text they show is 11 px or more on screen, the timeline is drawn at
+scale 1 with each row label inside the label column (cut with an ellipsis, whole
+in its tooltip), and no table cell spills out of its column, even for a stage
+named with 65 characters.
 """
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -206,3 +213,149 @@ def test_a_big_dag_opens_on_its_overview(driver, tmp_path):
     driver.execute_script("arguments[0].focus()", node)
     ActionChains(driver).send_keys(Keys.ENTER).perform()
     assert views.get_attribute("data-view") == "full"
+
+
+# ---------------------------------------------------------------- timeline, steps, results
+
+MEASURE_SECTION = """
+const section = document.querySelector(arguments[0]);
+const shown = (el) => el.getClientRects().length > 0 && !el.closest("title");
+const texts = [];
+const walker = document.createTreeWalker(section, NodeFilter.SHOW_TEXT);
+while (walker.nextNode()) {
+  const el = walker.currentNode.parentElement;
+  if (!walker.currentNode.nodeValue.trim() || !shown(el)) continue;
+  const svg = el.closest("svg");
+  texts.push({text: walker.currentNode.nodeValue.trim().slice(0, 50),
+    px: parseFloat(getComputedStyle(el).fontSize) * (svg ? svg.getScreenCTM().a : 1)});
+}
+const spilled = Array.from(section.querySelectorAll("td, th, caption, summary"))
+  .filter((c) => shown(c) && c.scrollWidth > c.clientWidth + 1)
+  .map((c) => c.textContent.trim().slice(0, 50));
+const right = section.getBoundingClientRect().right;
+const outside = Array.from(section.querySelectorAll("table, svg, pre, p, h2, h3"))
+  .filter((el) => shown(el) && el.getBoundingClientRect().right > right + 0.5)
+  .map((el) => el.tagName + "#" + el.id);
+const root = document.documentElement;
+return {texts: texts, spilled: spilled, outside: outside,
+  section: [section.scrollWidth, section.clientWidth],
+  scrollWidth: root.scrollWidth, clientWidth: root.clientWidth};
+"""
+
+MEASURE_TIMELINE = """
+const svg = document.getElementById("timeline");
+const ctm = svg.getScreenCTM();
+const box = svg.getBoundingClientRect();
+const chartX = Math.min(...Array.from(svg.querySelectorAll("line.grid"))
+  .map((l) => l.x1.baseVal.value));
+const labels = Array.from(svg.querySelectorAll("text.row-label")).map((t) => ({
+  label: t.firstChild.nodeValue, title: t.querySelector("title").textContent,
+  attempt: t.classList.contains("attempt"), right: t.getBoundingClientRect().right}));
+const rights = Array.from(svg.querySelectorAll("text")).map((t) => t.getBoundingClientRect().right);
+const panel = svg.parentElement;
+return {scale: ctm.a, chartLeft: ctm.e + chartX * ctm.a, labels: labels,
+  textRight: Math.max(...rights), svgRight: box.right,
+  panel: [panel.scrollWidth, panel.clientWidth],
+  panelRight: panel.getBoundingClientRect().right};
+"""
+
+
+def check_section(driver: Any, selector: str) -> dict[str, Any]:
+    """Every shown text of the section ``selector`` at 11 px or more, nothing spilling out."""
+    driver.execute_script("document.querySelectorAll('details').forEach(d => d.open = true)")
+    got = driver.execute_script(MEASURE_SECTION, selector)
+    assert got["texts"], f"{selector} shows no text"
+    print(f"{selector}: {len(got['texts'])} texts, smallest "
+          f"{min(t['px'] for t in got['texts']):.1f} px, section {got['section'][0]}/"
+          f"{got['section'][1]} px, page {got['scrollWidth']}/{got['clientWidth']} px")
+    small = sorted({(t["text"], round(t["px"], 1)) for t in got["texts"]
+                    if t["px"] < MIN_FONT_PX - 0.01})
+    assert small == [], f"text under 11 px in {selector}"
+    assert got["scrollWidth"] <= got["clientWidth"], "the page overflows to the right"
+    assert got["section"][0] <= got["section"][1], f"{selector} overflows its box"
+    assert got["outside"] == []
+    assert got["spilled"] == [], "a cell's text spills out of its column"
+    return got
+
+
+def check_timeline(driver: Any) -> dict[str, Any]:
+    """The timeline at scale 1 within its panel, each row label left of the bars."""
+    got = driver.execute_script(MEASURE_TIMELINE)
+    print(f"timeline: scale {got['scale']:.3f}, {len(got['labels'])} rows, panel "
+          f"{got['panel'][0]}/{got['panel'][1]} px")
+    assert abs(got["scale"] - 1) < 0.005, "the timeline is scaled"
+    assert got["panel"][0] <= got["panel"][1], "the timeline needs a horizontal scroll"
+    assert got["svgRight"] <= got["panelRight"] + 0.5 and got["textRight"] <= got["svgRight"]
+    for row in got["labels"]:
+        if not row["attempt"]:
+            assert row["right"] <= got["chartLeft"] + 0.5, f"label over the bars: {row['label']}"
+        if row["label"].endswith("…"):  # cut: the whole name is in the tooltip
+            assert row["label"][:-1] in row["title"].split("\n")[0], row
+    return got
+
+
+def test_alpha_full_timeline_steps_and_results_are_legible(driver, cli, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    page = report_of(cli, tmp_path, "alpha.full")
+    open_report(driver, page)
+    check_timeline(driver)
+    check_section(driver, "#timeline-section")
+    check_section(driver, "#steps")
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#steps tbody tr")) == 8
+    check_section(driver, "#results")
+    driver.execute_script("document.getElementById('timeline-section').scrollIntoView()")
+    shot = tmp_path / "alpha.full-timeline.png"
+    assert driver.save_screenshot(str(shot))
+    check_screenshot(shot)
+
+
+LONG_NAME = "compute_the_rolling_cross_sectional_momentum_signal_of_the_univers"[:65]
+LONG_STAGES = f'''from runner.registry import stage
+from runner.context import Context
+
+
+@stage("{LONG_NAME}", writes=["audit_trail"])
+def long_named(ctx: Context) -> Context:
+    ctx.audit_trail = [*ctx.audit_trail, "long"]
+    return ctx
+
+
+@stage("tail", writes=["audit_trail"])
+def tail(ctx: Context) -> Context:
+    ctx.audit_trail = [*ctx.audit_trail, "tail"]
+    return ctx
+'''
+
+
+def test_a_65_character_stage_name_neither_overflows_nor_overlaps(driver, cli, tmp_path):
+    """The user's own manifest, run with the CLI: the long name is cut on the timeline
+    (whole in the tooltip) and wraps in the Steps table, the page stays 1,000 px wide."""
+    from selenium.webdriver.common.by import By
+
+    assert len(LONG_NAME) == 65
+    (tmp_path / "mystages.py").write_text(LONG_STAGES, encoding="utf-8")
+    (tmp_path / "manifest.json").write_text(json.dumps({
+        "pipelines": {"long": {"steps": [LONG_NAME, "tail"]}},
+        "stages": {LONG_NAME: "mystages:long_named", "tail": "mystages:tail"}}))
+    proc = cli("run", "long", "-m", "manifest.json", "--artifacts", "art", "--run-id", "long-1",
+               "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = cli("report", "long-1", "--artifacts", "art", "-o", "long.html", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    open_report(driver, tmp_path / "long.html")
+    got = check_timeline(driver)
+    cut = [row for row in got["labels"] if row["label"].endswith("…")]
+    assert [row["title"].split("\n")[0] for row in cut] == [  # its stage and checkpoint
+        f"stage {LONG_NAME}", f"checkpoint {LONG_NAME}"]
+    check_section(driver, "#timeline-section")
+    check_section(driver, "#steps")
+    cell = driver.find_element(By.CSS_SELECTOR, "#steps td.name")
+    assert cell.text.replace("\n", "") == LONG_NAME  # whole, wrapped
+    assert cell.get_attribute("title") == LONG_NAME
+    check_section(driver, "#artifacts")  # its checkpoint's folder is named after the stage
+    check_view(driver, "#dag-graph")
+    driver.execute_script("document.getElementById('steps').scrollIntoView()")
+    shot = tmp_path / "long-steps.png"
+    assert driver.save_screenshot(str(shot))
+    check_screenshot(shot)

@@ -381,7 +381,8 @@ def test_steps_table_and_artifacts():
     assert artifacts.count('<details class="ckpt">') == 2
     assert "50,320" in artifacts and "3.0 MB" in artifacts and "abababababab" in artifacts
     assert "ab" * 13 not in artifacts  # shortened
-    assert '<tr class="ref"><td>prices' in artifacts  # unchanged: a reference to 001-ingest
+    # unchanged: a reference to 001-ingest
+    assert '<tr class="ref"><td class="wrap short" title="prices">prices' in artifacts
     assert "1 written · 44.9 KB" in artifacts
 
 
