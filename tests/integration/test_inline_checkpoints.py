@@ -218,7 +218,7 @@ def test_the_store_holds_no_stray_files_for_inline_steps(cli, case):
                    if p.is_file() and "lease" not in p.parts)
     assert files == sorted([
         "runs/small-3/run.json", "runs/small-3/journal.jsonl", "runs/small-3/spans.jsonl",
-        "runs/small-3/spans.sig.json",
+        "runs/small-3/spans.sig.json", "runs/small-3/results.json",
         *(f"runs/small-3/steps/001-frames/{f}" for f in (
             "index.json", "feature_store.parquet", "inference_outputs.parquet",
             "audit_trail.json", "params.json")),
