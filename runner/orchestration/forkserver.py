@@ -20,7 +20,8 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 
-__all__ = ["ENGINE_PRELOAD", "PLAN_ENV", "forkserver_pid", "start_forkserver", "worker_preload"]
+__all__ = ["ENGINE_PRELOAD", "EXIT_PRELOAD", "PLAN_ENV", "forkserver_pid", "start_forkserver",
+           "worker_preload"]
 
 PLAN_ENV = "RUNNER_FORKSERVER_PLAN"
 """Set for the forkserver only: the plan whose modules it imports (JSON)."""
@@ -28,11 +29,15 @@ PLAN_ENV = "RUNNER_FORKSERVER_PLAN"
 ENGINE_PRELOAD = ("runner.orchestration.execute", "pandas")
 """What every worker needs to receive a branch: the step loop and the context's frames."""
 
+EXIT_PRELOAD = "runner.orchestration.forkserver_exit"
+"""Preloaded last: the forkserver ends without tearing down when its driver has ended."""
+
 
 def worker_preload(modules: Sequence[str]) -> list[str]:
     """The forkserver's preload: the main script first (so a worker does not import it
-    again: spawn's preparation skips a loaded one), the engine, then ``modules``."""
-    return list(dict.fromkeys(["__main__", *ENGINE_PRELOAD, *modules]))
+    again: spawn's preparation skips a loaded one), the engine, then ``modules``; last,
+    :data:`EXIT_PRELOAD`."""
+    return list(dict.fromkeys(["__main__", *ENGINE_PRELOAD, *modules, EXIT_PRELOAD]))
 
 
 def start_forkserver(*, pipeline: str, manifest: str | None = None,
@@ -55,7 +60,7 @@ def start_forkserver(*, pipeline: str, manifest: str | None = None,
     if forkserver_pid() is not None:
         return False
     mp.get_context("forkserver").set_forkserver_preload(
-        ["__main__", "runner.orchestration.preload_plan"])
+        ["__main__", "runner.orchestration.preload_plan", EXIT_PRELOAD])
     spec = {"pipeline": pipeline,
             "manifest": os.path.abspath(manifest) if manifest else None,  # noqa: PTH100
             "path": [os.path.abspath(p) for p in path]}  # noqa: PTH100

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from runner.orchestration.forkserver import EXIT_PRELOAD, worker_preload
 from runner.orchestration.preload_plan import preload_plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,12 +53,16 @@ STAGES = textwrap.dedent('''
 ''')
 
 MARKER = textwrap.dedent('''
-    """Stands for a heavy library: says which process imported it."""
+    """Stands for a heavy library: says which process imported it, and which process
+    ran its interpreter shutdown (atexit) after importing it."""
+    import atexit
     import os
     from pathlib import Path
 
-    with open(Path(__file__).parent / "marker-imports.txt", "a") as out:
+    HERE = Path(__file__).parent
+    with open(HERE / "marker-imports.txt", "a") as out:
         out.write(f"{os.getpid()}\\n")
+    atexit.register(lambda: (HERE / f"atexit-{os.getpid()}").write_text("shut down"))
 ''')
 
 MANIFEST = {
@@ -109,6 +114,24 @@ def test_the_cli_starts_the_forkserver_first_and_it_preloads_the_branch_imports(
         assert got[name]["marker_loaded"]  # before the stage ran: preloaded
     # imported once, by the forkserver: not by the driver, not by each worker
     assert (tmp_path / "marker-imports.txt").read_text().split() == [str(server)]
+
+
+def test_the_forkserver_ends_without_a_shutdown_once_the_driver_has_ended(tmp_path):
+    """Its shutdown (tearing down pandas, scikit-learn) came after the driver's, holding
+    the driver's stderr open: a caller reading it waited for both, one after the other."""
+    manifest = write_project(tmp_path)
+    doc = run_cli("run", "early", "-m", str(manifest), "-e", "processes", "--json",
+                  "--run-id", "early-3", cwd=tmp_path)  # returns at EOF: the forkserver ended
+    driver = doc["steps"][0]["pid"]
+    server = json.loads((tmp_path / f"loaded-{driver}.json").read_text())
+    assert (tmp_path / "marker-imports.txt").read_text().split() == [str(server)]
+    assert not (tmp_path / f"atexit-{server}").exists()  # ended with no shutdown
+    assert (tmp_path / "seen-early.heavy.json").exists()
+
+
+def test_the_exit_preload_comes_last_so_it_runs_first_at_exit():
+    assert worker_preload(["sklearn.ensemble"])[-1] == EXIT_PRELOAD
+    assert worker_preload(["sklearn.ensemble"])[:2] == ["__main__", "runner.orchestration.execute"]
 
 
 def test_inline_runs_start_no_forkserver(tmp_path):
