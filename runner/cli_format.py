@@ -76,40 +76,33 @@ def _noted(parse: Callable[[Any, list[str]], list[str]], ctx: Any, args: list[st
         raise
 
 
-class RunnerCommand(TyperCommand):
+class _Tidy:
+    """What :class:`RunnerCommand` and :class:`RunnerGroup` share: usage errors noted
+    for ``--json``, and every parameter (``--help`` included) shown as described above."""
+
+    params: list[Any]
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return _noted(super().parse_args, ctx, args)  # type: ignore[misc]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            tidy_param(param)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            tidy_param(option)
+        return option
+
+
+class RunnerCommand(_Tidy, TyperCommand):
     """A typer command whose help shows what to type (see the module docstring)."""
 
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        return _noted(super().parse_args, ctx, args)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            tidy_param(param)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            tidy_param(option)
-        return option
-
-
-class RunnerGroup(TyperGroup):
+class RunnerGroup(_Tidy, TyperGroup):
     """A typer group whose own options are shown as :class:`RunnerCommand`'s are."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        return _noted(super().parse_args, ctx, args)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            tidy_param(param)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            tidy_param(option)
-        return option
 
 
 class RunnerTyper(typer.Typer):
