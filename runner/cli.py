@@ -23,11 +23,14 @@ from runner.cli_cache import Check
 from runner.cli_format import PipelineArg, RunnerTyper
 from runner.cli_help import defer_rich_extras
 from runner.errors import (
+    EXIT_CODES,
+    INTERNAL_ERROR,
     ContextCollisionError,
     RunInterruptedError,
     RunnerError,
     StageFailedError,
     UsageError,
+    exit_code_of,
 )
 from runner.json_stdout import note_error, print_json_error, stage_output_to_stderr, wants_json
 from runner.json_stdout import print_json as _print_json
@@ -159,10 +162,11 @@ def _fail(error: RunnerError) -> NoReturn:
     note_error(str(error))
     if _LOGS["format"] == "json":
         logging.getLogger("runner").error("%s", error, extra={
-            "event": "error", "error_type": type(error).__name__, "exit_code": error.exit_code})
+            "event": "error", "error_type": type(error).__name__,
+            "exit_code": exit_code_of(error)})
     else:
         err.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False)
-    raise typer.Exit(error.exit_code)
+    raise typer.Exit(exit_code_of(error))
 
 
 def _sdk(manifest: str | None, artifacts: str | None = None,
@@ -352,7 +356,7 @@ def _failure_block(exc: StageFailedError | ContextCollisionError, *,
                    resume: str | None) -> None:
     """The one report of a failed run: the error, the user's frame and traceback,
     the forensics and the command that continues the run once it is fixed."""
-    where = getattr(exc, "error_context", None)
+    where = exc.error_context
     err.print(f"[bold red]error:[/] {escape(str(exc))}")
     if isinstance(exc, StageFailedError):
         _print_traceback(exc)
@@ -479,7 +483,7 @@ def run(
         _failed(exc, doc, as_json=as_json, quiet=quiet, structured=structured)
     except RunnerError as exc:
         if as_json:
-            doc.update(status="failed", steps=[], error=str(exc), exit_code=exc.exit_code)
+            doc.update(status="failed", steps=[], error=str(exc), exit_code=exit_code_of(exc))
             _print_json(doc)
         _fail(exc)
     _succeeded(result, sdk, doc, as_json=as_json, quiet=quiet, structured=structured)
@@ -502,25 +506,24 @@ def _say_resuming(runner: "DAGRunner", *, chosen: bool) -> None:
 def _failed(exc: StageFailedError | ContextCollisionError, doc: dict[str, Any], *,
             as_json: bool, quiet: bool, structured: bool) -> NoReturn:
     """Report a failed run once (the block, or one JSON log line) and exit 1."""
-    records = getattr(exc, "records", ())
-    run_id = getattr(exc, "run_id", None) or doc.get("run_id")
+    run_id = exc.run_id or doc.get("run_id")
     resume = _resume_command(str(run_id)) if run_id else None
-    doc.update(status="failed", steps=_steps_json(records), error=str(exc),
-               exit_code=exc.exit_code, error_context=getattr(exc, "error_context", None),
-               resume_command=resume)
+    code = exit_code_of(exc)
+    doc.update(status="failed", steps=_steps_json(exc.records), error=str(exc),
+               exit_code=code, error_context=exc.error_context, resume_command=resume)
     if isinstance(exc, StageFailedError):
         doc.update(where=exc.where or None, traceback=exc.user_traceback or None)
     if as_json:
         _print_json(doc)
     if structured:
         logging.getLogger("runner").error(
-            "%s", exc, extra={"event": "error", "exit_code": exc.exit_code, "run_id": run_id,
+            "%s", exc, extra={"event": "error", "exit_code": code, "run_id": run_id,
                               "trace_id": doc.get("trace_id"),
                               "error_context": doc["error_context"], "where": doc.get("where"),
                               "traceback": doc.get("traceback"), "resume_command": resume})
     elif not quiet or not as_json:
         _failure_block(exc, resume=resume)
-    raise typer.Exit(exc.exit_code) from None
+    raise typer.Exit(code) from None
 
 
 def _on_processes(executor: ExecutorName | None) -> bool:
@@ -546,8 +549,6 @@ def _global_tracing() -> "Tracing | None":
         tracing.install_global()
     return tracing
 
-
-INTERNAL_ERROR = 3
 
 _SIGNALLED = {"exit": False}
 """Set when a run stopped on a signal: :func:`main` then ends the process at once."""
@@ -632,17 +633,17 @@ def _interrupted(error: RunInterruptedError | None, signum: int, doc: dict[str, 
                completed=list(error.completed) if error is not None else [],
                forced=error.forced if error is not None else True,
                steps=_steps_json(error.records) if error is not None else [],
-               resume_command=command, exit_code=128 + signum)
+               resume_command=command, exit_code=EXIT_CODES[RunInterruptedError] + signum)
     if as_json:
         _print_json(doc)
     line = f"{what}; continue it with: {command}" if command else what
     if structured:
         logging.getLogger("runner").warning("%s", line, extra={
-            "event": "interrupted", "signal": name, "exit_code": 128 + signum})
+            "event": "interrupted", "signal": name, "exit_code": doc["exit_code"]})
     else:
         err.print(f"[bold yellow]interrupted:[/] {escape(line)}", markup=True,
                   highlight=False)
-    return 128 + signum
+    return int(doc["exit_code"])
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:
@@ -746,14 +747,14 @@ def _main() -> None:
         if _SIGNALLED["exit"] and isinstance(exc.code, int):
             _exit_after_signal(exc.code)
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         note_error("aborted")
         err.print("aborted")
-        sys.exit(130)
+        sys.exit(exit_code_of(exc))
     except RunnerError as exc:
         note_error(str(exc))
         err.print(f"[bold red]error:[/] {escape(str(exc))}")
-        sys.exit(exc.exit_code)
+        sys.exit(exit_code_of(exc))
     except Exception as exc:
         if os.environ.get("RUNNER_DEBUG"):
             raise

@@ -1,38 +1,88 @@
-"""The runner's one error tree.
+"""The runner's one error tree, and the one table of exit codes.
 
-    RunnerError
-    ├── ManifestError            the manifest text or its meaning is wrong (exit 2)
-    ├── RegistryError            a stage name registered twice, an unimportable path (exit 2)
+    RunnerError                  the input, the usage or the storage is wrong (exit 2)
+    ├── ManifestError            the manifest text or its meaning is wrong
+    ├── RegistryError            a stage name registered twice, an unimportable path
     │   └── ModuleImportError    a stage module raised while imported: the user's code
-    ├── PlanError                a pipeline cannot be compiled into a plan (exit 2)
-    ├── DataError                the user's prices cannot be used as they are (exit 2)
-    ├── ArtifactError            storage unreachable, refused, corrupt or tampered (exit 2)
+    ├── PlanError                a pipeline cannot be compiled into a plan
+    ├── DataError                the user's prices cannot be used as they are
+    ├── ArtifactError            storage unreachable, refused, corrupt or tampered
     │   └── IntegrityError       a file's checksum or signature does not verify
-    ├── ExecutionError           a run failed (exit 1)
-    │   ├── StageFailedError     a stage raised; carries the forensics
-    │   ├── LeaseLostError       another process took the run over (its lease lapsed)
-    │   ├── ContextCollisionError  parallel branches changed one field differently
-    │   ├── UndeclaredWriteError a stage changed a field outside its declared writes
-    │   └── RunInterruptedError  a signal (or the application) stopped the run (exit 128+N)
-    └── UsageError               a front door was called wrongly (exit 2)
+    ├── UsageError               a front door was called wrongly
+    ├── ClusterError             [runner.k8s.errors] the Kubernetes API refused or is away
+    │   └── NotFoundError        [runner.k8s.errors] no such run, Job or schedule
+    ├── InfrastructureError      what the run needs cannot be reached or started (exit 4)
+    │   ├── RayUnavailableError  Ray cannot be started here, or its cluster reached
+    │   └── WorkerPoolError      the pool of worker processes did not start
+    └── ExecutionError           a run started and failed (exit 1)
+        ├── StageFailedError     a stage raised; carries the forensics
+        ├── LeaseLostError       another process took the run over (its lease lapsed)
+        ├── ContextCollisionError  parallel branches changed one field differently
+        ├── UndeclaredWriteError a stage changed a field outside its declared writes
+        ├── RunFailedError       [runner.k8s.controller] a run's Job failed or cannot start
+        └── RunInterruptedError  a signal (or the application) stopped the run (exit 128+N)
 
-Every error carries structured fields and an ``exit_code``; front doors print
-``str(error)`` and exit with that code, never a traceback.
+A class is exported by ``runner.errors``, or by the module named in brackets (its
+layer sits above this one). Each class exits with the code of the nearest family in
+:data:`EXIT_CODES` (the drawing says it once per family; a test holds drawing, classes
+and table together); :func:`exit_code_of` is the one place a front door asks. Every
+error carries structured fields; front doors print ``str(error)`` and exit with that
+code, never a traceback. Anything else that escapes is a bug in runner: exit
+:data:`INTERNAL_ERROR`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import signal
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from runner.words import plural
+
+__all__ = [
+    "EXIT_CODES",
+    "INTERNAL_ERROR",
+    "ArtifactError",
+    "Collision",
+    "ContextCollisionError",
+    "DataError",
+    "ExecutionError",
+    "InfrastructureError",
+    "IntegrityError",
+    "LeaseLostError",
+    "ManifestError",
+    "ModuleImportError",
+    "PlanError",
+    "Problem",
+    "RayUnavailableError",
+    "RegistryError",
+    "RunInterruptedError",
+    "RunnerError",
+    "StageFailedError",
+    "UndeclaredWriteError",
+    "UsageError",
+    "WorkerPoolError",
+    "exit_code_of",
+]
+
+INTERNAL_ERROR: Final = 3
+"""The exit code of anything but a :class:`RunnerError`: a bug in runner itself."""
+
+
+class _ExitCode:
+    """``ErrorClass.exit_code`` and ``error.exit_code``, read from :data:`EXIT_CODES`
+    (never set per class: the table is the one place)."""
+
+    def __get__(self, error: RunnerError | None, owner: type[RunnerError]) -> int:
+        return exit_code_of(error) if error is not None else _family_code(owner)
 
 
 class RunnerError(Exception):
     """Root of every error the runner raises on purpose."""
 
-    exit_code: int = 2
+    exit_code: Final = _ExitCode()
+
 
 
 @dataclass(frozen=True)
@@ -116,7 +166,29 @@ class UsageError(RunnerError):
 class ExecutionError(RunnerError):
     """A run started and failed."""
 
-    exit_code = 1
+
+class InfrastructureError(RunnerError):
+    """What the run needs cannot be reached or started (a Ray cluster, the worker
+    processes): neither the input nor the run is wrong, and trying again may work."""
+
+
+class RayUnavailableError(InfrastructureError):
+    """Ray cannot be started here, or the cluster at ``address`` cannot be reached."""
+
+    def __init__(self, message: str, *, address: str) -> None:
+        super().__init__(message)
+        self.address = address
+        """The cluster's address as given (``RAY_ADDRESS``), or "" for a local Ray."""
+
+
+class WorkerPoolError(InfrastructureError):
+    """The pool of worker processes did not start (a fork or spawn refused, a worker
+    that died while it started)."""
+
+    def __init__(self, message: str, *, workers: int, start_method: str) -> None:
+        super().__init__(message)
+        self.workers = workers
+        self.start_method = start_method
 
 
 @dataclass(frozen=True)
@@ -136,9 +208,16 @@ class Collision:
 class ContextCollisionError(ExecutionError):
     """Parallel branches changed the same context field and no rule resolves it."""
 
-    def __init__(self, collisions: Sequence[Collision], *, group: str = "") -> None:
+    def __init__(self, collisions: Sequence[Collision], *, group: str = "", run_id: str = "",
+                 error_context: str | None = None, records: Sequence[Any] = ()) -> None:
         self.collisions = tuple(collisions)
         self.group = group
+        self.run_id = run_id
+        """The run it stopped, once the engine knows it ("" where the merge raised)."""
+        self.error_context = error_context
+        """Where the forensics were written (None until then, or when they could not be)."""
+        self.records = tuple(records)
+        """The run's step records up to the collision."""
         where = f" at {group}" if group else ""
         lines = [f"context collision{where}:"] + [f"  {c}" for c in self.collisions]
         lines.append(
@@ -231,7 +310,6 @@ class RunInterruptedError(ExecutionError):
         self.total = total
         self.forced = forced
         self.records = tuple(records)
-        self.exit_code = 128 + signum
         how = "stopped at once" if forced else "stopped"
         super().__init__(f"run {run_id!r} interrupted by {signal_name}: {how} after "
                          f"{len(self.completed)} of {plural(total, 'step')}")
@@ -243,3 +321,29 @@ class LeaseLostError(ExecutionError):
     def __init__(self, message: str, *, run_id: str) -> None:
         super().__init__(message)
         self.run_id = run_id
+
+
+EXIT_CODES: Final[Mapping[type[RunnerError], int]] = {
+    RunnerError: 2,  # the input, the usage or the storage: fix it, then run again
+    ExecutionError: 1,  # the run started and failed (a stage, a merge, its Job)
+    InfrastructureError: 4,  # Ray or the worker pool: not the input; try again later
+    RunInterruptedError: 128,  # plus the signal's number, as a shell reports it
+}
+"""The one table of exit codes: each class exits with the code of its nearest family
+here. 0 is success and :data:`INTERNAL_ERROR` (3) a bug in runner."""
+
+
+def _family_code(cls: type[RunnerError]) -> int:
+    return next(EXIT_CODES[c] for c in cls.__mro__ if c in EXIT_CODES)
+
+
+def exit_code_of(error: BaseException) -> int:
+    """The process exit code for ``error``: its family's (128 + N for a run a signal
+    stopped, 130 for Ctrl-C outside a run), else :data:`INTERNAL_ERROR`."""
+    if isinstance(error, RunInterruptedError):
+        return EXIT_CODES[RunInterruptedError] + error.signum
+    if isinstance(error, RunnerError):
+        return _family_code(type(error))
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_CODES[RunInterruptedError] + int(signal.SIGINT)
+    return INTERNAL_ERROR

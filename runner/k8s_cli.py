@@ -457,7 +457,7 @@ def _follow_run(ctl: "Controller", run_id: str, *, follow: bool, quiet: bool) ->
                 print(line, flush=True)
         if fresh:
             continue  # look again before deciding: the Job may have moved on meanwhile
-        if ctl.check(now):  # raises RunFailed when it failed or cannot start
+        if ctl.check(now):  # raises RunFailedError when it failed or cannot start
             return now
         time.sleep(ctl.poll)
 

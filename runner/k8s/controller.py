@@ -45,6 +45,7 @@ from typing import Any, TypeVar
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
+from runner.errors import ExecutionError
 from runner.k8s.builders import (
     ARTIFACT_KEY_ENV,
     RUN_ID_LABEL,
@@ -70,7 +71,7 @@ from runner.k8s.ray import (
 )
 from runner.k8s.timeouts import TimedApiClient, Timeouts
 
-__all__ = ["Controller", "PodState", "RunFailed", "RunStatus", "Submitted"]
+__all__ = ["Controller", "PodState", "RunFailedError", "RunStatus", "Submitted"]
 
 T = TypeVar("T")
 USER_AGENT = "runner-controller/0.1"
@@ -132,14 +133,16 @@ class RunStatus:
         return doc
 
 
-class RunFailed(ClusterError):
+class RunFailedError(ExecutionError):
     """The run's Job failed, or its pod cannot start (exit 1, as a failed local run)."""
-
-    exit_code = 1
 
     def __init__(self, message: str, status: RunStatus) -> None:
         super().__init__(message)
         self.status = status
+
+
+RunFailed = RunFailedError
+"""Deprecated: the name before :class:`RunFailedError`."""
 
 
 @dataclass
@@ -541,7 +544,7 @@ class Controller:
         """Follow the run's Job with a watch until it succeeds or fails.
 
         Re-lists on 410 Gone, reconnects when a stream drops or times out, backs off on
-        429 and 5xx. Raises :class:`RunFailed` when the Job fails or its pod is stuck
+        429 and 5xx. Raises :class:`RunFailedError` when the Job fails or its pod is stuck
         (an image that cannot be pulled, a missing Secret), :class:`NotFoundError` when
         the Job is deleted meanwhile (cancelled).
         """
@@ -630,16 +633,16 @@ class Controller:
         return (status if self.check(status) else None), version
 
     def check(self, status: RunStatus) -> bool:
-        """True once the run succeeded; :class:`RunFailed` if it failed or cannot start."""
+        """True once the run succeeded; :class:`RunFailedError` if it failed or cannot start."""
         if status.phase == "succeeded":
             return True
         if status.phase == "failed":
-            raise RunFailed(f"run {status.run_id!r} failed: {status.reason or 'failed'}",
+            raise RunFailedError(f"run {status.run_id!r} failed: {status.reason or 'failed'}",
                             status)
         stuck = next((p for p in reversed(status.pods) if p.phase == "Pending" and p.reason),
                      None)
         if stuck is not None:
-            raise RunFailed(f"run {status.run_id!r} cannot start: pod {stuck.name}: "
+            raise RunFailedError(f"run {status.run_id!r} cannot start: pod {stuck.name}: "
                             f"{stuck.reason}; the Job stays (runner cancel "
                             f"{status.run_id} deletes it)", status)
         return False

@@ -14,8 +14,6 @@ __all__ = ["ClusterError", "NotFoundError", "explain", "timed_out"]
 class ClusterError(RunnerError):
     """The cluster refused or could not be reached (exit 2: fix access, not the run)."""
 
-    exit_code = 2
-
 
 class NotFoundError(ClusterError):
     """The run, Job or schedule does not exist."""

@@ -337,10 +337,9 @@ class DAGRunner:
         self._cleanup()
         original = failure.original
         if isinstance(original, ContextCollisionError):
-            original.error_context = location  # type: ignore[attr-defined]
-            original.run_id = self.run_id  # type: ignore[attr-defined]
-            original.records = tuple(env.records)  # type: ignore[attr-defined]
-            return original
+            return ContextCollisionError(original.collisions, group=original.group,
+                                         run_id=self.run_id, error_context=location,
+                                         records=env.records)
         return StageFailedError(
             run_id=self.run_id, stage=failure.name, path=failure.path,
             exc_type=failure.exc_type, message=failure.message, traceback=failure.tb,

@@ -198,7 +198,7 @@ def test_a_pod_whose_manifest_configmap_is_gone_is_reported_after_the_grace(k8s,
     """The kubelet says why a volume cannot be mounted only in a FailedMount Event; the
     pod itself just stays ContainerCreating. ``wait`` reads the Event once the pod has
     waited longer than ``mount_grace`` (a GitOps sync may still be creating it)."""
-    from runner.k8s.controller import RunFailed
+    from runner.k8s.controller import RunFailedError
 
     ctl = Controller.connect("research", kubeconfig=str(k8s.kubeconfig))
     ctl.mount_grace, ctl.watch_timeout = 3.0, 2
@@ -211,7 +211,7 @@ def test_a_pod_whose_manifest_configmap_is_gone_is_reported_after_the_grace(k8s,
                      what="the pod to wait for its volume")
         early = ctl.status("nomanifest")  # within the grace: just pending
         assert early.phase == "pending" and early.reason is None
-        with pytest.raises(RunFailed) as failed:
+        with pytest.raises(RunFailedError) as failed:
             ctl.wait("nomanifest", timeout=60)
     said = str(failed.value)
     assert "cannot start" in said and "a volume cannot be mounted" in said

@@ -25,7 +25,7 @@ pytest.importorskip("helm_sdkpy", reason="helm_sdkpy is not installed")
 from kubernetes import client, config
 
 from runner.k8s.builders import RayClusterSpec, RunSpec, Schedule, artifact_key_name
-from runner.k8s.controller import Controller, RunFailed
+from runner.k8s.controller import Controller, RunFailedError
 from tests.k8s_emulator import SESSION_ACCESSES, Access, Emulator, helm_install
 from tests.k8s_hardening import check_objects
 from tests.k8s_kubelet import Kubelet
@@ -99,7 +99,7 @@ def drive_every_operation(k8s: Emulator, workdir: Path) -> None:
         kubelet.wait(lambda: any(r.reason == "ContainerCreating"
                                  for r in kubelet.runs("runner-rbac-stuck", NS)),
                      what="the pod to wait for its volume")
-        with pytest.raises(RunFailed, match="a volume cannot be mounted"):
+        with pytest.raises(RunFailedError, match="a volume cannot be mounted"):
             ctl.wait("rbac-stuck", timeout=30)
         assert ctl.cancel("rbac-stuck")[0] == "job/runner-rbac-stuck"
         assert "raycluster/runner-rbac-par-ray" not in ctl.cancel("rbac-par")

@@ -193,7 +193,7 @@ def test_cli_starts_a_local_loopback_ray_for_the_run_and_stops_it(tmp_path):
 def test_an_address_where_no_ray_answers_fails_in_seconds_with_one_clear_message(tmp_path):
     """Ray itself keeps asking for a GCS that is not there for minutes; the runner looks
     first, tries again as RUNNER_RAY_CONNECT_ATTEMPTS says, then fails the run with a
-    usage error (exit 2, no traceback) and keeps the checkpoints made before the group."""
+    connection error (exit 4, no traceback) and keeps the checkpoints made before the group."""
     require_ray()
     import socket
 
@@ -207,7 +207,7 @@ def test_an_address_where_no_ray_answers_fails_in_seconds_with_one_clear_message
             [sys.executable, "-m", "runner.cli", "run", "alpha.parallel", "-m", str(MANIFEST),
              "--executor", "ray", "--run-id", "noray", "--artifacts", str(art)],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
-        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert proc.returncode == 4, proc.stderr[-3000:]
         said = proc.stderr
         assert f"cannot start or reach Ray ({address}): ConnectionRefusedError" in said
         assert said.count("could not reach Ray at") == 1 and "attempt 2 of 2" in said

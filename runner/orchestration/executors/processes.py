@@ -26,6 +26,7 @@ from dataclasses import replace
 from typing import Any
 
 from runner.context import fork_context
+from runner.errors import WorkerPoolError
 from runner.orchestration.execute import BranchOutcome, BranchTask, CancelFlag, execute_branch
 from runner.orchestration.executors.base import Executor
 from runner.orchestration.executors.shipping import restore_untouched, strip_untouched
@@ -132,7 +133,11 @@ class ProcessesExecutor(Executor):
             self._starting = None
         if self._start_error is not None:
             error, self._start_error = self._start_error, None
-            raise RuntimeError(f"the worker pool did not start: {error}") from error
+            raise WorkerPoolError(
+                f"the worker pool ({self.max_workers} {self._mp.get_start_method()} "
+                f"processes) did not start: {type(error).__name__}: {error}",
+                workers=self.max_workers, start_method=self._mp.get_start_method(),
+            ) from error
         assert self._pool is not None
         return self._pool
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.context import fork_context
-from runner.errors import UsageError
+from runner.errors import RayUnavailableError, UsageError
 from runner.orchestration.execute import (
     BranchOutcome,
     BranchTask,
@@ -479,8 +479,9 @@ class RayComputeEngine(Executor):
                 self._local.restore()
                 self._local = None
             where = self.address or "a local Ray on 127.0.0.1"
-            raise UsageError(f"cannot start or reach Ray ({where}): "
-                             f"{type(error).__name__}: {error}") from error
+            raise RayUnavailableError(f"cannot start or reach Ray ({where}): "
+                                      f"{type(error).__name__}: {error}",
+                                      address=self.address or "") from error
         return self._ray
 
     def shutdown(self) -> None:

@@ -1,0 +1,110 @@
+"""The error tree drawn in ``runner.errors`` is the tree of classes, each exported, and
+each exits with the code the drawing says, from the one table (issue 16 §3)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+import signal
+
+import pytest
+
+import runner
+from runner.errors import (
+    EXIT_CODES,
+    INTERNAL_ERROR,
+    Collision,
+    ContextCollisionError,
+    RunInterruptedError,
+    RunnerError,
+    UsageError,
+    exit_code_of,
+)
+
+LINE = re.compile(r"^    (?P<indent>(?:[│ ]   )*)(?:[├└]── )?(?P<name>[A-Z]\w*Error)\b"
+                  r"\s*(?:\[(?P<module>[\w.]+)\])?(?P<said>.*)$")
+EXIT = re.compile(r"\(exit (\d+)(\+N)?\)$")
+
+
+def _drawing() -> dict[str, tuple[str | None, str, int]]:
+    """Each class drawn: its parent (None for the root), its module and its exit code
+    (what the line says, else its parent's)."""
+    import runner.errors as errors
+
+    assert errors.__doc__ is not None
+    drawn: dict[str, tuple[str | None, str, int]] = {}
+    parents: list[str] = []
+    for text in errors.__doc__.splitlines():
+        line = LINE.match(text)
+        if line is None:
+            continue
+        depth = len(line["indent"]) // 4 + (0 if line["name"] == "RunnerError" else 1)
+        del parents[depth:]
+        parent = parents[-1] if parents else None
+        said = EXIT.search(line["said"].strip())
+        code = int(said[1]) if said else drawn[parent][2] if parent else -1
+        drawn[line["name"]] = (parent, line["module"] or "runner.errors", code)
+        parents.append(line["name"])
+    return drawn
+
+
+def _classes() -> dict[str, type[RunnerError]]:
+    """Every RunnerError subclass defined in runner/, after importing every module."""
+    for info in pkgutil.walk_packages(runner.__path__, "runner."):
+        importlib.import_module(info.name)
+    found: dict[str, type[RunnerError]] = {}
+    todo: list[type[RunnerError]] = [RunnerError]
+    while todo:
+        cls = todo.pop()
+        if cls.__module__.split(".")[0] == "runner":
+            assert found.setdefault(cls.__name__, cls) is cls, f"two {cls.__name__} classes"
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def test_the_drawing_is_the_tree_of_classes_each_exported_where_it_says() -> None:
+    drawn, classes = _drawing(), _classes()
+    assert sorted(drawn) == sorted(classes)
+    for name, cls in classes.items():
+        parent, module, _ = drawn[name]
+        bases = [b.__name__ for b in cls.__bases__ if issubclass(b, RunnerError)]
+        assert bases == ([parent] if parent else []), name
+        assert cls.__module__ == module, name
+        public = importlib.import_module(module)
+        assert name in public.__all__ and getattr(public, name) is cls, name
+        assert name.endswith("Error"), name
+
+
+def test_each_class_exits_with_the_code_drawn_from_the_one_table() -> None:
+    drawn, classes = _drawing(), _classes()
+    codes = {name: cls.exit_code for name, cls in classes.items()}
+    assert codes == {name: code for name, (_, _, code) in drawn.items()}
+    assert {cls.__name__: code for cls, code in EXIT_CODES.items()} == {
+        "RunnerError": 2, "ExecutionError": 1, "InfrastructureError": 4,
+        "RunInterruptedError": 128}
+    for name, cls in classes.items():  # the table is the one place: no class sets its own
+        assert "exit_code" not in vars(cls) or cls is RunnerError, name
+
+
+@pytest.mark.parametrize(("error", "code"), [
+    (UsageError("x"), 2),
+    (ContextCollisionError([Collision("w", ("a", "b"))]), 1),
+    (RunInterruptedError(run_id="r", signal_name="SIGTERM", signum=int(signal.SIGTERM)), 143),
+    (RunInterruptedError(run_id="r", signal_name="SIGINT", signum=int(signal.SIGINT)), 130),
+    (KeyboardInterrupt(), 130),
+    (RuntimeError("a bug"), INTERNAL_ERROR),
+])
+def test_exit_code_of_an_error(error: BaseException, code: int) -> None:
+    assert exit_code_of(error) == code
+    if isinstance(error, RunnerError):
+        assert error.exit_code == code
+
+
+def test_a_collision_carries_its_run_as_typed_fields() -> None:
+    error = ContextCollisionError([Collision("w", ("a", "b"))], group="p[1]", run_id="r1",
+                                  error_context="file:///art/runs/r1/error", records=["s"])
+    assert (error.group, error.run_id, error.error_context, error.records) == (
+        "p[1]", "r1", "file:///art/runs/r1/error", ("s",))
+    bare = ContextCollisionError([Collision("w", ("a", "b"))])
+    assert (bare.run_id, bare.error_context, bare.records) == ("", None, ())
