@@ -332,7 +332,7 @@ def parse_manifest(text: str, *, source: str = "<manifest>") -> Manifest:
     try:
         raw, problems = read_json(text)
     except JSONProblems as exc:
-        raise ManifestError(source, capped(list(exc.problems))) from None
+        raise ManifestError(source, capped(list(exc.problems))) from exc
     if not isinstance(raw, dict):
         raise ManifestError(source, [Problem("", "the manifest must be a JSON object")])
     manifest = None
@@ -355,12 +355,12 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
         hint = "file not found (run from the project folder, or pass --manifest PATH or " \
                "set RUNNER_MANIFEST)"
-        raise ManifestError(str(path), [Problem("", hint)]) from None
+        raise ManifestError(str(path), [Problem("", hint)]) from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(str(path), [Problem("", f"cannot read: {exc}")]) from None
+        raise ManifestError(str(path), [Problem("", f"cannot read: {exc}")]) from exc
     return parse_manifest(text, source=str(path))
 
 

@@ -158,7 +158,7 @@ def read_json(text: str) -> tuple[Any, list[Problem]]:
                          parse_float=_parse_float, parse_constant=_parse_constant)
     except json.JSONDecodeError as exc:
         raise JSONProblems([Problem("", f"malformed JSON at line {exc.lineno}, column "
-                                        f"{exc.colno}: {exc.msg}")]) from None
+                                        f"{exc.colno}: {exc.msg}")]) from exc
     except RecursionError:
         raise JSONProblems([Problem("", f"the JSON nests more than {MAX_JSON_DEPTH} levels "
                                         f"deep{_where_too_deep(text)}")]) from None

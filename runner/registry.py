@@ -144,8 +144,8 @@ def import_object(path: str) -> Any:
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
-        except AttributeError:
-            raise RegistryError(f"module {module_name!r} has no attribute {attr!r}") from None
+        except AttributeError as exc:
+            raise RegistryError(f"module {module_name!r} has no attribute {attr!r}") from exc
     return obj
 
 

@@ -281,7 +281,7 @@ def artifacts_get(
             try:
                 output.write_text(json.dumps(entry.value) + "\n")
             except OSError as exc:
-                raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+                raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from exc
             err.print(f"wrote {output} (json, an inline value)")
             return
         if output is not None:
@@ -292,7 +292,7 @@ def artifacts_get(
             try:
                 output.write_bytes(data)
             except OSError as exc:
-                raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+                raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from exc
             err.print(f"wrote {output} ({entry.format}, {len(data)} bytes)")
             return
         value = load_field(store, run_id, entry, allow_unsigned=allow_unsigned)

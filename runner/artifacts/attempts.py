@@ -112,7 +112,7 @@ def attempt_spans(store: ArtifactStore, run_id: str, *, latest: int,
             spans = _lines(data)
         except (ValueError, RecursionError) as exc:
             raise IntegrityError(f"{store.url_of(rel)} is not valid JSON lines: {exc}",
-                                 url=store.url_of(rel)) from None
+                                 url=store.url_of(rel)) from exc
         if not all(isinstance(s, dict) for s in spans):
             raise IntegrityError(f"{store.url_of(rel)}: a line is not a JSON object",
                                  url=store.url_of(rel))

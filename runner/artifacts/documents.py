@@ -300,7 +300,7 @@ def read_spans_bytes(store: ArtifactStore, run_id: str, *, allow_unsigned: bool 
         sig = _typed(SpansSignature, raw, sig_where)
     except ArtifactError as exc:
         if not allow_unsigned:
-            raise IntegrityError(f"{where} cannot be verified: {exc}", url=where) from None
+            raise IntegrityError(f"{where} cannot be verified: {exc}", url=where) from exc
         log.warning("%s is not signed; reading it anyway (--allow-unsigned)", where)
         return data
     if sig.run_id != run_id or sig.sha256 != hashlib.sha256(data).hexdigest():
@@ -320,7 +320,7 @@ def parse_document(data: bytes, *, where: str, allow_unsigned: bool = False
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, 5000 digits, deep
-        raise IntegrityError(f"{where}: not valid JSON: {str(exc)[:200]}", url=where) from None
+        raise IntegrityError(f"{where}: not valid JSON: {str(exc)[:200]}", url=where) from exc
     if not isinstance(doc, dict):
         raise IntegrityError(f"{where}: not a JSON object", url=where)
     return verify_document(doc, where=where, allow_unsigned=allow_unsigned)
@@ -333,7 +333,7 @@ def _typed(model: type[M], doc: dict[str, Any], where: str) -> M:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"]) or "(document)"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise IntegrityError(f"{where}: {loc}: {first['msg']}{more}", url=where) from None
+        raise IntegrityError(f"{where}: {loc}: {first['msg']}{more}", url=where) from exc
     except RecursionError:
         raise IntegrityError(f"{where}: nested too deeply", url=where) from None
 

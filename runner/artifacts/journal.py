@@ -194,7 +194,7 @@ def read_journal_state(store: ArtifactStore, run_id: str, nonce: str, *,
             first = exc.errors()[0]
             loc = ".".join(str(p) for p in first["loc"]) or "(line)"
             raise IntegrityError(f"{where}: line {number}: {loc}: {first['msg']}",
-                                 url=where) from None
+                                 url=where) from exc
         check_confined(paths, ref)
         out.append(ref)
     return JournalState(out, synced)
@@ -205,7 +205,7 @@ def _parse(raw: bytes, where: str, number: int) -> dict[str, Any]:
         doc = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise IntegrityError(f"{where}: line {number}: not valid JSON: {str(exc)[:200]}",
-                             url=where) from None
+                             url=where) from exc
     if not isinstance(doc, dict):
         raise IntegrityError(f"{where}: line {number}: not a JSON object", url=where)
     return doc

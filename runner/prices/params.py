@@ -12,8 +12,8 @@ def param_float(params: dict[str, Any], name: str, default: float) -> float:
     value = params.get(name, default)
     try:
         return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"param {name!r} must be a number, got {value!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"param {name!r} must be a number, got {value!r}") from exc
 
 
 def param_int(params: dict[str, Any], name: str, default: int, *, minimum: int = 1) -> int:

@@ -180,5 +180,5 @@ def preflight(params: dict[str, Any], *, stages: Collection[str],
     except DataError:
         raise
     except ValueError as exc:  # a param of the wrong type or range, or a bad start date
-        raise UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from exc
     return [*notes, *more]

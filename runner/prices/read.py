@@ -86,13 +86,13 @@ def read_price_file(source: str) -> tuple[pd.DataFrame, list[str]]:
     try:
         with fsspec.open(source, "rb", compression="infer") as fh:
             frame, notes = parse_prices(fh, name=source, parquet=parquet)
-    except FileNotFoundError:
-        raise DataError(source, "file not found") from None
+    except FileNotFoundError as exc:
+        raise DataError(source, "file not found") from exc
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         if isinstance(exc, DataError):
             raise
         kind = "Parquet" if parquet else "CSV"
-        raise DataError(source, f"cannot be read as {kind}: {exc}", expected=EXPECTED) from None
+        raise DataError(source, f"cannot be read as {kind}: {exc}", expected=EXPECTED) from exc
     if key is not None:
         with _CACHE_LOCK:
             _CACHE.clear()  # one file at a time: the cache only spares the second read

@@ -108,3 +108,41 @@ def test_a_collision_carries_its_run_as_typed_fields() -> None:
         "p[1]", "r1", "file:///art/runs/r1/error", ("s",))
     bare = ContextCollisionError([Collision("w", ("a", "b"))])
     assert (bare.run_id, bare.error_context, bare.records) == ("", None, ())
+
+
+def _cause_chain(error: BaseException) -> list[type[BaseException]]:
+    chain: list[type[BaseException]] = []
+    cause = error.__cause__
+    while cause is not None:
+        chain.append(type(cause))
+        cause = cause.__cause__
+    return chain
+
+
+def test_errors_raised_from_a_failure_keep_it_as_their_cause(tmp_path) -> None:
+    """The one line says what is wrong; ``__cause__`` keeps what the library said."""
+    import json
+
+    from runner.artifacts.documents import parse_document
+    from runner.errors import DataError, IntegrityError, ManifestError, RegistryError
+    from runner.manifest import load_manifest, parse_manifest
+    from runner.manifest_json import JSONProblems
+    from runner.prices.params import param_float
+    from runner.prices.read import read_price_file
+    from runner.registry import import_object
+
+    cases = [
+        (lambda: load_manifest(tmp_path / "missing.json"), ManifestError, [FileNotFoundError]),
+        (lambda: load_manifest(tmp_path), ManifestError, [IsADirectoryError]),
+        (lambda: parse_manifest("{"), ManifestError, [JSONProblems, json.JSONDecodeError]),
+        (lambda: import_object("json:nope"), RegistryError, [AttributeError]),
+        (lambda: parse_document(b"{", where="run.json"), IntegrityError,
+         [json.JSONDecodeError]),
+        (lambda: read_price_file(str(tmp_path / "missing.csv")), DataError,
+         [FileNotFoundError]),
+        (lambda: param_float({"x": "a"}, "x", 1.0), ValueError, [ValueError]),
+    ]
+    for call, kind, chain in cases:
+        with pytest.raises(kind) as info:
+            call()
+        assert _cause_chain(info.value) == chain, info.value
