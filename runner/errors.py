@@ -83,6 +83,16 @@ class RunnerError(Exception):
 
     exit_code: Final = _ExitCode()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its message and fields, not by calling its constructor again (which
+        takes the fields, not the message): an error a stage raised in a worker process
+        reaches the driver whole, not as a worker that died."""
+        return (_rebuild, (type(self), self.args), dict(vars(self)))
+
+
+def _rebuild(cls: type[RunnerError], args: tuple[Any, ...]) -> RunnerError:
+    return cls.__new__(cls, *args)
+
 
 
 @dataclass(frozen=True)
@@ -239,14 +249,6 @@ class UndeclaredWriteError(ExecutionError):
             f"stage {stage!r} changed field{plural} {names} of the context, outside the "
             f"writes it declares (writes={list(self.declared)}): add {names} to its "
             f"writes, or leave {'them' if plural else 'it'} unchanged")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_undeclared_write, (self.stage, self.fields, self.declared))
-
-
-def _undeclared_write(stage: str, fields: Sequence[str],
-                      declared: Sequence[str]) -> UndeclaredWriteError:
-    return UndeclaredWriteError(stage=stage, fields=fields, declared=declared)
 
 
 class StageFailedError(ExecutionError):

@@ -146,3 +146,64 @@ def test_errors_raised_from_a_failure_keep_it_as_their_cause(tmp_path) -> None:
         with pytest.raises(kind) as info:
             call()
         assert _cause_chain(info.value) == chain, info.value
+
+
+def _samples() -> list[RunnerError]:
+    """One error of each class, its fields set."""
+    from runner.errors import (
+        ArtifactError,
+        DataError,
+        ExecutionError,
+        InfrastructureError,
+        IntegrityError,
+        LeaseLostError,
+        ManifestError,
+        ModuleImportError,
+        PlanError,
+        Problem,
+        RayUnavailableError,
+        RegistryError,
+        StageFailedError,
+        UndeclaredWriteError,
+        WorkerPoolError,
+    )
+    from runner.k8s.controller import RunFailedError, RunStatus
+    from runner.k8s.errors import ClusterError, NotFoundError
+
+    return [
+        RunnerError("r"), UsageError("u"), RegistryError("g"), InfrastructureError("i"),
+        ExecutionError("e"), ClusterError("c"), NotFoundError("n"),
+        ManifestError("m.json", [Problem("pipelines.p", "bad")]),
+        ModuleImportError("boom", module="my_stages", where="my_stages.py line 3"),
+        PlanError([Problem("steps[0]", "unknown")], source="m.json"),
+        DataError("prices.csv", "too few rows", expected="250 rows"),
+        ArtifactError("gone", url="s3://b/x", missing=True),
+        IntegrityError("tampered", url="s3://b/y"),
+        RayUnavailableError("no Ray", address="ray://head:10001"),
+        WorkerPoolError("no pool", workers=2, start_method="forkserver"),
+        StageFailedError(run_id="r1", stage="s", path="p[0]", exc_type="ValueError",
+                         message="no", traceback="tb", error_context="file:///e",
+                         where="my.py line 1", user_traceback="utb"),
+        LeaseLostError("taken", run_id="r1"),
+        ContextCollisionError([Collision("w", ("a", "b"), "x")], group="p[1]", run_id="r1",
+                              error_context="file:///e", records=("rec",)),
+        UndeclaredWriteError(stage="s", fields=["a"], declared=["b"]),
+        RunFailedError("failed", RunStatus(run_id="r1", job="runner-r1", phase="failed",
+                                           active=0, succeeded=0, failed=1, reason="OOM")),
+        RunInterruptedError(run_id="r1", signal_name="SIGTERM", signum=15,
+                            completed=("a",), total=3, forced=True),
+    ]
+
+
+def test_every_error_crosses_a_process_boundary_whole() -> None:
+    """Pickled as a worker process or Ray sends it: same class, message, fields."""
+    import pickle
+
+    samples = _samples()
+    assert sorted(type(e).__name__ for e in samples) == sorted(_classes())
+    for error in samples:
+        error.add_note("a note")
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error)
+        assert (str(back), back.args, vars(back)) == (str(error), error.args, vars(error))
+        assert back.exit_code == error.exit_code

@@ -16,11 +16,28 @@ from runner.errors import EXIT_CODES, InfrastructureError
 
 ROOT = Path(__file__).resolve().parents[2]
 
-STAGES = "def prepare(ctx):\n    return ctx\n\n\ndef left(ctx):\n    return ctx\n\n\n" \
-         "def right(ctx):\n    return ctx\n"
-MANIFEST = {"pipelines": {"fan": {"steps": ["prepare", ["left", "right"]]}},
+STAGES = """from runner.errors import DataError
+
+
+def prepare(ctx):
+    return ctx
+
+
+def left(ctx):
+    return ctx
+
+
+def right(ctx):
+    return ctx
+
+
+def too_short(ctx):
+    raise DataError("prices.csv", "too few rows", expected="250 rows or more")
+"""
+MANIFEST = {"pipelines": {"fan": {"steps": ["prepare", ["left", "right"]]},
+                          "short": {"steps": ["prepare", ["too_short", "right"]]}},
             "stages": {"prepare": "my_stages:prepare", "left": "my_stages:left",
-                       "right": "my_stages:right"}}
+                       "right": "my_stages:right", "too_short": "my_stages:too_short"}}
 
 REFUSED_FORK = """
 import errno, sys
@@ -95,3 +112,17 @@ def test_a_ray_address_where_nothing_answers_is_one_line_exit_4(project: Path) -
     assert "Traceback" not in proc.stderr
     doc = json.loads(proc.stdout)
     assert (doc["status"], doc["error"], doc["exit_code"]) == ("failed", line, 4)
+
+
+def test_a_runner_error_a_stage_raises_in_a_worker_process_reaches_the_driver_whole(
+        project: Path) -> None:
+    """It was unpickled by calling its constructor with its message: the driver saw a
+    worker that died (BrokenProcessPool) instead of the stage's error."""
+    proc = _run(["run", "short", "-m", "manifest.json", "--executor", "processes",
+                 "--run-id", "short", "--artifacts", "art", "--quiet"], cwd=project, env=_env())
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    said = proc.stderr.splitlines()
+    assert said[0] == ("error: stage 'too_short' at short[1][0] failed: DataError: prices.csv: "
+                       "too few rows")
+    assert said[1:3] == ["  expected: 250 rows or more", "  at my_stages.py line 17, in too_short"]
+    assert "BrokenProcessPool" not in proc.stderr and "died" not in proc.stderr
