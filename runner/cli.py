@@ -305,10 +305,9 @@ def graph(
 
     dot = shutil.which("dot")
     if dot is None:
-        err.print("[bold red]error:[/] --format svg/png needs Graphviz's 'dot' program: "
-                  "install it (Debian/Ubuntu: apt-get install graphviz; macOS: brew install "
-                  "graphviz) or use --format mermaid|dot")
-        raise typer.Exit(2)
+        _fail(UsageError("--format svg/png needs Graphviz's 'dot' program: install it "
+                         "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install "
+                         "graphviz) or use --format mermaid|dot"))
     target = output or Path(f"{pipeline}.{fmt.value}")
     subprocess.run([dot, f"-T{fmt.value}", "-o", str(target)], input=render_dot(plan),
                    text=True, check=True)
