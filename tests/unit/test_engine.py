@@ -71,10 +71,16 @@ def test_collision_names_field_and_branches(executor, artifacts):
         run([["value.1again", "value.2again"]], executor, artifacts)
     (collision,) = info.value.collisions
     assert collision.field == "value"
-    assert collision.branches == ("p[0][0] (value.1again)", "p[0][1] (value.2again)") or \
-        set(collision.branches) == {"p[0][0] (value.1again)", "p[0][1] (value.2again)"}
+    # in declaration order, whatever order the branches completed in
+    assert collision.branches == ("p[0][0] (value.1again)", "p[0][1] (value.2again)")
     assert info.value.exit_code == 1
     assert Path(info.value.error_context).exists()
+    assert info.value.run_id and info.value.group == "p[0]"
+    *branches, merged = [r.name for r in info.value.records]  # branches as they completed
+    assert (sorted(branches), merged) == (["value.1again", "value.2again"], "merge")
+    merge = info.value.__cause__  # the merge's error, before the run's was made from it
+    assert isinstance(merge, ContextCollisionError) and merge.collisions == (collision,)
+    assert (merge.run_id, merge.error_context) == ("", None)
 
 
 def test_same_change_in_two_branches_is_no_collision(executor, artifacts):

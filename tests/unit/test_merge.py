@@ -420,10 +420,11 @@ def test_nan_is_not_a_change() -> None:
 
 def test_string_column_changed_differently_collides() -> None:
     base = Ctx(frame=pd.DataFrame({"s": ["x", "y"]}))
-    collision_of(base, [
+    err = collision_of(base, [
         branch(base, 0, lambda c: c.frame.__setitem__("s", ["p", "q"])),
         branch(base, 1, lambda c: c.frame.__setitem__("s", ["u", "v"])),
     ])
+    assert [(c.field, c.branches) for c in err.collisions] == [("frame", ("g[0]", "g[1]"))]
 
 
 def test_branch_of_another_type_is_refused() -> None:
@@ -567,7 +568,8 @@ def test_custom_rule_resolves_what_error_would_refuse() -> None:
 
     base = base_ctx()
     completed = [branch(base, 1, setting(items=[4])), branch(base, 0, setting(items=[3]))]
-    collision_of(base, completed)
+    err = collision_of(base, completed)
+    assert [(c.field, c.branches) for c in err.collisions] == [("items", ("g[0]", "g[1]"))]
     merged = merge_contexts(base, completed, {**RULES, "items": union})
     assert merged.items == [3, 4]
 
