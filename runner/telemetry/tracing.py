@@ -40,6 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from threading import get_ident
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -72,6 +73,8 @@ _NEXT_TRACE_ID: contextvars.ContextVar[int | None] = contextvars.ContextVar(
 _HOST = socket.gethostname()
 _PROPAGATOR = TraceContextTextMapPropagator()
 _UNSET = Status(StatusCode.UNSET)
+_SUCCEEDED = {"runner.status": "succeeded"}
+"""The attribute a succeeded step's span ends with (merged, never changed)."""
 _STEP_ATTRS_MAX = 100_000
 EXIT_WAIT_ENV = "RUNNER_OTLP_EXIT_WAIT"
 EXIT_WAIT_S = 1.5
@@ -255,10 +258,13 @@ class _Collector(SpanProcessor):
         self._runs: dict[str, list[ReadableSpan | dict[str, Any]]] = {}
         self._traces: dict[str, set[str]] = {}
 
-    def open(self, run_id: str, trace_id: str) -> None:
+    def open(self, run_id: str, trace_id: str) -> list[ReadableSpan | dict[str, Any]]:
+        """Start keeping the spans of ``run_id``; the list they go to (a span of the
+        run's already in the spans.jsonl form may be appended to it directly)."""
         with self._lock:
-            self._runs[run_id] = []
+            spans = self._runs[run_id] = []
             self._traces.setdefault(trace_id, set()).add(run_id)
+        return spans
 
     def take(self, run_id: str, trace_id: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -311,8 +317,9 @@ class Tracing:
             self.provider.add_span_processor(self.export)
         self.tracer = self.provider.get_tracer("runner", _version())
         self.spans = SpanMaker(resource=self.resource, scope=InstrumentationScope(
-            "runner", _version()), new_span_id=ids.generate_span_id, emit=self.emit,
-            emit_plain=self.collector.add_plain if self.export is None else None)
+            "runner", _version()), emit=self.emit,
+            emit_plain=self.collector.add_plain if self.export is None else None,
+            export=self.export.on_end if self.export is not None else None)
         self.step_attrs: dict[int, tuple[object, str, dict[str, Any]]] = {}
         """id(step) -> (step, span name, the attributes of its spans but the run's),
         the same in every run of a plan: :meth:`TracingHook._step_static`."""
@@ -494,13 +501,16 @@ class TracingHook(RunHook):
         self._parents: dict[int, Node] = {}
         self._spans: dict[int, Span] = {}
         self._groups: dict[str, Span] = {}
-        self._steps: dict[tuple[str, int], tuple[Span, object]] = {}
+        self._steps: dict[tuple[str, int], tuple[StepSpan, object]] = {}
         self._remote: set[str] = set()
         self._failed_branches: set[str] = set()
         self._pending: list[tuple[str, dict[str, Any], int, int, str | None]] = []
         self._run_span: Span | None = None
         self._run_token: object | None = None
         self._base: dict[str, Any] = {}
+        self._kept: list[Any] | None = None
+        """The run's list in the collector: spans already in the spans.jsonl form go
+        straight to it."""
         self._pid = os.getpid()
 
     # ------------------------------------------------------------ helpers
@@ -556,11 +566,11 @@ class TracingHook(RunHook):
                 message = f"{error[0]}: {error[1]}" if error else None
                 self.tracing.spans.finish(span, status=Status(StatusCode.ERROR, message),
                                           attributes={"runner.status": "failed"},
-                                          events=events, end_ns=end_ns)
+                                          events=events, end_ns=end_ns, kept=self._kept)
             else:
                 self.tracing.spans.finish(span, status=OK if status is None else _UNSET,
                                           attributes={"runner.status": status or "succeeded"},
-                                          events=events, end_ns=end_ns)
+                                          events=events, end_ns=end_ns, kept=self._kept)
             return
         if error is not None:
             span.add_event("exception", _error_attrs(*error))
@@ -587,7 +597,7 @@ class TracingHook(RunHook):
         self._index(plan, plan.steps)
         self._base = {"runner.run_id": run.run_id, "runner.pipeline": run.pipeline,
                       "runner.attempt": self.attempt}
-        self.tracing.collector.open(run.run_id, run.trace_id)
+        self._kept = self.tracing.collector.open(run.run_id, run.trace_id)
         now = time.time_ns()
         start = min([now, *(p[2] for p in self._pending)])
         attrs: dict[str, Any] = {"runner.executor": run.executor,
@@ -619,8 +629,9 @@ class TracingHook(RunHook):
             span, self._run_span = self._run_span, None
             if span is None:
                 return False
-            leftovers = [s for s, _ in self._steps.values()] + list(self._spans.values())
+            steps = self._steps.copy()  # one call: step starts take no lock
             self._steps.clear()
+            leftovers = [s for s, _ in steps.values()] + list(self._spans.values())
             self._spans.clear()
         stopped = isinstance(error, RunInterruptedError)
         for open_span in leftovers:  # spans a failure left open end with the run
@@ -719,7 +730,7 @@ class TracingHook(RunHook):
     def _step_static(self, step: Step) -> tuple[str, dict[str, Any]]:
         """A step's span name and its attributes but the run's (``_base``): the same
         in every run of the plan in this process, so made once (a shared dict:
-        spans never change it)."""
+        spans never change it), in the spans.jsonl form (a list, not a tuple)."""
         cache = self.tracing.step_attrs
         found = cache.get(id(step))
         if found is None or found[0] is not step:
@@ -731,8 +742,8 @@ class TracingHook(RunHook):
             if branch is not None:
                 attrs["runner.branch"] = branch
             entry = getattr(step, "entry", None)
-            if entry is not None and entry.writes is not None:
-                attrs["runner.stage.writes"] = tuple(sorted(entry.writes))
+            if entry is not None and entry.writes is not None:  # spans.jsonl has lists
+                attrs["runner.stage.writes"] = sorted(entry.writes)
             if len(cache) >= _STEP_ATTRS_MAX:
                 cache.clear()  # a process running ever new plans: start over
             found = cache[id(step)] = (step, f"{kind} {name}", attrs)
@@ -740,27 +751,35 @@ class TracingHook(RunHook):
 
     def on_step_start(self, run: RunInfo, step: Step) -> None:
         name, attrs = self._step_static(step)
-        span = self.tracing.spans.start(name, self._parent_span(step).get_span_context(),
-                                        attrs, base=self._base)
+        parent = self._spans.get(id(self._parents.get(id(step))))  # its pipeline or branch
+        if parent is None:
+            parent = self._run_span
+            assert parent is not None, "a step started before the run"
+        span = self.tracing.spans.start(name, parent.get_span_context(), attrs,
+                                        base=self._base, listed=True)
         token = otel_context.attach(trace.set_span_in_context(span))
-        with self._lock:
-            self._steps[(step.path, threading.get_ident())] = (span, token)
+        # no lock: one dict store or pop is atomic, and a step's key is its own thread's
+        self._steps[(step.path, get_ident())] = (span, token)
 
     def on_step_end(self, run: RunInfo, record: StepRecord, context: Any | None) -> None:
         failed = record.status == "failed"
-        with self._lock:
-            if failed and record.branch is not None:
+        if failed and record.branch is not None:
+            with self._lock:
                 self._failed_branches.add(record.branch)
-            live = self._steps.pop((record.path, threading.get_ident()), None)
-        error = (*_split_error(record.error), record.traceback) if failed else None
+        live = self._steps.pop((record.path, get_ident()), None)
         if live is not None:
             span, token = live
             try:  # noqa: SIM105 - per step: suppress() would cost an object and two calls
                 otel_context.detach(token)  # type: ignore[arg-type]
             except Exception:  # detached in another context
                 pass
-            self._finish(span, failed, error=error)
+            if not failed:
+                self.tracing.spans.finish(span, status=OK, attributes=_SUCCEEDED,
+                                          kept=self._kept)
+                return
+            self._finish(span, True, error=(*_split_error(record.error), record.traceback))
             return
+        error = (*_split_error(record.error), record.traceback) if failed else None
         with self._lock:
             remote = record.branch is not None and any(
                 record.branch == b or record.branch.startswith((f"{b}[", f"{b}/"))
@@ -837,7 +856,8 @@ class BranchTracer(TracingHook):
         # the group's span, from the traceparent, stands in for the run's
         parent = trace.get_current_span(_PROPAGATOR.extract({"traceparent": traceparent}))
         self._run_span = parent
-        self.tracing.collector.open(run_id, f"{parent.get_span_context().trace_id:032x}")
+        self._kept = self.tracing.collector.open(
+            run_id, f"{parent.get_span_context().trace_id:032x}")
         self._index(branch, branch.steps)
         super().on_branch_start(run, branch)
 
