@@ -83,8 +83,8 @@ class StepSpan(trace.Span):
 
     def __init__(self, name: str, span_id: int, parent: SpanContext,
                  attributes: Mapping[str, Any], start_ns: int,
-                 base: Mapping[str, Any] | None = None,
-                 ids: tuple[str, str] | None = None, listed: bool = False) -> None:
+                 base: Mapping[str, Any] | None, ids: tuple[str, str, bool],
+                 listed: bool = False) -> None:
         self._name = name
         self.span_id = span_id
         self._context: SpanContext | None = None
@@ -92,7 +92,8 @@ class StepSpan(trace.Span):
         self.attributes = attributes
         self.base = base
         self.ids = ids
-        """The trace id and the parent's span id as hex (spans.jsonl), when known."""
+        """The trace id and the parent's span id as hex (spans.jsonl), and whether
+        the trace is sampled."""
         self.listed = listed
         """True when no value of ``base`` and ``attributes`` is a tuple (spans.jsonl
         has lists): they go into the plain form as they are."""
@@ -170,16 +171,18 @@ class SpanMaker:
         self.emit_plain = emit_plain
         self.export = export
         self._resource_attrs = resource_attrs(resource)
-        self._hex: dict[int, tuple[SpanContext, tuple[str, str]]] = {}
+        self._hex: dict[int, tuple[SpanContext, tuple[str, str, bool]]] = {}
 
-    def _ids(self, parent: SpanContext) -> tuple[str, str]:
-        """The trace id and ``parent``'s span id as hex, once per parent span."""
+    def _ids(self, parent: SpanContext) -> tuple[str, str, bool]:
+        """The trace id and ``parent``'s span id as hex, and whether its trace is
+        sampled: once per parent span."""
         found = self._hex.get(id(parent))
         if found is None or found[0] is not parent:
             if len(self._hex) >= _HEX_MAX:
                 self._hex.clear()  # a long-lived process: start over
-            found = self._hex[id(parent)] = (
-                parent, (f"{parent.trace_id:032x}", f"{parent.span_id:016x}"))
+            found = self._hex[id(parent)] = (parent, (
+                f"{parent.trace_id:032x}", f"{parent.span_id:016x}",
+                parent.trace_flags.sampled))
         return found[1]
 
     def start(self, name: str, parent: SpanContext, attributes: Mapping[str, Any],
@@ -196,7 +199,7 @@ class SpanMaker:
                kept: list[Any] | None = None) -> None:
         """End ``span`` with ``attributes`` added to its own and ``events`` after the
         stage's; nothing is emitted for a span its trace does not sample."""
-        if not span.parent.trace_flags.sampled:
+        if not span.ids[2]:  # its trace is not sampled
             return
         attrs = ({**span.base, **span.attributes, **attributes} if span.base
                  else {**span.attributes, **attributes})
@@ -228,12 +231,12 @@ class SpanMaker:
         """:func:`~runner.telemetry.spans.plain_span` of a step span, its ids as hex
         made once per parent: the same dict, built in one go. ``attrs`` holds no tuple
         when the span is ``listed`` and its stage's code added nothing."""
-        if span.ids is None or events or not span.listed or span._added:
+        if events or not span.listed or span._added:
             return plain_span(name=span._name, context=span.get_span_context(),
                               parent=span.parent, start_ns=span.start_ns, end_ns=end_ns,
                               status=status, attributes=attrs, events=events,
                               resource=self.resource)
-        code = status.status_code
+        code = StatusCode.OK if status is OK else status.status_code
         return {
             "trace_id": span.ids[0],
             "span_id": f"{span.span_id:016x}",

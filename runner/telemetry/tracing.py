@@ -73,6 +73,8 @@ _NEXT_TRACE_ID: contextvars.ContextVar[int | None] = contextvars.ContextVar(
 _HOST = socket.gethostname()
 _PROPAGATOR = TraceContextTextMapPropagator()
 _UNSET = Status(StatusCode.UNSET)
+_SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, otel_context.Context())))
+"""The context key of the current span (found through the public API)."""
 _SUCCEEDED = {"runner.status": "succeeded"}
 """The attribute a succeeded step's span ends with (merged, never changed)."""
 _STEP_ATTRS_MAX = 100_000
@@ -757,7 +759,9 @@ class TracingHook(RunHook):
             assert parent is not None, "a step started before the run"
         span = self.tracing.spans.start(name, parent.get_span_context(), attrs,
                                         base=self._base, listed=True)
-        token = otel_context.attach(trace.set_span_in_context(span))
+        # the step's span is the current one while it runs (set_span_in_context, inlined)
+        token = otel_context.attach(otel_context.Context(
+            {**otel_context.get_current(), _SPAN_KEY: span}))
         # no lock: one dict store or pop is atomic, and a step's key is its own thread's
         self._steps[(step.path, get_ident())] = (span, token)
 
