@@ -30,7 +30,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from runner.telemetry.bounds import MAX_SPAN_DEPTH, too_deep
 
 __all__ = ["SPANS_FILE", "SpanNode", "decode_jsonl", "encode_jsonl", "from_readable",
-           "plain_span", "span_tree", "to_readable"]
+           "plain_span", "resource_attrs", "span_tree", "to_readable"]
 
 SPANS_FILE = "spans.jsonl"
 
@@ -52,7 +52,7 @@ def _attrs(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
 _RESOURCES: dict[int, tuple[Resource, dict[str, Any]]] = {}
 
 
-def _resource_attrs(resource: Resource) -> dict[str, Any]:
+def resource_attrs(resource: Resource) -> dict[str, Any]:
     """A resource's attributes as a dict, computed once per resource (shared by spans)."""
     cached = _RESOURCES.get(id(resource))
     if cached is None or cached[0] is not resource:
@@ -104,7 +104,7 @@ def plain_span(*, name: str, context: SpanContext, parent: SpanContext | None,
         "attributes": _attrs(attributes),
         "events": [{"name": e.name, "time_unix_nano": e.timestamp,
                     "attributes": _attrs(e.attributes)} for e in events] if events else [],
-        "resource": _resource_attrs(resource),
+        "resource": resource_attrs(resource),
     }
 
 

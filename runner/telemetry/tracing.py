@@ -31,24 +31,17 @@ exported, and written to spans.jsonl, from the driver.
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import functools
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from threading import get_ident
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.sdk.trace import Event
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -56,375 +49,23 @@ from runner.errors import RunInterruptedError
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Branch, ParallelGroup, PipelineStep, Plan, Step
 from runner.orchestration.records import RunInfo, RunResult, StepRecord
-from runner.telemetry.spans import from_readable, to_readable
-from runner.telemetry.stepspans import OK, CachedResource, SpanMaker, StepSpan
-from runner.words import did_you_mean
+from runner.telemetry.otlp import EXIT_WAIT_ENV, EXIT_WAIT_S, HOST, TelemetryConfig, exit_wait
+from runner.telemetry.stepspans import OK, StepSpan
+from runner.telemetry.tracer import NEXT_TRACE_ID, Tracing, current_traceparent, get_tracing
 
-__all__ = ["BranchTracer", "TelemetryConfig", "Tracing", "TracingHook", "current_traceparent",
-           "get_tracing"]
+__all__ = ["EXIT_WAIT_ENV", "EXIT_WAIT_S", "BranchTracer", "TelemetryConfig", "Tracing",
+           "TracingHook", "current_traceparent", "exit_wait", "get_tracing"]
 
 log = logging.getLogger("runner.telemetry")
 
-_TRUE = {"1", "true", "yes", "on"}
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_NEXT_TRACE_ID: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "runner_next_trace_id", default=None)
-_HOST = socket.gethostname()
 _PROPAGATOR = TraceContextTextMapPropagator()
 _UNSET = Status(StatusCode.UNSET)
+_SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, otel_context.Context())))
+"""The context key of the current span (found through the public API)."""
+_SUCCEEDED = {"runner.status": "succeeded"}
+"""The attribute a succeeded step's span ends with (merged, never changed)."""
 _STEP_ATTRS_MAX = 100_000
-EXIT_WAIT_ENV = "RUNNER_OTLP_EXIT_WAIT"
-EXIT_WAIT_S = 1.5
-"""How long a process that ends waits for its last spans to be exported (seconds)."""
-
-
-@functools.cache
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("runner")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0"
-
-
-# ---------------------------------------------------------------- configuration
-
-
-@dataclass(frozen=True)
-class TelemetryConfig:
-    """What the OpenTelemetry environment asks for."""
-
-    enabled: bool = True
-    """False with ``OTEL_SDK_DISABLED=true``: no spans at all, not even spans.jsonl."""
-    endpoint: str | None = None
-    protocol: str = "http/protobuf"
-    exporter: str = "otlp"
-    service_name: str | None = None
-    resource_attributes: str = ""
-    headers: str = ""
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> TelemetryConfig:
-        env = os.environ if environ is None else environ
-
-        def pick(name: str) -> str:
-            return (env.get(f"OTEL_EXPORTER_OTLP_TRACES_{name}")
-                    or env.get(f"OTEL_EXPORTER_OTLP_{name}") or "").strip()
-
-        exporters = [e.strip().lower() for e in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",")]
-        return cls(
-            enabled=env.get("OTEL_SDK_DISABLED", "").strip().lower() not in _TRUE,
-            endpoint=pick("ENDPOINT") or None,
-            protocol=(pick("PROTOCOL") or "http/protobuf").lower(),
-            exporter="otlp" if "otlp" in exporters else (exporters[0] or "none"),
-            service_name=env.get("OTEL_SERVICE_NAME") or None,
-            resource_attributes=env.get("OTEL_RESOURCE_ATTRIBUTES", ""),
-            headers=pick("HEADERS"),
-        )
-
-    @property
-    def exports(self) -> bool:
-        return self.enabled and self.exporter == "otlp" and self.endpoint is not None
-
-    def describe(self) -> str:
-        if not self.enabled:
-            return "tracing disabled (OTEL_SDK_DISABLED)"
-        if not self.exports:
-            return "spans kept in the run folder only (no OTEL_EXPORTER_OTLP_ENDPOINT)"
-        return f"spans exported to {self.endpoint} over OTLP {self.protocol}"
-
-
-def _exporter(config: TelemetryConfig) -> SpanExporter:
-    """The OTLP exporter for the configured protocol; it reads the rest of the
-    standard variables (headers, timeout, TLS) itself."""
-    if config.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcExporter,
-        )
-
-        return GrpcExporter()
-    if config.protocol not in ("http/protobuf", "http"):
-        log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s is not supported%s; using http/protobuf",
-                    config.protocol, did_you_mean(config.protocol, ("grpc", "http/protobuf"),
-                                                  ignore_case=True))
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HttpExporter,
-    )
-
-    return HttpExporter()
-
-
-class _Watched(SpanExporter):
-    """The OTLP exporter, counting what it could not deliver (the SDK only logs it).
-
-    After a batch fails (the exporter has already retried it up to its timeout),
-    batches in the next ``pause_s`` seconds fail at once instead of waiting through
-    the same retries again: a collector that is down costs a run one timeout, not
-    one per batch. The first failure of an outage is said once, in one line naming
-    the runs whose spans did not get through.
-    """
-
-    def __init__(self, inner: SpanExporter, pause_s: float = 30.0, *,
-                 endpoint: str = "the collector", protocol: str = "http/protobuf") -> None:
-        self.inner = inner
-        self.pause_s = pause_s
-        self.endpoint = endpoint
-        self.protocol = protocol
-        self.failed = 0
-        self.sent = 0
-        self._down_until = 0.0
-        self._warned = False
-        self._lock = threading.Lock()
-
-    def _warn(self, spans: Sequence[ReadableSpan]) -> None:
-        runs = sorted({str(run) for span in spans
-                       if (run := (span.attributes or {}).get("runner.run_id")) is not None})
-        kept = (f"the spans of run {', '.join(runs)} are kept in its spans.jsonl" if runs
-                else "each run's spans are kept in its spans.jsonl")
-        log.warning("traces not exported: %s unreachable (OTLP %s); %s", self.endpoint,
-                    self.protocol, kept)
-
-    def give_up(self, spans: Sequence[ReadableSpan] = ()) -> None:
-        """The process ends before the spans got through: say so once (unless said
-        already), and let no export still retrying say it again."""
-        with self._lock:
-            warn, self._warned = not self._warned, True
-        if warn:
-            self._warn(spans)
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if time.monotonic() < self._down_until:
-            with self._lock:
-                self.failed += len(spans)
-            return SpanExportResult.FAILURE
-        try:
-            result = self.inner.export(spans)
-        except Exception as exc:  # pragma: no cover - exporters catch their own errors
-            log.debug("span export raised: %s", exc)
-            result = SpanExportResult.FAILURE
-        with self._lock:
-            if result is SpanExportResult.SUCCESS:
-                self.sent += len(spans)
-                self._down_until = 0.0
-                self._warned = False
-                return result
-            self.failed += len(spans)
-            self._down_until = time.monotonic() + self.pause_s
-            warn, self._warned = not self._warned, True
-        if warn:
-            self._warn(spans)
-        return result
-
-    def shutdown(self) -> None:
-        with self._lock:
-            done, self._closed = getattr(self, "_closed", False), True
-        if not done:
-            self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
-
-
-def _resource(config: TelemetryConfig) -> Resource:
-    attrs: dict[str, Any] = {"service.version": _version(), "host.name": _HOST,
-                             "process.pid": os.getpid()}
-    resource = Resource.create(attrs)  # adds OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
-    if config.service_name is None and "service.name=" not in config.resource_attributes:
-        resource = resource.merge(Resource({"service.name": "runner"}))
-    return CachedResource(resource.attributes, resource.schema_url)
-
-
-# ---------------------------------------------------------------- the process's tracer
-
-
-class _RunIds(RandomIdGenerator):
-    """Random ids, except the trace id of a run's root span: the one chosen up front."""
-
-    def generate_trace_id(self) -> int:
-        chosen = _NEXT_TRACE_ID.get()
-        return chosen if chosen is not None else super().generate_trace_id()
-
-
-class _Collector(SpanProcessor):
-    """Keeps each run's finished spans until the run takes them (as dicts: turned
-    into the spans.jsonl form once, at the end, not while the run goes)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._runs: dict[str, list[ReadableSpan | dict[str, Any]]] = {}
-        self._traces: dict[str, set[str]] = {}
-
-    def open(self, run_id: str, trace_id: str) -> None:
-        with self._lock:
-            self._runs[run_id] = []
-            self._traces.setdefault(trace_id, set()).add(run_id)
-
-    def take(self, run_id: str, trace_id: str) -> list[dict[str, Any]]:
-        with self._lock:
-            runs = self._traces.get(trace_id, set())
-            runs.discard(run_id)
-            if not runs:
-                self._traces.pop(trace_id, None)
-            spans = self._runs.pop(run_id, [])
-        return [span if type(span) is dict else from_readable(span)  # type: ignore[arg-type]
-                for span in spans]
-
-    def add_plain(self, span: dict[str, Any]) -> None:
-        """A span of ours already in the spans.jsonl form (nothing is exported)."""
-        run_id = span["attributes"].get("runner.run_id")
-        with self._lock:
-            spans = self._runs.get(run_id) if isinstance(run_id, str) else None
-            if spans is not None:
-                spans.append(span)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        run_id = (span.attributes or {}).get("runner.run_id")
-        with self._lock:
-            if isinstance(run_id, str):
-                targets = [run_id] if run_id in self._runs else []
-            else:  # a span the stage's own code made, under one of our spans
-                trace_id = f"{span.context.trace_id:032x}" if span.context else ""
-                targets = list(self._traces.get(trace_id, ()))
-            for target in targets:
-                self._runs[target].append(span)
-
-
-class Tracing:
-    """The tracer of one process for one configuration: provider, collector, export."""
-
-    def __init__(self, config: TelemetryConfig | None = None) -> None:
-        self.config = config or TelemetryConfig.from_env()
-        self.resource = _resource(self.config)
-        self.collector = _Collector()
-        self.export: SpanProcessor | None = None
-        self.exporter: _Watched | None = None
-        ids = _RunIds()
-        self.provider = TracerProvider(resource=self.resource, id_generator=ids,
-                                       shutdown_on_exit=True)
-        self.provider.add_span_processor(self.collector)
-        if self.config.exports:
-            protocol = "grpc" if self.config.protocol == "grpc" else "http/protobuf"
-            self.exporter = _Watched(_exporter(self.config), endpoint=str(self.config.endpoint),
-                                     protocol=protocol)
-            self.export = BatchSpanProcessor(self.exporter, schedule_delay_millis=500)
-            self.provider.add_span_processor(self.export)
-        self.tracer = self.provider.get_tracer("runner", _version())
-        self.spans = SpanMaker(resource=self.resource, scope=InstrumentationScope(
-            "runner", _version()), new_span_id=ids.generate_span_id, emit=self.emit,
-            emit_plain=self.collector.add_plain if self.export is None else None)
-        self.step_attrs: dict[int, tuple[object, str, dict[str, Any]]] = {}
-        """id(step) -> (step, span name, the attributes of its spans but the run's),
-        the same in every run of a plan: :meth:`TracingHook._step_static`."""
-
-    def emit(self, span: ReadableSpan) -> None:
-        """A finished span made without the tracer (:mod:`runner.telemetry.stepspans`,
-        or another process): to the collector and the exporter, as the tracer's are."""
-        self.collector.on_end(span)
-        if self.export is not None:
-            self.export.on_end(span)
-
-    def submit(self, spans: Sequence[Mapping[str, Any]]) -> None:
-        """Spans made in another process: collect and export them as if made here."""
-        for data in spans:
-            self.emit(to_readable(data))
-
-    def flush(self, timeout_s: float = 10.0) -> bool:
-        """Send what is queued now and wait for it; False if it did not all arrive.
-
-        Runs do not wait for this: spans are exported in the background, in batches
-        (every half second, or sooner once 512 are queued), while the stages run.
-        A failed export has said so already (once per outage).
-        """
-        if self.export is None or self.exporter is None:
-            return True
-        failed = self.exporter.failed
-        done = self.export.force_flush(int(timeout_s * 1000))
-        return done and self.exporter.failed == failed
-
-    def close(self, wait_s: float | None = None) -> None:
-        """Send every span still queued, waiting at most ``wait_s`` seconds (default
-        ``RUNNER_OTLP_EXIT_WAIT``, 1.5), then shut the provider down; for a process
-        that is about to exit. The exporter's own retries (up to
-        ``OTEL_EXPORTER_OTLP_TIMEOUT``) are cut short then: a collector that is down,
-        or one that takes connections and never answers, costs the wait, said once,
-        and nothing when an earlier batch found it down."""
-        deadline = time.monotonic() + (exit_wait() if wait_s is None else wait_s)
-        if self.export is not None and self.exporter is not None:
-            if not _within(self.flush, deadline, name="runner-otlp-flush"):
-                self.exporter.give_up()
-            self.exporter.shutdown()  # wakes an export waiting to retry: it gives up
-        # an export still waiting on a silent collector holds the processor's shutdown
-        # up to its timeout: not this process's exit (its threads are daemons)
-        _within(self.provider.shutdown, max(deadline, time.monotonic() + 0.2),
-                name="runner-otlp-shutdown")
-
-    def install_global(self) -> None:
-        """Make this the process's OpenTelemetry tracer provider, so spans that stage
-        code makes with ``opentelemetry.trace.get_tracer`` nest under the step's span.
-        Does nothing when the application has set its own provider."""
-        if type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider":
-            trace.set_tracer_provider(self.provider)
-
-    def shutdown(self) -> None:
-        self.provider.shutdown()
-
-
-def _within(fn: Callable[[], object], deadline: float, *, name: str) -> bool:
-    """Run ``fn`` in a daemon thread; whether it ended by ``deadline`` (monotonic)."""
-    ended = threading.Event()
-
-    def run() -> None:
-        try:
-            fn()
-        finally:
-            ended.set()
-
-    threading.Thread(target=run, name=name, daemon=True).start()
-    return ended.wait(max(0.0, deadline - time.monotonic()))
-
-
-def exit_wait(environ: Mapping[str, str] | None = None) -> float:
-    """``RUNNER_OTLP_EXIT_WAIT`` in seconds (1.5 when unset; a value that is not a
-    number of seconds >= 0 is warned about and the default used)."""
-    raw = (os.environ if environ is None else environ).get(EXIT_WAIT_ENV, "").strip()
-    if not raw:
-        return EXIT_WAIT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:  # also NaN
-        log.warning("%s=%s is not a number of seconds: waiting %.1f s for the spans",
-                    EXIT_WAIT_ENV, raw, EXIT_WAIT_S)
-        return EXIT_WAIT_S
-    return value
-
-
-_TRACINGS: dict[TelemetryConfig, Tracing] = {}
-_TRACINGS_LOCK = threading.Lock()
-
-
-def get_tracing(config: TelemetryConfig | None = None) -> Tracing | None:
-    """The process's :class:`Tracing` for the environment's configuration (one per
-    distinct configuration), or None when OpenTelemetry is disabled."""
-    config = config or TelemetryConfig.from_env()
-    if not config.enabled:
-        return None
-    with _TRACINGS_LOCK:
-        tracing = _TRACINGS.get(config)
-        if tracing is None:
-            tracing = _TRACINGS[config] = Tracing(config)
-        return tracing
-
-
-def current_traceparent() -> str | None:
-    """The W3C traceparent of the application's active span, if there is one: a run
-    started inside it belongs to that trace."""
-    ctx = trace.get_current_span().get_span_context()
-    if not ctx.is_valid:
-        return None
-    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
 
 # ---------------------------------------------------------------- the hook
@@ -494,13 +135,16 @@ class TracingHook(RunHook):
         self._parents: dict[int, Node] = {}
         self._spans: dict[int, Span] = {}
         self._groups: dict[str, Span] = {}
-        self._steps: dict[tuple[str, int], tuple[Span, object]] = {}
+        self._steps: dict[tuple[str, int], tuple[StepSpan, object]] = {}
         self._remote: set[str] = set()
         self._failed_branches: set[str] = set()
         self._pending: list[tuple[str, dict[str, Any], int, int, str | None]] = []
         self._run_span: Span | None = None
         self._run_token: object | None = None
         self._base: dict[str, Any] = {}
+        self._kept: list[Any] | None = None
+        """The run's list in the collector: spans already in the spans.jsonl form go
+        straight to it."""
         self._pid = os.getpid()
 
     # ------------------------------------------------------------ helpers
@@ -556,11 +200,11 @@ class TracingHook(RunHook):
                 message = f"{error[0]}: {error[1]}" if error else None
                 self.tracing.spans.finish(span, status=Status(StatusCode.ERROR, message),
                                           attributes={"runner.status": "failed"},
-                                          events=events, end_ns=end_ns)
+                                          events=events, end_ns=end_ns, kept=self._kept)
             else:
                 self.tracing.spans.finish(span, status=OK if status is None else _UNSET,
                                           attributes={"runner.status": status or "succeeded"},
-                                          events=events, end_ns=end_ns)
+                                          events=events, end_ns=end_ns, kept=self._kept)
             return
         if error is not None:
             span.add_event("exception", _error_attrs(*error))
@@ -587,12 +231,12 @@ class TracingHook(RunHook):
         self._index(plan, plan.steps)
         self._base = {"runner.run_id": run.run_id, "runner.pipeline": run.pipeline,
                       "runner.attempt": self.attempt}
-        self.tracing.collector.open(run.run_id, run.trace_id)
+        self._kept = self.tracing.collector.open(run.run_id, run.trace_id)
         now = time.time_ns()
         start = min([now, *(p[2] for p in self._pending)])
         attrs: dict[str, Any] = {"runner.executor": run.executor,
                                  "runner.worker.pid": os.getpid(),
-                                 "runner.worker.node": _HOST, "runner.path": plan.pipeline}
+                                 "runner.worker.node": HOST, "runner.path": plan.pipeline}
         if self.resumed_from:
             attrs["runner.resumed_from"] = self.resumed_from
         links = _follows(self.follows, self.attempt)
@@ -601,12 +245,12 @@ class TracingHook(RunHook):
                                          _remote(run.trace_id, run.parent_span_id), attrs, start,
                                          links=links)
         else:
-            token = _NEXT_TRACE_ID.set(int(run.trace_id, 16))
+            token = NEXT_TRACE_ID.set(int(run.trace_id, 16))
             try:
                 self._run_span = self._start(f"run {run.pipeline}", "run",
                                              otel_context.Context(), attrs, start, links=links)
             finally:
-                _NEXT_TRACE_ID.reset(token)
+                NEXT_TRACE_ID.reset(token)
         self._run_token = otel_context.attach(trace.set_span_in_context(self._run_span))
         for name, span_attrs, s, e, error in self._pending:
             self._record_span(name, span_attrs.pop("runner.kind"), self._run_span, span_attrs,
@@ -619,8 +263,9 @@ class TracingHook(RunHook):
             span, self._run_span = self._run_span, None
             if span is None:
                 return False
-            leftovers = [s for s, _ in self._steps.values()] + list(self._spans.values())
+            steps = self._steps.copy()  # one call: step starts take no lock
             self._steps.clear()
+            leftovers = [s for s, _ in steps.values()] + list(self._spans.values())
             self._spans.clear()
         stopped = isinstance(error, RunInterruptedError)
         for open_span in leftovers:  # spans a failure left open end with the run
@@ -687,7 +332,7 @@ class TracingHook(RunHook):
     def on_branch_start(self, run: RunInfo, branch: Branch) -> None:
         span = self._start(f"branch {branch.label}", "branch", self._parent_ctx(branch),
                            {"runner.path": branch.path, "runner.branch": branch.path,
-                            "runner.worker.pid": os.getpid(), "runner.worker.node": _HOST})
+                            "runner.worker.pid": os.getpid(), "runner.worker.node": HOST})
         with self._lock:
             self._spans[id(branch)] = span
 
@@ -719,7 +364,7 @@ class TracingHook(RunHook):
     def _step_static(self, step: Step) -> tuple[str, dict[str, Any]]:
         """A step's span name and its attributes but the run's (``_base``): the same
         in every run of the plan in this process, so made once (a shared dict:
-        spans never change it)."""
+        spans never change it), in the spans.jsonl form (a list, not a tuple)."""
         cache = self.tracing.step_attrs
         found = cache.get(id(step))
         if found is None or found[0] is not step:
@@ -731,8 +376,8 @@ class TracingHook(RunHook):
             if branch is not None:
                 attrs["runner.branch"] = branch
             entry = getattr(step, "entry", None)
-            if entry is not None and entry.writes is not None:
-                attrs["runner.stage.writes"] = tuple(sorted(entry.writes))
+            if entry is not None and entry.writes is not None:  # spans.jsonl has lists
+                attrs["runner.stage.writes"] = sorted(entry.writes)
             if len(cache) >= _STEP_ATTRS_MAX:
                 cache.clear()  # a process running ever new plans: start over
             found = cache[id(step)] = (step, f"{kind} {name}", attrs)
@@ -740,27 +385,37 @@ class TracingHook(RunHook):
 
     def on_step_start(self, run: RunInfo, step: Step) -> None:
         name, attrs = self._step_static(step)
-        span = self.tracing.spans.start(name, self._parent_span(step).get_span_context(),
-                                        attrs, base=self._base)
-        token = otel_context.attach(trace.set_span_in_context(span))
-        with self._lock:
-            self._steps[(step.path, threading.get_ident())] = (span, token)
+        parent = self._spans.get(id(self._parents.get(id(step))))  # its pipeline or branch
+        if parent is None:
+            parent = self._run_span
+            assert parent is not None, "a step started before the run"
+        span = self.tracing.spans.start(name, parent.get_span_context(), attrs,
+                                        base=self._base, listed=True)
+        # the step's span is the current one while it runs (set_span_in_context, inlined)
+        token = otel_context.attach(otel_context.Context(
+            {**otel_context.get_current(), _SPAN_KEY: span}))
+        # no lock: one dict store or pop is atomic, and a step's key is its own thread's
+        self._steps[(step.path, get_ident())] = (span, token)
 
     def on_step_end(self, run: RunInfo, record: StepRecord, context: Any | None) -> None:
         failed = record.status == "failed"
-        with self._lock:
-            if failed and record.branch is not None:
+        if failed and record.branch is not None:
+            with self._lock:
                 self._failed_branches.add(record.branch)
-            live = self._steps.pop((record.path, threading.get_ident()), None)
-        error = (*_split_error(record.error), record.traceback) if failed else None
+        live = self._steps.pop((record.path, get_ident()), None)
         if live is not None:
             span, token = live
             try:  # noqa: SIM105 - per step: suppress() would cost an object and two calls
                 otel_context.detach(token)  # type: ignore[arg-type]
             except Exception:  # detached in another context
                 pass
-            self._finish(span, failed, error=error)
+            if not failed:
+                self.tracing.spans.finish(span, status=OK, attributes=_SUCCEEDED,
+                                          kept=self._kept)
+                return
+            self._finish(span, True, error=(*_split_error(record.error), record.traceback))
             return
+        error = (*_split_error(record.error), record.traceback) if failed else None
         with self._lock:
             remote = record.branch is not None and any(
                 record.branch == b or record.branch.startswith((f"{b}[", f"{b}/"))
@@ -776,7 +431,7 @@ class TracingHook(RunHook):
             {**self._base, "runner.kind": record.kind, "runner.path": record.path,
              "runner.stage": record.name, "runner.executor": record.executor,
              **({"runner.branch": record.branch} if record.branch else {}),
-             "runner.worker.pid": record.pid, "runner.worker.node": record.node or _HOST},
+             "runner.worker.pid": record.pid, "runner.worker.node": record.node or HOST},
             int(record.start * 1e9))
         self._finish(span, failed, error=error, end_ns=int(record.end * 1e9))
 
@@ -837,7 +492,8 @@ class BranchTracer(TracingHook):
         # the group's span, from the traceparent, stands in for the run's
         parent = trace.get_current_span(_PROPAGATOR.extract({"traceparent": traceparent}))
         self._run_span = parent
-        self.tracing.collector.open(run_id, f"{parent.get_span_context().trace_id:032x}")
+        self._kept = self.tracing.collector.open(
+            run_id, f"{parent.get_span_context().trace_id:032x}")
         self._index(branch, branch.steps)
         super().on_branch_start(run, branch)
 
