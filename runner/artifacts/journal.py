@@ -10,8 +10,11 @@ so the cost of recording a checkpoint does not grow with the run::
     {"seq": 4, ..., "context_type": "m:C", "fields": {...}, "synced": 3, "mac": "..."}
 
 The second form is an inline checkpoint (:class:`~runner.artifacts.documents.CheckpointRef`):
-its line, signed like any other, is all of it. A line is its body's canonical JSON
-(the bytes its mac is over) with ``mac`` added last.
+its line, signed like any other, is all of it. After another inline main-line
+checkpoint, it carries only what changed since (``"base": 3, "changed": {...}``
+instead of ``fields``), which :func:`runner.artifacts.checkpoint.read_run` resolves.
+A line is its body's canonical JSON (the bytes its mac is over) with ``mac`` added
+last.
 
 Every line is chained to the one before it: the header's ``mac`` is the HMAC of its
 canonical JSON; a line's is the HMAC of the previous ``mac`` and its own canonical
