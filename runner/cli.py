@@ -5,6 +5,7 @@ Exit codes: 0 success; 1 the run failed (a stage raised, branches collided);
 traceback; ``--json`` prints exactly one JSON object on stdout.
 """
 
+import gc
 import json
 import logging
 import os
@@ -466,6 +467,10 @@ def run(
                 _say_resuming(runner, chosen=executor is not None)
             stop.attach(runner)
             doc.update(run_id=runner.run_id, trace_id=runner.trace_id)
+            # what is loaded by now (modules, the plan) lives as long as this process:
+            # no full collection walks it again during the run (their cost would not
+            # be per step, but land wherever the heap happened to cross a threshold)
+            gc.freeze()
             try:
                 result = runner.run(root)
             finally:
