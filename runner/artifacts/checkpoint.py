@@ -47,10 +47,9 @@ from runner.artifacts.documents import (
     RunDoc,
     read_index_doc,
     read_run_doc,
-    resolve_bases,
 )
 from runner.artifacts.durability import Lane, Syncer
-from runner.artifacts.journal import JournalWriter, read_journal_state
+from runner.artifacts.journal import JournalWriter, read_journal_state, resolve_bases
 from runner.artifacts.layout import RunPaths
 from runner.artifacts.signing import SigningKey, load_key, sign_document
 from runner.artifacts.store import ArtifactStore

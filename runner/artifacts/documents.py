@@ -37,7 +37,6 @@ __all__ = [
     "read_index_doc",
     "read_run_doc",
     "read_spans_bytes",
-    "resolve_bases",
     "spans_files",
     "write_spans",
 ]
@@ -146,7 +145,7 @@ class CheckpointRef(_Doc):
     As written, an inline ref may instead carry only what changed since an earlier
     inline checkpoint of the run: ``base`` (its seq) and ``changed`` (the entries
     that differ; same field names), so a long run of small steps records a few
-    bytes per step, not its whole field map. :func:`resolve_bases` (in
+    bytes per step, not its whole field map. :func:`~runner.artifacts.journal.resolve_bases` (in
     :func:`runner.artifacts.checkpoint.read_run`) gives such a ref its ``fields``
     before anyone reads it. A reader that knows no ``base`` refuses the ref (it has
     a context type and no fields) rather than read a partial field map."""
@@ -383,33 +382,6 @@ def check_confined(paths: RunPaths, ckpt: CheckpointRef) -> None:
     for entry in [*(ckpt.fields or {}).values(), *(ckpt.changed or {}).values()]:
         if not entry.inline:
             paths.member(entry.file)
-
-
-def resolve_bases(refs: list[CheckpointRef], *, where: str,
-                  known: dict[int, CheckpointRef] | None = None) -> list[CheckpointRef]:
-    """``refs`` in order, each written as a change (``base``) given its whole field map:
-    its base's, with what changed. The base is an earlier inline checkpoint of the
-    same record (``known``: those listed before ``refs``; completed in place), with
-    the same field names; anything else is an :class:`IntegrityError` naming
-    ``where``."""
-    seen = {} if known is None else known
-    out = []
-    for written in refs:
-        ref = written
-        if written.base is not None and written.changed is not None:
-            base = seen.get(written.base)
-            if base is None or base.fields is None \
-                    or not written.changed.keys() <= base.fields.keys():
-                raise IntegrityError(
-                    f"{where}: checkpoint {written.seq} ({written.dir[:80]}) is written as a "
-                    f"change to checkpoint {written.base}, which is no earlier inline "
-                    "checkpoint of this run with those fields", url=where)
-            ref = written.model_copy(update={"fields": {**base.fields, **written.changed},
-                                             "base": None, "changed": None})
-        if ref.fields is not None:
-            seen[ref.seq] = ref
-        out.append(ref)
-    return out
 
 
 def read_index_doc(store: ArtifactStore, run_id: str, step_dir: str, *,
