@@ -444,6 +444,7 @@ def run(
 
     sdk = _sdk(manifest, artifacts, storage_option, path=path, allow_unsigned=allow_unsigned)
     tracing = _global_tracing()
+    gc.freeze()  # the libraries, before the stage modules and plan (frozen again below)
     hooks = [] if quiet or structured else [_progress()]
     doc: dict[str, Any] = {"run_id": run_id, "pipeline": pipeline}
     params = _parse_params([*(param or []), *([f"data={data}"] if data else [])])
