@@ -5,6 +5,7 @@ Exit codes: 0 success; 1 the run failed (a stage raised, branches collided);
 traceback; ``--json`` prints exactly one JSON object on stdout.
 """
 
+import gc
 import json
 import logging
 import os
@@ -446,6 +447,7 @@ def run(
 
     sdk = _sdk(manifest, artifacts, storage_option, path=path, allow_unsigned=allow_unsigned)
     tracing = _global_tracing()
+    gc.freeze()  # the libraries, before the stage modules and plan (frozen again below)
     hooks = [] if quiet or structured else [_progress()]
     doc: dict[str, Any] = {"run_id": run_id, "pipeline": pipeline}
     params = _parse_params([*(param or []), *([f"data={data}"] if data else [])])
@@ -469,6 +471,10 @@ def run(
                 _say_resuming(runner, chosen=executor is not None)
             stop.attach(runner)
             doc.update(run_id=runner.run_id, trace_id=runner.trace_id)
+            # what is loaded by now (modules, the plan) lives as long as this process:
+            # no full collection walks it again during the run (their cost would not
+            # be per step, but land wherever the heap happened to cross a threshold)
+            gc.freeze()
             try:
                 result = runner.run(root)
             finally:

@@ -12,7 +12,10 @@ checkpoint committed in between is a line of the run's journal
 Small scalars (numbers, flags, None, short strings) are kept in the index itself
 (format ``value``), not in files; a checkpoint whose changed fields are all such
 values is *inline*: no folder, no index.json, its journal line (then its entry in
-run.json) carries what its index would. A long run of small steps thus costs one
+run.json) carries what its index would; after another inline main-line checkpoint,
+only the entries that changed since (``base``, ``changed``: see
+:class:`~runner.artifacts.documents.CheckpointRef`), so a record's size per step
+does not grow with the context's fields. A long run of small steps thus costs one
 appended line per step, written on the step's own thread when nothing else is
 being written (:meth:`CheckpointHook._record_inline`).
 
@@ -46,7 +49,7 @@ from runner.artifacts.documents import (
     read_run_doc,
 )
 from runner.artifacts.durability import Lane, Syncer
-from runner.artifacts.journal import JournalWriter, read_journal_state
+from runner.artifacts.journal import JournalWriter, read_journal_state, resolve_bases
 from runner.artifacts.layout import RunPaths
 from runner.artifacts.signing import SigningKey, load_key, sign_document
 from runner.artifacts.store import ArtifactStore
@@ -100,6 +103,10 @@ def read_run(store: ArtifactStore, run_id: str, *, allow_unsigned: bool = False)
     """run.json of ``run_id`` with the checkpoints its journal records since, verified,
     typed and confined to the run (:class:`IntegrityError` otherwise)."""
     doc = read_run_doc(store, run_id, allow_unsigned=allow_unsigned)
+    paths = RunPaths(run_id)
+    if any(c.base is not None for c in doc.checkpoints):
+        doc = doc.model_copy(update={"checkpoints": resolve_bases(
+            doc.checkpoints, where=store.url_of(paths.run_file))})
     if doc.journal is None:
         return doc
     top = max((c.seq for c in doc.checkpoints), default=0)
@@ -107,6 +114,9 @@ def read_run(store: ArtifactStore, run_id: str, *, allow_unsigned: bool = False)
     later = [c for c in journal.checkpoints if c.seq > top]
     if not later:
         return doc
+    if any(c.base is not None for c in later):
+        known = {c.seq: c for c in doc.checkpoints if c.fields is not None}
+        later = resolve_bases(later, where=store.url_of(paths.journal_file), known=known)
     done = set(doc.completed)
     completed = [*doc.completed, *(c.path for c in later
                                    if c.kind == "step" and c.path not in done)]
@@ -238,6 +248,9 @@ class CheckpointHook(RunHook):
     """Inline checkpoints waiting, in order, for the writer threads to reach them."""
     _key: SigningKey | None = None
     """Loaded when the run starts, once: finding the key file costs more than signing."""
+    _base: tuple[int, str, dict[str, Any]] | None = None
+    """The last main-line checkpoint, when inline: its seq, context type and fields.
+    An inline checkpoint with the same field names is recorded as its changes."""
 
     def __post_init__(self) -> None:
         self._main = [s.path for s in self.plan.main_line()]
@@ -384,13 +397,17 @@ class CheckpointHook(RunHook):
                     self._last[fname] = _Kept(frozen, entry)
             meta: dict[str, Any] = {"seq": self._seq, "dir": step_dir, "name": name,
                                     "path": path, "kind": kind}
+            ctype = _type_path(ctx)
             index = {"format": FORMAT, "run_id": run.run_id, "dir": step_dir, "name": name,
-                     "path": path,
-                     "kind": kind, "context_type": _type_path(ctx), "fields": fields}
+                     "path": path, "kind": kind, "context_type": ctype, "fields": fields}
             if not todo:  # no file to write: the journal line is the whole checkpoint
-                meta.update(context_type=index["context_type"], fields=fields)
+                meta.update(self._inline_fields(ctype, fields))
+                if kind == "step":
+                    self._base = (self._seq, ctype, fields)
             else:
                 self._held = None  # inline checkpoints after this one wait for it
+                if kind == "step":
+                    self._base = None
         paths = RunPaths(run.run_id)
         written += todo
         event = {"op": "write", "name": name, "path": path, "kind": kind, "dir": step_dir,
@@ -409,6 +426,17 @@ class CheckpointHook(RunHook):
                 job()
         if path == self._main[-1] and kind == "step":
             self.flush()  # the last step: the run ends only once it is on the store
+
+    def _inline_fields(self, context_type: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """What an inline checkpoint's record carries: its whole field map, or only
+        the entries that differ from the last main-line checkpoint's when that one
+        is inline with the same fields (an unchanged field's entry is that
+        checkpoint's own object): a few bytes per small step, not the whole map."""
+        base = self._base
+        if base is None or base[1] != context_type or base[2].keys() != fields.keys():
+            return {"context_type": context_type, "fields": fields}
+        changed = {k: e for k, e in fields.items() if e is not base[2][k]}
+        return {"context_type": context_type, "base": base[0], "changed": changed}
 
     def _write(self, run_id: str, step_dir: str, todo: dict[str, Any],
                index: dict[str, Any], meta: dict[str, Any], event: dict[str, Any]) -> None:

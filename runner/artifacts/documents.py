@@ -134,28 +134,46 @@ class FieldEntry(_Doc):
 FieldName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")]
 
 
+Seq = Annotated[int, Field(ge=1, le=10**9)]
+
+
 class CheckpointRef(_Doc):
     """A checkpoint as run.json (and the journal) lists it. An *inline* checkpoint,
     one whose changed fields are all small values, has no folder on the store: its
-    ref carries what its index.json would (``context_type`` and ``fields``)."""
+    ref carries what its index.json would (``context_type`` and ``fields``).
 
-    seq: Annotated[int, Field(ge=1, le=10**9)]
+    As written, an inline ref may instead carry only what changed since an earlier
+    inline checkpoint of the run: ``base`` (its seq) and ``changed`` (the entries
+    that differ; same field names), so a long run of small steps records a few
+    bytes per step, not its whole field map. :func:`~runner.artifacts.journal.resolve_bases` (in
+    :func:`runner.artifacts.checkpoint.read_run`) gives such a ref its ``fields``
+    before anyone reads it. A reader that knows no ``base`` refuses the ref (it has
+    a context type and no fields) rather than read a partial field map."""
+
+    seq: Seq
     dir: Text
     name: Text
     path: Text
     kind: Literal["step", "branch"]
     context_type: Text | None = None
     fields: dict[FieldName, FieldEntry] | None = None
+    base: Seq | None = None
+    changed: dict[FieldName, FieldEntry] | None = None
 
     @model_validator(mode="after")
     def _whole_inline_index(self) -> CheckpointRef:
-        if (self.fields is None) != (self.context_type is None):
+        if (self.base is None) != (self.changed is None):
+            raise ValueError("a checkpoint written as a change names its base and what changed")
+        if self.base is not None and (self.fields is not None or self.base >= self.seq):
+            raise ValueError("a checkpoint written as a change has no fields of its own, "
+                             "and its base is an earlier checkpoint")
+        if (self.fields is None and self.changed is None) != (self.context_type is None):
             raise ValueError("an inline checkpoint names its context type and its fields")
         return self
 
     @property
     def inline(self) -> bool:
-        return self.fields is not None
+        return self.fields is not None or self.changed is not None
 
     def as_written(self) -> dict[str, Any]:
         """The ref as the checkpoint writer wrote it (a resume lists it again as is)."""
@@ -361,7 +379,7 @@ def check_confined(paths: RunPaths, ckpt: CheckpointRef) -> None:
     """A listed checkpoint names its folder, and an inline one only files, of its run
     (:class:`IntegrityError` otherwise)."""
     paths.step_dir(ckpt.dir)
-    for entry in (ckpt.fields or {}).values():
+    for entry in [*(ckpt.fields or {}).values(), *(ckpt.changed or {}).values()]:
         if not entry.inline:
             paths.member(entry.file)
 

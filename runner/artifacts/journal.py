@@ -10,8 +10,11 @@ so the cost of recording a checkpoint does not grow with the run::
     {"seq": 4, ..., "context_type": "m:C", "fields": {...}, "synced": 3, "mac": "..."}
 
 The second form is an inline checkpoint (:class:`~runner.artifacts.documents.CheckpointRef`):
-its line, signed like any other, is all of it. A line is its body's canonical JSON
-(the bytes its mac is over) with ``mac`` added last.
+its line, signed like any other, is all of it. After another inline main-line
+checkpoint, it carries only what changed since (``"base": 3, "changed": {...}``
+instead of ``fields``), which :func:`runner.artifacts.checkpoint.read_run` resolves.
+A line is its body's canonical JSON (the bytes its mac is over) with ``mac`` added
+last.
 
 Every line is chained to the one before it: the header's ``mac`` is the HMAC of its
 canonical JSON; a line's is the HMAC of the previous ``mac`` and its own canonical
@@ -49,7 +52,8 @@ from runner.artifacts.signing import SigningKey, canonical_json, load_key
 from runner.artifacts.store import Appender, ArtifactStore
 from runner.errors import ArtifactError, IntegrityError
 
-__all__ = ["JournalState", "JournalWriter", "read_journal", "read_journal_state"]
+__all__ = ["JournalState", "JournalWriter", "read_journal", "read_journal_state",
+           "resolve_bases"]
 
 log = logging.getLogger("runner.artifacts")
 
@@ -198,6 +202,33 @@ def read_journal_state(store: ArtifactStore, run_id: str, nonce: str, *,
         check_confined(paths, ref)
         out.append(ref)
     return JournalState(out, synced)
+
+
+def resolve_bases(refs: list[CheckpointRef], *, where: str,
+                  known: dict[int, CheckpointRef] | None = None) -> list[CheckpointRef]:
+    """``refs`` in order, each written as a change (``base``) given its whole field map:
+    its base's, with what changed. The base is an earlier inline checkpoint of the
+    same record (``known``: those listed before ``refs``; completed in place), with
+    the same field names; anything else is an :class:`IntegrityError` naming
+    ``where``."""
+    seen = {} if known is None else known
+    out = []
+    for written in refs:
+        ref = written
+        if written.base is not None and written.changed is not None:
+            base = seen.get(written.base)
+            if base is None or base.fields is None \
+                    or not written.changed.keys() <= base.fields.keys():
+                raise IntegrityError(
+                    f"{where}: checkpoint {written.seq} ({written.dir[:80]}) is written as a "
+                    f"change to checkpoint {written.base}, which is no earlier inline "
+                    "checkpoint of this run with those fields", url=where)
+            ref = written.model_copy(update={"fields": {**base.fields, **written.changed},
+                                             "base": None, "changed": None})
+        if ref.fields is not None:
+            seen[ref.seq] = ref
+        out.append(ref)
+    return out
 
 
 def _parse(raw: bytes, where: str, number: int) -> dict[str, Any]:

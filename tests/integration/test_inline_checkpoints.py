@@ -8,6 +8,7 @@ SIGKILL in the middle of such steps resumes to exactly the uninterrupted result.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -223,3 +224,18 @@ def test_the_store_holds_no_stray_files_for_inline_steps(cli, case):
             "index.json", "feature_store.parquet", "inference_outputs.parquet",
             "audit_trail.json", "params.json")),
     ]), os.linesep.join(files)
+
+
+def test_a_small_step_records_only_what_it_changed(cli, case):
+    """run.json (and the journal before it) lists a small step as what changed since
+    the step before: its size does not grow with the context's fields."""
+    assert _run(cli, case, "small-4").returncode == 0
+    raw = json.loads((case["art"] / "runs" / "small-4" / "run.json").read_text())
+    listed = raw["checkpoints"]
+    assert "fields" in listed[1] and "base" not in listed[1]  # after a folder: whole
+    for before, ckpt in itertools.pairwise(listed[1:]):
+        assert ckpt["base"] == before["seq"] and "fields" not in ckpt
+        assert "count" in ckpt["changed"] and set(ckpt["changed"]) <= {"count", "flag"}
+        assert len(json.dumps(ckpt)) < 400, ckpt
+    whole = read_run(case["store"], "small-4").checkpoints
+    assert [sorted(c.fields or {}) for c in whole[1:]] == [sorted(listed[1]["fields"])] * 6

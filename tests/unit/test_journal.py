@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.artifacts import ArtifactStore, read_run
+from runner.artifacts import ArtifactStore, read_index, read_run
 from runner.artifacts.journal import JournalWriter, read_journal
 from runner.artifacts.signing import sign_document
 from runner.errors import IntegrityError
@@ -109,3 +109,51 @@ def test_the_journal_on_an_object_store(tmp_path, monkeypatch):
     writer.append([_entry(1)])
     writer.append([_entry(2)])
     assert [c.seq for c in read_run(store, RUN).checkpoints] == [1, 2]
+
+
+def _inline(seq: int, **fields: int) -> dict[str, object]:
+    """An inline checkpoint's entry: its whole field map."""
+    return {**_entry(seq), "context_type": "m:C",
+            "fields": {k: {"format": "value", "value": v} for k, v in fields.items()}}
+
+
+def _change(seq: int, base: int, **changed: int) -> dict[str, object]:
+    """An inline checkpoint written as what changed since checkpoint ``base``."""
+    return {**_entry(seq), "context_type": "m:C", "base": base,
+            "changed": {k: {"format": "value", "value": v} for k, v in changed.items()}}
+
+
+def _values(doc: object) -> list[dict[str, object]]:
+    return [{k: e.value for k, e in (c.fields or {}).items()}
+            for c in doc.checkpoints]  # type: ignore[attr-defined]
+
+
+def test_checkpoints_written_as_changes_read_whole(store):
+    """A small step's line carries only what changed since an earlier inline
+    checkpoint (run.json's or the journal's); every reader gets its whole field map."""
+    writer = JournalWriter(store, RUN)
+    doc = {"run_id": RUN, "pipeline": "p", "status": "running", "journal": writer.nonce,
+           "checkpoints": [_entry(1), _inline(2, a=1, b=2), _change(3, 2, b=3)],
+           "completed": ["p[1]", "p[2]", "p[3]"]}
+    store.write_bytes(f"runs/{RUN}/run.json", json.dumps(sign_document(doc)).encode())
+    writer.start()
+    writer.append([_change(4, 3, a=5), _change(5, 4)])
+    got = read_run(store, RUN)
+    assert _values(got) == [{}, {"a": 1, "b": 2}, {"a": 1, "b": 3}, {"a": 5, "b": 3},
+                            {"a": 5, "b": 3}]
+    assert all(c.base is None and c.changed is None for c in got.checkpoints)
+    assert read_index(store, RUN, got.checkpoints[4]).fields["a"].value == 5
+
+
+@pytest.mark.parametrize(("before", "line"), [
+    ([_entry(1)], _change(3, 2, a=2)),                     # its base is not in the record
+    ([_entry(1), _inline(2, a=1)], _change(3, 1, a=2)),    # a base with a folder of its own
+    ([_entry(1), _inline(2, a=1)], _change(3, 3, a=2)),    # not an earlier checkpoint
+    ([_entry(1), _inline(2, a=1)], _change(3, 2, z=2)),    # a field its base does not have
+], ids=["missing", "a file checkpoint", "itself", "another field"])
+def test_a_change_to_no_earlier_inline_checkpoint_is_refused(store, before, line):
+    """Signed but inconsistent (the key leaked, or a bug): one clear error, no guess."""
+    writer = _started(store)
+    writer.append([*before, line])
+    with pytest.raises(IntegrityError, match=r"journal\.jsonl: (checkpoint 3|line \d)"):
+        read_run(store, RUN)
