@@ -72,6 +72,11 @@ class Controller:
     def __init__(self, api: client.ApiClient, namespace: str, *,
                  retry: Retry | None = None) -> None:
         self.kube = KubeApi(api, namespace, retry=retry)
+        self.api: client.ApiClient = api
+        """The official client every request goes out through."""
+        self.namespace: str = self.kube.namespace
+        self.core: client.CoreV1Api = self.kube.core
+        self.timeouts: Timeouts = self.kube.timeouts
 
     @classmethod
     def connect(cls, namespace: str | None = None, *, context: str | None = None,
@@ -81,23 +86,6 @@ class Controller:
         kube = KubeApi.connect(namespace, context=context, kubeconfig=kubeconfig,
                                retry=retry)
         return cls(kube.client, kube.namespace, retry=kube.retry)
-
-    @property
-    def api(self) -> client.ApiClient:
-        """The official client every request goes out through."""
-        return self.kube.client
-
-    @property
-    def namespace(self) -> str:
-        return self.kube.namespace
-
-    @property
-    def core(self) -> client.CoreV1Api:
-        return self.kube.core
-
-    @property
-    def timeouts(self) -> Timeouts:
-        return self.kube.timeouts
 
     def submit(self, run: RunSpec, *, ray_address: str | None = None,
                artifact_key: str | None = None) -> Submitted:
