@@ -10,7 +10,8 @@
     │   └── IntegrityError       a file's checksum or signature does not verify
     ├── UsageError               a front door was called wrongly
     ├── ClusterError             [runner.k8s.errors] the Kubernetes API refused or is away
-    │   └── NotFoundError        [runner.k8s.errors] no such run, Job or schedule
+    │   ├── NotFoundError        [runner.k8s.errors] no such run, Job or schedule
+    │   └── InvalidObjectError   [runner.k8s.errors] the API server refused an object (HTTP 422)
     ├── InfrastructureError      what the run needs cannot be reached or started (exit 4)
     │   ├── RayUnavailableError  Ray cannot be started here, or its cluster reached
     │   └── WorkerPoolError      the pool of worker processes did not start
@@ -19,7 +20,7 @@
         ├── LeaseLostError       another process took the run over (its lease lapsed)
         ├── ContextCollisionError  parallel branches changed one field differently
         ├── UndeclaredWriteError a stage changed a field outside its declared writes
-        ├── RunFailedError       [runner.k8s.controller] a run's Job failed or cannot start
+        ├── RunFailedError       [runner.k8s.status] a run's Job failed or cannot start
         └── RunInterruptedError  a signal (or the application) stopped the run (exit 128+N)
 
 A class is exported by ``runner.errors``, or by the module named in brackets (its

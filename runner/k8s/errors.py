@@ -1,4 +1,17 @@
-"""Kubernetes API failures in the project's own words: one clear message each."""
+"""Kubernetes API failures in the project's own words: one clear message each.
+
+    RunnerError
+    └── ClusterError             the cluster refused or could not be reached (exit 2)
+        ├── NotFoundError        the run, Job or schedule does not exist
+        └── InvalidObjectError   the API server refused an object as invalid (HTTP 422)
+
+A Job that failed or cannot start is :class:`runner.k8s.status.RunFailedError`, an
+``ExecutionError`` (exit 1, as a failed local run): see the tree in :mod:`runner.errors`.
+
+An error made from a failed call carries what was asked (``verb``, ``resource``,
+``name``, ``namespace``) and the API's answer ``api_status`` (None: no answer came), and is raised
+from the client library's exception.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +19,49 @@ import json
 import re
 from typing import Any
 
-from runner.errors import RunnerError, UsageError
+from runner.errors import RunnerError
 
-__all__ = ["ClusterError", "NotFoundError", "explain", "timed_out"]
+__all__ = ["ClusterError", "InvalidObjectError", "NotFoundError", "explain", "timed_out"]
 
 
 class ClusterError(RunnerError):
     """The cluster refused or could not be reached (exit 2: fix access, not the run)."""
 
+    def __init__(self, message: str, *, api_status: int | None = None, verb: str | None = None,
+                 resource: str | None = None, name: str | None = None,
+                 namespace: str | None = None) -> None:
+        super().__init__(message)
+        self.api_status = api_status
+        self.verb = verb
+        self.resource = resource
+        self.name = name
+        self.namespace = namespace
+
 
 class NotFoundError(ClusterError):
     """The run, Job or schedule does not exist."""
+
+
+class InvalidObjectError(ClusterError):
+    """The API server refused an object as invalid (HTTP 422): ``fields`` names each
+    field it objected to, with why, as ``(field, message)`` pairs."""
+
+    def __init__(self, message: str, *, fields: tuple[tuple[str, str], ...] = (),
+                 **call: Any) -> None:
+        super().__init__(message, **call)
+        self.fields = fields
+
+
+def _causes(exc: Any) -> tuple[tuple[str, str], ...]:
+    """The ``(field, message)`` pairs of a 422 Status's ``details.causes``."""
+    try:
+        doc = json.loads(getattr(exc, "body", None) or "")
+    except (TypeError, ValueError):
+        return ()
+    details = doc.get("details") if isinstance(doc, dict) else None
+    causes = details.get("causes") if isinstance(details, dict) else None
+    return tuple((str(c.get("field") or "?"), str(c.get("message") or c.get("reason") or ""))
+                 for c in causes or [] if isinstance(c, dict))
 
 
 def _reason(exc: Any) -> str:
@@ -33,34 +78,43 @@ def _reason(exc: Any) -> str:
 
 def explain(exc: BaseException, *, verb: str, resource: str, name: str | None = None,
             namespace: str | None = None, server: str | None = None,
-            timeouts: tuple[float, float | None] | None = None) -> RunnerError:
-    """A RunnerError for a failed API call: forbidden (which verb on which resource),
-    not found, conflict, an unreachable server, or one that did not answer within
+            timeouts: tuple[float, float | None] | None = None) -> ClusterError:
+    """The error for a failed API call: forbidden (which verb on which resource), not
+    found, conflict, an invalid object (each field the server named), an unreachable
+    server, or one that did not answer within
     ``timeouts`` (the call's ``(connect, read)`` limits in seconds)."""
     what = f"{resource} {name!r}" if name else resource
     where = f" in namespace {namespace!r}" if namespace else ""
     status = getattr(exc, "status", None)
+    call: dict[str, Any] = {"api_status": status, "verb": verb, "resource": resource, "name": name,
+            "namespace": namespace}
     if status == 403:
         return ClusterError(f"forbidden: this identity may not {verb} {resource}{where} "
-                            f"({_reason(exc)}); grant it in the Role (charts/runner does)")
+                            f"({_reason(exc)}); grant it in the Role (charts/runner does)",
+                            **call)
     if status == 401:
         return ClusterError(f"unauthorized: the cluster rejected the credentials "
-                            f"({_reason(exc)}); check the kubeconfig or service account")
+                            f"({_reason(exc)}); check the kubeconfig or service account",
+                            **call)
     if status == 404:
-        return NotFoundError(f"{what} not found{where}")
+        return NotFoundError(f"{what} not found{where}", **call)
     if status == 409:
-        return ClusterError(f"conflict: {what} already exists{where} ({_reason(exc)})")
+        return ClusterError(f"conflict: {what} already exists{where} ({_reason(exc)})",
+                            **call)
     if status == 422:
-        return UsageError(f"the cluster refused {what}: {_reason(exc)}")
+        fields = _causes(exc)
+        said = "; ".join(f"{f}: {m}" for f, m in fields) or _reason(exc)
+        return InvalidObjectError(f"the cluster refused {what}{where} as invalid: {said}",
+                                  fields=fields, **call)
     if status is not None:
         return ClusterError(f"the Kubernetes API answered {status} to {verb} {what}{where}: "
-                            f"{_reason(exc)}")
+                            f"{_reason(exc)}", **call)
     target = f" at {server}" if server else ""
     kind = timed_out(exc)
     if kind is not None:
-        return ClusterError(_too_slow(exc, kind, target, timeouts))
+        return ClusterError(_too_slow(exc, kind, target, timeouts), **call)
     return ClusterError(f"cannot reach the Kubernetes API server{target}: "
-                        f"{_connection_failure(exc)}")
+                        f"{_connection_failure(exc)}", **call)
 
 
 def _connection_failure(exc: BaseException) -> str:

@@ -168,11 +168,14 @@ def _samples() -> list[RunnerError]:
         WorkerPoolError,
     )
     from runner.k8s.controller import RunFailedError, RunStatus
-    from runner.k8s.errors import ClusterError, NotFoundError
+    from runner.k8s.errors import ClusterError, InvalidObjectError, NotFoundError
 
     return [
         RunnerError("r"), UsageError("u"), RegistryError("g"), InfrastructureError("i"),
-        ExecutionError("e"), ClusterError("c"), NotFoundError("n"),
+        ExecutionError("e"), ClusterError("c", api_status=403, verb="create", resource="Job",
+                                          name="runner-r1", namespace="research"),
+        NotFoundError("n"),
+        InvalidObjectError("bad", fields=(("spec.x", "required"),)),
         ManifestError("m.json", [Problem("pipelines.p", "bad")]),
         ModuleImportError("boom", module="my_stages", where="my_stages.py line 3"),
         PlanError([Problem("steps[0]", "unknown")], source="m.json"),
@@ -188,8 +191,9 @@ def _samples() -> list[RunnerError]:
         ContextCollisionError([Collision("w", ("a", "b"), "x")], group="p[1]", run_id="r1",
                               error_context="file:///e", records=("rec",)),
         UndeclaredWriteError(stage="s", fields=["a"], declared=["b"]),
-        RunFailedError("failed", RunStatus(run_id="r1", job="runner-r1", phase="failed",
-                                           active=0, succeeded=0, failed=1, reason="OOM")),
+        RunFailedError("failed", status=RunStatus(run_id="r1", job="runner-r1", phase="failed",
+                                                  active=0, succeeded=0, failed=1,
+                                                  reason="OOM")),
         RunInterruptedError(run_id="r1", signal_name="SIGTERM", signum=15,
                             completed=("a",), total=3, forced=True),
     ]

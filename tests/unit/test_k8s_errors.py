@@ -9,7 +9,12 @@ import pytest
 rest = pytest.importorskip("kubernetes.client.rest", reason="the k8s extra is not installed")
 
 from runner.errors import UsageError  # noqa: E402
-from runner.k8s.errors import ClusterError, NotFoundError, explain  # noqa: E402
+from runner.k8s.errors import (  # noqa: E402
+    ClusterError,
+    InvalidObjectError,
+    NotFoundError,
+    explain,
+)
 
 
 def api_error(status: int, message: str) -> Exception:
@@ -23,7 +28,8 @@ def api_error(status: int, message: str) -> Exception:
     (401, ClusterError, "unauthorized"),
     (404, NotFoundError, "job 'runner-x' not found in namespace 'research'"),
     (409, ClusterError, "conflict: job 'runner-x' already exists"),
-    (422, UsageError, "the cluster refused job 'runner-x'"),
+    (422, InvalidObjectError, "the cluster refused job 'runner-x' in namespace 'research' "
+                              "as invalid: boom"),
     (500, ClusterError, "answered 500 to create job 'runner-x'"),
 ])
 def test_api_statuses(status, kind, words):
@@ -32,6 +38,27 @@ def test_api_statuses(status, kind, words):
     assert type(error) is kind
     assert words in str(error)
     assert error.exit_code == 2
+    assert (error.api_status, error.verb, error.namespace) == (status, "create", "research")
+
+
+def test_an_invalid_object_names_each_field_the_server_refused():
+    exc = rest.ApiException(status=422, reason="Unprocessable Entity")
+    exc.body = json.dumps({
+        "kind": "Status", "reason": "Invalid", "code": 422,
+        "message": 'Job.batch "runner-x" is invalid: [...]',
+        "details": {"name": "runner-x", "kind": "Job", "causes": [
+            {"reason": "FieldValueRequired", "message": "Required value",
+             "field": "spec.template.spec.containers[0].image"},
+            {"reason": "FieldValueInvalid", "message": "Invalid value: -1",
+             "field": "spec.backoffLimit"}]}})
+    error = explain(exc, verb="create", resource="job", name="runner-x", namespace="research")
+    assert isinstance(error, InvalidObjectError) and not isinstance(error, UsageError)
+    assert str(error) == ("the cluster refused job 'runner-x' in namespace 'research' as "
+                          "invalid: spec.template.spec.containers[0].image: Required value; "
+                          "spec.backoffLimit: Invalid value: -1")
+    assert error.fields == (("spec.template.spec.containers[0].image", "Required value"),
+                            ("spec.backoffLimit", "Invalid value: -1"))
+    assert (error.resource, error.name, error.exit_code) == ("job", "runner-x", 2)
 
 
 def test_unreachable_server_names_it():

@@ -50,6 +50,7 @@ from runner.orchestration.executors.base import Executor
 from runner.orchestration.executors.shipping import restore_untouched, strip_untouched
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.native_threads import branch_threads, native_thread_limit
+from runner.retry import RetryPolicy, env_int
 
 __all__ = ["RayComputeEngine", "import_ray"]
 
@@ -64,10 +65,7 @@ CONNECT_ATTEMPTS_ENV = "RUNNER_RAY_CONNECT_ATTEMPTS"
 def connect_attempts() -> int:
     """How many times a run tries to reach a Ray cluster (env RUNNER_RAY_CONNECT_ATTEMPTS,
     default 3)."""
-    try:
-        return max(1, int(os.environ.get(CONNECT_ATTEMPTS_ENV, "3")))
-    except ValueError:
-        return 3
+    return env_int(CONNECT_ATTEMPTS_ENV, 3)
 
 
 def probe(address: str, timeout: float = 5.0) -> None:
@@ -101,18 +99,19 @@ def connect_with_retries(connect: Callable[[], None], reset: Callable[[], None],
     connection itself, but not a failure the server reports. ``reset()`` clears a half
     made connection before the next try; waits double from ``backoff`` seconds.
     """
+    policy = RetryPolicy(attempts=attempts, backoff=backoff, sleep=sleep)
     for attempt in range(attempts - 1):
         try:
             connect()
             return attempt
         except ConnectionError as exc:
-            delay = backoff * 2.0 ** attempt
+            delay = policy.delay(attempt)
             first = (str(exc).strip().splitlines() or [""])[0]
             log.warning("could not reach Ray at %s (%s: %s); trying again in %.0f s "
                         "(attempt %d of %d, %s)", where, type(exc).__name__, first, delay,
                         attempt + 2, attempts, CONNECT_ATTEMPTS_ENV)
             reset()
-            sleep(delay)
+            policy.sleep(delay)
     connect()  # the last attempt: its error is the run's
     return max(attempts - 1, 0)
 

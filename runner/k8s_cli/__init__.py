@@ -1,0 +1,32 @@
+"""The Kubernetes commands: submit, status, logs, cancel, schedule, unschedule.
+
+    runner submit alpha.full -n research --image ghcr.io/acme/runner:0.1.0 \\
+        --artifacts s3://quant/runner --secret-env s3-credentials --wait --follow
+    runner submit alpha.parallel -n research --image ... --parallel      # + a RayCluster
+    runner submit alpha.full -n research --image ... --dry-run            # YAML, no cluster
+    runner status RUN_ID -n research          runner logs RUN_ID -n research --follow
+    runner cancel RUN_ID -n research          runner schedule alpha.full --cron "0 6 * * 1-5" ...
+    runner unschedule alpha-full -n research
+
+The manifest is checked here first (the pipeline must exist and compile), then
+shipped in a ConfigMap; the pod runs the same ``runner run`` as a laptop. The
+``kubernetes`` client is the ``k8s`` extra, imported only by these commands.
+
+One module per command family (:mod:`.submit`; :mod:`.look`: status, logs, cancel;
+:mod:`.schedule`), the run's options checked in :mod:`.spec`, and what they share
+(options, the error-to-exit mapping, the connection) in :mod:`.common`.
+"""
+
+import typer
+
+from runner.k8s_cli.look import cancel, logs, status
+from runner.k8s_cli.schedule import schedule, unschedule
+from runner.k8s_cli.submit import submit
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the Kubernetes commands to the ``runner`` CLI."""
+    for fn in (submit, status, logs, cancel, schedule, unschedule):
+        app.command(fn.__name__, rich_help_panel="Kubernetes")(fn)

@@ -1,0 +1,61 @@
+"""``runner status``, ``runner logs`` and ``runner cancel``: a submitted run, by its id."""
+
+import json
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from runner.k8s_cli.common import (
+    ContextOpt,
+    JsonOpt,
+    K8sRunIdArg,
+    KubeconfigOpt,
+    NamespaceOpt,
+    connect,
+    describe,
+    err,
+    errors,
+    out,
+)
+
+__all__ = ["cancel", "logs", "status"]
+
+
+def status(run_id: K8sRunIdArg, namespace: NamespaceOpt = None, context: ContextOpt = None,
+           kubeconfig: KubeconfigOpt = None, as_json: JsonOpt = False) -> None:
+    """A submitted run's state: phase, attempts, and why it failed, in words."""
+    with errors():
+        found = connect(namespace, context, kubeconfig).status(run_id)
+    if as_json:
+        out.print(json.dumps(found.to_dict()), markup=False)
+        return
+    out.print(escape(describe(found)))
+    for pod in found.pods:
+        out.print(f"  pod {escape(pod.name)}: {pod.phase}"
+                  + (f" ({escape(pod.reason)})" if pod.reason else ""))
+    if found.started:
+        out.print(f"  started {found.started}"
+                  + (f", finished {found.finished}" if found.finished else ""))
+
+
+def logs(run_id: K8sRunIdArg, namespace: NamespaceOpt = None,
+         follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream until the pod "
+                                              "ends")] = False,
+         tail: Annotated[int | None, typer.Option("--tail", metavar="N", min=0,
+                                                  help="Only the last N lines")]
+         = None,
+         context: ContextOpt = None, kubeconfig: KubeconfigOpt = None) -> None:
+    """The output of a submitted run's latest pod."""
+    with errors():
+        ctl = connect(namespace, context, kubeconfig)
+        for line in ctl.logs(run_id, follow=follow, tail=tail):
+            print(line, flush=True)
+
+
+def cancel(run_id: K8sRunIdArg, namespace: NamespaceOpt = None, context: ContextOpt = None,
+           kubeconfig: KubeconfigOpt = None) -> None:
+    """Stop a submitted run: delete its Job, pods, RayCluster and manifest."""
+    with errors():
+        deleted = connect(namespace, context, kubeconfig).cancel(run_id)
+    err.print(f"cancelled {run_id}: deleted " + ", ".join(deleted))

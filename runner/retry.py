@@ -1,0 +1,54 @@
+"""Trying again after a failure that passes: one backoff policy, kept as data, and one
+way to read a number of tries from the environment.
+
+Both front doors to a remote service use it: the Kubernetes API chokepoint
+(:mod:`runner.k8s.api`, env ``RUNNER_K8S_RETRIES``) and the Ray executor's connection
+(env ``RUNNER_RAY_CONNECT_ATTEMPTS``). Each decides what is worth another try; this
+module says how many tries and how long to wait between them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["RetryPolicy", "env_int"]
+
+
+def env_int(name: str, default: int, *, least: int = 1) -> int:
+    """The whole number in environment variable ``name``, at least ``least``; ``default``
+    when it is unset or not a number (a retry count is a tuning knob, not a reason to
+    refuse a run)."""
+    try:
+        return max(least, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+@dataclass
+class RetryPolicy:
+    """How many tries, and the waits between them: doubling from ``backoff`` seconds up
+    to ``cap``, or longer when the other side asks for it (``Retry-After``)."""
+
+    attempts: int = 3
+    """Tries in all, the first included."""
+    backoff: float = 0.5
+    """Seconds before the second try; each later wait doubles."""
+    cap: float = math.inf
+    """The longest wait between two tries."""
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    """How to wait (tests make it instant)."""
+
+    def delay(self, attempt: int, *, at_least: float | None = None) -> float:
+        """Seconds to wait after try ``attempt`` (0 for the first) failed."""
+        base = min(self.cap, self.backoff * 2.0 ** attempt)
+        return float(max(base, at_least) if at_least is not None else base)
+
+    def pause(self, attempt: int, *, at_least: float | None = None) -> float:
+        """Wait :meth:`delay` seconds; returns them."""
+        seconds = self.delay(attempt, at_least=at_least)
+        self.sleep(seconds)
+        return seconds
