@@ -47,6 +47,7 @@ from runner.orchestration.execute import (
     worker_failure,
 )
 from runner.orchestration.executors.base import Executor
+from runner.orchestration.executors.ray_pool import WarmPool, pool_enabled, poolable
 from runner.orchestration.executors.shipping import restore_untouched, strip_untouched
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.native_threads import branch_threads, native_thread_limit
@@ -400,6 +401,9 @@ class RayComputeEngine(Executor):
         self._remote_fn: Any = None
         self._local: LocalRayEnv | None = None
         self._pending: dict[Any, BranchTask] = {}
+        self._on_pool: dict[Any, Any] = {}
+        self.pool: WarmPool | None = None
+        """The warm actors branches run on, on a cluster this run did not start."""
         self._ready_event = threading.Event()
         self._released = threading.Event()
         self.num_cpus = num_cpus
@@ -455,7 +459,10 @@ class RayComputeEngine(Executor):
                 self._owned = True
             self.startup_s = time.perf_counter() - began
             self._remote_fn = _session_objects(ray)
-            if self.warm:
+            if self.address and pool_enabled():
+                self.pool = WarmPool(ray, self.preload)
+                self.pool.warm(self.warm)
+            elif self.warm:
                 self.warmed = warm_workers(ray, self.preload, count=self.warm)
             self._ray = ray
         except BaseException as exc:
@@ -497,6 +504,7 @@ class RayComputeEngine(Executor):
             self._ready_event.clear()
             self._released.clear()
             self._ray = None
+            self.pool = None
             self._owned = False
             if self._local is not None:
                 self._local.restore()
@@ -521,13 +529,19 @@ class RayComputeEngine(Executor):
             self.warmed = []
         pending: dict[Any, BranchTask] = {}
         self._pending = pending  # for abort(), from another thread
-        for task in tasks:
+        self._on_pool = {}
+        for slot, task in enumerate(tasks):
             light = replace(task, context=None)
-            options = _task_options(task.branch.resources)
             # a task holds one CPU unless it asks for more: its native pools get that many
             threads = branch_threads(task.branch.resources, concurrent=1, cpus=1)
-            ref = self._remote_fn.options(**options).remote(light, shared, token, self.name,
-                                                             threads)
+            args = (light, shared, token, self.name, threads)
+            if self.pool is not None and poolable(task.branch.resources):
+                actor = self.pool.actor(slot)
+                ref = actor.run.remote(*args)
+                self._on_pool[ref] = actor
+            else:
+                options = _task_options(task.branch.resources)
+                ref = self._remote_fn.options(**options).remote(*args)
             pending[ref] = task
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -542,6 +556,10 @@ class RayComputeEngine(Executor):
         if ray is None:
             return
         for ref in list(self._pending):
+            actor = self._on_pool.get(ref)
+            if actor is not None and self.pool is not None:
+                self.pool.kill(actor)
+                continue
             try:
                 ray.cancel(ref, force=True)
             except Exception as exc:  # gone already, or Ray is going down
@@ -566,7 +584,7 @@ class RayComputeEngine(Executor):
                 return BranchOutcome(task.branch.index, failure=cause)
             return worker_failure(task, cause)
         except (rex.WorkerCrashedError, rex.NodeDiedError, rex.OutOfMemoryError,
-                rex.ObjectLostError, rex.TaskCancelledError) as exc:
+                rex.ObjectLostError, rex.TaskCancelledError, rex.RayActorError) as exc:
             retries = int(task.branch.resources.get("max_retries", 0))
             died = _died_failure(task, exc, retries)
             return BranchOutcome(task.branch.index, failure=died)
