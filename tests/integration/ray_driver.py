@@ -271,7 +271,7 @@ def _pids(result: dict[str, Any]) -> list[int]:
 
 def case_pool(tmp: str) -> dict[str, Any]:
     """Two branches that say which process ran them, on a cluster this run joined."""
-    plan = plan_for(["log.a", [["where"], ["where"]], "log.c"])
+    plan = plan_for(["log.a", [["where"], ["where"], ["where"]], "log.c"])
     return {"pids": _pids(run(plan, RayComputeEngine(), tmp)), "driver_pid": os.getpid()}
 
 

@@ -150,11 +150,16 @@ def test_stage_modules_only_the_driver_has_are_shipped_with_the_job(ray_cluster,
 def test_branches_of_the_next_run_reuse_the_warm_pool_of_the_last(ray_cluster, tmp_path):
     first = driver(ray_cluster, "pool", tmp_path / "a")
     second = driver(ray_cluster, "pool", tmp_path / "b")
-    assert first["driver_pid"] not in first["pids"]
+    assert first["driver_pid"] not in first["pids"] and len(set(first["pids"])) == 2
     # the same warm processes (their imports done), though each run is a new Ray job
     assert set(second["pids"]) <= set(first["pids"])
     off = driver(ray_cluster, "pool", tmp_path / "c", env={"RUNNER_RAY_POOL": "0"})
     assert not set(off["pids"]) & set(first["pids"])
+
+
+def test_when_asked_the_driver_runs_one_branch_of_a_group_itself(ray_cluster, tmp_path):
+    on = driver(ray_cluster, "pool", tmp_path / "a", env={"RUNNER_RAY_DRIVER_BRANCH": "1"})
+    assert on["pids"].count(on["driver_pid"]) == 1 and len(on["pids"]) == 3
 
 
 def test_a_stage_module_edited_between_runs_never_runs_stale_on_the_pool(ray_cluster,

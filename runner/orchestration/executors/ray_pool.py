@@ -115,6 +115,13 @@ class _PoolActor:
     def pid(self) -> int:
         return os.getpid()
 
+    def cancel(self, token: str) -> None:
+        """Run ``token`` is cancelled: its branch here stops at its next step (called in
+        the actor's own "control" group, beside the branch it runs)."""
+        from runner.orchestration.executors.ray import _CANCELLED
+
+        _CANCELLED.add(token)
+
     def run(self, *args: Any) -> Any:
         from runner.orchestration.executors.ray import _run_branch
 
@@ -144,7 +151,7 @@ class WarmPool:
         self.modules = list(modules)
         self.key = code_key(self.modules)
         self.size = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self._cls = ray.remote(_PoolActor)
+        self._cls = ray.remote(concurrency_groups={"control": 1})(_PoolActor)
         self._runtime_env = dict(runtime_env or {})
         self._actors: dict[int, Any] = {}
 
@@ -167,9 +174,70 @@ class WarmPool:
         for index in range(min(count, self.size)):
             self.actor(index)
 
+    def cancel(self, token: str) -> None:
+        """Tell every actor this driver used that run ``token`` is cancelled."""
+        for actor in list(self._actors.values()):
+            try:
+                actor.cancel.options(concurrency_group="control").remote(token)
+            except Exception as exc:  # Ray going down: the branches are being stopped
+                log.debug("could not tell a pool actor of the cancellation: %s", exc)
+
     def kill(self, actor: Any) -> None:
         """Stop a branch running on ``actor`` (Ray restarts the actor for later runs)."""
         try:
             self.ray.kill(actor, no_restart=False)
         except Exception as exc:  # gone already, or Ray is going down
             log.debug("could not stop a pool actor: %s", exc)
+
+
+DRIVER_BRANCH_ENV = "RUNNER_RAY_DRIVER_BRANCH"
+
+
+def driver_branch_index(resources: Sequence[Mapping[str, Any]]) -> int | None:
+    """Which branch of a group the driver runs itself, with ``RUNNER_RAY_DRIVER_BRANCH=1``:
+    the last one asking for no resources, when the group has two branches or more.
+
+    The driver only waits while its group runs; running one branch spares the group
+    a Ray worker, the wait for Ray to be reached and one context's trip through the
+    object store. Off by default: a stage that crashes its process (a segfault, the
+    OOM killer) then takes the run with it instead of failing as its branch."""
+    if len(resources) < 2 or os.environ.get(DRIVER_BRANCH_ENV, "0").strip().lower() not in (
+            "1", "true", "yes", "on"):
+        return None
+    local = [i for i, asked in enumerate(resources) if poolable(asked)]
+    return local[-1] if local else None
+
+
+class DriverBranch:
+    """One branch run on a thread of the driver, as a Ray worker would run it: on its
+    own fork of the group's context, with its native pools capped at one thread, its
+    branch hooks reporting as a worker's do."""
+
+    def __init__(self, task: Any, cancel: Any, executor_name: str) -> None:
+        self.task = task
+        self.outcome: Any = None
+        self.done = threading.Event()
+        threading.Thread(target=self._run, args=(cancel, executor_name),
+                         name="runner-driver-branch", daemon=True).start()
+
+    def _run(self, cancel: Any, executor_name: str) -> None:
+        from dataclasses import replace
+
+        from runner.context import fork_context
+        from runner.orchestration.execute import execute_branch, worker_failure
+        from runner.orchestration.native_threads import (
+            blas_thread_limit,
+            openmp_thread_limit,
+        )
+        from runner.orchestration.warm import declared_imports, import_modules
+
+        task = self.task
+        try:
+            import_modules(declared_imports(task.branch.steps))  # so the limits reach them
+            with blas_thread_limit(1), openmp_thread_limit(1):
+                self.outcome = execute_branch(replace(task, context=fork_context(task.context)),
+                                              cancel, (), executor_name)
+        except BaseException as exc:  # becomes the branch's failure
+            self.outcome = worker_failure(task, exc)
+        finally:
+            self.done.set()
