@@ -6,7 +6,8 @@
 
 Sequential steps stay on the driver; each branch of a parallel group is one Ray
 task, or a call to a warm actor kept across runs on a cluster the run joined
-(:mod:`.ray_pool`), except one branch the driver runs itself while it waits.
+(:mod:`.ray_pool`); with ``RUNNER_RAY_DRIVER_BRANCH=1`` the driver runs one
+branch of each group itself while it waits.
 The pre-fork context is put in the object store once and shared by every
 branch (its Arrow and numpy buffers are read zero-copy); each branch forks it
 where it runs, so a stage that writes a column copies only that column. The
