@@ -264,7 +264,41 @@ def case_large(tmp: str) -> dict[str, Any]:
     return out
 
 
-CASES = {"large": case_large, "shipped": case_shipped, "matrix": case_matrix, "nodes": case_nodes,
+def _pids(result: dict[str, Any]) -> list[int]:
+    return sorted(int(t.split()[-1]) for t in result["context"]["audit_trail"]
+                  if t.startswith("ran in "))
+
+
+def case_pool(tmp: str) -> dict[str, Any]:
+    """Two branches that say which process ran them, on a cluster this run joined."""
+    plan = plan_for(["log.a", [["where"], ["where"], ["where"]], "log.c"])
+    return {"pids": _pids(run(plan, RayComputeEngine(), tmp)), "driver_pid": os.getpid()}
+
+
+def case_pool_changed(tmp: str) -> dict[str, Any]:
+    """A stage module edited between two runs: the second run runs the edited code."""
+    folder = Path(tmp, "mine")
+    folder.mkdir()
+    module = folder / "desk_version.py"
+    sys.path.insert(0, str(folder))
+    doc = {"stages": {"desk.version": "desk_version:version"},
+           "pipelines": {"p": {"context": "tests.shapes:ShapeContext",
+                               "steps": ["log.a", [["where"], ["desk.version"]]]}}}
+    seen = []
+    for version in ("one", "two"):
+        module.write_text("import os\n"
+                          "def version(ctx):\n"
+                          f"    ctx.log('version {version} in ' + str(os.getpid()))\n"
+                          "    return ctx\n")
+        os.utime(module, ns=(time.time_ns(), time.time_ns() + (version == "two")))
+        plan = compile_plan(parse_manifest(json.dumps(doc)), "p", registry=REG)
+        result = run(plan, RayComputeEngine(preload=["desk_version", "tests.shapes"]), tmp)
+        seen += [t for t in result["context"]["audit_trail"] if t.startswith("version")]
+    return {"seen": seen}
+
+
+CASES = {"pool": case_pool, "pool_changed": case_pool_changed,
+         "large": case_large, "shipped": case_shipped, "matrix": case_matrix, "nodes": case_nodes,
          "fail": case_fail, "die": case_die, "die_once": case_die_once, "cancel": case_cancel}
 
 

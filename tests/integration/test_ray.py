@@ -27,8 +27,10 @@ ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "configs/manifest.json"
 
 
-def driver(cluster: RayCluster, case: str, tmp: Path, address: str | None = None) -> dict:
-    env = cluster.env() | ({"RAY_ADDRESS": address} if address else {})
+def driver(cluster: RayCluster, case: str, tmp: Path, address: str | None = None,
+           env: dict[str, str] | None = None) -> dict:
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = cluster.env() | ({"RAY_ADDRESS": address} if address else {}) | (env or {})
     proc = subprocess.run(
         [sys.executable, "-m", "tests.integration.ray_driver", case, str(tmp)], cwd=ROOT,
         env=child_env(env), capture_output=True, text=True, timeout=600, check=False)
@@ -143,6 +145,29 @@ def test_stage_modules_only_the_driver_has_are_shipped_with_the_job(ray_cluster,
     assert pid != result["driver_pid"]
     # imported from the job's shipped copy, not from the driver's folder
     assert str(tmp_path / "mine") not in line and "desk_stages.py" in line
+
+
+def test_branches_of_the_next_run_reuse_the_warm_pool_of_the_last(ray_cluster, tmp_path):
+    first = driver(ray_cluster, "pool", tmp_path / "a")
+    second = driver(ray_cluster, "pool", tmp_path / "b")
+    assert first["driver_pid"] not in first["pids"] and len(set(first["pids"])) == 2
+    # the same warm processes (their imports done), though each run is a new Ray job
+    assert set(second["pids"]) <= set(first["pids"])
+    off = driver(ray_cluster, "pool", tmp_path / "c", env={"RUNNER_RAY_POOL": "0"})
+    assert not set(off["pids"]) & set(first["pids"])
+
+
+def test_when_asked_the_driver_runs_one_branch_of_a_group_itself(ray_cluster, tmp_path):
+    on = driver(ray_cluster, "pool", tmp_path / "a", env={"RUNNER_RAY_DRIVER_BRANCH": "1"})
+    assert on["pids"].count(on["driver_pid"]) == 1 and len(on["pids"]) == 3
+
+
+def test_a_stage_module_edited_between_runs_never_runs_stale_on_the_pool(ray_cluster,
+                                                                         tmp_path):
+    result = driver(ray_cluster, "pool_changed", tmp_path)
+    (one, two) = result["seen"]
+    assert one.startswith("version one") and two.startswith("version two")
+    assert one.split()[-1] != two.split()[-1]  # a new actor for the new code
 
 
 # ---------------------------------------------------------------- a local Ray, via the CLI

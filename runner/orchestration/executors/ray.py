@@ -5,7 +5,10 @@
     RAY_ADDRESS=ray://head:10001 runner run ...        # or through the Ray client
 
 Sequential steps stay on the driver; each branch of a parallel group is one Ray
-task. The pre-fork context is put in the object store once and shared by every
+task, or a call to a warm actor kept across runs on a cluster the run joined
+(:mod:`.ray_pool`); with ``RUNNER_RAY_DRIVER_BRANCH=1`` the driver runs one
+branch of each group itself while it waits.
+The pre-fork context is put in the object store once and shared by every
 branch (its Arrow and numpy buffers are read zero-copy); each branch forks it
 where it runs, so a stage that writes a column copies only that column. The
 driver merges what the branches return with the same rules and errors as every
@@ -47,6 +50,13 @@ from runner.orchestration.execute import (
     worker_failure,
 )
 from runner.orchestration.executors.base import Executor
+from runner.orchestration.executors.ray_pool import (
+    DriverBranch,
+    WarmPool,
+    driver_branch_index,
+    pool_enabled,
+    poolable,
+)
 from runner.orchestration.executors.shipping import restore_untouched, strip_untouched
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.native_threads import branch_threads, native_thread_limit
@@ -247,6 +257,10 @@ def _raise_flag(ray: Any, token: str) -> Any:
         return None
 
 
+_CANCELLED: set[str] = set()
+"""Tokens of the runs cancelled that a warm pool actor heard of directly."""
+
+
 class _FlagClient:
     """A worker's view of one run's cancel flag, read at step boundaries."""
 
@@ -256,6 +270,8 @@ class _FlagClient:
         self._held: Any = None
 
     def is_set(self) -> bool:
+        if not self._seen and self.token in _CANCELLED:
+            self._seen = True
         if not self._seen:
             import ray
 
@@ -309,7 +325,9 @@ class _DriverFlag:
         self.event = threading.Event()
         self.token = secrets.token_hex(8)
         self.ray: Any = None
+        self.pool: WarmPool | None = None
         self._held: Any = None
+        self._told = False
 
     def is_set(self) -> bool:
         return self.event.is_set()
@@ -320,6 +338,9 @@ class _DriverFlag:
 
     def publish(self) -> None:
         """Once connected and set: the branches see it (the actor lives with this flag)."""
+        if self.pool is not None and self.event.is_set() and not self._told:
+            self._told = True
+            self.pool.cancel(self.token)  # at once: the pool's actors are running already
         if self.ray is not None and self.event.is_set() and self._held is None:
             self._held = _raise_flag(self.ray, self.token)
 
@@ -399,6 +420,9 @@ class RayComputeEngine(Executor):
         self._remote_fn: Any = None
         self._local: LocalRayEnv | None = None
         self._pending: dict[Any, BranchTask] = {}
+        self._on_pool: dict[Any, Any] = {}
+        self.pool: WarmPool | None = None
+        """The warm actors branches run on, on a cluster this run did not start."""
         self._ready_event = threading.Event()
         self._released = threading.Event()
         self.num_cpus = num_cpus
@@ -454,7 +478,10 @@ class RayComputeEngine(Executor):
                 self._owned = True
             self.startup_s = time.perf_counter() - began
             self._remote_fn = _session_objects(ray)
-            if self.warm:
+            if self.address and pool_enabled():
+                self.pool = WarmPool(ray, self.preload)
+                self.pool.warm(self.warm)
+            elif self.warm:
                 self.warmed = warm_workers(ray, self.preload, count=self.warm)
             self._ray = ray
         except BaseException as exc:
@@ -497,6 +524,7 @@ class RayComputeEngine(Executor):
             self._ready_event.clear()
             self._released.clear()
             self._ray = None
+            self.pool = None
             self._owned = False
             if self._local is not None:
                 self._local.restore()
@@ -509,11 +537,18 @@ class RayComputeEngine(Executor):
     ) -> Iterator[BranchOutcome]:
         if not tasks:
             return
-        ray = self._ready()
+        index = driver_branch_index([task.branch.resources for task in tasks])
+        local = DriverBranch(tasks[index], cancel, self.name) if index is not None else None
+        try:
+            ray = self._ready()
+        except BaseException:
+            cancel.set()  # the driver's branch stops at its next step
+            raise
         if not isinstance(cancel, _DriverFlag):  # a flag the engine did not make
             cancel = _wrap(cancel)
         token = cancel.token
         cancel.ray = ray
+        cancel.pool = self.pool
         cancel.publish()
         shared = ray.put(tasks[0].context)  # once: every branch forks the same context
         if self.warmed:  # the branches then reuse the warm workers, not start cold ones
@@ -521,16 +556,30 @@ class RayComputeEngine(Executor):
             self.warmed = []
         pending: dict[Any, BranchTask] = {}
         self._pending = pending  # for abort(), from another thread
-        for task in tasks:
+        self._on_pool = {}
+        for slot, task in enumerate(tasks):
+            if slot == index:
+                continue
             light = replace(task, context=None)
-            options = _task_options(task.branch.resources)
             # a task holds one CPU unless it asks for more: its native pools get that many
             threads = branch_threads(task.branch.resources, concurrent=1, cpus=1)
-            ref = self._remote_fn.options(**options).remote(light, shared, token, self.name,
-                                                             threads)
+            args = (light, shared, token, self.name, threads)
+            if self.pool is not None and poolable(task.branch.resources):
+                actor = self.pool.actor(slot)
+                ref = actor.run.remote(*args)
+                self._on_pool[ref] = actor
+            else:
+                options = _task_options(task.branch.resources)
+                ref = self._remote_fn.options(**options).remote(*args)
             pending[ref] = task
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
+        while pending or local is not None:
+            if local is not None and (local.done.is_set() or not pending):
+                local.done.wait()
+                yield self._local_outcome(ray, local.outcome)
+                local = None
+                continue
+            done, _ = ray.wait(list(pending), num_returns=1,
+                               timeout=None if local is None else 0.02)
             for ref in done:
                 task = pending.pop(ref)
                 yield self._outcome(ray, ref, task)
@@ -542,6 +591,10 @@ class RayComputeEngine(Executor):
         if ray is None:
             return
         for ref in list(self._pending):
+            actor = self._on_pool.get(ref)
+            if actor is not None and self.pool is not None:
+                self.pool.kill(actor)
+                continue
             try:
                 ray.cancel(ref, force=True)
             except Exception as exc:  # gone already, or Ray is going down
@@ -551,6 +604,18 @@ class RayComputeEngine(Executor):
                 ray.shutdown()
             except Exception as exc:
                 log.debug("could not shut Ray down: %s", exc)
+
+    @staticmethod
+    def _local_outcome(ray: Any, outcome: BranchOutcome) -> BranchOutcome:
+        """The driver's branch, its records on the driver's node like a worker's."""
+        try:
+            node = ray.get_runtime_context().get_node_id()
+        except Exception:  # a Ray client has no node of its own
+            node = None
+        for record in outcome.records:
+            record.node = node
+        outcome.node = node
+        return outcome
 
     def _outcome(self, ray: Any, ref: Any, task: BranchTask) -> BranchOutcome:
         from ray import exceptions as rex
@@ -566,7 +631,7 @@ class RayComputeEngine(Executor):
                 return BranchOutcome(task.branch.index, failure=cause)
             return worker_failure(task, cause)
         except (rex.WorkerCrashedError, rex.NodeDiedError, rex.OutOfMemoryError,
-                rex.ObjectLostError, rex.TaskCancelledError) as exc:
+                rex.ObjectLostError, rex.TaskCancelledError, rex.RayActorError) as exc:
             retries = int(task.branch.resources.get("max_retries", 0))
             died = _died_failure(task, exc, retries)
             return BranchOutcome(task.branch.index, failure=died)
