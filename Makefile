@@ -42,8 +42,13 @@ browser:
 
 ## Set up and run the whole test suite (what CI runs), then the container check: the
 ## image built and the pods we generate run in a private Docker engine (root, Debian).
+## The tests are shared out among two pytest-xdist workers (CI's machine has two cores),
+## a test module (and every module that uses the session's Ray cluster) on one worker:
+## tests/conftest.py. PYTEST_ARGS= runs them in one process; PYTEST_ARGS='-n 4 --dist
+## loadfile' on four workers.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 test: check browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	./scripts/container-e2e.sh
 
 ## Every benchmark (benchmarks/table.py lists them), then one table: each issue target,

@@ -46,8 +46,9 @@ def test_the_two_commands_are_first_and_ci_runs_the_test_one():
     makefile = (ROOT / "Makefile").read_text()
     assert "PIPELINE ?= alpha.full" in makefile
     assert re.search(r"^run: .*\n\t\$\(BIN\)/runner run \$\(PIPELINE\)$", makefile, re.M)
-    assert re.search(r"^test: check browser\n\t\$\(BIN\)/python -m pytest\n"
+    assert re.search(r"^test: check browser\n\t\$\(BIN\)/python -m pytest \$\(PYTEST_ARGS\)\n"
                      r"\t\./scripts/container-e2e\.sh$", makefile, re.M)
+    assert re.search(r"^PYTEST_ARGS \?= -n 2 --dist loadfile$", makefile, re.M)
 
 
 def test_every_readme_command_runs(tmp_path):
