@@ -16,7 +16,14 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.trace import Span as OtelSpan
 
-from runner.orchestration.plan import Branch, ParallelGroup, PipelineStep, Step
+from runner.orchestration.plan import (
+    AdapterStep,
+    Branch,
+    ParallelGroup,
+    PipelineStep,
+    StageStep,
+    Step,
+)
 
 __all__ = ["STEP_ATTRS_MAX", "StepAttrs", "TraceNode", "error_attrs", "follows_link",
            "index_steps", "remote_context", "split_error", "step_static"]
@@ -34,7 +41,8 @@ class TraceNode:
     __slots__ = ("attrs", "branch", "failed", "name", "parent", "remote", "span", "thread",
                  "token")
 
-    def __init__(self, parent: TraceNode | None, branch: str | None) -> None:
+    def __init__(self, parent: TraceNode | None, branch: str | None, name: str = "",
+                 attrs: dict[str, Any] | None = None) -> None:
         self.parent = parent
         """The node of the pipeline, group or branch it is in (None: the run's)."""
         self.branch = branch
@@ -45,8 +53,8 @@ class TraceNode:
         """A running step's: the token that made its span the current one."""
         self.thread: int | None = None
         """A running step's: the thread it runs in (its span ends only there)."""
-        self.name = ""
-        self.attrs: dict[str, Any] | None = None
+        self.name = name
+        self.attrs = attrs
         """A stage's or an adapter's: its span's name and attributes (shared, never
         changed), the same in every run of the plan in this process."""
         self.failed = False
@@ -82,6 +90,15 @@ def index_steps(steps: Sequence[Step | Branch], *, parent: TraceNode | None,
     """A node for each of ``steps`` and what they hold, in ``nodes`` (steps) and
     ``branches``; a stage's or an adapter's with its span's name and attributes."""
     for item in steps:
+        cls = type(item)
+        if cls is StageStep or cls is AdapterStep:  # most of a plan: checked first
+            found = cache.get(item.path)
+            if found is not None and found[0] is item:
+                name, attrs = found[1], found[2]
+            else:
+                name, attrs = step_static(item, branch, pid, cache)  # type: ignore[arg-type]
+            nodes[item.path] = TraceNode(parent, branch, name, attrs)
+            continue
         node = TraceNode(parent, branch)
         if isinstance(item, Branch):
             branches[item.path] = node
@@ -95,7 +112,7 @@ def index_steps(steps: Sequence[Step | Branch], *, parent: TraceNode | None,
         elif isinstance(item, ParallelGroup):
             index_steps(item.branches, parent=node, branch=branch, nodes=nodes,
                         branches=branches, pid=pid, cache=cache)
-        else:
+        else:  # a step type of the future: a span like a stage's
             node.name, node.attrs = step_static(item, branch, pid, cache)
 
 
