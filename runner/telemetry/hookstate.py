@@ -138,7 +138,6 @@ class SpanHookBase(RunHook):
             span.set_attribute("runner.status", status or "succeeded")
         span.end(end_time=end_ns)
 
-
     def _open_spans(self) -> list[Span]:
         """The spans still open (steps' first), each taken from its node."""
         steps: list[Span] = []
@@ -149,19 +148,18 @@ class SpanHookBase(RunHook):
                 (steps if node.attrs is not None else containers).append(span)
         return steps + containers
 
-
     def _end_container(self, node: TraceNode, failed: bool, status: str | None = None) -> None:
+        """End a pipeline's, group's or branch's span, once."""
         with self._lock:
             span, node.span = node.span, None
         if span is not None:
             self._finish(span, failed, status=status)
 
-
     def _in_remote_branch(self, branch: str | None) -> bool:
+        """Whether the branch of that path, or one it is in, runs in another process."""
         node = self._branches.get(branch) if branch is not None else None
         while node is not None:
             if node.remote:
                 return True
             node = node.parent
         return False
-
