@@ -29,12 +29,14 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 
 from runner.telemetry.bounds import MAX_SPAN_DEPTH, too_deep
 
-__all__ = ["SPANS_FILE", "SpanNode", "decode_jsonl", "encode_jsonl", "from_readable",
-           "plain_span", "resource_attrs", "span_tree", "to_readable"]
+__all__ = ["OK", "SPANS_FILE", "SpanNode", "decode_jsonl", "encode_jsonl", "from_readable",
+           "plain_listed", "plain_span", "resource_attrs", "span_tree", "to_readable"]
 
 SPANS_FILE = "spans.jsonl"
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+OK = Status(StatusCode.OK)
+"""The status of a succeeded span (one object: recognised by identity)."""
 
 
 def _attrs(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -105,6 +107,30 @@ def plain_span(*, name: str, context: SpanContext, parent: SpanContext | None,
         "events": [{"name": e.name, "time_unix_nano": e.timestamp,
                     "attributes": _attrs(e.attributes)} for e in events] if events else [],
         "resource": resource_attrs(resource),
+    }
+
+
+def plain_listed(trace_id: str, span_id: str, parent_id: str, name: str, start_ns: int,
+                 end_ns: int, status: Status, attributes: dict[str, Any],
+                 resource: dict[str, Any]) -> dict[str, Any]:
+    """:func:`plain_span` of an internal span without events whose ids are hex
+    already and whose ``attributes`` hold no tuple (a step's span, made once per
+    step: positional arguments, one dict built in one go)."""
+    code = StatusCode.OK if status is OK else status.status_code
+    return {
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "parent_span_id": parent_id,
+        "name": name,
+        "kind": "INTERNAL",
+        "start_time_unix_nano": start_ns,
+        "end_time_unix_nano": end_ns,
+        "status": {"code": "OK" if code is StatusCode.OK else
+                   "UNSET" if code is StatusCode.UNSET else "ERROR",
+                   "message": status.description or None},
+        "attributes": attributes,
+        "events": [],
+        "resource": resource,
     }
 
 

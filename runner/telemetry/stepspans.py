@@ -42,11 +42,10 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, Status, StatusCode
 from opentelemetry.util import types
 
-from runner.telemetry.spans import plain_span, resource_attrs
+from runner.telemetry.spans import OK, plain_listed, plain_span, resource_attrs
 
-__all__ = ["CachedResource", "SpanMaker", "StepSpan"]
+__all__ = ["OK", "CachedResource", "SpanMaker", "StepSpan"]
 
-OK = Status(StatusCode.OK)
 _HEX_MAX = 4096
 
 
@@ -236,19 +235,5 @@ class SpanMaker:
                               parent=span.parent, start_ns=span.start_ns, end_ns=end_ns,
                               status=status, attributes=attrs, events=events,
                               resource=self.resource)
-        code = StatusCode.OK if status is OK else status.status_code
-        return {
-            "trace_id": span.ids[0],
-            "span_id": f"{span.span_id:016x}",
-            "parent_span_id": span.ids[1],
-            "name": span._name,
-            "kind": "INTERNAL",
-            "start_time_unix_nano": span.start_ns,
-            "end_time_unix_nano": end_ns,
-            "status": {"code": "OK" if code is StatusCode.OK else
-                       "UNSET" if code is StatusCode.UNSET else "ERROR",
-                       "message": status.description or None},
-            "attributes": attrs,
-            "events": [],
-            "resource": self._resource_attrs,
-        }
+        return plain_listed(span.ids[0], f"{span.span_id:016x}", span.ids[1], span._name,
+                            span.start_ns, end_ns, status, attrs, self._resource_attrs)

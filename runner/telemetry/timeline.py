@@ -4,7 +4,7 @@ Like the DAG (:mod:`runner.telemetry.dag`), the chart is laid out for the width
 the report's panel has at a 1,000 px window (:data:`TIMELINE_WIDTH`) and the
 page draws it unscaled, so its labels keep their CSS size (11 px and more)
 instead of shrinking with the window. A row label too long for the label column
-is cut with an ellipsis (widths estimated with :func:`~runner.telemetry.dag.text_width`);
+is cut with an ellipsis (widths estimated with :func:`~runner.telemetry.textwidth.text_width`);
 the whole name is in the row's tooltip.
 """
 

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from runner.telemetry.nodes import StepAttrs
 from runner.telemetry.otlp import (
     TelemetryConfig,
     WatchedExporter,
@@ -118,9 +119,9 @@ class Tracing:
             "runner", version()), emit=self.emit,
             emit_plain=self.collector.add_plain if self.export is None else None,
             export=self.export.on_end if self.export is not None else None)
-        self.step_attrs: dict[int, tuple[object, str, dict[str, Any]]] = {}
-        """id(step) -> (step, span name, the attributes of its spans but the run's),
-        the same in every run of a plan: :meth:`TracingHook._step_static`."""
+        self.step_attrs: StepAttrs = {}
+        """step path -> (step, span name, the attributes of its spans but the run's),
+        the same in every run of a plan: :func:`runner.telemetry.nodes.step_static`."""
 
     def emit(self, span: ReadableSpan) -> None:
         """A finished span made without the tracer (:mod:`runner.telemetry.stepspans`,
