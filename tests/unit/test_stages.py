@@ -147,7 +147,7 @@ def test_audit_trail_explains_the_decisions(ctx):
     (synthesis,) = trail(ctx, "alpha.synthesis:")
     assert "cluster budgets" in synthesis and "softmax" in synthesis
     (optimize,) = trail(ctx, "risk.optimize:")
-    assert "SLSQP" in optimize and "Sharpe" in optimize
+    assert "mean-variance optimum" in optimize and "Sharpe" in optimize
     assert trail(ctx, "alpha.ensemble:") and trail(ctx, "alpha.clustering:")
 
 
