@@ -69,8 +69,7 @@ def rebalance_weights(pred: pd.Series, prices: pd.DataFrame,
     universe = [str(c) for c in prices.columns]
     cap = weight_cap(params, len(universe))
     daily = log_returns(prices)
-    with deferred_imports:  # loaded before the limit, so that it limits their BLAS too
-        import scipy.linalg  # the solver's BLAS
+    with deferred_imports:  # loaded before the limit, so that it limits its BLAS too
         import scipy.special  # noqa: F401
 
     rows: dict[pd.Timestamp, Vector] = {}
@@ -184,7 +183,7 @@ def backtest_stats(curve: pd.DataFrame, *, risk_free: float = 0.0) -> dict[str, 
     "risk.backtest",
     reads=["prices", "inference_outputs", "params"],
     writes=["backtest", "backtest_stats", "audit_trail"],
-    imports=["scipy.linalg", "scipy.special"],
+    imports=["scipy.special"],
 )
 def backtest(ctx: PortfolioContext) -> PortfolioContext:
     """Out-of-sample equity curve of the portfolio rule over the walk-forward dates."""

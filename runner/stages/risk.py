@@ -139,7 +139,6 @@ def weight_cap(params: dict[str, Any], n: int) -> float:
     "risk.optimize",
     reads=["prices", "inference_outputs", "target_weights", "params"],
     writes=["weights", "risk", "audit_trail"],
-    imports=["scipy.linalg"],
 )
 def optimize(ctx: PortfolioContext) -> PortfolioContext:
     """Long-only, capped mean-variance weights pulled towards the targets."""
@@ -162,8 +161,6 @@ def optimize(ctx: PortfolioContext) -> PortfolioContext:
     else:
         target = ctx.target_weights.reindex(universe).fillna(0.0).to_numpy(dtype="float64")
 
-    with deferred_imports:  # loaded before the limit, so that it limits their BLAS too
-        import scipy.linalg  # noqa: F401
     with blas_thread_limit(1):  # small products: threads would only spin-wait
         cov = shrunk_covariance(daily)
         w = solve_weights_fast(mu, cov, target, cap=cap, aversion=aversion, pull=pull)
