@@ -31,7 +31,9 @@ STAGES = textwrap.dedent('''
     def _seen(ctx, name):
         (HERE / f"seen-{name}.json").write_text(json.dumps(
             {"pid": os.getpid(), "ppid": os.getppid(),
-             "marker_loaded": "early_marker" in sys.modules}))
+             "marker_loaded": "early_marker" in sys.modules,
+             "pandas_loaded": "pandas" in sys.modules,
+             "cmdline": Path("/proc/self/cmdline").read_bytes().decode().split("\\0")}))
         return ctx
 
 
@@ -114,6 +116,20 @@ def test_the_cli_starts_the_forkserver_first_and_it_preloads_the_branch_imports(
         assert got[name]["marker_loaded"]  # before the stage ran: preloaded
     # imported once, by the forkserver: not by the driver, not by each worker
     assert (tmp_path / "marker-imports.txt").read_text().split() == [str(server)]
+
+
+def test_the_forkserver_is_forked_from_the_driver_after_its_heavy_imports(tmp_path):
+    """Not a fresh interpreter importing pandas and the engine again beside the driver:
+    a fork of the driver (same command line), so the workers hold pandas already."""
+    manifest = write_project(tmp_path)
+    doc = run_cli("run", "early", "-m", str(manifest), "-e", "processes", "--json",
+                  "--run-id", "early-4", cwd=tmp_path)
+    got = seen(tmp_path)
+    assert got["early.first"]["cmdline"][1:4] == ["-m", "runner.cli", "run"]
+    for name in ("early.heavy", "early.light"):
+        assert got[name]["cmdline"] == got["early.first"]["cmdline"]  # forked, not spawned
+        assert got[name]["pandas_loaded"]
+    assert doc["steps"][-1]["status"] == "succeeded"
 
 
 def test_the_forkserver_ends_without_a_shutdown_once_the_driver_has_ended(tmp_path):
