@@ -4,15 +4,14 @@ Worker processes are forked from a forkserver that has imported the engine,
 pandas, the plan's stage modules and what its branches' stages declare they
 import (scikit-learn for ``alpha.parallel``: two to three seconds of imports).
 Started when the run begins, the first parallel group waits for it. The CLI
-knows the manifest and the pipeline before it imports anything heavy, so it
-starts the forkserver then (:func:`start_forkserver`): the forkserver and the
-driver import side by side, on two cores, instead of one after the other.
-
-Forked, not spawned, when it can be (``fork_after``): the driver imports what it
-needs anyway (pandas, pyarrow, the engine) and, still one thread, forks the
-forkserver, which inherits them and imports only what the driver does not (the
-stage modules, scikit-learn): one cold import of pandas on the machine's cores,
-not two at once. A driver that already runs a thread spawns it as before.
+knows the manifest and the pipeline before its first step, so it starts the
+forkserver then (:func:`start_forkserver`), and forks it rather than spawns it
+(``fork_after``, :mod:`.forkserver_fork`): the driver imports what it needs
+anyway (pandas, pyarrow, the engine) and, still one thread, forks the forkserver,
+which inherits them and imports only the rest (the stage modules, scikit-learn)
+while the driver runs the steps before the group: pandas is imported once, not
+twice at once on the same cores. A driver already running a thread spawns it
+as before (a fork then could copy a lock another thread holds).
 
 The forkserver finds the plan's modules itself (:mod:`.preload_plan` compiles the
 plan from the manifest, the pipeline and the module folders handed to it in
