@@ -169,3 +169,40 @@ def test_the_forkserver_preloads_only_for_a_plan_with_parallel_groups(tmp_path, 
     # a plan that does not compile leaves the forkserver cold; the driver says why
     assert preload_plan(json.dumps({**spec, "pipeline": "nope"})) == []
     assert preload_plan("not json") == []
+
+
+FORK_OR_SPAWN = textwrap.dedent('''
+    """Start the forkserver with or without another thread running; print how it began."""
+    import json, multiprocessing, os, sys, threading
+    from pathlib import Path
+    from runner.orchestration.forkserver import forkserver_pid, start_forkserver
+
+    if __name__ == "__main__":
+        if sys.argv[1] == "thread":
+            done = threading.Event()
+            threading.Thread(target=done.wait, daemon=True).start()
+        start_forkserver(pipeline="flat", manifest=sys.argv[2], fork_after=("json",))
+        worker = multiprocessing.get_context("forkserver").Process(target=os.getpid)
+        worker.start()  # served: the forkserver runs what it was started as
+        worker.join()
+        cmdline = Path(f"/proc/{forkserver_pid()}/cmdline").read_bytes().split(b"\\0")
+        mine = Path("/proc/self/cmdline").read_bytes().split(b"\\0") == cmdline
+        spawned = b"multiprocessing.forkserver" in b" ".join(cmdline)
+        print(json.dumps({"mine": mine, "spawned": spawned}))
+''')
+
+
+def test_a_driver_running_a_thread_spawns_its_forkserver_instead_of_forking(tmp_path):
+    """A fork copies no thread: a lock another thread holds would stay held for good."""
+    manifest = write_project(tmp_path)
+    (tmp_path / "fork_or_spawn.py").write_text(FORK_OR_SPAWN)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    got = {}
+    for case in ("alone", "thread"):
+        proc = subprocess.run([sys.executable, "fork_or_spawn.py", case, str(manifest)],
+                              cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300, check=False)
+        assert proc.returncode == 0, proc.stderr
+        got[case] = json.loads(proc.stdout)
+    assert got["alone"] == {"mine": True, "spawned": False}
+    assert got["thread"] == {"mine": False, "spawned": True}
