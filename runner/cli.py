@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -325,15 +326,17 @@ def _progress() -> RunHook:
         _fail(exc)
 
 
-def _relay_workers(as_json: bool) -> dict[int, int]:
+def _relay_workers(as_json: bool) -> tuple[dict[int, int], Callable[[], None]]:
     """On a terminal, worker processes write through the driver, above the live board
-    (their stdout too when it is that terminal, or stderr already with ``--json``)."""
+    (their stdout too when it is that terminal, or stderr already with ``--json``).
+    Returns the descriptors to redirect and what starts the relay's thread (after the
+    forkserver is forked: the driver is one thread until then)."""
     if not err.is_interactive:
-        return {}
-    from runner.terminal import relay_output
+        return {}, lambda: None
+    from runner.terminal import relay_pipe
 
-    pipe = relay_output()
-    return {1: pipe, 2: pipe} if as_json or sys.stdout.isatty() else {2: pipe}
+    pipe, start = relay_pipe()
+    return ({1: pipe, 2: pipe} if as_json or sys.stdout.isatty() else {2: pipe}), start
 
 
 def _steps_json(records: Any) -> list[dict[str, Any]]:
@@ -385,6 +388,21 @@ def _print_traceback(exc: StageFailedError) -> None:
     err.print("[dim]" + escape("\n".join(f"  {line}" for line in lines)) + "[/]")
 
 
+def _start_workers(pipeline: str, manifest: str | None, path: list[Path] | None, *,
+                   as_json: bool, relayed: bool) -> None:
+    """Start the worker processes' forkserver (forked once the driver's heavy imports are
+    done), its output relayed above the live board when there is one."""
+    from runner.orchestration.forkserver import start_forkserver
+
+    relay, start_relay = _relay_workers(as_json) if relayed else ({}, lambda: None)
+    start_forkserver(pipeline=pipeline, manifest=manifest,
+                     path=[str(p) for p in path or ()], stdout_to_stderr=as_json,
+                     redirect=relay, fork_after=_DRIVER_IMPORTS)
+    start_relay()
+    for fd in set(relay.values()):
+        os.close(fd)  # the forkserver has it
+
+
 @app.command()
 def run(
     pipeline: PipelineArg,
@@ -433,15 +451,9 @@ def run(
     if resume and not run_id:
         _fail(UsageError("--resume needs the --run-id of the run to continue"))
     structured = _LOGS["format"] == "json"
-    if _on_processes(executor):  # first: its imports then run beside ours, on another core
-        from runner.orchestration.forkserver import start_forkserver
-
-        relay = _relay_workers(as_json) if not quiet and not structured else {}
-        start_forkserver(pipeline=pipeline, manifest=manifest,
-                         path=[str(p) for p in path or ()], stdout_to_stderr=as_json,
-                         redirect=relay)
-        for fd in set(relay.values()):
-            os.close(fd)  # the forkserver has it
+    if _on_processes(executor):  # first: it imports the stages beside our first steps
+        _start_workers(pipeline, manifest, path, as_json=as_json,
+                       relayed=not quiet and not structured)
     from runner.orchestration.contracts import check_reads
     from runner.orchestration.signals import StopOnSignals, term_grace
 
@@ -529,6 +541,12 @@ def _failed(exc: StageFailedError | ContextCollisionError, doc: dict[str, Any], 
     elif not quiet or not as_json:
         _failure_block(exc, resume=resume)
     raise typer.Exit(code) from None
+
+
+_DRIVER_IMPORTS = ("runner.orchestration.contracts", "runner.orchestration.execute",
+                   "runner.sdk", "pandas", "pyarrow.parquet")
+"""What ``run`` imports anyway before its first step: imported before the forkserver
+is forked from it, so the forkserver (and every worker) inherits them."""
 
 
 def _on_processes(executor: ExecutorName | None) -> bool:

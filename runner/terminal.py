@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["is_stderr", "no_echoed_controls", "relay_output", "stdout_shares"]
+__all__ = ["is_stderr", "no_echoed_controls", "relay_output", "relay_pipe", "stdout_shares"]
 
 
 def relay_output() -> int:
@@ -22,9 +22,21 @@ def relay_output() -> int:
     thread prints it, line by line, through ``sys.stderr`` as it is then -- above the
     live board while it is drawn, where a worker writing to the terminal itself would
     tear it. Returns the write end, for the forkserver (the caller closes its copy)."""
-    read, write = os.pipe()
-    threading.Thread(target=_relay, args=(read,), name="runner-relay", daemon=True).start()
+    write, start = relay_pipe()
+    start()
     return write
+
+
+def relay_pipe() -> tuple[int, Callable[[], None]]:
+    """:func:`relay_output` in two halves: the write end now, and what starts the
+    thread that prints it, for a caller that forks (one thread) in between."""
+    read, write = os.pipe()
+
+    def start() -> None:
+        threading.Thread(target=_relay, args=(read,), name="runner-relay",
+                         daemon=True).start()
+
+    return write, start
 
 
 def _relay(read: int) -> None:

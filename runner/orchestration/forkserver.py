@@ -4,9 +4,14 @@ Worker processes are forked from a forkserver that has imported the engine,
 pandas, the plan's stage modules and what its branches' stages declare they
 import (scikit-learn for ``alpha.parallel``: two to three seconds of imports).
 Started when the run begins, the first parallel group waits for it. The CLI
-knows the manifest and the pipeline before it imports anything heavy, so it
-starts the forkserver then (:func:`start_forkserver`): the forkserver and the
-driver import side by side, on two cores, instead of one after the other.
+knows the manifest and the pipeline before its first step, so it starts the
+forkserver then (:func:`start_forkserver`), and forks it rather than spawns it
+(``fork_after``, :mod:`.forkserver_fork`): the driver imports what it needs
+anyway (pandas, pyarrow, the engine) and, still one thread, forks the forkserver,
+which inherits them and imports only the rest (the stage modules, scikit-learn)
+while the driver runs the steps before the group: pandas is imported once, not
+twice at once on the same cores. A driver already running a thread spawns it
+as before (a fork then could copy a lock another thread holds).
 
 The forkserver finds the plan's modules itself (:mod:`.preload_plan` compiles the
 plan from the manifest, the pipeline and the module folders handed to it in
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Mapping, Sequence
 
 __all__ = ["ENGINE_PRELOAD", "EXIT_PRELOAD", "PLAN_ENV", "forkserver_pid", "start_forkserver",
@@ -42,7 +48,8 @@ def worker_preload(modules: Sequence[str]) -> list[str]:
 
 def start_forkserver(*, pipeline: str, manifest: str | None = None,
                      path: Sequence[str] = (), stdout_to_stderr: bool = False,
-                     redirect: Mapping[int, int] | None = None) -> bool:
+                     redirect: Mapping[int, int] | None = None,
+                     fork_after: Sequence[str] = ()) -> bool:
     """Start this process's forkserver now, preloading what ``pipeline`` needs.
 
     ``manifest`` None means the default one (``RUNNER_MANIFEST``, else the bundled
@@ -53,20 +60,30 @@ def start_forkserver(*, pipeline: str, manifest: str | None = None,
     stdout (``runner run --json``: stdout holds the JSON object only). ``redirect``
     maps more of the standard descriptors to the ones the forkserver gets in their
     place (``{2: pipe}``: the workers' stderr goes to a pipe the driver relays).
+    ``fork_after``: modules this process imports now, before it forks the forkserver
+    (which inherits them); when another thread already runs, the forkserver is
+    spawned (a fork then is unsafe) and the modules imported after.
     """
     import multiprocessing as mp
     from multiprocessing import forkserver
 
     if forkserver_pid() is not None:
         return False
-    mp.get_context("forkserver").set_forkserver_preload(
-        ["__main__", "runner.orchestration.preload_plan", EXIT_PRELOAD])
     spec = {"pipeline": pipeline,
             "manifest": os.path.abspath(manifest) if manifest else None,  # noqa: PTH100
             "path": [os.path.abspath(p) for p in path]}  # noqa: PTH100
+    targets = {**({1: 2} if stdout_to_stderr else {}), **(redirect or {})}
+    if fork_after and threading.active_count() == 1:
+        from runner.orchestration.forkserver_fork import fork_forkserver
+
+        for name in fork_after:
+            __import__(name)
+        fork_forkserver(spec=json.dumps(spec), redirect=targets)
+        return True
+    mp.get_context("forkserver").set_forkserver_preload(
+        ["__main__", "runner.orchestration.preload_plan", EXIT_PRELOAD])
     saved = os.environ.get(PLAN_ENV)
     os.environ[PLAN_ENV] = json.dumps(spec)
-    targets = {**({1: 2} if stdout_to_stderr else {}), **(redirect or {})}
     saved_fds = {fd: os.dup(fd) for fd in targets}
     try:
         for fd, target in targets.items():  # the forkserver inherits descriptors 0-2 as
@@ -80,6 +97,8 @@ def start_forkserver(*, pipeline: str, manifest: str | None = None,
             os.environ.pop(PLAN_ENV, None)
         else:
             os.environ[PLAN_ENV] = saved
+    for name in fork_after:
+        __import__(name)
     return True
 
 

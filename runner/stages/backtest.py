@@ -43,6 +43,7 @@ from runner.stages._deferred import deferred_imports
 from runner.stages.contexts import PortfolioContext, param_float, param_int
 from runner.stages.foundation import TRADING_DAYS, log_returns
 from runner.stages.risk import shrunk_covariance, weight_cap
+from runner.stages.weights_qp import project_capped_simplex, solve_weights_fast
 
 __all__ = ["backtest", "backtest_stats", "equity_curve", "project_capped_simplex",
            "rebalance_weights", "solve_weights_fast"]
@@ -68,80 +69,26 @@ def rebalance_weights(pred: pd.Series, prices: pd.DataFrame,
     universe = [str(c) for c in prices.columns]
     cap = weight_cap(params, len(universe))
     daily = log_returns(prices)
+    with deferred_imports:  # loaded before the limit, so that it limits its BLAS too
+        import scipy.special  # noqa: F401
+
     rows: dict[pd.Timestamp, Vector] = {}
+    w: Vector | None = None  # the last date's weights: the next solve starts there
     with blas_thread_limit(1):
         for date, today in pred.groupby(level="date"):
-            w = _decide(today.droplevel("date").reindex(universe).to_numpy(dtype="float64"),
-                        daily.loc[:date].tail(window), clip=clip, tilt=tilt, cap=cap,
-                        aversion=aversion, pull=pull)
-            if w is not None:
-                rows[pd.Timestamp(cast(str, date))] = w
+            decided = _decide(
+                today.droplevel("date").reindex(universe).to_numpy(dtype="float64"),
+                daily.loc[:date].tail(window), clip=clip, tilt=tilt, cap=cap,
+                aversion=aversion, pull=pull, start=w)
+            if decided is not None:
+                w = rows[pd.Timestamp(cast(str, date))] = decided
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=universe, dtype="float64")
     frame.index = pd.DatetimeIndex(frame.index, name="date")
     return frame.sort_index()
 
 
-def project_capped_simplex(v: Vector, cap: float) -> Vector:
-    """The point of {0 <= w <= cap, sum(w) = 1} nearest to ``v`` (needs cap * n >= 1).
-
-    It is ``clip(v - tau, 0, cap)`` for the ``tau`` where the sum is 1; the sum is
-    piecewise linear in ``tau`` with breakpoints ``v`` and ``v - cap``, so a binary
-    search over the sorted breakpoints and one interpolation find it exactly.
-    """
-    points = np.sort(np.concatenate([v - cap, v]))
-    lo, hi = 0, len(points) - 1  # the sum is n * cap >= 1 at the first, 0 at the last
-
-    def total(tau: float) -> float:
-        return float(np.clip(v - tau, 0.0, cap).sum())
-
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if total(points[mid]) >= 1.0:
-            lo = mid
-        else:
-            hi = mid
-    a, b = float(points[lo]), float(points[hi])
-    sa, sb = total(a), total(b)
-    tau = a if sa == sb else a + (sa - 1.0) * (b - a) / (sa - sb)
-    return np.clip(v - tau, 0.0, cap)
-
-
-def solve_weights_fast(mu: Vector, cov: Vector, target: Vector, *, cap: float,
-                       aversion: float, pull: float, tol: float = 1e-12,
-                       max_iter: int = 20_000) -> Vector:
-    """The optimum of :func:`runner.stages.risk.solve_weights` by accelerated projected
-    gradient (FISTA with adaptive restart) onto the capped simplex.
-
-    The objective is strictly convex (the pull to the target adds ``2 * pull`` to
-    every eigenvalue of its Hessian), so both solvers find the same point (tested
-    to 1e-7); this one costs a matrix-vector product and a sort per iteration where
-    SLSQP's cost grows with the cube of the universe (20 s for 84 dates of 32
-    tickers), which a backtest pays on every rebalance date.
-    """
-    n = len(mu)
-    hessian = aversion * cov + 2.0 * pull * np.eye(n)
-    linear = -mu - 2.0 * pull * target
-    step = 1.0 / float(np.linalg.eigvalsh(hessian)[-1])
-    w = project_capped_simplex(target, cap)
-    y, t = w, 1.0
-    for _ in range(max_iter):
-        new = project_capped_simplex(y - step * (hessian @ y + linear), cap)
-        if float(np.abs(new - w).max()) < tol:
-            w = new
-            break
-        t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
-        if float((y - new) @ (new - w)) > 0:  # going uphill: restart the momentum
-            t_next, y = 1.0, new
-        else:
-            y = new + ((t - 1.0) / t_next) * (new - w)
-        w, t = new, t_next
-    out: Vector = np.where(w < 1e-10, 0.0, w)
-    out /= out.sum()
-    return out
-
-
 def _decide(mu: Vector, history: pd.DataFrame, *, clip: float, tilt: float, cap: float,
-            aversion: float, pull: float) -> Vector | None:
+            aversion: float, pull: float, start: Vector | None) -> Vector | None:
     """One date's weights from its forecasts ``mu`` and the returns up to it; None
     when a ticker has no forecast or there is no history yet."""
     with deferred_imports:
@@ -153,7 +100,7 @@ def _decide(mu: Vector, history: pd.DataFrame, *, clip: float, tilt: float, cap:
     z = (mu - mu.mean()) / spread if spread > 0 else np.zeros_like(mu)
     target = softmax(tilt * np.clip(z, -clip, clip))
     return solve_weights_fast(mu * PERIODS_PER_YEAR, shrunk_covariance(history), target,
-                              cap=cap, aversion=aversion, pull=pull)
+                              cap=cap, aversion=aversion, pull=pull, start=start)
 
 
 def _hold(prices: pd.DataFrame, weights: pd.DataFrame) -> tuple[Vector, Vector]:
@@ -236,7 +183,7 @@ def backtest_stats(curve: pd.DataFrame, *, risk_free: float = 0.0) -> dict[str, 
     "risk.backtest",
     reads=["prices", "inference_outputs", "params"],
     writes=["backtest", "backtest_stats", "audit_trail"],
-    imports=["scipy.optimize", "scipy.special"],
+    imports=["scipy.special"],
 )
 def backtest(ctx: PortfolioContext) -> PortfolioContext:
     """Out-of-sample equity curve of the portfolio rule over the walk-forward dates."""

@@ -121,13 +121,15 @@ def test_the_stage_needs_the_ensemble_forecast() -> None:
         backtest(PortfolioContext(prices=_prices(A=0.001)))
 
 
-def test_the_shrunk_covariance_is_scikit_learns_ledoit_wolf() -> None:
+@pytest.mark.parametrize("tickers", [20, 300])  # 300: more tickers than days
+def test_the_shrunk_covariance_is_scikit_learns_ledoit_wolf(tickers: int) -> None:
     from sklearn.covariance import LedoitWolf
 
     from runner.stages.risk import shrunk_covariance
 
     rng = np.random.default_rng(2)
-    daily = pd.DataFrame(rng.normal(0, 0.01, (252, 20)) + rng.normal(0, 0.01, (252, 1)))
+    daily = pd.DataFrame(rng.normal(0, 0.01, (252, tickers))
+                         + rng.normal(0, 0.01, (252, 1)))
     expected = LedoitWolf().fit(daily.to_numpy()).covariance_ * 252
     np.testing.assert_allclose(shrunk_covariance(daily), expected, rtol=1e-10)
 

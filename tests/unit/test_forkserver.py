@@ -31,7 +31,9 @@ STAGES = textwrap.dedent('''
     def _seen(ctx, name):
         (HERE / f"seen-{name}.json").write_text(json.dumps(
             {"pid": os.getpid(), "ppid": os.getppid(),
-             "marker_loaded": "early_marker" in sys.modules}))
+             "marker_loaded": "early_marker" in sys.modules,
+             "pandas_loaded": "pandas" in sys.modules,
+             "cmdline": Path("/proc/self/cmdline").read_bytes().decode().split("\\0")}))
         return ctx
 
 
@@ -116,6 +118,20 @@ def test_the_cli_starts_the_forkserver_first_and_it_preloads_the_branch_imports(
     assert (tmp_path / "marker-imports.txt").read_text().split() == [str(server)]
 
 
+def test_the_forkserver_is_forked_from_the_driver_after_its_heavy_imports(tmp_path):
+    """Not a fresh interpreter importing pandas and the engine again beside the driver:
+    a fork of the driver (same command line), so the workers hold pandas already."""
+    manifest = write_project(tmp_path)
+    doc = run_cli("run", "early", "-m", str(manifest), "-e", "processes", "--json",
+                  "--run-id", "early-4", cwd=tmp_path)
+    got = seen(tmp_path)
+    assert got["early.first"]["cmdline"][1:4] == ["-m", "runner.cli", "run"]
+    for name in ("early.heavy", "early.light"):
+        assert got[name]["cmdline"] == got["early.first"]["cmdline"]  # forked, not spawned
+        assert got[name]["pandas_loaded"]
+    assert doc["steps"][-1]["status"] == "succeeded"
+
+
 def test_the_forkserver_ends_without_a_shutdown_once_the_driver_has_ended(tmp_path):
     """Its shutdown (tearing down pandas, scikit-learn) came after the driver's, holding
     the driver's stderr open: a caller reading it waited for both, one after the other."""
@@ -153,3 +169,40 @@ def test_the_forkserver_preloads_only_for_a_plan_with_parallel_groups(tmp_path, 
     # a plan that does not compile leaves the forkserver cold; the driver says why
     assert preload_plan(json.dumps({**spec, "pipeline": "nope"})) == []
     assert preload_plan("not json") == []
+
+
+FORK_OR_SPAWN = textwrap.dedent('''
+    """Start the forkserver with or without another thread running; print how it began."""
+    import json, multiprocessing, os, sys, threading
+    from pathlib import Path
+    from runner.orchestration.forkserver import forkserver_pid, start_forkserver
+
+    if __name__ == "__main__":
+        if sys.argv[1] == "thread":
+            done = threading.Event()
+            threading.Thread(target=done.wait, daemon=True).start()
+        start_forkserver(pipeline="flat", manifest=sys.argv[2], fork_after=("json",))
+        worker = multiprocessing.get_context("forkserver").Process(target=os.getpid)
+        worker.start()  # served: the forkserver runs what it was started as
+        worker.join()
+        cmdline = Path(f"/proc/{forkserver_pid()}/cmdline").read_bytes().split(b"\\0")
+        mine = Path("/proc/self/cmdline").read_bytes().split(b"\\0") == cmdline
+        spawned = b"multiprocessing.forkserver" in b" ".join(cmdline)
+        print(json.dumps({"mine": mine, "spawned": spawned}))
+''')
+
+
+def test_a_driver_running_a_thread_spawns_its_forkserver_instead_of_forking(tmp_path):
+    """A fork copies no thread: a lock another thread holds would stay held for good."""
+    manifest = write_project(tmp_path)
+    (tmp_path / "fork_or_spawn.py").write_text(FORK_OR_SPAWN)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    got = {}
+    for case in ("alone", "thread"):
+        proc = subprocess.run([sys.executable, "fork_or_spawn.py", case, str(manifest)],
+                              cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300, check=False)
+        assert proc.returncode == 0, proc.stderr
+        got[case] = json.loads(proc.stdout)
+    assert got["alone"] == {"mine": True, "spawned": False}
+    assert got["thread"] == {"mine": False, "spawned": True}

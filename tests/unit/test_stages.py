@@ -115,12 +115,12 @@ def test_stage_writes_are_declared():
 # ---------------------------------------------------------------- alpha.full
 
 
-def test_alpha_full_produces_valid_weights_fast(full):
+def test_alpha_full_produces_valid_weights(full):
     ctx, seconds = full
+    print(f"alpha.full inline: {seconds:.1f} s")  # a figure, not a test: the machine is shared
     assert isinstance(ctx, PortfolioContext)
     assert len(ctx.universe) == 20
     assert_valid_weights(ctx)
-    print(f"alpha.full inline: {seconds:.1f} s")  # a figure, never asserted: a loaded CI
     assert set(ctx.risk) >= {"expected_return", "volatility", "sharpe", "var_95_daily"}
     assert all(math.isfinite(v) for v in ctx.risk.values())
     assert ctx.risk["volatility"] > 0
@@ -147,7 +147,7 @@ def test_audit_trail_explains_the_decisions(ctx):
     (synthesis,) = trail(ctx, "alpha.synthesis:")
     assert "cluster budgets" in synthesis and "softmax" in synthesis
     (optimize,) = trail(ctx, "risk.optimize:")
-    assert "SLSQP" in optimize and "Sharpe" in optimize
+    assert "mean-variance optimum" in optimize and "Sharpe" in optimize
     assert trail(ctx, "alpha.ensemble:") and trail(ctx, "alpha.clustering:")
 
 
