@@ -9,7 +9,6 @@ from another run) is one :class:`IntegrityError` naming the file: exit 2.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from typing import Annotated, Any, Literal, TypeVar
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from runner.artifacts.layout import RunPaths
 from runner.artifacts.signing import sign_document, verify_document
 from runner.artifacts.store import ArtifactStore
+from runner.digest import digest_matches, sha256
 from runner.errors import ArtifactError, IntegrityError
 
 __all__ = [
@@ -302,7 +302,7 @@ def write_spans(store: ArtifactStore, run_id: str, data: bytes) -> None:
     of spans that are not there yet)."""
     paths = RunPaths(run_id)
     store.write_bytes(paths.spans_file, data)
-    signed = sign_document({"run_id": run_id, "sha256": hashlib.sha256(data).hexdigest()})
+    signed = sign_document({"run_id": run_id, "sha256": sha256(data)})
     store.write_bytes(paths.spans_signature_file, json.dumps(signed).encode())
 
 
@@ -321,7 +321,7 @@ def read_spans_bytes(store: ArtifactStore, run_id: str, *, allow_unsigned: bool 
             raise IntegrityError(f"{where} cannot be verified: {exc}", url=where) from exc
         log.warning("%s is not signed; reading it anyway (--allow-unsigned)", where)
         return data
-    if sig.run_id != run_id or sig.sha256 != hashlib.sha256(data).hexdigest():
+    if sig.run_id != run_id or not digest_matches(data, sig.sha256):
         if not allow_unsigned:
             raise IntegrityError(f"{where} does not match its signed checksum (modified, or "
                                  "copied from another run)", url=where)
