@@ -424,7 +424,7 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             return lambda: loop(frame, fns)
         if key == D:
             return lambda: sdk.run_pipeline(PIPELINE, ctx, executor="inline", checkpoints=False)
-        return lambda: DAGRunner(plan, executor="inline", artifacts=mem_store,
+        return lambda: DAGRunner(plan, executor="inline",
                                  workspace_root=folder / "ws").run(ctx)
 
     os.sync()

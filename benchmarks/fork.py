@@ -139,7 +139,7 @@ def _engine_runner(executor: str, tmp: str) -> DAGRunner:
         names.append(add.__name__)
     text = json.dumps({"pipelines": {"fan": {"steps": [names]}}})
     plan = compile_plan(parse_manifest(text), "fan", registry=registry)
-    return DAGRunner(plan, executor=executor, artifacts=tmp, workspace_root=tmp)
+    return DAGRunner(plan, executor=executor, workspace_root=tmp)
 
 
 def child(mode: str, rows: int, cols: int, executor: str) -> dict[str, Any]:

@@ -119,8 +119,7 @@ def measure(n: int, body: str, repeats: int, tmp: str) -> dict[str, Any]:
                         c = fn(c)
                     return c
                 return loop
-            opts: dict[str, Any] = {"executor": "inline", "artifacts": tmp,
-                                    "workspace_root": tmp, "snapshots": snap}
+            opts: dict[str, Any] = {"executor": "inline", "workspace_root": tmp, "snapshots": snap}
             if mode == "run":
                 runner = DAGRunner(p, **opts)
                 return lambda: runner.run(ctx)

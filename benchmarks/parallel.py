@@ -112,7 +112,7 @@ def probes_of(result: Any) -> list[dict[str, Any]]:
 
 def timed_run(p: Plan, executor: Any, tmp: str, ctx: Any = None) -> tuple[float, Any]:
     start = time.perf_counter()
-    result = DAGRunner(p, executor=executor, artifacts=tmp, workspace_root=tmp).run(
+    result = DAGRunner(p, executor=executor, workspace_root=tmp).run(
         ctx if ctx is not None else Context(audit_trail=[f"loops={LOOPS['n']}"]))
     return time.perf_counter() - start, result
 

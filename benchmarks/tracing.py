@@ -80,8 +80,7 @@ def timed(call: Callable[[], Any], repeats: int,
 def run_with(plan: Plan, tmp: str, tracing: Tracing | None) -> Callable[[], Any]:
     def call() -> Any:
         hooks = [TracingHook(tracing)] if tracing is not None else []
-        runner = DAGRunner(plan, executor="inline", hooks=hooks, artifacts=tmp,
-                           workspace_root=tmp)
+        runner = DAGRunner(plan, executor="inline", hooks=hooks, workspace_root=tmp)
         return runner.run(Context())
     return call
 

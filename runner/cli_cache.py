@@ -36,6 +36,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from runner.digest import digest_matches, sha256, sha256_file
+
 __all__ = ["MAX_ENTRIES", "Check", "cache_dir"]
 
 FORMAT = 1
@@ -57,19 +59,6 @@ def _installed_roots() -> tuple[str, ...]:
     roots = {os.path.join(os.path.realpath(p), "") for p in (sys.prefix, sys.base_prefix,
                                                               sys.exec_prefix)}
     return tuple(roots)
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib  # here: --help and every other command need none of OpenSSL
-
-    return hashlib.sha256(data).hexdigest()
-
-
-def _sha256_file(path: str) -> str:
-    import hashlib
-
-    with open(path, "rb") as fh:  # noqa: PTH123
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _module_files() -> list[str]:
@@ -108,7 +97,7 @@ class Check:
             "format": FORMAT, "command": command, "runner": __version__,
             "python": sys.version, "executable": sys.executable,
             "manifest": manifest, "manifest_path": os.path.realpath(manifest),
-            "manifest_sha256": _sha256(text),
+            "manifest_sha256": sha256(text),
             "folders": [os.path.abspath(os.fspath(f)) for f in folders],
             "sys_path": list(sys.path),
             "env": {k: v for k, v in sorted(os.environ.items())
@@ -116,7 +105,7 @@ class Check:
                                                              "RUNNER_NO_CACHE")},
         }
         self.key = key
-        digest = _sha256(json.dumps(key, sort_keys=True).encode())[:40]
+        digest = sha256(json.dumps(key, sort_keys=True).encode())[:40]
         folder = cache_dir()
         self.file = folder / f"{command}-{digest}.json" if folder is not None else None
 
@@ -132,7 +121,7 @@ class Check:
                 st = os.stat(path)
                 if (st.st_size, st.st_mtime_ns) != (size, mtime):
                     return None
-                if sha is not None and _sha256_file(path) != sha:
+                if sha is not None and not digest_matches(Path(path).read_bytes(), sha):
                     return None
             for path, mtime in doc["folders"]:
                 if os.stat(path).st_mtime_ns != mtime:
@@ -151,7 +140,7 @@ class Check:
             records = []
             for path in files:
                 st = os.stat(path)
-                sha = None if path.startswith(installed) else _sha256_file(path)
+                sha = None if path.startswith(installed) else sha256_file(path)
                 records.append([path, st.st_size, st.st_mtime_ns, sha])
             folders = [[f, os.stat(f).st_mtime_ns] for f in _folders(files)]
             doc = {"key": self.key, "files": records, "folders": folders, "outcome": outcome}

@@ -265,7 +265,7 @@ def artifacts_get(
 
     from runner.artifacts import read_index, read_run, run_paths
     from runner.artifacts.checkpoint import load_field
-    from runner.artifacts.codec import sha256
+    from runner.digest import digest_matches
 
     try:
         paths = run_paths(run_id)
@@ -287,7 +287,7 @@ def artifacts_get(
         if output is not None:
             rel = paths.member(entry.file)
             data = store.read_bytes(rel)
-            if sha256(data) != entry.sha256:
+            if not digest_matches(data, entry.sha256):
                 raise IntegrityError(f"{store.url_of(rel)}: sha256 does not match the index")
             try:
                 output.write_bytes(data)

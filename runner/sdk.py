@@ -26,9 +26,10 @@ from runner.artifacts import (
 )
 from runner.artifacts.attempts import set_aside
 from runner.artifacts.checkpoint import read_run
-from runner.artifacts.documents import RunDoc, write_spans
+from runner.artifacts.documents import RunDoc
 from runner.artifacts.layout import RUNS, is_run_id
 from runner.artifacts.results import ResultsHook
+from runner.artifacts.spans import write_spans
 from runner.errors import RunInterruptedError, UsageError
 from runner.manifest import DEFAULT_MANIFEST, Manifest, default_manifest, load_manifest
 from runner.orchestration.contracts import check_reads

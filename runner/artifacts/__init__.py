@@ -3,21 +3,19 @@
 The store is untrusted data: run.json, index.json, error.json and pickles are
 signed (:mod:`runner.artifacts.signing`), every path is confined to its run
 (:mod:`runner.artifacts.layout`) and every document is typed
-(:mod:`runner.artifacts.documents`).
+(:mod:`runner.artifacts.documents`). One module a job: the lease (``lease``),
+forensics (``forensics``), resume (``resume``), listing (``listing``), pruning
+(``pruning``).
 """
 
 from runner.artifacts.checkpoint import CheckpointHook, load_checkpoint, read_index, read_run
 from runner.artifacts.documents import IndexDoc, RunDoc
+from runner.artifacts.forensics import StoreForensics, load_error_context
 from runner.artifacts.layout import RunPaths, run_paths
 from runner.artifacts.lease import LEASE_ENV, RunLease
-from runner.artifacts.runs import (
-    RunListing,
-    StoreForensics,
-    list_runs,
-    load_error_context,
-    prepare_resume,
-    prune_runs,
-)
+from runner.artifacts.listing import RunListing, list_runs
+from runner.artifacts.pruning import prune_runs
+from runner.artifacts.resume import prepare_resume
 from runner.artifacts.signing import KEY_ENV, KEY_FILE_ENV, load_key
 from runner.artifacts.store import ArtifactStore, storage_options_from
 

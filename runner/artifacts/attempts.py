@@ -20,8 +20,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.artifacts.documents import read_spans_bytes, spans_files
 from runner.artifacts.layout import RunPaths
+from runner.artifacts.spans import read_spans_bytes, spans_files
 from runner.artifacts.store import ArtifactStore
 from runner.errors import ArtifactError, IntegrityError
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from runner.artifacts.codec import Encoded, decode, encode, fits_inline, sha256
+from runner.artifacts.codec import Encoded, decode, encode, fits_inline
 from runner.artifacts.documents import (
     FORMAT,
     CheckpointRef,
@@ -54,6 +54,7 @@ from runner.artifacts.layout import RunPaths
 from runner.artifacts.signing import SigningKey, load_key, sign_document
 from runner.artifacts.store import ArtifactStore
 from runner.context import fork_value, values_equal
+from runner.digest import digest_matches
 from runner.errors import ArtifactError, IntegrityError, RunInterruptedError
 from runner.orchestration.graph import outline
 from runner.orchestration.hooks import RunHook
@@ -162,7 +163,7 @@ def load_field(store: ArtifactStore, run_id: str, entry: FieldEntry, *,
     rel = RunPaths(run_id).member(entry.file)
     data = store.read_bytes(rel)
     where = store.url_of(rel)
-    if sha256(data) != entry.sha256:
+    if not digest_matches(data, entry.sha256):
         raise IntegrityError(f"{where}: sha256 does not match the checkpoint index "
                              "(corrupted or modified)", url=where)
     return decode(entry.format, data, where=where, binding=field_binding(run_id, entry.file),

@@ -7,7 +7,6 @@ so pandas, pyarrow and DuckDB all read the frame the stage produced.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -22,6 +21,7 @@ import pyarrow.parquet as pq
 from pandas.api.types import is_object_dtype
 
 from runner.artifacts.signing import sign_pickle, verify_pickle
+from runner.digest import sha256
 from runner.errors import IntegrityError
 
 __all__ = ["INLINE_MAX", "Encoded", "decode", "encode", "fits_inline", "pickle_signed", "sha256",
@@ -58,10 +58,6 @@ class Encoded:
         sink = io.BytesIO()
         self.write(sink)
         return sink.getvalue()
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _is_plain(value: Any, depth: int = 0) -> bool:

@@ -9,7 +9,6 @@ from another run) is one :class:`IntegrityError` naming the file: exit 2.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from typing import Annotated, Any, Literal, TypeVar
@@ -17,9 +16,9 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from runner.artifacts.layout import RunPaths
-from runner.artifacts.signing import sign_document, verify_document
+from runner.artifacts.signing import verify_document
 from runner.artifacts.store import ArtifactStore
-from runner.errors import ArtifactError, IntegrityError
+from runner.errors import IntegrityError
 
 __all__ = [
     "FORMAT",
@@ -31,14 +30,13 @@ __all__ = [
     "IndexDoc",
     "ResultsRef",
     "RunDoc",
+    "SpansSignature",
     "check_confined",
     "parse_document",
+    "read_document",
     "read_error_doc",
     "read_index_doc",
     "read_run_doc",
-    "read_spans_bytes",
-    "spans_files",
-    "write_spans",
 ]
 
 log = logging.getLogger("runner.artifacts")
@@ -288,47 +286,6 @@ class SpansSignature(_Doc):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
-def spans_files(run_id: str, attempt: int | None = None) -> tuple[str, str]:
-    """Where the spans of ``run_id`` and their signed checksum are: the latest
-    attempt's (``attempt`` None) or those of an earlier attempt, moved aside."""
-    paths = RunPaths(run_id)
-    if attempt is None:
-        return paths.spans_file, paths.spans_signature_file
-    return paths.attempt_spans_file(attempt), paths.attempt_spans_signature_file(attempt)
-
-
-def write_spans(store: ArtifactStore, run_id: str, data: bytes) -> None:
-    """spans.jsonl and its signed checksum (spans first: a reader never sees a signature
-    of spans that are not there yet)."""
-    paths = RunPaths(run_id)
-    store.write_bytes(paths.spans_file, data)
-    signed = sign_document({"run_id": run_id, "sha256": hashlib.sha256(data).hexdigest()})
-    store.write_bytes(paths.spans_signature_file, json.dumps(signed).encode())
-
-
-def read_spans_bytes(store: ArtifactStore, run_id: str, *, allow_unsigned: bool = False,
-                     attempt: int | None = None) -> bytes:
-    """spans.jsonl of ``run_id`` (of its earlier ``attempt``) once its signed checksum
-    verifies."""
-    spans_rel, sig_rel = spans_files(run_id, attempt)
-    data = store.read_bytes(spans_rel)
-    where = store.url_of(spans_rel)
-    try:
-        raw, sig_where = _read(store, sig_rel, allow_unsigned=allow_unsigned)
-        sig = _typed(SpansSignature, raw, sig_where)
-    except ArtifactError as exc:
-        if not allow_unsigned:
-            raise IntegrityError(f"{where} cannot be verified: {exc}", url=where) from exc
-        log.warning("%s is not signed; reading it anyway (--allow-unsigned)", where)
-        return data
-    if sig.run_id != run_id or sig.sha256 != hashlib.sha256(data).hexdigest():
-        if not allow_unsigned:
-            raise IntegrityError(f"{where} does not match its signed checksum (modified, or "
-                                 "copied from another run)", url=where)
-        log.warning("%s does not verify; reading it anyway (--allow-unsigned)", where)
-    return data
-
-
 # ---------------------------------------------------------------- reading
 
 
@@ -360,6 +317,13 @@ def _read(store: ArtifactStore, rel: str, *, allow_unsigned: bool) -> tuple[dict
     where = store.url_of(rel)
     return parse_document(store.read_bytes(rel), where=where,
                           allow_unsigned=allow_unsigned), where
+
+
+def read_document(store: ArtifactStore, rel: str, model: type[M], *,
+                  allow_unsigned: bool = False) -> M:
+    """The signed JSON document at ``rel``, verified and typed as ``model``."""
+    raw, where = _read(store, rel, allow_unsigned=allow_unsigned)
+    return _typed(model, raw, where)
 
 
 def read_run_doc(store: ArtifactStore, run_id: str, *, allow_unsigned: bool = False) -> RunDoc:

@@ -14,7 +14,7 @@ its index and its journal line are written (handed to the kernel with
   Each journal line says up to which checkpoint everything was durable when it
   was written (``synced``); a resume checks the checkpoints after that point,
   and one whose files did not reach the disk is dropped, with a warning, and
-  its step runs again (:func:`runner.artifacts.runs.prepare_resume`).
+  its step runs again (:func:`runner.artifacts.resume.prepare_resume`).
 
 The :class:`Syncer` makes durable, on its own thread, every file handed to it
 since its last round and the run's journal (on Linux one ``syncfs`` of the

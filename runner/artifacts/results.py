@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from runner.artifacts.codec import sha256
 from runner.artifacts.layout import RESULTS_FILE, RunPaths
 from runner.artifacts.store import ArtifactStore
+from runner.digest import digest_matches, sha256
 from runner.errors import RunnerError
 from runner.orchestration.hooks import RunHook
 
@@ -208,7 +208,7 @@ def read_results(store: ArtifactStore, run_id: str, ref: Mapping[str, Any] | Non
         return None, f"{RESULTS_FILE} listed in run.json but not readable: {exc}"
     if len(data) > MAX_BYTES:
         return None, f"{RESULTS_FILE} is larger than {MAX_BYTES:,} bytes: not shown"
-    if sha256(data) != ref.get("sha256"):
+    if not digest_matches(data, ref.get("sha256")):
         return None, (f"{RESULTS_FILE} does not match the sha256 run.json lists for it "
                       "(changed after the run): not shown")
     try:

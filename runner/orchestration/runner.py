@@ -33,7 +33,7 @@ from runner.errors import (
     StageFailedError,
     UsageError,
 )
-from runner.forensics import ForensicsWriter, LocalForensics
+from runner.forensics import ForensicsWriter
 from runner.orchestration.execute import Cancelled, Env, StepFailure, notify, run_steps
 from runner.orchestration.executors import Executor, make_executor
 from runner.orchestration.hooks import RunHook
@@ -73,7 +73,11 @@ def new_run_id() -> str:
 
 
 class DAGRunner:
-    """Executes one plan: steps in sequence, parallel groups on an executor."""
+    """Executes one plan: steps in sequence, parallel groups on an executor.
+
+    A failure's evidence goes to ``forensics`` (a :class:`ForensicsWriter`; the front
+    door passes the artifact store's); without one the engine writes nothing to disk.
+    """
 
     def __init__(
         self,
@@ -83,7 +87,6 @@ class DAGRunner:
         run_id: str | None = None,
         hooks: Sequence[RunHook] = (),
         forensics: ForensicsWriter | None = None,
-        artifacts: str | os.PathLike[str] = "data/artifacts",
         workspace_root: str | os.PathLike[str] | None = None,
         cleanup: Callable[[str], object] | None = None,
         snapshots: bool = True,
@@ -98,7 +101,7 @@ class DAGRunner:
         self.run_id = check_run_id(run_id) if run_id else new_run_id()
         self.trace_id, self.parent_span_id = self._trace(traceparent)
         self.hooks = tuple(hooks)
-        self.forensics = forensics or LocalForensics(artifacts)
+        self.forensics = forensics
         self.workspace_root = workspace_root
         self.cleanup = cleanup or (lambda rid: remove_workspace(rid, workspace_root))
         self.snapshots = snapshots
@@ -331,7 +334,8 @@ class DAGRunner:
         }
         location: str | None = None
         try:
-            location = self.forensics.write(self.run_id, failure.received, info)
+            if self.forensics is not None:
+                location = self.forensics.write(self.run_id, failure.received, info)
         except Exception as exc:
             log.error("could not write forensics for run %s: %s", self.run_id, exc)
         self._cleanup()

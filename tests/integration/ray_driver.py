@@ -20,9 +20,9 @@ from typing import Any
 
 import pandas as pd
 
+from runner.artifacts import ArtifactStore, StoreForensics
 from runner.context import Context, field_rules
 from runner.errors import ContextCollisionError, StageFailedError
-from runner.forensics import LocalForensics
 from runner.manifest import parse_manifest
 from runner.orchestration.executors.ray import RayComputeEngine
 from runner.orchestration.plan import Plan, compile_plan
@@ -130,8 +130,8 @@ def summary(ctx: Context) -> dict[str, Any]:
 
 
 def run(plan: Plan, executor: Any, tmp: str, ctx: Any = None) -> dict[str, Any]:
-    runner = DAGRunner(plan, executor=executor, artifacts=tmp, workspace_root=tmp,
-                       forensics=LocalForensics(tmp))
+    runner = DAGRunner(plan, executor=executor, workspace_root=tmp,
+                       forensics=StoreForensics(ArtifactStore(tmp), fallback=None))
     try:
         result = runner.run(ctx if ctx is not None else base())
     except ContextCollisionError as exc:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from runner.artifacts import load_error_context
 from tests.raycluster import (
     RayCluster,
     child_env,
@@ -102,8 +102,7 @@ def test_a_branch_that_raises_fails_the_run_with_forensics(ray_cluster, tmp_path
     assert result["stage"] == "fail"
     assert "ValueError: the model diverged" in result["message"]
     assert "RayTaskError" not in result["message"]
-    with open(result["error_context"], "rb") as fh:
-        received = pickle.load(fh)
+    received = load_error_context(result["error_context"])
     # the input exactly as the failing stage received it, before it changed it in place
     assert "partial" not in received.audit_trail
     assert "half_done" not in received.feature_store.columns
@@ -119,8 +118,7 @@ def test_a_killed_worker_is_reported_as_such(ray_cluster, tmp_path):
     result = driver(ray_cluster, "die", tmp_path)
     assert result["error"] == "StageFailedError"
     assert "Ray worker running this branch died" in result["message"]
-    with open(result["error_context"], "rb") as fh:
-        received = pickle.load(fh)
+    received = load_error_context(result["error_context"])
     assert list(received.feature_store.columns) == ["p"]
 
 

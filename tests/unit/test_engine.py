@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
+from runner.artifacts import ArtifactStore, StoreForensics, load_error_context
 from runner.context import values_equal
 from runner.errors import ContextCollisionError, StageFailedError, UsageError
 from runner.orchestration.hooks import RunHook
@@ -17,8 +17,13 @@ from runner.orchestration.runner import DAGRunner
 from tests.shapes import base_context, plan_for
 
 
+def to_store(folder: Path) -> StoreForensics:
+    """The artifact store's forensics writer on a local folder (no fallback)."""
+    return StoreForensics(ArtifactStore(str(folder)), fallback=None)
+
+
 def run(steps, executor, artifacts, context=None, **spec):
-    runner = DAGRunner(plan_for(steps, **spec), executor=executor, artifacts=artifacts)
+    runner = DAGRunner(plan_for(steps, **spec), executor=executor, forensics=to_store(artifacts))
     return runner.run(context if context is not None else base_context())
 
 
@@ -104,7 +109,7 @@ def test_merge_adapter_replaces_builtin_merge(executor, artifacts):
 
 def test_stage_failure_forensics(executor, artifacts):
     runner = DAGRunner(plan_for(["log.a", ["log.b", "fail"], "log.c"]),
-                       executor=executor, artifacts=artifacts, run_id="forensic-1")
+                       executor=executor, forensics=to_store(artifacts), run_id="forensic-1")
     with pytest.raises(StageFailedError) as info:
         runner.run(base_context())
     error = info.value
@@ -114,7 +119,7 @@ def test_stage_failure_forensics(executor, artifacts):
     assert error.exit_code == 1
     expected = artifacts / "summaries" / "runs" / "forensic-1" / "error_context.pkl"
     assert error.error_context == str(expected)
-    received = pickle.loads(expected.read_bytes())
+    received = load_error_context(str(expected))
     # exactly as the failing stage received it: the fork after log.a, before its own edits
     assert received.audit_trail == ["a"]
     assert list(received.feature_store.columns) == ["p"]
@@ -131,8 +136,8 @@ def test_stage_failure_forensics(executor, artifacts):
 def test_top_level_failure_keeps_exact_input(artifacts):
     root = base_context()
     with pytest.raises(StageFailedError) as info:
-        DAGRunner(plan_for(["log.a", "fail"]), artifacts=artifacts).run(root)
-    received = pickle.loads(Path(info.value.error_context).read_bytes())
+        DAGRunner(plan_for(["log.a", "fail"]), forensics=to_store(artifacts)).run(root)
+    received = load_error_context(info.value.error_context)
     assert received.audit_trail == ["a"]
     assert "half_done" not in received.feature_store
     assert values_equal(received.table, root.table)
@@ -153,7 +158,7 @@ def test_failure_stops_scheduling(executor, artifacts, tmp_path):
     if executor != "inline":  # the failing branch waits until the other one is in flight
         table["started"] = str(tmp_path / "started")
     steps = [["fail", ["wait.cancel", "log.c"]], "log.b"]
-    runner = DAGRunner(plan_for(steps), executor=executor, artifacts=artifacts,
+    runner = DAGRunner(plan_for(steps), executor=executor, forensics=to_store(artifacts),
                        hooks=[Signal()], max_workers=2)
     with pytest.raises(StageFailedError) as info:
         runner.run(base_context(table=table))
@@ -167,13 +172,13 @@ def test_failure_stops_scheduling(executor, artifacts, tmp_path):
 
 def test_stage_returning_none_fails_clearly(artifacts):
     with pytest.raises(StageFailedError) as info:
-        DAGRunner(plan_for(["returns.none"]), artifacts=artifacts).run(base_context())
+        DAGRunner(plan_for(["returns.none"]), forensics=to_store(artifacts)).run(base_context())
     assert info.value.exc_type == "TypeError"
     assert "returned None" in info.value.message
 
 
 def test_workspace_is_created_and_cleaned(artifacts, _workspaces):
-    result = DAGRunner(plan_for(["workspace.write"]), artifacts=artifacts,
+    result = DAGRunner(plan_for(["workspace.write"]), forensics=to_store(artifacts),
                        run_id="ws-1").run(base_context())
     assert result.context.workspace == str(_workspaces / "ws-1")
     assert not (_workspaces / "ws-1").exists()
@@ -183,14 +188,14 @@ def test_failing_cleanup_never_hides_the_stage_error(artifacts, caplog):
     def broken_cleanup(run_id):
         raise OSError("disk on fire")
 
-    runner = DAGRunner(plan_for(["fail"]), artifacts=artifacts, cleanup=broken_cleanup)
+    runner = DAGRunner(plan_for(["fail"]), forensics=to_store(artifacts), cleanup=broken_cleanup)
     with pytest.raises(StageFailedError):
         runner.run(base_context())
     assert "disk on fire" in caplog.text
 
 
 def test_trace_id_known_before_run(artifacts):
-    runner = DAGRunner(plan_for(["log.a"]), artifacts=artifacts)
+    runner = DAGRunner(plan_for(["log.a"]), forensics=to_store(artifacts))
     trace_id = runner.trace_id
     assert len(trace_id) == 32 and int(trace_id, 16)
     assert runner.run(base_context()).trace_id == trace_id
@@ -200,27 +205,27 @@ def test_tv_orch_parallel_selects_ray_or_else_processes(monkeypatch, artifacts):
     import importlib.util
 
     monkeypatch.setenv("TV_ORCH_PARALLEL", "1")
-    runner = DAGRunner(plan_for([["log.a", "log.b"]]), artifacts=artifacts)
+    runner = DAGRunner(plan_for([["log.a", "log.b"]]), forensics=to_store(artifacts))
     has_ray = importlib.util.find_spec("ray") is not None
     assert runner.executor.name == ("ray" if has_ray else "processes")
     find = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "ray" else find(name, *a))
-    runner = DAGRunner(plan_for([["log.a", "log.b"]]), artifacts=artifacts)
+    runner = DAGRunner(plan_for([["log.a", "log.b"]]), forensics=to_store(artifacts))
     assert runner.executor.name == "processes"
     monkeypatch.setenv("TV_ORCH_PARALLEL", "0")
-    assert DAGRunner(plan_for(["log.a"]), artifacts=artifacts).executor.name == "inline"
+    assert DAGRunner(plan_for(["log.a"]), forensics=to_store(artifacts)).executor.name == "inline"
 
 
 @pytest.mark.parametrize("bad", ["UPPER", "a/b", "../x", "-x", "x" * 64])
 def test_invalid_run_id(bad, artifacts):
     with pytest.raises(UsageError, match="invalid run id"):
-        DAGRunner(plan_for(["log.a"]), artifacts=artifacts, run_id=bad)
+        DAGRunner(plan_for(["log.a"]), forensics=to_store(artifacts), run_id=bad)
 
 
 def test_wrong_root_context_type(artifacts):
     with pytest.raises(UsageError, match="takes a ShapeContext"):
-        DAGRunner(plan_for(["log.a"]), artifacts=artifacts).run(pd.DataFrame())
+        DAGRunner(plan_for(["log.a"]), forensics=to_store(artifacts)).run(pd.DataFrame())
 
 
 def test_same_result_on_every_executor(artifacts):
@@ -241,3 +246,13 @@ def test_nested_group_inside_a_branch(executor, artifacts):
     assert sorted(ctx.audit_trail) == ["a", "b"]
     merges = [r for r in result.records if r.kind == "merge"]
     assert [m.path for m in merges] == ["p[0][0][1]:merge", "p[0]:merge"]
+
+
+def test_without_a_forensics_writer_the_engine_writes_nothing(tmp_path, monkeypatch):
+    """The engine holds no default path: a failure without a writer leaves no files."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StageFailedError) as info:
+        DAGRunner(plan_for(["log.a", "fail"]), run_id="no-writer").run(base_context())
+    assert info.value.error_context is None
+    assert info.value.stage == "fail"
+    assert not (tmp_path / "data").exists()

@@ -56,7 +56,7 @@ def test_entry_points_register_modules_and_callables(tmp_path, monkeypatch):
     merged.register("epdemo.hello", REGISTRY._entries["epdemo.hello"].fn)
     merged.load_entry_points()
     plan = compile_plan(parse_manifest(json.dumps(doc)), "p", registry=merged)
-    result = DAGRunner(plan, artifacts=tmp_path / "a").run()
+    result = DAGRunner(plan).run()
     assert result.context.audit_trail == ["hello from an entry point", "double"]
 
 

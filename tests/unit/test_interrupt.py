@@ -38,7 +38,7 @@ class InterruptAt(RunHook):
 
 def make(steps: list[Any], executor: str, artifacts: Any, hook: InterruptAt,
          **options: Any) -> DAGRunner:
-    runner = DAGRunner(plan_for(steps), executor=executor, artifacts=artifacts, hooks=[hook],
+    runner = DAGRunner(plan_for(steps), executor=executor, hooks=[hook],
                        **options)
     hook.runner = runner
     return runner
@@ -168,7 +168,7 @@ class Heard(RunHook):
 def test_a_keyboard_interrupt_is_recorded_as_an_interruption(executor, artifacts):
     hook = Heard(raise_at="p[2]")
     runner = DAGRunner(plan_for(["log.a", ["log.b", "add.x"], "log.c"]), executor=executor,
-                       artifacts=artifacts, hooks=[hook])
+                       hooks=[hook])
     with pytest.raises(KeyboardInterrupt) as info:
         runner.run(base_context())
     [error] = hook.ended
@@ -181,7 +181,7 @@ def test_a_keyboard_interrupt_is_recorded_as_an_interruption(executor, artifacts
 def test_the_driver_hears_every_branch_go_on_every_executor(executor, artifacts):
     hook = Heard()
     DAGRunner(plan_for(["log.a", ["log.b", "add.x"]]), executor=executor,
-              artifacts=artifacts, hooks=[hook]).run(base_context())
+              hooks=[hook]).run(base_context())
     # in this process a branch is heard as it starts; in worker processes, as it is sent
     kind = "queued" if executor == "processes" else "start"
     assert sorted(hook.events) == [(kind, "p[1][0]"), (kind, "p[1][1]")]

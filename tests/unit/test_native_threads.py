@@ -17,7 +17,7 @@ SHARE = max(1, available_cpus() // 2)
 
 
 def run(plan, executor: str, tmp: Path):
-    return DAGRunner(plan, executor=executor, artifacts=tmp / "a",
+    return DAGRunner(plan, executor=executor,
                      workspace_root=tmp / "w").run(Context())
 
 

@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 
 from runner.artifacts import ArtifactStore
-from runner.artifacts.documents import write_spans
+from runner.artifacts.spans import write_spans
 from runner.errors import ArtifactError
 from runner.manifest import MAX_NESTING, parse_manifest
 from runner.orchestration.graph import outline

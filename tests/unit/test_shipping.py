@@ -16,7 +16,7 @@ from tests.shipping_stages import PickleProbe, big_context, shipping_plan
 
 
 def run(steps, executor: str, tmp: Path):
-    return DAGRunner(shipping_plan(steps), executor=executor, artifacts=tmp / "a",
+    return DAGRunner(shipping_plan(steps), executor=executor,
                      workspace_root=tmp / "w").run(big_context())
 
 

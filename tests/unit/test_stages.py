@@ -42,7 +42,7 @@ ALPHA_FULL = [
 def run(pipeline, root, executor="inline", context=None):
     plan = compile_plan(load_manifest(MANIFEST), pipeline)
     runner_ = DAGRunner(
-        plan, executor=executor, artifacts=root / "artifacts", workspace_root=root / "workspaces"
+        plan, executor=executor, workspace_root=root / "workspaces"
     )
     return runner_.run(context)
 

@@ -65,7 +65,7 @@ def small_universe(tmp_path_factory):
 
 def run(pipeline: str, executor: str, data: Path, root: Path):
     plan = compile_plan(load_manifest(ROOT / "configs" / "manifest.json"), pipeline)
-    runner = DAGRunner(plan, executor=executor, artifacts=root / "a", workspace_root=root / "w")
+    runner = DAGRunner(plan, executor=executor, workspace_root=root / "w")
     return runner.run(PortfolioContext(params={"data": str(data)})).context
 
 
