@@ -54,6 +54,11 @@ class StageEntry:
     imports: tuple[str, ...] = ()
     """Modules the stage imports when it runs (heavy ones it defers): the engine may
     import them ahead, e.g. on the driver while a parallel group runs on workers."""
+    version: str | None = None
+    """The stage's code version for the step cache, given by its author; None: derived
+    from its source (:mod:`runner.cache.keys`)."""
+    cache: bool = True
+    """False for a stage the step cache must always run (it reads the outside world)."""
 
     @property
     def qualname(self) -> str:
@@ -217,6 +222,8 @@ class StageRegistry:
         origin: str = "",
         imports: Iterable[str] = (),
         replace_shipped: bool = False,
+        version: str | None = None,
+        cache: bool = True,
     ) -> StageEntry:
         """Register ``fn`` under ``name``; the same function again is a no-op.
 
@@ -234,6 +241,8 @@ class StageRegistry:
             writes=None if writes is None else frozenset(writes),
             origin=origin or f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
             imports=tuple(imports),
+            version=_checked_version(name, version),
+            cache=cache,
         )
         old = self._entries.get(name)
         if old is not None:
@@ -316,6 +325,14 @@ class StageRegistry:
                 self.register(ep.name, obj, origin=f"entry point {ep.value}")
 
 
+def _checked_version(name: str, version: str | None) -> str | None:
+    """An explicit code version is a short non-empty string (it goes into cache keys)."""
+    if version is not None and not (isinstance(version, str) and 0 < len(version) <= 200):
+        raise RegistryError(f"stage {name!r}: version must be a non-empty string of at most "
+                            f"200 characters, not {version!r}")
+    return version
+
+
 REGISTRY = StageRegistry()
 """The default registry that the decorators fill."""
 
@@ -327,6 +344,8 @@ def stage(
     writes: Iterable[str] | None = None,
     imports: Iterable[str] = (),
     registry: StageRegistry | None = None,
+    version: str | None = None,
+    cache: bool = True,
 ) -> Callable[[F], F]:
     """Register a function ``execute(context) -> context`` as stage ``name``.
 

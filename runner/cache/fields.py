@@ -1,0 +1,127 @@
+"""The content hash of one context field: equal content, equal hash; any change, another.
+
+A field's hash is the sha256 of a canonical description of its value, never of its
+stored file: Parquet bytes change with the pyarrow version (its ``created_by``, pandas'
+metadata), and a cache shared by a laptop and a pod must give both the same keys.
+
+Frames and series hash their labels (names, dtypes, every index level) in canonical
+JSON, and each column's data apart:
+
+- NumPy-backed columns (floats, ints, bools, datetimes): their raw bits, so a changed
+  cell, even ``0.0`` to ``-0.0``, changes the hash, and nothing is converted;
+- extension columns (categorical, nullable, Arrow strings): ``hash_pandas_object``,
+  exact for them, with the dtype beside it;
+- object columns: their pickle, which tells ``1`` from ``"1"`` (``hash_pandas_object``
+  does not). Equal values may pickle differently (a set's order): that costs a cache
+  miss, never a wrong hit.
+
+Other values: canonical JSON for plain data (``1`` and ``"1"`` and ``1.0`` differ),
+the bits of NumPy arrays, and their pickle for anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+
+from runner.artifacts.signing import canonical_json
+from runner.digest import sha256
+
+__all__ = ["field_digest"]
+
+
+def field_digest(value: Any) -> str:
+    """The hex sha256 of ``value``'s canonical description (see the module docstring)."""
+    return sha256(canonical_json(_describe(value)))
+
+
+def _describe(value: Any) -> Any:
+    """A JSON-plain description of ``value`` whose sha256 stands for it."""
+    kind = type(value)
+    if kind is pd.DataFrame:
+        return {"frame": {
+            "columns": _labels(value.columns),
+            "index": _labels(value.index),
+            "data": [_column(value.iloc[:, i]) for i in range(value.shape[1])],
+        }}
+    if kind is pd.Series:
+        return {"series": {"name": _label(value.name), "index": _labels(value.index),
+                           "data": _column(value)}}
+    if isinstance(value, np.ndarray) and value.dtype.kind != "O":
+        return {"ndarray": {"dtype": value.dtype.str, "shape": list(value.shape),
+                            "data": _bits(value)}}
+    if _plain(value):
+        return {"json": value}
+    return {"pickle": {"type": f"{kind.__module__}.{kind.__qualname__}",
+                       "data": sha256(pickle.dumps(value, protocol=5))}}
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """JSON that describes the value exactly (types kept apart by JSON's own)."""
+    if depth > 50:
+        return False
+    if value is None or type(value) in (bool, int, str):
+        return True
+    if type(value) is float:
+        return math.isfinite(value) and not (value == 0.0 and math.copysign(1.0, value) < 0)
+    if type(value) is list:
+        return all(_plain(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return all(type(k) is str and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _bits(array: np.ndarray) -> str:
+    """The sha256 of an array's memory, in C order (copied only when not contiguous)."""
+    contiguous = np.ascontiguousarray(array)
+    if not contiguous.size:
+        return sha256(b"")
+    # hashlib reads the buffer in place: no copy of a large column
+    return sha256(cast(bytes, contiguous.view(np.uint8).reshape(-1).data))
+
+
+def _column(column: pd.Series) -> dict[str, Any]:
+    """One column's data (its labels are described with the frame)."""
+    dtype = column.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind != "O":
+        return {"dtype": dtype.str, "bits": _bits(column.to_numpy(copy=False))}
+    if isinstance(dtype, np.dtype):  # object
+        return {"dtype": "object",
+                "pickle": sha256(pickle.dumps(column.to_list(), protocol=5))}
+    hashed = pd.util.hash_pandas_object(column, index=False, categorize=False)
+    return {"dtype": str(dtype), "hash": _bits(hashed.to_numpy()),
+            "na": _bits(column.isna().to_numpy())}
+
+
+def _labels(index: pd.Index) -> dict[str, Any]:
+    """An index: its type, names and every level's values."""
+    levels = ([index.get_level_values(i) for i in range(index.nlevels)]
+              if isinstance(index, pd.MultiIndex) else [index])
+    described: dict[str, Any] = {
+        "type": type(index).__name__,
+        "names": [_label(n) for n in index.names],
+        "levels": [_column(pd.Series(level, copy=False)) for level in levels],
+    }
+    if isinstance(index, pd.RangeIndex):  # no data to hash: its three numbers say it all
+        described["levels"] = [[index.start, index.stop, index.step]]
+    freq = getattr(index, "freqstr", None)
+    if freq:
+        described["freq"] = freq
+    return described
+
+
+def _label(label: Any) -> Any:
+    """A name or label as JSON that keeps its type (``1`` vs ``"1"`` vs ``(1,)``)."""
+    if _plain(label):
+        return label if not isinstance(label, list) else {"list": label}
+    if isinstance(label, tuple):
+        return {"tuple": [_label(v) for v in label]}
+    try:
+        return {"repr": f"{type(label).__qualname__}:{json.dumps(repr(label))}"}
+    except (TypeError, ValueError):  # pragma: no cover - repr always gives a str
+        return {"type": type(label).__qualname__}

@@ -1,0 +1,128 @@
+"""A step's cache key: the sha256 of everything that decides what the step writes.
+
+    key = sha256(canonical JSON of KeyInputs)
+
+:class:`KeyInputs` holds, each as a digest or a short text:
+
+- ``format``: :data:`CACHE_FORMAT`, bumped when what a cache entry means changes;
+- ``stage``: the stage's name, and ``code``: its code version
+  (:func:`runner.cache.code.code_version`: ``@stage(version=...)`` or its source);
+- ``context``: the context type, by qualified name and its fields' names and types;
+- ``fields``: the content hash (:func:`runner.cache.fields.field_digest`) of each field
+  the stage reads: its declared ``reads``, else every field of the context but the run's
+  identity (:data:`RUN_SCOPED`: the run id and scratch folder differ in every run, and
+  a stage that depends on them is not cacheable). The run's parameters reach a stage
+  as its context's ``params`` field, hashed like any other field it reads.
+
+The inputs are kept in the cache entry, so ``--dry-run`` can say which of them changed
+(:func:`explain`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from runner.artifacts.signing import canonical_json
+from runner.cache.code import code_version
+from runner.cache.fields import field_digest
+from runner.digest import sha256
+from runner.registry import StageEntry
+
+__all__ = [
+    "CACHE_FORMAT",
+    "RUN_SCOPED",
+    "KeyInputs",
+    "StepKey",
+    "context_signature",
+    "explain",
+    "read_fields",
+    "step_key",
+]
+
+CACHE_FORMAT = 1
+"""The storage format version of the step cache (entries, objects, key inputs)."""
+
+RUN_SCOPED = frozenset({"run_id", "workspace"})
+"""Fields that name the run, not its data: left out of an undeclared stage's inputs."""
+
+
+@dataclass(frozen=True)
+class KeyInputs:
+    """What a step's key is made of (see the module docstring)."""
+
+    stage: str
+    code: str
+    context: str
+    fields: dict[str, str] = field(default_factory=dict)
+    format: int = CACHE_FORMAT
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StepKey:
+    """A step's key and the inputs it was computed from."""
+
+    key: str
+    inputs: KeyInputs
+
+
+def context_signature(context_type: type[BaseModel]) -> str:
+    """The context type as a key input: its qualified name and its fields' names and
+    types (a new field, a renamed one or a changed annotation changes it)."""
+    fields = {name: repr(info.annotation) for name, info in context_type.model_fields.items()}
+    name = f"{context_type.__module__}.{context_type.__qualname__}"
+    return f"{name}:" + sha256(canonical_json(fields))[:32]
+
+
+def read_fields(entry: StageEntry, context: BaseModel) -> list[str]:
+    """The fields whose content goes into the key: declared ``reads`` (those the
+    context has), else every field but :data:`RUN_SCOPED`."""
+    names = type(context).model_fields
+    if entry.reads:
+        return sorted(n for n in entry.reads if n in names)
+    return sorted(n for n in names if n not in RUN_SCOPED)
+
+
+def step_key(entry: StageEntry, context: BaseModel, *,
+             known: Mapping[str, str] | None = None) -> StepKey:
+    """The key of running ``entry`` on ``context``. ``known``: content hashes the caller
+    has already (a field restored from an object, or written and hashed by the step
+    before), trusted as given; the others are computed."""
+    known = known or {}
+    values = context.__dict__
+    digests = {name: known[name] if name in known else field_digest(values.get(name))
+               for name in read_fields(entry, context)}
+    inputs = KeyInputs(stage=entry.name, code=code_version(entry),
+                       context=context_signature(type(context)), fields=digests)
+    return StepKey(key=sha256(canonical_json(inputs.as_json())), inputs=inputs)
+
+
+def explain(old: Mapping[str, Any] | None, new: KeyInputs) -> list[str]:
+    """Why a step's key differs from the one a cache entry was made with, in words
+    (``old``: the entry's recorded inputs; None: no entry for this stage at all)."""
+    if old is None:
+        return ["never run with the cache"]
+    reasons = []
+    if old.get("format") != new.format:
+        reasons.append("the cache format changed")
+    if old.get("code") != new.code:
+        reasons.append("its code changed")
+    if old.get("context") != new.context:
+        reasons.append("the context type changed")
+    before = old.get("fields")
+    if not isinstance(before, dict):
+        before = {}
+    for name in sorted(set(before) | set(new.fields)):
+        if name not in new.fields:
+            reasons.append(f"it no longer reads {name}")
+        elif name not in before:
+            reasons.append(f"it now reads {name}")
+        elif before[name] != new.fields[name]:
+            reasons.append(f"input {name} changed")
+    return reasons or ["same inputs"]
