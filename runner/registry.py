@@ -353,12 +353,14 @@ def stage(
     uses ``writes`` to find branches that would collide before anything runs.
     ``imports`` names heavy modules the stage imports only when it runs (e.g.
     ``sklearn.ensemble``): worker processes and the driver import them ahead, off
-    the critical path.
+    the critical path. ``version`` is the stage's code version for the step cache
+    (change it to invalidate cached results; default: derived from its source);
+    ``cache=False`` for a stage that reads the outside world (a download): never cached.
     """
 
     def decorate(fn: F) -> F:
         entry = (registry or REGISTRY).register(name, fn, reads=reads, writes=writes,
-                                                imports=imports)
+                                                imports=imports, version=version, cache=cache)
         fn.__runner_stage__ = entry  # type: ignore[attr-defined]
         return fn
 

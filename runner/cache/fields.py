@@ -11,9 +11,10 @@ JSON, and each column's data apart:
   cell, even ``0.0`` to ``-0.0``, changes the hash, and nothing is converted;
 - extension columns (categorical, nullable, Arrow strings): ``hash_pandas_object``,
   exact for them, with the dtype beside it;
-- object columns: their pickle, which tells ``1`` from ``"1"`` (``hash_pandas_object``
-  does not). Equal values may pickle differently (a set's order): that costs a cache
-  miss, never a wrong hit.
+- object columns: canonical JSON when their values are plain (strings, mostly), else
+  each value's pickle; both tell ``1`` from ``"1"`` (``hash_pandas_object`` does not).
+  Equal values may pickle differently (a set's order): that costs a cache miss, never
+  a wrong hit.
 
 Other values: canonical JSON for plain data (``1`` and ``"1"`` and ``1.0`` differ),
 the bits of NumPy arrays, and their pickle for anything else.
@@ -91,11 +92,20 @@ def _column(column: pd.Series) -> dict[str, Any]:
     if isinstance(dtype, np.dtype) and dtype.kind != "O":
         return {"dtype": dtype.str, "bits": _bits(column.to_numpy(copy=False))}
     if isinstance(dtype, np.dtype):  # object
-        return {"dtype": "object",
-                "pickle": sha256(pickle.dumps(column.to_list(), protocol=5))}
+        return {"dtype": "object", "values": _objects(column.to_list())}
     hashed = pd.util.hash_pandas_object(column, index=False, categorize=False)
     return {"dtype": str(dtype), "hash": _bits(hashed.to_numpy()),
             "na": _bits(column.isna().to_numpy())}
+
+
+def _objects(values: list[Any]) -> str:
+    """The hash of an object column's values: canonical JSON when they are plain data
+    (strings, mostly), else each value's own pickle. One pickle of the whole list would
+    depend on which equal strings are the same object (pickle's memo)."""
+    if _plain(values):
+        return sha256(canonical_json(values))
+    parts = [pickle.dumps(v, protocol=5) for v in values]
+    return sha256(b"".join(len(p).to_bytes(8, "little") + p for p in parts))
 
 
 def _labels(index: pd.Index) -> dict[str, Any]:

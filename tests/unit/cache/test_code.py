@@ -1,0 +1,121 @@
+"""A stage's code version follows what it runs: its own source, the helpers and constants
+it reaches in the user's code; not the other stages of its module. ``@stage(version=)``
+replaces it; ``@stage(cache=False)`` is recorded for the cache to honour."""
+
+from __future__ import annotations
+
+import importlib
+import linecache
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from runner.cache.code import code_version
+from runner.errors import RegistryError
+from runner.registry import StageEntry, StageRegistry, stage
+
+MODULE = '''
+SCALE = {scale}
+
+
+def helper(x):
+    return x * SCALE{helper_extra}
+
+
+class Tool:
+    def apply(self, x):
+        return x{tool_extra}
+
+
+def first(context):
+    return helper(context){first_extra}
+
+
+def second(context):
+    return Tool().apply(context){second_extra}
+'''
+
+Load = Callable[..., dict[str, str]]
+
+
+@pytest.fixture
+def load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Load]:
+    """Write the module with some edits, import it afresh, return both stages' versions."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = f"cache_code_{tmp_path.name[-12:].replace('-', '_')}"
+
+    def _load(**edits: str) -> dict[str, str]:
+        fields = {"scale": "2", "helper_extra": "", "tool_extra": "", "first_extra": "",
+                  "second_extra": "", **edits}
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(MODULE.format(**fields)))
+        sys.modules.pop(name, None)
+        importlib.invalidate_caches()
+        linecache.checkcache()
+        module = importlib.import_module(name)
+        return {fn: code_version(StageEntry(fn, getattr(module, fn)))
+                for fn in ("first", "second")}
+
+    yield _load
+    sys.modules.pop(name, None)
+
+
+def test_stable_for_the_same_code(load: Load) -> None:
+    assert load() == load()
+    assert all(v.startswith("source:") for v in load().values())
+
+
+def test_an_edit_changes_only_the_stages_that_reach_it(load: Load) -> None:
+    base = load()
+    edited = load(first_extra=" + 0")
+    assert edited["first"] != base["first"] and edited["second"] == base["second"]
+    helper = load(helper_extra=" + 1")  # only first calls helper
+    assert helper["first"] != base["first"] and helper["second"] == base["second"]
+    method = load(tool_extra=" - 1")  # only second uses Tool
+    assert method["second"] != base["second"] and method["first"] == base["first"]
+    constant = load(scale="3")  # a module constant helper reads
+    assert constant["first"] != base["first"] and constant["second"] == base["second"]
+
+
+def test_a_closure_and_a_function_without_source() -> None:
+    def make(n: int) -> Callable[[object], object]:
+        def inner(context: object) -> object:
+            return (context, n)
+        return inner
+
+    assert code_version(StageEntry("a", make(1))) != code_version(StageEntry("a", make(2)))
+    built: dict[str, object] = {}
+    exec("def made(context):\n    return context\n", built)  # a function without a source file
+    assert code_version(StageEntry("m", built["made"])).startswith("source:")  # type: ignore[arg-type]
+
+
+def test_an_explicit_version_and_cache_false() -> None:
+    registry = StageRegistry()
+
+    @stage("v.one", version="2024-06", registry=registry)
+    def one(context: object) -> object:
+        return context
+
+    @stage("v.two", cache=False, registry=registry)
+    def two(context: object) -> object:
+        return context
+
+    entry = registry.get("v.one")
+    assert entry is not None and code_version(entry) == "explicit:2024-06"
+    assert entry.cache is True
+    other = registry.get("v.two")
+    assert other is not None and other.cache is False and other.version is None
+    with pytest.raises(RegistryError, match="version must be a non-empty string"):
+        registry.register("v.three", one, version="")
+
+
+def test_the_shipped_stages_have_distinct_versions() -> None:
+    import runner.stages  # noqa: F401 - registers them
+    from runner.registry import REGISTRY
+
+    names = ["alpha.policy", "alpha.synthesis", "alpha.inference", "risk.optimize"]
+    versions = {code_version(e) for n in names if (e := REGISTRY.get(n)) is not None}
+    assert len(versions) == len(names)
