@@ -10,7 +10,9 @@ share one module, and editing ``alpha.policy`` must not re-run ``alpha.inference
 beside it (the issue's target). Not only the function's own source either: a stage
 that calls a helper whose body changed must run again.
 
-What it cannot see: installed libraries (their version is the environment's, a
+A function's source is read from its file by the lines its code spans; a class is
+described by its bases, annotations and members (methods by source, constants by
+value). What it cannot see: installed libraries (their version is the environment's, a
 cache entry records runner's), data read from files, and a name reached only
 through ``getattr`` with a computed string. Give such a stage a ``version`` or
 ``cache=False``. A function without source (built at run time) gets a version from
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import linecache
+import re
 import sys
 import sysconfig
 import types
@@ -36,6 +40,7 @@ from runner.registry import StageEntry
 __all__ = ["code_version"]
 
 _MAX_OBJECTS = 2_000
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # reprs that differ from process to process
 _CACHE: weakref.WeakKeyDictionary[Callable[..., Any], str] = weakref.WeakKeyDictionary()
 _INSTALLED = tuple(
     str(Path(p).resolve()) for p in {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib",
@@ -81,14 +86,34 @@ def _describe(obj: Any) -> tuple[str, Any, list[Any]]:
     if isinstance(obj, _Constants):
         return name, obj.values, []
     if isinstance(obj, type):
-        members = [m for m in vars(obj).values()
-                   if isinstance(m, (types.FunctionType, staticmethod, classmethod, property))]
-        reached = [_function_of(m) for m in members]
-        return name, _source(obj), [r for r in reached if r is not None]
+        return name, _class(obj), [obj.__dict__[k] for k in sorted(obj.__dict__)
+                                   if _function_of(obj.__dict__[k]) is not None]
     function = _function_of(obj)
     if function is None:  # a callable instance: its class says what it does
-        return name, _source(type(obj)), [type(obj)]
+        return name, {"instance of": _class(type(obj))}, [type(obj)]
     return name, _source(function), _reached(function)
+
+
+def _class(cls: type) -> dict[str, Any]:
+    """A class by its bases, annotations and members: methods by their source (followed
+    as reached), constants by value, anything else by type. Not ``inspect.getsource``,
+    which parses the whole module for every class (a tenth of a second a stage)."""
+    members: dict[str, Any] = {}
+    for key in sorted(cls.__dict__):
+        value = cls.__dict__[key]
+        if key.startswith("__") and key != "__init__":
+            continue
+        function = _function_of(value)
+        if function is not None:
+            members[key] = f"{type(value).__name__}:{function.__qualname__}"
+        elif _constant(value):
+            members[key] = repr(value)
+        else:
+            members[key] = f"{type(value).__module__}.{type(value).__qualname__}"
+    annotations = inspect.get_annotations(cls)  # text under ``from __future__ import annotations``
+    return {"bases": [f"{b.__module__}.{b.__qualname__}" for b in cls.__bases__],
+            "annotations": {k: _ADDRESS.sub("", str(v)) for k, v in annotations.items()},
+            "members": members}
 
 
 def _function_of(obj: Any) -> types.FunctionType | None:
@@ -102,15 +127,23 @@ def _function_of(obj: Any) -> types.FunctionType | None:
     return obj if isinstance(obj, types.FunctionType) else None
 
 
-def _source(obj: Any) -> Any:
-    """The object's source text, else (no file: built at run time) its bytecode."""
-    try:
-        return inspect.getsource(obj)
-    except (OSError, TypeError):
-        code = getattr(obj, "__code__", None)
-        if code is None:
-            return {"nosource": f"{type(obj).__module__}.{type(obj).__qualname__}"}
+def _source(fn: types.FunctionType) -> Any:
+    """The function's source lines (decorators included) from its file, found by the
+    lines its code spans: no tokenizing (``inspect.getsource`` tokenizes the module
+    from the def on). A function without a file (built at run time): its bytecode."""
+    code = fn.__code__
+    lines = linecache.getlines(code.co_filename, fn.__globals__)
+    last = _last_line(code)
+    if not lines or last is None or last > len(lines):
         return {"bytecode": _code_bits(code)}
+    return "".join(lines[code.co_firstlineno - 1:last])
+
+
+def _last_line(code: types.CodeType) -> int | None:
+    ends = [end for _, end, _, _ in code.co_positions() if end is not None]
+    ends += [e for c in code.co_consts if isinstance(c, types.CodeType)
+             if (e := _last_line(c)) is not None]
+    return max(ends, default=None)
 
 
 def _code_bits(code: types.CodeType) -> list[Any]:

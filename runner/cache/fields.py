@@ -9,8 +9,9 @@ JSON, and each column's data apart:
 
 - NumPy-backed columns (floats, ints, bools, datetimes): their raw bits, so a changed
   cell, even ``0.0`` to ``-0.0``, changes the hash, and nothing is converted;
-- extension columns (categorical, nullable, Arrow strings): ``hash_pandas_object``,
-  exact for them, with the dtype beside it;
+- pandas strings (the default string dtype): the texts, missing ones as null;
+- other extension columns (categorical, nullable): ``hash_pandas_object``, exact for
+  them, with the dtype and where values are missing beside it;
 - object columns: canonical JSON when their values are plain (strings, mostly), else
   each value's pickle; both tell ``1`` from ``"1"`` (``hash_pandas_object`` does not).
   Equal values may pickle differently (a set's order): that costs a cache miss, never
@@ -48,7 +49,7 @@ def _describe(value: Any) -> Any:
         return {"frame": {
             "columns": _labels(value.columns),
             "index": _labels(value.index),
-            "data": [_column(value.iloc[:, i]) for i in range(value.shape[1])],
+            "data": _frame_data(value),
         }}
     if kind is pd.Series:
         return {"series": {"name": _label(value.name), "index": _labels(value.index),
@@ -86,6 +87,18 @@ def _bits(array: np.ndarray) -> str:
     return sha256(cast(bytes, contiguous.view(np.uint8).reshape(-1).data))
 
 
+def _frame_data(frame: pd.DataFrame) -> Any:
+    """A frame's data: one block of bits, row by row, when every column has the same
+    NumPy dtype (prices, features: one hash, no Series per column); else column by
+    column."""
+    dtypes = set(frame.dtypes)
+    if len(dtypes) == 1 and frame.shape[1] > 1:
+        (dtype,) = dtypes
+        if isinstance(dtype, np.dtype) and dtype.kind not in "OmM":
+            return {"block": dtype.str, "bits": _bits(frame.to_numpy(dtype=dtype))}
+    return [_column(frame.iloc[:, i]) for i in range(frame.shape[1])]
+
+
 def _column(column: pd.Series) -> dict[str, Any]:
     """One column's data (its labels are described with the frame)."""
     dtype = column.dtype
@@ -93,6 +106,9 @@ def _column(column: pd.Series) -> dict[str, Any]:
         return {"dtype": dtype.str, "bits": _bits(column.to_numpy(copy=False))}
     if isinstance(dtype, np.dtype):  # object
         return {"dtype": "object", "values": _objects(column.to_list())}
+    if isinstance(dtype, pd.StringDtype):  # pandas' own strings: the texts, missing as null
+        texts = [t if isinstance(t, str) else None for t in column.tolist()]
+        return {"dtype": str(dtype), "values": sha256(canonical_json(texts))}
     hashed = pd.util.hash_pandas_object(column, index=False, categorize=False)
     return {"dtype": str(dtype), "hash": _bits(hashed.to_numpy()),
             "na": _bits(column.isna().to_numpy())}
@@ -109,20 +125,36 @@ def _objects(values: list[Any]) -> str:
 
 
 def _labels(index: pd.Index) -> dict[str, Any]:
-    """An index: its type, names and every level's values."""
-    levels = ([index.get_level_values(i) for i in range(index.nlevels)]
-              if isinstance(index, pd.MultiIndex) else [index])
-    described: dict[str, Any] = {
-        "type": type(index).__name__,
-        "names": [_label(n) for n in index.names],
-        "levels": [_column(pd.Series(level, copy=False)) for level in levels],
-    }
+    """An index: its type, names and values. A MultiIndex by its levels' values and its
+    codes (a frame of 50,000 rows has 20 tickers: no 50,000 strings to hash); two equal
+    MultiIndexes whose levels are ordered differently hash apart: a miss, never a
+    wrong hit."""
+    described: dict[str, Any] = {"type": type(index).__name__,
+                                 "names": [_label(n) for n in index.names]}
     if isinstance(index, pd.RangeIndex):  # no data to hash: its three numbers say it all
-        described["levels"] = [[index.start, index.stop, index.step]]
+        described["range"] = [index.start, index.stop, index.step]
+    elif isinstance(index, pd.MultiIndex):
+        described["levels"] = [_values(level) for level in index.levels]
+        described["codes"] = [_bits(np.asarray(codes)) for codes in index.codes]
+    else:
+        described["values"] = _values(index)
     freq = getattr(index, "freqstr", None)
     if freq:
         described["freq"] = freq
     return described
+
+
+def _values(index: pd.Index) -> dict[str, Any]:
+    """The values of a flat index, as a column's data is described."""
+    dtype = index.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind != "O":
+        return {"dtype": dtype.str, "bits": _bits(index.to_numpy(copy=False))}
+    if isinstance(dtype, np.dtype):
+        return {"dtype": "object", "values": _objects(index.tolist())}
+    if isinstance(dtype, pd.StringDtype):
+        texts = [t if isinstance(t, str) else None for t in index.tolist()]
+        return {"dtype": str(dtype), "values": sha256(canonical_json(texts))}
+    return _column(pd.Series(index, copy=False))
 
 
 def _label(label: Any) -> Any:

@@ -26,6 +26,8 @@ def helper(x):
 
 
 class Tool:
+    size: {annotation}
+
     def apply(self, x):
         return x{tool_extra}
 
@@ -49,8 +51,8 @@ def load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Load]:
     name = f"cache_code_{tmp_path.name[-12:].replace('-', '_')}"
 
     def _load(**edits: str) -> dict[str, str]:
-        fields = {"scale": "2", "helper_extra": "", "tool_extra": "", "first_extra": "",
-                  "second_extra": "", **edits}
+        fields = {"annotation": "int", "scale": "2", "helper_extra": "", "tool_extra": "",
+                  "first_extra": "", "second_extra": "", **edits}
         (tmp_path / f"{name}.py").write_text(textwrap.dedent(MODULE.format(**fields)))
         sys.modules.pop(name, None)
         importlib.invalidate_caches()
@@ -76,6 +78,8 @@ def test_an_edit_changes_only_the_stages_that_reach_it(load: Load) -> None:
     assert helper["first"] != base["first"] and helper["second"] == base["second"]
     method = load(tool_extra=" - 1")  # only second uses Tool
     assert method["second"] != base["second"] and method["first"] == base["first"]
+    annotated = load(annotation="str")  # a class's annotation
+    assert annotated["second"] != base["second"] and annotated["first"] == base["first"]
     constant = load(scale="3")  # a module constant helper reads
     assert constant["first"] != base["first"] and constant["second"] == base["second"]
 

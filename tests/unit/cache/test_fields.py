@@ -74,6 +74,43 @@ def test_labels_and_dtypes_count(frame: pd.DataFrame, data: st.DataObject) -> No
     assert field_digest(frame[list(reversed(frame.columns))]) != base
 
 
+BLOCKS = st.integers(1, 20).flatmap(lambda n: st.lists(
+    st.lists(st.floats(allow_nan=True), min_size=3, max_size=3), min_size=n, max_size=n)).map(
+    lambda rows: pd.DataFrame(rows, columns=["x", "y", "z"],
+                              index=pd.date_range("2024-01-01", periods=len(rows), name="d")))
+
+
+@settings(max_examples=30, deadline=None)
+@given(BLOCKS, st.data())
+def test_a_frame_of_one_dtype_hashes_as_a_block(frame: pd.DataFrame,
+                                                data: st.DataObject) -> None:
+    """Prices and features (every column float) are hashed in one block: equal frames
+    equal, a changed cell, column order or column name not."""
+    assert field_digest(frame) == field_digest(_rebuilt(frame))
+    row = data.draw(st.integers(0, len(frame) - 1))
+    col = data.draw(st.sampled_from(["x", "y", "z"]))
+    changed = frame.copy(deep=True)
+    changed.at[changed.index[row], col] = _changed(changed.at[changed.index[row], col], "a")
+    assert field_digest(changed) != field_digest(frame)
+    assert field_digest(frame[["y", "x", "z"]]) != field_digest(frame)
+    assert field_digest(frame.rename(columns={"z": "w"})) != field_digest(frame)
+
+
+def test_pandas_strings_and_a_multiindex() -> None:
+    text = pd.DataFrame({"t": pd.array(["a", None, "c"], dtype="string"), "v": [1, 2, 3]})
+    assert field_digest(text) == field_digest(text.copy(deep=True))
+    other = text.copy()
+    other.loc[1, "t"] = "b"
+    assert field_digest(other) != field_digest(text)
+    assert field_digest(text.set_index("t")) != field_digest(other.set_index("t"))
+    panel = pd.DataFrame({"v": [1.0, 2.0, 3.0, 4.0]}, index=pd.MultiIndex.from_product(
+        [pd.date_range("2024-01-01", periods=2), ["A", "B"]], names=["date", "ticker"]))
+    swapped = panel.copy()
+    swapped.index = panel.index.set_levels(["A", "C"], level="ticker")
+    assert field_digest(swapped) != field_digest(panel)
+    assert field_digest(panel) == field_digest(panel.copy(deep=True))
+
+
 def test_types_are_told_apart() -> None:
     digests = {field_digest(v) for v in (1, "1", 1.0, True, [1], (1,), {"1": 1}, None, 0.0,
                                          -0.0, np.array([1]), np.array([1.0]))}
