@@ -7,7 +7,9 @@ its outputs are restored from the artifact store, which laptops and pods share.
   field's content hash;
 - :mod:`runner.cache.entries`: the signed entry of a key (what the step wrote);
 - :mod:`runner.cache.outputs`: output fields to content-addressed objects
-  (:mod:`runner.artifacts.objects`) and back.
+  (:mod:`runner.artifacts.objects`) and back;
+- :mod:`runner.cache.step_cache`: :class:`~runner.cache.step_cache.StepCache`, all of it
+  behind four calls (key, lookup, fill, explain), what the engine will be handed.
 
 The engine does not import this package: the front door hands it what it needs.
 """

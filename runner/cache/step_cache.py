@@ -1,0 +1,92 @@
+"""The step cache as the engine will be handed it: key, look up, fill, explain.
+
+The front door builds a :class:`StepCache` on the run's store and hands it to the
+engine (which imports nothing of this package, as with the forensics writer). Per
+step the engine calls :meth:`StepCache.key` on the context the step receives, then
+:meth:`StepCache.lookup`: on a hit, the output fields to set instead of running the
+step; on a miss it runs the step and calls :meth:`StepCache.fill` with the fields the
+step wrote. ``--dry-run`` asks :meth:`StepCache.explain`.
+
+A hit needs every object its entry names: an entry whose object is gone (swept, or
+a store copied without it) is a miss, said once in the log, and the step runs and
+fills it again. Anything that does not verify (an edited entry or object) is an
+:class:`~runner.errors.IntegrityError`: the store is not trusted to be merely stale.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel
+
+from runner.artifacts.objects import DEFAULT_GRACE, ObjectStore
+from runner.artifacts.store import ArtifactStore
+from runner.cache.entries import entry_path, list_entries, read_entry, write_entry
+from runner.cache.keys import StepKey, explain, step_key
+from runner.cache.outputs import restore_outputs, store_outputs
+from runner.errors import ArtifactError
+from runner.registry import StageEntry
+
+__all__ = ["StepCache"]
+
+log = logging.getLogger("runner.artifacts")
+
+
+class StepCache:
+    """The step cache of one artifact store (shared by every run on it)."""
+
+    def __init__(self, store: ArtifactStore, *, runner_version: str,
+                 allow_unsigned: bool = False, grace: float = DEFAULT_GRACE) -> None:
+        self.store = store
+        self.objects = ObjectStore(store, grace=grace)
+        self.runner_version = runner_version
+        self.allow_unsigned = allow_unsigned
+
+    def __repr__(self) -> str:
+        return f"StepCache({self.store.url!r})"
+
+    def key(self, entry: StageEntry, context: BaseModel, *,
+            known: Mapping[str, str] | None = None) -> StepKey | None:
+        """The step's key; None for a stage declared ``cache=False`` (always run)."""
+        if not entry.cache:
+            return None
+        return step_key(entry, context, known=known)
+
+    def lookup(self, step: StepKey) -> dict[str, Any] | None:
+        """The output fields a cached run of ``step`` wrote, or None (a miss)."""
+        doc = read_entry(self.store, step.inputs.stage, step.key,
+                         allow_unsigned=self.allow_unsigned)
+        if doc is None:
+            return None
+        try:
+            return restore_outputs(self.objects, doc.outputs,
+                                   allow_unsigned=self.allow_unsigned)
+        except ArtifactError as exc:
+            if not exc.missing:
+                raise
+            log.warning("cache entry of %s (%s...) names an object that is gone (%s): "
+                        "running the step again", step.inputs.stage, step.key[:12], exc.url)
+            # gone, so the fill after the step runs can write it again
+            self.store.delete(entry_path(step.inputs.stage, step.key))
+            return None
+
+    def fill(self, step: StepKey, outputs: Mapping[str, Any]) -> bool:
+        """Keep what the step wrote: its objects, then its entry. True when this call
+        wrote the entry (another run may have filled it first)."""
+        refs = store_outputs(self.objects, outputs)
+        return write_entry(self.store, step, refs, runner_version=self.runner_version)
+
+    def explain(self, step: StepKey) -> list[str]:
+        """Why ``step`` would run: against the newest entry of its stage (none: "never run
+        with the cache"); ``["cached"]`` when its own entry is there."""
+        if read_entry(self.store, step.inputs.stage, step.key,
+                      allow_unsigned=self.allow_unsigned) is not None:
+            return ["cached"]
+        docs = [e.doc for e in list_entries(self.store, stage=step.inputs.stage,
+                                            allow_unsigned=self.allow_unsigned)
+                if e.doc is not None]
+        newest = max(docs, key=lambda d: d.created, default=None)
+        return explain(newest.inputs if newest is not None else None, step.inputs)
+
