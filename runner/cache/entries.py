@@ -62,7 +62,9 @@ class _Doc(BaseModel):
 
 class OutputRef(_Doc):
     """One output field of a cached step: an object and its format, or (format
-    ``value``) its small JSON value itself."""
+    ``value``) its small JSON value itself. ``append``: the value is the items the step
+    added to a log-like list field (the audit trail), appended on a hit to whatever
+    the field holds then, not set: the lines before it are the earlier steps' own."""
 
     format: Literal["parquet", "series", "json", "pickle", "value"]
     object: Digest | None = None
@@ -70,6 +72,7 @@ class OutputRef(_Doc):
     rows: Annotated[int, Field(ge=0, le=2**53)] | None = None
     series_name: Any = None
     value: Any = None
+    append: bool = False
 
     @model_validator(mode="after")
     def _object_or_value(self) -> OutputRef:

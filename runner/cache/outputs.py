@@ -10,32 +10,59 @@ before they are unpickled.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from runner.artifacts.codec import decode, encode, fits_inline
 from runner.artifacts.objects import ObjectStore, object_binding
 from runner.cache.entries import OutputRef
+from runner.errors import IntegrityError
 
-__all__ = ["restore_outputs", "store_outputs"]
+__all__ = ["CachedOutputs", "cached_outputs", "restore_outputs", "store_outputs"]
 
 
-def store_outputs(objects: ObjectStore, values: Mapping[str, Any]) -> dict[str, OutputRef]:
-    """Put each field of ``values`` as an object (small values stay inline)."""
-    refs = {}
+@dataclass(frozen=True)
+class CachedOutputs:
+    """What a hit gives the step loop: fields to set and items to append."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    appended: dict[str, list[Any]] = field(default_factory=dict)
+
+    def apply(self, context: Any) -> Any:
+        """``context`` as the step would have returned it (changed in place)."""
+        for name, value in self.values.items():
+            setattr(context, name, value)
+        for name, items in self.appended.items():
+            getattr(context, name).extend(items)
+        return context
+
+
+def store_outputs(objects: ObjectStore, values: Mapping[str, Any], *,
+                  appended: Mapping[str, list[Any]] | None = None) -> dict[str, OutputRef]:
+    """Put each field of ``values`` as an object (small values stay inline), and the
+    items appended to each field of ``appended`` (marked to be appended on a hit)."""
+    refs = {name: _ref(objects, name, items).model_copy(update={"append": True})
+            for name, items in (appended or {}).items()}
     for name, value in values.items():
-        if fits_inline(value):
-            refs[name] = OutputRef(format="value", value=value)
-            continue
-        encoded = encode(value, binding=object_binding(name))
-        if encoded.write_file is not None and objects.store.local:
-            put = objects.write_object(encoded.write_file)
-        else:
-            put = objects.put_bytes(encoded.data)
-        series_name = encoded.series_name if encoded.format == "series" else None
-        refs[name] = OutputRef(format=encoded.format,  # type: ignore[arg-type]
-                               object=put.digest, bytes=put.size, rows=encoded.rows,
-                               series_name=series_name)
+        if name in refs:
+            raise ValueError(f"field {name!r} is both set and appended to")
+        refs[name] = _ref(objects, name, value)
     return refs
+
+
+def _ref(objects: ObjectStore, name: str, value: Any) -> OutputRef:
+    """One field as an inline value, or as an object in its checkpoint format."""
+    if fits_inline(value):
+        return OutputRef(format="value", value=value)
+    encoded = encode(value, binding=object_binding(name))
+    if encoded.write_file is not None and objects.store.local:
+        put = objects.write_object(encoded.write_file)
+    else:
+        put = objects.put_bytes(encoded.data)
+    series_name = encoded.series_name if encoded.format == "series" else None
+    return OutputRef(format=encoded.format,  # type: ignore[arg-type]
+                     object=put.digest, bytes=put.size, rows=encoded.rows,
+                     series_name=series_name)
 
 
 def restore_outputs(objects: ObjectStore, outputs: Mapping[str, OutputRef], *,
@@ -51,3 +78,15 @@ def restore_outputs(objects: ObjectStore, outputs: Mapping[str, OutputRef], *,
                               binding=object_binding(name), allow_unsigned=allow_unsigned,
                               series_name=ref.series_name)
     return values
+
+
+def cached_outputs(objects: ObjectStore, outputs: Mapping[str, OutputRef], *,
+                   allow_unsigned: bool = False) -> CachedOutputs:
+    """:func:`restore_outputs`, split into fields to set and items to append."""
+    values = restore_outputs(objects, outputs, allow_unsigned=allow_unsigned)
+    appended = {n: values.pop(n) for n, ref in outputs.items() if ref.append}
+    bad = [n for n, items in appended.items() if not isinstance(items, list)]
+    if bad:
+        raise IntegrityError(f"cache entry: appended field {bad[0]!r} is not a list",
+                             url=bad[0])
+    return CachedOutputs(values=values, appended=appended)

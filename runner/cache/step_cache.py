@@ -4,8 +4,9 @@ The front door builds a :class:`StepCache` on the run's store and hands it to th
 engine (which imports nothing of this package, as with the forensics writer). Per
 step the engine calls :meth:`StepCache.key` on the context the step receives, then
 :meth:`StepCache.lookup`: on a hit, the output fields to set instead of running the
-step; on a miss it runs the step and calls :meth:`StepCache.fill` with the fields the
-step wrote. ``--dry-run`` asks :meth:`StepCache.explain`.
+step (``.apply(context)``); on a miss it runs the step and calls :meth:`StepCache.fill`
+with the fields the step changed and the lines it added to the audit trail.
+``--dry-run`` asks :meth:`StepCache.explain`.
 
 A hit needs every object its entry names: an entry whose object is gone (swept, or
 a store copied without it) is a miss, said once in the log, and the step runs and
@@ -25,7 +26,7 @@ from runner.artifacts.objects import DEFAULT_GRACE, ObjectStore
 from runner.artifacts.store import ArtifactStore
 from runner.cache.entries import entry_path, list_entries, read_entry, write_entry
 from runner.cache.keys import StepKey, explain, step_key
-from runner.cache.outputs import restore_outputs, store_outputs
+from runner.cache.outputs import CachedOutputs, cached_outputs, store_outputs
 from runner.errors import ArtifactError
 from runner.registry import StageEntry
 
@@ -54,15 +55,15 @@ class StepCache:
             return None
         return step_key(entry, context, known=known)
 
-    def lookup(self, step: StepKey) -> dict[str, Any] | None:
-        """The output fields a cached run of ``step`` wrote, or None (a miss)."""
+    def lookup(self, step: StepKey) -> CachedOutputs | None:
+        """What a cached run of ``step`` wrote (``.apply(context)`` sets it), or None."""
         doc = read_entry(self.store, step.inputs.stage, step.key,
                          allow_unsigned=self.allow_unsigned)
         if doc is None:
             return None
         try:
-            return restore_outputs(self.objects, doc.outputs,
-                                   allow_unsigned=self.allow_unsigned)
+            return cached_outputs(self.objects, doc.outputs,
+                                  allow_unsigned=self.allow_unsigned)
         except ArtifactError as exc:
             if not exc.missing:
                 raise
@@ -72,10 +73,13 @@ class StepCache:
             self.store.delete(entry_path(step.inputs.stage, step.key))
             return None
 
-    def fill(self, step: StepKey, outputs: Mapping[str, Any]) -> bool:
-        """Keep what the step wrote: its objects, then its entry. True when this call
-        wrote the entry (another run may have filled it first)."""
-        refs = store_outputs(self.objects, outputs)
+    def fill(self, step: StepKey, outputs: Mapping[str, Any], *,
+             appended: Mapping[str, list[Any]] | None = None) -> bool:
+        """Keep what the step wrote: the fields it changed (``outputs``) and the items it
+        appended to log-like fields (``appended``: the audit trail's new lines), as
+        objects, then its entry. True when this call wrote the entry (another run may
+        have filled it first)."""
+        refs = store_outputs(self.objects, outputs, appended=appended)
         return write_entry(self.store, step, refs, runner_version=self.runner_version)
 
     def explain(self, step: StepKey) -> list[str]:

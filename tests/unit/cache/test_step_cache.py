@@ -45,10 +45,25 @@ def test_miss_fill_hit(cache: StepCache) -> None:
     again = cache.key(POLICY, _context(1))
     assert again == step
     hit = cache.lookup(again)
-    assert hit is not None and hit["regime"] == "calm"
-    pd.testing.assert_series_equal(hit["signals"], OUTPUTS["signals"])
+    assert hit is not None and hit.values["regime"] == "calm"
+    pd.testing.assert_series_equal(hit.values["signals"], OUTPUTS["signals"])
     assert cache.fill(step, OUTPUTS) is False  # filled already
     assert cache.key(DOWNLOAD, _context(1)) is None
+
+
+def test_appended_lines_are_appended_to_what_the_field_holds(cache: StepCache) -> None:
+    """The audit trail a hit restores keeps the earlier steps' lines as they are in this
+    run: only the step's own lines come from the cache."""
+    step = cache.key(POLICY, _context(1))
+    assert step is not None
+    cache.fill(step, {"universe": ["A"]}, appended={"audit_trail": ["policy: 2 signals"]})
+    context = _context(1)
+    context.audit_trail = ["ingest: other words this time"]
+    hit = cache.lookup(step)
+    assert hit is not None
+    hit.apply(context)
+    assert context.audit_trail == ["ingest: other words this time", "policy: 2 signals"]
+    assert context.universe == ["A"]
 
 
 def test_a_missing_object_is_a_miss_and_the_fill_repairs_it(cache: StepCache) -> None:
