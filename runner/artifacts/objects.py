@@ -167,11 +167,12 @@ class ObjectStore:
         return self.put_file(tmp)
 
     def _present(self, rel: str, *, refresh: Callable[[], None]) -> bool:
-        """Whether ``rel`` exists; one older than half the grace is refreshed first."""
-        if not self.store.exists(rel):
-            return False
-        stamp = self.store.modified(rel)
-        if stamp is not None and time.time() - stamp > self.grace / 2:
+        """Whether ``rel`` exists; one older than half the grace is refreshed first.
+        One request on object stores when the back end gives times (a HEAD)."""
+        stamp = self.store.modified(rel)  # None: missing, or a back end without times
+        if stamp is None:
+            return bool(self.store.exists(rel))
+        if time.time() - stamp > self.grace / 2:
             if self.store.local:
                 with contextlib.suppress(FileNotFoundError):
                     os.utime(self.store.path(rel))

@@ -10,7 +10,10 @@ share one module, and editing ``alpha.policy`` must not re-run ``alpha.inference
 beside it (the issue's target). Not only the function's own source either: a stage
 that calls a helper whose body changed must run again.
 
-A function's source is read from its file by the lines its code spans; a class is
+A function is described by its source, read from its file by the lines its code spans,
+and by its bytecode (the file may have been edited since the module was imported: the
+key must describe the code that runs; so laptop and pod share entries when they run
+the same Python minor version). A class is
 described by its bases, annotations and members (methods by source, constants by
 value). What it cannot see: installed libraries (their version is the environment's, a
 cache entry records runner's), data read from files, and a name reached only
@@ -40,6 +43,7 @@ from runner.registry import StageEntry
 __all__ = ["code_version"]
 
 _MAX_OBJECTS = 2_000
+_PYTHON = "cpython-{}.{}".format(*sys.version_info[:2])  # bytecode differs between versions
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # reprs that differ from process to process
 _CACHE: weakref.WeakKeyDictionary[Callable[..., Any], str] = weakref.WeakKeyDictionary()
 _INSTALLED = tuple(
@@ -91,7 +95,8 @@ def _describe(obj: Any) -> tuple[str, Any, list[Any]]:
     function = _function_of(obj)
     if function is None:  # a callable instance: its class says what it does
         return name, {"instance of": _class(type(obj))}, [type(obj)]
-    return name, _source(function), _reached(function)
+    return name, {"source": _source(function), "code": _code_bits(function.__code__)}, \
+        _reached(function)
 
 
 def _class(cls: type) -> dict[str, Any]:
@@ -107,7 +112,7 @@ def _class(cls: type) -> dict[str, Any]:
         if function is not None:
             members[key] = f"{type(value).__name__}:{function.__qualname__}"
         elif _constant(value):
-            members[key] = repr(value)
+            members[key] = _stable_repr(value)
         else:
             members[key] = f"{type(value).__module__}.{type(value).__qualname__}"
     annotations = inspect.get_annotations(cls)  # text under ``from __future__ import annotations``
@@ -147,9 +152,13 @@ def _last_line(code: types.CodeType) -> int | None:
 
 
 def _code_bits(code: types.CodeType) -> list[Any]:
-    consts = [_code_bits(c) if isinstance(c, types.CodeType) else repr(c)
-              for c in code.co_consts]
-    return [code.co_code.hex(), consts, list(code.co_names)]
+    """The bytecode the process runs, its constants and names (no file or line numbers):
+    the source on disk may have been edited since the module was imported, and a key
+    must describe the code that runs. Sets of constants are sorted (their order
+    changes with the hash seed)."""
+    consts = [_code_bits(c) if isinstance(c, types.CodeType)
+              else _stable_repr(c) for c in code.co_consts]
+    return [_PYTHON, code.co_code.hex(), consts, list(code.co_names)]
 
 
 def _names(code: types.CodeType) -> set[str]:
@@ -182,7 +191,7 @@ def _reached(fn: types.FunctionType) -> list[Any]:
                 if _user_code(value, top):  # helpers.compute(...): the attributes it names
                     out.extend(getattr(value, n) for n in names if hasattr(value, n))
             elif _constant(value):
-                constants[name] = repr(value)
+                constants[name] = _stable_repr(value)
             else:
                 out.append(value)
     out.extend(d for d in (fn.__defaults__ or ()) if not _constant(d))
@@ -190,6 +199,15 @@ def _reached(fn: types.FunctionType) -> list[Any]:
     if constants:
         out.append(_Constants(fn, constants))
     return out
+
+
+def _stable_repr(value: Any) -> str:
+    """``repr``, with sets sorted: their order changes with the hash seed."""
+    if isinstance(value, frozenset):
+        return "frozenset({" + ", ".join(sorted(_stable_repr(v) for v in value)) + "})"
+    if type(value) is tuple:
+        return "(" + ", ".join(_stable_repr(v) for v in value) + ",)"
+    return repr(value)
 
 
 def _constant(value: Any) -> bool:

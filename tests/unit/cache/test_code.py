@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import linecache
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -123,3 +124,30 @@ def test_the_shipped_stages_have_distinct_versions() -> None:
     names = ["alpha.policy", "alpha.synthesis", "alpha.inference", "risk.optimize"]
     versions = {code_version(e) for n in names if (e := REGISTRY.get(n)) is not None}
     assert len(versions) == len(names)
+
+
+SEEDED = '''
+KINDS = frozenset({"alpha", "beta", "gamma", "delta", "epsilon"})
+
+
+def seeded(context):
+    return context in KINDS or context in {"one", "two", "three", "four", "five"}
+'''
+
+VERSIONS = ("import runner.stages, seeded_stage; from runner.registry import REGISTRY, "
+            "StageEntry; from runner.cache.code import code_version; "
+            "print(sorted(code_version(e) for e in REGISTRY), "
+            "code_version(StageEntry('s', seeded_stage.seeded)))")
+
+
+def test_the_same_versions_in_another_process_and_hash_seed(tmp_path: Path) -> None:
+    """A laptop and a pod (same code, same Python) agree: sets of constants are sorted,
+    no address or hash-seeded order gets into a version."""
+    (tmp_path / "seeded_stage.py").write_text(SEEDED)
+    path = ":".join([str(tmp_path), *sys.path])
+    outs = {subprocess.run([sys.executable, "-c", VERSIONS], capture_output=True, text=True,
+                           check=True, env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin",
+                                            "PYTHONDONTWRITEBYTECODE": "1",
+                                            "PYTHONPATH": path}).stdout
+            for seed in ("1", "2", "3")}
+    assert len(outs) == 1 and "source:" in outs.pop()
