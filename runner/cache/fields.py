@@ -17,7 +17,9 @@ JSON, and each column's data apart:
   Equal values may pickle differently (a set's order): that costs a cache miss, never
   a wrong hit.
 
-Other values: canonical JSON for plain data (``1`` and ``"1"`` and ``1.0`` differ),
+Other values: JSON for plain data, dicts in their own order (``1`` and ``"1"`` and
+``1.0`` differ; so do ``{"a": 1, "b": 2}`` and ``{"b": 2, "a": 1}``: a stage may
+iterate over the keys),
 the bits of NumPy arrays, and their pickle for anything else.
 """
 
@@ -50,15 +52,18 @@ def _describe(value: Any) -> Any:
             "columns": _labels(value.columns),
             "index": _labels(value.index),
             "data": _frame_data(value),
+            **({"attrs": _describe(value.attrs)} if value.attrs else {}),
         }}
     if kind is pd.Series:
         return {"series": {"name": _label(value.name), "index": _labels(value.index),
-                           "data": _column(value)}}
+                           "data": _column(value),
+                           **({"attrs": _describe(value.attrs)} if value.attrs else {})}}
     if isinstance(value, np.ndarray) and value.dtype.kind != "O":
         return {"ndarray": {"dtype": value.dtype.str, "shape": list(value.shape),
                             "data": _bits(value)}}
-    if _plain(value):
-        return {"json": value}
+    if _plain(value):  # in its own order: a stage may iterate over a dict's keys
+        return {"json": sha256(json.dumps(value, separators=(",", ":"), ensure_ascii=True,
+                                          allow_nan=False).encode())}
     return {"pickle": {"type": f"{kind.__module__}.{kind.__qualname__}",
                        "data": sha256(pickle.dumps(value, protocol=5))}}
 

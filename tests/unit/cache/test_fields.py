@@ -118,6 +118,10 @@ def test_types_are_told_apart() -> None:
     ints, strs = pd.DataFrame({"v": [1, 2]}, dtype=object), pd.DataFrame({"v": ["1", "2"]})
     assert field_digest(ints) != field_digest(strs)  # hash_pandas_object alone says equal
     assert field_digest(pd.Series([1.0], name="a")) != field_digest(pd.Series([1.0], name="b"))
+    assert field_digest({"a": 1, "b": 2}) != field_digest({"b": 2, "a": 1})  # key order
+    tagged = pd.DataFrame({"v": [1.0]})
+    tagged.attrs["source"] = "vendor"
+    assert field_digest(tagged) != field_digest(pd.DataFrame({"v": [1.0]}))
 
 
 def test_indexes_of_every_kind() -> None:
