@@ -4,23 +4,24 @@ A field's hash is the sha256 of a canonical description of its value, never of i
 stored file: Parquet bytes change with the pyarrow version (its ``created_by``, pandas'
 metadata), and a cache shared by a laptop and a pod must give both the same keys.
 
-Frames and series hash their labels (names, dtypes, every index level) in canonical
-JSON, and each column's data apart:
+Frames and series hash their labels (names, dtypes, index values; a MultiIndex by its
+levels and codes) in canonical JSON, their ``attrs``, and their data:
 
-- NumPy-backed columns (floats, ints, bools, datetimes): their raw bits, so a changed
-  cell, even ``0.0`` to ``-0.0``, changes the hash, and nothing is converted;
+- a frame whose columns all have one NumPy dtype (prices, features): one block of
+  raw bits, row by row;
+- otherwise column by column. NumPy-backed columns (floats, ints, bools, datetimes):
+  their raw bits, so a changed cell, even ``0.0`` to ``-0.0``, changes the hash;
 - pandas strings (the default string dtype): the texts, missing ones as null;
 - other extension columns (categorical, nullable): ``hash_pandas_object``, exact for
   them, with the dtype and where values are missing beside it;
-- object columns: canonical JSON when their values are plain (strings, mostly), else
-  each value's pickle; both tell ``1`` from ``"1"`` (``hash_pandas_object`` does not).
-  Equal values may pickle differently (a set's order): that costs a cache miss, never
-  a wrong hit.
+- object columns: JSON when their values are plain (strings, mostly), else each
+  value's pickle; both tell ``1`` from ``"1"`` (``hash_pandas_object`` does not).
 
-Other values: JSON for plain data, dicts in their own order (``1`` and ``"1"`` and
-``1.0`` differ; so do ``{"a": 1, "b": 2}`` and ``{"b": 2, "a": 1}``: a stage may
-iterate over the keys),
-the bits of NumPy arrays, and their pickle for anything else.
+Other values: JSON for plain data, dicts in their own order (``1``, ``"1"`` and ``1.0``
+differ; so do ``{"a": 1, "b": 2}`` and ``{"b": 2, "a": 1}``: a stage may iterate over
+the keys), the bits of NumPy arrays, and their pickle for anything else. Equal values
+may describe differently (a set pickled in another order, two equal MultiIndexes with
+levels in another order): that costs a cache miss, never a wrong hit.
 """
 
 from __future__ import annotations
