@@ -95,3 +95,15 @@ def test_explain(cache: StepCache) -> None:
     assert cache.explain(first) == ["cached"]
     second = cache.key(POLICY, _context(2))
     assert second is not None and cache.explain(second) == ["input params changed"]
+
+
+def test_the_cache_travels_to_a_worker(cache: StepCache) -> None:
+    """A parallel branch on a worker gets the cache pickled with its task."""
+    import pickle
+
+    step = cache.key(POLICY, _context(1))
+    assert step is not None
+    cache.fill(step, OUTPUTS)
+    there = pickle.loads(pickle.dumps(cache))
+    hit = there.lookup(step)
+    assert hit is not None and hit.values["regime"] == "calm"
