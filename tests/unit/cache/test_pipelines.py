@@ -17,6 +17,7 @@ from pydantic import Field
 from runner.artifacts.store import ArtifactStore
 from runner.cache.fields import field_digest
 from runner.cache.keys import read_fields
+from runner.cache.outputs import written_fields
 from runner.cache.step_cache import StepCache
 from runner.context import Context, MergeRule, Snapshot, fork_context
 from runner.registry import StageEntry
@@ -80,14 +81,13 @@ def _run(entries: list[StageEntry], context: SimContext, cache: StepCache | None
         if hit is not None:
             context = hit.apply(context)
             continue
-        before = Snapshot(context)
+        before, held = Snapshot(context), dict(context.__dict__)
         logged = len(context.audit_trail)
         context = entry.fn(context)
         ran.append(entry.name)
         if cache is not None and step is not None:
-            changed = [n for n in before.changed(context, type(context).model_fields)
-                       if n != "audit_trail"]
-            cache.fill(step, {n: getattr(context, n) for n in changed},
+            written = written_fields(held, before, context)
+            cache.fill(step, {n: getattr(context, n) for n in written},
                        appended={"audit_trail": context.audit_trail[logged:]})
     return context, ran, inputs
 
@@ -134,3 +134,13 @@ def test_cached_runs_equal_uncached_and_rerun_exactly_what_changed(
         got, ran_edited, _ = _run(edited_entries, start, cache)
         assert ran_edited == rerun
         assert _digests(got) == _digests(expected)
+
+
+def test_a_write_of_an_equal_value_is_an_output() -> None:
+    """A stage that sets a field to the value it already holds still wrote it: on a hit,
+    after an earlier step changed that field, the write must be restored."""
+    context = SimContext(run_id="eq")
+    before, held = Snapshot(context), dict(context.__dict__)
+    context.d = _frame(0)  # equal to the default, but written
+    context.c["v"] = [5.0]  # changed in place
+    assert written_fields(held, before, context) == ["c", "d"]
