@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.telemetry.textwidth import fit_text, text_width
-from runner.telemetry.view import format_duration
+from runner.views.textwidth import fit_text, text_width
+from runner.views.trace import format_duration
 
 __all__ = ["DAG_WIDTH", "OVERVIEW_FIRST", "Box", "Dag", "Dot", "Frame", "fit_text", "layout_dag",
            "text_width"]
