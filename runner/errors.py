@@ -9,12 +9,13 @@
     ├── ArtifactError            storage unreachable, refused, corrupt or tampered
     │   └── IntegrityError       a file's checksum or signature does not verify
     ├── UsageError               a front door was called wrongly
-    ├── ClusterError             [runner.k8s.errors] the Kubernetes API refused or is away
+    ├── ClusterError             [runner.k8s.errors] the Kubernetes API refused the call
     │   ├── NotFoundError        [runner.k8s.errors] no such run, Job or schedule
     │   └── InvalidObjectError   [runner.k8s.errors] the API server refused an object (HTTP 422)
     ├── InfrastructureError      what the run needs cannot be reached or started (exit 4)
     │   ├── RayUnavailableError  Ray cannot be started here, or its cluster reached
-    │   └── WorkerPoolError      the pool of worker processes did not start
+    │   ├── WorkerPoolError      the pool of worker processes did not start
+    │   └── ClusterUnavailableError  [runner.k8s.errors] the Kubernetes API server is away
     └── ExecutionError           a run started and failed (exit 1)
         ├── StageFailedError     a stage raised; carries the forensics
         ├── LeaseLostError       another process took the run over (its lease lapsed)
@@ -180,7 +181,8 @@ class ExecutionError(RunnerError):
 
 class InfrastructureError(RunnerError):
     """What the run needs cannot be reached or started (a Ray cluster, the worker
-    processes): neither the input nor the run is wrong, and trying again may work."""
+    processes, the Kubernetes API server): neither the input nor the run is wrong, and
+    trying again may work."""
 
 
 class RayUnavailableError(InfrastructureError):
@@ -329,7 +331,7 @@ class LeaseLostError(ExecutionError):
 EXIT_CODES: Final[Mapping[type[RunnerError], int]] = {
     RunnerError: 2,  # the input, the usage or the storage: fix it, then run again
     ExecutionError: 1,  # the run started and failed (a stage, a merge, its Job)
-    InfrastructureError: 4,  # Ray or the worker pool: not the input; try again later
+    InfrastructureError: 4,  # Ray, the worker pool, the API server: try again later
     RunInterruptedError: 128,  # plus the signal's number, as a shell reports it
 }
 """The one table of exit codes: each class exits with the code of its nearest family

@@ -168,13 +168,20 @@ def _samples() -> list[RunnerError]:
         WorkerPoolError,
     )
     from runner.k8s.controller import RunFailedError, RunStatus
-    from runner.k8s.errors import ClusterError, InvalidObjectError, NotFoundError
+    from runner.k8s.errors import (
+        ClusterError,
+        ClusterUnavailableError,
+        InvalidObjectError,
+        NotFoundError,
+    )
 
     return [
         RunnerError("r"), UsageError("u"), RegistryError("g"), InfrastructureError("i"),
         ExecutionError("e"), ClusterError("c", api_status=403, verb="create", resource="Job",
                                           name="runner-r1", namespace="research"),
         NotFoundError("n"),
+        ClusterUnavailableError("away", server="https://k8s:6443", verb="get", resource="jobs",
+                                name="runner-r1", namespace="research"),
         InvalidObjectError("bad", fields=(("spec.x", "required"),)),
         ManifestError("m.json", [Problem("pipelines.p", "bad")]),
         ModuleImportError("boom", module="my_stages", where="my_stages.py line 3"),
