@@ -6,8 +6,9 @@
     │   └── ModuleImportError    a stage module raised while imported: the user's code
     ├── PlanError                a pipeline cannot be compiled into a plan
     ├── DataError                the user's prices cannot be used as they are
-    ├── ArtifactError            storage unreachable, refused, corrupt or tampered
-    │   └── IntegrityError       a file's checksum or signature does not verify
+    ├── ArtifactError            storage refused, missing, corrupt or tampered
+    │   ├── IntegrityError       a file's checksum or signature does not verify
+    │   └── StorageUnavailableError  the store's server does not answer (exit 4)
     ├── UsageError               a front door was called wrongly
     ├── ClusterError             [runner.k8s.errors] the Kubernetes API refused the call
     │   ├── NotFoundError        [runner.k8s.errors] no such run, Job or schedule
@@ -62,6 +63,7 @@ __all__ = [
     "RunInterruptedError",
     "RunnerError",
     "StageFailedError",
+    "StorageUnavailableError",
     "UndeclaredWriteError",
     "UsageError",
     "WorkerPoolError",
@@ -154,6 +156,13 @@ class ArtifactError(RunnerError):
 
 class IntegrityError(ArtifactError):
     """A stored file does not match its recorded checksum or signature."""
+
+
+class StorageUnavailableError(ArtifactError):
+    """The artifact store's server does not answer (connection refused, no such host, no
+    answer in time): infrastructure, exit 4 as :class:`InfrastructureError`, yet an
+    ``ArtifactError`` still, so what retries or falls back on a storage failure (the
+    lease's renewal, the forensics' local copy) treats it as one."""
 
 
 class DataError(RunnerError, ValueError):
@@ -332,6 +341,7 @@ EXIT_CODES: Final[Mapping[type[RunnerError], int]] = {
     RunnerError: 2,  # the input, the usage or the storage: fix it, then run again
     ExecutionError: 1,  # the run started and failed (a stage, a merge, its Job)
     InfrastructureError: 4,  # Ray, the worker pool, the API server: try again later
+    StorageUnavailableError: 4,  # the store's server does not answer: try again later
     RunInterruptedError: 128,  # plus the signal's number, as a shell reports it
 }
 """The one table of exit codes: each class exits with the code of its nearest family
