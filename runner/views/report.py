@@ -321,7 +321,7 @@ def render_report(
 ) -> str:
     """The run as one HTML document with no external reference (CSS and SVG inline).
 
-    ``results`` is the run's results.json (untrusted: :mod:`results_view` checks it),
+    ``results`` is the run's results.json (untrusted: :mod:`runner.views.results` checks it),
     ``results_note`` why it is missing or not shown.
     """
     clock = Clock.of(spans)
