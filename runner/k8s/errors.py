@@ -28,18 +28,27 @@ __all__ = ["ClusterError", "ClusterUnavailableError", "InvalidObjectError", "Not
            "explain", "timed_out"]
 
 
-class ClusterError(RunnerError):
+class _Asked:
+    """What a failed API call asked, kept on its error (None where not known)."""
+
+    verb: str | None
+    resource: str | None
+    name: str | None
+    namespace: str | None
+
+    def _keep_asked(self, *, verb: str | None = None, resource: str | None = None,
+                    name: str | None = None, namespace: str | None = None) -> None:
+        self.verb, self.resource, self.name, self.namespace = verb, resource, name, namespace
+
+
+class ClusterError(_Asked, RunnerError):
     """The cluster answered and refused the call (exit 2: fix access or input, not the run)."""
 
-    def __init__(self, message: str, *, api_status: int | None = None, verb: str | None = None,
-                 resource: str | None = None, name: str | None = None,
-                 namespace: str | None = None) -> None:
+    def __init__(self, message: str, *, api_status: int | None = None,
+                 **asked: str | None) -> None:
         super().__init__(message)
         self.api_status = api_status
-        self.verb = verb
-        self.resource = resource
-        self.name = name
-        self.namespace = namespace
+        self._keep_asked(**asked)
 
 
 class NotFoundError(ClusterError):
@@ -56,20 +65,15 @@ class InvalidObjectError(ClusterError):
         self.fields = fields
 
 
-class ClusterUnavailableError(InfrastructureError):
+class ClusterUnavailableError(_Asked, InfrastructureError):
     """No answer came from the Kubernetes API server at ``server``: the connection was
     refused, its host does not resolve, the TLS handshake failed, or it did not answer in
     time (exit 4: neither the input nor the run is wrong; try again once it is up)."""
 
-    def __init__(self, message: str, *, server: str = "", verb: str | None = None,
-                 resource: str | None = None, name: str | None = None,
-                 namespace: str | None = None) -> None:
+    def __init__(self, message: str, *, server: str = "", **asked: str | None) -> None:
         super().__init__(message)
         self.server = server
-        self.verb = verb
-        self.resource = resource
-        self.name = name
-        self.namespace = namespace
+        self._keep_asked(**asked)
 
 
 def _causes(exc: Any) -> tuple[tuple[str, str], ...]:
