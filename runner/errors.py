@@ -6,15 +6,17 @@
     │   └── ModuleImportError    a stage module raised while imported: the user's code
     ├── PlanError                a pipeline cannot be compiled into a plan
     ├── DataError                the user's prices cannot be used as they are
-    ├── ArtifactError            storage unreachable, refused, corrupt or tampered
-    │   └── IntegrityError       a file's checksum or signature does not verify
+    ├── ArtifactError            storage refused, missing, corrupt or tampered
+    │   ├── IntegrityError       a file's checksum or signature does not verify
+    │   └── StorageUnavailableError  the store's server does not answer (exit 4)
     ├── UsageError               a front door was called wrongly
-    ├── ClusterError             [runner.k8s.errors] the Kubernetes API refused or is away
+    ├── ClusterError             [runner.k8s.errors] the Kubernetes API refused the call
     │   ├── NotFoundError        [runner.k8s.errors] no such run, Job or schedule
     │   └── InvalidObjectError   [runner.k8s.errors] the API server refused an object (HTTP 422)
     ├── InfrastructureError      what the run needs cannot be reached or started (exit 4)
     │   ├── RayUnavailableError  Ray cannot be started here, or its cluster reached
-    │   └── WorkerPoolError      the pool of worker processes did not start
+    │   ├── WorkerPoolError      the pool of worker processes did not start
+    │   └── ClusterUnavailableError  [runner.k8s.errors] the Kubernetes API server is away
     └── ExecutionError           a run started and failed (exit 1)
         ├── StageFailedError     a stage raised; carries the forensics
         ├── LeaseLostError       another process took the run over (its lease lapsed)
@@ -61,6 +63,7 @@ __all__ = [
     "RunInterruptedError",
     "RunnerError",
     "StageFailedError",
+    "StorageUnavailableError",
     "UndeclaredWriteError",
     "UsageError",
     "WorkerPoolError",
@@ -155,6 +158,13 @@ class IntegrityError(ArtifactError):
     """A stored file does not match its recorded checksum or signature."""
 
 
+class StorageUnavailableError(ArtifactError):
+    """The artifact store's server does not answer (connection refused, no such host, no
+    answer in time): infrastructure, exit 4 as :class:`InfrastructureError`, yet an
+    ``ArtifactError`` still, so what retries or falls back on a storage failure (the
+    lease's renewal, the forensics' local copy) treats it as one."""
+
+
 class DataError(RunnerError, ValueError):
     """The user's price data cannot be used: its shape, or too little of it.
 
@@ -180,7 +190,8 @@ class ExecutionError(RunnerError):
 
 class InfrastructureError(RunnerError):
     """What the run needs cannot be reached or started (a Ray cluster, the worker
-    processes): neither the input nor the run is wrong, and trying again may work."""
+    processes, the Kubernetes API server): neither the input nor the run is wrong, and
+    trying again may work."""
 
 
 class RayUnavailableError(InfrastructureError):
@@ -329,7 +340,8 @@ class LeaseLostError(ExecutionError):
 EXIT_CODES: Final[Mapping[type[RunnerError], int]] = {
     RunnerError: 2,  # the input, the usage or the storage: fix it, then run again
     ExecutionError: 1,  # the run started and failed (a stage, a merge, its Job)
-    InfrastructureError: 4,  # Ray or the worker pool: not the input; try again later
+    InfrastructureError: 4,  # Ray, the worker pool, the API server: try again later
+    StorageUnavailableError: 4,  # the store's server does not answer: try again later
     RunInterruptedError: 128,  # plus the signal's number, as a shell reports it
 }
 """The one table of exit codes: each class exits with the code of its nearest family

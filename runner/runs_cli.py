@@ -339,7 +339,7 @@ def trace_command(
 ) -> None:
     """A run's spans as a tree, with durations (from its spans.jsonl)."""
     from runner.telemetry import encode_jsonl
-    from runner.telemetry.view import render_attempts
+    from runner.views.trace import render_attempts
 
     try:
         spans = _spans(_store(artifacts, storage_option), run_id, required=True,
@@ -366,7 +366,7 @@ def report_command(
     from runner.artifacts.documents import read_error_doc
     from runner.artifacts.layout import SPANS_FILE
     from runner.artifacts.results import read_results
-    from runner.telemetry.report import render_report
+    from runner.views.report import render_report
 
     try:
         paths = run_paths(run_id)

@@ -1,7 +1,8 @@
 """One chokepoint for artifact I/O on any fsspec URL.
 
 Every read and write goes through :class:`ArtifactStore`, which maps the
-zoo of storage exceptions onto :class:`ArtifactError` with the URL named, and
+zoo of storage exceptions onto :class:`ArtifactError` with the URL named (a server that
+does not answer: :class:`StorageUnavailableError`, exit 4), and
 makes writes atomic: a temporary name and a rename on filesystems, a single
 PUT on object stores, so a reader never sees half a file. :meth:`ArtifactStore.create`
 writes a file only if none is there, atomically where the back end allows it
@@ -31,7 +32,7 @@ from typing import Any, BinaryIO
 import fsspec
 from fsspec.core import url_to_fs
 
-from runner.errors import ArtifactError
+from runner.errors import ArtifactError, StorageUnavailableError
 
 __all__ = ["Appender", "ArtifactStore", "HashingWriter", "storage_options_from"]
 
@@ -107,7 +108,29 @@ def _translated(url: str, action: str) -> Iterator[None]:
     except PermissionError as exc:
         raise ArtifactError(f"{action} {url}: permission denied ({exc})", url=url) from exc
     except Exception as exc:  # fsspec back ends raise anything: botocore, aiohttp, OSError
+        if _no_answer(exc):
+            raise StorageUnavailableError(f"{action} {url}: its server does not answer "
+                                          f"({type(exc).__name__}: {exc})", url=url) from exc
         raise ArtifactError(f"{action} {url}: {type(exc).__name__}: {exc}", url=url) from exc
+
+
+_NO_ANSWER = frozenset({"ConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+                        "ClientConnectorError", "ServerTimeoutError", "TimeoutError",
+                        "gaierror"})
+"""Classes (by name: botocore, aiohttp and urllib3 are optional) that say no answer came:
+refused, no such host, timed out. The builtin ConnectionError and TimeoutError are here."""
+
+
+def _no_answer(exc: BaseException) -> bool:
+    """Whether ``exc``, or what it was raised from, is a server that did not answer."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # back ends wrap: s3fs and gcsfs re-raise as OSError
+        if seen is None:
+            return False
+        if any(cls.__name__ in _NO_ANSWER for cls in type(seen).__mro__):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class ArtifactStore:

@@ -4,7 +4,8 @@ Every call of the layer (a watch included) goes through :meth:`KubeApi.call`: it
 one request, retries a transient failure (429, 5xx, a refused, dropped or stalled
 connection) with backoff honouring ``Retry-After``, gives None for a status the caller
 expects (``ok``: 404 on a delete, 409 on a create, 410 on a watch) and turns anything
-else into one error of :mod:`runner.k8s.errors`, raised from the library's exception.
+else into one error of :mod:`runner.k8s.errors`, raised from the library's exception: a
+``ClusterError`` for an answer, a ``ClusterUnavailableError`` (exit 4) for none.
 How often and how long it tries again is data (:class:`Retry`), shared in shape with
 Ray's connection retry (:mod:`runner.retry`).
 """
@@ -20,7 +21,7 @@ from typing import TypeVar
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from runner.k8s.errors import ClusterError, explain, timed_out
+from runner.k8s.errors import ClusterError, explain, timed_out, tls_failure
 from runner.k8s.timeouts import TimedApiClient, Timeouts
 from runner.retry import RetryPolicy, env_int
 
@@ -52,7 +53,10 @@ class Retry(RetryPolicy):
     """API statuses retried."""
 
     def tries_for(self, exc: BaseException) -> int:
-        """How many tries ``exc`` earns in all: 1 when it is not transient."""
+        """How many tries ``exc`` earns in all: 1 when it is not transient (a failed TLS
+        handshake fails the same way again)."""
+        if tls_failure(exc) is not None:
+            return 1
         if isinstance(exc, ApiException):
             return self.attempts if exc.status in self.transient or not exc.status else 1
         if _unreachable(exc):

@@ -1,16 +1,19 @@
 """Kubernetes API failures in the project's own words: one clear message each.
 
     RunnerError
-    └── ClusterError             the cluster refused or could not be reached (exit 2)
-        ├── NotFoundError        the run, Job or schedule does not exist
-        └── InvalidObjectError   the API server refused an object as invalid (HTTP 422)
+    ├── ClusterError                 the cluster refused the call (exit 2)
+    │   ├── NotFoundError            the run, Job or schedule does not exist
+    │   └── InvalidObjectError       the API server refused an object as invalid (HTTP 422)
+    └── InfrastructureError
+        └── ClusterUnavailableError  no answer came: refused, no such host, TLS, too slow (exit 4)
 
 A Job that failed or cannot start is :class:`runner.k8s.status.RunFailedError`, an
 ``ExecutionError`` (exit 1, as a failed local run): see the tree in :mod:`runner.errors`.
 
 An error made from a failed call carries what was asked (``verb``, ``resource``,
-``name``, ``namespace``) and the API's answer ``api_status`` (None: no answer came), and is raised
-from the client library's exception.
+``name``, ``namespace``); a :class:`ClusterError` also the API's answer ``api_status``, a
+:class:`ClusterUnavailableError` the ``server`` that did not answer. Each is raised from
+the client library's exception.
 """
 
 from __future__ import annotations
@@ -19,23 +22,33 @@ import json
 import re
 from typing import Any
 
-from runner.errors import RunnerError
+from runner.errors import InfrastructureError, RunnerError
 
-__all__ = ["ClusterError", "InvalidObjectError", "NotFoundError", "explain", "timed_out"]
+__all__ = ["ClusterError", "ClusterUnavailableError", "InvalidObjectError", "NotFoundError",
+           "explain", "timed_out"]
 
 
-class ClusterError(RunnerError):
-    """The cluster refused or could not be reached (exit 2: fix access, not the run)."""
+class _Asked:
+    """What a failed API call asked, kept on its error (None where not known)."""
 
-    def __init__(self, message: str, *, api_status: int | None = None, verb: str | None = None,
-                 resource: str | None = None, name: str | None = None,
-                 namespace: str | None = None) -> None:
+    verb: str | None
+    resource: str | None
+    name: str | None
+    namespace: str | None
+
+    def _keep_asked(self, *, verb: str | None = None, resource: str | None = None,
+                    name: str | None = None, namespace: str | None = None) -> None:
+        self.verb, self.resource, self.name, self.namespace = verb, resource, name, namespace
+
+
+class ClusterError(_Asked, RunnerError):
+    """The cluster answered and refused the call (exit 2: fix access or input, not the run)."""
+
+    def __init__(self, message: str, *, api_status: int | None = None,
+                 **asked: str | None) -> None:
         super().__init__(message)
         self.api_status = api_status
-        self.verb = verb
-        self.resource = resource
-        self.name = name
-        self.namespace = namespace
+        self._keep_asked(**asked)
 
 
 class NotFoundError(ClusterError):
@@ -50,6 +63,17 @@ class InvalidObjectError(ClusterError):
                  **call: Any) -> None:
         super().__init__(message, **call)
         self.fields = fields
+
+
+class ClusterUnavailableError(_Asked, InfrastructureError):
+    """No answer came from the Kubernetes API server at ``server``: the connection was
+    refused, its host does not resolve, the TLS handshake failed, or it did not answer in
+    time (exit 4: neither the input nor the run is wrong; try again once it is up)."""
+
+    def __init__(self, message: str, *, server: str = "", **asked: str | None) -> None:
+        super().__init__(message)
+        self.server = server
+        self._keep_asked(**asked)
 
 
 def _causes(exc: Any) -> tuple[tuple[str, str], ...]:
@@ -78,16 +102,18 @@ def _reason(exc: Any) -> str:
 
 def explain(exc: BaseException, *, verb: str, resource: str, name: str | None = None,
             namespace: str | None = None, server: str | None = None,
-            timeouts: tuple[float, float | None] | None = None) -> ClusterError:
+            timeouts: tuple[float, float | None] | None = None) -> RunnerError:
     """The error for a failed API call: forbidden (which verb on which resource), not
-    found, conflict, an invalid object (each field the server named), an unreachable
-    server, or one that did not answer within
-    ``timeouts`` (the call's ``(connect, read)`` limits in seconds)."""
+    found, conflict, an invalid object (each field the server named), any other answer
+    (:class:`ClusterError`); or no answer at all: an unreachable server, a failed TLS
+    handshake, or one that did not answer within ``timeouts`` (the call's ``(connect,
+    read)`` limits in seconds) (:class:`ClusterUnavailableError`)."""
     what = f"{resource} {name!r}" if name else resource
     where = f" in namespace {namespace!r}" if namespace else ""
     status = getattr(exc, "status", None)
-    call: dict[str, Any] = {"api_status": status, "verb": verb, "resource": resource, "name": name,
-            "namespace": namespace}
+    asked: dict[str, Any] = {"verb": verb, "resource": resource, "name": name,
+                             "namespace": namespace}
+    call: dict[str, Any] = {"api_status": status, **asked}
     if status == 403:
         return ClusterError(f"forbidden: this identity may not {verb} {resource}{where} "
                             f"({_reason(exc)}); grant it in the Role (charts/runner does)",
@@ -106,22 +132,48 @@ def explain(exc: BaseException, *, verb: str, resource: str, name: str | None = 
         said = "; ".join(f"{f}: {m}" for f, m in fields) or _reason(exc)
         return InvalidObjectError(f"the cluster refused {what}{where} as invalid: {said}",
                                   fields=fields, **call)
-    if status is not None:
+    if status and not tls_failure(exc):  # the kubernetes client says 0 for no answer
         return ClusterError(f"the Kubernetes API answered {status} to {verb} {what}{where}: "
                             f"{_reason(exc)}", **call)
     target = f" at {server}" if server else ""
     kind = timed_out(exc)
     if kind is not None:
-        return ClusterError(_too_slow(exc, kind, target, timeouts), **call)
-    return ClusterError(f"cannot reach the Kubernetes API server{target}: "
-                        f"{_connection_failure(exc)}", **call)
+        return ClusterUnavailableError(_too_slow(exc, kind, target, timeouts),
+                                       server=server or "", **asked)
+    return ClusterUnavailableError(f"cannot reach the Kubernetes API server{target}: "
+                                   f"{_connection_failure(exc)}", server=server or "", **asked)
+
+
+def tls_failure(exc: BaseException) -> str | None:
+    """What a failed TLS handshake said (``[SSL: ...] ...``), else None. The kubernetes
+    client turns urllib3's SSLError into an ApiException of status 0 whose reason is
+    ``"SSLError\\n<what OpenSSL said>"``; without it, urllib3 raises it (maybe wrapped)."""
+    from urllib3.exceptions import MaxRetryError, SSLError
+
+    if getattr(exc, "status", None) == 0:
+        kind, _, said = str(getattr(exc, "reason", "") or "").partition("\n")
+        return (said.strip() or kind) if kind == "SSLError" else None
+    if isinstance(exc, MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    return str(exc) if isinstance(exc, SSLError) else None
 
 
 def _connection_failure(exc: BaseException) -> str:
     """Why no answer came, in a few words: ``connection refused (is the cluster up?
-    ...)`` rather than urllib3's nested reprs."""
+    ...)``, ``no such host ...`` or ``the TLS handshake failed ...`` rather than
+    urllib3's nested reprs."""
+    from urllib3.exceptions import NameResolutionError
+
+    tls = tls_failure(exc)
+    if tls is not None:
+        return (f"the TLS handshake failed ({tls}); check the server's scheme and port and "
+                "the certificate authority in the kubeconfig")
     reason = getattr(exc, "reason", None)  # MaxRetryError: the failure it gave up on
     inner = reason if isinstance(reason, BaseException) else exc
+    host = re.search(r"Failed to resolve '([^']*)'", str(inner))
+    if isinstance(inner, NameResolutionError) and host:
+        return (f"no such host {host[1]!r} (is the kubeconfig's server address right? "
+                "--context and --kubeconfig choose another)")
     text = str(inner)
     _, sep, tail = text.partition("Failed to establish a new connection: ")
     if sep:

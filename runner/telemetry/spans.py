@@ -27,12 +27,19 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from runner.telemetry.bounds import MAX_SPAN_DEPTH, too_deep
+from runner.errors import ArtifactError
+from runner.manifest import MAX_NESTING
 
-__all__ = ["OK", "SPANS_FILE", "SpanNode", "decode_jsonl", "encode_jsonl", "from_readable",
-           "plain_listed", "plain_span", "resource_attrs", "span_tree", "to_readable"]
+__all__ = ["MAX_SPAN_DEPTH", "OK", "SPANS_FILE", "SpanNode", "decode_jsonl", "encode_jsonl",
+           "from_readable", "plain_listed", "plain_span", "resource_attrs", "span_tree",
+           "to_readable", "too_deep"]
 
 SPANS_FILE = "spans.jsonl"
+MAX_SPAN_DEPTH = 4 * MAX_NESTING + 64
+"""How deep a span tree read back may nest: runner's own spans per level of a plan
+(pipeline, group, branch, checkpoint) plus room for the spans a stage's code opens under
+its step. Anything deeper was not written by runner; :func:`span_tree` refuses it before a
+recursive walk (the trace view, the report) could exhaust Python's recursion limit."""
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 OK = Status(StatusCode.OK)
@@ -197,10 +204,16 @@ class SpanNode:
         return (end - start) / 1e9
 
 
+def too_deep(what: str, limit: int) -> ArtifactError:
+    """The one-line refusal of a tree read from the store that nests deeper than ``limit``."""
+    return ArtifactError(f"{what} nests more than {limit} levels deep, deeper than anything "
+                         "runner writes: refusing to read it")
+
+
 def span_tree(spans: Sequence[Mapping[str, Any]]) -> list[SpanNode]:
     """Roots of the span forest (a span whose parent is not among them is a root).
 
-    A forest deeper than any run makes is refused (:mod:`runner.telemetry.bounds`).
+    A forest deeper than :data:`MAX_SPAN_DEPTH` is refused in one line (exit 2).
     """
     nodes = {s["span_id"]: SpanNode(dict(s)) for s in spans}
     roots: list[SpanNode] = []

@@ -172,9 +172,6 @@ class Tracing:
         if type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider":
             trace.set_tracer_provider(self.provider)
 
-    def shutdown(self) -> None:
-        self.provider.shutdown()
-
 
 _TRACINGS: dict[TelemetryConfig, Tracing] = {}
 _TRACINGS_LOCK = threading.Lock()

@@ -339,7 +339,7 @@ def test_schedule_creates_then_updates_and_unschedule_deletes(k8s):
     assert again.returncode == 2 and "not found" in again.stderr
 
 
-def test_an_unreachable_api_server_is_named_and_exits_2(tmp_path):
+def test_an_unreachable_api_server_is_named_and_exits_4(tmp_path):
     with socket.socket() as s:  # a port with nothing listening
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -347,7 +347,7 @@ def test_an_unreachable_api_server_is_named_and_exits_2(tmp_path):
     config.write_text(kubeconfig_text(f"http://127.0.0.1:{port}"))
     done = cli("submit", "alpha.full", "--image", IMAGE, *STORE, kubeconfig=config,
                env={"RUNNER_K8S_RETRIES": "1"})
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == 4, done.stderr
     assert f"cannot reach the Kubernetes API server at http://127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -369,12 +369,60 @@ def test_an_unreachable_api_server_is_one_line_at_once(command, tmp_path):
     started = time.monotonic()
     done = cli(*command, kubeconfig=config)
     print(f"runner {command[0]} against a closed port: {time.monotonic() - started:.2f} s wall")
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == 4, done.stderr
     assert done.stderr.splitlines() == [
         f"error: cannot reach the Kubernetes API server at https://127.0.0.1:{port}: "
         "connection refused (is the cluster up, and the kubeconfig's context the one you "
         "meant? --context and --kubeconfig choose another)"], done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize("command", [["status", "run-1"],
+                                     ["submit", "alpha.full", "--image", IMAGE, *STORE]],
+                         ids=["status", "submit"])
+def test_a_stopped_api_server_is_infrastructure_exit_4_not_the_users_fault(command, tmp_path):
+    """The same command and kubeconfig: while the server is up, a missing run is the
+    user's (exit 2); once it is stopped, nothing answers: exit 4, the one line naming it."""
+    with Emulator(tmp_path, version="1.37.0", namespace="research") as emulator:
+        url, config = emulator.url, tmp_path / "kubeconfig"
+        config.write_text(emulator.kubeconfig.read_text())
+        if command[0] == "status":
+            up = cli(*command, kubeconfig=config)
+            assert up.returncode == 2 and "not found" in up.stderr, up.stderr
+    done = cli(*command, kubeconfig=config)
+    assert done.returncode == 4, done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: cannot reach the Kubernetes API server at {url}: connection refused (is the "
+        "cluster up, and the kubeconfig's context the one you meant? --context and "
+        "--kubeconfig choose another)"], done.stderr
+    assert done.stdout == ""
+
+
+def test_a_host_that_does_not_resolve_exits_4_naming_it(tmp_path):
+    config = tmp_path / "kubeconfig"
+    config.write_text(kubeconfig_text("https://k8s.nowhere.invalid:6443"))
+    done = cli("status", "run-1", kubeconfig=config)
+    assert done.returncode == 4, done.stderr
+    assert done.stderr.splitlines() == [
+        "error: cannot reach the Kubernetes API server at https://k8s.nowhere.invalid:6443: no "
+        "such host 'k8s.nowhere.invalid' (is the kubeconfig's server address right? --context "
+        "and --kubeconfig choose another)"], done.stderr
+
+
+def test_a_failed_tls_handshake_exits_4_on_one_line(k8s, tmp_path):
+    """https:// to the emulator's plain-HTTP port: the handshake fails. Yesterday: 'the
+    Kubernetes API answered 0' over two lines, exit 2, after five tries."""
+    server = k8s.url.replace("http://", "https://")
+    config = tmp_path / "kubeconfig"
+    config.write_text(kubeconfig_text(server, namespace="research"))
+    done = cli("status", "run-1", kubeconfig=config)
+    assert done.returncode == 4, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"error: cannot reach the Kubernetes API server at {server}: the "
+                           "TLS handshake failed ([SSL: "), line
+    assert line.endswith("); check the server's scheme and port and the certificate "
+                         "authority in the kubeconfig"), line
+    assert "Traceback" not in done.stderr
 
 
 @pytest.fixture
@@ -421,7 +469,7 @@ def test_an_api_server_that_never_answers_is_one_line_not_a_hang(command, silent
     done = cli(*command, kubeconfig=config, env={"RUNNER_K8S_TIMEOUT": "1"}, timeout=60)
     print(f"runner {command[0]} against a silent server (limit 1 s): "
           f"{time.monotonic() - started:.2f} s wall")
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == 4, done.stderr
     assert done.stderr.splitlines() == [
         f"error: the Kubernetes API server at {silent_server} did not answer within 1 s (is "
         "it overloaded, or a proxy or load balancer in the way? RUNNER_K8S_TIMEOUT=SECONDS "

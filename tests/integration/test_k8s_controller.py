@@ -15,7 +15,7 @@ from kubernetes import client, config
 
 from runner.k8s.builders import RunSpec
 from runner.k8s.controller import Controller
-from runner.k8s.errors import ClusterError, NotFoundError
+from runner.k8s.errors import ClusterError, ClusterUnavailableError, NotFoundError
 from tests.k8s_emulator import Emulator, kubeconfig_text
 
 pytestmark = pytest.mark.integration
@@ -100,7 +100,7 @@ def test_an_unreachable_api_server_is_one_clear_error(tmp_path):
     path.write_text(kubeconfig_text(f"http://127.0.0.1:{port}"))
     ctl = Controller.connect("research", kubeconfig=str(path))
     ctl.api.configuration.retries = 0
-    with pytest.raises(ClusterError, match=f"cannot reach the Kubernetes API server at "
+    with pytest.raises(ClusterUnavailableError, match=f"cannot reach the Kubernetes API server at "
                                            f"http://127.0.0.1:{port}"):
         ctl.status("nightly-1")
 

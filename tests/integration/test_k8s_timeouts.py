@@ -18,7 +18,7 @@ from kubernetes import client, config
 
 from runner.k8s.builders import RunSpec, Schedule
 from runner.k8s.controller import Controller, Retry
-from runner.k8s.errors import ClusterError
+from runner.k8s.errors import ClusterError, ClusterUnavailableError
 from runner.k8s.timeouts import Timeouts
 from tests.k8s_emulator import Emulator, PodLog
 
@@ -157,13 +157,13 @@ def test_a_request_answered_too_late_is_one_clear_error_after_one_retry(
         ctl.schedule(Schedule("alpha-nightly", "0 6 * * 1-5", run_spec("alpha-nightly")))
         add_pod(k8s, tmp_path)
     fault = k8s.stall_next("*", stalled, STALL, times=5, watch=False)
-    with pytest.raises(ClusterError) as caught:
+    with pytest.raises(ClusterUnavailableError) as caught:
         act(ctl, k8s)
     assert str(caught.value) == (
         f"the Kubernetes API server at {k8s.url} did not answer within 0.5 s (is it "
         "overloaded, or a proxy or load balancer in the way? RUNNER_K8S_TIMEOUT=SECONDS "
         "waits longer)")
-    assert caught.value.exit_code == 2
+    assert caught.value.exit_code == 4
     assert len(fault.hits) == 2  # one retry, then the error
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from runner.telemetry.report import render_report
-from tests.unit.test_report import synthetic
+from runner.views.report import render_report
+from tests.unit.views.test_report import synthetic
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ def test_results_and_the_equity_curve_render_in_chromium(driver, tmp_path):
     SVG polylines of one point per day, with visible size and legible axis labels."""
     from selenium.webdriver.common.by import By
 
-    from tests.unit.test_report_results import DAYS, results_doc
+    from tests.unit.views.test_report_results import DAYS, results_doc
 
     run, spans, indexes, error = synthetic()
     page = tmp_path / "report.html"

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from runner.telemetry.report import render_report
+from runner.views.report import render_report
 from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.integration

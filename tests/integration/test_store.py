@@ -29,7 +29,13 @@ from pandas.testing import assert_frame_equal, assert_series_equal
 from runner.artifacts import ArtifactStore, list_runs, load_error_context
 from runner.artifacts.codec import sha256
 from runner.artifacts.signing import KEY_ENV, PICKLE_HEADER
-from runner.errors import ArtifactError, IntegrityError, StageFailedError, UsageError
+from runner.errors import (
+    ArtifactError,
+    IntegrityError,
+    StageFailedError,
+    StorageUnavailableError,
+    UsageError,
+)
 from runner.sdk import QuantSDK
 from tests.integration.conftest import AWS_ENV, StoreRoot, free_port
 from tests.integration.lease_shapes import ForeignHolder, held_lease, lease_files
@@ -616,7 +622,9 @@ def test_unusable_storage_fails_before_any_stage(manifest, tmp_path, request, ca
     sdk = QuantSDK(manifest, artifacts=url, storage_options=opts)
     with pytest.raises(ArtifactError) as info:
         sdk.run_pipeline("main", context(tmp_path), run_id="gone-1")
-    assert url in str(info.value) and info.value.exit_code == 2
+    no_answer = case == "s3-closed-port"  # infrastructure, not the user's input
+    assert url in str(info.value) and info.value.exit_code == (4 if no_answer else 2)
+    assert isinstance(info.value, StorageUnavailableError) is no_answer
     assert "not usable" in str(info.value)
     assert ledger(tmp_path) == []
 
@@ -631,7 +639,7 @@ def test_unusable_storage_through_the_cli(manifest, tmp_path, request, case, cli
     proc = cli("run", "main", "-m", manifest, "--run-id", "gone-2", *args,
                "--param", f"ledger={ledger_path(tmp_path)}", cwd=tmp_path,
                env={**AWS_ENV, "AWS_MAX_ATTEMPTS": "1"})
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == (4 if case == "s3-closed-port" else 2), proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: artifact store is not usable") and url in lines[0]

@@ -82,7 +82,7 @@ def test_each_class_exits_with_the_code_drawn_from_the_one_table() -> None:
     assert codes == {name: code for name, (_, _, code) in drawn.items()}
     assert {cls.__name__: code for cls, code in EXIT_CODES.items()} == {
         "RunnerError": 2, "ExecutionError": 1, "InfrastructureError": 4,
-        "RunInterruptedError": 128}
+        "StorageUnavailableError": 4, "RunInterruptedError": 128}
     for name, cls in classes.items():  # the table is the one place: no class sets its own
         assert "exit_code" not in vars(cls) or cls is RunnerError, name
 
@@ -164,17 +164,25 @@ def _samples() -> list[RunnerError]:
         RayUnavailableError,
         RegistryError,
         StageFailedError,
+        StorageUnavailableError,
         UndeclaredWriteError,
         WorkerPoolError,
     )
     from runner.k8s.controller import RunFailedError, RunStatus
-    from runner.k8s.errors import ClusterError, InvalidObjectError, NotFoundError
+    from runner.k8s.errors import (
+        ClusterError,
+        ClusterUnavailableError,
+        InvalidObjectError,
+        NotFoundError,
+    )
 
     return [
         RunnerError("r"), UsageError("u"), RegistryError("g"), InfrastructureError("i"),
         ExecutionError("e"), ClusterError("c", api_status=403, verb="create", resource="Job",
                                           name="runner-r1", namespace="research"),
         NotFoundError("n"),
+        ClusterUnavailableError("away", server="https://k8s:6443", verb="get", resource="jobs",
+                                name="runner-r1", namespace="research"),
         InvalidObjectError("bad", fields=(("spec.x", "required"),)),
         ManifestError("m.json", [Problem("pipelines.p", "bad")]),
         ModuleImportError("boom", module="my_stages", where="my_stages.py line 3"),
@@ -182,6 +190,7 @@ def _samples() -> list[RunnerError]:
         DataError("prices.csv", "too few rows", expected="250 rows"),
         ArtifactError("gone", url="s3://b/x", missing=True),
         IntegrityError("tampered", url="s3://b/y"),
+        StorageUnavailableError("away", url="s3://b/z"),
         RayUnavailableError("no Ray", address="ray://head:10001"),
         WorkerPoolError("no pool", workers=2, start_method="forkserver"),
         StageFailedError(run_id="r1", stage="s", path="p[0]", exc_type="ValueError",

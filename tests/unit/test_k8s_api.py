@@ -11,7 +11,12 @@ from kubernetes import client  # noqa: E402
 from urllib3.exceptions import NewConnectionError, ProtocolError  # noqa: E402
 
 from runner.k8s.api import KubeApi, Retry  # noqa: E402
-from runner.k8s.errors import ClusterError, InvalidObjectError, NotFoundError  # noqa: E402
+from runner.k8s.errors import (  # noqa: E402
+    ClusterError,
+    ClusterUnavailableError,
+    InvalidObjectError,
+    NotFoundError,
+)
 
 
 class Flaky:
@@ -87,9 +92,22 @@ def test_a_refused_connection_is_tried_once_more_only(api, waits):
     refused = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] "
                                        "Connection refused")
     fn = Flaky(refused, refused, refused)
-    with pytest.raises(ClusterError, match="cannot reach the Kubernetes API server"):
+    with pytest.raises(ClusterUnavailableError, match="cannot reach the Kubernetes API server"
+                       ) as raised:
         api.call(fn, verb="list", resource="jobs")
     assert fn.calls == 2 and waits == [0.5]
+    assert raised.value.__cause__ is refused and raised.value.exit_code == 4
+
+
+def test_a_failed_tls_handshake_is_not_tried_again(api, waits):
+    """Yesterday: status 0 counted as transient, five tries over 7.5 s for a handshake
+    that fails the same way every time."""
+    failure = rest.ApiException(status=0, reason="SSLError\n[SSL: WRONG_VERSION_NUMBER] wrong")
+    fn = Flaky(failure, failure)
+    with pytest.raises(ClusterUnavailableError, match="the TLS handshake failed") as raised:
+        api.call(fn, verb="get", resource="jobs")
+    assert fn.calls == 1 and waits == []
+    assert raised.value.__cause__ is failure
 
 
 def test_a_dropped_connection_is_tried_again(api, waits):

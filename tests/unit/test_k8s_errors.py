@@ -11,6 +11,7 @@ rest = pytest.importorskip("kubernetes.client.rest", reason="the k8s extra is no
 from runner.errors import UsageError  # noqa: E402
 from runner.k8s.errors import (  # noqa: E402
     ClusterError,
+    ClusterUnavailableError,
     InvalidObjectError,
     NotFoundError,
     explain,
@@ -64,8 +65,40 @@ def test_an_invalid_object_names_each_field_the_server_refused():
 def test_unreachable_server_names_it():
     error = explain(ConnectionRefusedError(111, "Connection refused"), verb="list",
                     resource="jobs", server="https://127.0.0.1:6443")
-    assert isinstance(error, ClusterError)
+    assert type(error) is ClusterUnavailableError and error.exit_code == 4
     assert "cannot reach the Kubernetes API server at https://127.0.0.1:6443" in str(error)
+    assert (error.server, error.verb, error.resource) == ("https://127.0.0.1:6443", "list",
+                                                          "jobs")
+
+
+def test_a_host_that_does_not_resolve_is_named_in_a_few_words():
+    import socket
+
+    from urllib3.exceptions import MaxRetryError, NameResolutionError
+
+    failure = MaxRetryError(None, "/api", NameResolutionError(
+        "k8s.nowhere.invalid", None, socket.gaierror(-2, "Name or service not known")))
+    error = explain(failure, verb="get", resource="jobs",
+                    server="https://k8s.nowhere.invalid:6443")
+    assert type(error) is ClusterUnavailableError and error.exit_code == 4
+    assert str(error) == (
+        "cannot reach the Kubernetes API server at https://k8s.nowhere.invalid:6443: no such "
+        "host 'k8s.nowhere.invalid' (is the kubeconfig's server address right? --context and "
+        "--kubeconfig choose another)")
+
+
+def test_a_failed_tls_handshake_is_unavailable_not_an_answer_of_status_0():
+    """The kubernetes client turns urllib3's SSLError into an ApiException of status 0:
+    it is no answer (exit 4), said on one line, not 'the API answered 0'."""
+    failure = rest.ApiException(status=0, reason="SSLError\n[SSL: WRONG_VERSION_NUMBER] "
+                                                  "wrong version number (_ssl.c:1006)")
+    error = explain(failure, verb="get", resource="jobs", server="https://127.0.0.1:8080")
+    assert type(error) is ClusterUnavailableError and error.exit_code == 4
+    assert str(error) == (
+        "cannot reach the Kubernetes API server at https://127.0.0.1:8080: the TLS handshake "
+        "failed ([SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)); check the "
+        "server's scheme and port and the certificate authority in the kubeconfig")
+    assert "\n" not in str(error)
 
 
 @pytest.mark.parametrize(("exc", "words"), [
@@ -83,7 +116,7 @@ def test_a_request_that_ran_out_of_time_names_the_server_and_the_limit(exc, word
                "wrapped": MaxRetryError(None, "/api", ConnectTimeoutError("timed out"))}[exc]
     error = explain(failure, verb="get", resource="jobs", server="https://10.0.0.1:6443",
                     timeouts=(5, 30))
-    assert type(error) is ClusterError and error.exit_code == 2
+    assert type(error) is ClusterUnavailableError and error.exit_code == 4
     assert str(error).startswith(f"the Kubernetes API server at https://10.0.0.1:6443 {words} ")
     assert "RUNNER_K8S_TIMEOUT" in str(error)
 

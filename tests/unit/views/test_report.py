@@ -21,13 +21,13 @@ from rich.console import Console
 from runner.artifacts import ArtifactStore
 from runner.errors import StageFailedError
 from runner.sdk import QuantSDK
-from runner.telemetry.report import TIMELINE_KINDS, render_report
 from runner.telemetry.spans import decode_jsonl
-from runner.telemetry.view import format_bytes, format_duration, render_trace, summarize
+from runner.views.report import TIMELINE_KINDS, render_report
+from runner.views.trace import format_bytes, format_duration, render_trace, summarize
 from tests.integration.store_shapes import index_doc as read_index
 from tests.integration.store_shapes import run_doc as read_run
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 T0 = 1_764_130_000_000_000_000
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 DRIVER, WORKER_A, WORKER_B = 4242, 5001, 5002

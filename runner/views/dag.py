@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.telemetry.textwidth import fit_text, text_width
-from runner.telemetry.view import format_duration
+from runner.views.textwidth import fit_text, text_width
+from runner.views.trace import format_duration
 
 __all__ = ["DAG_WIDTH", "OVERVIEW_FIRST", "Box", "Dag", "Dot", "Frame", "fit_text", "layout_dag",
            "text_width"]
@@ -43,35 +43,31 @@ LABEL_PX, DETAIL_PX, FRAME_PX = 12.5, 11.0, 11.5  # the template's font sizes (.
 OVERVIEW_FIRST = 40
 """A DAG of more steps than this opens on its overview (nested pipelines collapsed)."""
 
-@dataclass(frozen=True)
-class Box:
+@dataclass(frozen=True, kw_only=True)
+class Rect:
+    """A labelled rectangle of the DAG, in SVG user units, with its run state."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    label: str
+    detail: str
+    status: str
+    tooltip: str
+    path: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Box(Rect):
     """A stage, adapter or merge in the DAG (or, in the overview, a collapsed pipeline)."""
 
-    x: float
-    y: float
-    w: float
-    h: float
-    label: str
-    detail: str
     kind: str
-    status: str
-    tooltip: str
-    path: str = ""
 
 
-@dataclass(frozen=True)
-class Frame:
+@dataclass(frozen=True, kw_only=True)
+class Frame(Rect):
     """A nested pipeline: a labelled box around its steps."""
-
-    x: float
-    y: float
-    w: float
-    h: float
-    label: str
-    detail: str
-    status: str
-    tooltip: str
-    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -301,8 +297,9 @@ class _DagLayout:
             detail = _detail(status, span)
             room = w - SIDE - 2 * PAD - text_width(detail, DETAIL_PX, bold=False)
             self.dag.frames.append(Frame(
-                x, y, w, h, fit_text("▣ " + node["name"], room, FRAME_PX), detail, status,
-                _tooltip(node["name"], path, kind, status, span), path))
+                x=x, y=y, w=w, h=h, label=fit_text("▣ " + node["name"], room, FRAME_PX),
+                detail=detail, status=status,
+                tooltip=_tooltip(node["name"], path, kind, status, span), path=path))
             inner = PAD + TITLE
             return self.seq(node.get("children") or [], x + SIDE, y + inner, h - 2 * inner,
                             avail - 2 * SIDE)
@@ -337,8 +334,9 @@ class _DagLayout:
         if kind == "pipeline":
             tooltip += "\nclick to show its steps"
         self.dag.boxes.append(Box(
-            x, y, w, BOX_H, fit_text(label, w - 20, LABEL_PX),
-            fit_text(detail, w - 16, DETAIL_PX, bold=False), kind, status, tooltip, path))
+            x=x, y=y, w=w, h=BOX_H, label=fit_text(label, w - 20, LABEL_PX),
+            detail=fit_text(detail, w - 16, DETAIL_PX, bold=False), kind=kind, status=status,
+            tooltip=tooltip, path=path))
 
     def _group(self, node: Node, x: float, y: float, w: float, h: float,
                avail: float) -> tuple[Point, Point]:

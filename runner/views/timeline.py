@@ -1,10 +1,10 @@
 """The timeline of the HTML report: a Gantt chart of the spans, drawn at scale 1.
 
-Like the DAG (:mod:`runner.telemetry.dag`), the chart is laid out for the width
+Like the DAG (:mod:`runner.views.dag`), the chart is laid out for the width
 the report's panel has at a 1,000 px window (:data:`TIMELINE_WIDTH`) and the
 page draws it unscaled, so its labels keep their CSS size (11 px and more)
 instead of shrinking with the window. A row label too long for the label column
-is cut with an ellipsis (widths estimated with :func:`~runner.telemetry.textwidth.text_width`);
+is cut with an ellipsis (widths estimated with :func:`~runner.views.textwidth.text_width`);
 the whole name is in the row's tooltip.
 """
 
@@ -15,9 +15,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from runner.telemetry.dag import DAG_WIDTH, fit_text
 from runner.telemetry.spans import SpanNode, span_tree
-from runner.telemetry.view import (
+from runner.views.dag import DAG_WIDTH, fit_text
+from runner.views.trace import (
     attempt_title,
     by_attempt,
     format_bytes,

@@ -1,4 +1,4 @@
-"""The timeline's layout (runner.telemetry.timeline): as wide as the report's panel at a
+"""The timeline's layout (runner.views.timeline): as wide as the report's panel at a
 1,000 px window, so the page draws it at scale 1, with long row labels cut to the
 label column and whole in the tooltip. How a browser draws it: test_report_layout."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.telemetry.dag import DAG_WIDTH, text_width
-from runner.telemetry.timeline import LABEL_PX, LABEL_W, LABEL_X, Clock, layout_timeline
+from runner.views.dag import DAG_WIDTH, text_width
+from runner.views.timeline import LABEL_PX, LABEL_W, LABEL_X, Clock, layout_timeline
 
 LONG = "compute_the_rolling_cross_sectional_momentum_signal_of_the_univer"
 

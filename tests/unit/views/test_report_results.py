@@ -14,8 +14,8 @@ import pytest
 
 from runner.artifacts.results import build_results
 from runner.stages.contexts import PortfolioContext
-from runner.telemetry.report import render_report
-from tests.unit.test_report import synthetic
+from runner.views.report import render_report
+from tests.unit.views.test_report import synthetic
 
 DAYS = pd.bdate_range("2019-01-01", periods=400, name="date")
 

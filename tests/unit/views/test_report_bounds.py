@@ -24,13 +24,13 @@ from runner.manifest import MAX_NESTING, parse_manifest
 from runner.orchestration.graph import outline
 from runner.orchestration.plan import compile_plan
 from runner.registry import StageRegistry
-from runner.telemetry.bounds import MAX_OUTLINE_DEPTH, MAX_SPAN_DEPTH
-from runner.telemetry.report import render_report
-from runner.telemetry.spans import span_tree
-from runner.telemetry.view import render_trace
-from tests.unit.test_report import Trace, synthetic
+from runner.telemetry.spans import MAX_SPAN_DEPTH, span_tree
+from runner.views.bounds import MAX_OUTLINE_DEPTH
+from runner.views.report import render_report
+from runner.views.trace import render_trace
+from tests.unit.views.test_report import Trace, synthetic
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def deepest_plan_outline() -> dict[str, Any]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from runner.telemetry.dag import DAG_WIDTH
+from runner.views.dag import DAG_WIDTH
 
 __all__ = ["Chart", "ResultsView", "build_results_view"]
 

@@ -3,7 +3,7 @@
 ``runner`` keeps every run's spans in ``spans.jsonl`` (see :mod:`runner.telemetry.spans`),
 so a run can be inspected long after the fact without a tracing backend. This
 module turns those spans into a :mod:`rich` tree and a small summary; the HTML
-report (:mod:`runner.telemetry.report`) shares its formatting helpers, so both
+report (:mod:`runner.views.report`) shares its formatting helpers, so both
 views say "12.3 ms" and "3.1 MB" the same way. Everything here is pure: spans in,
 renderables or plain data out.
 """

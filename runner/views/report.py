@@ -2,8 +2,8 @@
 
 The report is meant to be mailed, attached to a ticket or opened from an object
 store years later, so it carries everything inline: CSS, SVG drawn in Python
-(the DAG's layout is :mod:`runner.telemetry.dag`, the timeline's
-:mod:`runner.telemetry.timeline`, both drawn at scale 1), no network reference, and one
+(the DAG's layout is :mod:`runner.views.dag`, the timeline's
+:mod:`runner.views.timeline`, both drawn at scale 1), no network reference, and one
 small inline script that only switches the DAG between its full view and its
 overview (the page reads whole without it). The Jinja2 template
 ``templates/report.html.j2`` only writes the geometry out, with autoescaping on,
@@ -24,18 +24,18 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template
 
-from runner.telemetry.bounds import check_outline_depth
-from runner.telemetry.dag import layout_dag
-from runner.telemetry.results_view import build_results_view
 from runner.telemetry.spans import SpanNode, span_tree
-from runner.telemetry.timeline import (
+from runner.views.bounds import check_outline_depth
+from runner.views.dag import layout_dag
+from runner.views.results import build_results_view
+from runner.views.timeline import (
     STEP_KINDS,
     TIMELINE_KINDS,
     Clock,
     layout_timeline,
     span_seconds,
 )
-from runner.telemetry.view import (
+from runner.views.trace import (
     format_bytes,
     format_duration,
     short_name,
@@ -108,7 +108,7 @@ def _state_of(run: Mapping[str, Any], spans: Sequence[Mapping[str, Any]],
     return state
 
 
-# ---------------------------------------------------------------- the DAG (runner.telemetry.dag)
+# ---------------------------------------------------------------- the DAG (runner.views.dag)
 
 
 def outline_from_spans(spans: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
@@ -303,7 +303,7 @@ def _error(run: Mapping[str, Any], spans: Sequence[Mapping[str, Any]],
 
 @lru_cache(maxsize=1)
 def _template() -> Template:
-    env = Environment(loader=PackageLoader("runner.telemetry", "templates"), autoescape=True,
+    env = Environment(loader=PackageLoader("runner.views", "templates"), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = lambda value: f"{value:.1f}"
     return env.get_template("report.html.j2")
@@ -321,7 +321,7 @@ def render_report(
 ) -> str:
     """The run as one HTML document with no external reference (CSS and SVG inline).
 
-    ``results`` is the run's results.json (untrusted: :mod:`results_view` checks it),
+    ``results`` is the run's results.json (untrusted: :mod:`runner.views.results` checks it),
     ``results_note`` why it is missing or not shown.
     """
     clock = Clock.of(spans)

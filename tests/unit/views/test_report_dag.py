@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from runner.manifest import load_manifest
 from runner.orchestration.graph import outline
 from runner.orchestration.plan import compile_plan
-from runner.telemetry.dag import (
+from runner.views.dag import (
     DAG_WIDTH,
     DETAIL_PX,
     FRAME_PX,
@@ -31,9 +31,9 @@ from runner.telemetry.dag import (
     layout_dag,
     text_width,
 )
-from runner.telemetry.report import render_report
+from runner.views.report import render_report
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 Rect = tuple[float, float, float, float]  # x0, y0, x1, y1
 
 

@@ -2,7 +2,7 @@
 
 Text widths are estimated from the glyph widths of DejaVu Sans, the widest of the
 usual sans-serif fallbacks, so a label fitted here is not clipped in a real
-browser (the DAG, :mod:`runner.telemetry.dag`, and the timeline use them).
+browser (the DAG, :mod:`runner.views.dag`, and the timeline use them).
 """
 
 from __future__ import annotations
