@@ -57,8 +57,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from runner.artifacts import ArtifactStore, read_index, read_run
-from runner.artifacts.checkpoint import field_binding
 from runner.artifacts.codec import PARQUET_OPTIONS, encode, sha256
+from runner.artifacts.reading import field_binding
 from runner.context import Context, fork_value, values_equal
 from runner.manifest import Manifest, parse_manifest
 from runner.orchestration.plan import compile_plan

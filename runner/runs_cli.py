@@ -263,8 +263,7 @@ def artifacts_get(
     """One field of one checkpoint: STEP is its folder, number, stage name or plan path."""
     import pandas as pd
 
-    from runner.artifacts import read_index, read_run, run_paths
-    from runner.artifacts.checkpoint import load_field
+    from runner.artifacts import load_field, read_index, read_run, run_paths
     from runner.digest import digest_matches
 
     try:

@@ -23,9 +23,9 @@ from runner.artifacts import (
     RunPaths,
     StoreForensics,
     prepare_resume,
+    read_run,
 )
 from runner.artifacts.attempts import set_aside
-from runner.artifacts.checkpoint import read_run
 from runner.artifacts.documents import RunDoc
 from runner.artifacts.layout import RUNS, is_run_id
 from runner.artifacts.results import ResultsHook

@@ -144,7 +144,7 @@ class CheckpointRef(_Doc):
     inline checkpoint of the run: ``base`` (its seq) and ``changed`` (the entries
     that differ; same field names), so a long run of small steps records a few
     bytes per step, not its whole field map. :func:`~runner.artifacts.journal.resolve_bases` (in
-    :func:`runner.artifacts.checkpoint.read_run`) gives such a ref its ``fields``
+    :func:`runner.artifacts.reading.read_run`) gives such a ref its ``fields``
     before anyone reads it. A reader that knows no ``base`` refuses the ref (it has
     a context type and no fields) rather than read a partial field map."""
 
@@ -243,7 +243,7 @@ class RunDoc(_Doc):
     """The nonce of the journal that records the checkpoints committed since this
     document was written (journal.py); None once the run has ended."""
     synced: Count | None = None
-    """Set by :func:`~runner.artifacts.checkpoint.read_run` (never in run.json):
+    """Set by :func:`~runner.artifacts.reading.read_run` (never in run.json):
     checkpoints with a higher seq were committed but not yet known durable when the
     journal was last written (a machine that stopped may have lost their files);
     None: every checkpoint listed is durable."""

@@ -12,7 +12,7 @@ so the cost of recording a checkpoint does not grow with the run::
 The second form is an inline checkpoint (:class:`~runner.artifacts.documents.CheckpointRef`):
 its line, signed like any other, is all of it. After another inline main-line
 checkpoint, it carries only what changed since (``"base": 3, "changed": {...}``
-instead of ``fields``), which :func:`runner.artifacts.checkpoint.read_run` resolves.
+instead of ``fields``), which :func:`runner.artifacts.reading.read_run` resolves.
 A line is its body's canonical JSON (the bytes its mac is over) with ``mac`` added
 last.
 
@@ -47,9 +47,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from runner.artifacts.documents import CheckpointRef, check_confined
+from runner.artifacts.fileio import Appender
 from runner.artifacts.layout import RunPaths
 from runner.artifacts.signing import SigningKey, canonical_json, load_key
-from runner.artifacts.store import Appender, ArtifactStore
+from runner.artifacts.store import ArtifactStore
 from runner.errors import ArtifactError, IntegrityError
 
 __all__ = ["JournalState", "JournalWriter", "read_journal", "read_journal_state",

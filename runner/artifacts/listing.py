@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from runner.artifacts.checkpoint import read_run
 from runner.artifacts.documents import RunDoc
 from runner.artifacts.layout import RUNS, RunPaths, is_run_id
 from runner.artifacts.lease import RunLease
+from runner.artifacts.reading import read_run
 from runner.artifacts.store import ArtifactStore
 from runner.errors import ArtifactError, IntegrityError
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from runner.artifacts.checkpoint import load_checkpoint, read_run
 from runner.artifacts.documents import RunDoc
 from runner.artifacts.layout import RunPaths
+from runner.artifacts.reading import load_checkpoint, read_run
 from runner.artifacts.store import ArtifactStore
 from runner.errors import ArtifactError, UsageError
 from runner.orchestration.plan import Plan

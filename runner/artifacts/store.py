@@ -15,26 +15,32 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
-import errno
 import hashlib
-import inspect
 import io
 import logging
 import os
 import posixpath
 import secrets
-import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, BinaryIO
+from typing import Any
 
 import fsspec
 from fsspec.core import url_to_fs
 
-from runner.errors import ArtifactError, StorageUnavailableError
+from runner.artifacts.fileio import (
+    SYNCFS,
+    Appender,
+    HashingWriter,
+    create_local,
+    takes_mode,
+    temp_beside,
+    translated,
+)
+from runner.errors import ArtifactError
 
-__all__ = ["Appender", "ArtifactStore", "HashingWriter", "storage_options_from"]
+__all__ = ["ArtifactStore"]
 
 _OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory", "http", "https"}
 # Back ends whose ``pipe_file(..., mode="create")`` is a conditional write on the
@@ -49,90 +55,6 @@ _MEMORY_CREATE = threading.Lock()
 _warned_no_atomic_create: set[str] = set()
 
 
-def storage_options_from(pairs: list[str]) -> dict[str, Any]:
-    """``["key=value", ...]`` (``--storage-option``) to fsspec storage options."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ArtifactError(f"--storage-option {pair!r}: expected KEY=VALUE")
-        lowered = value.lower()
-        out[key] = {"true": True, "false": False}.get(lowered, value)
-        if key == "endpoint_url":  # s3fs takes it inside client_kwargs
-            out.pop(key)
-            out.setdefault("client_kwargs", {})["endpoint_url"] = value
-    return out
-
-
-class HashingWriter:
-    """A binary file wrapper that computes sha256 and size of what is written."""
-
-    def __init__(self, fh: BinaryIO) -> None:
-        self._fh = fh
-        self._hash = hashlib.sha256()
-        self.size = 0
-        self.closed = False
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data)
-        self._hash.update(view)
-        self.size += view.nbytes
-        self._fh.write(view)
-        return view.nbytes
-
-    def tell(self) -> int:
-        return self.size
-
-    def flush(self) -> None:
-        self._fh.flush()
-
-    def close(self) -> None:  # the store closes the real file, after fsync
-        self.closed = True
-
-    def writable(self) -> bool:
-        return True
-
-    @property
-    def sha256(self) -> str:
-        return self._hash.hexdigest()
-
-
-@contextmanager
-def _translated(url: str, action: str) -> Iterator[None]:
-    try:
-        yield
-    except ArtifactError:
-        raise
-    except FileNotFoundError as exc:
-        raise ArtifactError(f"{action} {url}: not found", url=url, missing=True) from exc
-    except PermissionError as exc:
-        raise ArtifactError(f"{action} {url}: permission denied ({exc})", url=url) from exc
-    except Exception as exc:  # fsspec back ends raise anything: botocore, aiohttp, OSError
-        if _no_answer(exc):
-            raise StorageUnavailableError(f"{action} {url}: its server does not answer "
-                                          f"({type(exc).__name__}: {exc})", url=url) from exc
-        raise ArtifactError(f"{action} {url}: {type(exc).__name__}: {exc}", url=url) from exc
-
-
-_NO_ANSWER = frozenset({"ConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
-                        "ClientConnectorError", "ServerTimeoutError", "TimeoutError",
-                        "gaierror"})
-"""Classes (by name: botocore, aiohttp and urllib3 are optional) that say no answer came:
-refused, no such host, timed out. The builtin ConnectionError and TimeoutError are here."""
-
-
-def _no_answer(exc: BaseException) -> bool:
-    """Whether ``exc``, or what it was raised from, is a server that did not answer."""
-    seen: BaseException | None = exc
-    for _ in range(5):  # back ends wrap: s3fs and gcsfs re-raise as OSError
-        if seen is None:
-            return False
-        if any(cls.__name__ in _NO_ANSWER for cls in type(seen).__mro__):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 class ArtifactStore:
     """A folder of artifacts at ``root`` (any fsspec URL or local path)."""
 
@@ -140,7 +62,7 @@ class ArtifactStore:
                  storage_options: Mapping[str, Any] | None = None) -> None:
         self.url = str(root).rstrip("/") or "/"
         self.storage_options = dict(storage_options or {})
-        with _translated(self.url, "cannot open artifact store"):
+        with translated(self.url, "cannot open artifact store"):
             fs, path = url_to_fs(self.url, **self.storage_options)
         self.fs: fsspec.AbstractFileSystem = fs
         self.root = path.rstrip("/") or "/"
@@ -181,7 +103,7 @@ class ArtifactStore:
     def check(self) -> None:
         """Fail early (before any stage runs) when the root cannot be written."""
         probe = self.path(f".runner-probe-{secrets.token_hex(4)}")
-        with _translated(self.url, "artifact store is not usable:"):
+        with translated(self.url, "artifact store is not usable:"):
             if self.local:
                 self.fs.makedirs(self.root, exist_ok=True)
             self.fs.pipe_file(probe, b"ok")
@@ -203,7 +125,7 @@ class ArtifactStore:
         hashes what passes through it (``.sha256``, ``.size``).
         """
         target = self.path(rel)
-        with _translated(self.url_of(rel), "cannot write"):
+        with translated(self.url_of(rel), "cannot write"):
             self._check_fence()
             if not self.local:
                 buffer = io.BytesIO()
@@ -214,7 +136,7 @@ class ArtifactStore:
                 return
             parent = posixpath.dirname(target)
             self.fs.makedirs(parent, exist_ok=True)
-            tmp = posixpath.join(parent, f".{posixpath.basename(target)}.{secrets.token_hex(4)}")
+            tmp = temp_beside(target)
             try:
                 with open(tmp, "wb") as fh:  # noqa: PTH123 - a local fsspec path
                     writer = HashingWriter(fh)
@@ -247,11 +169,11 @@ class ArtifactStore:
             raise ArtifactError(f"cannot write {self.url_of(rel)} through a local path: "
                                 "the store is not a local filesystem", url=self.url_of(rel))
         target = self.path(rel)
-        with _translated(self.url_of(rel), "cannot write"):
+        with translated(self.url_of(rel), "cannot write"):
             self._check_fence()
             parent = posixpath.dirname(target)
             self.fs.makedirs(parent, exist_ok=True)
-            tmp = posixpath.join(parent, f".{posixpath.basename(target)}.{secrets.token_hex(4)}")
+            tmp = temp_beside(target)
             try:
                 write(tmp)
             except BaseException:
@@ -262,7 +184,7 @@ class ArtifactStore:
     def publish_temp(self, rel: str, tmp: str, *, durable: bool = True) -> tuple[str, int]:
         """The sha256 and size of ``tmp`` (from :meth:`write_temp`), read back; fsync
         when ``durable``; then renamed to ``rel``. ``tmp`` is gone either way."""
-        with _translated(self.url_of(rel), "cannot write"):
+        with translated(self.url_of(rel), "cannot write"):
             try:
                 with open(tmp, "rb") as fh:  # noqa: PTH123 - a local fsspec path
                     digest = hashlib.file_digest(fh, "sha256").hexdigest()
@@ -295,17 +217,17 @@ class ArtifactStore:
         two creators can both win there.
         """
         target = self.path(rel)
-        with _translated(self.url_of(rel), "cannot create"):
+        with translated(self.url_of(rel), "cannot create"):
             self._check_fence()
             if self.local:
-                return _create_local(target, data)
+                return create_local(target, data)
             if "memory" in self.protocols:
                 with _MEMORY_CREATE:
                     if self.fs.exists(target):
                         return False
                     self.fs.pipe_file(target, data)
                     return True
-            if self.protocols & _CONDITIONAL_CREATE and _takes_mode(self.fs):
+            if self.protocols & _CONDITIONAL_CREATE and takes_mode(self.fs):
                 try:
                     self.fs.pipe_file(target, data, mode="create")
                 except FileExistsError:
@@ -338,7 +260,7 @@ class ArtifactStore:
         if not self.local:
             raise ArtifactError(f"cannot append to {self.url_of(rel)}: the store has no "
                                 "append", url=self.url_of(rel))
-        with _translated(self.url_of(rel), "cannot append to"):
+        with translated(self.url_of(rel), "cannot append to"):
             self._check_fence()
             if into is not None and (into.rel != rel or into.fd < 0):
                 raise ValueError(f"the file kept open is {into.rel} (fd {into.fd})")
@@ -360,7 +282,7 @@ class ArtifactStore:
         if not self.local:
             raise ArtifactError(f"cannot append to {self.url_of(rel)}: the store has no "
                                 "append", url=self.url_of(rel))
-        with _translated(self.url_of(rel), "cannot append to"):
+        with translated(self.url_of(rel), "cannot append to"):
             self._check_fence()
             fd = os.open(self.path(rel), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         return Appender(rel, fd)
@@ -369,7 +291,7 @@ class ArtifactStore:
         """Make a file written with ``durable=False`` durable (a no-op off local disks)."""
         if not self.local:
             return
-        with _translated(self.url_of(rel), "cannot sync"):
+        with translated(self.url_of(rel), "cannot sync"):
             fd = os.open(self.path(rel), os.O_RDONLY)
             try:
                 os.fsync(fd)
@@ -383,14 +305,14 @@ class ArtifactStore:
         elsewhere an fsync of each."""
         if not self.local or not rels:
             return
-        if _SYNCFS is None:
+        if SYNCFS is None:
             for rel in rels:
                 self.sync(rel)
             return
-        with _translated(self.url, "cannot sync"):
+        with translated(self.url, "cannot sync"):
             fd = os.open(self.path(rels[0]), os.O_RDONLY)
             try:
-                if _SYNCFS(fd) != 0:
+                if SYNCFS(fd) != 0:
                     err = ctypes.get_errno()
                     raise OSError(err, os.strerror(err))
             finally:
@@ -399,19 +321,19 @@ class ArtifactStore:
     def read_bytes(self, rel: str, *, limit: int | None = None) -> bytes:
         """The file's bytes; with ``limit``, at most that many (a file the store may
         have grown is never read whole)."""
-        with _translated(self.url_of(rel), "cannot read"):
+        with translated(self.url_of(rel), "cannot read"):
             data: bytes = (self.fs.cat_file(self.path(rel)) if limit is None
                            else self.fs.cat_file(self.path(rel), start=0, end=limit))
             return data
 
     def exists(self, rel: str) -> bool:
-        with _translated(self.url_of(rel), "cannot check"):
+        with translated(self.url_of(rel), "cannot check"):
             return bool(self.fs.exists(self.path(rel)))
 
     def listdir(self, rel: str) -> list[str]:
         """Names directly under ``rel`` (empty when it does not exist)."""
         base = self.path(rel)
-        with _translated(self.url_of(rel), "cannot list"):
+        with translated(self.url_of(rel), "cannot list"):
             try:
                 entries = self.fs.ls(base, detail=False, refresh=True)
             except FileNotFoundError:
@@ -419,7 +341,7 @@ class ArtifactStore:
         return sorted(posixpath.basename(str(e).rstrip("/")) for e in entries)
 
     def delete(self, rel: str, *, recursive: bool = False) -> None:
-        with _translated(self.url_of(rel), "cannot delete"):
+        with translated(self.url_of(rel), "cannot delete"):
             self._check_fence()
             if self.fs.exists(self.path(rel)):
                 self.fs.rm(self.path(rel), recursive=recursive)
@@ -427,7 +349,7 @@ class ArtifactStore:
     def newest_modified(self, rel: str) -> float | None:
         """The latest last-modified time (epoch seconds) of the files under ``rel``
         (None: no file, or a back end that does not say)."""
-        with _translated(self.url_of(rel), "cannot list"):
+        with translated(self.url_of(rel), "cannot list"):
             try:
                 found = self.fs.find(self.path(rel), withdirs=False)
             except FileNotFoundError:
@@ -438,77 +360,9 @@ class ArtifactStore:
 
     def modified(self, rel: str) -> float | None:
         """Last-modified time (epoch seconds) when the back end knows it."""
-        with _translated(self.url_of(rel), "cannot stat"):
+        with translated(self.url_of(rel), "cannot stat"):
             try:
                 stamp = self.fs.modified(self.path(rel))
             except (NotImplementedError, FileNotFoundError, OSError):
                 return None
         return float(stamp.timestamp())
-
-
-class Appender:
-    """A local file of a store kept open for :meth:`ArtifactStore.append_bytes`
-    (:meth:`ArtifactStore.appender`): a journal appended to after every step pays
-    no open and close per line."""
-
-    def __init__(self, rel: str, fd: int) -> None:
-        self.rel, self.fd = rel, fd
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            fd, self.fd = self.fd, -1
-            os.close(fd)
-
-
-def _load_syncfs() -> Callable[[int], int] | None:
-    """Linux's ``syncfs(fd)`` (through ctypes, which lets go of the GIL while it
-    runs), or None where the C library has none."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
-    return fn
-
-
-_SYNCFS = _load_syncfs()
-
-
-def _takes_mode(fs: fsspec.AbstractFileSystem) -> bool:
-    """Whether the back end's own ``pipe_file`` knows ``mode`` (fsspec's generic one
-    checks, then writes: not atomic)."""
-    from fsspec.asyn import AsyncFileSystem
-
-    own = getattr(type(fs), "_pipe_file", None) or type(fs).pipe_file
-    generic = (fsspec.AbstractFileSystem.pipe_file, AsyncFileSystem._pipe_file)
-    return own not in generic and "mode" in inspect.signature(own).parameters
-
-
-def _create_local(target: str, data: bytes) -> bool:
-    """Exclusive create on a filesystem: the content is complete before the name exists."""
-    parent = posixpath.dirname(target)
-    os.makedirs(parent, exist_ok=True)  # noqa: PTH103
-    tmp = posixpath.join(parent, f".{posixpath.basename(target)}.{secrets.token_hex(4)}")
-    with open(tmp, "xb") as fh:  # noqa: PTH123 - a local fsspec path
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    try:
-        os.link(tmp, target)
-    except FileExistsError:
-        return False
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-            raise
-        # no hard links here (some FUSE and SMB mounts): O_EXCL, then the content
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-    finally:
-        os.unlink(tmp)  # noqa: PTH108
-    return True

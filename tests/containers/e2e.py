@@ -123,7 +123,7 @@ def runs_show(store: Path, run_id: str, key: str) -> dict[str, Any]:
 
 def final_weights(store: Path, run_id: str, key: str) -> Any:
     """The ``weights`` of the run's last checkpoint, verified with ``key``."""
-    from runner.artifacts.checkpoint import load_field, read_index, read_run
+    from runner.artifacts import load_field, read_index, read_run
     from runner.artifacts.store import ArtifactStore
 
     before = os.environ.get("RUNNER_ARTIFACT_KEY")

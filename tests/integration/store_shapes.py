@@ -260,7 +260,7 @@ def load_ckpt(store: Any, run_id: str, step_dir: str, **options: Any) -> Any:
 
 def load_entry(store: Any, run_id: str, entry: dict[str, Any], **options: Any) -> Any:
     """One field, from an index entry given as a dict."""
-    from runner.artifacts.checkpoint import load_field
+    from runner.artifacts import load_field
     from runner.artifacts.documents import FieldEntry
     return load_field(store, run_id, FieldEntry.model_validate(entry), **options)
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import runner.manifest_graph as manifest_graph
-import runner.orchestration.plan as plan_module
+import runner.orchestration.plan.compiler as plan_compiler
 from runner.errors import ManifestError, PlanError, Problem
 from runner.manifest import (
     MAX_NAME_LENGTH,
@@ -98,7 +98,7 @@ def problems_of(text: str) -> tuple[Problem, ...]:
 def count_work(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """How many pipelines the manifest check reads and how many the compiler builds."""
     counts = {"refs_read": 0, "pipelines_read": 0, "compiled": 0}
-    real_iter_refs, real_template = manifest_graph.iter_refs, plan_module._Template
+    real_iter_refs, real_template = manifest_graph.iter_refs, plan_compiler._Template
 
     def iter_refs(steps: Any, loc: Any) -> Iterator[manifest_graph.Ref]:
         counts["pipelines_read"] += 1
@@ -111,7 +111,7 @@ def count_work(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         return real_template(*args)
 
     monkeypatch.setattr(manifest_graph, "iter_refs", iter_refs)
-    monkeypatch.setattr(plan_module, "_Template", template)
+    monkeypatch.setattr(plan_compiler, "_Template", template)
     return counts
 
 

@@ -1,0 +1,244 @@
+"""Writing a checkpoint: its fields encoded to files, its index, its commit.
+
+The part of :class:`~runner.artifacts.checkpoint.CheckpointHook` that runs on the
+writer threads: one thread encodes and writes the field files (a frame written
+natively is left under a temporary name for the next thread to hash), the next
+writes the index and commits the checkpoint with its journal line; a checkpoint
+with no file to write (*inline*) is committed with its line alone, on the step's
+own thread when nothing is being written. Listeners hear of every write once it is
+done or failed. A write error is kept and raised at the next step boundary.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from runner.artifacts.codec import Encoded, encode
+from runner.artifacts.durability import Lane, Syncer
+from runner.artifacts.journal import JournalWriter
+from runner.artifacts.layout import RunPaths
+from runner.artifacts.reading import field_binding
+from runner.artifacts.signing import SigningKey, sign_document
+from runner.artifacts.store import ArtifactStore
+from runner.errors import ArtifactError
+
+__all__ = ["CheckpointWriting", "document_bytes", "now"]
+
+log = logging.getLogger("runner.artifacts")
+
+Held = list[tuple[dict[str, Any], dict[str, Any]]]
+"""Inline checkpoints waiting for the writer threads: (journal line, event) each."""
+
+
+def now() -> str:
+    """The time now, UTC, in ISO 8601: what the documents record."""
+    return datetime.now(UTC).isoformat()
+
+
+_ENCODE = json.JSONEncoder(separators=(", ", ": ")).encode  # the C encoder
+
+
+def document_bytes(doc: Mapping[str, Any]) -> bytes:
+    """A document as JSON with a key, a list item or a field per line: as readable
+    as ``indent=2`` without its pure-Python encoder (ten times slower on the
+    checkpoint list of a long run's run.json)."""
+    lines = []
+    for key, value in doc.items():
+        if isinstance(value, dict) and value:
+            items, ends = [f"{_ENCODE(k)}: {_ENCODE(v)}" for k, v in value.items()], "{}"
+        elif isinstance(value, list) and value:
+            items, ends = [_ENCODE(v) for v in value], "[]"
+        else:
+            lines.append(f"  {_ENCODE(key)}: {_ENCODE(value)}")
+            continue
+        body = ",\n    ".join(items)
+        lines.append(f"  {_ENCODE(key)}: {ends[0]}\n    {body}\n  {ends[1]}")
+    return ("{\n" + ",\n".join(lines) + "\n}\n").encode()
+
+
+class CheckpointWriting:
+    """The writer threads of :class:`~runner.artifacts.checkpoint.CheckpointHook` and
+    what runs on them; the hook owns the state below and commits each checkpoint's
+    journal line (``_append``)."""
+
+    store: ArtifactStore
+    background: bool
+    listeners: list[Callable[[dict[str, Any]], None]]
+    _lock: threading.Lock
+    _held: Held | None
+    _key: SigningKey | None
+    _syncer: Syncer | None
+    _journal: JournalWriter | None
+    _committer: Lane
+    _encoder: Lane
+
+    def _append(self, metas: list[dict[str, Any]], files: list[str]) -> None:
+        raise NotImplementedError  # the hook's: the run's record is its own
+
+    def _write(self, run_id: str, step_dir: str, todo: dict[str, Any],
+               index: dict[str, Any], meta: dict[str, Any], event: dict[str, Any]) -> None:
+        """Encode and write the fields (not yet fsynced), then hand over to commit.
+
+        In the background, a frame written natively is left under its temporary
+        name: the commit thread hashes it (on the other core, while this thread
+        encodes the next checkpoint) and only then gives it its name."""
+        base = RunPaths(run_id).dir
+        written: list[str] = []
+        unhashed: list[tuple[str, str, dict[str, Any]]] = []  # (rel, temporary, entry)
+        try:
+            for fname, (value, entry) in todo.items():
+                pickled = RunPaths.new_field_file(step_dir, fname, "pkl")
+                enc = encode(value, binding=field_binding(run_id, pickled))
+                rel = RunPaths.new_field_file(step_dir, fname, enc.suffix)
+                entry.update(file=rel, format=enc.format, rows=enc.rows)
+                if enc.format == "series":
+                    entry["series_name"] = enc.series_name
+                if self.background and enc.write_file is not None and self.store.local:
+                    tmp = self.store.write_temp(f"{base}/{rel}", enc.write_file)
+                    unhashed.append((f"{base}/{rel}", tmp, entry))
+                else:
+                    digest, size = self._write_field(f"{base}/{rel}", enc)
+                    entry.update(sha256=digest, bytes=size)
+                written.append(f"{base}/{rel}")
+        except BaseException as exc:
+            for _, tmp, _ in unhashed:
+                self.store.discard_temp(tmp)
+            self._tell(event, todo, exc)
+            raise
+        commit = functools.partial(self._commit, base, step_dir, written, index, meta,
+                                   event, todo, unhashed)
+        if self.background:
+            self._committer.submit(commit)
+        else:
+            commit()
+
+    def _write_field(self, rel: str, enc: Encoded) -> tuple[str, int]:
+        """One field's file; its sha256 and size (the syncer makes it durable)."""
+        if enc.write_file is not None and self.store.local:
+            return self.store.write_local(rel, enc.write_file, durable=False)
+        with self.store.open_atomic(rel, durable=False) as fh:
+            enc.write(fh)
+        return fh.sha256, fh.size
+
+    def _commit(self, base: str, step_dir: str, written: list[str], index: dict[str, Any],
+                meta: dict[str, Any], event: dict[str, Any], todo: dict[str, Any],
+                unhashed: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """The fields still under a temporary name hashed and named, the index
+        written, then the journal line: the checkpoint counts as done (an index on
+        the store without its line is no checkpoint: a resume writes that folder
+        again). Then the syncer makes them durable, with the fields, in its next
+        batch; the line says up to where that was done already."""
+        try:
+            for i, (rel, tmp, entry) in enumerate(unhashed):
+                try:
+                    digest, size = self.store.publish_temp(rel, tmp, durable=False)
+                except BaseException:
+                    for _, later, _ in unhashed[i + 1:]:
+                        self.store.discard_temp(later)
+                    raise
+                entry.update(sha256=digest, bytes=size)
+            index["created"] = now()
+            index_rel = f"{base}/{step_dir}/index.json"
+            self.store.write_bytes(index_rel, document_bytes(sign_document(index, key=self._key)),
+                                   durable=False)
+            self._append([meta], [*written, index_rel])
+        except BaseException as exc:
+            self._tell(event, todo, exc)
+            raise
+        self._tell(event, todo, None)
+
+    def _record_inline(self, meta: dict[str, Any], event: dict[str, Any]) -> None:
+        """Commit a checkpoint with no file to write: its journal line (which carries
+        its fields) is all of it. At once, on the calling thread, when nothing is
+        being written for an earlier checkpoint (no hand-over to a thread per step);
+        else held, with the next ones, until the writer threads reach them: then one
+        journal write commits them all, in order. Only main-line steps, which never
+        end at once, commit on the caller."""
+        if not self.background:
+            self._commit_inline([(meta, event)])
+            return
+        with self._lock:
+            batch, new = self._held, False
+            now = (batch is None and meta["kind"] == "step" and self._encoder.idle
+                   and self._committer.idle)
+            if not now:
+                if batch is None:
+                    batch, new = [], True
+                    self._held = batch
+                batch.append((meta, event))
+        if now:
+            self._raise_pending()  # the threads are idle: an error of theirs is set
+            self._commit_inline([(meta, event)])
+        elif new and batch is not None:
+            commit = functools.partial(self._commit_held, batch)
+            self._submit(functools.partial(self._committer.submit, commit))
+
+    def _commit_held(self, batch: Held) -> None:
+        with self._lock:  # closed: later checkpoints start another batch
+            if self._held is batch:
+                self._held = None
+        self._commit_inline(batch)
+
+    def _commit_inline(self, batch: Held) -> None:
+        try:
+            self._append([meta for meta, _ in batch], [])
+        except BaseException as exc:
+            for _, event in batch:
+                self._tell(event, {}, exc)
+            raise
+        for _, event in batch:
+            self._tell(event, {}, None)
+
+    def _tell(self, event: dict[str, Any], todo: dict[str, Any],
+              error: BaseException | None) -> None:
+        if not self.listeners:
+            return
+        entries = [entry for _, entry in todo.values()]
+        rows = [e["rows"] for e in entries if isinstance(e.get("rows"), int)]
+        event = {**event, "end": time.time(),
+                 "bytes": sum(int(e.get("bytes", 0)) for e in entries),
+                 "rows": max(rows) if rows else None,
+                 "error": f"{type(error).__name__}: {error}" if error is not None else None}
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception as exc:
+                log.error("checkpoint listener %r failed: %s: %s", listener,
+                          type(exc).__name__, exc)
+
+    # ------------------------------------------------------------ the writer threads
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        self._encoder.submit(job)
+
+    def _stop_writer(self) -> None:
+        self._encoder.stop()
+        self._committer.stop()
+        if self._syncer is not None:
+            self._syncer.stop()
+        if self._journal is not None:
+            self._journal.close()
+
+    def flush(self, *, raise_error: bool = True) -> None:
+        """Wait until every checkpoint handed over so far is on the store."""
+        self._encoder.join()
+        self._committer.join()
+        if raise_error:
+            self._raise_pending()
+
+    @property
+    def _error(self) -> BaseException | None:
+        return (self._encoder.error or self._committer.error
+                or (self._syncer.error if self._syncer is not None else None))
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            error = self._error
+            raise ArtifactError(f"writing a checkpoint failed: {error}") from error
