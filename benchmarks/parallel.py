@@ -32,7 +32,8 @@ import pandas as pd
 
 from runner.context import Context
 from runner.manifest import parse_manifest
-from runner.orchestration.executors.ray import LocalRayEnv, RayComputeEngine
+from runner.orchestration.executors.ray import RayComputeEngine
+from runner.orchestration.executors.ray_connect import LocalRayEnv
 from runner.orchestration.plan import Plan, compile_plan
 from runner.orchestration.runner import DAGRunner
 from runner.registry import StageRegistry

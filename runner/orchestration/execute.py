@@ -1,98 +1,50 @@
 """The step loop, shared by the driver and every worker process.
 
-``run_steps`` executes a sequence of plan steps; a parallel group forks the
-context, hands its branches to an executor, and merges what they return.
-Everything a worker needs travels in a picklable :class:`BranchTask`.
+``run_steps`` executes a sequence of plan steps; a parallel group hands its
+branches to the loop's ``branches`` function (an executor's ``run_branches`` on
+the driver, :func:`run_inline` inside a branch) and merges what they return.
+Everything a worker needs travels in a picklable
+:class:`~runner.orchestration.tasks.BranchTask`; :func:`execute_branch` runs one
+wherever it lands. This module knows no executor: executors import it, never the
+other way round.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from runner.context import Snapshot, fork_context
 from runner.errors import ContextCollisionError
 from runner.merge import BranchValue, merge_contexts
 from runner.orchestration.contracts import check_writes
-from runner.orchestration.hooks import RunHook
-from runner.orchestration.plan import (
-    AdapterStep,
-    Branch,
-    ParallelGroup,
-    PipelineStep,
-    StageStep,
-    Step,
-)
+from runner.orchestration.hooks import RunHook, call_quietly
+from runner.orchestration.plan import AdapterStep, PipelineStep, StageStep
 from runner.orchestration.records import RunInfo, StepRecord
-from runner.orchestration.warm import warm_in_background
+from runner.orchestration.tasks import (
+    BranchOutcome,
+    BranchTask,
+    CancelFlag,
+    Cancelled,
+    GroupTask,
+    RunBranches,
+    StepFailure,
+)
 from runner.tracebacks import user_trace
 
 if TYPE_CHECKING:
-    from runner.orchestration.executors.base import Executor
+    from runner.orchestration.plan import Branch, ParallelGroup, Step
 
-__all__ = ["BranchOutcome", "BranchTask", "Cancelled", "Env", "StepFailure", "execute_branch",
-           "run_steps", "worker_failure"]
+__all__ = ["LoopState", "execute_branch", "notify", "run_inline", "run_steps"]
 
 
 log = logging.getLogger("runner")
-
-
-class CancelFlag(Protocol):
-    def is_set(self) -> bool: ...
-    def set(self) -> None: ...
-
-
-class Cancelled(Exception):
-    """A step was not started because the run is failing elsewhere or was interrupted."""
-
-
-class StepFailure(Exception):
-    """A step raised (or a merge collided); carries what forensics need. Picklable."""
-
-    def __init__(
-        self,
-        *,
-        name: str,
-        path: str,
-        kind: str,
-        exc_type: str,
-        message: str,
-        tb: str,
-        received: Any,
-        original: BaseException | None,
-        pid: int,
-        where: str = "",
-        user_tb: str = "",
-    ) -> None:
-        super().__init__(f"{name} at {path}: {exc_type}: {message}")
-        self.name, self.path, self.kind = name, path, kind
-        self.exc_type, self.message, self.tb = exc_type, message, tb
-        self.received, self.original, self.pid = received, original, pid
-        self.where, self.user_tb = where, user_tb
-        """The user's last frame and short traceback, made where the stage raised (the
-        driver of a Ray run may not have the worker's files): see runner.tracebacks."""
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        original = self.original
-        try:
-            pickle.dumps(original)
-        except Exception:
-            original = None
-        state = {"name": self.name, "path": self.path, "kind": self.kind,
-                 "exc_type": self.exc_type, "message": self.message, "tb": self.tb,
-                 "received": self.received, "original": original, "pid": self.pid,
-                 "where": self.where, "user_tb": self.user_tb}
-        return (_rebuild_failure, (state,))
-
-
-def _rebuild_failure(state: dict[str, Any]) -> StepFailure:
-    return StepFailure(**state)
 
 
 def _failure(name: str, path: str, kind: str, exc: BaseException, received: Any,
@@ -107,13 +59,16 @@ def _failure(name: str, path: str, kind: str, exc: BaseException, received: Any,
     )
 
 
-@dataclass
-class Env:
-    """What the step loop needs in one process."""
+@dataclass(kw_only=True)
+class LoopState:
+    """The step loop's state in one process: the driver's main line, or one branch."""
 
     run: RunInfo
     cancel: CancelFlag
-    executor: Executor
+    branches: RunBranches
+    """Runs a parallel group's branches: the executor's on the driver, inline in a branch."""
+    executor: str
+    """The executor's name, written in every step record."""
     hooks: Sequence[RunHook] = ()
     snapshots: bool = True
     records: list[StepRecord] = field(default_factory=list)
@@ -123,82 +78,59 @@ class Env:
     completed: frozenset[str] = frozenset()
     """Main-line step paths a resumed run has already done: skipped, not run again."""
     warm: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    """Per parallel group path: modules the driver imports while the group runs on
-    workers (what the steps after it import, see :mod:`runner.orchestration.warm`)."""
+    """Per parallel group path: modules the driver imports after the group (what the
+    steps after it import, see :mod:`runner.orchestration.warm`)."""
 
 
-def notify(env: Env, method: str, *args: Any, path: str, ctx: Any) -> None:
+def notify(loop: LoopState, method: str, *args: Any, path: str, ctx: Any) -> None:
     """Call one hook method on every hook; a hook that raises fails the run at ``path``
     (a checkpoint that cannot be written must not pass silently)."""
-    for hook in env.hooks:
+    for hook in loop.hooks:
         try:
-            getattr(hook, method)(env.run, *args)
+            getattr(hook, method)(loop.run, *args)
         except Exception as exc:
             name = f"{type(hook).__name__}.{method}"
             raise _failure(name, path, "hook", exc, ctx) from exc
 
 
-def _notify_quietly(env: Env, method: str, *args: Any) -> None:
+def _notify_quietly(loop: LoopState, method: str, *args: Any) -> None:
     """Hooks called while a failure is already on its way: their errors are logged."""
-    for hook in env.hooks:
-        _notify_one(env, hook, method, *args)
+    call_quietly(loop.hooks, loop.run, method, *args)
 
 
-def _notify_one(env: Env, hook: RunHook, method: str, *args: Any) -> None:
-    try:
-        getattr(hook, method)(env.run, *args)
-    except Exception as exc:
-        log.error("hook %s.%s failed: %s: %s", type(hook).__name__, method,
-                  type(exc).__name__, exc)
-
-
-def _branch_hooks(env: Env, branch: Branch) -> tuple[tuple[int, RunHook], ...]:
-    out = []
-    for index, hook in enumerate(env.hooks):
-        try:
-            made = hook.branch_hook(env.run, branch)
-        except Exception as exc:
-            log.error("hook %s.branch_hook failed: %s: %s", type(hook).__name__,
-                      type(exc).__name__, exc)
-            continue
-        if made is not None:
-            out.append((index, made))
-    return tuple(out)
-
-
-def run_steps(steps: Sequence[Step], ctx: Any, env: Env) -> Any:
+def run_steps(steps: Sequence[Step], ctx: Any, loop: LoopState) -> Any:
     """Run steps in order: the output of step N is the input of step N+1."""
     for step in steps:
-        if env.cancel.is_set():
+        if loop.cancel.is_set():
             raise Cancelled(step.path)
-        if step.path in env.completed:
+        if step.path in loop.completed:
             continue
         if isinstance(step, StageStep):
-            ctx = _call(step, step.entry.fn, ctx, env, "stage")
+            ctx = _call(step, step.entry.fn, ctx, loop, "stage")
         elif isinstance(step, AdapterStep):
-            ctx = _call(step, step.adapter.fn, ctx, env, "adapter")
+            ctx = _call(step, step.adapter.fn, ctx, loop, "adapter")
         elif isinstance(step, PipelineStep):
-            ctx = _run_pipeline(step, ctx, env)
+            ctx = _run_pipeline(step, ctx, loop)
         else:
-            ctx = run_group(step, ctx, env)
+            ctx = run_group(step, ctx, loop)
     return ctx
 
 
-def _run_pipeline(step: PipelineStep, ctx: Any, env: Env) -> Any:
-    notify(env, "on_pipeline_start", step, path=step.path, ctx=ctx)
+def _run_pipeline(step: PipelineStep, ctx: Any, loop: LoopState) -> Any:
+    notify(loop, "on_pipeline_start", step, path=step.path, ctx=ctx)
     try:
-        out = run_steps(step.steps, ctx, env)
+        out = run_steps(step.steps, ctx, loop)
     except BaseException:
-        _notify_quietly(env, "on_pipeline_end", step, None)
+        _notify_quietly(loop, "on_pipeline_end", step, None)
         raise
-    notify(env, "on_pipeline_end", step, out, path=step.path, ctx=out)
+    notify(loop, "on_pipeline_end", step, out, path=step.path, ctx=out)
     return out
 
 
-def _call(step: StageStep | AdapterStep, fn: Callable[[Any], Any], ctx: Any, env: Env,
+def _call(step: StageStep | AdapterStep, fn: Callable[[Any], Any], ctx: Any, loop: LoopState,
           kind: str) -> Any:
-    snapshot = Snapshot(ctx) if env.snapshots else None
-    notify(env, "on_step_start", step, path=step.path, ctx=ctx)
+    snapshot = Snapshot(ctx) if loop.snapshots else None
+    notify(loop, "on_step_start", step, path=step.path, ctx=ctx)
     start = time.time()
     expected = step.adapter.target if isinstance(step, AdapterStep) else type(ctx)
     declared = step.entry if isinstance(step, StageStep) and step.entry.writes is not None \
@@ -214,15 +146,15 @@ def _call(step: StageStep | AdapterStep, fn: Callable[[Any], Any], ctx: Any, env
         end = time.time()
         received = snapshot.restore() if snapshot is not None else ctx
         failure = _failure(step.name, step.path, kind, exc, received, code=fn)
-        record = StepRecord(step.name, step.path, "failed", start, end, env.executor.name,
-                            env.pid, kind, f"{type(exc).__name__}: {exc}",  # type: ignore[arg-type]
-                            branch=env.branch, traceback=failure.tb)
-        env.records.append(record)
-        _notify_quietly(env, "on_step_end", record, None)
+        record = StepRecord(step.name, step.path, "failed", start, end, loop.executor,
+                            loop.pid, kind, f"{type(exc).__name__}: {exc}",  # type: ignore[arg-type]
+                            branch=loop.branch, traceback=failure.tb)
+        loop.records.append(record)
+        _notify_quietly(loop, "on_step_end", record, None)
         raise failure from exc
     record = StepRecord(step.name, step.path, "succeeded", start, time.time(),
-                        env.executor.name, env.pid, kind, branch=env.branch)  # type: ignore[arg-type]
-    _record(env, record, out)
+                        loop.executor, loop.pid, kind, branch=loop.branch)  # type: ignore[arg-type]
+    _record(loop, record, out)
     return out
 
 
@@ -234,68 +166,42 @@ def _wrong_return(kind: str, name: str, out: Any, expected: type) -> str:
     return f"{kind} {name!r} returned {what}, not a {expected.__name__}: {hint}"
 
 
-def _record(env: Env, record: StepRecord, ctx: Any) -> None:
-    env.records.append(record)
-    notify(env, "on_step_end", record, ctx, path=record.path, ctx=ctx)
+def _record(loop: LoopState, record: StepRecord, ctx: Any) -> None:
+    loop.records.append(record)
+    notify(loop, "on_step_end", record, ctx, path=record.path, ctx=ctx)
 
 
-# ---------------------------------------------------------------- groups
+# ---------------------------------------------------------------- branches
 
 
-@dataclass
-class BranchTask:
-    """A branch bound to its input: everything a worker needs, picklable."""
+def execute_branch(task: BranchTask, cancel: CancelFlag, hooks: Sequence[RunHook] = (), *,
+                   executor: str | None = None) -> BranchOutcome:
+    """Run one branch to completion in this process, on a fork of the task's context
+    (nested groups run inline, see :func:`run_inline`).
 
-    branch: Branch
-    context: Any
-    run: RunInfo
-    snapshots: bool = True
-    hooks: tuple[tuple[int, RunHook], ...] = ()
-    """Branch hooks for a worker process, each with the index of the driver hook
-    that made it (see :meth:`RunHook.branch_hook`)."""
-
-
-@dataclass
-class BranchOutcome:
-    """What a branch returned: its context, or the failure, and its step records."""
-
-    index: int
-    context: Any = None
-    failure: StepFailure | None = None
-    cancelled: bool = False
-    records: list[StepRecord] = field(default_factory=list)
-    pid: int = 0
-    node: str | None = None
-    payloads: list[tuple[int, Any]] = field(default_factory=list)
-    """What each branch hook sent back, with its driver hook's index."""
-
-
-def execute_branch(
-    task: BranchTask, cancel: CancelFlag, hooks: Sequence[RunHook] = (),
-    executor_name: str | None = None,
-) -> BranchOutcome:
-    """Run one branch to completion in this process (nested groups run inline).
-
-    ``hooks`` are the driver's live hooks (same process); a task that carries
-    branch hooks runs in a worker, and those hear the branch instead.
+    ``hooks`` are the driver's hooks when the branch runs in the driver's process; a
+    task that carries branch hooks runs in a worker, and those hear the branch instead
+    (their payloads come back in the outcome). ``executor`` names the executor in the
+    step records (the run's by default).
     """
-    from runner.orchestration.executors.inline import InlineExecutor
-
     remote = bool(task.hooks)
     if remote:
         hooks = [hook for _, hook in task.hooks]
-    inline = InlineExecutor(label=executor_name or task.run.executor)
-    env = Env(task.run, cancel, inline, hooks, task.snapshots, branch=task.branch.path)
-    outcome = BranchOutcome(task.branch.index, records=env.records, pid=os.getpid())
+    name = executor or task.run.executor
+    loop = LoopState(run=task.run, cancel=cancel, branches=partial(run_inline, executor=name),
+                     executor=name, hooks=hooks,
+                     snapshots=task.snapshots, branch=task.branch.path)
+    outcome = BranchOutcome(task.branch.index, records=loop.records, pid=os.getpid())
+    context = fork_context(task.context)
     try:
-        notify(env, "on_branch_start", task.branch, path=task.branch.path, ctx=task.context)
-        outcome.context = run_steps(task.branch.steps, task.context, env)
+        notify(loop, "on_branch_start", task.branch, path=task.branch.path, ctx=context)
+        outcome.context = run_steps(task.branch.steps, context, loop)
     except StepFailure as failure:
         outcome.failure = failure
     except Cancelled:
         outcome.cancelled = True
     if remote:
-        _notify_quietly(env, "on_branch_end", task.branch, outcome.context)
+        _notify_quietly(loop, "on_branch_end", task.branch, outcome.context)
         for index, hook in task.hooks:
             try:
                 outcome.payloads.append((index, hook.payload()))
@@ -305,83 +211,63 @@ def execute_branch(
     return outcome
 
 
-def worker_failure(task: BranchTask, exc: BaseException) -> BranchOutcome:
-    """A branch whose worker could not run it at all (died, or could not unpickle it)."""
-    if type(exc).__name__ == "BrokenProcessPool":
-        message = ("a worker process died (killed, out of memory or crashed) while this "
-                   f"group ran; every branch of it stopped: {exc}")
-    else:
-        message = f"the worker running this branch failed: {type(exc).__name__}: {exc}"
-    failure = StepFailure(
-        name=task.branch.label, path=task.branch.path, kind="branch",
-        exc_type=type(exc).__name__, message=message,
-        tb="".join(traceback.format_exception(exc)), received=task.context, original=None,
-        pid=0,
-    )
-    return BranchOutcome(task.branch.index, failure=failure)
+def run_inline(group: GroupTask, *, executor: str) -> Iterator[BranchOutcome]:
+    """The branches one after another in this process, in declaration order: how a
+    group nested inside a branch runs, wherever that branch runs (``executor`` names
+    the branch's executor in the step records)."""
+    for task in group.tasks:
+        if group.cancel.is_set():
+            return
+        yield execute_branch(task, group.cancel, group.hooks, executor=executor)
 
 
-def run_group(group: ParallelGroup, ctx: Any, env: Env) -> Any:
-    """Fork, run the branches on the env's executor, merge."""
-    notify(env, "on_group_start", group, path=group.path, ctx=ctx)
-    executor = env.executor
-    tasks = [
-        BranchTask(b, ctx if executor.isolates else fork_context(ctx), env.run, env.snapshots,
-                   () if executor.live_hooks else _branch_hooks(env, b))
-        for b in group.branches
-    ]
-    if not executor.live_hooks:  # the driver hears no branch start: say they were sent
-        for branch in group.branches:
-            _notify_quietly(env, "on_branch_queued", branch)
-    warming = warm_in_background(env.warm.get(group.path, ())) if executor.isolates else None
-    try:
-        done, failures = _collect(group, tasks, env)
-    finally:
-        if warming is not None:  # the merge and the next steps may import the same modules
-            warming.join()
+# ---------------------------------------------------------------- groups
+
+
+def run_group(group: ParallelGroup, ctx: Any, loop: LoopState) -> Any:
+    """Hand the branches to the loop's ``branches`` function, then merge."""
+    notify(loop, "on_group_start", group, path=group.path, ctx=ctx)
+    tasks = [BranchTask(b, ctx, loop.run, loop.snapshots) for b in group.branches]
+    call = GroupTask(tasks, loop.cancel, loop.hooks, loop.warm.get(group.path, ()))
+    done, failures = _collect(group, call, loop)
     if failures:
-        _notify_quietly(env, "on_group_end", group, None)
+        _notify_quietly(loop, "on_group_end", group, None)
         raise failures[0]
     if len(done) < len(group.branches):  # the run was interrupted: never merge a part
-        _notify_quietly(env, "on_group_end", group, None)
+        _notify_quietly(loop, "on_group_end", group, None)
         raise Cancelled(group.path)
-    merged = _merge(group, ctx, done, env)
-    notify(env, "on_group_end", group, merged, path=group.path, ctx=merged)
+    merged = _merge(group, ctx, done, loop)
+    notify(loop, "on_group_end", group, merged, path=group.path, ctx=merged)
     return merged
 
 
-def _collect(group: ParallelGroup, tasks: list[BranchTask], env: Env,
+def _collect(group: ParallelGroup, call: GroupTask, loop: LoopState,
              ) -> tuple[list[tuple[Branch, Any]], list[StepFailure]]:
-    """Run the branches on the env's executor; what they returned, and how they failed."""
+    """Run the branches; what they returned, and how they failed."""
     done: list[tuple[Branch, Any]] = []
     failures: list[StepFailure] = []
-    executor = env.executor
-    for outcome in executor.run_branches(tasks, env.cancel, env.hooks):
+    for outcome in loop.branches(call):
         branch = group.branches[outcome.index]
-        for index, payload in outcome.payloads:
-            _notify_one(env, env.hooks[index], "on_branch_payload", branch, payload)
-        env.records.extend(outcome.records)
-        if not executor.live_hooks:
-            for record in outcome.records:
-                _notify_quietly(env, "on_step_end", record, None)
+        loop.records.extend(outcome.records)
         if outcome.failure is not None:
             failures.append(outcome.failure)
-            env.cancel.set()
+            loop.cancel.set()
         elif not outcome.cancelled:
             done.append((branch, outcome.context))
         if outcome.context is None or failures:
-            _notify_quietly(env, "on_branch_end", branch, outcome.context)
-        else:
-            try:
-                notify(env, "on_branch_end", branch, outcome.context, path=branch.path,
-                       ctx=outcome.context)
-            except StepFailure as failure:
-                failures.append(failure)
-                env.cancel.set()
+            _notify_quietly(loop, "on_branch_end", branch, outcome.context)
+            continue
+        try:
+            notify(loop, "on_branch_end", branch, outcome.context, path=branch.path,
+                   ctx=outcome.context)
+        except StepFailure as failure:
+            failures.append(failure)
+            loop.cancel.set()
     return done, failures
 
 
-def _merge(group: ParallelGroup, base: Any, done: list[tuple[Branch, Any]], env: Env) -> Any:
+def _merge(group: ParallelGroup, base: Any, done: list[tuple[Branch, Any]],
+           loop: LoopState) -> Any:
     start = time.time()
     name = group.merge_adapter.name if group.merge_adapter else "merge"
     path = f"{group.path}:merge"
@@ -395,16 +281,16 @@ def _merge(group: ParallelGroup, base: Any, done: list[tuple[Branch, Any]], env:
             values = [BranchValue(b.display, b.index, c) for b, c in done]
             merged = merge_contexts(base, values, group.rules, group=group.path)
     except Exception as exc:
-        record = StepRecord(name, path, "failed", start, time.time(), env.executor.name,
-                            env.pid, "merge", f"{type(exc).__name__}: {exc}", branch=env.branch)
-        env.records.append(record)
-        _notify_quietly(env, "on_step_end", record, None)
+        record = StepRecord(name, path, "failed", start, time.time(), loop.executor,
+                            loop.pid, "merge", f"{type(exc).__name__}: {exc}", branch=loop.branch)
+        loop.records.append(record)
+        _notify_quietly(loop, "on_step_end", record, None)
         received = {"base": base, "branches": [c for _, c in done]}
         failure = _failure(name, path, "merge", exc, received,
                            code=group.merge_adapter.fn if group.merge_adapter else None)
         if isinstance(exc, ContextCollisionError):
             failure.original = exc
         raise failure from exc
-    _record(env, StepRecord(name, path, "succeeded", start, time.time(), env.executor.name,
-                            env.pid, "merge", branch=env.branch), merged)
+    _record(loop, StepRecord(name, path, "succeeded", start, time.time(), loop.executor,
+                             loop.pid, "merge", branch=loop.branch), merged)
     return merged

@@ -26,14 +26,10 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 
+from runner.orchestration.forkserver_env import ENGINE_PRELOAD, PLAN_ENV
+
 __all__ = ["ENGINE_PRELOAD", "EXIT_PRELOAD", "PLAN_ENV", "forkserver_pid", "start_forkserver",
            "worker_preload"]
-
-PLAN_ENV = "RUNNER_FORKSERVER_PLAN"
-"""Set for the forkserver only: the plan whose modules it imports (JSON)."""
-
-ENGINE_PRELOAD = ("runner.orchestration.execute", "pandas")
-"""What every worker needs to receive a branch: the step loop and the context's frames."""
 
 EXIT_PRELOAD = "runner.orchestration.forkserver_exit"
 """Preloaded last: the forkserver ends without tearing down when its driver has ended."""

@@ -13,13 +13,17 @@ returns comes back to the driver's :meth:`RunHook.on_branch_payload`.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runner.orchestration.plan import Branch, ParallelGroup, PipelineStep, Plan, Step
     from runner.orchestration.records import RunInfo, RunResult, StepRecord
 
-__all__ = ["RunHook"]
+__all__ = ["RunHook", "call_quietly"]
+
+log = logging.getLogger("runner")
 
 
 class RunHook:
@@ -87,3 +91,15 @@ class RunHook:
         on the main thread; it must be thread-safe and idempotent. ``on_run_end``
         may never come.
         """
+
+
+def call_quietly(hooks: Iterable[RunHook], run: RunInfo, method: str, *args: Any) -> None:
+    """Call ``method`` on every hook where a hook's error must not change the run's
+    course (a failure is already on its way, or the call only informs): errors are
+    logged, never raised."""
+    for hook in hooks:
+        try:
+            getattr(hook, method)(run, *args)
+        except Exception as exc:
+            log.error("hook %s.%s failed: %s: %s", type(hook).__name__, method,
+                      type(exc).__name__, exc)

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 
-from runner.orchestration.forkserver import ENGINE_PRELOAD, PLAN_ENV
+from runner.orchestration.forkserver_env import ENGINE_PRELOAD, PLAN_ENV
 from runner.orchestration.warm import branch_imports, import_modules, stage_modules
 
 __all__ = ["preload_plan"]

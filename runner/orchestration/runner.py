@@ -34,11 +34,12 @@ from runner.errors import (
     UsageError,
 )
 from runner.forensics import ForensicsWriter
-from runner.orchestration.execute import Cancelled, Env, StepFailure, notify, run_steps
+from runner.orchestration.execute import LoopState, notify, run_steps
 from runner.orchestration.executors import Executor, make_executor
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Plan
 from runner.orchestration.records import Resume, RunInfo, RunResult
+from runner.orchestration.tasks import Cancelled, StepFailure
 from runner.orchestration.warm import (
     branch_imports,
     group_width,
@@ -110,7 +111,7 @@ class DAGRunner:
                             self.parent_span_id)
         self._state = threading.Lock()
         self._signum: int | None = None
-        self._env: Env | None = None
+        self._loop: LoopState | None = None
         self._ended = False
         self._aborted: RunInterruptedError | None = None
 
@@ -174,11 +175,11 @@ class DAGRunner:
             if self._signum is not None:
                 return
             self._signum = int(signum)
-            env = self._env
+            loop = self._loop
         log.info("run %s interrupted (%s): no new step starts, the steps in flight "
                  "finish", self.run_id, _signal_name(signum))
-        if env is not None:
-            env.cancel.set()
+        if loop is not None:
+            loop.cancel.set()
 
     def abort(self) -> RunInterruptedError | None:
         """Stop now, from any thread, because the process is about to exit: every
@@ -210,16 +211,16 @@ class DAGRunner:
     def _interruption(self, *, forced: bool) -> RunInterruptedError:
         """The error that says what this run completed before it was stopped."""
         signum = self._signum or signal.SIGTERM
-        env = self._env
+        loop = self._loop
         done = set(self.resume.completed if self.resume else ())
-        for record in list(env.records) if env is not None else []:
+        for record in list(loop.records) if loop is not None else []:
             if record.branch is None and record.status == "succeeded":
                 done.add(record.path.removesuffix(":merge"))
         main = [step.path for step in self.plan.main_line()]
         return RunInterruptedError(
             run_id=self.run_id, signal_name=_signal_name(signum), signum=signum,
             completed=[p for p in main if p in done], total=len(main), forced=forced,
-            records=env.records if env is not None else (),
+            records=loop.records if loop is not None else (),
         )
 
     # ------------------------------------------------------------ running
@@ -238,22 +239,23 @@ class DAGRunner:
             return RunResult(self.run_id, self.trace_id, self.plan.pipeline,
                              self.resume.context, (), now, now, self.executor.name,
                              extras={"already_complete": True})
-        env = Env(self.info, self.executor.new_cancel_flag(), self.executor, self.hooks,
-                  self.snapshots,
-                  completed=self.resume.completed if self.resume else frozenset(),
-                  warm=imports_after_groups(self.plan))
+        loop = LoopState(run=self.info, cancel=self.executor.new_cancel_flag(),
+                        branches=self.executor.run_branches, executor=self.executor.name,
+                        hooks=self.hooks, snapshots=self.snapshots,
+                        completed=self.resume.completed if self.resume else frozenset(),
+                        warm=imports_after_groups(self.plan))
         with self._state:
-            self._env = env
+            self._loop = loop
             if self._signum is not None:
-                env.cancel.set()
+                loop.cancel.set()
         start = time.time()
         try:
             ctx = self.root_context(self.resume.context if self.resume else context)
-            notify(env, "on_run_start", self.plan, ctx, path=self.plan.pipeline, ctx=ctx)
+            notify(loop, "on_run_start", self.plan, ctx, path=self.plan.pipeline, ctx=ctx)
             if self.plan.has_parallel:
                 self.executor.start()
             try:
-                ctx = run_steps(self.plan.steps, ctx, env)
+                ctx = run_steps(self.plan.steps, ctx, loop)
             except (StepFailure, Cancelled):
                 self.executor.shutdown()
                 raise
@@ -266,7 +268,7 @@ class DAGRunner:
         except StepFailure as failure:
             if self.interrupted and failure.kind == "branch":  # its worker was stopped
                 raise self._stopped() from None
-            error = self._fail(failure, env)
+            error = self._fail(failure, loop)
             self._end(None, error)
             raise error from failure.original
         except Cancelled:
@@ -280,7 +282,7 @@ class DAGRunner:
             raise
         self._cleanup()
         result = RunResult(self.run_id, self.trace_id, self.plan.pipeline, ctx,
-                           tuple(env.records), start, time.time(), self.executor.name)
+                           tuple(loop.records), start, time.time(), self.executor.name)
         self._end(result, None)
         return result
 
@@ -298,9 +300,9 @@ class DAGRunner:
         with self._state:
             if self._signum is None:
                 self._signum = int(signal.SIGINT)
-            env = self._env
-        if env is not None:
-            env.cancel.set()  # branch threads still running stop at their next step
+            loop = self._loop
+        if loop is not None:
+            loop.cancel.set()  # branch threads still running stop at their next step
         error = self._aborted or self._interruption(forced=True)
         self._cleanup()
         self._end(None, error)
@@ -316,7 +318,8 @@ class DAGRunner:
         with self._state:
             self._ended = True
 
-    def _fail(self, failure: StepFailure, env: Env) -> StageFailedError | ContextCollisionError:
+    def _fail(self, failure: StepFailure, loop: LoopState,
+              ) -> StageFailedError | ContextCollisionError:
         info = {
             "run_id": self.run_id,
             "trace_id": self.trace_id,
@@ -343,11 +346,11 @@ class DAGRunner:
         if isinstance(original, ContextCollisionError):
             return ContextCollisionError(original.collisions, group=original.group,
                                          run_id=self.run_id, error_context=location,
-                                         records=env.records)
+                                         records=loop.records)
         return StageFailedError(
             run_id=self.run_id, stage=failure.name, path=failure.path,
             exc_type=failure.exc_type, message=failure.message, traceback=failure.tb,
-            error_context=location, cause=original, records=env.records,
+            error_context=location, cause=original, records=loop.records,
             where=failure.where, user_traceback=failure.user_tb,
         )
 

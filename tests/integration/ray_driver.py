@@ -58,12 +58,6 @@ def where(ctx: Any) -> Any:
     return ctx
 
 
-def die(ctx: Any) -> Any:
-    """Kill this worker process, as the kernel's OOM killer would."""
-    os.kill(os.getpid(), signal.SIGKILL)
-    return ctx
-
-
 def die_once(ctx: Any) -> Any:
     """Die the first time (a marker file remembers), succeed when retried."""
     marker = Path(ctx.table["marker"])
@@ -80,32 +74,7 @@ def slow(ctx: Any) -> Any:
     return ctx
 
 
-def await_failure(ctx: Any) -> Any:
-    """Wait until the sibling branch's stage has failed (its file), then a few seconds
-    more: the driver hears of the failure and cancels the run meanwhile."""
-    failed = Path(ctx.table["failed"])
-    for _ in range(600):
-        if failed.exists():
-            break
-        time.sleep(0.1)
-    time.sleep(5.0)
-    return ctx
-
-
-def fail_now(ctx: Any) -> Any:
-    Path(ctx.table["failed"]).write_text("failing")
-    raise ValueError("the model diverged")
-
-
-def after(ctx: Any) -> Any:
-    """Must not run once the run is cancelled: says so in a file if it does."""
-    Path(ctx.table["after"]).write_text("ran")
-    return ctx
-
-
-for _name, _fn in (("where", where), ("die", die), ("die.once", die_once), ("slow", slow),
-                   ("await.failure", await_failure), ("fail.now", fail_now),
-                   ("after", after)):
+for _name, _fn in (("where", where), ("die.once", die_once), ("slow", slow)):
     if REG.get(_name) is None:
         REG.register(_name, _fn)
 _register()
@@ -172,26 +141,6 @@ def case_nodes(tmp: str) -> dict[str, Any]:
     resources = {"where": {"resources": {"node2": 1}}, "slow": {"resources": {"head": 1}}}
     plan = plan_for(["log.a", [["where"], ["slow"], ["where", "log.c"], ["slow", "log.b"]],
                      "log.c"], resources=resources)
-    return run(plan, RayComputeEngine(), tmp)
-
-
-def case_fail(tmp: str) -> dict[str, Any]:
-    plan = plan_for(["log.a", [["slow"], ["fail"]], "log.c"])
-    return run(plan, RayComputeEngine(), tmp)
-
-
-def case_cancel(tmp: str) -> dict[str, Any]:
-    """A branch fails; its sibling, still running, stops at its next step boundary."""
-    plan = plan_for([[["await.failure", "after"], ["fail.now"]]])
-    ctx = base()
-    ctx.table.update(failed=str(Path(tmp, "failed")), after=str(Path(tmp, "after")))
-    out = run(plan, RayComputeEngine(), tmp, ctx)
-    out["after_ran"] = Path(tmp, "after").exists()
-    return out
-
-
-def case_die(tmp: str) -> dict[str, Any]:
-    plan = plan_for(["log.a", [["log.b"], ["die"]], "log.c"])
     return run(plan, RayComputeEngine(), tmp)
 
 
@@ -299,7 +248,7 @@ def case_pool_changed(tmp: str) -> dict[str, Any]:
 
 CASES = {"pool": case_pool, "pool_changed": case_pool_changed,
          "large": case_large, "shipped": case_shipped, "matrix": case_matrix, "nodes": case_nodes,
-         "fail": case_fail, "die": case_die, "die_once": case_die_once, "cancel": case_cancel}
+         "die_once": case_die_once}
 
 
 def main() -> None:

@@ -1,6 +1,8 @@
 """The RayComputeEngine against a real Ray: the session's two-node cluster on loopback,
 and a local Ray the engine starts itself. Ray runs in driver subprocesses only
-(tests/integration/ray_driver.py and the CLI), never in the pytest process."""
+(tests/integration/ray_driver.py and the CLI), never in the pytest process. What Ray
+must do like every executor (a failing branch, cancellation, a killed worker) is in
+tests/unit/orchestration/test_executor_contract.py."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from runner.artifacts import load_error_context
 from tests.raycluster import (
     RayCluster,
     child_env,
@@ -94,32 +95,6 @@ def test_a_ray_client_address_runs_the_branches_on_the_cluster_too(ray_cluster, 
     assert nodes["slow"] == ray_cluster.head_node_id
     assert all(r["pid"] != result["records"][0]["pid"]
                for r in result["records"] if r["branch"])
-
-
-def test_a_branch_that_raises_fails_the_run_with_forensics(ray_cluster, tmp_path):
-    result = driver(ray_cluster, "fail", tmp_path)
-    assert result["error"] == "StageFailedError"
-    assert result["stage"] == "fail"
-    assert "ValueError: the model diverged" in result["message"]
-    assert "RayTaskError" not in result["message"]
-    received = load_error_context(result["error_context"])
-    # the input exactly as the failing stage received it, before it changed it in place
-    assert "partial" not in received.audit_trail
-    assert "half_done" not in received.feature_store.columns
-
-
-def test_a_failing_branch_stops_its_sibling_at_the_next_step(ray_cluster, tmp_path):
-    result = driver(ray_cluster, "cancel", tmp_path)
-    assert result["error"] == "StageFailedError" and result["stage"] == "fail.now"
-    assert result["after_ran"] is False
-
-
-def test_a_killed_worker_is_reported_as_such(ray_cluster, tmp_path):
-    result = driver(ray_cluster, "die", tmp_path)
-    assert result["error"] == "StageFailedError"
-    assert "Ray worker running this branch died" in result["message"]
-    received = load_error_context(result["error_context"])
-    assert list(received.feature_store.columns) == ["p"]
 
 
 def test_a_killed_worker_is_retried_when_max_retries_says_so(ray_cluster, tmp_path):

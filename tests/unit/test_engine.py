@@ -1,4 +1,6 @@
-"""The engine's contract, run over every executor."""
+"""The engine's contract, run over every executor in this process (inline, threads,
+processes). What every executor, Ray included, must do alike is in
+tests/unit/orchestration/test_executor_contract.py."""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from pandas.testing import assert_frame_equal
 from runner.artifacts import ArtifactStore, StoreForensics, load_error_context
 from runner.context import values_equal
 from runner.errors import ContextCollisionError, StageFailedError, UsageError
-from runner.orchestration.hooks import RunHook
 from runner.orchestration.runner import DAGRunner
 from tests.shapes import base_context, plan_for
 
@@ -145,31 +146,6 @@ def test_top_level_failure_keeps_exact_input(artifacts):
     assert root.audit_trail == ["a", "partial"]
 
 
-def test_failure_stops_scheduling(executor, artifacts, tmp_path):
-    """After a failure nothing new is scheduled; in-flight branches finish."""
-    cancelled = tmp_path / "cancelled"
-
-    class Signal(RunHook):
-        def on_branch_end(self, run, branch, context):
-            if context is None:
-                cancelled.write_text("x")
-
-    table = {"cancelled": str(cancelled)}
-    if executor != "inline":  # the failing branch waits until the other one is in flight
-        table["started"] = str(tmp_path / "started")
-    steps = [["fail", ["wait.cancel", "log.c"]], "log.b"]
-    runner = DAGRunner(plan_for(steps), executor=executor, forensics=to_store(artifacts),
-                       hooks=[Signal()], max_workers=2)
-    with pytest.raises(StageFailedError) as info:
-        runner.run(base_context(table=table))
-    ran = [r.name for r in info.value.records]
-    assert "log.c" not in ran and "log.b" not in ran
-    if executor == "inline":
-        assert "wait.cancel" not in ran  # the failing branch came first
-    else:
-        assert "wait.cancel" in ran  # in flight: allowed to finish
-
-
 def test_stage_returning_none_fails_clearly(artifacts):
     with pytest.raises(StageFailedError) as info:
         DAGRunner(plan_for(["returns.none"]), forensics=to_store(artifacts)).run(base_context())
@@ -226,15 +202,6 @@ def test_invalid_run_id(bad, artifacts):
 def test_wrong_root_context_type(artifacts):
     with pytest.raises(UsageError, match="takes a ShapeContext"):
         DAGRunner(plan_for(["log.a"]), forensics=to_store(artifacts)).run(pd.DataFrame())
-
-
-def test_same_result_on_every_executor(artifacts):
-    steps = ["log.a", ["add.x", ["add.y", "log.b"], "add.z"], ["value.1", "log.c"]]
-    results = [run(steps, ex, artifacts).context for ex in ("inline", "threads", "processes")]
-    for other in results[1:]:
-        assert_frame_equal(results[0].feature_store, other.feature_store)
-        assert results[0].value == other.value
-        assert sorted(results[0].audit_trail) == sorted(other.audit_trail)
 
 
 def test_nested_group_inside_a_branch(executor, artifacts):

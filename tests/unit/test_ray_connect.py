@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from runner.orchestration.executors.ray import (
+from runner.orchestration.executors.ray_connect import (
     CONNECT_ATTEMPTS_ENV,
     connect_attempts,
     connect_with_retries,

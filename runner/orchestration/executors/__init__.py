@@ -1,4 +1,10 @@
-"""Executors: where the branches of parallel groups run."""
+"""Executors: where the branches of parallel groups run.
+
+To write one outside the package, subclass :class:`Executor` and run each
+:class:`BranchTask` of the :class:`GroupTask` with :func:`execute_branch` (or
+subclass :class:`RemoteExecutor` when branches run in other processes); the task
+types come from :mod:`runner.orchestration.tasks` and are exported here too.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +13,40 @@ import os
 from collections.abc import Sequence
 
 from runner.errors import UsageError
+from runner.orchestration.execute import execute_branch
 from runner.orchestration.executors.base import Executor
 from runner.orchestration.executors.inline import InlineExecutor
 from runner.orchestration.executors.processes import ProcessesExecutor
+from runner.orchestration.executors.remote import RemoteExecutor
 from runner.orchestration.executors.threads import ThreadsExecutor
+from runner.orchestration.tasks import (
+    BranchOutcome,
+    BranchTask,
+    CancelFlag,
+    Cancelled,
+    GroupTask,
+    StepFailure,
+    branch_lost,
+)
 from runner.words import did_you_mean
 
 __all__ = [
     "EXECUTORS",
     "PARALLEL_ENV",
+    "BranchOutcome",
+    "BranchTask",
+    "CancelFlag",
+    "Cancelled",
     "Executor",
+    "GroupTask",
     "InlineExecutor",
     "ProcessesExecutor",
+    "RemoteExecutor",
+    "StepFailure",
     "ThreadsExecutor",
+    "branch_lost",
     "check_executor",
+    "execute_branch",
     "make_executor",
 ]
 
@@ -54,7 +80,7 @@ def check_executor(spec: str | Executor | None) -> None:
         import importlib.util
 
         if importlib.util.find_spec("ray") is None:
-            from runner.orchestration.executors.ray import import_ray
+            from runner.orchestration.executors.ray_connect import import_ray
 
             import_ray()  # raises the usage error that says how to install it
 
@@ -79,7 +105,8 @@ def make_executor(spec: str | Executor | None = None, *, max_workers: int | None
     if spec == "ray":
         import importlib.util
 
-        from runner.orchestration.executors.ray import RayComputeEngine, import_ray
+        from runner.orchestration.executors.ray import RayComputeEngine
+        from runner.orchestration.executors.ray_connect import import_ray
 
         if importlib.util.find_spec("ray") is None:
             import_ray()  # raises the usage error that says how to install it

@@ -1,19 +1,19 @@
 """The executor interface: how the branches of a parallel group run.
 
-An executor only decides *where* branches run; the step loop, forking rules,
-merging and failure handling are the engine's, identical on every executor.
+An executor only decides *where* branches run; the step loop, merging and the
+run's failure handling are the engine's, identical on every executor. Each
+branch runs with :func:`runner.orchestration.execute.execute_branch` wherever it
+lands (it forks the group's context there); what an executor must handle itself
+is its own failure modes: a worker that dies becomes its branch's failed outcome.
 """
 
 from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
 
-if TYPE_CHECKING:
-    from runner.orchestration.execute import BranchOutcome, BranchTask, CancelFlag
-    from runner.orchestration.hooks import RunHook
+from runner.orchestration.tasks import BranchOutcome, CancelFlag, GroupTask
 
 __all__ = ["Executor"]
 
@@ -22,10 +22,6 @@ class Executor(ABC):
     """Runs the branches of a parallel group and yields outcomes as they complete."""
 
     name: str = "executor"
-    isolates: bool = False
-    """True when contexts cross a process boundary, so the engine need not fork them."""
-    live_hooks: bool = True
-    """True when step hooks are called as steps run (in this process)."""
 
     def start(self) -> None:
         """Acquire resources (pools, clusters); may return before they are ready."""
@@ -42,13 +38,14 @@ class Executor(ABC):
         return threading.Event()
 
     @abstractmethod
-    def run_branches(
-        self, tasks: Sequence[BranchTask], cancel: CancelFlag, hooks: Sequence[RunHook]
-    ) -> Iterator[BranchOutcome]:
-        """Run every task, yielding outcomes in completion order.
+    def run_branches(self, group: GroupTask) -> Iterator[BranchOutcome]:
+        """Run every task of ``group``, yielding one outcome per task in completion order.
 
-        Once ``cancel`` is set, branches not yet started must not start; branches
-        in flight finish (they stop at their next step boundary).
+        The tasks share the group's context: each branch runs on a fork of it. Once
+        ``group.cancel`` is set, branches not yet started must not start; branches in
+        flight finish (they stop at their next step boundary). ``group.hooks`` are the
+        driver's: a branch run in this process hears them live (pass them to
+        ``execute_branch``); for branches in other processes see :mod:`.remote`.
         """
 
     def __enter__(self) -> Executor:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
-from runner.orchestration.execute import BranchOutcome, BranchTask, CancelFlag, execute_branch
+from runner.orchestration.execute import run_inline
 from runner.orchestration.executors.base import Executor
-from runner.orchestration.hooks import RunHook
+from runner.orchestration.tasks import BranchOutcome, GroupTask
 
 __all__ = ["InlineExecutor"]
 
@@ -20,10 +20,5 @@ class InlineExecutor(Executor):
         if label:
             self.name = label
 
-    def run_branches(
-        self, tasks: Sequence[BranchTask], cancel: CancelFlag, hooks: Sequence[RunHook]
-    ) -> Iterator[BranchOutcome]:
-        for task in tasks:
-            if cancel.is_set():
-                return
-            yield execute_branch(task, cancel, hooks, self.name)
+    def run_branches(self, group: GroupTask) -> Iterator[BranchOutcome]:
+        return run_inline(group, executor=self.name)

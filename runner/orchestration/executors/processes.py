@@ -22,18 +22,18 @@ import signal
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from typing import Any
 
-from runner.context import fork_context
 from runner.errors import WorkerPoolError
-from runner.orchestration.execute import BranchOutcome, BranchTask, CancelFlag, execute_branch
-from runner.orchestration.executors.base import Executor
+from runner.orchestration.execute import execute_branch
+from runner.orchestration.executors.remote import RemoteExecutor
 from runner.orchestration.executors.shipping import restore_untouched, strip_untouched
-from runner.orchestration.executors.threads import drain
+from runner.orchestration.executors.threads import drain, thread_lost
 from runner.orchestration.forkserver import worker_preload
-from runner.orchestration.hooks import RunHook
 from runner.orchestration.native_threads import branch_threads, native_thread_limit
+from runner.orchestration.tasks import BranchOutcome, BranchTask, CancelFlag, branch_lost
 from runner.registry import add_module_folders, module_folders
 
 __all__ = ["ProcessesExecutor"]
@@ -71,9 +71,9 @@ def _run_in_worker(task: BranchTask, shipped: bytes, executor_name: str,
     """Run a branch on a fork of the group's context (pickled once by the driver, for
     every branch); send back only the fields it changed (:mod:`.shipping`)."""
     received = pickle.loads(shipped)  # from the driver that started this worker
-    task = replace(task, context=fork_context(received))
-    with native_thread_limit(threads):
-        outcome = execute_branch(task, _CANCEL, (), executor_name)
+    with native_thread_limit(threads):  # the branch runs on a fork of what it received
+        outcome = execute_branch(replace(task, context=received), _CANCEL,
+                                 executor=executor_name)
     if outcome.context is not None and type(outcome.context) is type(received):
         outcome.context = strip_untouched(outcome.context, received)
     return outcome
@@ -83,12 +83,19 @@ def _warm() -> int:
     return os.getpid()
 
 
-class ProcessesExecutor(Executor):
+def _lost(task: BranchTask, exc: BaseException) -> BranchOutcome:
+    """A branch the pool could not run: a dead worker breaks the whole pool."""
+    if isinstance(exc, BrokenProcessPool):
+        return branch_lost(task, exc, "a worker process died (killed, out of memory or "
+                                      f"crashed) while this group ran; every branch of it "
+                                      f"stopped: {exc}")
+    return thread_lost(task, exc)
+
+
+class ProcessesExecutor(RemoteExecutor):
     """Runs branches on a pool of worker processes owned by the run."""
 
     name = "processes"
-    isolates = True
-    live_hooks = False
 
     def __init__(self, max_workers: int | None = None, *, start_method: str = "forkserver",
                  preload: Sequence[str] = ()) -> None:
@@ -161,15 +168,12 @@ class ProcessesExecutor(Executor):
                 process.kill()
         pool.shutdown(wait=False, cancel_futures=True)
 
-    def run_branches(
-        self, tasks: Sequence[BranchTask], cancel: CancelFlag, hooks: Sequence[RunHook]
-    ) -> Iterator[BranchOutcome]:
-        if not tasks:
-            return
+    def dispatch(self, tasks: Sequence[BranchTask], cancel: CancelFlag,
+                 ) -> Iterator[BranchOutcome]:
         pool = self._ready()
         concurrent = min(len(tasks), self.max_workers)
-        # every branch gets the same context (the engine does not fork it for an
-        # executor that isolates): pickled once here, not once per branch
+        # every branch gets the same context (each forks it in its worker): pickled
+        # once here, not once per branch
         shipped = pickle.dumps(tasks[0].context, protocol=pickle.HIGHEST_PROTOCOL)
         futures: dict[Future[BranchOutcome], BranchTask] = {
             pool.submit(_run_in_worker, replace(t, context=None), shipped, self.name,
@@ -177,7 +181,7 @@ class ProcessesExecutor(Executor):
             for t in tasks
         }
         del shipped  # the call queue holds it until the last branch is sent
-        for outcome in drain(futures, cancel):
+        for outcome in drain(futures, cancel, lost=_lost):
             if outcome.context is not None:
                 outcome.context = restore_untouched(outcome.context, tasks[0].context)
             yield outcome

@@ -27,29 +27,21 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import secrets
-import shutil
-import socket
-import sys
-import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from runner.context import fork_context
-from runner.errors import RayUnavailableError, UsageError
-from runner.orchestration.execute import (
-    BranchOutcome,
-    BranchTask,
-    CancelFlag,
-    StepFailure,
-    execute_branch,
-    worker_failure,
+from runner.errors import RayUnavailableError
+from runner.orchestration.executors.ray_connect import (
+    LocalRayEnv,
+    NotMainThread,
+    connect_attempts,
+    connect_with_retries,
+    import_ray,
+    modules_to_ship,
+    probe,
 )
-from runner.orchestration.executors.base import Executor
 from runner.orchestration.executors.ray_pool import (
     DriverBranch,
     WarmPool,
@@ -57,327 +49,26 @@ from runner.orchestration.executors.ray_pool import (
     pool_enabled,
     poolable,
 )
-from runner.orchestration.executors.shipping import restore_untouched, strip_untouched
-from runner.orchestration.hooks import RunHook
-from runner.orchestration.native_threads import branch_threads, native_thread_limit
-from runner.retry import RetryPolicy, env_int
+from runner.orchestration.executors.ray_tasks import (
+    DriverFlag,
+    driver_flag,
+    remote_functions,
+    warm_workers,
+)
+from runner.orchestration.executors.remote import RemoteExecutor
+from runner.orchestration.executors.shipping import restore_untouched
+from runner.orchestration.native_threads import branch_threads
+from runner.orchestration.tasks import (
+    BranchOutcome,
+    BranchTask,
+    CancelFlag,
+    StepFailure,
+    branch_lost,
+)
 
 __all__ = ["RayComputeEngine", "import_ray"]
 
 log = logging.getLogger("runner")
-
-INSTALL_HINT = "install the ray extra: pip install 'runner[ray]' (or pip install 'ray[default]')"
-
-
-CONNECT_ATTEMPTS_ENV = "RUNNER_RAY_CONNECT_ATTEMPTS"
-
-
-def connect_attempts() -> int:
-    """How many times a run tries to reach a Ray cluster (env RUNNER_RAY_CONNECT_ATTEMPTS,
-    default 3)."""
-    return env_int(CONNECT_ATTEMPTS_ENV, 3)
-
-
-def probe(address: str, timeout: float = 5.0) -> None:
-    """A ``ConnectionError`` at once when nothing listens at a cluster's address.
-
-    Ray itself waits minutes on an address where nothing answers (it keeps asking
-    for the GCS), and rewrites a loopback host to the machine's own address.
-    ``auto`` and addresses without a port are left to Ray.
-    """
-    hostport = address.removeprefix("ray://").rsplit("/", 1)[0]
-    host, sep, port = hostport.rpartition(":")
-    if not sep or not port.isdigit():
-        return
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            pass
-    except ConnectionError:
-        raise
-    except OSError as exc:  # a timeout, an unknown host, no route
-        raise ConnectionError(f"{hostport}: {exc or type(exc).__name__}") from exc
-
-
-def connect_with_retries(connect: Callable[[], None], reset: Callable[[], None], *,
-                         where: str, attempts: int, backoff: float = 2.0,
-                         sleep: Callable[[float], None] = time.sleep) -> int:
-    """``connect()``, tried again after a ``ConnectionError``; returns how many retries.
-
-    Reaching a running cluster can fail for a moment: a busy head's Ray client server
-    may fail to start the server process of a new client (``ConnectionAbortedError:
-    Initialization failure from server``), a GCS may be restarting. Ray retries the
-    connection itself, but not a failure the server reports. ``reset()`` clears a half
-    made connection before the next try; waits double from ``backoff`` seconds.
-    """
-    policy = RetryPolicy(attempts=attempts, backoff=backoff, sleep=sleep)
-    for attempt in range(attempts - 1):
-        try:
-            connect()
-            return attempt
-        except ConnectionError as exc:
-            delay = policy.delay(attempt)
-            first = (str(exc).strip().splitlines() or [""])[0]
-            log.warning("could not reach Ray at %s (%s: %s); trying again in %.0f s "
-                        "(attempt %d of %d, %s)", where, type(exc).__name__, first, delay,
-                        attempt + 2, attempts, CONNECT_ATTEMPTS_ENV)
-            reset()
-            policy.sleep(delay)
-    connect()  # the last attempt: its error is the run's
-    return max(attempts - 1, 0)
-
-
-def import_ray() -> Any:
-    """The ``ray`` module, or a :class:`UsageError` that says how to install it."""
-    try:
-        import ray
-    except ImportError as exc:
-        raise UsageError(f"executor 'ray' needs Ray, which is not installed: {INSTALL_HINT}"
-                         ) from exc
-    return ray
-
-
-_TOKEN: list[str] = []
-
-
-def _process_token() -> str:
-    """One auth token per process: Ray keeps the first token it loads for the life of
-    the process, so a second local Ray started here must use the same one."""
-    if not _TOKEN:
-        _TOKEN.append(secrets.token_hex(32))
-    return _TOKEN[0]
-
-
-class LocalRayEnv:
-    """The environment of a local Ray started for one run, set while it runs.
-
-    With Ray 2.60 every listener of a single-node Ray is on 127.0.0.1 only when
-    its node address is 127.0.0.1 and ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``
-    (otherwise Ray listens on all interfaces and advertises the machine's
-    address). The run's Ray also gets its own short temp folder (sessions, logs,
-    sockets; never joining another Ray on the machine through /tmp/ray), its own
-    auth token, free metrics ports and no usage statistics.
-    """
-
-    def __init__(self) -> None:
-        base = "/tmp" if Path("/tmp").is_dir() else None  # socket paths must stay short
-        self.folder = tempfile.mkdtemp(prefix="runner-ray-", dir=base)
-        token = Path(self.folder, "auth_token")
-        token.touch(mode=0o600)
-        secret = _process_token()
-        token.write_text(secret, encoding="ascii")
-        self.values = {
-            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-            "RAY_USAGE_STATS_ENABLED": "0",
-            "RAY_AUTH_MODE": "token",
-            "RAY_AUTH_TOKEN_PATH": str(token),
-            # the value too: it wins over any token file Ray may have read before
-            "RAY_AUTH_TOKEN": secret,
-            "RAY_TMPDIR": self.folder,
-            "AUTOSCALER_METRIC_PORT": "0",
-            "DASHBOARD_METRIC_PORT": "0",
-        }
-        self._saved: dict[str, str | None] = {}
-
-    def apply(self) -> None:
-        for key, value in self.values.items():
-            self._saved[key] = os.environ.get(key)
-            os.environ[key] = value
-        self._saved.setdefault("RAY_ADDRESS", os.environ.pop("RAY_ADDRESS", None))
-
-    def restore(self) -> None:
-        for key, value in self._saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        self._saved.clear()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-class _NotMainThread(logging.Filter):
-    """Ray warns that it sets no SIGTERM handler when init runs off the main thread;
-    starting in the background is the point, and the runner handles signals itself."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "SIGTERM handler is not set" not in record.getMessage()
-
-
-def modules_to_ship(modules: Sequence[str]) -> list[str]:
-    """Local paths of the stage modules that Ray workers could not import themselves.
-
-    A module installed in site-packages (or the runner itself, which every node's
-    image has) is importable on the workers; a package or a single ``.py`` file
-    from a source folder (``my_stages.py`` beside the manifest) is shipped with
-    the job through Ray's ``runtime_env={"py_modules": [...]}``.
-    """
-    paths: list[str] = []
-    for top in dict.fromkeys(m.split(".")[0] for m in modules):
-        if top in ("runner", "__main__") or top in sys.stdlib_module_names:
-            continue
-        spec = importlib.util.find_spec(top)
-        if spec is None:
-            continue
-        locations = list(spec.submodule_search_locations or [])
-        origin = locations[0] if locations else spec.origin
-        if not origin or origin in ("built-in", "frozen"):
-            continue
-        path = Path(origin)
-        if any(part in ("site-packages", "dist-packages") for part in path.parts):
-            continue
-        if path.suffix == ".py" or path.is_dir():
-            paths.append(str(path))
-    return paths
-
-
-# ---------------------------------------------------------------- in the worker
-
-
-def _flag_name(token: str) -> str:
-    return f"runner-cancelled-{token}"
-
-
-class _Cancelled:
-    """Exists, under the run's name, once the run is cancelled: branches look it up at
-    their step boundaries. A run that is never cancelled starts no actor (an actor
-    costs a worker process: a second or more of CPU on a small machine)."""
-
-    def ping(self) -> bool:
-        return True
-
-
-def _raise_flag(ray: Any, token: str) -> Any:
-    """Make the run's cancellation visible to its branches (idempotent). Returns the
-    actor's handle: the caller keeps it, as Ray ends an actor nobody holds."""
-    try:
-        return ray.remote(num_cpus=0)(_Cancelled).options(
-            name=_flag_name(token), get_if_exists=True).remote()
-    except Exception as exc:  # Ray going down: the branches are being stopped anyway
-        log.debug("could not publish the cancellation to Ray: %s: %s",
-                  type(exc).__name__, exc)
-        return None
-
-
-_CANCELLED: set[str] = set()
-"""Tokens of the runs cancelled that a warm pool actor heard of directly."""
-
-
-class _FlagClient:
-    """A worker's view of one run's cancel flag, read at step boundaries."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-        self._seen = False
-        self._held: Any = None
-
-    def is_set(self) -> bool:
-        if not self._seen and self.token in _CANCELLED:
-            self._seen = True
-        if not self._seen:
-            import ray
-
-            try:
-                ray.get_actor(_flag_name(self.token))
-                self._seen = True
-            except ValueError:  # no such actor: not cancelled
-                pass
-            except Exception as exc:  # a slow GCS must not fail a healthy branch
-                log.debug("could not read the cancel flag: %s: %s", type(exc).__name__, exc)
-        return self._seen
-
-    def set(self) -> None:
-        import ray
-
-        self._seen = True  # held while this branch runs; the driver raises its own
-        self._held = _raise_flag(ray, self.token)
-
-
-def _run_branch(task: BranchTask, context: Any, token: str, executor_name: str,
-                threads: int = 1) -> BranchOutcome:
-    """The Ray task: fork the shared context here, run the branch, return its outcome."""
-    import ray
-
-    cancel = _FlagClient(token)
-    task = replace(task, context=fork_context(context))
-    with native_thread_limit(threads):
-        outcome = execute_branch(task, cancel, (), executor_name)
-    if outcome.context is not None and type(outcome.context) is type(context):
-        outcome.context = strip_untouched(outcome.context, context)
-    node = ray.get_runtime_context().get_node_id()
-    for record in outcome.records:
-        record.node = node
-    outcome.node = node
-    return outcome
-
-
-def _warm_worker(modules: Sequence[str]) -> int:
-    """A task that imports what the branches will (their stage modules, the libraries
-    their stages declare) in a worker before any branch needs it; returns its pid."""
-    from runner.orchestration.warm import import_modules
-
-    import_modules(modules)
-    return os.getpid()
-
-
-class _DriverFlag:
-    """The driver's cancel flag: a local event, published to Ray once connected."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.token = secrets.token_hex(8)
-        self.ray: Any = None
-        self.pool: WarmPool | None = None
-        self._held: Any = None
-        self._told = False
-
-    def is_set(self) -> bool:
-        return self.event.is_set()
-
-    def set(self) -> None:
-        self.event.set()
-        self.publish()
-
-    def publish(self) -> None:
-        """Once connected and set: the branches see it (the actor lives with this flag)."""
-        if self.pool is not None and self.event.is_set() and not self._told:
-            self._told = True
-            self.pool.cancel(self.token)  # at once: the pool's actors are running already
-        if self.ray is not None and self.event.is_set() and self._held is None:
-            self._held = _raise_flag(self.ray, self.token)
-
-
-_SESSION: dict[str, Any] = {}
-
-
-def _session_objects(ray: Any) -> Any:
-    """The remote functions, made once per Ray connection."""
-    job = ray.get_runtime_context().get_job_id()
-    if _SESSION.get("job") != job:
-        _SESSION.update(job=job, fn=ray.remote(_run_branch),
-                        warm=ray.remote(num_cpus=1)(_warm_worker))
-    return _SESSION["fn"]
-
-
-def warm_workers(ray: Any, modules: Sequence[str], *, count: int) -> list[Any]:
-    """Start ``count`` tasks (at most one per CPU of the cluster) that import ``modules``
-    in the job's workers, which Ray then reuses for the branches: the imports run
-    while the driver runs the steps before the group, not inside the branches' stages
-    (scikit-learn: over a second). Returns their refs; nothing waits for them."""
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    count = min(count, max(cpus, 1))
-    if count < 1 or not modules:
-        return []
-    _session_objects(ray)
-    return [_SESSION["warm"].remote(list(modules)) for _ in range(count)]
-
-
-def _wrap(flag: CancelFlag) -> _DriverFlag:
-    wrapped = _DriverFlag()
-    if flag.is_set():
-        wrapped.event.set()
-    return wrapped
-
-
-# ---------------------------------------------------------------- the executor
 
 
 def _task_options(resources: Mapping[str, Any]) -> dict[str, Any]:
@@ -391,12 +82,10 @@ def _task_options(resources: Mapping[str, Any]) -> dict[str, Any]:
     return options
 
 
-class RayComputeEngine(Executor):
+class RayComputeEngine(RemoteExecutor):
     """Runs the branches of parallel groups as Ray tasks."""
 
     name = "ray"
-    isolates = True
-    live_hooks = False
 
     def __init__(self, address: str | None = None, *, preload: Sequence[str] = (),
                  num_cpus: int | None = None,
@@ -415,8 +104,6 @@ class RayComputeEngine(Executor):
         self._starting: threading.Thread | None = None
         self._start_error: BaseException | None = None
         self._lock = threading.Lock()
-        self.startup_s: float | None = None
-        """Seconds ``ray.init`` took (None until it ran)."""
         self._remote_fn: Any = None
         self._local: LocalRayEnv | None = None
         self._pending: dict[Any, BranchTask] = {}
@@ -428,7 +115,7 @@ class RayComputeEngine(Executor):
         self.num_cpus = num_cpus
 
     def new_cancel_flag(self) -> CancelFlag:
-        return _DriverFlag()
+        return DriverFlag()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -448,8 +135,7 @@ class RayComputeEngine(Executor):
                 self._local = LocalRayEnv()
                 self._local.apply()
             ray = import_ray()
-            logging.getLogger("ray._private.worker").addFilter(_NotMainThread())
-            began = time.perf_counter()
+            logging.getLogger("ray._private.worker").addFilter(NotMainThread())
             if not ray.is_initialized():
                 options: dict[str, Any] = {"namespace": "runner", "log_to_driver": True,
                                            "logging_level": logging.WARNING,
@@ -476,8 +162,7 @@ class RayComputeEngine(Executor):
                 else:
                     ray.init(**options)
                 self._owned = True
-            self.startup_s = time.perf_counter() - began
-            self._remote_fn = _session_objects(ray)
+            self._remote_fn = remote_functions(ray)
             if self.address and pool_enabled():
                 self.pool = WarmPool(ray, self.preload)
                 self.pool.warm(self.warm)
@@ -532,11 +217,8 @@ class RayComputeEngine(Executor):
 
     # ------------------------------------------------------------ branches
 
-    def run_branches(
-        self, tasks: Sequence[BranchTask], cancel: CancelFlag, hooks: Sequence[RunHook]
-    ) -> Iterator[BranchOutcome]:
-        if not tasks:
-            return
+    def dispatch(self, tasks: Sequence[BranchTask], cancel: CancelFlag,
+                 ) -> Iterator[BranchOutcome]:
         index = driver_branch_index([task.branch.resources for task in tasks])
         local = DriverBranch(tasks[index], cancel, self.name) if index is not None else None
         try:
@@ -544,8 +226,8 @@ class RayComputeEngine(Executor):
         except BaseException:
             cancel.set()  # the driver's branch stops at its next step
             raise
-        if not isinstance(cancel, _DriverFlag):  # a flag the engine did not make
-            cancel = _wrap(cancel)
+        if not isinstance(cancel, DriverFlag):  # a flag the engine did not make
+            cancel = driver_flag(cancel)
         token = cancel.token
         cancel.ray = ray
         cancel.pool = self.pool
@@ -629,7 +311,8 @@ class RayComputeEngine(Executor):
             cause = exc.cause if isinstance(exc.cause, BaseException) else exc
             if isinstance(cause, StepFailure):
                 return BranchOutcome(task.branch.index, failure=cause)
-            return worker_failure(task, cause)
+            return branch_lost(task, cause, "the worker running this branch failed: "
+                                            f"{type(cause).__name__}: {cause}")
         except (rex.WorkerCrashedError, rex.NodeDiedError, rex.OutOfMemoryError,
                 rex.ObjectLostError, rex.TaskCancelledError, rex.RayActorError) as exc:
             retries = int(task.branch.resources.get("max_retries", 0))

@@ -35,6 +35,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from runner.orchestration.tasks import branch_lost
+
 __all__ = ["POOL_ENV", "POOL_IDLE_ENV", "WarmPool", "code_key", "pool_enabled", "poolable"]
 
 log = logging.getLogger("runner")
@@ -118,16 +120,16 @@ class _PoolActor:
     def cancel(self, token: str) -> None:
         """Run ``token`` is cancelled: its branch here stops at its next step (called in
         the actor's own "control" group, beside the branch it runs)."""
-        from runner.orchestration.executors.ray import _CANCELLED
+        from runner.orchestration.executors.ray_tasks import CANCELLED
 
-        _CANCELLED.add(token)
+        CANCELLED.add(token)
 
     def run(self, *args: Any) -> Any:
-        from runner.orchestration.executors.ray import _run_branch
+        from runner.orchestration.executors.ray_tasks import run_branch
 
         self._busy = True
         try:
-            return _run_branch(*args)
+            return run_branch(*args)
         finally:
             self._busy = False
             self._last = time.monotonic()
@@ -221,10 +223,7 @@ class DriverBranch:
                          name="runner-driver-branch", daemon=True).start()
 
     def _run(self, cancel: Any, executor_name: str) -> None:
-        from dataclasses import replace
-
-        from runner.context import fork_context
-        from runner.orchestration.execute import execute_branch, worker_failure
+        from runner.orchestration.execute import execute_branch
         from runner.orchestration.native_threads import (
             blas_thread_limit,
             openmp_thread_limit,
@@ -235,9 +234,9 @@ class DriverBranch:
         try:
             import_modules(declared_imports(task.branch.steps))  # so the limits reach them
             with blas_thread_limit(1), openmp_thread_limit(1):
-                self.outcome = execute_branch(replace(task, context=fork_context(task.context)),
-                                              cancel, (), executor_name)
+                self.outcome = execute_branch(task, cancel, executor=executor_name)
         except BaseException as exc:  # becomes the branch's failure
-            self.outcome = worker_failure(task, exc)
+            self.outcome = branch_lost(task, exc, "the worker running this branch "
+                                                  f"failed: {type(exc).__name__}: {exc}")
         finally:
             self.done.set()

@@ -7,16 +7,10 @@ and each branch thread's OpenMP at its own (see :mod:`..native_threads`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from runner.orchestration.execute import (
-    BranchOutcome,
-    BranchTask,
-    CancelFlag,
-    execute_branch,
-    worker_failure,
-)
+from runner.orchestration.execute import execute_branch
 from runner.orchestration.executors.base import Executor
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.native_threads import (
@@ -24,18 +18,35 @@ from runner.orchestration.native_threads import (
     branch_threads,
     openmp_thread_limit,
 )
+from runner.orchestration.tasks import (
+    BranchOutcome,
+    BranchTask,
+    CancelFlag,
+    GroupTask,
+    branch_lost,
+)
 from runner.orchestration.warm import declared_imports, import_modules
 
-__all__ = ["ThreadsExecutor", "drain"]
+__all__ = ["Lost", "ThreadsExecutor", "drain", "thread_lost"]
+
+
+Lost = Callable[[BranchTask, BaseException], BranchOutcome]
+"""Turns a branch whose future raised into its failed outcome, in the executor's words."""
+
+
+def thread_lost(task: BranchTask, exc: BaseException) -> BranchOutcome:
+    """A branch thread that raised outside any step (the engine's own error)."""
+    return branch_lost(task, exc, "the worker running this branch failed: "
+                                  f"{type(exc).__name__}: {exc}")
 
 
 def drain(
-    futures: dict[Future[BranchOutcome], BranchTask], cancel: CancelFlag
+    futures: dict[Future[BranchOutcome], BranchTask], cancel: CancelFlag, *, lost: Lost
 ) -> Iterator[BranchOutcome]:
     """Yield outcomes as futures complete; once cancelled, drop the ones not started.
 
     A future that raised (the worker died, the task could not be pickled) becomes
-    the failure of its branch, so it fails the run like a stage would.
+    the failure of its branch through ``lost``, so it fails the run like a stage would.
     """
     pending = set(futures)
     while pending:
@@ -45,7 +56,7 @@ def drain(
                 continue
             exc = fut.exception()
             if exc is not None:
-                yield worker_failure(futures[fut], exc)
+                yield lost(futures[fut], exc)
                 continue
             yield fut.result()
         if cancel.is_set():
@@ -77,9 +88,8 @@ class ThreadsExecutor(Executor):
         if pool is not None:  # running threads cannot be stopped: the process exits
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def run_branches(
-        self, tasks: Sequence[BranchTask], cancel: CancelFlag, hooks: Sequence[RunHook]
-    ) -> Iterator[BranchOutcome]:
+    def run_branches(self, group: GroupTask) -> Iterator[BranchOutcome]:
+        tasks, cancel, hooks = group.tasks, group.cancel, group.hooks
         self.start()
         assert self._pool is not None
         concurrent = min(len(tasks), self.max_workers)
@@ -91,10 +101,10 @@ class ThreadsExecutor(Executor):
                 self._pool.submit(_run_limited, t, cancel, hooks, self.name, n): t
                 for t, n in zip(tasks, threads, strict=True)
             }
-            yield from drain(futures, cancel)
+            yield from drain(futures, cancel, lost=thread_lost)
 
 
 def _run_limited(task: BranchTask, cancel: CancelFlag, hooks: Sequence[RunHook], name: str,
                  threads: int) -> BranchOutcome:
     with openmp_thread_limit(threads):  # OpenMP's count is per calling thread
-        return execute_branch(task, cancel, hooks, name)
+        return execute_branch(task, cancel, hooks, executor=name)

@@ -1,0 +1,83 @@
+"""What an executor whose branches run in other processes does on the driver.
+
+Such a branch cannot call the driver's hooks as its steps run. So before the
+branches leave, each driver hook may give a picklable *branch hook* that travels
+with the task (:meth:`RunHook.branch_hook`) and the driver's hooks hear that the
+branch was queued; while the workers run, the driver imports what its next steps
+need; when a branch returns, the driver's hooks hear its steps
+(``on_step_end``) and its branch hooks' payloads. :class:`RemoteExecutor` does all
+of it around :meth:`RemoteExecutor.dispatch`, which only sends tasks and yields
+outcomes; the processes and Ray executors are ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+
+from runner.orchestration.executors.base import Executor
+from runner.orchestration.hooks import RunHook, call_quietly
+from runner.orchestration.records import RunInfo
+from runner.orchestration.tasks import BranchOutcome, BranchTask, CancelFlag, GroupTask
+from runner.orchestration.warm import warm_in_background
+
+__all__ = ["RemoteExecutor", "branch_hooks"]
+
+log = logging.getLogger("runner")
+
+
+def branch_hooks(hooks: Sequence[RunHook], task: BranchTask) -> tuple[tuple[int, RunHook], ...]:
+    """The branch hooks the driver's ``hooks`` give ``task``'s branch, each with its
+    driver hook's index; a hook that fails to make one is logged and left out."""
+    out = []
+    for index, hook in enumerate(hooks):
+        try:
+            made = hook.branch_hook(task.run, task.branch)
+        except Exception as exc:
+            log.error("hook %s.branch_hook failed: %s: %s", type(hook).__name__,
+                      type(exc).__name__, exc)
+            continue
+        if made is not None:
+            out.append((index, made))
+    return tuple(out)
+
+
+def report(hooks: Sequence[RunHook], run: RunInfo, task: BranchTask,
+           outcome: BranchOutcome) -> None:
+    """Tell the driver's hooks what a returned branch did: its branch hooks' payloads,
+    then each of its steps."""
+    for index, payload in outcome.payloads:
+        call_quietly([hooks[index]], run, "on_branch_payload", task.branch, payload)
+    for record in outcome.records:
+        call_quietly(hooks, run, "on_step_end", record, None)
+
+
+class RemoteExecutor(Executor):
+    """An executor whose branches run in other processes: implement :meth:`dispatch`."""
+
+    def run_branches(self, group: GroupTask) -> Iterator[BranchOutcome]:
+        if not group.tasks:
+            return
+        run = group.tasks[0].run
+        tasks = [replace(task, hooks=branch_hooks(group.hooks, task)) for task in group.tasks]
+        for task in tasks:  # the driver hears no branch start: say they were sent
+            call_quietly(group.hooks, run, "on_branch_queued", task.branch)
+        warming = warm_in_background(group.warm)
+        try:
+            for outcome in self.dispatch(tasks, group.cancel):
+                report(group.hooks, run, tasks[outcome.index], outcome)
+                yield outcome
+        finally:
+            if warming is not None:  # the merge and the next steps may import the same
+                warming.join()
+
+    @abstractmethod
+    def dispatch(self, tasks: Sequence[BranchTask], cancel: CancelFlag,
+                 ) -> Iterator[BranchOutcome]:
+        """Send every task to a worker (each runs ``execute_branch`` there) and yield the
+        outcomes in completion order; a worker that could not run its task yields that
+        branch's failure (:func:`~runner.orchestration.tasks.branch_lost`).
+
+        Once ``cancel`` is set, tasks not yet started must not start."""
