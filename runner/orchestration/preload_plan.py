@@ -1,12 +1,13 @@
-"""Imported by the forkserver (as a preload): import what a plan's workers need.
+"""Import what a plan's workers need: in the driver before it forks the forkserver.
 
-:func:`runner.orchestration.forkserver.start_forkserver` names the plan in
-``RUNNER_FORKSERVER_PLAN`` (the manifest, the pipeline, the module folders);
-importing this module in the forkserver compiles that plan as the driver will
-and imports the engine, the plan's stage modules and its branches' declared
-imports, so every worker forked later starts with them loaded. Any problem
-(a bad manifest, a module that fails) only leaves the forkserver colder: the
-driver reports it, and a stage imports what it needs when it runs.
+:func:`runner.orchestration.forkserver.start_forkserver` calls :func:`preload_plan`
+in the driver, which then forks the forkserver; a spawned forkserver imports this
+module as a preload instead, finding the plan in ``RUNNER_FORKSERVER_PLAN`` (the
+manifest, the pipeline, the module folders). Either compiles the plan as the run
+will and imports the engine, the plan's stage modules and its branches' declared
+imports, so every worker forked later starts with them loaded. Any problem (a
+bad manifest, a module that fails) only leaves the workers colder: the driver
+reports it, and a stage imports what it needs when it runs.
 """
 
 from __future__ import annotations
