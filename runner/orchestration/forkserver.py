@@ -86,7 +86,7 @@ def start_forkserver(*, pipeline: str, manifest: str | None = None,
 
         for name in fork_after:
             __import__(name)
-        preload_plan(json.dumps(spec))  # once, here: the forkserver inherits it all
+        preload_plan(json.dumps(spec), quiet=False)  # here: the forkserver inherits it
         if threading.active_count() == 1:  # unless a module imported started a thread
             fork_forkserver(redirect=targets)
             return True

@@ -24,10 +24,15 @@ __all__ = ["preload_plan"]
 log = logging.getLogger("runner")
 
 
-def preload_plan(spec: str) -> list[str]:
+def preload_plan(spec: str, *, quiet: bool = True) -> list[str]:
     """Import what the plan ``spec`` (JSON from :data:`PLAN_ENV`) needs in a worker;
-    returns the modules it asked for (none when the plan has no parallel group)."""
-    quiet, log.disabled = log.disabled, True  # the driver says all there is to say
+    returns the modules it asked for (none when the plan has no parallel group).
+
+    ``quiet``: say nothing while compiling (in a spawned forkserver: the driver says
+    all there is to say); the driver itself passes False, so a note said once per
+    process (a user's stage replacing a shipped one) is said there, not swallowed.
+    """
+    was_disabled, log.disabled = log.disabled, quiet or log.disabled
     try:
         wanted = json.loads(spec)
         from runner.manifest import default_manifest, load_manifest
@@ -38,11 +43,11 @@ def preload_plan(spec: str) -> list[str]:
         manifest = load_manifest(wanted.get("manifest") or default_manifest())
         plan = compile_plan(manifest, str(wanted["pipeline"]))
     except Exception as exc:
-        log.debug("the forkserver could not compile the plan to preload (the run will "
+        log.debug("could not compile the plan to preload for the workers (the run will "
                   "say why): %s: %s", type(exc).__name__, exc)
         return []
     finally:
-        log.disabled = quiet
+        log.disabled = was_disabled
     if not plan.has_parallel:
         return []
     modules = list(dict.fromkeys([*ENGINE_PRELOAD, *stage_modules(plan),
