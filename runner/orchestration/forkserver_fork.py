@@ -7,13 +7,16 @@ same socket and "alive" pipe, but forks this process instead, once it has
 imported what the workers need (:func:`.forkserver.start_forkserver`): the child
 imports nothing and serves ``multiprocessing``'s forkserver loop at once, so
 the pool, its workers and every crash, cancel and exit guarantee behave as with
-a spawned forkserver. Call it from the main thread while no other thread runs
-(a fork then copies no lock held by another thread). Stdlib only.
+a spawned forkserver. The heap is frozen first (:func:`gc.freeze`), as Python's
+documentation advises before a fork: the workers' collections leave the inherited
+objects alone. Call it from the main thread while no other thread runs (a fork
+then copies no lock held by another thread). Stdlib only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import socket
 import sys
@@ -42,6 +45,9 @@ def fork_forkserver(*, redirect: Mapping[int, int]) -> int:
     for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
         with contextlib.suppress(Exception):
             stream.flush()
+    # what is loaded now stays out of every later collection, here and in each worker:
+    # a worker's full collection would scan it all and copy every page it touches
+    gc.freeze()
     pid = os.fork()
     if pid == 0:
         _serve(listener.detach(), alive_r, alive_w, redirect)

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 STAGES = textwrap.dedent('''
     """Stages that say where they run and what was loaded before they ran."""
-    import json, os, sys
+    import gc, json, os, sys
     from pathlib import Path
 
     from runner.orchestration.forkserver import forkserver_pid
@@ -34,6 +34,7 @@ STAGES = textwrap.dedent('''
             {"pid": os.getpid(), "ppid": os.getppid(),
              "marker_loaded": "early_marker" in sys.modules,
              "pandas_loaded": "pandas" in sys.modules,
+             "frozen": gc.get_freeze_count(),
              "cmdline": Path("/proc/self/cmdline").read_bytes().decode().split("\\0")}))
         return ctx
 
@@ -119,6 +120,7 @@ def test_the_driver_imports_the_branch_imports_once_then_forks_the_forkserver(tm
         assert got[name]["pid"] != driver
         assert got[name]["ppid"] == server  # forked from one forkserver
         assert got[name]["marker_loaded"]  # before the stage ran: preloaded
+        assert got[name]["frozen"] > 0  # inherited objects left out of its collections
     # imported once, by the driver: not by the forkserver, not by each worker
     assert (tmp_path / "marker-imports.txt").read_text().split() == [str(driver)]
     assert list(tmp_path.glob("loaded-*.json")) == [tmp_path / f"loaded-{driver}.json"]
