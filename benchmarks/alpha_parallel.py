@@ -19,7 +19,10 @@ first stage on the driver after the group) against the same stage inline. Also
 printed (``no_overhead_bound``), not a target: the best ratio the machine allows
 with no cost at all for going parallel, the inline run with its two branches
 replaced by the longer one as it ran in parallel; a target below it needs more
-parallel work, not less overhead.
+parallel work, not less overhead. Also printed, not a target: the CPU seconds of
+each run's whole process tree (the driver, its forkserver and workers: a small
+wrapper process adopts and reaps them, Linux), which a busy machine disturbs less
+than wall time; a Ray run's workers belong to the cluster and are not counted.
 
     python benchmarks/alpha_parallel.py                       # 300 tickers, 3 rounds
     python benchmarks/alpha_parallel.py --tickers 200 --repeat 5 --json
@@ -35,7 +38,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,9 +53,31 @@ TARGETS = {  # (data set, executor): the most a run may take, as a fraction of i
 STAGE_TARGET = 1.2  # a stage in (or right after) the group, against the same stage inline
 
 
+TIMED = """
+import ctypes, json, os, resource, subprocess, sys, time
+if sys.platform.startswith("linux"):  # PR_SET_CHILD_SUBREAPER: adopt the run's orphans
+    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
+start = time.perf_counter()
+proc = subprocess.run(sys.argv[1:], capture_output=True, text=True, check=False)
+wall = time.perf_counter() - start
+deadline = time.monotonic() + 10  # the forkserver and workers end with the driver
+while time.monotonic() < deadline:
+    try:
+        if os.waitpid(-1, os.WNOHANG)[0] == 0:
+            time.sleep(0.005)
+    except ChildProcessError:
+        break
+use = resource.getrusage(resource.RUSAGE_CHILDREN)
+json.dump({"returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr,
+           "wall": wall, "cpu": use.ru_utime + use.ru_stime}, sys.stdout)
+"""
+"""Runs a command, timed inside (its own start-up is not counted); prints its wall
+seconds and the CPU seconds of its whole process tree."""
+
+
 def run_once(folder: Path, executor: str, data: Path | None,
-             extra_env: dict[str, str]) -> tuple[float, dict[str, float]]:
-    """Wall seconds of one ``runner run`` and its steps' durations by stage name."""
+             extra_env: dict[str, str]) -> tuple[float, float, dict[str, float]]:
+    """Wall and CPU seconds of one ``runner run``, its steps' durations by stage name."""
     runner = Path(sys.executable).with_name("runner")
     command = [str(runner), "run", "alpha.parallel", "--manifest", str(MANIFEST),
                "--executor", executor, "--artifacts", str(folder / "runs"), "-q", "--json"]
@@ -61,15 +85,17 @@ def run_once(folder: Path, executor: str, data: Path | None,
         command += ["--data", str(data)]
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("RAY_", "OTEL_", "TV_ORCH"))} | extra_env
-    start = time.perf_counter()
-    proc = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True,
-                          check=False, timeout=1800)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"runner run -e {executor} failed ({proc.returncode}):\n"
-                         f"{proc.stderr[-3000:]}")
-    doc = json.loads(proc.stdout)
-    return wall, {s["name"]: float(s["duration_s"]) for s in doc["steps"]}
+    wrapper = subprocess.run([sys.executable, "-c", TIMED, *command], cwd=folder, env=env,
+                             capture_output=True, text=True, check=False, timeout=1800)
+    if wrapper.returncode != 0:
+        raise SystemExit(f"timing runner run -e {executor} failed:\n{wrapper.stderr[-3000:]}")
+    proc = json.loads(wrapper.stdout)
+    if proc["returncode"] != 0:
+        raise SystemExit(f"runner run -e {executor} failed ({proc['returncode']}):\n"
+                         f"{proc['stderr'][-3000:]}")
+    doc = json.loads(proc["stdout"])
+    return (float(proc["wall"]), float(proc["cpu"]),
+            {s["name"]: float(s["duration_s"]) for s in doc["steps"]})
 
 
 @contextlib.contextmanager
@@ -103,6 +129,8 @@ def measure(args: argparse.Namespace, folder: Path, ray_env: dict[str, str]
             if "universe" in args.sets else None}
     walls: dict[str, dict[str, list[float]]] = {s: {e: [] for e in args.executors}
                                                  for s in args.sets}
+    cpus: dict[str, dict[str, list[float]]] = {s: {e: [] for e in args.executors}
+                                                for s in args.sets}
     stages: dict[str, dict[str, list[dict[str, float]]]] = {
         s: {e: [] for e in args.executors} for s in args.sets}
     for data_set in args.sets if args.warmup else ():  # untimed: OS caches, Ray's workers
@@ -111,11 +139,12 @@ def measure(args: argparse.Namespace, folder: Path, ray_env: dict[str, str]
     for _ in range(max(1, args.repeat)):  # interleaved: drifts hit every case
         for data_set in args.sets:
             for executor in args.executors:
-                wall, steps = run_once(folder, executor, data[data_set],
-                                       ray_env if executor == "ray" else {})
+                wall, cpu, steps = run_once(folder, executor, data[data_set],
+                                            ray_env if executor == "ray" else {})
                 walls[data_set][executor].append(wall)
+                cpus[data_set][executor].append(cpu)
                 stages[data_set][executor].append(steps)
-    return {"walls": walls, "stages": stages}
+    return {"walls": walls, "cpus": cpus, "stages": stages}
 
 
 def median_stage(runs: list[dict[str, float]], name: str) -> float:
@@ -199,7 +228,9 @@ def main() -> None:
     out = {"cores": os.cpu_count(), "tickers": args.tickers, "repeat": args.repeat,
            "median_wall_s": {s: {e: statistics.median(t) for e, t in v.items()}
                              for s, v in walls.items()},
-           "wall_s": walls, "stages_s": results["stages"],
+           "median_cpu_s": {s: {e: statistics.median(t) for e, t in v.items()}
+                            for s, v in results["cpus"].items()},
+           "wall_s": walls, "cpu_s": results["cpus"], "stages_s": results["stages"],
            "no_overhead_bound": bounds(results, args), "targets": rows}
     if args.json:
         print(json.dumps(out, indent=2))
@@ -210,6 +241,9 @@ def main() -> None:
         inline = medians["inline"]
         print(f"  {data_set:9s} " + "   ".join(
             f"{e} {t:6.2f} s ({t / inline:.2f}x)" for e, t in medians.items()))
+    print("CPU seconds of the whole process tree (driver, forkserver, workers; not Ray's):")
+    for data_set, medians in out["median_cpu_s"].items():
+        print(f"  {data_set:9s} " + "   ".join(f"{e} {t:6.2f} s" for e, t in medians.items()))
     print("best ratio with no cost for going parallel (inline with its two branches "
           "replaced by the longer one as it ran in parallel):")
     for data_set, per in out["no_overhead_bound"].items():

@@ -7,16 +7,22 @@ Started when the run begins, the first parallel group waits for it. The CLI
 knows the manifest and the pipeline before its first step, so it starts the
 forkserver then (:func:`start_forkserver`), and forks it rather than spawns it
 (``fork_after``, :mod:`.forkserver_fork`): the driver imports what it needs
-anyway (pandas, pyarrow, the engine) and, still one thread, forks the forkserver,
-which inherits them and imports only the rest (the stage modules, scikit-learn)
-while the driver runs the steps before the group: pandas is imported once, not
-twice at once on the same cores. A driver already running a thread spawns it
-as before (a fork then could copy a lock another thread holds).
+anyway (pandas, pyarrow, the engine) and what the plan's workers need (its stage
+modules, what its branches declare they import: :mod:`.preload_plan`), then,
+still one thread and before any OpenMP pool has started (importing scikit-learn
+starts none; running it does), forks the forkserver, which inherits it all and
+forks the group's workers at once. Each module is imported once, on the critical
+path only where an inline run imports it too, rather than twice at once on the
+same cores (the forkserver and the driver's background warm-up, which now finds
+them loaded). A driver already running a thread, or left running one by a
+module it imported, spawns the forkserver as before (a fork then could copy a
+lock another thread holds).
 
-The forkserver finds the plan's modules itself (:mod:`.preload_plan` compiles the
-plan from the manifest, the pipeline and the module folders handed to it in
-``RUNNER_FORKSERVER_PLAN``); a plan it cannot compile only leaves it cold, the
-driver reports the problem. Stdlib only: this module is imported at CLI entry.
+A spawned forkserver finds the plan's modules itself (:mod:`.preload_plan`
+compiles the plan from the manifest, the pipeline and the module folders handed
+to it in ``RUNNER_FORKSERVER_PLAN``); a plan that cannot be compiled only leaves
+the workers cold, the driver reports the problem. Stdlib only: this module is
+imported at CLI entry.
 """
 
 from __future__ import annotations
@@ -56,9 +62,10 @@ def start_forkserver(*, pipeline: str, manifest: str | None = None,
     stdout (``runner run --json``: stdout holds the JSON object only). ``redirect``
     maps more of the standard descriptors to the ones the forkserver gets in their
     place (``{2: pipe}``: the workers' stderr goes to a pipe the driver relays).
-    ``fork_after``: modules this process imports now, before it forks the forkserver
-    (which inherits them); when another thread already runs, the forkserver is
-    spawned (a fork then is unsafe) and the modules imported after.
+    ``fork_after``: modules this process imports now, with the plan's (as
+    :func:`.preload_plan.preload_plan` finds them), before it forks the forkserver
+    (which inherits them); when another thread runs, before or after those imports,
+    the forkserver is spawned (a fork then is unsafe) and preloads the plan itself.
     """
     import multiprocessing as mp
     from multiprocessing import forkserver
@@ -71,11 +78,14 @@ def start_forkserver(*, pipeline: str, manifest: str | None = None,
     targets = {**({1: 2} if stdout_to_stderr else {}), **(redirect or {})}
     if fork_after and threading.active_count() == 1:
         from runner.orchestration.forkserver_fork import fork_forkserver
+        from runner.orchestration.preload_plan import preload_plan
 
         for name in fork_after:
             __import__(name)
-        fork_forkserver(spec=json.dumps(spec), redirect=targets)
-        return True
+        preload_plan(json.dumps(spec), quiet=False)  # here: the forkserver inherits it
+        if threading.active_count() == 1:  # unless a module imported started a thread
+            fork_forkserver(redirect=targets)
+            return True
     mp.get_context("forkserver").set_forkserver_preload(
         ["__main__", "runner.orchestration.preload_plan", EXIT_PRELOAD])
     saved = os.environ.get(PLAN_ENV)

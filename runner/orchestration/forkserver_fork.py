@@ -3,17 +3,20 @@
 :func:`multiprocessing.forkserver.ForkServer.ensure_running` spawns a fresh
 interpreter that imports pandas, the engine and scikit-learn from cold while the
 driver imports the same on the same cores. :func:`fork_forkserver` sets up the
-same socket and "alive" pipe, but forks this process instead: the child compiles
-the plan and imports only what this process has not (the plan's stage modules,
-their declared imports), then serves ``multiprocessing``'s forkserver loop, so
+same socket and "alive" pipe, but forks this process instead, once it has
+imported what the workers need (:func:`.forkserver.start_forkserver`): the child
+imports nothing and serves ``multiprocessing``'s forkserver loop at once, so
 the pool, its workers and every crash, cancel and exit guarantee behave as with
-a spawned forkserver. Call it from the main thread while no other thread runs
-(a fork then copies no lock held by another thread). Stdlib only.
+a spawned forkserver. The heap is frozen first (:func:`gc.freeze`), as Python's
+documentation advises before a fork: the workers' collections leave the inherited
+objects alone. Call it from the main thread while no other thread runs (a fork
+then copies no lock held by another thread). Stdlib only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import socket
 import sys
@@ -22,10 +25,9 @@ from collections.abc import Mapping
 __all__ = ["fork_forkserver"]
 
 
-def fork_forkserver(*, spec: str, redirect: Mapping[int, int]) -> int:
+def fork_forkserver(*, redirect: Mapping[int, int]) -> int:
     """Fork this process's forkserver now; returns its pid.
 
-    ``spec`` is the plan to preload (JSON, as :mod:`.preload_plan` reads it);
     ``redirect`` maps standard descriptors to the ones the forkserver gets in
     their place (the caller keeps and closes its own copies).
     """
@@ -43,9 +45,12 @@ def fork_forkserver(*, spec: str, redirect: Mapping[int, int]) -> int:
     for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
         with contextlib.suppress(Exception):
             stream.flush()
+    # what is loaded now stays out of every later collection, here and in each worker:
+    # a worker's full collection would scan it all and copy every page it touches
+    gc.freeze()
     pid = os.fork()
     if pid == 0:
-        _serve(listener.detach(), alive_r, alive_w, spec, redirect)
+        _serve(listener.detach(), alive_r, alive_w, redirect)
     os.close(alive_r)
     listener.close()
     server._forkserver_address = address  # type: ignore[attr-defined]
@@ -54,9 +59,8 @@ def fork_forkserver(*, spec: str, redirect: Mapping[int, int]) -> int:
     return pid
 
 
-def _serve(listener: int, alive_r: int, alive_w: int, spec: str,
-           redirect: Mapping[int, int]) -> None:
-    """The forked child: preload the plan, serve forks until the driver is gone, then
+def _serve(listener: int, alive_r: int, alive_w: int, redirect: Mapping[int, int]) -> None:
+    """The forked child: serve forks until the driver is gone, then
     end without an interpreter shutdown (like its workers, it has nothing to clean)."""
     try:
         os.close(alive_w)
@@ -66,9 +70,6 @@ def _serve(listener: int, alive_r: int, alive_w: int, spec: str,
             os.close(target)
         from multiprocessing import forkserver
 
-        from runner.orchestration.preload_plan import preload_plan
-
-        preload_plan(spec)
         forkserver.main(listener, alive_r, [])
     except SystemExit:  # how its loop ends: the driver is gone
         pass

@@ -1,12 +1,13 @@
-"""Imported by the forkserver (as a preload): import what a plan's workers need.
+"""Import what a plan's workers need: in the driver before it forks the forkserver.
 
-:func:`runner.orchestration.forkserver.start_forkserver` names the plan in
-``RUNNER_FORKSERVER_PLAN`` (the manifest, the pipeline, the module folders);
-importing this module in the forkserver compiles that plan as the driver will
-and imports the engine, the plan's stage modules and its branches' declared
-imports, so every worker forked later starts with them loaded. Any problem
-(a bad manifest, a module that fails) only leaves the forkserver colder: the
-driver reports it, and a stage imports what it needs when it runs.
+:func:`runner.orchestration.forkserver.start_forkserver` calls :func:`preload_plan`
+in the driver, which then forks the forkserver; a spawned forkserver imports this
+module as a preload instead, finding the plan in ``RUNNER_FORKSERVER_PLAN`` (the
+manifest, the pipeline, the module folders). Either compiles the plan as the run
+will and imports the engine, the plan's stage modules and its branches' declared
+imports, so every worker forked later starts with them loaded. Any problem (a
+bad manifest, a module that fails) only leaves the workers colder: the driver
+reports it, and a stage imports what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -23,10 +24,15 @@ __all__ = ["preload_plan"]
 log = logging.getLogger("runner")
 
 
-def preload_plan(spec: str) -> list[str]:
+def preload_plan(spec: str, *, quiet: bool = True) -> list[str]:
     """Import what the plan ``spec`` (JSON from :data:`PLAN_ENV`) needs in a worker;
-    returns the modules it asked for (none when the plan has no parallel group)."""
-    quiet, log.disabled = log.disabled, True  # the driver says all there is to say
+    returns the modules it asked for (none when the plan has no parallel group).
+
+    ``quiet``: say nothing while compiling (in a spawned forkserver: the driver says
+    all there is to say); the driver itself passes False, so a note said once per
+    process (a user's stage replacing a shipped one) is said there, not swallowed.
+    """
+    was_disabled, log.disabled = log.disabled, quiet or log.disabled
     try:
         wanted = json.loads(spec)
         from runner.manifest import default_manifest, load_manifest
@@ -37,11 +43,11 @@ def preload_plan(spec: str) -> list[str]:
         manifest = load_manifest(wanted.get("manifest") or default_manifest())
         plan = compile_plan(manifest, str(wanted["pipeline"]))
     except Exception as exc:
-        log.debug("the forkserver could not compile the plan to preload (the run will "
+        log.debug("could not compile the plan to preload for the workers (the run will "
                   "say why): %s: %s", type(exc).__name__, exc)
         return []
     finally:
-        log.disabled = quiet
+        log.disabled = was_disabled
     if not plan.has_parallel:
         return []
     modules = list(dict.fromkeys([*ENGINE_PRELOAD, *stage_modules(plan),

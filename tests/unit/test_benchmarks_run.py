@@ -131,3 +131,28 @@ def test_table_lists_the_benchmarks_make_bench_runs() -> None:
     assert list(found)[:3] == ["startup", "steps", "checkpoint"]
     assert "alpha_parallel" in found
     assert "table" not in found
+
+
+ORPHAN = '''
+import os, sys, time
+if os.fork() == 0:  # outlives its parent, as a run's forkserver and workers do
+    end = time.process_time() + 0.3
+    while time.process_time() < end:
+        pass
+    os._exit(0)
+print("parent done")
+'''
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a Linux subreaper")
+def test_alpha_parallel_counts_the_cpu_of_processes_that_outlive_the_driver() -> None:
+    """The CPU figure holds the forkserver and workers, orphans once the driver ends."""
+    import runpy
+
+    timed = runpy.run_path(str(ROOT / "benchmarks" / "alpha_parallel.py"))["TIMED"]
+    proc = subprocess.run([sys.executable, "-c", timed, sys.executable, "-c", ORPHAN],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["returncode"] == 0 and got["stdout"] == "parent done\n"
+    assert got["cpu"] >= 0.3

@@ -1,5 +1,6 @@
-"""The CLI starts the processes executor's forkserver before its own imports, and the
-forkserver preloads what the plan's branches import (found from the manifest itself)."""
+"""The CLI starts the processes executor's forkserver before its first step: the driver
+imports what the plan's workers need (found from the manifest itself), once, then forks
+the forkserver, which inherits it all."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 STAGES = textwrap.dedent('''
     """Stages that say where they run and what was loaded before they ran."""
-    import json, os, sys
+    import gc, json, os, sys
     from pathlib import Path
 
     from runner.orchestration.forkserver import forkserver_pid
@@ -33,6 +34,7 @@ STAGES = textwrap.dedent('''
             {"pid": os.getpid(), "ppid": os.getppid(),
              "marker_loaded": "early_marker" in sys.modules,
              "pandas_loaded": "pandas" in sys.modules,
+             "frozen": gc.get_freeze_count(),
              "cmdline": Path("/proc/self/cmdline").read_bytes().decode().split("\\0")}))
         return ctx
 
@@ -100,22 +102,28 @@ def seen(folder: Path) -> dict[str, dict]:
             for p in folder.glob("seen-*.json")}
 
 
-def test_the_cli_starts_the_forkserver_first_and_it_preloads_the_branch_imports(tmp_path):
+def test_the_driver_imports_the_branch_imports_once_then_forks_the_forkserver(tmp_path):
+    """Not the forkserver importing scikit-learn while the driver imports it too (its
+    warm-up for the steps after the group), on the same cores: the driver imports it
+    before it forks the forkserver, and every worker starts with it loaded."""
     manifest = write_project(tmp_path)
     doc = run_cli("run", "early", "-m", str(manifest), "-e", "processes", "--json",
                   "--run-id", "early-1", cwd=tmp_path)
     driver = doc["steps"][0]["pid"]
-    # the driver imported its stage modules with the forkserver already running
-    server = json.loads((tmp_path / f"loaded-{driver}.json").read_text())
-    assert isinstance(server, int) and server != driver
+    # the driver imported its stage modules before the forkserver began
+    assert json.loads((tmp_path / f"loaded-{driver}.json").read_text()) is None
     got = seen(tmp_path)
     assert got["early.first"]["pid"] == driver
+    server = got["early.heavy"]["ppid"]
+    assert server not in (driver, 1)
     for name in ("early.heavy", "early.light"):
         assert got[name]["pid"] != driver
-        assert got[name]["ppid"] == server  # forked from that forkserver
+        assert got[name]["ppid"] == server  # forked from one forkserver
         assert got[name]["marker_loaded"]  # before the stage ran: preloaded
-    # imported once, by the forkserver: not by the driver, not by each worker
-    assert (tmp_path / "marker-imports.txt").read_text().split() == [str(server)]
+        assert got[name]["frozen"] > 0  # inherited objects left out of its collections
+    # imported once, by the driver: not by the forkserver, not by each worker
+    assert (tmp_path / "marker-imports.txt").read_text().split() == [str(driver)]
+    assert list(tmp_path.glob("loaded-*.json")) == [tmp_path / f"loaded-{driver}.json"]
 
 
 def test_the_forkserver_is_forked_from_the_driver_after_its_heavy_imports(tmp_path):
@@ -139,8 +147,9 @@ def test_the_forkserver_ends_without_a_shutdown_once_the_driver_has_ended(tmp_pa
     doc = run_cli("run", "early", "-m", str(manifest), "-e", "processes", "--json",
                   "--run-id", "early-3", cwd=tmp_path)  # returns at EOF: the forkserver ended
     driver = doc["steps"][0]["pid"]
-    server = json.loads((tmp_path / f"loaded-{driver}.json").read_text())
-    assert (tmp_path / "marker-imports.txt").read_text().split() == [str(server)]
+    server = seen(tmp_path)["early.heavy"]["ppid"]
+    # the forkserver holds what the driver imported before it, atexit handlers too
+    assert (tmp_path / "marker-imports.txt").read_text().split() == [str(driver)]
     assert not (tmp_path / f"atexit-{server}").exists()  # ended with no shutdown
     assert (tmp_path / "seen-early.heavy.json").exists()
 
@@ -206,3 +215,85 @@ def test_a_driver_running_a_thread_spawns_its_forkserver_instead_of_forking(tmp_
         got[case] = json.loads(proc.stdout)
     assert got["alone"] == {"mine": True, "spawned": False}
     assert got["thread"] == {"mine": False, "spawned": True}
+
+
+def test_a_module_that_starts_a_thread_on_import_leaves_the_forkserver_spawned(tmp_path):
+    """A fork copies no thread: when a module the driver imports for the workers starts
+    one, the forkserver is spawned instead, and the run goes on as before."""
+    manifest = write_project(tmp_path)
+    with (tmp_path / "early_marker.py").open("a") as marker:
+        marker.write("import threading\nthreading.Thread(target=threading.Event().wait, "
+                     "daemon=True).start()\n")
+    doc = run_cli("run", "early", "-m", str(manifest), "-e", "processes", "--json",
+                  "--run-id", "early-5", cwd=tmp_path)
+    assert doc["status"] == "succeeded"
+    got = seen(tmp_path)
+    driver = got["early.first"]["pid"]
+    for name in ("early.heavy", "early.light"):
+        assert got[name]["pid"] != driver
+        assert got[name]["marker_loaded"]  # the spawned forkserver preloaded it
+        assert "multiprocessing.forkserver" in " ".join(got[name]["cmdline"])
+    imports = (tmp_path / "marker-imports.txt").read_text().split()
+    assert imports == [str(driver), str(got["early.heavy"]["ppid"])]
+
+
+THREAD_STAGES = textwrap.dedent('''
+    """Branch stages that report the native pools they see, scikit-learn loaded before."""
+    import json, os, sys
+    from pathlib import Path
+
+    from runner.registry import stage
+
+
+    def _report(ctx, name):
+        loaded = "sklearn.cluster" in sys.modules
+        from threadpoolctl import threadpool_info
+
+        info = threadpool_info()
+        (Path(__file__).parent / f"pools-{name}.json").write_text(json.dumps({
+            "pid": os.getpid(), "loaded": loaded, "env": os.environ.get("OMP_NUM_THREADS"),
+            "blas": sorted({i["num_threads"] for i in info if i["user_api"] == "blas"}),
+            "openmp": sorted({i["num_threads"] for i in info if i["user_api"] == "openmp"})}))
+        return ctx
+
+
+    @stage("pools.first")
+    def first(ctx):
+        return _report(ctx, "first")
+
+
+    @stage("pools.a", imports=["sklearn.cluster"])
+    def a(ctx):
+        return _report(ctx, "a")
+
+
+    @stage("pools.b", imports=["sklearn.cluster"])
+    def b(ctx):
+        return _report(ctx, "b")
+''')
+
+
+def test_workers_forked_with_scikit_learn_loaded_still_get_their_share_of_threads(
+        tmp_path):
+    """The driver loads scikit-learn's OpenMP before it forks the forkserver: each
+    worker inherits it and still caps it (and BLAS) at its share of the cores."""
+    from runner.orchestration.native_threads import available_cpus
+
+    share = max(1, available_cpus() // 2)
+    (tmp_path / "pool_stages.py").write_text(THREAD_STAGES)
+    manifest = {"pipelines": {"pools": {"context": "runner.context:Context",
+                                        "steps": ["pools.first", ["pools.a", "pools.b"]]}},
+                "stages": {"pools.first": "pool_stages:first", "pools.a": "pool_stages:a",
+                           "pools.b": "pool_stages:b"}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    doc = run_cli("run", "pools", "-m", "manifest.json", "-e", "processes", "--json",
+                  "--run-id", "pools-1", cwd=tmp_path)
+    assert doc["status"] == "succeeded"
+    got = {n: json.loads((tmp_path / f"pools-{n}.json").read_text())
+           for n in ("first", "a", "b")}
+    assert got["first"]["loaded"]  # in the driver, before its first step
+    for name in ("a", "b"):
+        assert got[name]["pid"] != got["first"]["pid"]
+        assert got[name]["loaded"]
+        assert got[name]["env"] == str(share)
+        assert got[name]["blas"] == got[name]["openmp"] == [share], got[name]
