@@ -1,5 +1,5 @@
 """Trying again after a failure that passes: one backoff policy, kept as data, and one
-way to read a number of tries from the environment.
+way to read a number of tries (or an on/off flag) from the environment.
 
 Both front doors to a remote service use it: the Kubernetes API chokepoint
 (:mod:`runner.k8s.api`, env ``RUNNER_K8S_RETRIES``) and the Ray executor's connection
@@ -15,7 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["RetryPolicy", "env_int"]
+__all__ = ["TRUE_WORDS", "RetryPolicy", "env_flag", "env_int"]
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+"""What turns an on/off environment variable on (any case, spaces around)."""
 
 
 def env_int(name: str, default: int, *, least: int = 1) -> int:
@@ -26,6 +29,11 @@ def env_int(name: str, default: int, *, least: int = 1) -> int:
         return max(least, int(os.environ.get(name, default)))
     except ValueError:
         return default
+
+
+def env_flag(name: str) -> bool:
+    """Whether environment variable ``name`` is on: one of :data:`TRUE_WORDS`."""
+    return os.environ.get(name, "").strip().lower() in TRUE_WORDS
 
 
 @dataclass

@@ -48,18 +48,15 @@ _MEMORY_CREATE = threading.Lock()
 _warned_no_atomic_create: set[str] = set()
 
 
-def storage_options_from(pairs: list[str]) -> dict[str, Any]:
-    """``["key=value", ...]`` (``--storage-option``) to fsspec storage options."""
+def storage_options_from(pairs: Mapping[str, str]) -> dict[str, Any]:
+    """``--storage-option`` pairs (parsed by the command line) as fsspec storage options:
+    ``true``/``false`` as booleans, ``endpoint_url`` inside ``client_kwargs`` (s3fs)."""
     out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ArtifactError(f"--storage-option {pair!r}: expected KEY=VALUE")
-        lowered = value.lower()
-        out[key] = {"true": True, "false": False}.get(lowered, value)
+    for key, value in pairs.items():
         if key == "endpoint_url":  # s3fs takes it inside client_kwargs
-            out.pop(key)
             out.setdefault("client_kwargs", {})["endpoint_url"] = value
+        else:
+            out[key] = {"true": True, "false": False}.get(value.lower(), value)
     return out
 
 

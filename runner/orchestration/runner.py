@@ -237,7 +237,7 @@ class DAGRunner:
             now = time.time()
             return RunResult(self.run_id, self.trace_id, self.plan.pipeline,
                              self.resume.context, (), now, now, self.executor.name,
-                             extras={"already_complete": True})
+                             already_complete=True)
         env = Env(self.info, self.executor.new_cancel_flag(), self.executor, self.hooks,
                   self.snapshots,
                   completed=self.resume.completed if self.resume else frozenset(),

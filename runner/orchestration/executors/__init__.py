@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 
 from runner.errors import UsageError
@@ -11,6 +10,7 @@ from runner.orchestration.executors.base import Executor
 from runner.orchestration.executors.inline import InlineExecutor
 from runner.orchestration.executors.processes import ProcessesExecutor
 from runner.orchestration.executors.threads import ThreadsExecutor
+from runner.retry import env_flag
 from runner.words import did_you_mean
 
 __all__ = [
@@ -68,8 +68,7 @@ def make_executor(spec: str | Executor | None = None, *, max_workers: int | None
     if isinstance(spec, Executor):
         return spec
     if spec is None:
-        flag = os.environ.get(PARALLEL_ENV, "").strip().lower()
-        spec = parallel_default() if flag in ("1", "true", "yes", "on") else "inline"
+        spec = parallel_default() if env_flag(PARALLEL_ENV) else "inline"
     if spec == "inline":
         return InlineExecutor()
     if spec == "threads":
