@@ -6,12 +6,11 @@ commands' shared ones are in :mod:`runner.cli.kube.options`.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import typer
 from typer.models import ArgumentInfo
@@ -75,30 +74,71 @@ ParamOpt = Annotated[list[str] | None, typer.Option(
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]
 
 
-T = TypeVar("T")
+
+class Options:
+    """A command's options as one object: the fields are the class's annotations (each
+    an ``Annotated`` typer option or argument, base classes' first), the defaults its
+    values; immutable once made. Not a dataclass on purpose: making one runs generated
+    code, milliseconds per class on every start of the command line (issue 14).
+    ``HIDDEN`` names inherited fields that a subclass's command does not offer (they
+    keep their class values)."""
+
+    HIDDEN: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **given: Any) -> None:
+        unknown = set(given) - set(self.field_names())
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: no option {sorted(unknown)}")
+        missing = [n for n in self.field_names() if n not in given and not hasattr(self, n)]
+        if missing:
+            raise TypeError(f"{type(self).__name__}: missing {missing}")
+        self.__dict__.update(given)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        """Every field, base classes' first, in the order they are declared."""
+        names: dict[str, None] = {}
+        for klass in reversed(cls.__mro__):
+            for name in inspect.get_annotations(klass):
+                if name != "HIDDEN":
+                    names[name] = None
+        return list(names)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        given = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({given})"
 
 
-def options_command(options: type[T], handler: Callable[[T], None]) -> Callable[..., None]:
-    """A typer command whose parameters are the fields of the dataclass ``options``
-    (each annotated with its ``typer.Option`` or ``typer.Argument``), calling
-    ``handler`` with one ``options`` object: a command with many options is a
-    dataclass and a function of it, not a long signature. Its help is the handler's
-    docstring; arguments come first, then required options, then the rest in the
-    order the fields are declared."""
+OptionsT = TypeVar("OptionsT", bound=Options)
+
+
+def options_command(options: type[OptionsT], handler: Callable[[OptionsT], None]
+                    ) -> Callable[..., None]:
+    """A typer command whose parameters are the fields of ``options`` (each annotated
+    with its ``typer.Option`` or ``typer.Argument``), calling ``handler`` with one
+    ``options`` object: a command with many options is a class of them and a
+    function of it, not a long signature. Its help is the handler's docstring;
+    arguments come first, then required options, then the rest in the order the
+    fields are declared."""
     hints = typing.get_type_hints(options, include_extras=True)
+    names = [n for n in options.field_names() if n not in options.HIDDEN]
 
-    def rank(field: dataclasses.Field[Any]) -> int:
-        if any(isinstance(m, ArgumentInfo)
-               for m in getattr(hints[field.name], "__metadata__", ())):
+    def rank(name: str) -> int:
+        if any(isinstance(m, ArgumentInfo) for m in getattr(hints[name], "__metadata__", ())):
             return 0
-        return 1 if field.default is dataclasses.MISSING else 2
+        return 2 if hasattr(options, name) else 1
 
-    fields = sorted(dataclasses.fields(options), key=rank)  # type: ignore[arg-type]
-    params = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
-                                annotation=hints[f.name],
-                                default=inspect.Parameter.empty
-                                if f.default is dataclasses.MISSING else f.default)
-              for f in fields if f.init]
+    params = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=hints[n],
+                                default=getattr(options, n, inspect.Parameter.empty))
+              for n in sorted(names, key=rank)]
 
     def command(**given: Any) -> None:
         handler(options(**given))

@@ -13,7 +13,6 @@ import gc
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -26,6 +25,7 @@ from runner.cli.options import (
     ArtifactsOpt,
     JsonOpt,
     ManifestOpt,
+    Options,
     ParamOpt,
     PathOpt,
     PipelineArg,
@@ -62,8 +62,7 @@ class ExecutorName(str, Enum):
     ray = "ray"
 
 
-@dataclass(frozen=True, kw_only=True)
-class RunOptions:
+class RunOptions(Options):
     """What ``runner run`` is told: the pipeline, its inputs, where it runs and what it
     prints."""
 

@@ -3,13 +3,19 @@ declared once; the options every command shares are :mod:`runner.cli.options`.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated
 
 import typer
 
-from runner.cli.options import JsonOpt, ManifestOpt, ParamOpt, PipelineArg, StorageOpt
+from runner.cli.options import (
+    JsonOpt,
+    ManifestOpt,
+    Options,
+    ParamOpt,
+    PipelineArg,
+    StorageOpt,
+)
 
 __all__ = ["BACKOFF_LIMIT", "CPU", "DEADLINE_S", "MEMORY", "ConcurrencyPolicy", "ContextOpt",
            "K8sRunIdArg", "KubeconfigOpt", "NamespaceOpt", "RunOptions", "ScheduleOptions",
@@ -91,8 +97,7 @@ PullPolicyOpt = Annotated[str, typer.Option(
     "--image-pull-policy", metavar="POLICY", help="Always, IfNotPresent or Never")]
 
 
-@dataclass(frozen=True, kw_only=True)
-class RunOptions:
+class RunOptions(Options):
     """A run as ``submit`` and ``schedule`` are told of it, before any check
     (:func:`runner.cli.kube.spec.run_spec` checks it)."""
 
@@ -127,7 +132,6 @@ class RunOptions:
         return self.namespace or "default"
 
 
-@dataclass(frozen=True, kw_only=True)
 class SubmitOptions(RunOptions):
     """``runner submit``: the run, and whether to follow it."""
 
@@ -145,7 +149,6 @@ class ConcurrencyPolicy(str, Enum):
     Replace = "Replace"
 
 
-@dataclass(frozen=True, kw_only=True)
 class ScheduleOptions(RunOptions):
     """``runner schedule``: the run (its id is the schedule's name), and its cron
     schedule. A scheduled run has no Ray cluster and takes the default pull policy."""
@@ -164,9 +167,5 @@ class ScheduleOptions(RunOptions):
         "usually UTC]")] = None
     suspend: Annotated[bool, typer.Option("--suspend", help="Create it paused")] = False
 
-    # what only ``submit`` offers: not options of ``schedule``
-    run_id: str | None = field(default=None, init=False)
-    parallel: bool = field(default=False, init=False)
-    ray_token_secret: str | None = field(default=None, init=False)
-    ray_workers: int = field(default=0, init=False)
-    pull_policy: str = field(default="IfNotPresent", init=False)
+    HIDDEN = ("run_id", "parallel", "ray_token_secret", "ray_workers", "pull_policy")
+    """What only ``submit`` offers: a scheduled run keeps these fields' defaults."""

@@ -4,7 +4,6 @@ parsed once, the options object behind ``run``, ``submit`` and ``schedule``, and
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import json
 import os
@@ -64,17 +63,16 @@ def test_every_option_of_an_options_command_is_a_field() -> None:
     for name, options in (("run", RunOptions), ("submit", SubmitOptions),
                           ("schedule", ScheduleOptions)):
         signature = inspect.signature(commands[name])
-        fields = {f.name for f in dataclasses.fields(options) if f.init}
+        fields = set(options.field_names()) - set(options.HIDDEN)
         assert set(signature.parameters) == fields, name
         assert next(iter(signature.parameters)) == "pipeline"
     assert "parallel" not in inspect.signature(commands["schedule"]).parameters
 
 
 def test_a_command_given_options_calls_its_handler_with_one_object() -> None:
-    from runner.cli.options import options_command
+    from runner.cli.options import Options, options_command
 
-    @dataclasses.dataclass(frozen=True, kw_only=True)
-    class Opts:
+    class Opts(Options):
         name: str
         count: int = 2
 
@@ -88,6 +86,13 @@ def test_a_command_given_options_calls_its_handler_with_one_object() -> None:
     command(name="x", count=3)
     assert seen == [Opts(name="x", count=3)]
     assert command.__doc__ == "Say hello." and command.__name__ == "handle"
+    command(name="y")
+    assert seen[-1].count == 2 and seen[-1].name == "y"
+    with pytest.raises(AttributeError, match="immutable"):
+        seen[-1].count = 3
+    with pytest.raises(TypeError, match="missing"):
+        Opts()
+    assert [p.name for p in inspect.signature(command).parameters.values()] == ["name", "count"]
 
 
 def test_a_store_error_with_json_logs_is_one_json_line(tmp_path: Path) -> None:
