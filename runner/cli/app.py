@@ -15,13 +15,13 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from runner.cli import coerce, kube, pipelines, run, runs, traces
-from runner.cli.format import RunnerTyper
+from runner.cli.format import RunnerGroup, RunnerTyper
 from runner.cli.help import defer_rich_extras
 from runner.cli.json_stdout import note_error, print_json_error, wants_json
 from runner.cli.output import (
@@ -41,7 +41,23 @@ __all__ = ["GLOBAL_OPTIONS", "app", "globals_first", "main"]
 defer_rich_extras()  # typer's rich help, without rich.markdown and rich.traceback
 coerce.install()  # typer's coercion of str, Enum and Path options, without pydantic
 
+
+
+class _AppGroup(RunnerGroup):
+    """The root group: a :class:`RunnerError` from any command (or from the global
+    options) is said once and exits with its family's code, here, so that every way of
+    invoking the app maps it (the console script, ``python -m runner.cli``, click's
+    test runner)."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RunnerError as exc:
+            raise typer.Exit(say_error(exc)) from exc
+
+
 app = RunnerTyper(
+    cls=_AppGroup,
     name="runner",
     help="Declarative pipeline runner for quant research.",
     no_args_is_help=True,

@@ -130,3 +130,16 @@ def test_an_invalid_traceparent_never_reaches_the_pod(tmp_path: Path) -> None:
     env = {e["name"]: e.get("value") for e in
            job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert parse_traceparent(env["TRACEPARENT"]) is not None
+
+
+def test_the_app_itself_maps_errors_to_exit_codes(tmp_path: Path) -> None:
+    """The mapping is in the app's root group, not only in the console script's
+    ``main``: click's test runner gets the exit code, never the exception."""
+    from typer.testing import CliRunner
+
+    from runner.cli.app import app
+
+    result = CliRunner().invoke(app, ["runs", "show", "run-nope", "--artifacts",
+                                      str(tmp_path / "store")])
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 2
+    assert "error: cannot read" in result.output
