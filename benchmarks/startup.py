@@ -15,7 +15,7 @@ it was not measured, and why). Kedro's telemetry plugin is turned off for it
 
 Targets (issue 14): each command at most 0.3 s here, and at most 0.75x
 ``kedro --help``. ``list`` and ``validate`` reuse the outcome of a check that passed
-(runner/cli_cache.py, in a cache folder of this run's own): the untimed first call
+(runner/cli/cache.py, in a cache folder of this run's own): the untimed first call
 checks in full, the timed ones reuse it; the ``--no-cache`` rows (no target) show
 the full checks, as the first call after a change makes them. ``--importtime N``
 also prints the N modules that cost the most (own time, ``python -X importtime``)
@@ -54,7 +54,7 @@ FULL_CHECKS = {"runner list --no-cache": ["list", "--no-cache", "--manifest", st
                                               str(MANIFEST)]}
 """Shown, no target: the checks in full, as the first call after a change makes them
 (the timed ``list`` and ``validate`` reuse the outcome of the untimed first call while
-nothing it rests on changes: runner/cli_cache.py)."""
+nothing it rests on changes: runner/cli/cache.py)."""
 KEDRO_ENV = {"KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
 
 

@@ -19,7 +19,6 @@ printed when the branch returns.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
 import threading
@@ -35,8 +34,8 @@ from rich.markup import escape
 from rich.padding import Padding
 from rich.spinner import Spinner
 
-from runner.errors import UsageError
 from runner.orchestration.hooks import RunHook
+from runner.retry import env_seconds
 from runner.terminal import is_stderr, no_echoed_controls, stdout_shares
 
 if TYPE_CHECKING:
@@ -55,17 +54,7 @@ STARTED_AFTER = 5.0
 
 def progress_every(environ: Mapping[str, str] = os.environ) -> float:
     """``RUNNER_PROGRESS_EVERY`` in seconds (default 30); a bad value is a usage error."""
-    raw = environ.get(EVERY_ENV, "").strip()
-    if not raw:
-        return DEFAULT_EVERY
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise UsageError(f"{EVERY_ENV}={raw!r}: expected seconds, a number > 0 "
-                         f"(default {DEFAULT_EVERY:g})")
-    return value
+    return env_seconds(EVERY_ENV, DEFAULT_EVERY, zero=False, environ=environ)
 
 
 def progress_hook(console: Console, *, environ: Mapping[str, str] = os.environ) -> RunHook:

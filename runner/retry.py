@@ -1,5 +1,5 @@
 """Trying again after a failure that passes: one backoff policy, kept as data, and one
-way to read a number of tries from the environment.
+way to read a number of tries (or an on/off flag) from the environment.
 
 Both front doors to a remote service use it: the Kubernetes API chokepoint
 (:mod:`runner.k8s.api`, env ``RUNNER_K8S_RETRIES``) and the Ray executor's connection
@@ -12,10 +12,15 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["RetryPolicy", "env_int"]
+from runner.errors import UsageError
+
+__all__ = ["TRUE_WORDS", "RetryPolicy", "env_flag", "env_int", "env_seconds"]
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+"""What turns an on/off environment variable on (any case, spaces around)."""
 
 
 def env_int(name: str, default: int, *, least: int = 1) -> int:
@@ -26,6 +31,29 @@ def env_int(name: str, default: int, *, least: int = 1) -> int:
         return max(least, int(os.environ.get(name, default)))
     except ValueError:
         return default
+
+
+def env_flag(name: str) -> bool:
+    """Whether environment variable ``name`` is on: one of :data:`TRUE_WORDS`."""
+    return os.environ.get(name, "").strip().lower() in TRUE_WORDS
+
+
+def env_seconds(name: str, default: float, *, zero: bool = True,
+                environ: Mapping[str, str] | None = None) -> float:
+    """Seconds in environment variable ``name``, ``default`` when unset or blank; any
+    other value than a finite number >= 0 (> 0 unless ``zero``) is a usage error that
+    names the variable (a wait the user asked for is not guessed)."""
+    raw = (os.environ if environ is None else environ).get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise UsageError(f"{name}={raw!r}: expected seconds, a number {'>=' if zero else '>'} "
+                         f"0 (default {default:g})")
+    return value
 
 
 @dataclass

@@ -235,7 +235,7 @@ class QuantSDK:
         signal (or the grace running out) records the interruption and hands the
         signal to the application's own handler. Off by default: a library does not
         take an application's handlers. Resuming a run that already succeeded runs
-        nothing: ``result.extras["already_complete"]`` is True, ``context`` None.
+        nothing: ``result.already_complete`` is True, ``context`` None.
         """
         if not options.get("resume"):  # a resumed run was checked when it started
             check_reads(self.plan(name), context, source=self.manifest.source)

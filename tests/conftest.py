@@ -97,7 +97,7 @@ def _artifact_key_file(tmp_path_factory):
 
 @pytest.fixture(autouse=True, scope="session")
 def _cli_cache_dir(tmp_path_factory):
-    """The command line's kept checks (runner.cli_cache) go to a per-session folder,
+    """The command line's kept checks (runner.cli.cache) go to a per-session folder,
     never the real home; subprocesses inherit where."""
     path = tmp_path_factory.mktemp("runner-cache")
     for _ in _session_env("RUNNER_CACHE_DIR", str(path)):

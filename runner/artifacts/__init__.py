@@ -15,7 +15,7 @@ from runner.artifacts.forensics import StoreForensics, load_error_context
 from runner.artifacts.layout import RunPaths, run_paths
 from runner.artifacts.lease import LEASE_ENV, RunLease
 from runner.artifacts.listing import RunListing, list_runs
-from runner.artifacts.options import storage_options, storage_options_from
+from runner.artifacts.options import storage_options
 from runner.artifacts.pruning import prune_runs
 from runner.artifacts.reading import load_checkpoint, load_field, read_index, read_run
 from runner.artifacts.resume import prepare_resume
@@ -45,5 +45,4 @@ __all__ = [
     "read_run",
     "run_paths",
     "storage_options",
-    "storage_options_from",
 ]

@@ -1,13 +1,11 @@
-"""fsspec storage options from text: what ``--storage-option KEY=VALUE`` gives."""
+"""fsspec storage options from ``--storage-option KEY=VALUE`` pairs (split by the CLI)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from runner.errors import ArtifactError
-
-__all__ = ["storage_options", "storage_options_from"]
+__all__ = ["storage_options"]
 
 
 def storage_options(items: Iterable[tuple[str, str]]) -> dict[str, Any]:
@@ -22,14 +20,3 @@ def storage_options(items: Iterable[tuple[str, str]]) -> dict[str, Any]:
             out.setdefault("client_kwargs", {})["endpoint_url"] = value
     return out
 
-
-def storage_options_from(pairs: list[str]) -> dict[str, Any]:
-    """``["key=value", ...]`` (``--storage-option``) to fsspec storage options."""
-    return storage_options(_split(pair) for pair in pairs)
-
-
-def _split(pair: str) -> tuple[str, str]:
-    key, sep, value = pair.partition("=")
-    if not sep or not key:
-        raise ArtifactError(f"--storage-option {pair!r}: expected KEY=VALUE")
-    return key, value

@@ -290,7 +290,7 @@ class ResultsHook(RunHook):
             return
         self._take("(final context)", "", None, result.context)  # e.g. from another process
         doc = build_results(result.context, self.messages)
-        result.extras["report"] = doc["report"]  # the front door prints it: no second call
+        result.report = doc["report"]  # the front door prints it: no second call
         ref = write_results(self.store, run.run_id, doc)
         if self.on_written is not None:
             self.on_written(ref)

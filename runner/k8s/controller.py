@@ -48,11 +48,11 @@ from runner.k8s import schedule as scheduling
 from runner.k8s import submit as submitting
 from runner.k8s.api import USER_AGENT, KubeApi, Retry
 from runner.k8s.builders import RunSpec, Schedule
-from runner.k8s.status import PodState, RunFailed, RunFailedError, RunStatus, check, name_of
+from runner.k8s.status import PodState, RunFailedError, RunStatus, check, name_of
 from runner.k8s.submit import RayWait, Submitted
 from runner.k8s.timeouts import Timeouts
 
-__all__ = ["USER_AGENT", "Controller", "PodState", "Retry", "RunFailed", "RunFailedError",
+__all__ = ["USER_AGENT", "Controller", "PodState", "Retry", "RunFailedError",
            "RunStatus",
            "Submitted"]
 

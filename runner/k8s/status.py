@@ -13,7 +13,7 @@ from kubernetes import client
 
 from runner.errors import ExecutionError
 
-__all__ = ["STUCK", "PodState", "RunFailed", "RunFailedError", "RunStatus", "check",
+__all__ = ["STUCK", "PodState", "RunFailedError", "RunStatus", "check",
            "container_env",
            "mount_failure", "pod_order", "pod_state", "run_status", "waiting_to_mount"]
 
@@ -88,10 +88,6 @@ class RunFailedError(ExecutionError):
         self.phase = status.phase
         self.pod = pod
         self.reason = reason if reason is not None else status.reason
-
-
-RunFailed = RunFailedError
-"""Deprecated: the name before :class:`RunFailedError`."""
 
 
 def check(status: RunStatus) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 __all__ = ["Resume", "RunInfo", "RunResult", "StepRecord"]
@@ -77,7 +77,7 @@ class RunInfo:
     """The span a run started with ``TRACEPARENT`` belongs under (16 hex digits)."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class RunResult:
     """The final context of a successful run and a record per executed step."""
 
@@ -90,7 +90,11 @@ class RunResult:
     end: float
     executor: str
     status: Status = "succeeded"
-    extras: dict[str, Any] = field(default_factory=dict)
+    already_complete: bool = False
+    """A resumed run that had already succeeded: nothing ran, ``context`` is None."""
+    report: dict[str, Any] | None = None
+    """The final context's ``report()``, JSON-ready, once the results hook wrote it
+    (the front door prints it without calling ``report()`` again)."""
 
     @property
     def duration(self) -> float:

@@ -238,7 +238,7 @@ class DAGRunner:
             now = time.time()
             return RunResult(self.run_id, self.trace_id, self.plan.pipeline,
                              self.resume.context, (), now, now, self.executor.name,
-                             extras={"already_complete": True})
+                             already_complete=True)
         loop = LoopState(run=self.info, cancel=self.executor.new_cancel_flag(),
                         branches=self.executor.run_branches, executor=self.executor.name,
                         hooks=self.hooks, snapshots=self.snapshots,

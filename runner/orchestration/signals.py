@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import select
 import signal
@@ -35,6 +34,7 @@ from typing import Any
 
 from runner.errors import RunInterruptedError, UsageError
 from runner.orchestration.runner import DAGRunner
+from runner.retry import env_seconds
 
 __all__ = ["DEFAULT_GRACE", "GRACE_ENV", "StopOnSignals", "term_grace"]
 
@@ -54,17 +54,7 @@ OnAbort = Callable[[RunInterruptedError | None, int], object]
 
 def term_grace(environ: Mapping[str, str] = os.environ) -> float:
     """``RUNNER_TERM_GRACE`` in seconds (default 20); a bad value is a usage error."""
-    raw = environ.get(GRACE_ENV, "").strip()
-    if not raw:
-        return DEFAULT_GRACE
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise UsageError(f"{GRACE_ENV}={raw!r}: expected seconds, a number >= 0 "
-                         f"(default {DEFAULT_GRACE:g})")
-    return value
+    return env_seconds(GRACE_ENV, DEFAULT_GRACE, environ=environ)
 
 
 class StopOnSignals:

@@ -465,7 +465,7 @@ def test_finished_run_id_is_refused_and_its_resume_runs_nothing(manifest, store_
     with pytest.raises(UsageError, match=r"run 'done-1' already exists .*--resume"):
         sdk.run_pipeline("main", context(tmp_path), run_id="done-1")
     again = sdk.run_pipeline("main", context(tmp_path), run_id="done-1", resume=True)
-    assert again.extras == {"already_complete": True}
+    assert again.already_complete is True
     assert again.status == "succeeded" and again.records == () and again.context is None
     assert ledger(tmp_path) == before
     assert read_run(store_for(store_root), "done-1") == doc  # not even attempts changed

@@ -1,7 +1,7 @@
 """ARCHITECTURE.md stays true to the code: every module it names exists, and every
 import-linter contract of pyproject.toml is quoted in it (with its layers, verbatim).
 
-Its "In progress" section names what is still to come (a ``runner/cli/`` package), so
+Its "In progress" section names what is still to come, so
 only that section may name paths that do not exist yet.
 """
 

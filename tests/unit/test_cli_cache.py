@@ -1,6 +1,6 @@
 """``runner list`` and ``runner validate`` reuse the outcome of a check that passed
 while nothing it rests on changed, and check in full as soon as anything did
-(runner.cli_cache). Checked on real CLI processes and on what they import."""
+(runner.cli.cache). Checked on real CLI processes and on what they import."""
 
 from __future__ import annotations
 

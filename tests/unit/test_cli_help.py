@@ -1,5 +1,5 @@
 """typer's rich help loads without rich.markdown and rich.traceback, and what needs
-them still gets the real classes (runner.cli_help)."""
+them still gets the real classes (runner.cli.help)."""
 
 from __future__ import annotations
 

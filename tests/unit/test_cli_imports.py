@@ -29,9 +29,9 @@ NEVER = ("opentelemetry.sdk", "kubernetes", "ray", "sklearn", "jinja2", "runner.
 HEAVY = ("pandas", "numpy", "pyarrow", "opentelemetry", "fsspec", "runner.context",
          "runner.orchestration.plan", "runner.stages", "runner.manifest", "pydantic")
 """Not needed to print help (typer's pydantic coercion is bypassed for the CLI's
-options: runner.cli_coerce)."""
+options: runner.cli.coerce)."""
 RICH_EXTRAS = ("rich.markdown", "rich.traceback", "markdown_it", "pygments")
-"""What typer's rich help imports but never uses here (runner.cli_help)."""
+"""What typer's rich help imports but never uses here (runner.cli.help)."""
 LIVE = ("rich.live", "rich.spinner", "runner.progress")
 """The live progress board: loaded by ``runner run`` only."""
 OPENSSL = ("hashlib", "secrets")

@@ -34,7 +34,7 @@ def _steps(steps, *, executor: str, **spec):
     result = DAGRunner(plan_for(steps, **spec), executor=executor, hooks=[hook],
                        run_id="r-1").run(base_context())
     doc = json.loads(store.read_bytes("runs/r-1/results.json"))
-    assert result.extras["report"] is None  # ShapeContext has no report()
+    assert result.report is None  # ShapeContext has no report()
     return [(m["step"], m["messages"]) for m in doc["messages"]]
 
 

@@ -9,7 +9,6 @@ types come from :mod:`runner.orchestration.tasks` and are exported here too.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 
 from runner.errors import UsageError
@@ -28,6 +27,7 @@ from runner.orchestration.tasks import (
     StepFailure,
     branch_lost,
 )
+from runner.retry import env_flag
 from runner.words import did_you_mean
 
 __all__ = [
@@ -94,8 +94,7 @@ def make_executor(spec: str | Executor | None = None, *, max_workers: int | None
     if isinstance(spec, Executor):
         return spec
     if spec is None:
-        flag = os.environ.get(PARALLEL_ENV, "").strip().lower()
-        spec = parallel_default() if flag in ("1", "true", "yes", "on") else "inline"
+        spec = parallel_default() if env_flag(PARALLEL_ENV) else "inline"
     if spec == "inline":
         return InlineExecutor()
     if spec == "threads":

@@ -14,7 +14,7 @@ from runner.artifacts import load_error_context
 from runner.sdk import QuantSDK
 from tests.shapes import base_context
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 STAGES = {
     "log.a": "tests.shapes:log_a",
@@ -57,8 +57,10 @@ def test_run_json_success(manifest, tmp_path):
     assert doc["status"] == "succeeded" and doc["run_id"] == "cli-ok"
     assert doc["pipeline"] == "ok"
     assert [s["name"] for s in doc["steps"]] == ["log.a", "add.x", "add.y", "merge", "log.b"]
-    assert all(set(s) == {"name", "path", "status", "duration_s", "executor", "pid", "node",
-                          "branch"} for s in doc["steps"])
+    # each step is its record's own to_dict (the CLI no longer re-implements it)
+    assert all(set(s) == {"name", "path", "kind", "status", "start", "end", "duration_s",
+                          "executor", "pid", "node", "branch", "error"} for s in doc["steps"])
+    assert {s["kind"] for s in doc["steps"]} == {"stage", "merge"}
     assert "Traceback" not in proc.stderr
 
 

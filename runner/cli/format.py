@@ -18,13 +18,13 @@ tests/unit/test_cli_help_text.py walks the whole command tree.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from rich.markup import escape
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-__all__ = ["PipelineArg", "RunnerCommand", "RunnerGroup", "RunnerTyper", "tidy_param"]
+__all__ = ["RunnerCommand", "RunnerGroup", "RunnerTyper", "tidy_param"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -67,7 +67,7 @@ def _noted(parse: Callable[[Any, list[str]], list[str]], ctx: Any, args: list[st
     """``parse(ctx, args)``, its usage error remembered for ``--json``'s error object."""
     from typer._click.exceptions import ClickException
 
-    from runner.json_stdout import note_error
+    from runner.cli.json_stdout import note_error
 
     try:
         return parse(ctx, args)
@@ -117,8 +117,3 @@ class RunnerTyper(typer.Typer):
         kwargs["cls"] = kwargs.get("cls") or RunnerCommand
         return super().command(*args, **kwargs)
 
-
-PipelineArg = Annotated[str, typer.Argument(
-    metavar="PIPELINE", help="A pipeline of the manifest, by name (runner list shows them)",
-    show_default=False)]
-"""The ``PIPELINE`` argument of ``run``, ``graph``, ``submit`` and ``schedule``."""

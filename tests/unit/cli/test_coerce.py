@@ -1,6 +1,6 @@
 """The CLI's direct coercion of option values gives exactly what typer's adapters give.
 
-runner.cli_coerce coerces str, bool, Enum and Path options (and lists of them) without
+runner.cli.coerce coerces str, bool, Enum and Path options (and lists of them) without
 pydantic; every option of every command is checked here against typer's own
 adapter, on good values and bad ones: same value, or the same error message.
 """
@@ -18,8 +18,8 @@ import pytest
 import typer.main
 from typer import _click, _coercion, core
 
-from runner import cli_coerce
 from runner.cli import app
+from runner.cli import coerce as cli_coerce
 from tests.cli_probe import probe
 
 STRINGS = ["x", "", "a b", "--", "é", "configs/manifest.json"]
@@ -63,7 +63,7 @@ def _outcome(runtime: Any, value: Any, param: Any, ctx: Any) -> tuple[str, Any]:
 
 def _as_typers(outcome: tuple[str, Any]) -> tuple[str, Any]:
     """A refused choice in typer's words: with pydantic's ``Value error,`` and without
-    the close choices runner.cli_coerce adds."""
+    the close choices runner.cli.coerce adds."""
     kind, shown = outcome
     if kind != "BadParameter" or "is not one of" not in shown:
         return outcome

@@ -1,52 +1,27 @@
 """A run as the commands take it (:class:`RunOptions`), checked here before any cluster
 is asked, and what ``--dry-run`` prints of it."""
 
-import json
+from __future__ import annotations
+
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from runner.cli.kube.options import RunOptions
+from runner.cli.output import err
+from runner.cli.parsing import key_values, params
 from runner.errors import UsageError
-from runner.k8s_cli.common import err
 from runner.words import did_you_mean
 
 if TYPE_CHECKING:
     from runner.k8s.builders import RayClusterSpec, RunSpec
 
-__all__ = ["RunOptions", "artifact_key", "dry_run", "run_spec"]
+__all__ = ["artifact_key", "dry_run", "run_spec", "traceparent"]
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """What ``submit`` and ``schedule`` are told of a run, as given on the command line."""
-
-    pipeline: str
-    image: str
-    namespace: str
-    manifest: str | None = None
-    run_id: str | None = None
-    artifacts: str | None = None
-    artifacts_pvc: str | None = None
-    ephemeral_artifacts: bool = False
-    parallel: bool = False
-    params: list[str] | None = None
-    storage_option: list[str] | None = None
-    env: list[str] | None = None
-    secret_env: list[str] | None = None
-    service_account: str | None = None
-    cpu: str = "1"
-    memory: str = "2Gi"
-    backoff_limit: int = 2
-    deadline: int | None = 6 * 3600
-    ray_workers: int = 2
-    pull_policy: str = "IfNotPresent"
-    ray_token_secret: str | None = None
 
 
 def artifact_key(named: str | None, run_id: str) -> tuple[str, str | None]:
@@ -69,26 +44,6 @@ def artifact_key(named: str | None, run_id: str) -> tuple[str, str | None]:
     return artifact_key_name(run_id), value
 
 
-def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"{what} {item!r}: expected KEY=VALUE")
-        found[key] = value
-    return found
-
-
-def _params(items: list[str] | None) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for key, value in _pairs(items, "--param").items():
-        try:
-            params[key] = json.loads(value)
-        except ValueError:
-            params[key] = value
-    return params
-
-
 def _forwarded() -> dict[str, str]:
     """The caller's OpenTelemetry settings, for the pod (``--env`` wins over them); an
     endpoint on this machine's loopback means nothing in a pod and is left out."""
@@ -109,23 +64,29 @@ def _forwarded() -> dict[str, str]:
     return found
 
 
-def _traceparent() -> str:
-    """The caller's W3C trace context when it has one, else a new trace for the run."""
+def traceparent() -> str:
+    """The caller's W3C trace context (``TRACEPARENT``) when it is a valid one, else a
+    new trace for the run (an invalid one is warned about and ignored, as W3C says)."""
+    from runner.orchestration.runner import parse_traceparent
+
     given = os.environ.get("TRACEPARENT", "").strip()
-    if given:
+    if given and parse_traceparent(given) is not None:
         return given
+    if given:
+        err.print(f"[yellow]warning:[/] TRACEPARENT={escape(given)} is not a W3C "
+                  "traceparent: the run starts a new trace")
     import secrets  # here: the other commands need none of OpenSSL
 
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
 
 
-def _check(opts: RunOptions) -> Mapping[str, str]:
+def _check(opts: RunOptions, run_id: str | None) -> Mapping[str, str]:
     """Every Kubernetes value is one the API server takes; the storage options parsed."""
     from runner.k8s import checks
 
-    checks.check_namespace(opts.namespace)
-    if opts.run_id is not None:
-        checks.check_label_value(opts.run_id, option="--run-id")
+    checks.check_namespace(opts.namespace_or_default)
+    if run_id is not None:
+        checks.check_label_value(run_id, option="--run-id")
     checks.check_quantity(opts.cpu, option="--cpu")
     checks.check_quantity(opts.memory, option="--memory")
     if opts.pull_policy not in PULL_POLICIES:
@@ -138,10 +99,11 @@ def _check(opts: RunOptions) -> Mapping[str, str]:
         checks.check_dns_subdomain(opts.service_account, what="--service-account")
     if opts.ray_token_secret is not None:
         checks.check_dns_subdomain(opts.ray_token_secret, what="--ray-token-secret")
-    return checks.check_storage_options(_pairs(opts.storage_option, "--storage-option"))
+    return checks.check_storage_options(key_values(opts.storage_option,
+                                                   option="--storage-option"))
 
 
-def _ray(opts: RunOptions, *, has_parallel: bool) -> "RayClusterSpec | None":
+def _ray(opts: RunOptions, *, has_parallel: bool) -> RayClusterSpec | None:
     """The run's Ray cluster: with ``--parallel``, for a pipeline with a parallel group."""
     from runner.k8s import preflight
     from runner.k8s.builders import RayClusterSpec
@@ -158,7 +120,7 @@ def _ray(opts: RunOptions, *, has_parallel: bool) -> "RayClusterSpec | None":
     return RayClusterSpec(worker_replicas=opts.ray_workers, token_secret=opts.ray_token_secret)
 
 
-def run_spec(opts: RunOptions) -> "RunSpec":
+def run_spec(opts: RunOptions, *, run_id: str | None = None) -> RunSpec:
     """The run, checked locally first: the manifest parses, the pipeline compiles, every
     Kubernetes value is one the API server takes, and the store outlives the pod. Stage
     modules the image cannot have (loose files here) are warned about."""
@@ -168,7 +130,8 @@ def run_spec(opts: RunOptions) -> "RunSpec":
     from runner.orchestration.runner import new_run_id
     from runner.sdk import QuantSDK
 
-    storage_options = _check(opts)
+    run_id = run_id or opts.run_id
+    storage_options = _check(opts, run_id)
     path = opts.manifest or default_manifest()
     sdk = QuantSDK(path)
     plan = sdk.plan(opts.pipeline)  # an unknown pipeline or a bad manifest stops here
@@ -177,23 +140,24 @@ def run_spec(opts: RunOptions) -> "RunSpec":
     except OSError as exc:
         raise UsageError(f"cannot read the manifest {path}: {exc}") from exc
     ray = _ray(opts, has_parallel=plan.has_parallel)
-    run_params, run_env = _params(opts.params), _pairs(opts.env, "--env")
+    run_params, run_env = params(opts.param), key_values(opts.env, option="--env")
     preflight.check_artifact_store(opts.artifacts, claim=opts.artifacts_pvc,
                                    ephemeral=opts.ephemeral_artifacts)
     for loose in preflight.loose_modules(sdk.manifest):
         err.print(f"[yellow]warning:[/] {escape(loose.warning())}")
     return RunSpec(
-        pipeline=opts.pipeline, run_id=opts.run_id or new_run_id(), namespace=opts.namespace,
+        pipeline=opts.pipeline, run_id=run_id or new_run_id(),
+        namespace=opts.namespace_or_default,
         image=opts.image, manifest=text, artifacts=opts.artifacts,
         artifacts_claim=opts.artifacts_pvc, parallel=ray is not None, params=run_params,
         storage_options=storage_options, env=_forwarded() | run_env,
-        secret_env=tuple(opts.secret_env or ()), traceparent=_traceparent(),
+        secret_env=tuple(opts.secret_env or ()), traceparent=traceparent(),
         service_account=opts.service_account, image_pull_policy=opts.pull_policy,
         cpu=opts.cpu, memory=opts.memory, backoff_limit=opts.backoff_limit,
         active_deadline_seconds=opts.deadline, ray=ray)
 
 
-def dry_run(spec: "RunSpec", *, with_key: bool) -> str:
+def dry_run(spec: RunSpec, *, with_key: bool) -> str:
     """What ``submit --dry-run`` prints: the objects in order, and in a comment what is
     made from them once the Job exists (never a key or token)."""
     from runner.k8s.builders import config_map, job, ray_client_address

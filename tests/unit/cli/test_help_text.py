@@ -20,7 +20,7 @@ import typer
 
 from runner.cli import app
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z_]*(=[A-Z]+)?$")
 """A placeholder that names what to type: FILE, RUN_ID, KEY=VALUE."""
 TYPE_LABEL = re.compile(r"<(bool|str|int|float|Path|list\[[^\]]*\])>")
@@ -86,4 +86,23 @@ def test_brackets_in_help_text_are_shown_not_swallowed_as_markup() -> None:
     assert re.search(r"Usage: .* run \[OPTIONS\] PIPELINE *\n", text)
     assert "[env RUNNER_MANIFEST; default configs/manifest.json]" in text
     assert re.search(r"--param +-p +KEY=VALUE ", text)
-    assert "[default: inline, or processes when TV_ORCH_PARALLEL=1]" in text
+    assert "[default: inline; with TV_ORCH_PARALLEL=1, ray when Ray is installed, else " \
+        "processes]" in " ".join(text.split())
+
+
+def test_the_executor_help_says_what_tv_orch_parallel_selects(monkeypatch) -> None:
+    """The ``--executor`` help said TV_ORCH_PARALLEL=1 selects processes; the code
+    picks Ray when it is installed (it is, in the test environment), processes
+    otherwise: the help now says both, as the code decides."""
+    import importlib.util
+
+    from runner.orchestration.executors import parallel_default
+
+    assert importlib.util.find_spec("ray") is not None
+    assert parallel_default() == "ray"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ray" else real(name, *a))
+    assert parallel_default() == "processes"
+    text = " ".join(_help("run").split())
+    assert "TV_ORCH_PARALLEL=1, ray when Ray is installed, else processes" in text

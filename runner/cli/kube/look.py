@@ -1,23 +1,17 @@
 """``runner status``, ``runner logs`` and ``runner cancel``: a submitted run, by its id."""
 
+from __future__ import annotations
+
 import json
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from runner.k8s_cli.common import (
-    ContextOpt,
-    JsonOpt,
-    K8sRunIdArg,
-    KubeconfigOpt,
-    NamespaceOpt,
-    connect,
-    describe,
-    err,
-    errors,
-    out,
-)
+from runner.cli.kube.cluster import connect, describe
+from runner.cli.kube.options import ContextOpt, K8sRunIdArg, KubeconfigOpt, NamespaceOpt
+from runner.cli.options import JsonOpt
+from runner.cli.output import err, out
 
 __all__ = ["cancel", "logs", "status"]
 
@@ -25,8 +19,7 @@ __all__ = ["cancel", "logs", "status"]
 def status(run_id: K8sRunIdArg, namespace: NamespaceOpt = None, context: ContextOpt = None,
            kubeconfig: KubeconfigOpt = None, as_json: JsonOpt = False) -> None:
     """A submitted run's state: phase, attempts, and why it failed, in words."""
-    with errors():
-        found = connect(namespace, context, kubeconfig).status(run_id)
+    found = connect(namespace, context, kubeconfig).status(run_id)
     if as_json:
         out.print(json.dumps(found.to_dict()), markup=False)
         return
@@ -47,15 +40,13 @@ def logs(run_id: K8sRunIdArg, namespace: NamespaceOpt = None,
          = None,
          context: ContextOpt = None, kubeconfig: KubeconfigOpt = None) -> None:
     """The output of a submitted run's latest pod."""
-    with errors():
-        ctl = connect(namespace, context, kubeconfig)
-        for line in ctl.logs(run_id, follow=follow, tail=tail):
-            print(line, flush=True)
+    ctl = connect(namespace, context, kubeconfig)
+    for line in ctl.logs(run_id, follow=follow, tail=tail):
+        print(line, flush=True)
 
 
 def cancel(run_id: K8sRunIdArg, namespace: NamespaceOpt = None, context: ContextOpt = None,
            kubeconfig: KubeconfigOpt = None) -> None:
     """Stop a submitted run: delete its Job, pods, RayCluster and manifest."""
-    with errors():
-        deleted = connect(namespace, context, kubeconfig).cancel(run_id)
+    deleted = connect(namespace, context, kubeconfig).cancel(run_id)
     err.print(f"cancelled {run_id}: deleted " + ", ".join(deleted))

@@ -1,0 +1,5 @@
+"""``python -m runner.cli``: the ``runner`` command."""
+
+from runner.cli.app import main
+
+main()
