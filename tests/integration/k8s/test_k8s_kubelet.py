@@ -26,6 +26,7 @@ pytest.importorskip("kmock", reason="kmock (the Kubernetes API emulator) is not 
 
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
+from urllib3.util.retry import Retry
 
 from runner.k8s.builders import (
     RunSpec,
@@ -408,8 +409,8 @@ def test_an_active_deadline_stops_the_pod_and_fails_the_job(k8s, api, kubelet):
     submit(api, spec(active_deadline_seconds=1))
     pod = kube.wait_running("runner-nightly-1")
     started = time.monotonic()
-    done = kube.wait_job("runner-nightly-1", timeout=30)
-    assert time.monotonic() - started < 10
+    done = kube.wait_job("runner-nightly-1", timeout=30)  # SLEEP alone would run 120 s
+    print(f"the 1 s deadline stopped the pod after {time.monotonic() - started:.2f} s wall")
     failed = {c["type"]: c for c in done["status"]["conditions"]}["Failed"]
     assert (failed["reason"], failed["message"]) == (
         "DeadlineExceeded", "Job was active longer than specified deadline")
@@ -435,7 +436,7 @@ def test_deleting_a_job_kills_its_process_and_collects_its_pods_and_raycluster(k
             "ray.io", "v1", NS, "rayclusters", name)
         return found
 
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while (ray().get("status") or {}).get("state") != "ready":
         assert time.monotonic() < deadline, "the RayCluster never got ready"
         time.sleep(0.1)
@@ -452,7 +453,7 @@ def test_deleting_a_job_kills_its_process_and_collects_its_pods_and_raycluster(k
     assert gone(running.pid)
     assert kube.pods("runner-nightly-1") == []
     assert kube.runs("runner-nightly-1")[0].reason == "Deleted"
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while True:
         names = [r["metadata"]["name"] for r in api.custom.list_namespaced_custom_object(
             "ray.io", "v1", NS, "rayclusters")["items"]]
@@ -475,7 +476,7 @@ def test_a_job_held_by_the_foreground_finalizer_goes_once_its_pods_are_gone(k8s,
     api.batch.delete_namespaced_job("runner-nightly-1", NS, propagation_policy="Foreground")
     assert api.job("runner-nightly-1")["metadata"]["deletionTimestamp"]  # held
     kube.wait_idle()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while api.batch.list_namespaced_job(NS).items:
         assert time.monotonic() < deadline, "the Job is still held"
         time.sleep(0.1)
@@ -497,7 +498,7 @@ def test_leaving_kills_every_process_of_a_pod(k8s, tmp_path):
         child = int(run.text().split()[0])
         assert run.pid is not None and not gone(child)
     assert gone(run.pid)
-    deadline = time.monotonic() + 10  # SIGKILL is sent to the group; it lands a bit later
+    deadline = time.monotonic() + 60  # SIGKILL is sent to the group; it lands a bit later
     while not gone(child):
         assert time.monotonic() < deadline, f"pid {child} outlived its pod"
         time.sleep(0.05)
@@ -550,12 +551,22 @@ def test_a_committed_failure_makes_the_change_and_still_answers_an_error(k8s, ap
     assert [c.metadata.name for c in api.core.list_namespaced_config_map(NS).items] == ["m"]
 
 
-def test_a_429_carries_retry_after_and_the_official_client_waits_and_retries(k8s, api):
+def test_a_429_carries_retry_after_and_the_official_client_waits_and_retries(
+        k8s, api, monkeypatch):
     api.core.create_namespaced_config_map(NS, {"metadata": {"name": "m"}})
     fault = k8s.fail_next("GET", r"/configmaps/m$", 429, times=1)
+    waits: list[float | None] = []  # what urllib3 read off each answer and slept for
+    sleep_for_retry = Retry.sleep_for_retry
+
+    def recorded(self: Retry, response: Any) -> bool:
+        waits.append(self.get_retry_after(response))
+        return sleep_for_retry(self, response)
+
+    monkeypatch.setattr(Retry, "sleep_for_retry", recorded)
     started = time.monotonic()
     assert api.core.read_namespaced_config_map("m", NS).metadata.name == "m"
-    assert time.monotonic() - started >= 1  # urllib3 honoured Retry-After: 1
+    print(f"read after a 429 with Retry-After: 1 in {time.monotonic() - started:.2f} s wall")
+    assert waits == [1.0]  # urllib3 honoured Retry-After: 1, once
     assert len(k8s.requests_to("GET", r"/configmaps/m$")) == 2 and fault.remaining == 0
 
 
@@ -645,9 +656,13 @@ def test_lists_and_watches_honour_selectors_versions_and_timeouts(k8s, api):
     assert [c.metadata.name for c in api.core.list_namespaced_config_map(
         NS, field_selector="metadata.name!=a", label_selector="tier in (gold, silver)").items
             ] == ["b", "c"]
+    k8s.requests.clear()
     started = time.monotonic()
+    # it ends by itself (four events were asked for): the server's timeout ended it
     assert _watch(api, label_selector="tier!=gold", timeout_seconds=1) == [("ADDED", "b")]
-    assert 0.9 < time.monotonic() - started < 5
+    print(f"a watch of timeoutSeconds=1 ended after {time.monotonic() - started:.2f} s wall")
+    (sent,) = k8s.requests_to("GET", "configmaps")
+    assert (sent.query["watch"], sent.query["timeoutSeconds"]) == ("true", "1")
     assert labels_match("tier,!legacy,app notin (x)", {"tier": "gold", "app": "y"})
     with pytest.raises(ApiException) as refused:
         api.core.list_namespaced_config_map(NS, label_selector="tier in gold")

@@ -48,8 +48,12 @@ def test_entry_points_register_modules_and_callables(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = StageRegistry()
     registry.load_entry_points()
-    assert registry.get("epdemo.double") is not None
-    assert REGISTRY._entries.get("epdemo.hello") is not None  # registered by the import
+    double = registry.get("epdemo.double")
+    assert double is not None and (double.fn.__module__, double.fn.__qualname__) == (
+        "epdemo_fn", "double")
+    hello = REGISTRY._entries.get("epdemo.hello")  # registered by the import
+    assert hello is not None and (hello.fn.__module__, hello.fn.__qualname__) == (
+        "epdemo_stages", "hello")
 
     doc = {"pipelines": {"p": {"steps": ["epdemo.hello", "epdemo.double"]}}}
     merged = StageRegistry()

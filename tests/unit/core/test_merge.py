@@ -361,8 +361,7 @@ def test_each_kind_of_field_collides(field: str, first: Any, second: Any) -> Non
     base = base_ctx()
     err = collision_of(base, [branch(base, 0, setting(**{field: first})),
                               branch(base, 1, setting(**{field: second}))])
-    assert [c.field for c in err.collisions] == [field]
-    assert err.collisions[0].branches == ("g[0]", "g[1]")
+    assert err.collisions == (Collision(field, ("g[0]", "g[1]")),)  # rule 'error': no detail
 
 
 def test_in_place_changes_collide() -> None:
@@ -419,12 +418,22 @@ def test_nan_is_not_a_change() -> None:
 
 
 def test_string_column_changed_differently_collides() -> None:
-    base = Ctx(frame=pd.DataFrame({"s": ["x", "y"]}))
-    err = collision_of(base, [
-        branch(base, 0, lambda c: c.frame.__setitem__("s", ["p", "q"])),
-        branch(base, 1, lambda c: c.frame.__setitem__("s", ["u", "v"])),
-    ])
-    assert [(c.field, c.branches) for c in err.collisions] == [("frame", ("g[0]", "g[1]"))]
+    base = Ctx(frame=pd.DataFrame({"s": ["x", "y"]}),
+               feature_store=pd.DataFrame({"s": ["x", "y"], "n": [1.0, 2.0]}))
+
+    def strings(first: list[str]) -> Callable[[Any], None]:
+        def mutate(c: Any) -> None:
+            c.frame["s"] = first
+            c.feature_store["s"] = first
+        return mutate
+
+    err = collision_of(base, [branch(base, 1, strings(["u", "v"])),
+                              branch(base, 0, strings(["p", "q"]))])
+    # rule 'error' names the field; rule 'concat_columns' also the column that collided
+    assert err.collisions == (
+        Collision("feature_store", ("g[0]", "g[1]"), "column 's' by g[0], g[1]"),
+        Collision("frame", ("g[0]", "g[1]")),
+    )
 
 
 def test_branch_of_another_type_is_refused() -> None:
@@ -569,7 +578,7 @@ def test_custom_rule_resolves_what_error_would_refuse() -> None:
     base = base_ctx()
     completed = [branch(base, 1, setting(items=[4])), branch(base, 0, setting(items=[3]))]
     err = collision_of(base, completed)
-    assert [(c.field, c.branches) for c in err.collisions] == [("items", ("g[0]", "g[1]"))]
+    assert err.collisions == (Collision("items", ("g[0]", "g[1]")),)
     merged = merge_contexts(base, completed, {**RULES, "items": union})
     assert merged.items == [3, 4]
 
