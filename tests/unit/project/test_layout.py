@@ -8,6 +8,7 @@ A module in the wrong place fails here with a message that says where it belongs
 from __future__ import annotations
 
 import ast
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -124,6 +125,20 @@ def test_a_moving_package_folder_names_code_that_exists() -> None:
              if not (ROOT / old).exists()
              and not (ROOT / "runner" / name / "__init__.py").is_file()]
     assert stale == []
+
+
+#: Files outside the tests that name test modules by path.
+NAMING = ("README.md", "benchmarks/README.md", "Makefile", ".ci/run", "scripts/*.sh",
+          "tests/README.md")
+_TEST_PATH = re.compile(r"(?<![/\w.])tests/[A-Za-z0-9_./]*\.py")
+
+
+def test_every_test_module_named_by_path_exists() -> None:
+    """Test modules move with the layout: the READMEs and scripts that name one follow."""
+    named = {(str(f.relative_to(ROOT)), path) for pattern in NAMING for f in ROOT.glob(pattern)
+             for path in _TEST_PATH.findall(f.read_text(encoding="utf-8"))}
+    assert ("README.md", "tests/unit/cli/test_cli.py") in named, "the pattern is wrong"
+    assert sorted((f, p) for f, p in named if not (ROOT / p).is_file()) == []
 
 
 def _write(path: Path, text: str = "") -> None:
