@@ -24,7 +24,7 @@
 #             RAY_IMAGE (VARIANT=ray); USER_IMAGE, examples/user-image FROM IMAGE
 #   smoke     `runner run alpha.full` in IMAGE: no network, read-only root, /tmp a tmpfs,
 #             the artifacts in a bind-mounted folder; Ray's version in RAY_IMAGE
-#   engine-tests  tests/integration/test_podrun_engine.py against this engine
+#   engine-tests  tests/integration/deploy/test_podrun_engine.py against this engine
 #   pods      the pods of the Jobs we generate, run as a kubelet would
 #             (`python -m tests.containers.e2e`, when that module exists)
 #   podman    a Podman 5 node: debootstrap of Debian trixie with podman, runc, conmon
@@ -425,7 +425,7 @@ run_engine_tests() {
     fi
     step engine-tests "$RUN_TIMEOUT" env PODRUN_DOCKER="$DOCKER" PODRUN_IMAGE="$BASE_IMAGE" \
         "$python" -m pytest -q -p no:cacheprovider \
-        tests/integration/test_podrun_engine.py
+        tests/integration/deploy/test_podrun_engine.py
 }
 
 # The hook for the pods of every Job we generate, run as a kubelet would: the pod spec to

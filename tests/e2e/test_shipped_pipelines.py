@@ -95,7 +95,7 @@ def test_meta_full_chains_dataops_into_alpha(reference, tmp_path):
                      "--artifacts", tmp_path / "artifacts", cwd=tmp_path, check_json=False)
     trail = json.loads(proc.stdout)
     assert any("dataops" in line for line in trail)
-    assert any(line.startswith("alpha.policy") or "policy" in line for line in trail)
+    assert any(line.startswith("alpha.policy: forecasts (") for line in trail)
 
 
 def test_dataops_full(tmp_path):
