@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 __all__ = ["Resume", "RunInfo", "RunResult", "StepRecord"]
 
-Status = Literal["succeeded", "failed"]
+Status = Literal["succeeded", "failed", "cached"]
+"""``cached``: the step's outputs were restored from the step cache; its code did not run."""
+RunStatus = Literal["succeeded", "failed"]
 Kind = Literal["stage", "adapter", "merge"]
 
 
@@ -29,6 +31,13 @@ class StepRecord:
     """The enclosing branch's path; None for the main line of steps."""
     traceback: str | None = None
     """The formatted exception of a failed step (for spans; not in ``to_dict``)."""
+    cache_key: str | None = None
+    """The step-cache key of a cached step, or of a step run and kept in the cache."""
+
+    @property
+    def done(self) -> bool:
+        """The step completed: it ran and succeeded, or its outputs came from the cache."""
+        return self.status in ("succeeded", "cached")
 
     @property
     def duration(self) -> float:
@@ -48,6 +57,7 @@ class StepRecord:
             "node": self.node,
             "branch": self.branch,
             "error": self.error,
+            "cache_key": self.cache_key,
         }
 
 
@@ -89,7 +99,7 @@ class RunResult:
     start: float
     end: float
     executor: str
-    status: Status = "succeeded"
+    status: RunStatus = "succeeded"
     already_complete: bool = False
     """A resumed run that had already succeeded: nothing ran, ``context`` is None."""
     report: dict[str, Any] | None = None

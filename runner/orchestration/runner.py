@@ -214,7 +214,7 @@ class DAGRunner:
         loop = self._loop
         done = set(self.resume.completed if self.resume else ())
         for record in list(loop.records) if loop is not None else []:
-            if record.branch is None and record.status == "succeeded":
+            if record.branch is None and record.done:
                 done.add(record.path.removesuffix(":merge"))
         main = [step.path for step in self.plan.main_line()]
         return RunInterruptedError(
