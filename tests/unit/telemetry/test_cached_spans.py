@@ -7,12 +7,15 @@ The real :class:`TracingHook` hears events built by hand, as the engine sends th
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from typing import Any
 
 from runner.orchestration.plan import Plan
 from runner.orchestration.records import RunInfo, RunResult, StepRecord
 from runner.telemetry import TelemetryConfig, Tracing
+from runner.telemetry.logs import JsonFormatter, LogHook
 from runner.telemetry.tracing import TracingHook
 from tests.shapes import plan_for
 
@@ -112,3 +115,25 @@ def test_a_failed_run_still_counts_its_cached_steps():
     assert failed["status"]["code"] == "ERROR"
     assert failed["attributes"]["runner.cache"] == "miss"
     assert failed["events"][0]["attributes"]["exception.type"] == "ValueError"
+
+
+def test_the_json_log_lines_carry_the_cache_key_and_the_run_s_counts(caplog):
+    plan = plan_for(["log.a", "log.b", "log.c"])
+    done = [record(plan, 0, "cached", KEY), record(plan, 1, "succeeded", MISS),
+            record(plan, 2, "succeeded", None)]
+    run = RunInfo(run_id="r-log", trace_id=TRACE_ID, pipeline=plan.pipeline, executor="inline")
+    hook = LogHook()
+    caplog.set_level(logging.INFO, logger="runner")
+    hook.on_run_start(run, plan, None)
+    for rec in done:
+        hook.on_step_end(run, rec, None)
+    hook.on_run_end(run, RunResult(run_id=run.run_id, trace_id=TRACE_ID, pipeline=plan.pipeline,
+                                   context=None, records=tuple(done), start=1.0, end=2.0,
+                                   executor="inline"), None)
+    lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records]
+    steps = [x for x in lines if x.get("event") == "step_ended"]
+    assert [(x["status"], x.get("cache_key")) for x in steps] == [
+        ("cached", KEY), ("succeeded", MISS), ("succeeded", None)]
+    assert "stage log.a cached in" in steps[0]["message"]
+    (end,) = [x for x in lines if x.get("event") == "run_ended"]
+    assert (end["steps_cached"], end["steps_ran"]) == (1, 2)
