@@ -12,7 +12,7 @@ import logging
 import os
 from typing import Any
 
-from runner.orchestration.plan import Plan
+from runner.orchestration.plan import ParallelGroup, Plan
 from runner.orchestration.records import RunInfo, RunResult, StepRecord
 from runner.telemetry import TelemetryConfig, Tracing
 from runner.telemetry.logs import JsonFormatter, LogHook
@@ -137,3 +137,33 @@ def test_the_json_log_lines_carry_the_cache_key_and_the_run_s_counts(caplog):
     assert "stage log.a cached in" in steps[0]["message"]
     (end,) = [x for x in lines if x.get("event") == "run_ended"]
     assert (end["steps_cached"], end["steps_ran"]) == (1, 2)
+
+
+def test_a_cached_step_of_a_branch_never_started_sits_under_its_branch():
+    plan = plan_for(["log.a", ["log.b", "log.c"]])
+    (group,) = [s for s in plan.steps if isinstance(s, ParallelGroup)]
+    kept: list[list[dict[str, Any]]] = []
+    tracing = Tracing(TelemetryConfig(exporter="none"))
+    hook = TracingHook(tracing, on_spans=kept.append)
+    run = RunInfo(run_id="r-group", trace_id=TRACE_ID, pipeline=plan.pipeline,
+                  executor="threads")
+    hook.on_run_start(run, plan, None)
+    hook.on_group_start(run, group)
+    for branch in group.branches:
+        hook.on_branch_start(run, branch)
+        (step,) = branch.steps
+        hook.on_step_end(run, StepRecord(name=step.name, path=step.path, status="cached",
+                                         start=1.0, end=1.1, executor="threads", pid=1,
+                                         branch=branch.path, cache_key=KEY), object())
+        hook.on_branch_end(run, branch, object())
+    hook.on_group_end(run, group, object())
+    hook.on_run_end(run, None, None)
+    tracing.close()
+    (spans,) = kept
+    branches = {s["attributes"]["runner.path"]: s["span_id"] for s in spans
+                if s["attributes"]["runner.kind"] == "branch"}
+    stages = [s for s in spans if s["attributes"]["runner.kind"] == "stage"]
+    assert len(stages) == 2 and len(branches) == 2
+    for stage in stages:
+        assert stage["attributes"]["runner.cache"] == "hit"
+        assert stage["parent_span_id"] == branches[stage["attributes"]["runner.branch"]]
