@@ -73,7 +73,6 @@ _SUCCEEDED = {"runner.status": "succeeded"}
 """The attribute a succeeded step's span ends with (merged, never changed)."""
 
 
-
 class TracingHook(SpanHookBase):
     """Makes the run's spans as it runs; see the module docstring.
 
@@ -229,14 +228,14 @@ class TracingHook(SpanHookBase):
         node.span = span
 
     def on_step_end(self, run: RunInfo, record: StepRecord, context: Any | None) -> None:
-        if record.cache_key is not None:  # the step cache's: a hit or a miss kept
-            self._cache_step(record)
-            return
         failed = record.status == "failed"
         if failed and record.branch is not None:
             branch = self._branches.get(record.branch)
             if branch is not None:
                 branch.failed = True
+        if record.cache_key is not None:  # the step cache's: a hit or a miss kept
+            self._cache_step(record)
+            return
         node = self._nodes.get(record.path)
         if node is not None and node.thread == get_ident():
             span, node.span, node.thread = node.span, None, None
@@ -277,9 +276,9 @@ class TracingHook(SpanHookBase):
                                       kept=self._kept)
             return
         error = (*split_error(record.error), record.traceback)
-        self.tracing.spans.finish(span, status=Status(StatusCode.ERROR, f"{error[0]}: {error[1]}"),
-                                  attributes=attrs, events=(Event("exception",
-                                                                  error_attrs(*error)),),
+        status = Status(StatusCode.ERROR, f"{error[0]}: {error[1]}")
+        events = (Event("exception", error_attrs(*error)),)
+        self.tracing.spans.finish(span, status=status, attributes=attrs, events=events,
                                   end_ns=end_ns, kept=self._kept)
 
     def _step_from_record(self, record: StepRecord, failed: bool,

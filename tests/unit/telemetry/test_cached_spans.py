@@ -167,3 +167,29 @@ def test_a_cached_step_of_a_branch_never_started_sits_under_its_branch():
     for stage in stages:
         assert stage["attributes"]["runner.cache"] == "hit"
         assert stage["parent_span_id"] == branches[stage["attributes"]["runner.branch"]]
+
+
+def test_a_failed_step_the_cache_saw_marks_its_branch_failed():
+    plan = plan_for(["log.a", ["log.b", "log.c"]])
+    (group,) = [s for s in plan.steps if isinstance(s, ParallelGroup)]
+    kept: list[list[dict[str, Any]]] = []
+    tracing = Tracing(TelemetryConfig(exporter="none"))
+    hook = TracingHook(tracing, on_spans=kept.append)
+    run = RunInfo(run_id="r-branch", trace_id=TRACE_ID, pipeline=plan.pipeline,
+                  executor="threads")
+    hook.on_run_start(run, plan, None)
+    hook.on_group_start(run, group)
+    branch = group.branches[0]
+    hook.on_branch_start(run, branch)
+    (step,) = branch.steps
+    hook.on_step_start(run, step)
+    hook.on_step_end(run, StepRecord(name=step.name, path=step.path, status="failed",
+                                     start=1.0, end=1.1, executor="threads", pid=1,
+                                     branch=branch.path, error="ValueError: no",
+                                     cache_key=MISS), None)
+    hook.on_branch_end(run, branch, None)
+    hook.on_run_end(run, None, RuntimeError("failed"))
+    tracing.close()
+    (spans,) = kept
+    (span,) = [s for s in spans if s["attributes"]["runner.kind"] == "branch"]
+    assert span["attributes"]["runner.status"] == "failed"  # not "cancelled"
