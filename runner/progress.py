@@ -2,7 +2,9 @@
 
 On a terminal, a live board under the finished steps: one line per running stage
 and per running branch of a parallel group, with its elapsed time ticking (rich's
-``Live``); finished steps print above it as ✓/✗ lines with their duration.
+``Live``); finished steps print above it as ✓/✗ lines with their duration, and a
+step restored from the step cache (its stage not called) as a ``↺ ... cached`` line.
+A run that used the step cache ends with how many steps ran and how many were cached.
 
 Anywhere else (CI, a pipe, ``> file``, a log collector) plain lines only, no
 control codes: the same ✓/✗ lines, a "started" line once a step or branch has run
@@ -37,6 +39,7 @@ from rich.spinner import Spinner
 from runner.orchestration.hooks import RunHook
 from runner.retry import env_seconds
 from runner.terminal import is_stderr, no_echoed_controls, stdout_shares
+from runner.words import plural
 
 if TYPE_CHECKING:
     from runner.orchestration.plan import Branch, ParallelGroup, Plan, Step
@@ -65,7 +68,7 @@ def progress_hook(console: Console, *, environ: Mapping[str, str] = os.environ) 
     return PlainProgress(console, every=progress_every(environ))
 
 
-_MARKS = {"✓": "green", "✗": "red", "…": "dim"}
+_MARKS = {"✓": "green", "✗": "red", "↺": "cyan", "…": "dim"}
 """Each mark's style on a terminal."""
 NAME_WIDTH = (28, 44)
 """Least and most characters of the name column (a longer name pushes the line)."""
@@ -109,6 +112,11 @@ class _Progress(RunHook):
         ``running`` while its redraw holds the screen's locks."""
         self.running: dict[str, Running] = {}
         self.widths = (NAME_WIDTH[0], PATH_WIDTH[0])
+        self.ran = 0
+        self.cached = 0
+        """Steps restored from the step cache (their stage not called)."""
+        self.cache_used = False
+        """A step had a step-cache key: the run used the cache (the summary says so)."""
 
     def columns(self, name: str, path: str) -> str:
         """A step's name and path, in columns as wide as the plan's longest (within
@@ -132,10 +140,28 @@ class _Progress(RunHook):
             self.running[step.path] = Running(step.name, step.path)
 
     def on_step_end(self, run: RunInfo, record: StepRecord, context: Any) -> None:
+        status = record.status
         with self.lock:
             self.running.pop(record.path, None)
-        self.line("✓" if record.status == "succeeded" else "✗", record.name, record.path,
+            if status == "cached":
+                self.cached += 1
+            else:
+                self.ran += 1
+            if record.cache_key is not None:
+                self.cache_used = True
+        if status == "cached":
+            self.line("↺", record.name, record.path, f"{record.duration:8.3f}s cached")
+            return
+        self.line("✓" if status == "succeeded" else "✗", record.name, record.path,
                   f"{record.duration:8.3f}s")
+
+    def summary(self) -> str | None:
+        """``12 steps: 9 ran, 3 cached``, once the run used the step cache (else None)."""
+        with self.lock:
+            if not self.cache_used:
+                return None
+            ran, cached = self.ran, self.cached
+        return f"{plural(ran + cached, 'step')}: {ran} ran, {cached} cached"
 
     def on_branch_start(self, run: RunInfo, branch: Branch) -> None:
         self._branch_in_flight(branch)
@@ -222,6 +248,9 @@ class PlainProgress(_Progress):
         self._stop.set()
         if self._ticker is not None and self._ticker is not threading.current_thread():
             self._ticker.join(timeout=2)
+        summary = self.summary()
+        if summary is not None:
+            self._write(f"  {summary}\n")
 
     def on_run_abort(self, run: RunInfo, error: BaseException) -> None:
         self._stop.set()
@@ -297,6 +326,9 @@ class LiveProgress(_Progress):
     def on_run_end(self, run: RunInfo, result: RunResult | None, error: BaseException | None
                    ) -> None:
         self._stop_live()
+        summary = self.summary()
+        if summary is not None:
+            self.console.print(f"  [cyan]{escape(summary)}[/]")
 
     def on_run_abort(self, run: RunInfo, error: BaseException) -> None:
         self._stop_live()

@@ -61,6 +61,10 @@ class SpanHookBase(RunHook):
         """The run's list in the collector: spans already in the spans.jsonl form go
         straight to it."""
         self._pid = os.getpid()
+        self._cached = 0
+        """Steps of the run restored from the step cache (``runner.steps.cached``)."""
+        self._cache_seen = False
+        """A step of the run had a step-cache key (the run used the cache)."""
 
     # ------------------------------------------------------------ helpers
 

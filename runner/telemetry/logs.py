@@ -135,14 +135,20 @@ class LogHook(RunHook):
                  "branch": record.branch}
         if record.error:
             extra["error_type"] = record.error.partition(":")[0]
+        if record.cache_key is not None:  # cached (not run), or run and kept in the cache
+            extra["cache_key"] = record.cache_key
         log.info("%s %s %s in %.3fs", record.kind, record.name, record.status,
                  record.duration, extra=extra)
 
     def on_run_end(self, run: RunInfo, result: RunResult | None,
                    error: BaseException | None) -> None:
         if error is None:
-            log.info("run succeeded in %.2fs", result.duration if result else 0.0,
-                     extra={"event": "run_ended", "status": "succeeded"})
+            extra: dict[str, Any] = {"event": "run_ended", "status": "succeeded"}
+            records = result.records if result else ()
+            if any(r.cache_key is not None for r in records):  # the run used the step cache
+                extra["steps_cached"] = sum(r.status == "cached" for r in records)
+                extra["steps_ran"] = len(records) - extra["steps_cached"]
+            log.info("run succeeded in %.2fs", result.duration if result else 0.0, extra=extra)
         elif isinstance(error, RunInterruptedError):
             log.info("run interrupted: %s", error,
                         extra={"event": "run_ended", "status": "interrupted"})

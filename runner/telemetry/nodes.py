@@ -24,9 +24,10 @@ from runner.orchestration.plan import (
     StageStep,
     Step,
 )
+from runner.orchestration.records import StepRecord
 
-__all__ = ["STEP_ATTRS_MAX", "StepAttrs", "TraceNode", "error_attrs", "follows_link",
-           "index_steps", "remote_context", "split_error", "step_static"]
+__all__ = ["STEP_ATTRS_MAX", "StepAttrs", "TraceNode", "cache_attrs", "error_attrs",
+           "follows_link", "index_steps", "remote_context", "split_error", "step_static"]
 
 STEP_ATTRS_MAX = 100_000
 StepAttrs = dict[str, tuple[object, str, dict[str, Any]]]
@@ -151,3 +152,17 @@ def split_error(error: str | None) -> tuple[str, str]:
     text = error or "error"
     kind, sep, message = text.partition(": ")
     return (kind, message) if sep else ("Error", text)
+
+
+def cache_attrs(record: StepRecord) -> dict[str, Any]:
+    """The attributes a step's span ends with, given its step-cache outcome: a cached
+    step (outputs restored, its stage not called) is ``runner.status=cached`` with
+    ``runner.cache=hit``; a step run and kept in the cache has ``runner.cache=miss``;
+    both carry ``runner.cache.key``. A step the cache never saw has no ``runner.cache``."""
+    if record.status == "cached":
+        return {"runner.status": "cached", "runner.cache": "hit",
+                "runner.cache.key": record.cache_key or ""}
+    attrs: dict[str, Any] = {"runner.status": record.status}
+    if record.cache_key is not None:
+        attrs.update({"runner.cache": "miss", "runner.cache.key": record.cache_key})
+    return attrs

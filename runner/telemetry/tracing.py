@@ -40,6 +40,8 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.sdk.trace import Event
+from opentelemetry.trace import Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from runner.errors import RunInterruptedError
@@ -49,6 +51,7 @@ from runner.orchestration.records import RunInfo, RunResult, StepRecord
 from runner.telemetry.hookstate import SpanHookBase
 from runner.telemetry.nodes import (
     TraceNode,
+    cache_attrs,
     error_attrs,
     follows_link,
     remote_context,
@@ -125,6 +128,7 @@ class TracingHook(SpanHookBase):
                 return False
             leftovers = self._open_spans()
         stopped = isinstance(error, RunInterruptedError)
+        self._count_cached(span)
         for open_span in leftovers:  # spans a failure left open end with the run
             self._finish(open_span, not stopped, status="interrupted" if stopped else None)
         if stopped:
@@ -139,6 +143,11 @@ class TracingHook(SpanHookBase):
                 span.set_attribute("runner.steps", len(result.records))
             self._finish(span, False)
         return True
+
+    def _count_cached(self, span: trace.Span) -> None:
+        """``runner.steps.cached`` on the run's span, once the run used the step cache."""
+        if self._cache_seen:
+            span.set_attribute("runner.steps.cached", self._cached)
 
     def on_run_abort(self, run: RunInfo, error: BaseException) -> None:
         """Spans of what ran so far to spans.jsonl; no export (the process exits now)."""
@@ -224,6 +233,9 @@ class TracingHook(SpanHookBase):
             branch = self._branches.get(record.branch)
             if branch is not None:
                 branch.failed = True
+        if record.cache_key is not None:  # the step cache's: a hit or a miss kept
+            self._cache_step(record)
+            return
         node = self._nodes.get(record.path)
         if node is not None and node.thread == get_ident():
             span, node.span, node.thread = node.span, None, None
@@ -240,23 +252,63 @@ class TracingHook(SpanHookBase):
                 return
         self._step_from_record(record, failed)
 
-    def _step_from_record(self, record: StepRecord, failed: bool) -> None:
-        """A merge's span (or a step's that reported no start), from its record; none
-        for a step of a branch whose own hook made its spans where it ran."""
+    def _cache_step(self, record: StepRecord) -> None:
+        """The span of a step the step cache saw: a cached one (maybe never started:
+        its stage was not called) or one run and kept; ``runner.cache`` says which."""
+        with self._lock:
+            self._cache_seen = True
+            self._cached += record.status == "cached"
+        attrs = cache_attrs(record)
+        node = self._nodes.get(record.path)
+        if node is None or node.thread != get_ident() or not isinstance(node.span, StepSpan):
+            self._step_from_record(record, record.status == "failed", attrs)
+            return
+        span, node.span, node.thread = node.span, None, None
+        with contextlib.suppress(Exception):  # detached in another context
+            otel_context.detach(node.token)  # type: ignore[arg-type]
+        self._end_step(span, record, attrs, None)
+
+    def _end_step(self, span: StepSpan, record: StepRecord, attrs: Mapping[str, Any],
+                  end_ns: int | None) -> None:
+        """End a step's span with ``attrs``: OK, or ERROR with its exception event."""
+        if record.status != "failed":
+            self.tracing.spans.finish(span, status=OK, attributes=attrs, end_ns=end_ns,
+                                      kept=self._kept)
+            return
+        error = (*split_error(record.error), record.traceback)
+        status = Status(StatusCode.ERROR, f"{error[0]}: {error[1]}")
+        events = (Event("exception", error_attrs(*error)),)
+        self.tracing.spans.finish(span, status=status, attributes=attrs, events=events,
+                                  end_ns=end_ns, kept=self._kept)
+
+    def _step_from_record(self, record: StepRecord, failed: bool,
+                          outcome: Mapping[str, Any] | None = None) -> None:
+        """A merge's span (or a step's that reported no start: a cached one, its stage
+        not called), from its record, ending with ``outcome`` when given; none for a
+        step of a branch whose own hook made its spans where it ran."""
         if self._in_remote_branch(record.branch):
             return
-        group = self._nodes.get(record.path.removesuffix(":merge"))
-        parent = group.span if group is not None and group.span is not None \
-            else self._run_span
-        assert parent is not None
-        error = (*split_error(record.error), record.traceback) if failed else None
+        node = self._nodes.get(record.path)
+        if outcome is not None and node is not None and node.attrs is not None:
+            name, static, parent = node.name, node.attrs, self._parent_span(node)
+        else:
+            group = self._nodes.get(record.path.removesuffix(":merge"))
+            found = group.span if group is not None and group.span is not None \
+                else self._run_span
+            assert found is not None
+            name, parent = f"{record.kind} {record.name}", found
+            static = {"runner.kind": record.kind, "runner.path": record.path,
+                      "runner.stage": record.name,
+                      **({"runner.branch": record.branch} if record.branch else {})}
         span = self.tracing.spans.start(
-            f"{record.kind} {record.name}", parent.get_span_context(),
-            {**self._base, "runner.kind": record.kind, "runner.path": record.path,
-             "runner.stage": record.name, "runner.executor": record.executor,
-             **({"runner.branch": record.branch} if record.branch else {}),
-             "runner.worker.pid": record.pid, "runner.worker.node": record.node or HOST},
-            int(record.start * 1e9))
+            name, parent.get_span_context(),
+            {**static, "runner.executor": record.executor, "runner.worker.pid": record.pid,
+             "runner.worker.node": record.node or HOST}, int(record.start * 1e9),
+            base=self._base)
+        if outcome is not None:
+            self._end_step(span, record, outcome, int(record.end * 1e9))
+            return
+        error = (*split_error(record.error), record.traceback) if failed else None
         self._finish(span, failed, error=error, end_ns=int(record.end * 1e9))
 
     # ------------------------------------------------------------ artifacts

@@ -101,7 +101,9 @@ class Dag:
 
 _STATUS_WORDS = {"succeeded": "", "failed": "failed", "skipped": "restored from checkpoint",
                  "not-run": "not run", "pending": "pending", "running": "running",
-                 "cancelled": "cancelled"}
+                 "cancelled": "cancelled", "cached": "cached"}
+"""``cached``: outputs restored from the step cache, the stage not called; ``skipped``:
+done by an earlier attempt of a resumed run."""
 
 
 def _seconds(span: Mapping[str, Any]) -> float | None:
@@ -110,14 +112,15 @@ def _seconds(span: Mapping[str, Any]) -> float | None:
 
 
 def _detail(status: str, span: Mapping[str, Any] | None) -> str:
-    if span is not None and status in ("succeeded", "failed"):
+    if span is not None and status in ("succeeded", "failed", "cached"):
         duration = format_duration(_seconds(span))
-        return duration if status == "succeeded" else f"failed · {duration}"
+        return duration if status == "succeeded" else f"{status} · {duration}"
     return _STATUS_WORDS.get(status, status)
 
 
 def _tooltip(name: str, path: str, kind: str, status: str, span: Mapping[str, Any] | None) -> str:
-    lines = [name, f"{kind} · {path}", f"status: {_STATUS_WORDS.get(status) or status}"]
+    lines = [name, f"{kind} · {path}", f"status: {_STATUS_WORDS.get(status) or status}"
+             + (" (outputs from the step cache, not run)" if status == "cached" else "")]
     if span is not None:
         lines.append(f"duration: {format_duration(_seconds(span))}")
     return "\n".join(lines)
@@ -253,7 +256,8 @@ class _DagLayout:
         for worst in ("failed", "running", "cancelled", "pending", "not-run"):
             if worst in steps:
                 return worst, None
-        return ("skipped" if steps == {"skipped"} else "succeeded") if steps else status, None
+        alike = next(iter(steps)) if len(steps) == 1 else "succeeded"
+        return (alike if alike in ("skipped", "cached") else "succeeded") if steps else status, None
 
     def lines(self, children: Sequence[Node], avail: float) -> list[list[Node]]:
         """``children`` cut greedily into lines no wider than ``avail`` (a line holds at

@@ -248,8 +248,9 @@ def _stats(run: Mapping[str, Any], spans: Sequence[Mapping[str, Any]],
         written = sum(int((s.get("attributes") or {}).get("runner.bytes") or 0) for s in spans
                       if span_kind(s) == "checkpoint.write")
     workers = {p for s in spans if (p := span_pid(s)) is not None}
-    return [
-        ("steps run", str(len(steps))) if spans
+    cached = sum(span_status(s) == "cached" for s in steps)
+    stats = [
+        ("steps run", str(len(steps) - cached)) if spans
         else ("steps completed", str(len(run.get("completed") or ()))),
         ("failed", str(sum(span_status(s) == "failed" for s in steps)) if spans
          else str(int(run.get("status") == "failed"))),
@@ -257,6 +258,9 @@ def _stats(run: Mapping[str, Any], spans: Sequence[Mapping[str, Any]],
         ("written", format_bytes(written) if written else "—"),
         ("worker processes", str(len(workers)) if workers else "—"),
     ]
+    if any("runner.cache" in (s.get("attributes") or {}) for s in steps):  # the cache was on
+        stats.insert(1, ("cached", str(cached)))
+    return stats
 
 
 def _failed_step(spans: Sequence[Mapping[str, Any]], path: str | None) -> Mapping[str, Any] | None:

@@ -188,6 +188,8 @@ def layout_timeline(spans: Sequence[Mapping[str, Any]], clock: Clock | None) -> 
             start, end = own.span(span)
             label = short_name(span) if kind in STEP_KINDS else str(span.get("name"))
             duration = "running" if status == "running" else format_duration(span_seconds(span))
+            if status == "cached":  # restored from the step cache: the stage did not run
+                duration = f"cached · {duration}"
             room = LABEL_W - LABEL_X - LABEL_GAP - depth * INDENT
             bars.append(Bar(
                 y=AXIS_H + len(bars) * ROW_H, label=fit_label(label, room, kind=kind),

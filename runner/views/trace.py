@@ -37,9 +37,13 @@ __all__ = [
 ]
 
 CHECKPOINT_KINDS = frozenset({"checkpoint.write", "checkpoint.read"})
+_STEP_KINDS = frozenset({"stage", "adapter", "merge"})
 
 _STATUS_STYLE = {"succeeded": ("✓", "green"), "failed": ("✗", "bold red"),
-                 "running": ("…", "yellow"), "cancelled": ("○", "dim")}
+                 "running": ("…", "yellow"), "cancelled": ("○", "dim"),
+                 "cached": ("↺", "cyan")}
+"""Each status's mark and style; ``cached``: the step's outputs came from the step
+cache (its stage was not called), which is not "restored from checkpoint" (a resume)."""
 
 
 # ---------------------------------------------------------------- formatting
@@ -89,12 +93,15 @@ def span_kind(span: Mapping[str, Any]) -> str:
 
 
 def span_status(span: Mapping[str, Any]) -> str:
-    """``succeeded``, ``failed``, ``cancelled`` or ``running`` (no end time yet)."""
+    """``succeeded``, ``failed``, ``cancelled``, ``cached`` (restored from the step
+    cache: ``runner.cache=hit``) or ``running`` (no end time yet)."""
     attrs = _attrs(span)
     if (span.get("status") or {}).get("code") == "ERROR" or attrs.get("runner.status") == "failed":
         return "failed"
     if attrs.get("runner.status") == "cancelled":
         return "cancelled"
+    if attrs.get("runner.cache") == "hit" or attrs.get("runner.status") == "cached":
+        return "cached"
     if span.get("end_time_unix_nano") is None:
         return "running"
     return "succeeded"
@@ -161,6 +168,8 @@ def _details(span: Mapping[str, Any], driver: tuple[int | None, str | None]) -> 
     branch = attrs.get("runner.branch")
     if branch and branch != attrs.get("runner.path"):
         out.append(f"branch {branch}")
+    if attrs.get("runner.cache.key"):
+        out.append(f"cache {str(attrs['runner.cache.key'])[:12]}")
     return out
 
 
@@ -258,7 +267,7 @@ def summarize(spans: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     ends = [s["end_time_unix_nano"] for s in spans if s.get("end_time_unix_nano")]
     failed = []
     for span in spans:
-        if span_status(span) == "failed" and span_kind(span) in ("stage", "adapter", "merge"):
+        if span_status(span) == "failed" and span_kind(span) in _STEP_KINDS:
             etype, message, _ = span_error(span)
             failed.append({"name": span.get("name"), "path": _attrs(span).get("runner.path"),
                            "type": etype, "message": message})
@@ -266,6 +275,7 @@ def summarize(spans: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {
         "spans": len(spans),
         "by_kind": dict(Counter(span_kind(s) for s in spans)),
+        "cached": sum(span_status(s) == "cached" for s in spans if span_kind(s) in _STEP_KINDS),
         "duration_s": (max(ends) - min(starts)) / 1e9 if starts and ends else None,
         "failed": failed,
         "workers": sorted({pid for s in spans if (pid := span_pid(s)) is not None}),
