@@ -257,9 +257,7 @@ class DAGRunner:
         try:
             ctx = self.root_context(self.resume.context if self.resume else context)
             notify(loop, "on_run_start", self.plan, ctx, path=self.plan.pipeline, ctx=ctx)
-            if self.plan.has_parallel and self.cache is None:
-                # early, so workers are ready by the first group; with the cache a group may
-                # need none (all its branches hit): the executor starts at its first dispatch
+            if self.plan.has_parallel and self.cache is None:  # cached: at the first dispatch
                 self.executor.start()
             try:
                 ctx = run_steps(self.plan.steps, ctx, loop)
