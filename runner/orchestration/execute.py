@@ -293,7 +293,11 @@ def run_group(group: ParallelGroup, ctx: Any, loop: LoopState) -> Any:
 
 def _cached_branches(group: ParallelGroup, ctx: Any, loop: LoopState,
                      ) -> dict[int, Mapping[str, tuple[Keyed, Hit]]]:
-    """The branches every step of which is a cache hit, with their hits (by index)."""
+    """The branches every step of which is a cache hit, with their hits (by index).
+
+    Where branches run one after another anyway (inline, or a group nested in a branch)
+    only a group cached whole completes here: a part completed first would change the
+    order the branches finish in, which an ``append`` merge keeps."""
     if loop.cache is None:
         return {}
     out: dict[int, Mapping[str, tuple[Keyed, Hit]]] = {}
@@ -301,6 +305,8 @@ def _cached_branches(group: ParallelGroup, ctx: Any, loop: LoopState,
         found = walk_cached(branch.steps, ctx, loop.cache)
         if found is not None:
             out[branch.index] = found
+        elif loop.branch is not None or loop.executor == "inline":
+            return {}
     return out
 
 
