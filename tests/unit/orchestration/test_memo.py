@@ -40,8 +40,13 @@ def _count(ctx: Any) -> Any:
     return ctx
 
 
+def _asks(ctx: Any) -> Any:
+    ctx.log("asks")
+    return ctx
+
+
 REG.register("memo.always", _count, cache=False)
-REG.register("memo.asks", _count.__call__, cache=True)
+REG.register("memo.asks", _asks, cache=True)
 
 
 def _cache(root: Path, *, default: bool = True) -> StepCache:
@@ -246,3 +251,57 @@ def test_a_changed_stage_source_reruns_it_and_what_follows(tmp_path: Path,
     assert list(_statuses(edited).values()) == ["succeeded", "succeeded", "cached"]
     plain = DAGRunner(plans[1]).run(GenContext())
     assert _digests(edited.context) == _digests(plain.context)
+
+
+def test_branches_hit_where_they_run(executor: str, tmp_path: Path) -> None:
+    """A branch with an uncached stage is dispatched: its other steps hit in the worker;
+    a branch cached whole completes on the driver."""
+    plan = plan_for(["log.a", [["add.y", "memo.always"], "add.x"]])
+    plain = _run(plan, None, executor)
+    _run(plan, _cache(tmp_path), executor)
+    again = _run(plan, _cache(tmp_path), executor)
+    by_name = {r.name: r for r in again.records}
+    assert {n: r.status for n, r in by_name.items()} == {
+        "log.a": "cached", "add.y": "cached", "memo.always": "succeeded", "add.x": "cached",
+        "merge": "succeeded"}
+    driver = os.getpid()
+    assert by_name["add.x"].pid == driver
+    if executor == "processes":
+        assert by_name["add.y"].pid == by_name["memo.always"].pid != driver
+    assert _digests(again.context) == _digests(plain.context)
+
+
+_CACHED_GROUP = """
+import json, multiprocessing, sys
+import multiprocessing.forkserver as forkserver
+from runner.artifacts import ArtifactStore
+from runner.cache.step_cache import StepCache
+from runner.orchestration.runner import DAGRunner
+from tests.shapes import base_context, plan_for
+from tests.unit.orchestration.test_memo import GROUP
+
+cache = StepCache(ArtifactStore(sys.argv[1]), runner_version="test")
+result = DAGRunner(plan_for(GROUP), executor=sys.argv[2], cache=cache).run(base_context())
+ray = sys.modules.get("ray")
+print(json.dumps({
+    "statuses": sorted({r.status for r in result.records if r.kind == "stage"}),
+    "children": len(multiprocessing.active_children()),
+    "forkserver": forkserver._forkserver._forkserver_pid,
+    "ray": bool(ray is not None and ray.is_initialized()),
+}))
+"""
+
+
+@pytest.mark.parametrize("executor", ["processes", "ray"])
+def test_a_fully_cached_group_starts_no_worker(executor: str, tmp_path: Path) -> None:
+    """In a fresh process: no forkserver, no worker process, Ray not initialised."""
+    if executor == "ray":
+        pytest.importorskip("ray")
+    _run(plan_for(GROUP), _cache(tmp_path))  # filled inline: keys do not name the executor
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run([sys.executable, "-c", _CACHED_GROUP, str(tmp_path), executor],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen == {"statuses": ["cached"], "children": 0, "forkserver": None, "ray": False}
