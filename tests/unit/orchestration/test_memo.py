@@ -4,6 +4,7 @@ where they run, and a fully cached group starts no worker."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -121,6 +122,7 @@ class GenContext(Context):
     c: pd.DataFrame = Field(default_factory=lambda: pd.DataFrame({"v": [0.0]}))
     d: pd.DataFrame = Field(default_factory=lambda: pd.DataFrame({"v": [0.0]}))
     notes: Annotated[list[str], MergeRule("append")] = Field(default_factory=list)
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 FIELDS = ("a", "b", "c", "d")
@@ -220,7 +222,10 @@ def test_a_change_reruns_exactly_the_steps_it_reaches(tmp_path: Path) -> None:
 
 def test_a_changed_stage_source_reruns_it_and_what_follows(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """m.first's source changes: it and m.second (it reads what m.first wrote) run; m.third
+    (same source, reads a field nothing changed) hits."""
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
     source = textwrap.dedent("""
         def first(ctx):
             ctx.b = ctx.b.assign(v=ctx.b["v"] * FACTOR)
@@ -235,10 +240,11 @@ def test_a_changed_stage_source_reruns_it_and_what_follows(tmp_path: Path,
             return ctx
         """)
     plans = []
-    for version, factor in enumerate((2, 3)):
-        module = f"memo_edit_{version}"
-        (tmp_path / f"{module}.py").write_text(source.replace("FACTOR", str(factor)))
-        imported = __import__(module)
+    module = tmp_path / "memo_edited.py"
+    for factor in ("2", "30"):  # another size: the module is read again, not its old bytecode
+        module.write_text(source.replace("FACTOR", factor), encoding="utf-8")
+        sys.modules.pop("memo_edited", None)
+        imported = importlib.import_module("memo_edited")
         registry = StageRegistry()
         registry.register("m.first", imported.first)
         registry.register("m.second", imported.second, reads=["b"])
@@ -246,6 +252,7 @@ def test_a_changed_stage_source_reruns_it_and_what_follows(tmp_path: Path,
         doc = {"pipelines": {"m": {"steps": ["m.first", "m.second", "m.third"],
                                    "context": f"{__name__}:GenContext"}}}
         plans.append(compile_plan(parse_manifest(json.dumps(doc)), "m", registry=registry))
+    sys.modules.pop("memo_edited", None)
     DAGRunner(plans[0], cache=_cache(tmp_path / "s")).run(GenContext())
     edited = DAGRunner(plans[1], cache=_cache(tmp_path / "s")).run(GenContext())
     assert list(_statuses(edited).values()) == ["succeeded", "succeeded", "cached"]
