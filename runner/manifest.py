@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    StrictBool,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -169,6 +170,9 @@ class PipelineSpec(_Spec):
         description="Per-branch resources for parallel executors (Ray), keyed by stage name, "
                     "or '*' for every branch of this pipeline's groups; a branch asks for "
                     "the most any of its stages asks")
+    cache: StrictBool = Field(
+        default=False, description="Keep this pipeline's steps in the step cache and reuse "
+                                   "them when their code and inputs are unchanged")
     description: str | None = None
 
 

@@ -57,8 +57,9 @@ class StageEntry:
     version: str | None = None
     """The stage's code version for the step cache, given by its author; None: derived
     from its source (:mod:`runner.cache.keys`)."""
-    cache: bool = True
-    """False for a stage the step cache must always run (it reads the outside world)."""
+    cache: bool | None = None
+    """Step cache: None follows the run and pipeline; True in every run with a store
+    (unless ``--no-cache``); False never (a stage that reads the outside world)."""
 
     @property
     def qualname(self) -> str:
@@ -223,7 +224,7 @@ class StageRegistry:
         imports: Iterable[str] = (),
         replace_shipped: bool = False,
         version: str | None = None,
-        cache: bool = True,
+        cache: bool | None = None,
     ) -> StageEntry:
         """Register ``fn`` under ``name``; the same function again is a no-op.
 
@@ -241,7 +242,7 @@ class StageRegistry:
             writes=None if writes is None else frozenset(writes),
             origin=origin or f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
             imports=tuple(imports),
-            version=_checked_version(name, version),
+            version=_checked_version(name, version, cache),
             cache=cache,
         )
         old = self._entries.get(name)
@@ -325,8 +326,11 @@ class StageRegistry:
                 self.register(ep.name, obj, origin=f"entry point {ep.value}")
 
 
-def _checked_version(name: str, version: str | None) -> str | None:
-    """An explicit code version is a short non-empty string (it goes into cache keys)."""
+def _checked_version(name: str, version: str | None, cache: bool | None) -> str | None:
+    """An explicit code version is a short non-empty string (it goes into cache keys);
+    ``cache`` is True, False or None."""
+    if cache is not None and not isinstance(cache, bool):
+        raise RegistryError(f"stage {name!r}: cache must be True, False or None, not {cache!r}")
     if version is not None and not (isinstance(version, str) and 0 < len(version) <= 200):
         raise RegistryError(f"stage {name!r}: version must be a non-empty string of at most "
                             f"200 characters, not {version!r}")
@@ -345,7 +349,7 @@ def stage(
     imports: Iterable[str] = (),
     registry: StageRegistry | None = None,
     version: str | None = None,
-    cache: bool = True,
+    cache: bool | None = None,
 ) -> Callable[[F], F]:
     """Register a function ``execute(context) -> context`` as stage ``name``.
 
@@ -355,7 +359,8 @@ def stage(
     ``sklearn.ensemble``): worker processes and the driver import them ahead, off
     the critical path. ``version`` is the stage's code version for the step cache
     (change it to invalidate cached results; default: derived from its source);
-    ``cache=False`` for a stage that reads the outside world (a download): never cached.
+    ``cache``: None follows the run and pipeline; True caches it in every run with a
+    store; False never (a stage that reads the outside world, a download).
     """
 
     def decorate(fn: F) -> F:

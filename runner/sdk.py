@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.artifacts import (
     ArtifactStore,
@@ -45,6 +45,9 @@ from runner.telemetry import get_tracing as _get_tracing
 from runner.telemetry.logs import LogHook
 from runner.words import did_you_mean
 from runner.workspace import check_run_id, remove_workspace, workspace_path
+
+if TYPE_CHECKING:
+    from runner.cache.step_cache import StepCache
 
 __all__ = ["DEFAULT_MANIFEST", "QuantSDK"]
 
@@ -106,6 +109,7 @@ class QuantSDK:
         force: bool = False,
         checkpoints: bool = True,
         tracing: bool | Tracing = True,
+        cache: bool | None = None,
         **options: Any,
     ) -> DAGRunner:
         """A DAGRunner for ``pipeline``, wired to this SDK's store, lock, cleanup and tracing.
@@ -119,6 +123,7 @@ class QuantSDK:
         ``tracing`` follows the standard OpenTelemetry environment (spans always
         land in ``runs/<RUN_ID>/spans.jsonl`` unless OTEL_SDK_DISABLED); a run
         started inside an active span of the application joins its trace.
+        ``cache``: the step cache, True, False or None (see :meth:`step_cache`).
         """
         plan = self.plan(pipeline)
         run_id = check_run_id(run_id) if run_id else new_run_id()
@@ -140,6 +145,7 @@ class QuantSDK:
         if checkpoints:  # without checkpoints the run leaves nothing to guard but forensics
             lease = RunLease(store, run_id)
             lease.acquire()
+        options["cache"] = self.step_cache(pipeline, cache=cache, store=store)
         try:
             return self._wired(plan, store, lease, run_id=run_id, executor=executor,
                                hooks=hooks, resume=resume, force=force,
@@ -148,6 +154,16 @@ class QuantSDK:
             if lease is not None:
                 lease.release()
             raise
+
+    def step_cache(self, pipeline: str, *, cache: bool | None = None,
+                   store: ArtifactStore | None = None) -> StepCache | None:
+        """The step cache of a run of ``pipeline``, or None (True: every stage, False: none,
+        None: as the pipeline and stages ask; see :func:`runner.cache.step_cache.cache_for`)."""
+        from runner import __version__
+        from runner.cache.step_cache import cache_for
+
+        return cache_for(self.plan(pipeline), lambda: store or self.store(), cache=cache,
+                         runner_version=__version__, allow_unsigned=self.allow_unsigned)
 
     @staticmethod
     def _refuse_existing(store: ArtifactStore, run_id: str) -> None:
@@ -225,6 +241,7 @@ class QuantSDK:
         run_id: str | None = None,
         hooks: Sequence[RunHook] = (),
         handle_signals: bool = False,
+        cache: bool | None = None,
         **options: Any,
     ) -> RunResult:
         """Run a pipeline defined in the manifest; see :meth:`runner` for options.
@@ -235,8 +252,10 @@ class QuantSDK:
         signal (or the grace running out) records the interruption and hands the
         signal to the application's own handler. Off by default: a library does not
         take an application's handlers. Resuming a run that already succeeded runs
-        nothing: ``result.already_complete`` is True, ``context`` None.
+        nothing: ``result.already_complete`` is True, ``context`` None. ``cache``: the
+        step cache, as :meth:`runner` takes it.
         """
+        options["cache"] = cache
         if not options.get("resume"):  # a resumed run was checked when it started
             check_reads(self.plan(name), context, source=self.manifest.source)
             self.check_data(name, context)

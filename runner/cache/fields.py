@@ -132,14 +132,21 @@ def _objects(values: list[Any]) -> str:
 
 def _labels(index: pd.Index) -> dict[str, Any]:
     """An index: its type, names and values. A MultiIndex by its levels' values and its
-    codes (a frame of 50,000 rows has 20 tickers: no 50,000 strings to hash); two equal
+    codes (a frame of 50,000 rows has 20 tickers: no 50,000 strings to hash), its unused
+    levels left out (a frame read back from storage has none), an empty integer index as
+    an empty range (how an empty frame reads back); two equal
     MultiIndexes whose levels are ordered differently hash apart: a miss, never a
     wrong hit."""
-    described: dict[str, Any] = {"type": type(index).__name__,
+    empty = len(index) == 0 and index.dtype == np.int64  # stored empty, read back as Index
+    described: dict[str, Any] = {"type": "RangeIndex" if empty else type(index).__name__,
                                  "names": [_label(n) for n in index.names]}
-    if isinstance(index, pd.RangeIndex):  # no data to hash: its three numbers say it all
+    if empty:
+        described["range"] = [0, 0, 1]
+    elif isinstance(index, pd.RangeIndex):  # no data to hash: its three numbers say it all
         described["range"] = [index.start, index.stop, index.step]
     elif isinstance(index, pd.MultiIndex):
+        # without the levels no row uses: a stored frame (Parquet) keeps only the used ones
+        index = index.remove_unused_levels()
         described["levels"] = [_values(level) for level in index.levels]
         described["codes"] = [_bits(np.asarray(codes)) for codes in index.codes]
     else:

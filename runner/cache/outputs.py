@@ -9,15 +9,15 @@ before they are unpickled.
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from runner.artifacts.codec import decode, encode, fits_inline
 from runner.artifacts.objects import ObjectStore, object_binding
 from runner.cache.entries import OutputRef
-from runner.context import Snapshot
 from runner.errors import IntegrityError
+from runner.orchestration.memo import written_fields
 
 __all__ = ["CachedOutputs", "cached_outputs", "restore_outputs", "store_outputs", "written_fields"]
 
@@ -36,20 +36,6 @@ class CachedOutputs:
         for name, items in self.appended.items():
             getattr(context, name).extend(items)
         return context
-
-
-def written_fields(held: Mapping[str, Any], before: Snapshot, context: Any, *,
-                   skip: Container[str] = ("audit_trail",)) -> list[str]:
-    """The fields a step wrote, to keep as its outputs: those whose value changed, and
-    those given a new object even of an equal value. ``held`` is the context's fields
-    as they were before the step (the objects themselves, ``dict(context.__dict__)``),
-    ``before`` its snapshot. A write of an equal value is still the step's output: on a
-    hit it must be restored whatever the field holds then (an earlier step may have
-    changed it since the entry was filled)."""
-    now = context.__dict__
-    changed = set(before.changed(context, now))
-    return [name for name in now if name not in skip
-            and (name in changed or name not in held or now[name] is not held[name])]
 
 
 def store_outputs(objects: ObjectStore, values: Mapping[str, Any], *,

@@ -17,7 +17,7 @@ fills it again. Anything that does not verify (an edited entry or object) is an
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -28,9 +28,10 @@ from runner.cache.entries import entry_path, list_entries, read_entry, write_ent
 from runner.cache.keys import StepKey, explain, step_key
 from runner.cache.outputs import CachedOutputs, cached_outputs, store_outputs
 from runner.errors import ArtifactError
+from runner.orchestration.plan import Plan
 from runner.registry import StageEntry
 
-__all__ = ["StepCache"]
+__all__ = ["StepCache", "cache_for"]
 
 log = logging.getLogger("runner.artifacts")
 
@@ -39,8 +40,12 @@ class StepCache:
     """The step cache of one artifact store (shared by every run on it)."""
 
     def __init__(self, store: ArtifactStore, *, runner_version: str,
-                 allow_unsigned: bool = False, grace: float = DEFAULT_GRACE) -> None:
+                 allow_unsigned: bool = False, grace: float = DEFAULT_GRACE,
+                 default: bool = True) -> None:
         self.store = store
+        self.default = default
+        """Whether a stage that does not say (``@stage(cache=None)``) is cached: the
+        run's or the pipeline's choice."""
         self.objects = ObjectStore(store, grace=grace)
         self.runner_version = runner_version
         self.allow_unsigned = allow_unsigned
@@ -50,8 +55,10 @@ class StepCache:
 
     def key(self, entry: StageEntry, context: BaseModel, *,
             known: Mapping[str, str] | None = None) -> StepKey | None:
-        """The step's key; None for a stage declared ``cache=False`` (always run)."""
-        if not entry.cache:
+        """The step's key; None for a stage this run does not cache: declared
+        ``cache=False`` (always run), or undeclared in a run that caches only the stages
+        that ask (:attr:`default` False)."""
+        if not (entry.cache if entry.cache is not None else self.default):
             return None
         return step_key(entry, context, known=known)
 
@@ -94,3 +101,21 @@ class StepCache:
         newest = max(docs, key=lambda d: d.created, default=None)
         return explain(newest.inputs if newest is not None else None, step.inputs)
 
+
+
+def cache_for(plan: Plan, store: Callable[[], ArtifactStore], *, cache: bool | None,
+              runner_version: str, allow_unsigned: bool = False) -> StepCache | None:
+    """The step cache of a run of ``plan``, or None when it caches nothing.
+
+    ``cache`` is the run's choice: True caches every stage, False none (``--no-cache``),
+    None follows the pipeline (manifest ``"cache": true``). Whatever the run's choice
+    short of False, a stage declared ``@stage(cache=False)`` always runs and one
+    declared ``cache=True`` is cached. ``store``: the run's store, made only when needed.
+    """
+    if cache is False:
+        return None
+    default = cache is True or plan.cache
+    if not default and not any(s.entry.cache for s in plan.stages):
+        return None
+    return StepCache(store(), runner_version=runner_version, allow_unsigned=allow_unsigned,
+                     default=default)

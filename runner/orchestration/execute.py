@@ -11,6 +11,7 @@ other way round.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -25,6 +26,7 @@ from runner.errors import ContextCollisionError
 from runner.merge import BranchValue, merge_contexts
 from runner.orchestration.contracts import check_writes
 from runner.orchestration.hooks import RunHook, call_quietly
+from runner.orchestration.memo import Before, Hit, Keyed, StepMemo, fill, step_key, walk_cached
 from runner.orchestration.plan import AdapterStep, PipelineStep, StageStep
 from runner.orchestration.records import RunInfo, StepRecord
 from runner.orchestration.tasks import (
@@ -80,6 +82,10 @@ class LoopState:
     warm: Mapping[str, Sequence[str]] = field(default_factory=dict)
     """Per parallel group path: modules the driver imports after the group (what the
     steps after it import, see :mod:`runner.orchestration.warm`)."""
+    cache: StepMemo | None = None
+    """The step cache the front door handed the run (None: nothing is cached)."""
+    found: Mapping[str, tuple[Keyed, Hit]] = field(default_factory=dict)
+    """Hits already looked up, by step path (a branch the driver completes from the cache)."""
 
 
 def notify(loop: LoopState, method: str, *args: Any, path: str, ctx: Any) -> None:
@@ -129,33 +135,67 @@ def _run_pipeline(step: PipelineStep, ctx: Any, loop: LoopState) -> Any:
 
 def _call(step: StageStep | AdapterStep, fn: Callable[[Any], Any], ctx: Any, loop: LoopState,
           kind: str) -> Any:
-    snapshot = Snapshot(ctx) if loop.snapshots else None
     notify(loop, "on_step_start", step, path=step.path, ctx=ctx)
     start = time.time()
-    expected = step.adapter.target if isinstance(step, AdapterStep) else type(ctx)
-    declared = step.entry if isinstance(step, StageStep) and step.entry.writes is not None \
-        else None
-    received = dict(ctx.__dict__) if declared is not None and snapshot is None else None
+    key: Keyed | None = None
+    snapshot: Snapshot | None = None
+    before: Before | None = None
+    hit: Hit | None = None
     try:
-        out = fn(ctx)
-        if not isinstance(out, expected):  # before any hook (a checkpoint) receives it
-            raise TypeError(_wrong_return(kind, step.name, out, expected))
-        if declared is not None:
-            check_writes(declared, snapshot, received, out)
+        key, hit = _consult(step, ctx, loop)
+        if hit is not None:
+            out = hit.apply(ctx)
+        else:
+            snapshot = Snapshot(ctx) if loop.snapshots or key is not None else None
+            before = Before.of(ctx, snapshot) if key is not None else None
+            out = _run_fn(step, fn, ctx, snapshot, kind)
     except Exception as exc:
         end = time.time()
         received = snapshot.restore() if snapshot is not None else ctx
         failure = _failure(step.name, step.path, kind, exc, received, code=fn)
         record = StepRecord(step.name, step.path, "failed", start, end, loop.executor,
                             loop.pid, kind, f"{type(exc).__name__}: {exc}",  # type: ignore[arg-type]
-                            branch=loop.branch, traceback=failure.tb)
+                            branch=loop.branch, traceback=failure.tb, cache_key=_hex(key))
         loop.records.append(record)
         _notify_quietly(loop, "on_step_end", record, None)
         raise failure from exc
-    record = StepRecord(step.name, step.path, "succeeded", start, time.time(),
-                        loop.executor, loop.pid, kind, branch=loop.branch)  # type: ignore[arg-type]
+    if before is not None and key is not None and loop.cache is not None:
+        fill(loop.cache, step, key, before, out)  # type: ignore[arg-type]
+    record = StepRecord(step.name, step.path, "succeeded" if hit is None else "cached", start,
+                        time.time(), loop.executor, loop.pid, kind,  # type: ignore[arg-type]
+                        branch=loop.branch, cache_key=_hex(key))
     _record(loop, record, out)
     return out
+
+
+def _consult(step: StageStep | AdapterStep, ctx: Any, loop: LoopState,
+             ) -> tuple[Keyed | None, Hit | None]:
+    """The step's cache key and hit: (None, None) for a step this run does not cache."""
+    if loop.cache is None or not isinstance(step, StageStep):
+        return None, None
+    if step.path in loop.found:
+        return loop.found[step.path]
+    key = step_key(loop.cache, step, ctx)
+    return key, (loop.cache.lookup(key) if key is not None else None)
+
+
+def _run_fn(step: StageStep | AdapterStep, fn: Callable[[Any], Any], ctx: Any,
+            snapshot: Snapshot | None, kind: str) -> Any:
+    """Call the stage or adapter and check what it returned and wrote."""
+    expected = step.adapter.target if isinstance(step, AdapterStep) else type(ctx)
+    declared = step.entry if isinstance(step, StageStep) and step.entry.writes is not None \
+        else None
+    received = dict(ctx.__dict__) if declared is not None and snapshot is None else None
+    out = fn(ctx)
+    if not isinstance(out, expected):  # before any hook (a checkpoint) receives it
+        raise TypeError(_wrong_return(kind, step.name, out, expected))
+    if declared is not None:
+        check_writes(declared, snapshot, received, out)
+    return out
+
+
+def _hex(key: Keyed | None) -> str | None:
+    return key.key if key is not None else None
 
 
 def _wrong_return(kind: str, name: str, out: Any, expected: type) -> str:
@@ -175,14 +215,16 @@ def _record(loop: LoopState, record: StepRecord, ctx: Any) -> None:
 
 
 def execute_branch(task: BranchTask, cancel: CancelFlag, hooks: Sequence[RunHook] = (), *,
-                   executor: str | None = None) -> BranchOutcome:
+                   executor: str | None = None,
+                   found: Mapping[str, tuple[Keyed, Hit]] | None = None) -> BranchOutcome:
     """Run one branch to completion in this process, on a fork of the task's context
     (nested groups run inline, see :func:`run_inline`).
 
     ``hooks`` are the driver's hooks when the branch runs in the driver's process; a
     task that carries branch hooks runs in a worker, and those hear the branch instead
     (their payloads come back in the outcome). ``executor`` names the executor in the
-    step records (the run's by default).
+    step records (the run's by default). ``found``: the branch's cache hits, already
+    looked up (a branch the driver completes from the cache, see :func:`run_group`).
     """
     remote = bool(task.hooks)
     if remote:
@@ -190,7 +232,8 @@ def execute_branch(task: BranchTask, cancel: CancelFlag, hooks: Sequence[RunHook
     name = executor or task.run.executor
     loop = LoopState(run=task.run, cancel=cancel, branches=partial(run_inline, executor=name),
                      executor=name, hooks=hooks,
-                     snapshots=task.snapshots, branch=task.branch.path)
+                     snapshots=task.snapshots, branch=task.branch.path, cache=task.cache,
+                     found=found or {})
     outcome = BranchOutcome(task.branch.index, records=loop.records, pid=os.getpid())
     context = fork_context(task.context)
     try:
@@ -225,11 +268,18 @@ def run_inline(group: GroupTask, *, executor: str) -> Iterator[BranchOutcome]:
 
 
 def run_group(group: ParallelGroup, ctx: Any, loop: LoopState) -> Any:
-    """Hand the branches to the loop's ``branches`` function, then merge."""
+    """Hand the branches to the loop's ``branches`` function, then merge. With the step
+    cache, branches whose every step is a hit complete here first, from the cache: a
+    fully cached group starts no worker."""
     notify(loop, "on_group_start", group, path=group.path, ctx=ctx)
-    tasks = [BranchTask(b, ctx, loop.run, loop.snapshots) for b in group.branches]
-    call = GroupTask(tasks, loop.cancel, loop.hooks, loop.warm.get(group.path, ()))
-    done, failures = _collect(group, call, loop)
+    tasks = [BranchTask(b, ctx, loop.run, loop.snapshots, cache=loop.cache)
+             for b in group.branches]
+    cached = _cached_branches(group, ctx, loop)
+    call = GroupTask([t for t in tasks if t.branch.index not in cached], loop.cancel,
+                     loop.hooks, loop.warm.get(group.path, ()))
+    done, failures = _collect(group, call, loop, cached=[
+        partial(execute_branch, tasks[i], loop.cancel, loop.hooks, executor=loop.executor,
+                found=found) for i, found in cached.items()])
     if failures:
         _notify_quietly(loop, "on_group_end", group, None)
         raise failures[0]
@@ -241,12 +291,35 @@ def run_group(group: ParallelGroup, ctx: Any, loop: LoopState) -> Any:
     return merged
 
 
-def _collect(group: ParallelGroup, call: GroupTask, loop: LoopState,
+def _cached_branches(group: ParallelGroup, ctx: Any, loop: LoopState,
+                     ) -> dict[int, Mapping[str, tuple[Keyed, Hit]]]:
+    """The branches every step of which is a cache hit, with their hits (by index).
+
+    Where branches run one after another anyway (inline, or a group nested in a branch)
+    only a group cached whole completes here: a part completed first would change the
+    order the branches finish in, which an ``append`` merge keeps."""
+    if loop.cache is None:
+        return {}
+    out: dict[int, Mapping[str, tuple[Keyed, Hit]]] = {}
+    for branch in group.branches:
+        found = walk_cached(branch.steps, ctx, loop.cache)
+        if found is not None:
+            out[branch.index] = found
+        elif loop.branch is not None or loop.executor == "inline":
+            return {}
+    return out
+
+
+def _collect(group: ParallelGroup, call: GroupTask, loop: LoopState, *,
+             cached: Sequence[Callable[[], BranchOutcome]] = (),
              ) -> tuple[list[tuple[Branch, Any]], list[StepFailure]]:
-    """Run the branches; what they returned, and how they failed."""
+    """Run the branches (``cached``: those completed here, from the cache, first); what
+    they returned, and how they failed."""
     done: list[tuple[Branch, Any]] = []
     failures: list[StepFailure] = []
-    for outcome in loop.branches(call):
+    here = (run() for run in cached)
+    outcomes = itertools.chain(here, loop.branches(call) if call.tasks else ())
+    for outcome in outcomes:
         branch = group.branches[outcome.index]
         loop.records.extend(outcome.records)
         if outcome.failure is not None:

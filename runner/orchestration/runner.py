@@ -37,6 +37,7 @@ from runner.forensics import ForensicsWriter
 from runner.orchestration.execute import LoopState, notify, run_steps
 from runner.orchestration.executors import Executor, make_executor
 from runner.orchestration.hooks import RunHook
+from runner.orchestration.memo import StepMemo
 from runner.orchestration.plan import Plan
 from runner.orchestration.records import Resume, RunInfo, RunResult
 from runner.orchestration.tasks import Cancelled, StepFailure
@@ -78,6 +79,8 @@ class DAGRunner:
 
     A failure's evidence goes to ``forensics`` (a :class:`ForensicsWriter`; the front
     door passes the artifact store's); without one the engine writes nothing to disk.
+    ``cache``: the step cache (:mod:`runner.orchestration.memo`) the front door hands
+    the run; its stage steps are looked up before they run and kept after.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class DAGRunner:
         max_workers: int | None = None,
         resume: Resume | None = None,
         traceparent: str | None = None,
+        cache: StepMemo | None = None,
     ) -> None:
         self.plan = plan
         self.executor = make_executor(executor, max_workers=max_workers,
@@ -107,6 +111,7 @@ class DAGRunner:
         self.cleanup = cleanup or (lambda rid: remove_workspace(rid, workspace_root))
         self.snapshots = snapshots
         self.resume = resume
+        self.cache = cache
         self.info = RunInfo(self.run_id, self.trace_id, plan.pipeline, self.executor.name,
                             self.parent_span_id)
         self._state = threading.Lock()
@@ -243,7 +248,7 @@ class DAGRunner:
                         branches=self.executor.run_branches, executor=self.executor.name,
                         hooks=self.hooks, snapshots=self.snapshots,
                         completed=self.resume.completed if self.resume else frozenset(),
-                        warm=imports_after_groups(self.plan))
+                        warm=imports_after_groups(self.plan), cache=self.cache)
         with self._state:
             self._loop = loop
             if self._signum is not None:
@@ -252,7 +257,7 @@ class DAGRunner:
         try:
             ctx = self.root_context(self.resume.context if self.resume else context)
             notify(loop, "on_run_start", self.plan, ctx, path=self.plan.pipeline, ctx=ctx)
-            if self.plan.has_parallel:
+            if self.plan.has_parallel and self.cache is None:  # cached: at the first dispatch
                 self.executor.start()
             try:
                 ctx = run_steps(self.plan.steps, ctx, loop)

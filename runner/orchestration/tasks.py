@@ -97,6 +97,9 @@ class BranchTask:
     """Branch hooks for a worker process, each with the index of the driver hook
     that made it (see :meth:`RunHook.branch_hook`); set by an executor whose
     branches run in other processes, empty otherwise."""
+    cache: Any = None
+    """The run's step cache (a :class:`~runner.orchestration.memo.StepMemo`), which the
+    branch's steps consult wherever it runs; None: nothing is cached."""
 
 
 @dataclass

@@ -314,7 +314,7 @@ def _compile(compiler: _Compiler, pipeline: str, problems: list[Problem]) -> Pla
     if compiler.problems.items or template is None:
         raise PlanError(capped(compiler.problems.items), source=manifest.source)
     return Plan(pipeline, ctype, placed(template.steps, pipeline), manifest.digest,
-                spec.description)
+                spec.description, cache=spec.cache)
 
 
 def compile_all(

@@ -147,6 +147,9 @@ class Plan:
     steps: tuple[Step, ...]
     manifest_digest: str = ""
     description: str | None = None
+    cache: bool = False
+    """The manifest asks for the step cache on this pipeline (``"cache": true``): its
+    stages are cached unless the run says otherwise or a stage opts out."""
 
     def walk(self) -> Iterator[Step]:
         """Every step, depth first, in plan order."""

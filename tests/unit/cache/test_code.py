@@ -110,11 +110,13 @@ def test_an_explicit_version_and_cache_false() -> None:
 
     entry = registry.get("v.one")
     assert entry is not None and code_version(entry) == "explicit:2024-06"
-    assert entry.cache is True
+    assert entry.cache is None  # follows the run and the pipeline
     other = registry.get("v.two")
     assert other is not None and other.cache is False and other.version is None
     with pytest.raises(RegistryError, match="version must be a non-empty string"):
         registry.register("v.three", one, version="")
+    with pytest.raises(RegistryError, match="cache must be True, False or None"):
+        registry.register("v.four", one, cache="yes")  # type: ignore[arg-type]
 
 
 def test_the_shipped_stages_have_distinct_versions() -> None:

@@ -47,7 +47,8 @@ def test_schema_describes_the_manifest() -> None:
     pipeline = schema["$defs"]["PipelineSpec"]
     assert pipeline["additionalProperties"] is False
     assert set(pipeline["properties"]) == {
-        "steps", "context", "merge", "merge_adapter", "resources", "description"}
+        "steps", "context", "merge", "merge_adapter", "resources", "cache",
+        "description"}
     assert set(schema["$defs"]["AdapterSpec"]["properties"]) == {"from", "to", "fn"}
     assert schema["$defs"]["AdapterSpec"]["required"] == ["from", "to", "fn"]
     assert pipeline["required"] == ["steps"]
