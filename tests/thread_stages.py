@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 from runner.context import Context
 from runner.manifest import parse_manifest
+from runner.orchestration.native_threads import core_share
 from runner.orchestration.plan import Plan, compile_plan
 from runner.registry import StageRegistry
 
@@ -45,7 +47,43 @@ def more(ctx: Context) -> Context:
     return ctx
 
 
+def _handshake(ctx: Context) -> str:
+    """The file the share stages meet at: the context's first audit line says where."""
+    return ctx.audit_trail[0].removeprefix("handshake:")
+
+
+def _wait_for(path: str) -> None:
+    deadline = time.monotonic() + 120  # a safety bound, not a timing
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def share_short(ctx: Context) -> Context:
+    """Ends once ``share_long`` has read its first share (:func:`_handshake`)."""
+    _wait_for(_handshake(ctx))
+    ctx.log(json.dumps({"stage": "threads.share_short", "share": core_share()}))
+    return ctx
+
+
+def share_long(ctx: Context) -> Context:
+    """Reads its core share, lets ``share_short`` end, then reads it again (until it
+    grows, when the context's audit trail says ``expect growth``)."""
+    seen = [core_share()]
+    with open(_handshake(ctx), "w"):
+        pass
+    grows = "expect growth" in ctx.audit_trail  # else one more read is enough
+    deadline = time.monotonic() + (120 if grows else 0)  # a safety bound, not a timing
+    while seen[-1] <= seen[0] and time.monotonic() < deadline:
+        time.sleep(0.01)
+        seen.append(core_share())
+    seen.append(core_share())
+    ctx.log(json.dumps({"stage": "threads.share_long", "shares": [seen[0], seen[-1]]}))
+    return ctx
+
+
 REG.register("threads.report", report)
+REG.register("threads.share_short", share_short)
+REG.register("threads.share_long", share_long)
 REG.register("threads.preloaded", preloaded, imports=["sklearn.cluster"])
 REG.register("threads.more", more, imports=["sklearn.cluster"])
 

@@ -6,6 +6,14 @@ When a parallel group runs on worker processes, the driver would otherwise pay
 those imports in the first stage after the group (0.8 s for scikit-learn): the
 engine imports them on a background thread while the group runs, and waits for
 that thread before it merges.
+
+Importing is not all: some libraries set themselves up on their first call, once
+per process (scikit-learn's first fit asks narwhals for its plugins' entry
+points, joblib for the physical cores, threadpoolctl scans the loaded native
+libraries: about 0.1 s). :func:`warm_libraries` does that too, for the libraries
+already loaded, without starting any native thread pool (the processes
+executor's driver does it before it forks the forkserver, so its workers inherit
+it as well).
 """
 
 from __future__ import annotations
@@ -14,12 +22,12 @@ import importlib
 import logging
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from runner.orchestration.plan import ParallelGroup, PipelineStep, Plan, StageStep, Step
 
 __all__ = ["branch_imports", "declared_imports", "group_width", "import_modules",
-           "imports_after_groups", "stage_modules", "warm_in_background"]
+           "imports_after_groups", "stage_modules", "warm_in_background", "warm_libraries"]
 
 log = logging.getLogger("runner")
 
@@ -103,7 +111,8 @@ def imports_after_groups(plan: Plan) -> dict[str, tuple[str, ...]]:
 
 
 def import_modules(modules: Sequence[str]) -> None:
-    """Import each module not loaded yet; one that fails is left for its stage to report."""
+    """Import each module not loaded yet (one that fails is left for its stage to
+    report), then set up the libraries loaded (:func:`warm_libraries`)."""
     for name in modules:
         if name in sys.modules:
             continue
@@ -112,13 +121,57 @@ def import_modules(modules: Sequence[str]) -> None:
         except Exception as exc:
             log.debug("warming %s failed (its stage will say why): %s: %s", name,
                       type(exc).__name__, exc)
+    warm_libraries()
+
+
+def _narwhals() -> None:
+    from narwhals.dependencies import is_into_dataframe  # finds its plugins, cached
+
+    is_into_dataframe(None)
+
+
+def _joblib() -> None:
+    from joblib import cpu_count  # type: ignore[import-untyped]  # physical cores, cached
+
+    cpu_count(only_physical_cores=True)
+
+
+def _threadpoolctl() -> None:
+    from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+
+    ThreadpoolController()  # the first scan of the loaded libraries is the slow one
+
+
+LIBRARY_WARMERS: tuple[tuple[str, Callable[[], object]], ...] = (
+    ("narwhals", _narwhals), ("joblib", _joblib), ("threadpoolctl", _threadpoolctl))
+"""Per library (warmed once it is loaded): its once-per-process set-up, done ahead.
+None starts a native thread pool, so a process may still fork afterwards."""
+
+_warmed: set[str] = set()
+
+
+def _unwarmed() -> list[tuple[str, Callable[[], object]]]:
+    return [(name, warm) for name, warm in LIBRARY_WARMERS
+            if name in sys.modules and name not in _warmed]
+
+
+def warm_libraries() -> None:
+    """Do the once-per-process set-up of the loaded libraries of :data:`LIBRARY_WARMERS`
+    that the first stage calling them would do; one that fails is left for it."""
+    for name, warm in _unwarmed():
+        _warmed.add(name)
+        try:
+            warm()
+        except Exception as exc:
+            log.debug("warming %s failed: %s: %s", name, type(exc).__name__, exc)
 
 
 def warm_in_background(modules: Sequence[str]) -> threading.Thread | None:
-    """Start importing ``modules`` on a daemon thread (None when all are loaded); the
-    caller joins it before running anything that may import them too."""
+    """Start importing ``modules`` and warming the loaded libraries on a daemon thread
+    (None when there is nothing to do); the caller joins it before running anything
+    that may import them too."""
     missing = [m for m in modules if m not in sys.modules]
-    if not missing:
+    if not missing and not _unwarmed():
         return None
     thread = threading.Thread(target=import_modules, args=(missing,), daemon=True,
                               name="runner-warm-imports")

@@ -37,6 +37,7 @@ import pandas as pd
 
 from runner.context import field_rules
 from runner.merge import BranchValue, merge_contexts
+from runner.orchestration.native_threads import map_on_cores
 from runner.registry import merge_adapter, stage
 from runner.stages._deferred import deferred_imports
 from runner.stages.contexts import FloatSeries, PortfolioContext, param_float, param_int
@@ -134,20 +135,23 @@ def walk_forward(
     x, y = x_all.to_numpy(), y_all.to_numpy()
     x_dates = x_all.index.get_level_values("date").to_numpy()
     known = ~np.isnan(y)
-    segments: list[tuple[Model, list[np.datetime64]]] = []  # a fit and the dates it serves
-    make_model()  # imports the model's modules, so the limiter below sees their OpenMP
+    segments: list[tuple[Any, list[np.datetime64]]] = []  # a fit's rows and the dates it serves
+    for k, today in enumerate(dates.to_numpy()):
+        # samples whose outcome is known today: j < k, within the rolling window
+        first = dates.to_numpy()[max(0, k - window)]
+        train = (x_dates < today) & (x_dates >= first) & known
+        if len(np.unique(x_dates[train])) < min_train:
+            continue
+        if not segments or len(segments[-1][1]) >= refit:
+            segments.append((train, []))
+        segments[-1][1].append(today)
+    make_model()  # imports the model's modules, so the limiters below see their OpenMP
+    # the fits are independent: on the cores this stage may use, more as they free up
+    models = map_on_cores(lambda rows: make_model().fit(x[rows], y[rows]),
+                          [rows for rows, _ in segments])
     with one_openmp_thread():
-        for k, today in enumerate(dates.to_numpy()):
-            # samples whose outcome is known today: j < k, within the rolling window
-            first = dates.to_numpy()[max(0, k - window)]
-            train = (x_dates < today) & (x_dates >= first) & known
-            if len(np.unique(x_dates[train])) < min_train:
-                continue
-            if not segments or len(segments[-1][1]) >= refit:
-                segments.append((make_model().fit(x[train], y[train]), []))
-            segments[-1][1].append(today)
         out: list[FloatSeries] = []
-        for model, served in segments:
+        for model, (_, served) in zip(models, segments, strict=True):
             rows = np.isin(x_dates, served)
             if rows.any():
                 out.append(pd.Series(model.predict(x[rows]), index=x_all.index[rows]))

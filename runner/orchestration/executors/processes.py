@@ -5,7 +5,9 @@ plan's stage modules and what its branches' stages declare they import, so a
 branch starts in milliseconds and no thread state is inherited. The group's
 context is pickled once for all its branches, and a branch sends back only the
 fields it changed (:mod:`.shipping`). Each branch's
-native thread pools are capped at its CPU share (:mod:`..native_threads`). The
+native thread pools are capped at its CPU share (:mod:`..native_threads`), and the
+share a stage reads between its calls (``core_share``) grows as the group's other
+branches finish: the workers read how many still run from shared memory. The
 pool is started and warmed up on a background thread when the run begins, so its
 start-up hides behind the sequential steps that precede the first parallel group;
 the CLI starts the forkserver itself even earlier (:mod:`..forkserver`).
@@ -20,7 +22,7 @@ import os
 import pickle
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
@@ -32,18 +34,24 @@ from runner.orchestration.executors.remote import RemoteExecutor
 from runner.orchestration.executors.shipping import restore_untouched, strip_untouched
 from runner.orchestration.executors.threads import drain, thread_lost
 from runner.orchestration.forkserver import worker_preload
-from runner.orchestration.native_threads import branch_threads, native_thread_limit
+from runner.orchestration.native_threads import (
+    available_cpus,
+    branch_threads,
+    native_thread_limit,
+    sharing_cores,
+)
 from runner.orchestration.tasks import BranchOutcome, BranchTask, CancelFlag, branch_lost
 from runner.registry import add_module_folders, module_folders
 
 __all__ = ["ProcessesExecutor"]
 
 _CANCEL: Any = None
+_RUNNING: Any = None  # the driver's count of the group's branches still running
 
 
-def _init_worker(cancel: Any, folders: Sequence[str] = ()) -> None:
-    global _CANCEL  # noqa: PLW0603 - the pool's one way to hand a worker its flag
-    _CANCEL = cancel
+def _init_worker(cancel: Any, folders: Sequence[str] = (), running: Any = None) -> None:
+    global _CANCEL, _RUNNING  # the pool's one way to hand a worker these
+    _CANCEL, _RUNNING = cancel, running
     # the folders the driver found the stage modules in (beside the manifest): the
     # forkserver may have started before they were added to the driver's sys.path
     add_module_folders(folders, why="the driver's")
@@ -71,12 +79,23 @@ def _run_in_worker(task: BranchTask, shipped: bytes, executor_name: str,
     """Run a branch on a fork of the group's context (pickled once by the driver, for
     every branch); send back only the fields it changed (:mod:`.shipping`)."""
     received = pickle.loads(shipped)  # from the driver that started this worker
-    with native_thread_limit(threads):  # the branch runs on a fork of what it received
+    with native_thread_limit(threads), sharing_cores(_share(task, threads)):
+        # the branch runs on a fork of what it received
         outcome = execute_branch(replace(task, context=received), _CANCEL,
                                  executor=executor_name)
     if outcome.context is not None and type(outcome.context) is type(received):
         outcome.context = strip_untouched(outcome.context, received)
     return outcome
+
+
+def _share(task: BranchTask, threads: int) -> Callable[[], int]:
+    """The branch's core share as it goes: a ``num_cpus`` request holds; else the
+    worker's CPUs divided by the group's branches still running (the driver's count)."""
+    running = _RUNNING
+    if running is None or task.branch.resources.get("num_cpus"):
+        return lambda: threads
+    cpus = available_cpus()
+    return lambda: max(1, cpus // max(1, running.value))
 
 
 def _warm() -> int:
@@ -105,6 +124,7 @@ class ProcessesExecutor(RemoteExecutor):
             self._mp.set_forkserver_preload(worker_preload(preload))
         self._folders = module_folders(preload)
         self._cancel = self._mp.Event()
+        self._running = self._mp.RawValue("i", 0)  # read by the workers, set here
         self._pool: ProcessPoolExecutor | None = None
         self._starting: threading.Thread | None = None
         self._start_error: BaseException | None = None
@@ -124,7 +144,7 @@ class ProcessesExecutor(RemoteExecutor):
         try:
             pool = ProcessPoolExecutor(
                 self.max_workers, mp_context=self._mp, initializer=_init_worker,
-                initargs=(self._cancel, self._folders),
+                initargs=(self._cancel, self._folders, self._running),
             )
             warm = [pool.submit(_warm) for _ in range(self.max_workers)]
             self._pool = pool
@@ -175,13 +195,17 @@ class ProcessesExecutor(RemoteExecutor):
         # every branch gets the same context (each forks it in its worker): pickled
         # once here, not once per branch
         shipped = pickle.dumps(tasks[0].context, protocol=pickle.HIGHEST_PROTOCOL)
+        self._running.value = concurrent  # before any branch can read it
         futures: dict[Future[BranchOutcome], BranchTask] = {
             pool.submit(_run_in_worker, replace(t, context=None), shipped, self.name,
                         branch_threads(t.branch.resources, concurrent=concurrent)): t
             for t in tasks
         }
         del shipped  # the call queue holds it until the last branch is sent
+        remaining = len(tasks)
         for outcome in drain(futures, cancel, lost=_lost):
+            remaining -= 1  # its cores go to the branches still running
+            self._running.value = max(1, min(remaining, self.max_workers))
             if outcome.context is not None:
                 outcome.context = restore_untouched(outcome.context, tasks[0].context)
             yield outcome

@@ -1,7 +1,8 @@
 """Branches on a thread pool: for stages that release the GIL (NumPy, pandas, I/O).
 
 While a group runs, BLAS (process-wide) is capped at the largest branch share
-and each branch thread's OpenMP at its own (see :mod:`..native_threads`).
+and each branch thread's OpenMP at its own, which is also the share a stage on it
+reads (``core_share``; see :mod:`..native_threads`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from runner.orchestration.native_threads import (
     blas_thread_limit,
     branch_threads,
     openmp_thread_limit,
+    sharing_cores,
 )
 from runner.orchestration.tasks import (
     BranchOutcome,
@@ -106,5 +108,6 @@ class ThreadsExecutor(Executor):
 
 def _run_limited(task: BranchTask, cancel: CancelFlag, hooks: Sequence[RunHook], name: str,
                  threads: int) -> BranchOutcome:
-    with openmp_thread_limit(threads):  # OpenMP's count is per calling thread
+    # OpenMP's count is per calling thread; so is the share a stage asks for here
+    with openmp_thread_limit(threads), sharing_cores(lambda: threads, process_wide=False):
         return execute_branch(task, cancel, hooks, executor=name)
