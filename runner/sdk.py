@@ -28,6 +28,7 @@ from runner.artifacts import (
 from runner.artifacts.attempts import set_aside
 from runner.artifacts.documents import RunDoc
 from runner.artifacts.layout import RUNS, is_run_id
+from runner.artifacts.origin import start_partial
 from runner.artifacts.results import ResultsHook
 from runner.artifacts.spans import write_spans
 from runner.errors import RunInterruptedError, UsageError
@@ -36,6 +37,7 @@ from runner.orchestration.contracts import check_reads
 from runner.orchestration.executors import EXECUTORS, Executor, check_executor
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.plan import Plan, Step, compile_plan
+from runner.orchestration.plan.slicing import PartialRun, partial_run
 from runner.orchestration.records import Resume, RunInfo, RunResult
 from runner.orchestration.runner import DAGRunner, new_run_id
 from runner.orchestration.signals import StopOnSignals, term_grace
@@ -106,6 +108,9 @@ class QuantSDK:
         force: bool = False,
         checkpoints: bool = True,
         tracing: bool | Tracing = True,
+        from_step: str | None = None,
+        origin: str | None = None,
+        to_step: str | None = None,
         **options: Any,
     ) -> DAGRunner:
         """A DAGRunner for ``pipeline``, wired to this SDK's store, lock, cleanup and tracing.
@@ -119,8 +124,11 @@ class QuantSDK:
         ``tracing`` follows the standard OpenTelemetry environment (spans always
         land in ``runs/<RUN_ID>/spans.jsonl`` unless OTEL_SDK_DISABLED); a run
         started inside an active span of the application joins its trace.
+        ``from_step``, ``origin``, ``to_step``: a partial run (:mod:`.plan.slicing`).
         """
-        plan = self.plan(pipeline)
+        partial = partial_run(self.plan(pipeline), from_step=from_step, origin=origin,
+                              to_step=to_step)
+        plan = partial.plan if partial is not None else self.plan(pipeline)
         run_id = check_run_id(run_id) if run_id else new_run_id()
         if resume and not checkpoints:
             raise UsageError("--resume needs checkpoints")
@@ -142,7 +150,7 @@ class QuantSDK:
             lease.acquire()
         try:
             return self._wired(plan, store, lease, run_id=run_id, executor=executor,
-                               hooks=hooks, resume=resume, force=force,
+                               hooks=hooks, resume=resume, force=force, partial=partial,
                                checkpoints=checkpoints, tracing=tracing, options=options)
         except BaseException:
             if lease is not None:
@@ -158,12 +166,11 @@ class QuantSDK:
     def _wired(self, plan: Plan, store: ArtifactStore, lease: RunLease | None, *, run_id: str,
                executor: str | Executor | None, hooks: Sequence[RunHook], resume: bool,
                force: bool, checkpoints: bool, tracing: bool | Tracing,
-               options: dict[str, Any]) -> DAGRunner:
+               options: dict[str, Any], partial: PartialRun | None = None) -> DAGRunner:
         """The DAGRunner, once the run id is ours: its state is read under the lease,
         and everything the run writes goes through a store fenced by the lease."""
         state: Resume | None = None
         previous: RunDoc | None = None
-        completed: list[str] = []
         read: tuple[float, float] | None = None
         if resume:
             started = time.time()
@@ -175,10 +182,11 @@ class QuantSDK:
                     lease.release()
                 return DAGRunner(plan, executor=executor, run_id=run_id, hooks=hooks,
                                  workspace_root=self.workspace_root, resume=state, **options)
-            completed = sorted(state.completed, key=[s.path for s in plan.main_line()].index
-                               ) if state else []
         else:
             self._refuse_existing(store, run_id)  # another process may have run it meanwhile
+        state, completed, record = start_partial(
+            store, partial, self.plan(plan.pipeline), state=state, previous=previous,
+            force=force, allow_unsigned=self.allow_unsigned)
         writes = store.fenced(lease.check) if lease is not None else store
         attempt, follows = 1, None
         if previous is not None:  # its spans and forensics stay, as that attempt's
@@ -188,7 +196,7 @@ class QuantSDK:
         checkpoint: CheckpointHook | None = None
         if checkpoints:
             checkpoint = CheckpointHook(writes, plan, plan.manifest_digest, completed=completed,
-                                        allow_unsigned=self.allow_unsigned)
+                                        allow_unsigned=self.allow_unsigned, partial=record)
             # before the checkpoint hook: it lists results.json in the final run.json
             extra.append(ResultsHook(writes, on_written=checkpoint.list_results))
             extra.append(checkpoint)
