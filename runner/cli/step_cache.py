@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # the store and pydantic load when a command runs, not for --
     from runner.artifacts.store import ArtifactStore
     from runner.cache.entries import EntryListing
 
-__all__ = ["register", "runner_version"]
+__all__ = ["register"]
 
 cache_app = RunnerTyper(help="The step cache kept in the artifact store (runner run --cache).",
                         no_args_is_help=True)
@@ -36,16 +36,6 @@ cache_app = RunnerTyper(help="The step cache kept in the artifact store (runner 
 StageOpt = Annotated[str | None, typer.Option(
     "--stage", metavar="STAGE", show_default=False,
     help="Only this stage's entries (its registered name)")]
-
-
-def runner_version() -> str:
-    """The installed runner's version, as cache entries record it."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("runner")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _row(listing: EntryListing) -> dict[str, Any]:
