@@ -157,3 +157,20 @@ def test_a_name_the_main_line_has_twice_is_named_by_path(manifest, tmp_path):
     proc = cli("run", "outer", "-m", manifest, "--to", "log.a", cwd=tmp_path)
     assert proc.returncode == 2
     assert "runs it 2 times; name one by its path" in proc.stderr
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_partial_runs_on_parallel_executors(manifest, tmp_path, executor):
+    """The slice and the start are the plan's and the engine's own: any executor runs them."""
+    assert cli("run", "ok", "-m", manifest, "-q", "--run-id", "whole", cwd=tmp_path
+               ).returncode == 0
+    proc = cli("run", "ok", "-m", manifest, "--json", "-e", executor, "--run-id", "part",
+               "--from", "parallel[2]", "--origin", "whole", "--to", "parallel[2]",
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    steps = json.loads(proc.stdout)["steps"]
+    assert sorted(s["name"] for s in steps) == ["add.x", "add.y", "merge"]
+    assert {s["executor"] for s in steps} == {executor}
+    ctx, doc = final_context(tmp_path, manifest, "part")
+    assert doc.partial.from_step == doc.partial.to_step == "ok[1]"
+    assert set(ctx.feature_store) >= {"x", "y"} and ctx.audit_trail == ["a"]
