@@ -85,7 +85,9 @@ class _Walk:
 
         for step in steps:
             if step.path in self.done:
-                self._say(step, "stage", "done", ["by the origin run"], branch)
+                kind = type(step).__name__.removesuffix("Step").lower()
+                self._say(step, kind.replace("parallelgroup", "group"), "done",
+                          ["by the origin run"], branch)
             elif isinstance(step, StageStep):
                 ctx = self._stage(step, ctx, branch)
             elif isinstance(step, AdapterStep):
