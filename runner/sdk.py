@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from functools import cached_property
@@ -28,19 +27,21 @@ from runner.artifacts import (
 from runner.artifacts.attempts import set_aside
 from runner.artifacts.documents import RunDoc
 from runner.artifacts.layout import RUNS, is_run_id
+from runner.artifacts.origin import start_partial
 from runner.artifacts.results import ResultsHook
-from runner.artifacts.spans import write_spans
 from runner.errors import RunInterruptedError, UsageError
 from runner.manifest import DEFAULT_MANIFEST, Manifest, default_manifest, load_manifest
 from runner.orchestration.contracts import check_reads
 from runner.orchestration.executors import EXECUTORS, Executor, check_executor
 from runner.orchestration.hooks import RunHook
-from runner.orchestration.plan import Plan, Step, compile_plan
-from runner.orchestration.records import Resume, RunInfo, RunResult
+from runner.orchestration.plan import Plan, compile_plan
+from runner.orchestration.plan.slicing import PartialRun, partial_run
+from runner.orchestration.records import Resume, RunResult
 from runner.orchestration.runner import DAGRunner, new_run_id
 from runner.orchestration.signals import StopOnSignals, term_grace
 from runner.registry import StageRegistry, add_module_folders
-from runner.telemetry import Tracing, TracingHook, current_traceparent, encode_jsonl
+from runner.sdk_hooks import ReleaseLock, SpansWriter
+from runner.telemetry import Tracing, TracingHook, current_traceparent
 from runner.telemetry import get_tracing as _get_tracing
 from runner.telemetry.logs import LogHook
 from runner.words import did_you_mean
@@ -110,6 +111,9 @@ class QuantSDK:
         checkpoints: bool = True,
         tracing: bool | Tracing = True,
         cache: bool | None = None,
+        from_step: str | None = None,
+        origin: str | None = None,
+        to_step: str | None = None,
         **options: Any,
     ) -> DAGRunner:
         """A DAGRunner for ``pipeline``, wired to this SDK's store, lock, cleanup and tracing.
@@ -124,8 +128,11 @@ class QuantSDK:
         land in ``runs/<RUN_ID>/spans.jsonl`` unless OTEL_SDK_DISABLED); a run
         started inside an active span of the application joins its trace.
         ``cache``: the step cache, True, False or None (see :meth:`step_cache`).
+        ``from_step``, ``origin``, ``to_step``: a partial run (:mod:`.plan.slicing`).
         """
-        plan = self.plan(pipeline)
+        partial = partial_run(self.plan(pipeline), from_step=from_step, origin=origin,
+                              to_step=to_step)
+        plan = partial.plan if partial is not None else self.plan(pipeline)
         run_id = check_run_id(run_id) if run_id else new_run_id()
         if resume and not checkpoints:
             raise UsageError("--resume needs checkpoints")
@@ -148,7 +155,7 @@ class QuantSDK:
         options["cache"] = self.step_cache(pipeline, cache=cache, store=store)
         try:
             return self._wired(plan, store, lease, run_id=run_id, executor=executor,
-                               hooks=hooks, resume=resume, force=force,
+                               hooks=hooks, resume=resume, force=force, partial=partial,
                                checkpoints=checkpoints, tracing=tracing, options=options)
         except BaseException:
             if lease is not None:
@@ -174,12 +181,11 @@ class QuantSDK:
     def _wired(self, plan: Plan, store: ArtifactStore, lease: RunLease | None, *, run_id: str,
                executor: str | Executor | None, hooks: Sequence[RunHook], resume: bool,
                force: bool, checkpoints: bool, tracing: bool | Tracing,
-               options: dict[str, Any]) -> DAGRunner:
+               options: dict[str, Any], partial: PartialRun | None = None) -> DAGRunner:
         """The DAGRunner, once the run id is ours: its state is read under the lease,
         and everything the run writes goes through a store fenced by the lease."""
         state: Resume | None = None
         previous: RunDoc | None = None
-        completed: list[str] = []
         read: tuple[float, float] | None = None
         if resume:
             started = time.time()
@@ -191,10 +197,11 @@ class QuantSDK:
                     lease.release()
                 return DAGRunner(plan, executor=executor, run_id=run_id, hooks=hooks,
                                  workspace_root=self.workspace_root, resume=state, **options)
-            completed = sorted(state.completed, key=[s.path for s in plan.main_line()].index
-                               ) if state else []
         else:
             self._refuse_existing(store, run_id)  # another process may have run it meanwhile
+        state, completed, record = start_partial(
+            store, partial, self.plan(plan.pipeline), state=state, previous=previous,
+            force=force, allow_unsigned=self.allow_unsigned)
         writes = store.fenced(lease.check) if lease is not None else store
         attempt, follows = 1, None
         if previous is not None:  # its spans and forensics stay, as that attempt's
@@ -204,14 +211,14 @@ class QuantSDK:
         checkpoint: CheckpointHook | None = None
         if checkpoints:
             checkpoint = CheckpointHook(writes, plan, plan.manifest_digest, completed=completed,
-                                        allow_unsigned=self.allow_unsigned)
+                                        allow_unsigned=self.allow_unsigned, partial=record)
             # before the checkpoint hook: it lists results.json in the final run.json
             extra.append(ResultsHook(writes, on_written=checkpoint.list_results))
             extra.append(checkpoint)
         extra.append(LogHook())
         traced = tracing if isinstance(tracing, Tracing) else _get_tracing() if tracing else None
         if traced is not None:
-            hook = TracingHook(traced, on_spans=_SpansWriter(writes, run_id), attempt=attempt,
+            hook = TracingHook(traced, on_spans=SpansWriter(writes, run_id), attempt=attempt,
                                follows=follows,
                                resumed_from=state.checkpoint if state is not None else None)
             if checkpoint is not None:
@@ -225,7 +232,7 @@ class QuantSDK:
             if "traceparent" not in options:
                 options["traceparent"] = current_traceparent()
         if lease is not None:
-            extra.append(_ReleaseLock(lease))
+            extra.append(ReleaseLock(lease))
         return DAGRunner(
             plan, executor=executor, run_id=run_id, hooks=[*hooks, *extra],
             forensics=StoreForensics(writes), workspace_root=self.workspace_root,
@@ -356,45 +363,3 @@ def _recorded_executor(doc: RunDoc) -> str | None:
     log.warning("run %s started on executor %r, which this runner does not know; "
                 "resuming on the default one (-e to choose)", doc.run_id, doc.executor)
     return None
-
-
-class _SpansWriter:
-    """Writes a run's spans to ``runs/<RUN_ID>/spans.jsonl`` when the run ends."""
-
-    def __init__(self, store: ArtifactStore, run_id: str) -> None:
-        self.store, self.run_id = store, run_id
-
-    def __call__(self, spans: list[dict[str, Any]]) -> None:
-        try:
-            write_spans(self.store, self.run_id, encode_jsonl(spans))
-        except Exception as exc:
-            log.error("could not write the spans of run %s to %s: %s", self.run_id,
-                      self.store.url, exc)
-
-
-class _ReleaseLock(RunHook):
-    """Gives the run id back when the run ends, however it ends (an abort included);
-    stops the run at the next step once its lease was lost (another process took
-    the run over)."""
-
-    def __init__(self, lock: RunLease) -> None:
-        self.lock = lock
-        self._once = threading.Lock()
-        self._released = False
-
-    def on_step_start(self, run: RunInfo, step: Step) -> None:
-        self.lock.check()
-
-    def on_run_end(self, run: RunInfo, result: RunResult | None,
-                   error: BaseException | None) -> None:
-        self._release()
-
-    def on_run_abort(self, run: RunInfo, error: BaseException) -> None:
-        self._release()
-
-    def _release(self) -> None:
-        with self._once:
-            if self._released:
-                return
-            self._released = True
-            self.lock.release()

@@ -96,6 +96,8 @@ class CheckpointHook(CheckpointWriting, RunHook):
     background: bool = True
     allow_unsigned: bool = False
     """Resume from a run.json that does not verify (an old or foreign store), warning."""
+    partial: dict[str, Any] | None = None
+    """A partial run's origin run and checkpoint, from and to steps (run.json ``partial``)."""
     listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
     """Called (from the writer threads) with each checkpoint write once it is done or
     failed: op, name, path, kind, dir, url, bytes, rows, fields_written,
@@ -157,6 +159,8 @@ class CheckpointHook(CheckpointWriting, RunHook):
             "history": _history(previous),
             "ended": None, "error": None, "plan": outline(plan),
         }
+        if self.partial is not None:
+            self._doc["partial"] = dict(self.partial)
         self._journal = JournalWriter(self.store, run.run_id, key=self._key)
         if self.store.local:  # object stores: a PUT that returned is durable
             self._syncer = Syncer(self.store.sync, last=paths.journal_file,

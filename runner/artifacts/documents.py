@@ -28,6 +28,7 @@ __all__ = [
     "ErrorDoc",
     "FieldEntry",
     "IndexDoc",
+    "PartialRef",
     "ResultsRef",
     "RunDoc",
     "SpansSignature",
@@ -213,6 +214,19 @@ class ResultsRef(_Doc):
     bytes: Count
 
 
+class PartialRef(_Doc):
+    """A partial run (``--from``/``--origin``, ``--to``): where it started and stopped."""
+
+    origin: Text | None = None
+    """The run whose checkpoint it started from."""
+    checkpoint: Text | None = None
+    """That checkpoint's folder in the origin run."""
+    from_step: Text | None = None
+    """The path of its first step (None: the pipeline's first)."""
+    to_step: Text | None = None
+    """The path of its last step (None: the pipeline's last)."""
+
+
 class RunDoc(_Doc):
     """runs/<RUN_ID>/run.json."""
 
@@ -239,6 +253,8 @@ class RunDoc(_Doc):
         default_factory=list)
     """The earlier attempts, oldest first."""
     results: ResultsRef | None = None
+    partial: PartialRef | None = None
+    """Set for a run of part of the pipeline (``--from``/``--to``)."""
     journal: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
     """The nonce of the journal that records the checkpoints committed since this
     document was written (journal.py); None once the run has ended."""

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from runner.cli import coerce, kube, pipelines, run, runs, traces
+from runner.cli import coerce, kube, pipelines, run, runs, step_cache, traces
 from runner.cli.format import RunnerGroup, RunnerTyper
 from runner.cli.help import defer_rich_extras
 from runner.cli.json_stdout import note_error, print_json_error, wants_json
@@ -115,6 +115,7 @@ def _setup(
 pipelines.register(app)
 run.register(app)
 runs.register(app)
+step_cache.register(app)
 traces.register(app)
 kube.register(app)
 

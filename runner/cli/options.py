@@ -18,6 +18,7 @@ from typer.models import ArgumentInfo
 __all__ = [
     "AllowUnsignedOpt",
     "ArtifactsOpt",
+    "CacheOpt",
     "JsonOpt",
     "ManifestOpt",
     "NoCacheOpt",
@@ -72,6 +73,14 @@ ParamOpt = Annotated[list[str] | None, typer.Option(
     "repeatable")]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")]
+
+CacheOpt = Annotated[bool | None, typer.Option(
+    "--cache/--no-cache", show_default=False,
+    help="Use the step cache for every stage that allows it (--cache: a step whose code "
+    "and inputs are unchanged is restored from the artifact store, not run), or for none "
+    "(--no-cache) [default: as the pipeline's \"cache\" and each stage's cache= say]")]
+"""The step cache of ``run``, ``submit`` and ``schedule`` (not the check cache of
+``list`` and ``validate``, whose flag is :data:`NoCacheOpt`)."""
 
 
 

@@ -12,9 +12,11 @@ from runner.errors import UsageError
 
 if TYPE_CHECKING:  # loaded by the commands that use them, never for --help
     from runner.artifacts import ArtifactStore
+    from runner.orchestration.plan import Plan
     from runner.sdk import QuantSDK
 
-__all__ = ["artifact_root", "key_values", "open_sdk", "open_store", "params", "storage_options"]
+__all__ = ["artifact_root", "key_values", "open_sdk", "open_store", "params", "root_context",
+           "storage_options"]
 
 
 def key_values(items: Iterable[str] | None, *, option: str) -> dict[str, str]:
@@ -75,3 +77,15 @@ def open_store(artifacts: str | None, storage_option: list[str] | None) -> Artif
     from runner.artifacts import ArtifactStore
 
     return ArtifactStore(artifact_root(artifacts)[0], storage_options(storage_option))
+
+
+def root_context(plan: Plan, given: dict[str, Any]) -> Any:
+    """The pipeline's root context, with ``--param`` values in its ``params`` (None:
+    no values, the default root)."""
+    if not given:
+        return None
+    fields = getattr(plan.context_type, "model_fields", {})
+    if "params" not in fields:
+        raise UsageError(f"pipeline {plan.pipeline!r}: its {plan.context_type.__name__} has no "
+                         "'params' field, so --param/--data cannot apply")
+    return plan.context_type(params=given)

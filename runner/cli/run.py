@@ -23,6 +23,7 @@ from runner.cli.json_stdout import print_json, stage_output_to_stderr
 from runner.cli.options import (
     AllowUnsignedOpt,
     ArtifactsOpt,
+    CacheOpt,
     JsonOpt,
     ManifestOpt,
     Options,
@@ -33,8 +34,8 @@ from runner.cli.options import (
     options_command,
 )
 from runner.cli.output import err, exit_after_signal, is_structured, signalled
-from runner.cli.parsing import open_sdk, params
-from runner.cli.run_report import failed, interrupted, say_resuming, succeeded
+from runner.cli.parsing import open_sdk, params, root_context
+from runner.cli.run_report import failed, interrupted, say_partial, say_resuming, succeeded
 from runner.errors import (
     ContextCollisionError,
     RunInterruptedError,
@@ -47,7 +48,6 @@ from runner.retry import env_flag
 
 if TYPE_CHECKING:
     from runner.orchestration.hooks import RunHook
-    from runner.orchestration.plan import Plan
     from runner.orchestration.records import RunResult
     from runner.sdk import QuantSDK
     from runner.telemetry import Tracing
@@ -94,6 +94,21 @@ class RunOptions(Options):
     or_start: Annotated[bool, typer.Option(
         "--or-start", help="With --resume: start the run when the store has no run of "
         "this id yet (what a Kubernetes Job's first pod does) instead of refusing")] = False
+    cache: CacheOpt = None
+    from_step: Annotated[str | None, typer.Option(
+        "--from", metavar="STEP", show_default=False,
+        help="Start a new run at this main-line step (name or path), from the --origin "
+        "run's checkpoint before it")] = None
+    origin: Annotated[str | None, typer.Option(
+        "--origin", metavar="RUN_ID", show_default=False,
+        help="With --from: the run whose checkpoint the new run starts from")] = None
+    to_step: Annotated[str | None, typer.Option(
+        "--to", metavar="STEP", show_default=False,
+        help="Stop after this main-line step (name or path): the run succeeds without "
+        "the steps after it")] = None
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the steps that would run, running nothing and writing "
+        "no run; with --cache, per step: cached, or why it would run")] = False
     storage_option: StorageOpt = None
     path: PathOpt = None
     allow_unsigned: AllowUnsignedOpt = False
@@ -169,17 +184,6 @@ def _global_tracing() -> Tracing | None:
     return tracing
 
 
-def _root_context(plan: Plan, given: dict[str, Any]) -> Any:
-    """The pipeline's root context, with ``--param`` values in its ``params``."""
-    if not given:
-        return None
-    fields = getattr(plan.context_type, "model_fields", {})
-    if "params" not in fields:
-        raise UsageError(f"pipeline {plan.pipeline!r}: its {plan.context_type.__name__} has no "
-                         "'params' field, so --param/--data cannot apply")
-    return plan.context_type(params=given)
-
-
 def _execute(sdk: QuantSDK, pipeline: str, given: dict[str, Any], doc: dict[str, Any], *,
              choices: RunOptions, hooks: list[RunHook], tracing: Tracing | None) -> RunResult:
     """Check the inputs, take the run's id and run it, stopping on SIGTERM or SIGINT."""
@@ -194,15 +198,20 @@ def _execute(sdk: QuantSDK, pipeline: str, given: dict[str, Any], doc: dict[str,
     stop = StopOnSignals(grace=term_grace(), on_abort=exit_now)
     with stage_output_to_stderr(choices.as_json), stop:  # --json: stdout is the JSON only
         plan = sdk.plan(pipeline)
-        root = _root_context(plan, given)  # refused before the id is taken
+        root = root_context(plan, given)  # refused before the id is taken
         check_reads(plan, root, source=sdk.manifest.source)
         sdk.check_data(pipeline, root)  # a file the stages cannot use: exit 2 now
         executor = choices.executor
+        cache = {"cache": choices.cache} if choices.cache is not None else {}
         runner = sdk.runner(pipeline, executor=executor.value if executor else None,
                             run_id=choices.run_id, hooks=hooks, resume=choices.resume,
-                            force=choices.force, start_if_new=choices.or_start)
+                            force=choices.force, start_if_new=choices.or_start,
+                            from_step=choices.from_step, origin=choices.origin,
+                            to_step=choices.to_step, **cache)
         if choices.resume and hooks:
             say_resuming(runner, chosen=executor is not None)
+        doc.update(say_partial(sdk, pipeline, from_step=choices.from_step, origin=choices.origin,
+                               to_step=choices.to_step, say=bool(hooks)))
         stop.attach(runner)
         doc.update(run_id=runner.run_id, trace_id=runner.trace_id)
         # what is loaded by now (modules, the plan) lives as long as this process:
@@ -225,8 +234,18 @@ def run(options: RunOptions) -> None:
     """
     if options.resume and not options.run_id:
         raise UsageError("--resume needs the --run-id of the run to continue")
+    if options.from_step is not None and (options.param or options.data):
+        raise UsageError("--from starts from the --origin run's context: its params are "
+                         "that run's (--param and --data do not apply)")
+    if options.dry_run:
+        from runner.cli.dry_run import dry_run
+
+        dry_run(options)
+        return
     as_json, quiet = options.as_json, options.quiet
-    if _on_processes(options.executor):  # first: it imports the stages beside our first steps
+    if _on_processes(options.executor) and not options.cache:
+        # first: it imports the stages beside our first steps (with --cache, a group
+        # cached whole starts no worker: the engine starts them on the first dispatch)
         _start_workers(options.pipeline, options.manifest, options.path, as_json=as_json,
                        relayed=not quiet and not is_structured())
     sdk = open_sdk(options.manifest, artifacts=options.artifacts,

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from runner.orchestration.runner import DAGRunner
     from runner.sdk import QuantSDK
 
-__all__ = ["failed", "interrupted", "resume_command", "say_resuming", "succeeded"]
+__all__ = ["failed", "interrupted", "resume_command", "say_partial", "say_resuming",
+           "succeeded"]
 
 log = logging.getLogger("runner")
 
@@ -72,6 +73,28 @@ def say_resuming(runner: DAGRunner, *, chosen: bool) -> None:
               f"executor={runner.executor.name} ({why})")
 
 
+def say_partial(sdk: QuantSDK, pipeline: str, *, from_step: str | None, origin: str | None,
+                to_step: str | None, say: bool) -> dict[str, Any]:
+    """A partial run (``--from``/``--origin``, ``--to``) said before its first step, and
+    what ``--json`` says of it (``partial``: origin, from_step, to_step as paths)."""
+    if from_step is None and to_step is None:
+        return {}
+    from runner.orchestration.plan.slicing import partial_run
+
+    part = partial_run(sdk.plan(pipeline), from_step=from_step, origin=origin, to_step=to_step)
+    if part is None:  # pragma: no cover - one of the two was given
+        return {}
+    if say and part.origin is not None:
+        err.print(f"starting at {escape(str(part.from_step))} from run "
+                  f"[cyan]{escape(part.origin)}[/]'s checkpoint after "
+                  f"{escape(part.done[-1])} (--from)")
+    if say and part.to_step is not None:
+        err.print(f"stopping after {escape(part.to_step)} (--to)")
+    record = part.record()
+    del record["checkpoint"]  # run.json names it
+    return {"partial": record}
+
+
 def succeeded(result: RunResult, sdk: QuantSDK, doc: dict[str, Any], *, as_json: bool,
               quiet: bool) -> None:
     """What a successful (or already complete) run prints."""
@@ -94,6 +117,10 @@ def succeeded(result: RunResult, sdk: QuantSDK, doc: dict[str, Any], *, as_json:
             print_results(report, out)  # results on stdout: `> file` keeps them
         if not quiet:
             _summary(result, sdk)
+            to_step = (doc.get("partial") or {}).get("to_step")
+            if to_step:
+                err.print(f"stopped after {escape(to_step)} as --to asked; the steps "
+                          "after it did not run")
 
 
 def _already_complete(result: RunResult, doc: dict[str, Any], *, as_json: bool,

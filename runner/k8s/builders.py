@@ -117,6 +117,8 @@ class RunSpec:
     executor: str | None = None
     parallel: bool = False
     params: Mapping[str, Any] = field(default_factory=dict)
+    cache: bool | None = None
+    """The step cache, as ``runner run --cache/--no-cache`` (None: as the manifest says)."""
     storage_options: Mapping[str, str] = field(default_factory=dict)
     """fsspec options for the artifact store (``--storage-option``; never credentials)."""
     env: Mapping[str, str] = field(default_factory=dict)
@@ -203,6 +205,8 @@ def _args(run: RunSpec) -> list[str]:
     args = ["run", run.pipeline, "--run-id", run.run_id, "--resume", "--or-start", "--json"]
     if run.executor:
         args += ["--executor", run.executor]
+    if run.cache is not None:
+        args.append("--cache" if run.cache else "--no-cache")
     for key, value in sorted(run.storage_options.items()):
         args += ["--storage-option", f"{key}={value}"]
     for key, value in sorted(run.params.items()):

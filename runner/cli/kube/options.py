@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from runner.cli.options import (
+    CacheOpt,
     JsonOpt,
     ManifestOpt,
     Options,
@@ -111,6 +112,7 @@ class RunOptions(Options):
     artifacts_pvc: ArtifactsPvcOpt = None
     ephemeral_artifacts: EphemeralOpt = False
     param: ParamOpt = None
+    cache: CacheOpt = None
     storage_option: StorageOpt = None
     env: EnvOpt = None
     secret_env: SecretEnvOpt = None

@@ -150,6 +150,7 @@ def run_spec(opts: RunOptions, *, run_id: str | None = None) -> RunSpec:
         namespace=opts.namespace_or_default,
         image=opts.image, manifest=text, artifacts=opts.artifacts,
         artifacts_claim=opts.artifacts_pvc, parallel=ray is not None, params=run_params,
+        cache=opts.cache,
         storage_options=storage_options, env=_forwarded() | run_env,
         secret_env=tuple(opts.secret_env or ()), traceparent=traceparent(),
         service_account=opts.service_account, image_pull_policy=opts.pull_policy,

@@ -664,3 +664,22 @@ def test_context_types_merge_rules_and_adapters_are_checked_too(tmp_path):
               'and 2 more')
     assert done.stderr.strip().splitlines() == [
         _loose_warning("desk", places, "folder", f"{pkg}/")]
+
+
+@pytest.mark.parametrize(("flag", "forwarded"), [
+    ([], []), (["--cache"], ["--cache"]), (["--no-cache"], ["--no-cache"])])
+@pytest.mark.parametrize("command", ["submit", "schedule"])
+def test_the_step_cache_option_reaches_the_pods_run_command(command, flag, forwarded):
+    """``--cache``/``--no-cache`` is passed on to the pod's ``runner run`` (neither: the
+    manifest decides there), in objects the API server takes."""
+    extra = ["--cron", "0 6 * * 1-5"] if command == "schedule" else []
+    done = cli(command, "alpha.full", "--image", IMAGE, *extra, *flag, "--dry-run", *STORE)
+    assert done.returncode == 0, done.stderr
+    docs = documents(done.stdout)
+    for doc in docs:
+        kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+    (run,) = [d for d in docs if d["kind"] in ("Job", "CronJob")]
+    pod = run["spec"]["jobTemplate"]["spec"] if command == "schedule" else run["spec"]
+    args = pod["template"]["spec"]["containers"][0]["args"]
+    assert args[:2] == ["run", "alpha.full"]
+    assert [a for a in args if a in ("--cache", "--no-cache")] == forwarded

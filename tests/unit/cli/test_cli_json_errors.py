@@ -34,6 +34,8 @@ FAILING = {
     "submit": (["nope", "--image", "x", "--dry-run", "-m", "manifest.json"],
                "no pipeline named 'nope'", 2),
     "status": (["r1"], "no usable Kubernetes configuration", 2),
+    "cache list": (["--storage-option", "bad"], "expected KEY=VALUE", 2),
+    "cache clear": (["--artifacts", "art"], "give --stage STAGE or --all", 2),
 }
 
 

@@ -307,3 +307,14 @@ def test_dry_run_yaml_reads_back_as_the_same_objects(data):
     things YAML would read as numbers or booleans), the YAML reads back as it was."""
     obj = {"apiVersion": "v1", "kind": "ConfigMap", "data": data}
     assert list(yaml.safe_load_all(to_yaml([obj]))) == [obj]
+
+
+@pytest.mark.parametrize(("cache", "flags"), [(None, []), (True, ["--cache"]),
+                                              (False, ["--no-cache"])])
+def test_the_step_cache_choice_is_on_the_pods_command_line(cache, flags):
+    run = spec(cache=cache)
+    objects = to_dicts([job(run), cron_job(Schedule("alpha-nightly", "0 6 * * 1-5", run))])
+    for obj in objects:
+        validate(obj)
+        args = pod_spec(obj)["containers"][0]["args"]
+        assert [a for a in args if a in ("--cache", "--no-cache")] == flags
