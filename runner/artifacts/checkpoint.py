@@ -259,7 +259,7 @@ class CheckpointHook(CheckpointWriting, RunHook):
                     entry = {"format": "value", "value": frozen}
                     written.append(fname)
                 else:
-                    entry = {"file": ""}
+                    entry = {}
                     todo[fname] = (frozen, entry)
                 fields[fname] = entry
                 if kind == "step":
