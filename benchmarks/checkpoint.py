@@ -58,6 +58,7 @@ import pyarrow.parquet as pq
 
 from runner.artifacts import ArtifactStore, read_index, read_run
 from runner.artifacts.codec import PARQUET_OPTIONS, encode, sha256
+from runner.artifacts.objects import object_path
 from runner.artifacts.reading import field_binding
 from runner.context import Context, fork_value, values_equal
 from runner.manifest import Manifest, parse_manifest
@@ -228,8 +229,9 @@ def verify(frame: Frame, fns: list[FrameFn], registry: StageRegistry, manifest: 
     last = read_run(store, result.run_id).last_main_checkpoint()
     assert last is not None, "the run left no checkpoint"
     entry = read_index(store, result.run_id, last.dir).fields["feature_store"]
-    path = folder / "store" / "runs" / result.run_id / entry.file
-    sha_ok = sha256(path.read_bytes()) == entry.sha256
+    rel = object_path(entry.object) if entry.object else f"runs/{result.run_id}/{entry.file}"
+    path = folder / "store" / rel
+    sha_ok = sha256(path.read_bytes()) == entry.digest
     back = pq.read_table(path).to_pandas()
     pyarrow_ok = bool(back.equals(expected) and back.index.equals(expected.index)
                       and list(back.columns) == list(expected.columns))
@@ -249,7 +251,7 @@ def verify(frame: Frame, fns: list[FrameFn], registry: StageRegistry, manifest: 
     usage = tree_bytes(folder / "store")
     shutil.rmtree(folder / "store")
     return {
-        "file": f"runs/<run>/{entry.file}", "file_bytes": entry.bytes,
+        "file": rel, "file_bytes": entry.bytes,
         "sha256_ok": sha_ok,
         "equals_loop": bool(expected.equals(loop(frame, fns))),
         "pyarrow_equal": pyarrow_ok, "duckdb_rows": len(duck), "duckdb_columns": names,

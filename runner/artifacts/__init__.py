@@ -16,7 +16,7 @@ from runner.artifacts.layout import RunPaths, run_paths
 from runner.artifacts.lease import LEASE_ENV, RunLease
 from runner.artifacts.listing import RunListing, list_runs
 from runner.artifacts.options import storage_options
-from runner.artifacts.pruning import prune_runs
+from runner.artifacts.pruning import prune_runs, sweep_store
 from runner.artifacts.reading import load_checkpoint, load_field, read_index, read_run
 from runner.artifacts.resume import prepare_resume
 from runner.artifacts.signing import KEY_ENV, KEY_FILE_ENV, load_key
@@ -45,4 +45,5 @@ __all__ = [
     "read_run",
     "run_paths",
     "storage_options",
+    "sweep_store",
 ]

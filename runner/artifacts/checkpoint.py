@@ -2,7 +2,9 @@
 
 The layout is :mod:`runner.artifacts.layout`'s; run.json and each index.json are
 signed documents (:mod:`runner.artifacts.documents`), and an index binds its run,
-its folder, the field names, formats, files, sha256 and the context type. A run's
+its folder, the field names, formats, the digests of their content-addressed objects
+(:mod:`runner.artifacts.objects`: a frame any run stored before is stored once) and
+the context type. A run's
 status is running, succeeded, failed or interrupted (a signal stopped it). A field
 unchanged since the previous checkpoint is referenced, not rewritten. run.json is
 written when the run starts and ends (and every :data:`SAVE_EVERY` seconds); each
@@ -263,7 +265,7 @@ class CheckpointHook(CheckpointWriting, RunHook):
                     entry = {"format": "value", "value": frozen}
                     written.append(fname)
                 else:
-                    entry = {"file": ""}
+                    entry = {}
                     todo[fname] = (frozen, entry)
                 fields[fname] = entry
                 if kind == "step":

@@ -1,9 +1,11 @@
-"""Writing a checkpoint: its fields encoded to files, its index, its commit.
+"""Writing a checkpoint: its fields encoded and stored as objects, its index, its commit.
 
 The part of :class:`~runner.artifacts.checkpoint.CheckpointHook` that runs on the
-writer threads: one thread encodes and writes the field files (a frame written
-natively is left under a temporary name for the next thread to hash), the next
-writes the index and commits the checkpoint with its journal line; a checkpoint
+writer threads: one thread encodes each field and stores it as a content-addressed
+object (:mod:`runner.artifacts.objects`: a frame equal to one any run stored before is
+stored once; a frame written natively is left in a temporary file for the next
+thread to hash and name), the next writes the index, which names the objects by
+digest, and commits the checkpoint with its journal line; a checkpoint
 with no file to write (*inline*) is committed with its line alone, on the step's
 own thread when nothing is being written. Listeners hear of every write once it is
 done or failed. A write error is kept and raised at the next step boundary.
@@ -24,7 +26,7 @@ from runner.artifacts.codec import Encoded, encode
 from runner.artifacts.durability import Lane, Syncer
 from runner.artifacts.journal import JournalWriter
 from runner.artifacts.layout import RunPaths
-from runner.artifacts.reading import field_binding
+from runner.artifacts.objects import ObjectRef, ObjectStore, object_binding, object_path
 from runner.artifacts.signing import SigningKey, sign_document
 from runner.artifacts.store import ArtifactStore
 from runner.errors import ArtifactError
@@ -63,6 +65,12 @@ def document_bytes(doc: Mapping[str, Any]) -> bytes:
     return ("{\n" + ",\n".join(lines) + "\n}\n").encode()
 
 
+def _stored(entry: dict[str, Any], put: ObjectRef) -> str:
+    """Name ``put`` in the field's index ``entry``; the object's path on the store."""
+    entry.update(object=put.digest, bytes=put.size)
+    return object_path(put.digest)
+
+
 class CheckpointWriting:
     """The writer threads of :class:`~runner.artifacts.checkpoint.CheckpointHook` and
     what runs on them; the hook owns the state below and commits each checkpoint's
@@ -82,68 +90,67 @@ class CheckpointWriting:
     def _append(self, metas: list[dict[str, Any]], files: list[str]) -> None:
         raise NotImplementedError  # the hook's: the run's record is its own
 
+    @property
+    def _objects(self) -> ObjectStore:
+        return ObjectStore(self.store)
+
     def _write(self, run_id: str, step_dir: str, todo: dict[str, Any],
                index: dict[str, Any], meta: dict[str, Any], event: dict[str, Any]) -> None:
-        """Encode and write the fields (not yet fsynced), then hand over to commit.
+        """Encode the fields and store each as an object (not yet fsynced by the
+        syncer), then hand over to commit.
 
-        In the background, a frame written natively is left under its temporary
-        name: the commit thread hashes it (on the other core, while this thread
-        encodes the next checkpoint) and only then gives it its name."""
-        base = RunPaths(run_id).dir
-        written: list[str] = []
-        unhashed: list[tuple[str, str, dict[str, Any]]] = []  # (rel, temporary, entry)
+        In the background, a frame written natively is left in a temporary file:
+        the commit thread hashes it (on the other core, while this thread encodes the
+        next checkpoint) and only then gives it its object's name."""
+        written: list[str] = []  # the objects, for the syncer
+        unhashed: list[tuple[str, dict[str, Any]]] = []  # (temporary file, entry)
         try:
             for fname, (value, entry) in todo.items():
-                pickled = RunPaths.new_field_file(step_dir, fname, "pkl")
-                enc = encode(value, binding=field_binding(run_id, pickled))
-                rel = RunPaths.new_field_file(step_dir, fname, enc.suffix)
-                entry.update(file=rel, format=enc.format, rows=enc.rows)
+                enc = encode(value, binding=object_binding(fname))
+                entry.update(format=enc.format, rows=enc.rows)
                 if enc.format == "series":
                     entry["series_name"] = enc.series_name
                 if self.background and enc.write_file is not None and self.store.local:
-                    tmp = self.store.write_temp(f"{base}/{rel}", enc.write_file)
-                    unhashed.append((f"{base}/{rel}", tmp, entry))
-                else:
-                    digest, size = self._write_field(f"{base}/{rel}", enc)
-                    entry.update(sha256=digest, bytes=size)
-                written.append(f"{base}/{rel}")
+                    name = f"{step_dir.removeprefix('steps/')}.{fname}.{enc.suffix}"
+                    unhashed.append((self._objects.write_temp(enc.write_file, name=name),
+                                     entry))
+                    continue
+                written.append(_stored(entry, self._put(enc)))
         except BaseException as exc:
-            for _, tmp, _ in unhashed:
+            for tmp, _ in unhashed:
                 self.store.discard_temp(tmp)
             self._tell(event, todo, exc)
             raise
-        commit = functools.partial(self._commit, base, step_dir, written, index, meta,
-                                   event, todo, unhashed)
+        commit = functools.partial(self._commit, RunPaths(run_id).dir, step_dir, written,
+                                   index, meta, event, todo, unhashed)
         if self.background:
             self._committer.submit(commit)
         else:
             commit()
 
-    def _write_field(self, rel: str, enc: Encoded) -> tuple[str, int]:
-        """One field's file; its sha256 and size (the syncer makes it durable)."""
+    def _put(self, enc: Encoded) -> ObjectRef:
+        """One field's object: written natively to a local file when the store is local
+        (Arrow's own file, twice as fast), else its bytes put as they are."""
         if enc.write_file is not None and self.store.local:
-            return self.store.write_local(rel, enc.write_file, durable=False)
-        with self.store.open_atomic(rel, durable=False) as fh:
-            enc.write(fh)
-        return fh.sha256, fh.size
+            return self._objects.write_object(enc.write_file)
+        return self._objects.put_bytes(enc.data)
 
     def _commit(self, base: str, step_dir: str, written: list[str], index: dict[str, Any],
                 meta: dict[str, Any], event: dict[str, Any], todo: dict[str, Any],
-                unhashed: list[tuple[str, str, dict[str, Any]]]) -> None:
-        """The fields still under a temporary name hashed and named, the index
-        written, then the journal line: the checkpoint counts as done (an index on
-        the store without its line is no checkpoint: a resume writes that folder
-        again). Then the syncer makes them durable, with the fields, in its next
-        batch; the line says up to where that was done already."""
+                unhashed: list[tuple[str, dict[str, Any]]]) -> None:
+        """The fields still in a temporary file hashed and given their object's name,
+        the index written, then the journal line: the checkpoint counts as done (an
+        index on the store without its line is no checkpoint: a resume writes that
+        folder again). Then the syncer makes them durable, with the objects, in its
+        next batch; the line says up to where that was done already."""
         try:
-            for i, (rel, tmp, entry) in enumerate(unhashed):
+            for i, (tmp, entry) in enumerate(unhashed):
                 try:
-                    digest, size = self.store.publish_temp(rel, tmp, durable=False)
+                    written.append(_stored(entry, self._objects.put_file(tmp)))
                 except BaseException:
-                    for _, later, _ in unhashed[i + 1:]:
+                    for later, _ in unhashed[i + 1:]:
                         self.store.discard_temp(later)
                     raise
-                entry.update(sha256=digest, bytes=size)
             index["created"] = now()
             index_rel = f"{base}/{step_dir}/index.json"
             self.store.write_bytes(index_rel, document_bytes(sign_document(index, key=self._key)),

@@ -49,6 +49,7 @@ MAX_PLAN_DEPTH = 128
 M = TypeVar("M", bound=BaseModel)
 
 Count = Annotated[int, Field(ge=0, le=2**53)]
+Digest = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Text = Annotated[str, Field(max_length=100_000)]
 
 
@@ -94,37 +95,49 @@ class AttemptRecord(_Doc):
 
 
 class FieldEntry(_Doc):
-    """One field of a checkpoint: its file (relative to the run), format and checksum;
-    or, format ``value``, the field's small JSON value itself (no file: the signed
-    document or journal line that holds the entry holds the value)."""
+    """One field of a checkpoint: the content-addressed object that holds it
+    (``object``: its sha256, :mod:`runner.artifacts.objects`), format and size; or,
+    format ``value``, the field's small JSON value itself (no object: the signed
+    document or journal line that holds the entry holds the value). Runs written
+    before objects name a ``file`` of the run (relative to it) and its ``sha256``."""
 
     file: Text = ""
+    object: Digest | None = None
     format: Literal["parquet", "series", "json", "pickle", "value"]
-    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    sha256: Digest | None = None
     bytes: Count = 0
     rows: Count | None = None
     series_name: Any = None
     value: Any = None
 
     @model_validator(mode="after")
-    def _file_or_value(self) -> FieldEntry:
+    def _object_file_or_value(self) -> FieldEntry:
         if self.format == "value":
-            if self.file or self.sha256 is not None:
-                raise ValueError("a value entry names no file")
+            if self.file or self.sha256 is not None or self.object is not None:
+                raise ValueError("a value entry names no file and no object")
+        elif self.object is not None:
+            if self.file or self.sha256 not in (None, self.object):
+                raise ValueError("an object entry names no file of its own")
         elif not self.file or self.sha256 is None:
-            raise ValueError(f"a {self.format} entry needs its file and sha256")
+            raise ValueError(f"a {self.format} entry needs its object, or its file and sha256")
         return self
 
     @property
     def inline(self) -> bool:
         return self.format == "value"
 
+    @property
+    def digest(self) -> str | None:
+        """The sha256 of the stored bytes (the object's name, or an old file's checksum)."""
+        return self.object or self.sha256
+
     def as_written(self) -> dict[str, Any]:
         """The entry as the checkpoint writer wrote it."""
         if self.inline:
             return {"format": "value", "value": self.value}
-        out = {"file": self.file, "format": self.format, "rows": self.rows,
-               "sha256": self.sha256, "bytes": self.bytes}
+        out: dict[str, Any] = ({"object": self.object} if self.object is not None
+                               else {"file": self.file, "sha256": self.sha256})
+        out.update(format=self.format, rows=self.rows, bytes=self.bytes)
         if self.format == "series":
             out["series_name"] = self.series_name
         return out
@@ -360,7 +373,7 @@ def check_confined(paths: RunPaths, ckpt: CheckpointRef) -> None:
     (:class:`IntegrityError` otherwise)."""
     paths.step_dir(ckpt.dir)
     for entry in [*(ckpt.fields or {}).values(), *(ckpt.changed or {}).values()]:
-        if not entry.inline:
+        if entry.file:
             paths.member(entry.file)
 
 
@@ -376,7 +389,7 @@ def read_index_doc(store: ArtifactStore, run_id: str, step_dir: str, *,
                              f"{str(index.dir)[:80]}, not of this checkpoint (copied from "
                              "another run or step)", url=where)
     for entry in index.fields.values():
-        if not entry.inline:
+        if entry.file:
             paths.member(entry.file)
     return index
 

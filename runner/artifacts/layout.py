@@ -8,7 +8,9 @@
     runs/<RUN_ID>/results.json                     what a succeeded run came up with
                                                    (results.py; its sha256 in run.json)
     runs/<RUN_ID>/steps/<NNN>-<name>/index.json    a checkpoint's index (signed)
-    runs/<RUN_ID>/steps/<NNN>-<name>/<field>.parquet|json|pkl
+    runs/<RUN_ID>/steps/<NNN>-<name>/<field>.parquet|json|pkl   (runs written before
+                                                   objects; fields are objects now:
+                                                   objects/<ab>/<62 hex>, objects.py)
     summaries/runs/<RUN_ID>/error_context.pkl      forensics (signed pickle)
     summaries/runs/<RUN_ID>/error.json             what failed (signed)
     runs/<RUN_ID>/attempts/<N>/spans.jsonl         an earlier attempt's spans (and

@@ -61,6 +61,7 @@ may not have written its reference yet)."""
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _PREFIX = re.compile(r"[0-9a-f]{2}")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 log = logging.getLogger("runner.artifacts")
 
@@ -95,11 +96,15 @@ class ObjectRef:
 
 @dataclass(frozen=True)
 class SweepReport:
-    """What a sweep deleted (or would delete, dry run) and what it kept as too young."""
+    """What a sweep deleted (or would delete, dry run), their bytes, what it kept as
+    too young, how many digests were referenced; ``skipped``: why it deleted nothing
+    (the references could not all be read)."""
 
     deleted: list[str]
     kept_young: list[str]
     referenced: int
+    bytes: int = 0
+    skipped: str = ""
 
 
 class ObjectStore:
@@ -129,8 +134,12 @@ class ObjectStore:
     def put_file(self, path: str) -> ObjectRef:
         """Store the local file at ``path`` under its sha256, and remove ``path``.
 
-        On a local store the file itself takes the object's name (a hard link: no copy),
-        so write it on the store's filesystem (:meth:`write_object` does).
+        On a local store the file itself takes the object's name (a hard link: no copy,
+        after an fsync: an object that has its name is whole, so a later put that finds
+        it there may trust it), so write it on the store's filesystem
+        (:meth:`write_temp` does). An object found there with another size than
+        ``path`` (torn by a machine that stopped before it reached the disk) is
+        replaced by it.
         """
         try:
             digest, size = sha256_file(path), os.path.getsize(path)  # noqa: PTH202
@@ -139,6 +148,9 @@ class ObjectStore:
         rel = object_path(digest)
         try:
             if self._present(rel, refresh=lambda: self._upload(rel, path)):
+                if self.store.local and self._torn(rel, size):
+                    self._replace(rel, path)
+                    return ObjectRef(digest, size, written=True)
                 return ObjectRef(digest, size, written=False)
             if self.store.local:
                 written = self._link(rel, path)
@@ -150,21 +162,42 @@ class ObjectStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)  # noqa: PTH108
 
+    def write_temp(self, write: Callable[[str], None], *, name: str = "new") -> str:
+        """A local temporary file written by ``write(path)``, for :meth:`put_file`:
+        beside the objects on a local store (so it can take an object's name without a
+        copy; ``objects/tmp/.<name>.<random>``, ``name`` saying what it is for), in the
+        system's temporary folder elsewhere. The first half of :meth:`write_object`,
+        for a caller that hashes on another thread."""
+        if self.store.local:
+            safe = _UNSAFE.sub("-", name)[:120] or "new"
+            return self.store.write_temp(f"{OBJECTS}/tmp/{safe}", write)
+        fd, tmp = tempfile.mkstemp(prefix="runner-object-")
+        os.close(fd)
+        try:
+            write(tmp)
+        except BaseException:
+            os.unlink(tmp)  # noqa: PTH108
+            raise
+        return tmp
+
     def write_object(self, write: Callable[[str], None]) -> ObjectRef:
         """Store what ``write(path)`` writes to a local file (a library's own writer, as
-        Arrow's for Parquet): into a temporary file beside the objects on a local store,
-        a local temporary file elsewhere, then :meth:`put_file`."""
-        if self.store.local:
-            tmp = self.store.write_temp(f"{OBJECTS}/tmp/new", write)
-        else:
-            fd, tmp = tempfile.mkstemp(prefix="runner-object-")
-            os.close(fd)
-            try:
-                write(tmp)
-            except BaseException:
-                os.unlink(tmp)  # noqa: PTH108
-                raise
-        return self.put_file(tmp)
+        Arrow's for Parquet): :meth:`write_temp`, then :meth:`put_file`."""
+        return self.put_file(self.write_temp(write))
+
+    def _torn(self, rel: str, size: int) -> bool:
+        try:
+            return os.path.getsize(self.store.path(rel)) != size  # noqa: PTH202
+        except FileNotFoundError:
+            return False
+
+    def _replace(self, rel: str, path: str) -> None:
+        """Put the complete file ``path`` in place of a torn object (same digest)."""
+        with open(path, "rb") as fh:  # noqa: PTH123
+            os.fsync(fh.fileno())
+        log.warning("object %s was torn (a machine stopped while it was written): "
+                    "written again", self.store.url_of(rel))
+        os.replace(path, self.store.path(rel))  # noqa: PTH105
 
     def _present(self, rel: str, *, refresh: Callable[[], None]) -> bool:
         """Whether ``rel`` exists; one older than half the grace is refreshed first.
@@ -239,7 +272,7 @@ def sweep_objects(objects: ObjectStore, referenced: Collection[str], *,
     sweep starts (an object put since is younger than the grace, so it stays).
     """
     store, grace = objects.store, objects.grace
-    deleted, young = [], []
+    deleted, young, size = [], [], 0
     for digest in objects.digests():
         if digest in referenced:
             continue
@@ -247,16 +280,19 @@ def sweep_objects(objects: ObjectStore, referenced: Collection[str], *,
         if not _old(store, rel, grace, now):
             young.append(digest)
             continue
-        deleted.append(digest)
-        if not dry_run and _old(store, rel, grace, now):  # again: a put may have refreshed it
-            store.delete(rel)
+        if dry_run or _old(store, rel, grace, now):  # again: a put may have refreshed it
+            deleted.append(digest)
+            size += store.size(rel) or 0
+            if not dry_run:
+                store.delete(rel)
     for rel in _temporary_files(store):
         if _old(store, rel, grace, now) and not dry_run:
             store.delete(rel)
     if deleted:
         log.info("%s %d unreferenced objects from %s", "would delete" if dry_run else "deleted",
                  len(deleted), store.url)
-    return SweepReport(deleted=deleted, kept_young=young, referenced=len(referenced))
+    return SweepReport(deleted=deleted, kept_young=young, referenced=len(referenced),
+                       bytes=size)
 
 
 def _old(store: ArtifactStore, rel: str, grace: float, now: float | None) -> bool:

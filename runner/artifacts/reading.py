@@ -1,10 +1,11 @@
 """Reading a run back: run.json with its journal, a checkpoint's index, a field, a context.
 
 Everything read is verified before it is used: documents are signed
-(:mod:`runner.artifacts.documents`), a field file's sha256 is checked against its
-index before it is decoded, and a context is only built as a type the plan declares
-(nothing is imported for a store). An inline checkpoint has no files: its record in
-run.json or the journal carries its index.
+(:mod:`runner.artifacts.documents`), a field's object (a file, in runs written before
+objects) is checked against the digest its index names before it is decoded, and a
+context is only built as a type the plan declares (nothing is imported for a store).
+An inline checkpoint has no files: its record in run.json or the journal carries its
+index.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from runner.artifacts.documents import (
 )
 from runner.artifacts.journal import read_journal_state, resolve_bases
 from runner.artifacts.layout import RunPaths
+from runner.artifacts.objects import object_binding, object_path
 from runner.artifacts.store import ArtifactStore
-from runner.digest import digest_matches
+from runner.digest import digest_matches, sha256
 from runner.errors import ArtifactError, IntegrityError
 
-__all__ = ["field_binding", "load_checkpoint", "load_field", "read_index", "read_run"]
+__all__ = ["field_binding", "field_bytes", "load_checkpoint", "load_field", "read_index",
+           "read_run"]
 
 
 def read_run(store: ArtifactStore, run_id: str, *, allow_unsigned: bool = False) -> RunDoc:
@@ -81,23 +84,49 @@ def read_index(store: ArtifactStore, run_id: str, checkpoint: CheckpointRef | st
 
 
 def field_binding(run_id: str, file: str) -> dict[str, str]:
-    """What a field's pickle is signed for: this run, this file (relative to the run)."""
+    """What a field's pickle is signed for in a run written before objects: this run,
+    this file (relative to the run). A pickle kept as an object is signed for
+    :func:`~runner.artifacts.objects.object_binding` instead."""
     return {"kind": "field", "run_id": run_id, "file": file}
 
 
-def load_field(store: ArtifactStore, run_id: str, entry: FieldEntry, *,
-               allow_unsigned: bool = False) -> Any:
-    """One field of a checkpoint, its sha256 checked before it is decoded (an inline
-    value: as its verified record holds it)."""
+def field_bytes(store: ArtifactStore, run_id: str, entry: FieldEntry, *, name: str = "",
+                checkpoint: str = "") -> tuple[bytes, str]:
+    """The stored bytes of one field (not inline), checked against the digest its
+    verified index names, and their URL. The store is untrusted: bytes that do not
+    match (an object swapped, truncated or edited) are an :class:`IntegrityError`
+    naming the object, the checkpoint and the field; a missing one an ArtifactError."""
+    what = f"field {name!r} of checkpoint {checkpoint or '?'} of run {run_id}"
+    if entry.object is not None:
+        rel = object_path(entry.object)
+    else:
+        rel = RunPaths(run_id).member(entry.file)
+    where = store.url_of(rel)
+    try:
+        data = store.read_bytes(rel)
+    except ArtifactError as exc:
+        if not exc.missing or isinstance(exc, IntegrityError):
+            raise
+        raise ArtifactError(f"{where} ({what}) is missing from the store", url=where,
+                            missing=True) from exc
+    if not digest_matches(data, entry.digest):
+        raise IntegrityError(f"{where} ({what}) does not match its digest in the checkpoint "
+                             f"index ({len(data)} bytes, sha256 {sha256(data)[:16]}...): "
+                             "swapped, truncated or modified on the store", url=where)
+    return data, where
+
+
+def load_field(store: ArtifactStore, run_id: str, entry: FieldEntry, *, name: str = "",
+               checkpoint: str = "", allow_unsigned: bool = False) -> Any:
+    """One field of a checkpoint (``name``: the field's, which a pickled object is
+    signed for), its digest checked before it is decoded; a pickle is unpickled only
+    once its signature verifies. An inline value: as its verified record holds it."""
     if entry.inline:
         return copy.deepcopy(entry.value)
-    rel = RunPaths(run_id).member(entry.file)
-    data = store.read_bytes(rel)
-    where = store.url_of(rel)
-    if not digest_matches(data, entry.sha256):
-        raise IntegrityError(f"{where}: sha256 does not match the checkpoint index "
-                             "(corrupted or modified)", url=where)
-    return decode(entry.format, data, where=where, binding=field_binding(run_id, entry.file),
+    data, where = field_bytes(store, run_id, entry, name=name, checkpoint=checkpoint)
+    binding = (object_binding(name) if entry.object is not None
+               else field_binding(run_id, entry.file))
+    return decode(entry.format, data, where=f"{where} (field {name!r})", binding=binding,
                   allow_unsigned=allow_unsigned, series_name=entry.series_name)
 
 
@@ -121,6 +150,7 @@ def load_checkpoint(store: ArtifactStore, run_id: str, checkpoint: CheckpointRef
     if unknown:
         raise IntegrityError(f"{where}: {ctype.__name__} has no field(s) "
                              f"{', '.join(unknown)[:200]}", url=where)
-    values = {name: load_field(store, run_id, entry, allow_unsigned=allow_unsigned)
+    values = {name: load_field(store, run_id, entry, name=name, checkpoint=step_dir,
+                               allow_unsigned=allow_unsigned)
               for name, entry in index.fields.items()}
     return ctype.model_construct(None, **values)

@@ -358,6 +358,14 @@ class ArtifactStore:
         known = [s for s in stamps if s is not None]
         return max(known) if known else None
 
+    def size(self, rel: str) -> int | None:
+        """The file's size in bytes (None: missing, or a back end that does not say)."""
+        with translated(self.url_of(rel), "cannot stat"):
+            try:
+                return int(self.fs.size(self.path(rel)))
+            except (NotImplementedError, FileNotFoundError, OSError, TypeError):
+                return None
+
     def modified(self, rel: str) -> float | None:
         """Last-modified time (epoch seconds) when the back end knows it."""
         with translated(self.url_of(rel), "cannot stat"):

@@ -15,7 +15,7 @@ from runner.cli.options import AllowUnsignedOpt, ArtifactsOpt, RunIdArg, Storage
 from runner.cli.output import err
 from runner.cli.output import wide as out
 from runner.cli.parsing import artifact_root, open_store
-from runner.errors import IntegrityError, UsageError
+from runner.errors import UsageError
 from runner.words import did_you_mean, plural
 
 if TYPE_CHECKING:  # the store, pandas and the telemetry load when a command runs, not for --help
@@ -97,16 +97,20 @@ def runs_show(run_id: RunIdArg, artifacts: ArtifactsOpt = None,
         _show_attempts(store, doc)
     table = Table("step", "path", "kind", "field", "format", "rows", "bytes", "stored in",
                   box=None)
+    first_in: dict[str, str] = {}  # object -> the checkpoint that first named it
     for ckpt, index in zip(doc.checkpoints, indexes, strict=True):
         for i, (name, entry) in enumerate(index.fields.items()):
-            own = entry.file.startswith(ckpt.dir + "/")
+            if entry.object is not None:
+                owner = first_in.setdefault(entry.object, ckpt.dir)
+            else:
+                owner = "/".join(entry.file.split("/")[:2])
             first = i == 0
             table.add_row(escape(ckpt.dir.removeprefix("steps/")) if first else "",
                           escape(ckpt.path) if first else "", ckpt.kind if first else "",
                           name, entry.format, str(entry.rows or ""),
                           "" if entry.inline else str(entry.bytes),
-                          "inline" if entry.inline
-                          else "here" if own else escape(entry.file.split("/")[1]))
+                          "inline" if entry.inline else "here" if owner == ckpt.dir
+                          else escape(owner.removeprefix("steps/")))
     out.print(table)
 
 
@@ -159,22 +163,39 @@ def runs_prune(
         "--older-than", metavar="DAYS", help="Age in days (fractions too: 0.5)")],
     artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Say which runs would be deleted; delete nothing")] = False,
+        "--dry-run", help="Say which runs, and how many objects and bytes, would be "
+        "deleted; delete nothing")] = False,
     allow_unsigned: AllowUnsignedOpt = False,
     unreadable: Annotated[bool, typer.Option(
         "--unreadable", help="Also delete run folders whose run.json does not read or "
         "verify (kept by default for a human to look at)")] = False,
+    grace: Annotated[float, typer.Option(
+        "--grace", metavar="HOURS", min=0, help="Keep unreferenced objects written or "
+        "reused less than this long ago (a run going on may not have named them yet)")
+    ] = 24.0,
 ) -> None:
     """Delete finished runs (checkpoints and forensics) older than N days, and empty
     run folders (no run.json) last written that long ago; never a run whose lease a
-    live process holds."""
-    from runner.artifacts import prune_runs
+    live process holds. Then delete the stored objects (checkpoint fields) that no
+    remaining run and no step-cache entry references."""
+    from runner.artifacts import prune_runs, sweep_store
+    from runner.cache.entries import referenced_objects
 
-    pruned = prune_runs(open_store(artifacts, storage_option), older_than_days=older_than,
-                        dry_run=dry_run, allow_unsigned=allow_unsigned,
-                        unreadable=unreadable)
+    store = open_store(artifacts, storage_option)
+    pruned = prune_runs(store, older_than_days=older_than, dry_run=dry_run,
+                        allow_unsigned=allow_unsigned, unreadable=unreadable)
     verb = "would delete" if dry_run else "deleted"
     err.print(f"{verb} {plural(len(pruned), 'run')}" + (": " + ", ".join(pruned) if pruned else ""))
+    swept = sweep_store(store, also_referenced=referenced_objects(
+        store, allow_unsigned=allow_unsigned), excluding=pruned if dry_run else (),
+        dry_run=dry_run, allow_unsigned=allow_unsigned, grace=grace * 3600)
+    if swept.skipped:
+        err.print(f"[yellow]warning:[/] {escape(swept.skipped)}")
+        return
+    young = (f"; kept {plural(len(swept.kept_young), 'unreferenced object')} newer than "
+             f"{grace:g} h" if swept.kept_young else "")
+    err.print(f"{verb} {plural(len(swept.deleted), 'unreferenced object')} "
+              f"({swept.bytes:,} bytes){young}")
 
 
 def _find_step(doc: RunDoc, step: str) -> CheckpointRef:
@@ -188,18 +209,17 @@ def _find_step(doc: RunDoc, step: str) -> CheckpointRef:
                      + ", ".join(names))
 
 
-def _write_field(store: ArtifactStore, rel: str | None, entry: Any, output: Path) -> None:
-    """``artifacts get -o FILE``: the stored file, checksum verified (an inline value,
-    kept in the run's record with no file of its own, as JSON)."""
-    from runner.digest import digest_matches
+def _write_field(store: ArtifactStore, run_id: str, ckpt: CheckpointRef, name: str,
+                 entry: Any, output: Path) -> None:
+    """``artifacts get -o FILE``: the stored bytes, checked against their digest (an
+    inline value, kept in the run's record with no object of its own, as JSON)."""
+    from runner.artifacts.reading import field_bytes
 
-    if rel is None:
+    if entry.inline:
         data = (json.dumps(entry.value) + "\n").encode()
         said = "json, an inline value"
     else:
-        data = store.read_bytes(rel)
-        if not digest_matches(data, entry.sha256):
-            raise IntegrityError(f"{store.url_of(rel)}: sha256 does not match the index")
+        data, _ = field_bytes(store, run_id, entry, name=name, checkpoint=ckpt.dir)
         said = f"{entry.format}, {len(data)} bytes"
     try:
         output.write_bytes(data)
@@ -228,7 +248,7 @@ def artifacts_get(
 
     from runner.artifacts import load_field, read_index, read_run, run_paths
 
-    paths = run_paths(run_id)
+    run_paths(run_id)
     store = open_store(artifacts, storage_option)
     ckpt = _find_step(read_run(store, run_id, allow_unsigned=allow_unsigned), step)
     index = read_index(store, run_id, ckpt, allow_unsigned=allow_unsigned)
@@ -238,10 +258,10 @@ def artifacts_get(
                          + ", ".join(index.fields))
     entry = index.fields[field]
     if output is not None:
-        _write_field(store, paths.member(entry.file) if not entry.inline else None, entry,
-                     output)
+        _write_field(store, run_id, ckpt, field, entry, output)
         return
-    value = load_field(store, run_id, entry, allow_unsigned=allow_unsigned)
+    value = load_field(store, run_id, entry, name=field, checkpoint=ckpt.dir,
+                       allow_unsigned=allow_unsigned)
     if isinstance(value, pd.DataFrame | pd.Series):
         sys.stdout.write(value.to_string(max_rows=40) + "\n")
     else:

@@ -188,24 +188,31 @@ def _plan_steps(node: Node | None, branch: str | None = None
 
 def _artifacts(run: Mapping[str, Any], indexes: Mapping[str, Mapping[str, Any]]
                ) -> list[dict[str, Any]]:
-    """Each checkpoint with its fields; a field kept from an earlier checkpoint is a reference."""
+    """Each checkpoint with its fields; a field kept from an earlier checkpoint (its
+    object named before in the run, or in runs written before objects, its file in
+    another folder) is a reference."""
     listed = [dict(c) for c in run.get("checkpoints") or ()]
     known = {c.get("dir") for c in listed}
     listed += [{"dir": d, "name": i.get("name"), "path": i.get("path"), "kind": i.get("kind")}
                for d, i in sorted(indexes.items()) if d not in known]
     out = []
+    seen: set[str] = set()  # objects named by an earlier checkpoint of the run
     for entry in listed:
         folder = str(entry.get("dir") or "")
         index = indexes.get(folder)
         fields = []
         for fname, meta in ((index or {}).get("fields") or {}).items():
-            file = str(meta.get("file") or "")
+            digest = meta.get("object")
+            file = (f"objects/{digest[:2]}/{digest[2:]}" if digest  # the store's layout
+                    else str(meta.get("file") or ""))
+            own = digest not in seen if digest else file.startswith(folder + "/")
+            seen.update([digest] if digest else [])
             rows = meta.get("rows")
             fields.append({"name": fname, "format": meta.get("format") or "—",
                            "rows": f"{rows:,}" if isinstance(rows, int) else "—",
                            "size": format_bytes(meta.get("bytes")),
-                           "sha": str(meta.get("sha256") or "")[:12] or "—", "file": file,
-                           "written": file.startswith(folder + "/"),
+                           "sha": str(digest or meta.get("sha256") or "")[:12] or "—",
+                           "file": file, "written": own,
                            "bytes": int(meta.get("bytes") or 0)})
         written = [f for f in fields if f["written"]]
         out.append({"dir": folder, "name": entry.get("name") or "", "path": entry.get("path") or "",

@@ -259,10 +259,20 @@ def load_ckpt(store: Any, run_id: str, step_dir: str, **options: Any) -> Any:
 
 
 def load_entry(store: Any, run_id: str, entry: dict[str, Any], **options: Any) -> Any:
-    """One field, from an index entry given as a dict."""
+    """One field, from an index entry given as a dict (``name=``: the field's, which a
+    pickled object is signed for)."""
     from runner.artifacts import load_field
     from runner.artifacts.documents import FieldEntry
     return load_field(store, run_id, FieldEntry.model_validate(entry), **options)
+
+
+def stored_path(run_id: str, entry: dict[str, Any]) -> str:
+    """Where a field's bytes are on the store: its object, or in a run written before
+    objects, its file in the run's folder."""
+    from runner.artifacts.objects import object_path
+    if entry.get("object"):
+        return object_path(entry["object"])
+    return f"runs/{run_id}/{entry['file']}"
 
 
 def write_signed(store: Any, rel: str, doc: dict[str, Any]) -> None:

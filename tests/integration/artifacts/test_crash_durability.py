@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.artifacts.objects import object_path
 from tests.integration.artifacts.test_crash_resume import (
     GROUP,
     ORDER,
@@ -57,7 +58,11 @@ def test_a_kill_loses_no_commit_that_was_never_fsynced(tmp_path, reference):  # 
 
 
 def _empty_field(tmp_path: Path) -> None:
-    (tmp_path / "artifacts" / POS_DIR / "feature_store.parquet").write_bytes(b"")
+    """The checkpoint's object for the frame empty (its data never reached the disk);
+    the step run again puts the same object, which replaces the torn one."""
+    index = json.loads((tmp_path / "artifacts" / POS_DIR / "index.json").read_bytes())
+    (tmp_path / "artifacts" / object_path(index["fields"]["feature_store"]["object"])
+     ).write_bytes(b"")
 
 
 def _drop_index(tmp_path: Path) -> None:

@@ -70,6 +70,7 @@ SEED, RETURNS, GROUP, POSITION, PNL, SUMMARY = MAIN = [
     "crash[4]",
 ]
 STEPS_DIR = f"runs/{RUN_ID}/steps"
+TMP_OBJECTS = "objects/tmp"  # a writer's temporary files, named for checkpoint and field
 
 
 def _sdk(manifest: Path, artifacts: Path, workspaces: Path) -> QuantSDK:
@@ -402,16 +403,16 @@ SCENARIOS = {
         _at("crash.seed:before"), [], [], checkpoints=[], absent=[f"{STEPS_DIR}/*"]),
     # during a checkpoint write: a torn field file under its temporary name
     "partial-field-write": Scenario(
-        _write(r"crash\.position/feature_store\.parquet$", "partial", wait=GROUP),
+        _write(r"crash\.position\.feature_store\.parquet$", "partial", wait=GROUP),
         [SEED, RETURNS, GROUP], [*UP_TO_GROUP, "crash.position"],
-        leftovers=[f"{POS_DIR}/.feature_store.parquet.*"],
-        absent=[f"{POS_DIR}/feature_store.parquet", f"{POS_DIR}/index.json"],
+        leftovers=[f"{TMP_OBJECTS}/.006-crash.position.feature_store.parquet.*"],
+        absent=[f"{POS_DIR}/index.json"],
         checkpoints=UP_TO_MERGE),
-    # the field files of a checkpoint written, its index.json not
+    # the objects of a checkpoint written, its index.json not
     "before-index": Scenario(
         _write(r"crash\.position/index\.json$", "before"),
         [SEED, RETURNS, GROUP], [*UP_TO_GROUP, "crash.position"],
-        leftovers=[f"{POS_DIR}/feature_store.parquet"], absent=[f"{POS_DIR}/index.json"],
+        leftovers=["objects/??/*"], absent=[f"{POS_DIR}/index.json"],
         checkpoints=UP_TO_MERGE),
     # the index.json written, its journal line torn (killed mid-append): the
     # checkpoint is on the store but not recorded; the lines before it are intact
@@ -422,15 +423,15 @@ SCENARIOS = {
         checkpoints=UP_TO_MERGE),
     # during a branch checkpoint: the group reruns, both branches
     "partial-branch-write": Scenario(
-        _write(r"branch-crash\.volatility/feature_store\.parquet$", "partial",
+        _write(r"branch-crash\.volatility\.feature_store\.parquet$", "partial",
                wait="crash[2][0]"),
         [SEED, RETURNS], UP_TO_GROUP,
-        leftovers=[f"{STEPS_DIR}/004-branch-crash.volatility/.feature_store.parquet.*"],
+        leftovers=[f"{TMP_OBJECTS}/.004-branch-crash.volatility.feature_store.parquet.*"],
         checkpoints=["crash.seed", "crash.returns", BRANCH0]),
     # both branches checkpointed, the merge's checkpoint not
     "before-merge-index": Scenario(
         _write(r"-merge/index\.json$", "before"), [SEED, RETURNS], UP_TO_GROUP,
-        leftovers=[f"{STEPS_DIR}/005-merge/feature_store.parquet"],
+        leftovers=["objects/??/*"], absent=[f"{STEPS_DIR}/005-merge/index.json"],
         checkpoints=["crash.seed", "crash.returns", BRANCH0, BRANCH1]),
     # every step checkpointed, the run not yet marked succeeded: nothing left to run
     "before-success-recorded": Scenario(
@@ -496,7 +497,7 @@ def test_double_crash(tmp_path, reference):
     _manifest(tmp_path)
     first = crash(tmp_path, 1, _at("crash.volatility:inside", wait="crash[2][0]"))
     assert first.completed == [SEED, RETURNS] and first.attempt.ledger == UP_TO_GROUP
-    second = crash(tmp_path, 2, _write(r"crash\.pnl/feature_store\.parquet$", "partial",
+    second = crash(tmp_path, 2, _write(r"crash\.pnl\.feature_store\.parquet$", "partial",
                                        wait=POSITION), resume=True)
     assert second.attempts == 2
     assert second.completed == [SEED, RETURNS, GROUP, POSITION]

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from runner.artifacts import ArtifactStore, load_error_context
 from runner.artifacts.codec import sha256
 from runner.artifacts.journal import JournalWriter
+from runner.artifacts.objects import object_path
 from runner.artifacts.signing import sign_document
 from runner.cli import app
 from runner.errors import ArtifactError, StageFailedError, UsageError
@@ -85,8 +86,14 @@ def _index(w: dict[str, Any], run: str = RUN, step: str = FINAL) -> Path:
     return w["store"] / "runs" / run / step / "index.json"
 
 
-def _pickle_file(w: dict[str, Any], run: str = RUN) -> Path:
-    return w["store"] / "runs" / run / "steps/005-pickled/pair.pkl"
+def _object_file(w: dict[str, Any], field: str = "pair", step: str = "steps/005-pickled"
+                 ) -> Path:
+    """The object holding a field of RUN's checkpoint ``step``."""
+    return w["store"] / object_path(_json(_index(w, step=step))["fields"][field]["object"])
+
+
+def _pickle_file(w: dict[str, Any]) -> Path:
+    return _object_file(w)
 
 
 def _hostile_pickle(w: dict[str, Any]) -> bytes:
@@ -94,28 +101,29 @@ def _hostile_pickle(w: dict[str, Any]) -> bytes:
 
 
 def _swap_pickle_rewrite_index(w: dict[str, Any]) -> None:
-    """The reported attack: a pickle replaced, index.json's sha256 rewritten."""
+    """The reported attack: a pickle replaced, the index re-pointed at it (unsigned)."""
     data = _hostile_pickle(w)
+    hostile = w["store"] / object_path(sha256(data))
+    hostile.parent.mkdir(parents=True, exist_ok=True)
+    hostile.write_bytes(data)
     for step in ("steps/005-pickled", "steps/006-flaky", FINAL):
         path = _index(w, step=step)
         doc = _json(path)
-        entry = doc["fields"]["pair"]
-        if entry["file"].endswith("pair.pkl"):
-            (w["store"] / "runs" / RUN / entry["file"]).write_bytes(data)
-            entry.update(sha256=sha256(data), bytes=len(data))
-            _put(path, doc)
+        doc["fields"]["pair"].update(object=sha256(data), bytes=len(data))
+        _put(path, doc)
 
 
-def _pickle_from_other_run(w: dict[str, Any]) -> None:
-    """A validly signed pickle of another run, its index re-pointed (still refused)."""
-    _pickle_file(w).write_bytes(_pickle_file(w, OTHER).read_bytes())
+def _pickle_object_swapped(w: dict[str, Any]) -> None:
+    """A validly signed object of another field in place of the pickle's object (its
+    name no longer matches its bytes)."""
+    _pickle_file(w).write_bytes(_object_file(w, "audit_trail").read_bytes())
 
 
 def _pickle_from_other_field(w: dict[str, Any]) -> None:
-    """A validly signed file of another field in place of ours (sha256 rewritten)."""
+    """The index re-pointed at the object of another field (unsigned edit)."""
     path = _index(w)
     doc = _json(path)
-    doc["fields"]["pair"]["file"] = doc["fields"]["audit_trail"]["file"]
+    doc["fields"]["pair"]["object"] = doc["fields"]["audit_trail"]["object"]
     _put(path, doc)
 
 
@@ -236,8 +244,8 @@ BIG = int("9" * 4000)
 
 CORPUS: dict[str, Callable[[dict[str, Any]], None]] = {
     "pickle swapped, sha256 rewritten": _swap_pickle_rewrite_index,
-    "signed pickle from another run": _pickle_from_other_run,
-    "signed file from another field": _pickle_from_other_field,
+    "object swapped for another object": _pickle_object_swapped,
+    "index pointed at another field's object": _pickle_from_other_field,
     "index from another run": _index_from_other_run,
     "index from another step": _index_from_other_step,
     "run.json from another run": _run_json_from_other_run,
@@ -259,6 +267,9 @@ CORPUS: dict[str, Callable[[dict[str, Any]], None]] = {
         "sha256": "0" * 64, "bytes": 1}}),
     "field file of another run (absolute)": _signed_index(fields={"pair": {
         "file": "/tmp/x.pkl", "format": "pickle", "sha256": "0" * 64, "bytes": 1}}),
+    "field object traverses": _signed_index(fields={"pair": {
+        "object": "../../runs/other-1/steps/005-pickled/pair", "format": "pickle",
+        "bytes": 1}}),
     "status unknown": _signed_run(status="owned"),
     "attempts a string": _signed_run(attempts="1"),
     "attempts huge": _signed_run(attempts=BIG),

@@ -18,6 +18,7 @@ import pytest
 
 from runner.artifacts import ArtifactStore, load_checkpoint, read_index, read_run
 from runner.artifacts.layout import RunPaths
+from runner.artifacts.objects import object_path
 
 pytestmark = [pytest.mark.integration]
 
@@ -139,7 +140,8 @@ def test_small_steps_are_committed_by_their_journal_line_alone(cli, case):
         assert index.fields["count"].format == "value"
         assert index.fields["count"].value == count
         # the unchanged frame is a reference to the first checkpoint's file
-        assert index.fields["feature_store"].file == "steps/001-frames/feature_store.parquet"
+        first = read_index(store, "small-1", doc.checkpoints[0]).fields["feature_store"]
+        assert index.fields["feature_store"].object == first.object is not None
         ctx = load_checkpoint(store, "small-1", ckpt,
                               types={index.context_type: _context_type(case)})
         assert ctx.count == count and list(ctx.feature_store["a"]) == [1.0, 2.0, 3.0]
@@ -220,9 +222,9 @@ def test_the_store_holds_no_stray_files_for_inline_steps(cli, case):
     assert files == sorted([
         "runs/small-3/run.json", "runs/small-3/journal.jsonl", "runs/small-3/spans.jsonl",
         "runs/small-3/spans.sig.json", "runs/small-3/results.json",
-        *(f"runs/small-3/steps/001-frames/{f}" for f in (
-            "index.json", "feature_store.parquet", "inference_outputs.parquet",
-            "audit_trail.json", "params.json")),
+        "runs/small-3/steps/001-frames/index.json",
+        *(object_path(e.object) for e in read_index(
+            case["store"], "small-3", "steps/001-frames").fields.values() if e.object),
     ]), os.linesep.join(files)
 
 

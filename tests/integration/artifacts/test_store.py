@@ -28,6 +28,7 @@ from pandas.testing import assert_frame_equal, assert_series_equal
 
 from runner.artifacts import ArtifactStore, list_runs, load_error_context
 from runner.artifacts.codec import sha256
+from runner.artifacts.objects import ObjectStore
 from runner.artifacts.signing import KEY_ENV, PICKLE_HEADER
 from runner.errors import (
     ArtifactError,
@@ -42,6 +43,7 @@ from tests.integration.lease_shapes import ForeignHolder, held_lease, lease_file
 from tests.integration.store_shapes import (
     Marker,
     StoreContext,
+    stored_path,
     typed_frame,
     write_manifest,
     write_signed,
@@ -108,15 +110,16 @@ def final_dir(store: ArtifactStore, run_id: str) -> str:
 
 def replace_field(store: ArtifactStore, run_id: str, step_dir: str, field: str,
                   data: bytes, *, fix_index: bool) -> str:
-    """Overwrite a field's stored file; with ``fix_index`` also record its new sha256
-    (what someone holding the key could do; without it the index is refused).
-    Returns the file's URL."""
+    """Overwrite a field's object (what anyone with write access to the bucket can
+    do); with ``fix_index``, store ``data`` as an object of its own and name it in the
+    index instead (what someone holding the key could do). Returns the object's URL."""
     index = read_index(store, run_id, step_dir)
     entry = index["fields"][field]
-    rel = f"runs/{run_id}/{entry['file']}"
+    if fix_index:
+        entry.update(object=sha256(data), bytes=len(data))
+    rel = stored_path(run_id, entry)
     store.write_bytes(rel, data)
     if fix_index:
-        entry.update(sha256=sha256(data), bytes=len(data))
         write_signed(store, f"runs/{run_id}/{step_dir}/index.json", index)  # by a key holder
     return store.url_of(rel)
 
@@ -169,27 +172,29 @@ def test_checkpoints_after_every_main_step_and_branch(manifest, store_root):
             if name in ("value", "run_id", "workspace"):  # scalars: kept in the record
                 assert entry == {"format": "value", "value": getattr(result.context, name),
                                  **{k: entry[k] for k in entry if k not in ("format", "value")}}
-                assert not entry["file"] and entry["sha256"] is None
+                assert not entry["file"] and entry["object"] is entry["sha256"] is None
                 continue
-            data = store.read_bytes(f"runs/shape-1/{entry['file']}")
-            assert entry["sha256"] == sha256(data), name
+            data = store.read_bytes(stored_path("shape-1", entry))
+            assert entry["object"] == sha256(data) and not entry["file"], name
             assert entry["bytes"] == len(data), name
             if name in ("feature_store", "inference_outputs"):
-                assert entry["format"] == "parquet" and entry["file"].endswith(".parquet")
+                assert entry["format"] == "parquet"
                 assert entry["rows"] == (3 if name == "feature_store" else 0)
             else:
-                assert entry["format"] == "json" and entry["file"].endswith(".json")
+                assert entry["format"] == "json"
                 assert entry["rows"] is None
+
+    first_in: dict[str, str] = {}  # object -> the first checkpoint that named it
 
     def owners(step_dir: str) -> dict[str, str]:
         index = read_index(store, "shape-1", step_dir)
-        return {n: e["file"].rsplit("/", 1)[0] for n, e in index["fields"].items()
-                if e["format"] != "value"}
+        return {n: first_in.setdefault(e["object"], step_dir)
+                for n, e in index["fields"].items() if e["format"] != "value"}
 
     first = owners("steps/001-log.a")
     assert set(first.values()) == {"steps/001-log.a"}  # the first checkpoint writes all
-    x, merge, last = (owners("steps/002-branch-add.x"), owners("steps/004-merge"),
-                      owners("steps/005-log.b"))
+    x, _, merge, last = (owners("steps/002-branch-add.x"), owners("steps/003-branch-add.y"),
+                         owners("steps/004-merge"), owners("steps/005-log.b"))
     # a branch writes what it changed and references the rest of the main line
     assert x["feature_store"] == "steps/002-branch-add.x"
     assert x["audit_trail"] == "steps/001-log.a"
@@ -198,10 +203,10 @@ def test_checkpoints_after_every_main_step_and_branch(manifest, store_root):
     assert last["audit_trail"] == "steps/005-log.b"
     assert last["feature_store"] == "steps/004-merge"
     assert last["inference_outputs"] == last["notes"] == "steps/001-log.a"
-    # ... and the references are not rewritten
-    assert store.listdir("runs/shape-1/steps/005-log.b") == ["audit_trail.json", "index.json"]
-    assert store.listdir("runs/shape-1/steps/004-merge") == ["feature_store.parquet",
-                                                              "index.json"]
+    # a checkpoint folder holds its index only: the fields are objects, each stored once
+    for ckpt in doc["checkpoints"]:
+        assert store.listdir(f"runs/shape-1/{ckpt['dir']}") == ["index.json"]
+    assert len(ObjectStore(store).digests()) == len(first_in)
 
     assert_same_context(load_checkpoint(store, "shape-1", "steps/005-log.b"), result.context)
     for step_dir, columns in (("steps/002-branch-add.x", ["p", "x"]),
@@ -240,7 +245,7 @@ def test_stored_frames_read_with_pyarrow_and_duckdb(manifest, store_root, tmp_pa
     for field, (frame, index_name) in expected.items():
         entry = index["fields"][field]
         assert entry["format"] == "parquet" and entry["rows"] == len(frame)
-        path = local_copy(store, f"runs/fmt-1/{entry['file']}", tmp_path)
+        path = local_copy(store, stored_path("fmt-1", entry), tmp_path)
         # pyarrow alone, through pandas' metadata: index and dtypes as the stage made them
         assert_frame_equal(pq.read_table(path).to_pandas(), frame, check_freq=False)
         # DuckDB knows no pandas index: it comes back as a column of the same name
@@ -249,15 +254,15 @@ def test_stored_frames_read_with_pyarrow_and_duckdb(manifest, store_root, tmp_pa
         assert_frame_equal(got.set_index(index_name), frame, check_freq=False)
 
     pair = index["fields"]["pair"]
-    assert pair["format"] == "pickle" and pair["file"].endswith(".pkl")
-    assert load_field(store, "fmt-1", pair) == ("alpha", 1, frozenset({"a", "b"}))
+    assert pair["format"] == "pickle" and pair["object"]
+    assert load_field(store, "fmt-1", pair, name="pair") == ("alpha", 1, frozenset({"a", "b"}))
     series = index["fields"]["series"]
     assert series["format"] == "series" and series["series_name"] == "sig"
     assert_series_equal(load_field(store, "fmt-1", series), result.context.series)
     assert index["fields"]["value"]["format"] == "value"  # a number: inline, no file
     assert load_field(store, "fmt-1", index["fields"]["value"]) == 111
     notes = index["fields"]["notes"]
-    assert notes["format"] == "json" and notes["file"].endswith(".json")
+    assert notes["format"] == "json" and notes["object"]
     assert load_field(store, "fmt-1", notes) == result.context.notes
 
 
@@ -295,16 +300,17 @@ def test_corrupted_files_are_refused(manifest, store_root, tmp_path):
     fields = read_index(store, "bad-1", step)["fields"]
 
     # a Parquet file with flipped bytes
-    data = bytearray(store.read_bytes(f"runs/bad-1/{fields['feature_store']['file']}"))
+    data = bytearray(store.read_bytes(stored_path("bad-1", fields["feature_store"])))
     footer = len(data) - 12
     data[footer:footer + 4] = bytes(b ^ 0xFF for b in data[footer:footer + 4])
     url = replace_field(store, "bad-1", step, "feature_store", bytes(data), fix_index=False)
-    with pytest.raises(IntegrityError, match="sha256 does not match") as info:
+    with pytest.raises(IntegrityError, match="does not match its digest") as info:
         load_checkpoint(store, "bad-1", step)
     assert url in str(info.value) and info.value.url == url
+    assert f"field 'feature_store' of checkpoint {step}" in str(info.value)
     # bytes that match a (rewritten) index but are no Parquet file: still refused
-    replace_field(store, "bad-1", step, "feature_store", bytes(data[: len(data) // 2]),
-                  fix_index=True)
+    url = replace_field(store, "bad-1", step, "feature_store", bytes(data[: len(data) // 2]),
+                        fix_index=True)
     with pytest.raises(IntegrityError, match="cannot read parquet") as info:
         load_checkpoint(store, "bad-1", step)
     assert url in str(info.value)
@@ -313,13 +319,13 @@ def test_corrupted_files_are_refused(manifest, store_root, tmp_path):
 
     # a truncated pickle
     assert fields["pair"]["format"] == "pickle"
-    data = store.read_bytes(f"runs/bad-1/{fields['pair']['file']}")
+    data = store.read_bytes(stored_path("bad-1", fields["pair"]))
     assert data.startswith(PICKLE_HEADER)  # signed although no RUNNER_ARTIFACT_KEY is set
     url = replace_field(store, "bad-1", step, "pair", data[:-5], fix_index=False)
-    with pytest.raises(IntegrityError, match="sha256 does not match") as info:
+    with pytest.raises(IntegrityError, match="does not match its digest") as info:
         load_checkpoint(store, "bad-1", step)
     assert url in str(info.value)
-    replace_field(store, "bad-1", step, "pair", data[:-5], fix_index=True)
+    url = replace_field(store, "bad-1", step, "pair", data[:-5], fix_index=True)
     with pytest.raises(IntegrityError, match="does not verify") as info:
         load_checkpoint(store, "bad-1", step)
     assert url in str(info.value)
@@ -332,7 +338,7 @@ def test_signed_pickle_tampered_is_never_unpickled(manifest, store_root, tmp_pat
     store = store_for(store_root)
     step = final_dir(store, "sig-1")
     entry = read_index(store, "sig-1", step)["fields"]["pair"]
-    data = store.read_bytes(f"runs/sig-1/{entry['file']}")
+    data = store.read_bytes(stored_path("sig-1", entry))
     assert data.startswith(PICKLE_HEADER)
     assert load_checkpoint(store, "sig-1", step).pair == ("alpha", 1, frozenset({"a", "b"}))
 

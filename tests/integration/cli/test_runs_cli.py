@@ -18,7 +18,12 @@ from runner.artifacts.signing import sign_document
 from runner.errors import StageFailedError
 from runner.sdk import QuantSDK
 from tests.integration.conftest import clear_s3fs_caches
-from tests.integration.store_shapes import StoreContext, write_manifest, write_signed
+from tests.integration.store_shapes import (
+    StoreContext,
+    stored_path,
+    write_manifest,
+    write_signed,
+)
 from tests.integration.store_shapes import index_doc as read_index
 from tests.integration.store_shapes import load_entry as load_field
 from tests.integration.store_shapes import run_doc as read_run
@@ -122,9 +127,10 @@ def test_runs_and_artifacts_commands(cli_root, tmp_path, cli):
     out = tmp_path / "fs.parquet"
     proc = run("artifacts", "get", "new-1", "7", "feature_store", "-o", out)
     assert proc.returncode == 0, proc.stderr
-    stored = store.read_bytes(f"runs/new-1/{entry['file']}")
-    assert entry["file"] == "steps/004-merge/feature_store.parquet"
-    assert out.read_bytes() == stored and sha256(stored) == entry["sha256"]
+    stored = store.read_bytes(stored_path("new-1", entry))
+    merged = read_index(store, "new-1", "steps/004-merge")["fields"]["feature_store"]
+    assert entry["object"] == merged["object"]  # written by step 4, referenced since
+    assert out.read_bytes() == stored and sha256(stored) == entry["object"]
     assert f"wrote {out} (parquet, {len(stored)} bytes)" in proc.stderr
     assert_frame_equal(pq.read_table(out).to_pandas(), frame)
 
@@ -182,13 +188,15 @@ def test_command_errors(tmp_path, cli):
 
     # a tampered file is not handed out, neither written nor rendered
     entry = read_index(store, "r-1", "steps/007-finish")["fields"]["audit_trail"]
-    store.write_bytes(f"runs/r-1/{entry['file']}", b'["forged"]')
+    store.write_bytes(stored_path("r-1", entry), b'["forged"]')
     out = tmp_path / "out.json"
     for extra in (["-o", out], []):
         proc = cli("artifacts", "get", "r-1", "finish", "audit_trail", *extra, *args,
                    cwd=tmp_path)
         assert proc.returncode == 2, proc.stderr
-        assert "sha256 does not match" in proc.stderr and entry["file"] in proc.stderr
+        assert "does not match its digest" in proc.stderr
+        assert stored_path("r-1", entry) in proc.stderr
+        assert "field 'audit_trail' of checkpoint steps/007-finish" in proc.stderr
         assert "forged" not in proc.stdout
     assert not out.exists()
 

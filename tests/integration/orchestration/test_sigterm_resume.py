@@ -139,7 +139,7 @@ SCENARIOS: dict[str, tuple[dict[str, str], list[str] | None, str | None]] = {
     "group-ray": (_at("crash.volatility:inside", wait=RETURNS), None, "ray"),
     # during a checkpoint write (position's, on the writer thread, while pnl runs):
     # it is committed, and pnl, in flight, finishes and is committed too
-    "checkpoint-write": ({**_write(r"crash\.position/feature_store\.parquet$", "before",
+    "checkpoint-write": ({**_write(r"crash\.position\.feature_store\.parquet$", "before",
                                    wait=GROUP), "CRASH_HOLD": "crash.pnl"},
                          [*MAIN[:5]], None),
 }

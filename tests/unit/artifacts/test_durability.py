@@ -161,7 +161,12 @@ def test_an_inline_checkpoint_line_carries_its_index(store):
                "bytes": 1}, "not a field file of this run"),
     ("count", {"format": "value", "value": 1, "file": "steps/001-s/count.json"},
      "names no file"),
-    ("frame", {"format": "parquet", "file": "steps/001-s/frame.parquet"}, "needs its file"),
+    ("frame", {"format": "parquet", "file": "steps/001-s/frame.parquet"},
+     "needs its object, or its file"),
+    ("frame", {"format": "parquet", "object": "a" * 64, "file": "steps/001-s/frame.parquet"},
+     "names no file of its own"),
+    ("frame", {"format": "parquet", "object": "../../runs/x"}, "should match pattern"),
+    ("count", {"format": "value", "value": 1, "object": "a" * 64}, "no file and no object"),
 ])
 def test_a_signed_inline_line_pointing_out_of_its_run_is_refused(store, field, entry,
                                                                  problem):

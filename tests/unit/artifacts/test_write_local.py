@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from runner.artifacts import ArtifactStore, load_checkpoint, read_index, read_run
+from runner.artifacts.objects import object_path
 from runner.artifacts.store import ArtifactStore as StoreClass
 from runner.context import Context
 from runner.errors import ArtifactError
@@ -87,8 +88,9 @@ def test_frames_are_checkpointed_natively_and_load_back_verified(tmp_path: Path,
     entry = read_index(store, result.run_id, last.dir).fields["feature_store"]
     assert entry.format == "parquet"
     assert not [rel for rel in streamed if rel.endswith(".parquet")]  # not through Python
-    file = tmp_path / "store" / "runs" / result.run_id / entry.file
-    assert hashlib.sha256(file.read_bytes()).hexdigest() == entry.sha256
+    assert entry.object is not None and not entry.file  # a content-addressed object
+    file = tmp_path / "store" / object_path(entry.object)
+    assert hashlib.sha256(file.read_bytes()).hexdigest() == entry.object
     back = load_checkpoint(store, result.run_id, last.dir,
                            types={f"{Context.__module__}:{Context.__qualname__}": Context})
     pd.testing.assert_frame_equal(back.feature_store, result.context.feature_store)

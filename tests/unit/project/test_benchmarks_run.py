@@ -24,6 +24,7 @@ CASES = {
     "overhead": ["--stages", "5", "--repeats", "3"],
     "checkpoint": ["--rows", "2000", "--cols", "2", "--steps", "2", "--repeats", "1",
                    "--mem-repeats", "2"],
+    "checkpoint_storage": ["--runs", "2", "--json"],
     "tracing": ["--stages", "5", "--repeats", "3"],
     "manifest": ["--levels", "3", "4"],
     "steps": ["--sizes", "2", "4", "--repeats", "1", "--json"],

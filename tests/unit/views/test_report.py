@@ -465,8 +465,8 @@ def test_report_of_a_real_run(fanout):
     for folder, index in indexes.items():
         assert folder in artifacts
         for entry in index["fields"].values():
-            if entry["format"] != "value":  # a small value kept inline has no file
-                assert entry["sha256"][:12] in artifacts
+            if entry["format"] != "value":  # a small value kept inline has no object
+                assert entry["object"][:12] in artifacts
     assert "no timeline" in html
 
 
