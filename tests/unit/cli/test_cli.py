@@ -59,7 +59,8 @@ def test_run_json_success(manifest, tmp_path):
     assert [s["name"] for s in doc["steps"]] == ["log.a", "add.x", "add.y", "merge", "log.b"]
     # each step is its record's own to_dict (the CLI no longer re-implements it)
     assert all(set(s) == {"name", "path", "kind", "status", "start", "end", "duration_s",
-                          "executor", "pid", "node", "branch", "error", "cache_key"} for s in doc["steps"])
+                          "executor", "pid", "node", "branch", "error", "cache_key"}
+               for s in doc["steps"])
     assert {s["kind"] for s in doc["steps"]} == {"stage", "merge"}
     assert "Traceback" not in proc.stderr
 
