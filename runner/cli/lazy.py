@@ -14,20 +14,25 @@ tests/unit/cli/test_lazy_commands.py holds equal to the commands' own.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Deferred", "LazyCommands"]
 
 
-@dataclass(frozen=True)
 class Deferred:
     """A command of the root not built yet: the module whose ``register(app)`` adds it,
-    the first paragraph of its help and its help panel (None: "Commands")."""
+    the first paragraph of its help and its help panel (None: "Commands"). A plain
+    class: a dataclass costs a compile per method at every start."""
 
-    module: str
-    help: str
-    panel: str | None = None
+    __slots__ = ("help", "module", "panel")
+
+    def __init__(self, module: str, help: str, panel: str | None = None) -> None:
+        self.module = module
+        self.help = help
+        self.panel = panel
+
+    def __repr__(self) -> str:
+        return f"Deferred({self.module!r}, {self.help!r}, {self.panel!r})"
 
 
 class LazyCommands(MutableMapping[str, Any]):
