@@ -35,20 +35,28 @@ def _run(tmp_path: Path, *args: str) -> tuple[dict[str, object], subprocess.Comp
     out = tmp_path.parent / f"{tmp_path.name}-probe.json"  # not in the project's folder
     code, modules, proc = probe(args, cwd=tmp_path, out=out)
     return {"code": code, "full": "runner.manifest" in modules,
-            "stages": "mystages" in modules, "pydantic": "pydantic" in modules}, proc
+            "stages": "mystages" in modules, "pydantic": "pydantic" in modules,
+            "typer": "typer" in modules}, proc
 
 
 def test_a_check_that_passed_is_reused_without_importing_anything(tmp_path: Path) -> None:
     manifest = str(_project(tmp_path))
     first, proc1 = _run(tmp_path, "validate", "-m", manifest)
     again, proc2 = _run(tmp_path, "validate", "-m", manifest)
-    assert first == {"code": 0, "full": True, "stages": True, "pydantic": True}
-    assert again == {"code": 0, "full": False, "stages": False, "pydantic": False}
+    assert first == {"code": 0, "full": True, "stages": True, "pydantic": True, "typer": True}
+    assert again == {"code": 0, "full": False, "stages": False, "pydantic": False,
+                     "typer": False}  # answered before the app loads (runner.cli.quick)
     assert proc1.stderr == proc2.stderr and "1 pipeline, 1 stage" in proc2.stderr
     listed, out1 = _run(tmp_path, "list", "-m", manifest)
     relisted, out2 = _run(tmp_path, "list", "-m", manifest)
     assert listed["full"] and not relisted["full"] and not relisted["pydantic"]
+    assert not relisted["typer"]
     assert out1.stdout == out2.stdout and "one step" in out2.stdout
+    as_json, out3 = _run(tmp_path, "list", "--json", "-m", manifest)
+    assert not as_json["typer"] and json.loads(out3.stdout)["pipelines"][0]["name"] == "p"
+    logged, out4 = _run(tmp_path, "list", "-m", manifest, "--log-level", "INFO")
+    assert logged["typer"] and not logged["full"]  # not plain: the app parses it, kept
+    assert out4.stdout == out1.stdout
     full, proc3 = _run(tmp_path, "validate", "-m", manifest, "--no-cache")
     assert full["full"] and full["stages"] and proc3.stderr == proc1.stderr
 

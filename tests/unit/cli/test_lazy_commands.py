@@ -10,8 +10,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from runner.cli.app import COMMANDS, app
 from runner.cli.lazy import Deferred, LazyCommands
+from runner.cli.root import COMMANDS, app
 
 
 def _root() -> Any:

@@ -141,7 +141,7 @@ def test_the_app_itself_maps_errors_to_exit_codes(tmp_path: Path) -> None:
     ``main``: click's test runner gets the exit code, never the exception."""
     from typer.testing import CliRunner
 
-    from runner.cli.app import app
+    from runner.cli.root import app
 
     result = CliRunner().invoke(app, ["runs", "show", "run-nope", "--artifacts",
                                       str(tmp_path / "store")])
