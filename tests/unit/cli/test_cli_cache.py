@@ -7,8 +7,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
+import pytest
+
+from runner.cli import cache
+from runner.digest import sha256_file
 from tests.cli_probe import probe
 
 STAGES = '''from runner.registry import stage
@@ -64,8 +69,10 @@ def test_a_check_that_passed_is_reused_without_importing_anything(tmp_path: Path
 def test_an_edited_stage_module_is_checked_again_even_at_the_same_size(tmp_path: Path
                                                                       ) -> None:
     manifest = str(_project(tmp_path))
-    assert _run(tmp_path, "validate", "-m", manifest)[0]["code"] == 0
     module = tmp_path / "mystages.py"
+    soon = time.time_ns() + 30 * 10**9  # modified as the outcome is kept, whenever it is
+    os.utime(module, ns=(soon, soon))  # (within RACY_NS of it: its content is checked)
+    assert _run(tmp_path, "validate", "-m", manifest)[0]["code"] == 0
     stat = module.stat()
     module.write_text(STAGES.replace("def prep(", "def prop("))
     os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime
@@ -96,3 +103,31 @@ def test_a_failed_check_is_never_kept(tmp_path: Path) -> None:
         assert result["code"] == 2 and result["full"] and "nope" in proc.stderr
         assert "Traceback" not in proc.stderr
     assert set(cache.glob("*.json")) == before
+
+
+def test_only_a_file_modified_near_the_keeping_is_read_again(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """Size and mtime are checked for every file; the content only for a file modified
+    within RACY_NS of the keeping (an older one would show a later edit in its mtime)."""
+    old, recent = tmp_path / "old.py", tmp_path / "recent.py"
+    old.write_text("a = 1\n")
+    recent.write_text("b = 2\n")
+    hour_ago = time.time_ns() - 3600 * 10**9
+    os.utime(old, ns=(hour_ago, hour_ago))
+    records = [[str(f), f.stat().st_size, f.stat().st_mtime_ns, sha256_file(str(f))]
+               for f in (old, recent)]
+    racy_from = time.time_ns() - cache.RACY_NS
+    read: list[bytes] = []
+    real = cache.digest_matches
+    monkeypatch.setattr(cache, "digest_matches",
+                        lambda data, sha: read.append(data) is None and real(data, sha))
+    assert cache._files_unchanged(records, racy_from=racy_from)
+    assert read == [b"b = 2\n"]  # the old file is trusted on its size and mtime
+    stat = recent.stat()
+    recent.write_text("b = 3\n")
+    os.utime(recent, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime
+    assert not cache._files_unchanged(records, racy_from=racy_from)
+    read.clear()
+    old.write_text("a = 2\n")  # now: a new mtime, found without reading the file
+    assert not cache._files_unchanged(records[:1], racy_from=racy_from) and read == []
