@@ -1,11 +1,14 @@
-"""The ``runner`` app: its global options, its command groups, and the entry point that
-maps every error to its exit code in one place.
+"""The ``runner`` command's entry point: the one place every error becomes its exit code.
 
 Exit codes come from :data:`runner.errors.EXIT_CODES`: 0 success; 1 the run failed
 (a stage raised, branches collided, its Job failed); 2 invalid manifest, usage or
 storage; 4 the infrastructure (Ray, the worker pool); 128 + N a run a signal
 stopped; 3 a bug in runner. Errors are one clear line on stderr, never a traceback;
 ``--json`` prints exactly one JSON object on stdout.
+
+The typer app (:mod:`.root`: global options, commands) is imported only when the
+command needs it: ``runner list`` and ``runner validate`` whose outcome the check
+cache kept answer without it (:mod:`.quick`).
 """
 
 from __future__ import annotations
@@ -13,111 +16,27 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from rich.markup import escape
 
-from runner.cli import coerce, kube, pipelines, run, runs, step_cache, traces
-from runner.cli.format import RunnerGroup, RunnerTyper
-from runner.cli.help import defer_rich_extras
 from runner.cli.json_stdout import note_error, print_json_error, wants_json
-from runner.cli.output import (
-    err,
-    exit_after_signal,
-    out,
-    say_error,
-    set_log_format,
-    was_signalled,
-)
-from runner.errors import INTERNAL_ERROR, RunnerError, UsageError, exit_code_of
+from runner.cli.output import err, exit_after_signal, say_error, was_signalled
+from runner.cli.quick import answer_from_kept_check
+from runner.errors import INTERNAL_ERROR, RunnerError, exit_code_of
 from runner.telemetry.logs import configure_logging
-from runner.words import did_you_mean
 
-__all__ = ["GLOBAL_OPTIONS", "app", "globals_first", "main"]
-
-defer_rich_extras()  # typer's rich help, without rich.markdown and rich.traceback
-coerce.install()  # typer's coercion of str, Enum and Path options, without pydantic
+__all__ = ["GLOBAL_OPTIONS", "globals_first", "main"]
 
 
+def __getattr__(name: str) -> Any:
+    """``app`` and ``COMMANDS`` are :mod:`.root`'s (imported on first use)."""
+    if name in ("app", "COMMANDS"):
+        from runner.cli import root
 
-class _AppGroup(RunnerGroup):
-    """The root group: a :class:`RunnerError` from any command (or from the global
-    options) is said once and exits with its family's code, here, so that every way of
-    invoking the app maps it (the console script, ``python -m runner.cli``, click's
-    test runner)."""
-
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RunnerError as exc:
-            raise typer.Exit(say_error(exc)) from exc
-
-
-app = RunnerTyper(
-    cls=_AppGroup,
-    name="runner",
-    help="Declarative pipeline runner for quant research.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-class LogFormat(str, Enum):
-    text = "text"
-    json = "json"
-
-
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-def _version(value: bool) -> None:
-    """``--version``: the installed package's version, from its metadata (cheap)."""
-    if not value:
-        return
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        found = version("runner")
-    except PackageNotFoundError:
-        found = "unknown (not installed as a package)"
-    out.print(f"runner {found}")
-    raise typer.Exit(0)
-
-
-@app.callback()
-def _setup(
-    log_format: Annotated[LogFormat, typer.Option(
-        "--log-format", envvar="RUNNER_LOG_FORMAT",
-        help="Log lines as text or JSON (each with run_id, trace_id, span_id); this "
-        "option and --log-level may also follow the command")]
-    = LogFormat.text,
-    log_level: Annotated[str | None, typer.Option(
-        "--log-level", envvar="RUNNER_LOG_LEVEL", metavar="LEVEL",
-        help="DEBUG, INFO, WARNING or ERROR [default: INFO with json, else WARNING]",
-        show_default=False)] = None,
-    show_version: Annotated[bool, typer.Option(
-        "--version", callback=_version, is_eager=True, expose_value=False,
-        help="Print the version and exit")] = False,
-) -> None:
-    """Declarative pipeline runner for quant research."""
-    level = (log_level or ("INFO" if log_format is LogFormat.json else "WARNING")).upper()
-    if level not in (*LEVELS, "CRITICAL"):
-        raise UsageError(f"--log-level {log_level!r}: expected DEBUG, INFO, WARNING or ERROR"
-                         + did_you_mean(level, LEVELS))
-    configure_logging(log_format.value, level)
-    set_log_format(log_format.value)
-
-
-pipelines.register(app)
-run.register(app)
-runs.register(app)
-step_cache.register(app)
-traces.register(app)
-kube.register(app)
+        return getattr(root, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _drop_current_folder() -> None:
@@ -186,6 +105,8 @@ def main() -> None:
     _drop_current_folder()
     sys.argv[1:] = globals_first(sys.argv[1:])  # --log-format after the command works too
     as_json = wants_json(sys.argv[1:])
+    if answer_from_kept_check(sys.argv[1:]):
+        return
     try:
         _main()
     except SystemExit as exc:
@@ -196,6 +117,8 @@ def main() -> None:
 
 def _main() -> None:
     """Run the app; every error that reaches here is said once, with its exit code."""
+    from runner.cli.root import app
+
     try:
         app()  # usage errors exit 2 and --help exits 0 inside, as SystemExit
     except SystemExit as exc:

@@ -11,7 +11,11 @@ on is as it was:
   ``RUNNER_*`` environment;
 - every file of every module the check imported: size and mtime (ns); the sha256
   too for files outside the interpreter's installation (the project's own code and
-  the stage modules, where an edit may keep the size within one clock tick);
+  the stage modules, where an edit may keep the size within one clock tick). As git
+  does, the sha256 is read back only for a file whose mtime is within
+  :data:`RACY_NS` of when the outcome was kept: an edit after that moves the mtime
+  past it, so an older file whose size and mtime match is unchanged without being
+  read (hashing every project file was most of a lookup's time);
 - the folders those files and ``sys.path``'s entries are in (mtime): a new module
   that would shadow one, a distribution installed with new entry points.
 
@@ -32,6 +36,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -40,9 +45,13 @@ from runner.digest import digest_matches, sha256, sha256_file
 
 __all__ = ["MAX_ENTRIES", "Check", "cache_dir"]
 
-FORMAT = 1
+FORMAT = 2
 MAX_ENTRIES = 64
 """Most kept outcomes; the oldest go first."""
+RACY_NS = 2_000_000_000
+"""A file modified less than this before its outcome was kept may change again with
+the same size and mtime (coarse timestamps: 2 s on FAT, 1 s on HFS+): its content is
+checked."""
 
 
 def cache_dir() -> Path | None:
@@ -117,12 +126,8 @@ class Check:
             doc = json.loads(self.file.read_text(encoding="utf-8"))
             if doc.get("key") != self.key:
                 return None
-            for path, size, mtime, sha in doc["files"]:
-                st = os.stat(path)
-                if (st.st_size, st.st_mtime_ns) != (size, mtime):
-                    return None
-                if sha is not None and not digest_matches(Path(path).read_bytes(), sha):
-                    return None
+            if not _files_unchanged(doc["files"], racy_from=doc["kept_ns"] - RACY_NS):
+                return None
             for path, mtime in doc["folders"]:
                 if os.stat(path).st_mtime_ns != mtime:
                     return None
@@ -135,6 +140,7 @@ class Check:
         if self.file is None:
             return
         with contextlib.suppress(OSError, ValueError, TypeError):
+            kept_ns = time.time_ns()  # before the stats: a later edit is after it
             files = _module_files()
             installed = _installed_roots()
             records = []
@@ -143,12 +149,27 @@ class Check:
                 sha = None if path.startswith(installed) else sha256_file(path)
                 records.append([path, st.st_size, st.st_mtime_ns, sha])
             folders = [[f, os.stat(f).st_mtime_ns] for f in _folders(files)]
-            doc = {"key": self.key, "files": records, "folders": folders, "outcome": outcome}
+            doc = {"key": self.key, "kept_ns": kept_ns, "files": records, "folders": folders,
+                   "outcome": outcome}
             self.file.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.file.with_name(f".{self.file.name}.{os.getpid()}.{id(doc):x}")
             tmp.write_text(json.dumps(doc), encoding="utf-8")
             tmp.replace(self.file)
             _prune(self.file.parent)
+
+
+def _files_unchanged(records: list[list[Any]], *, racy_from: int) -> bool:
+    """Whether every ``[path, size, mtime_ns, sha256 | None]`` still holds: size and
+    mtime always; the content only of a file with a sha256 and an mtime at or after
+    ``racy_from`` (:data:`RACY_NS`)."""
+    for path, size, mtime, sha in records:
+        st = os.stat(path)
+        if (st.st_size, st.st_mtime_ns) != (size, mtime):
+            return False
+        if sha is not None and mtime >= racy_from and not digest_matches(
+                Path(path).read_bytes(), sha):
+            return False
+    return True
 
 
 def _prune(folder: Path) -> None:

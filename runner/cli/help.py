@@ -13,13 +13,18 @@ later). Nothing else changes: the help is typer's own rich help.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.util
 import sys
 import types
 from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from importlib.abc import Loader as _LoaderBase
+    from importlib.abc import MetaPathFinder as _FinderBase
+else:  # importlib.abc imports importlib.resources: a loader and a finder by protocol
+    _LoaderBase = _FinderBase = object
 
 __all__ = ["defer_rich_extras"]
 
@@ -50,11 +55,11 @@ def _stand_in_module(name: str, attrs: Sequence[str]) -> types.ModuleType:
     return module
 
 
-class _Loader(importlib.abc.Loader):
+class _Loader(_LoaderBase):
     """Runs the real loader of ``typer.rich_utils`` with the stand-ins in place; if it
     needs more of them than they offer (another typer), loads it again for real."""
 
-    def __init__(self, real: importlib.abc.Loader) -> None:
+    def __init__(self, real: _LoaderBase) -> None:
         self.real = real
 
     def create_module(self, spec: ModuleSpec) -> types.ModuleType | None:
@@ -79,7 +84,7 @@ def _unplant(planted: dict[str, types.ModuleType]) -> None:
             del sys.modules[name]
 
 
-class _Finder(importlib.abc.MetaPathFinder):
+class _Finder(_FinderBase):
     """Finds ``typer.rich_utils`` once, through the other finders, with :class:`_Loader`."""
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,

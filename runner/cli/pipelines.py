@@ -1,8 +1,9 @@
 """``runner validate``, ``list``, ``schema`` and ``graph``: what the manifest declares.
 
-``list`` and ``validate`` are start-up targets (issue 14): they read the manifest
-(and ``validate`` the stage modules) only when the outcome kept by
-:mod:`runner.cli.cache` is out of date, and never load the store or the tracing.
+``list`` and ``validate`` are start-up targets: they read the manifest (and
+``validate`` the stage modules) only when the outcome kept by :mod:`runner.cli.cache`
+is out of date, and never load the store or the tracing; a plain command line whose
+outcome is kept is answered before typer loads (:mod:`runner.cli.quick`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ import typer
 from rich.markup import escape
 
 from runner.cli.cache import Check
-from runner.cli.json_stdout import print_json
 from runner.cli.options import ManifestOpt, NoCacheOpt, PathOpt, PipelineArg
-from runner.cli.output import err, out
+from runner.cli.output import err
 from runner.cli.parsing import open_sdk
+from runner.cli.quick import say_validated, show_pipelines
 from runner.errors import UsageError
 from runner.manifest_json import default_manifest
-from runner.words import plural
 
 if TYPE_CHECKING:
     from runner.manifest import Manifest
@@ -68,8 +68,7 @@ def validate(manifest: ManifestOpt = None, path: PathOpt = None,
         stages = {s.name for p in plans.values() for s in p.stages}
         found = {"source": parsed.source, "pipelines": len(plans), "stages": len(stages)}
         check.keep(found)
-    err.print(f"[green]ok[/] {found['source']}: {plural(found['pipelines'], 'pipeline')}, "
-              f"{plural(found['stages'], 'stage')}")
+    say_validated(found)
 
 
 def list_pipelines(manifest: ManifestOpt = None, path: PathOpt = None,
@@ -87,16 +86,7 @@ def list_pipelines(manifest: ManifestOpt = None, path: PathOpt = None,
              "description": spec.description or ""}
             for name, spec in parsed.pipelines.items()]}
         check.keep(found)
-    if as_json:
-        print_json(found)
-        return
-    from rich.table import Table
-
-    table = Table("pipeline", "steps", "context", "description", box=None)
-    for row in found["pipelines"]:
-        table.add_row(row["name"], str(row["steps"]),
-                      (row["context"] or "-").rpartition(":")[2], row["description"])
-    out.print(table)
+    show_pipelines(found, as_json=as_json)
 
 
 def schema() -> None:

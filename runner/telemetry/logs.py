@@ -15,11 +15,13 @@ import logging
 import sys
 import threading
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from runner.errors import RunInterruptedError
 from runner.orchestration.hooks import RunHook
-from runner.orchestration.records import RunInfo, RunResult, StepRecord
+
+if TYPE_CHECKING:  # the command line configures logging before any run: not imported then
+    from runner.orchestration.records import RunInfo, RunResult, StepRecord
 
 __all__ = ["NOTE", "JsonFormatter", "LogHook", "RunContextFilter", "TextFormatter",
            "configure_logging"]

@@ -8,7 +8,7 @@ import sys
 
 PROBE = """
 import sys
-import runner.cli.app  # the app installs the deferral
+import runner.cli.root  # the app installs the deferral
 import typer.rich_utils as rich_utils
 from typer.models import DeveloperExceptionConfig
 before = [m for m in ("rich.markdown", "rich.traceback") if m in sys.modules]

@@ -34,6 +34,9 @@ RICH_EXTRAS = ("rich.markdown", "rich.traceback", "markdown_it", "pygments")
 """What typer's rich help imports but never uses here (runner.cli.help)."""
 LIVE = ("rich.live", "rich.spinner", "runner.progress")
 """The live progress board: loaded by ``runner run`` only."""
+OTHER_COMMANDS = ("runner.cli.kube", "runner.cli.run", "runner.cli.runs", "runner.cli.traces",
+                  "runner.cli.pipelines")
+"""The command modules: each is imported by its own commands only (runner.cli.lazy)."""
 OPENSSL = ("hashlib", "secrets")
 """Imported by the commands that hash or make ids (k8s trace ids, the check cache)."""
 
@@ -48,12 +51,16 @@ def _loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
     return [n for n in names if n in modules or any(m.startswith(n + ".") for m in modules)]
 
 
-@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["submit", "--help"],
-                                  ["runs", "list", "--help"]])
-def test_help_loads_nothing_heavy(args: list[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize(("args", "module"), [(["--help"], None),
+                                            (["run", "--help"], "runner.cli.run"),
+                                            (["submit", "--help"], "runner.cli.kube"),
+                                            (["runs", "list", "--help"], "runner.cli.runs")])
+def test_help_loads_nothing_heavy(args: list[str], module: str | None, tmp_path: Path) -> None:
     modules = _modules(args, tmp_path)
     assert "typer.rich_utils" in modules  # the help is typer's rich help
     assert _loaded(modules, (*NEVER, *HEAVY, *RICH_EXTRAS, *OPENSSL, *LIVE)) == []
+    others = tuple(m for m in OTHER_COMMANDS if m != module)
+    assert _loaded(modules, others) == []  # the root's help builds no command
 
 
 def test_version_loads_nothing_heavy(tmp_path: Path) -> None:
@@ -67,6 +74,7 @@ def test_list_reads_the_manifest_only(tmp_path: Path) -> None:
     assert _loaded(modules, (*NEVER, "pandas", "numpy", "pyarrow", "opentelemetry", "fsspec",
                              "runner.context", "runner.stages",
                              "runner.orchestration.plan")) == []
+    assert _loaded(modules, OTHER_COMMANDS[:-1]) == []  # pipelines' commands only
 
 
 def test_validate_imports_the_stages_but_not_the_store_nor_tracing(tmp_path: Path) -> None:

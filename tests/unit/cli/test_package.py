@@ -55,10 +55,14 @@ def test_every_option_of_an_options_command_is_a_field() -> None:
     """``run``, ``submit`` and ``schedule`` take one options object: the command's
     parameters are its fields (schedule without the ones only submit offers), the
     argument first."""
-    from runner.cli.app import app
+    from runner.cli import kube, run
+    from runner.cli.format import RunnerTyper
     from runner.cli.kube.options import ScheduleOptions, SubmitOptions
     from runner.cli.run import RunOptions
 
+    app = RunnerTyper()  # the commands as their modules register them (runner.cli.lazy)
+    run.register(app)
+    kube.register(app)
     commands = {c.callback.__name__: c.callback for c in app.registered_commands}
     for name, options in (("run", RunOptions), ("submit", SubmitOptions),
                           ("schedule", ScheduleOptions)):
@@ -137,7 +141,7 @@ def test_the_app_itself_maps_errors_to_exit_codes(tmp_path: Path) -> None:
     ``main``: click's test runner gets the exit code, never the exception."""
     from typer.testing import CliRunner
 
-    from runner.cli.app import app
+    from runner.cli.root import app
 
     result = CliRunner().invoke(app, ["runs", "show", "run-nope", "--artifacts",
                                       str(tmp_path / "store")])
