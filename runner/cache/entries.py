@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -206,11 +206,13 @@ def clear_entries(store: ArtifactStore, *, stage: str | None = None,
     return gone
 
 
-def referenced_objects(store: ArtifactStore, *, allow_unsigned: bool = False) -> set[str]:
-    """Every object digest a readable cache entry names (for the object sweep)."""
+def referenced_objects(store: ArtifactStore, *, allow_unsigned: bool = False,
+                       excluding: Collection[str] = ()) -> set[str]:
+    """Every object digest a readable cache entry names (for the object sweep), but
+    the entries at the paths ``excluding`` (a dry run of clearing them)."""
     out: set[str] = set()
     for listing in list_entries(store, allow_unsigned=allow_unsigned):
-        if listing.doc is not None:
+        if listing.doc is not None and listing.path not in excluding:
             out |= listing.doc.objects()
         else:
             log.warning("%s: %s (its objects are not kept by it)", listing.path,

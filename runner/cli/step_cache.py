@@ -103,11 +103,15 @@ def cache_clear(stage: StageOpt = None,
                 artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
                 as_json: Annotated[bool, typer.Option(
                     "--json", help="Print what was deleted as one JSON object on stdout")]
-                = False) -> None:
+                = False,
+                grace: Annotated[float, typer.Option(
+                    "--grace", metavar="HOURS", min=0, help="Keep unreferenced objects "
+                    "written or reused less than this long ago")] = 24.0) -> None:
     """Delete step-cache entries (--stage S, or --all): those steps run again on the next
-    cached run. The objects they named go when no run or entry references them
-    (runner runs prune)."""
-    from runner.cache.entries import clear_entries
+    cached run. Then the stored objects that no run and no remaining entry references
+    are deleted (as runner runs prune does)."""
+    from runner.artifacts import sweep_store
+    from runner.cache.entries import clear_entries, referenced_objects
 
     if (stage is None) == (not everything):
         raise UsageError("cache clear: give --stage STAGE or --all (not both)")
@@ -117,9 +121,13 @@ def cache_clear(stage: StageOpt = None,
         _confirm(len(gone), stage, store.url_of("cache"))
     if not dry_run:
         gone = clear_entries(store, stage=stage)
+    swept = sweep_store(store, also_referenced=referenced_objects(
+        store, excluding=gone if dry_run else ()), dry_run=dry_run, grace=grace * 3600)
     if as_json:
         out.print(json.dumps({"store": store.url_of("cache"), "dry_run": dry_run,
-                              "deleted": gone}), markup=False)
+                              "deleted": gone, "objects_deleted": len(swept.deleted),
+                              "object_bytes": swept.bytes, "objects_skipped": swept.skipped}),
+                  markup=False)
         return
     verb = "would delete" if dry_run else "deleted"
     which = f" of stage {stage!r}" if stage else ""
@@ -127,6 +135,13 @@ def cache_clear(stage: StageOpt = None,
         out.print(escape(rel))
     err.print(f"{verb} {plural(len(gone), 'entry', 'entries')}{escape(which)} in "
               f"{escape(store.url_of('cache'))}")
+    if swept.skipped:
+        err.print(f"[yellow]warning:[/] {escape(swept.skipped)}")
+    else:
+        young = (f"; kept {plural(len(swept.kept_young), 'unreferenced object')} newer "
+                 f"than {grace:g} h" if swept.kept_young else "")
+        err.print(f"{verb} {plural(len(swept.deleted), 'unreferenced object')} "
+                  f"({swept.bytes:,} bytes){young}")
 
 
 def _confirm(count: int, stage: str | None, where: str) -> None:

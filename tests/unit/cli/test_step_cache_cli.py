@@ -123,3 +123,32 @@ def test_cache_list_and_clear(manifest, tmp_path):
     assert [p.split("/")[2] for p in json.loads(gone.stdout)["deleted"]] == ["log.a"]
     left = json.loads(cli("cache", "list", "--json", cwd=tmp_path).stdout)["entries"]
     assert [e["stage"] for e in left] == ["value.1"]
+
+
+def test_cache_clear_sweeps_the_objects_only_the_cleared_entries_named(manifest, tmp_path):
+    store = ArtifactStore(str(tmp_path / "data/artifacts"), {})
+    cache = StepCache(store, runner_version="test")
+    digests = {}
+    for pipeline, payload in (("ok", list(range(2000))), ("clash", list(range(3000)))):
+        plan = QuantSDK(manifest).plan(pipeline)
+        entry = plan.stages[0].entry
+        cache.fill(cache.key(entry, plan.context_type()), {"payload": payload})
+        digests[entry.name] = {d for e in cache_entries(store, entry.name) for d in e}
+    assert all(len(found) == 1 for found in digests.values())  # one object per entry
+    (kept,), (cleared,) = digests["value.1"], digests["log.a"]
+    young = cli("cache", "clear", "--stage", "log.a", "--yes", "--dry-run", cwd=tmp_path)
+    assert "would delete 0 unreferenced objects" in young.stderr  # within the grace
+    dry = cli("cache", "clear", "--stage", "log.a", "--dry-run", "--grace", "0", "--json",
+              cwd=tmp_path)
+    assert json.loads(dry.stdout)["objects_deleted"] == 1
+    assert cache.objects.exists(cleared)  # a dry run deletes nothing
+    done = cli("cache", "clear", "--stage", "log.a", "--yes", "--grace", "0", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "deleted 1 unreferenced object" in done.stderr
+    assert not cache.objects.exists(cleared) and cache.objects.exists(kept)
+
+
+def cache_entries(store: ArtifactStore, stage: str) -> list[set[str]]:
+    from runner.cache.entries import list_entries
+
+    return [e.doc.objects() for e in list_entries(store, stage=stage) if e.doc is not None]
