@@ -11,7 +11,8 @@
 - ``fields``: the content hash (:func:`runner.cache.fields.field_digest`) of each field
   the stage reads: its declared ``reads``, else every field of the context but the run's
   identity (:data:`RUN_SCOPED`: the run id and scratch folder differ in every run, and
-  a stage that depends on them is not cacheable). The run's parameters reach a stage
+  a stage that depends on them is not cacheable) and its logs (:data:`LOGS`). The
+  run's parameters reach a stage
   as its context's ``params`` field, hashed like any other field it reads.
 
 The inputs are kept in the cache entry, so ``--dry-run`` can say which of them changed
@@ -34,6 +35,7 @@ from runner.registry import StageEntry
 
 __all__ = [
     "CACHE_FORMAT",
+    "LOGS",
     "RUN_SCOPED",
     "KeyInputs",
     "StepKey",
@@ -48,6 +50,11 @@ CACHE_FORMAT = 1
 
 RUN_SCOPED = frozenset({"run_id", "workspace"})
 """Fields that name the run, not its data: left out of an undeclared stage's inputs."""
+
+LOGS = frozenset({"audit_trail"})
+"""Append-only logs: a stage adds to them and does not decide on them, and the lines of
+parallel branches arrive in the order the branches finish: hashed as an undeclared
+input, the step after a group would miss at random. A stage that reads one declares it."""
 
 
 @dataclass(frozen=True)
@@ -82,11 +89,11 @@ def context_signature(context_type: type[BaseModel]) -> str:
 
 def read_fields(entry: StageEntry, context: BaseModel) -> list[str]:
     """The fields whose content goes into the key: declared ``reads`` (those the
-    context has), else every field but :data:`RUN_SCOPED`."""
+    context has), else every field but :data:`RUN_SCOPED` and :data:`LOGS`."""
     names = type(context).model_fields
     if entry.reads:
         return sorted(n for n in entry.reads if n in names)
-    return sorted(n for n in names if n not in RUN_SCOPED)
+    return sorted(n for n in names if n not in RUN_SCOPED and n not in LOGS)
 
 
 def step_key(entry: StageEntry, context: BaseModel, *,

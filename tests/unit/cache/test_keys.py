@@ -66,6 +66,17 @@ def test_the_run_identity_is_not_an_input() -> None:
         step_key(UNDECLARED, _context(values, "two")).key
 
 
+def test_logs_are_not_undeclared_inputs_but_count_when_declared() -> None:
+    values = {"universe": ["A"], "params": {"x": 1}, "table": pd.DataFrame({"v": [1.0]})}
+    one, two = _context(values), _context(values)
+    one.audit_trail.extend(["branch a done", "branch b done"])
+    two.audit_trail.extend(["branch b done", "branch a done"])  # branches finished the other way
+    assert "audit_trail" not in read_fields(UNDECLARED, one)
+    assert step_key(UNDECLARED, one).key == step_key(UNDECLARED, two).key
+    reads_log = StageEntry("t.log", reader, reads=frozenset({"audit_trail"}))
+    assert step_key(reads_log, one).key != step_key(reads_log, two).key
+
+
 def test_code_stage_and_context_type_count() -> None:
     values = {"universe": ["A"], "params": {"x": 1}, "table": pd.DataFrame({"v": [1.0]})}
     base = step_key(DECLARED, _context(values))
