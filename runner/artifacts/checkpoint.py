@@ -236,7 +236,8 @@ class CheckpointHook(CheckpointWriting, RunHook):
     def on_step_end(self, run: RunInfo, record: StepRecord, context: Any | None) -> None:
         if context is None or record.branch is not None or record.path not in self._main_set:
             return
-        self._checkpoint(run, record.name, record.path, "step", context)
+        self._checkpoint(run, record.name, record.path, "step", context,
+                         cached=record.status == "cached")
 
     def on_branch_end(self, run: RunInfo, branch: Branch, context: Any | None) -> None:
         if context is not None:
@@ -246,7 +247,8 @@ class CheckpointHook(CheckpointWriting, RunHook):
         if context is not None and group.path in self._main:
             self._checkpoint(run, "merge", group.path, "step", context)
 
-    def _checkpoint(self, run: RunInfo, name: str, path: str, kind: str, ctx: Any) -> None:
+    def _checkpoint(self, run: RunInfo, name: str, path: str, kind: str, ctx: Any, *,
+                    cached: bool = False) -> None:
         self._raise_pending()
         with self._lock:  # branches may end at once on the threads executor
             self._seq += 1
@@ -272,6 +274,8 @@ class CheckpointHook(CheckpointWriting, RunHook):
                     self._last[fname] = _Kept(frozen, entry)
             meta: dict[str, Any] = {"seq": self._seq, "dir": step_dir, "name": name,
                                     "path": path, "kind": kind}
+            if cached:
+                meta["cached"] = True
             ctype = _type_path(ctx)
             index = {"format": FORMAT, "run_id": run.run_id, "dir": step_dir, "name": name,
                      "path": path, "kind": kind, "context_type": ctype, "fields": fields}

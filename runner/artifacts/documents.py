@@ -171,6 +171,8 @@ class CheckpointRef(_Doc):
     fields: dict[FieldName, FieldEntry] | None = None
     base: Seq | None = None
     changed: dict[FieldName, FieldEntry] | None = None
+    cached: bool = False
+    """The step's outputs came from the step cache (its stage did not run)."""
 
     @model_validator(mode="after")
     def _whole_inline_index(self) -> CheckpointRef:
@@ -191,6 +193,8 @@ class CheckpointRef(_Doc):
         """The ref as the checkpoint writer wrote it (a resume lists it again as is)."""
         out: dict[str, Any] = {"seq": self.seq, "dir": self.dir, "name": self.name,
                                "path": self.path, "kind": self.kind}
+        if self.cached:
+            out["cached"] = True
         if self.fields is not None:
             out.update(context_type=self.context_type,
                        fields={k: e.as_written() for k, e in self.fields.items()})

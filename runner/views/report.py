@@ -90,6 +90,8 @@ def _state_of(run: Mapping[str, Any], spans: Sequence[Mapping[str, Any]],
             by_key[span_kind(span), _plan_path(span)] = span  # a later attempt wins
     completed = [str(p) for p in run.get("completed") or ()] + [  # branches checkpoint too
         str(c["path"]) for c in run.get("checkpoints") or () if c.get("path")]
+    cached = {str(c["path"]) for c in run.get("checkpoints") or ()
+              if c.get("path") and c.get("cached")}
     failed_path = (error or {}).get("path")
     pending = "pending" if run.get("status") == "running" else "not-run"
     # completed yet absent from a resumed run's trace: restored from a checkpoint
@@ -99,6 +101,8 @@ def _state_of(run: Mapping[str, Any], spans: Sequence[Mapping[str, Any]],
         span = by_key.get((kind, path))
         if span is not None:
             return span_status(span), span
+        if path in cached and not resumed:
+            return "cached", None
         if any(_under(path, done) for done in completed):
             return ("skipped" if resumed else "succeeded"), None
         if path == failed_path and kind in STEP_KINDS:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from runner.digest import sha256
+from runner.artifacts import read_index, read_run
 from runner.orchestration.records import RunResult
 from runner.sdk import QuantSDK
 from tests.shapes import REG, base_context
@@ -46,10 +46,15 @@ def test_the_run_the_pipeline_and_no_cache(sdk: QuantSDK) -> None:
     assert sdk.step_cache("plain") is None and sdk.step_cache("asked", cache=False) is None
 
 
-def _files(sdk: QuantSDK, run_id: str) -> dict[str, str]:
-    steps = Path(sdk.artifacts, "runs", run_id, "steps")
-    return {str(p.relative_to(steps)): sha256(p.read_bytes()) for p in sorted(steps.rglob("*"))
-            if p.is_file() and p.name != "index.json"}
+def _files(sdk: QuantSDK, run_id: str) -> dict[tuple[str, str], str]:
+    """Per checkpoint folder and field: the stored object's digest (a value: its repr)."""
+    store = sdk.store()
+    out = {}
+    for ref in read_run(store, run_id).checkpoints:
+        for name, entry in read_index(store, run_id, ref).fields.items():
+            if name not in ("run_id", "workspace"):
+                out[ref.dir, name] = entry.digest or repr(entry.value)
+    return out
 
 
 def test_a_cached_run_stores_the_same_checkpoint_files(sdk: QuantSDK) -> None:
@@ -57,5 +62,11 @@ def test_a_cached_run_stores_the_same_checkpoint_files(sdk: QuantSDK) -> None:
     _run(sdk, "asked")
     cached = _run(sdk, "asked")
     assert _stages(cached) == {("cached", True)}
-    assert _files(sdk, cached.run_id) == _files(sdk, plain.run_id)
+    stored = _files(sdk, cached.run_id)
+    assert any(entry for entry in stored.values() if len(entry) == 64)  # objects, not values
+    assert stored == _files(sdk, plain.run_id)
+    refs = read_run(sdk.store(), cached.run_id).checkpoints
+    main_hits = {r.path for r in cached.records if r.status == "cached" and r.branch is None}
+    assert main_hits and {ref.path for ref in refs if ref.cached} == main_hits
+    assert not any(ref.cached for ref in read_run(sdk.store(), plain.run_id).checkpoints)
     assert _files(sdk, plain.run_id)  # there is something to compare

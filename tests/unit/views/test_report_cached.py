@@ -99,3 +99,14 @@ def test_a_nested_pipeline_whose_steps_were_all_cached_is_cached():
     frames = [a for t, a in Page(_svg(html, "dag-graph")).elements
               if t == "rect" and "frame" in a.get("class", "").split()]
     assert [f["class"] for f in frames] == ["frame st-cached"]
+
+
+def test_without_spans_run_json_says_which_steps_were_cached() -> None:
+    from runner.views.report import _state_of
+
+    run = {"status": "succeeded", "completed": ["p[0]", "p[1]"],
+           "checkpoints": [{"path": "p[0]", "cached": True}, {"path": "p[1]"}]}
+    state = _state_of(run, [], None)
+    assert state("step", "p[0]") == ("cached", None)
+    assert state("step", "p[1]") == ("succeeded", None)
+    assert state("step", "p[2]") == ("not-run", None)
