@@ -4,18 +4,22 @@ Such a branch cannot call the driver's hooks as its steps run. So before the
 branches leave, each driver hook may give a picklable *branch hook* that travels
 with the task (:meth:`RunHook.branch_hook`) and the driver's hooks hear that the
 branch was queued; while the workers run, the driver imports what its next steps
-need; when a branch returns, the driver's hooks hear its steps
-(``on_step_end``) and its branch hooks' payloads. :class:`RemoteExecutor` does all
-of it around :meth:`RemoteExecutor.dispatch`, which only sends tasks and yields
-outcomes; the processes and Ray executors are ones.
+need (from the start of the group, or, with :attr:`RemoteExecutor.warm_when_sent`,
+once :meth:`~RemoteExecutor.dispatch` says its branches left); when a branch
+returns, the driver's hooks hear its steps (``on_step_end``) and its branch hooks'
+payloads. :class:`RemoteExecutor` does all of it around
+:meth:`RemoteExecutor.dispatch`, which only sends tasks and yields outcomes; the
+processes and Ray executors are ones.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from typing import ClassVar
 
 from runner.orchestration.executors.base import Executor
 from runner.orchestration.hooks import RunHook, call_quietly
@@ -57,6 +61,14 @@ def report(hooks: Sequence[RunHook], run: RunInfo, task: BranchTask,
 class RemoteExecutor(Executor):
     """An executor whose branches run in other processes: implement :meth:`dispatch`."""
 
+    warm_when_sent: ClassVar[bool] = False
+    """Start the driver's imports when :meth:`dispatch` calls :meth:`sent`, not before
+    it: a dispatch that first waits for a connection made in this process (Ray) would
+    share the interpreter lock with those imports and send its branches later."""
+
+    _to_warm: tuple[str, ...] = ()
+    _warming: threading.Thread | None = None
+
     def run_branches(self, group: GroupTask) -> Iterator[BranchOutcome]:
         if not group.tasks:
             return
@@ -64,14 +76,27 @@ class RemoteExecutor(Executor):
         tasks = [replace(task, hooks=branch_hooks(group.hooks, task)) for task in group.tasks]
         for task in tasks:  # the driver hears no branch start: say they were sent
             call_quietly(group.hooks, run, "on_branch_queued", task.branch)
-        warming = warm_in_background(group.warm)
+        self._to_warm = tuple(group.warm)
+        self._warming = None
+        if not self.warm_when_sent:
+            self.sent()
         try:
             for outcome in self.dispatch(tasks, group.cancel):
                 report(group.hooks, run, tasks[outcome.index], outcome)
                 yield outcome
         finally:
-            if warming is not None:  # the merge and the next steps may import the same
-                warming.join()
+            self._to_warm = ()
+            if self._warming is not None:  # the merge and the next steps may import the same
+                self._warming.join()
+                self._warming = None
+
+    def sent(self) -> None:
+        """Every branch of the group is on its way: the driver starts importing what the
+        steps after the group need (once per group; the dispatch of an executor with
+        :attr:`warm_when_sent` calls it)."""
+        modules, self._to_warm = self._to_warm, ()
+        if modules:
+            self._warming = warm_in_background(modules)
 
     @abstractmethod
     def dispatch(self, tasks: Sequence[BranchTask], cancel: CancelFlag,
