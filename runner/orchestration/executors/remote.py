@@ -4,8 +4,8 @@ Such a branch cannot call the driver's hooks as its steps run. So before the
 branches leave, each driver hook may give a picklable *branch hook* that travels
 with the task (:meth:`RunHook.branch_hook`) and the driver's hooks hear that the
 branch was queued; while the workers run, the driver imports what its next steps
-need (from the start of the group, or, with :attr:`RemoteExecutor.warm_when_sent`,
-once :meth:`~RemoteExecutor.dispatch` says its branches left); when a branch
+need (from the start of the group, or, with :attr:`RemoteExecutor.defer_warming`,
+when :meth:`~RemoteExecutor.dispatch` says a core is free for it); when a branch
 returns, the driver's hooks hear its steps (``on_step_end``) and its branch hooks'
 payloads. :class:`RemoteExecutor` does all of it around
 :meth:`RemoteExecutor.dispatch`, which only sends tasks and yields outcomes; the
@@ -61,10 +61,12 @@ def report(hooks: Sequence[RunHook], run: RunInfo, task: BranchTask,
 class RemoteExecutor(Executor):
     """An executor whose branches run in other processes: implement :meth:`dispatch`."""
 
-    warm_when_sent: ClassVar[bool] = False
-    """Start the driver's imports when :meth:`dispatch` calls :meth:`sent`, not before
-    it: a dispatch that first waits for a connection made in this process (Ray) would
-    share the interpreter lock with those imports and send its branches later."""
+    defer_warming: ClassVar[bool] = False
+    """Start the driver's imports when :meth:`dispatch` calls :meth:`start_warming`, not
+    before it: a dispatch that first waits for a connection made in this process (Ray)
+    would share the interpreter lock with those imports and send its branches later,
+    and workers that run at a lower priority than the driver (Ray's) would wait while
+    the driver imports."""
 
     _to_warm: tuple[str, ...] = ()
     _warming: threading.Thread | None = None
@@ -78,8 +80,8 @@ class RemoteExecutor(Executor):
             call_quietly(group.hooks, run, "on_branch_queued", task.branch)
         self._to_warm = tuple(group.warm)
         self._warming = None
-        if not self.warm_when_sent:
-            self.sent()
+        if not self.defer_warming:
+            self.start_warming()
         try:
             for outcome in self.dispatch(tasks, group.cancel):
                 report(group.hooks, run, tasks[outcome.index], outcome)
@@ -90,10 +92,10 @@ class RemoteExecutor(Executor):
                 self._warming.join()
                 self._warming = None
 
-    def sent(self) -> None:
-        """Every branch of the group is on its way: the driver starts importing what the
-        steps after the group need (once per group; the dispatch of an executor with
-        :attr:`warm_when_sent` calls it)."""
+    def start_warming(self) -> None:
+        """Start importing what the steps after the group need, on a thread of the driver
+        (once per group; later calls do nothing). The dispatch of an executor with
+        :attr:`defer_warming` calls it when a core is free for it."""
         modules, self._to_warm = self._to_warm, ()
         if modules:
             self._warming = warm_in_background(modules)

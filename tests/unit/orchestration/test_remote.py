@@ -14,11 +14,11 @@ from runner.orchestration.tasks import BranchOutcome, BranchTask, CancelFlag, Gr
 
 
 class Recording(RemoteExecutor):
-    """Sends nothing: notes whether the driver's imports were loaded when it was called,
-    and again once it said its branches were sent."""
+    """Sends nothing: notes whether the driver's imports had started when it was called,
+    and again once it said a core was free for them."""
 
     def __init__(self, module: str, *, when_sent: bool) -> None:
-        self.warm_when_sent = when_sent
+        self.defer_warming = when_sent
         self.module = module
         self.seen: list[bool] = []
 
@@ -26,7 +26,7 @@ class Recording(RemoteExecutor):
                  ) -> Iterator[BranchOutcome]:
         warming = self._warming
         self.seen.append(warming is not None)
-        self.sent()
+        self.start_warming()
         self.seen.append(self._warming is not None)
         for task in tasks:
             yield BranchOutcome(task.branch.index)
@@ -53,5 +53,5 @@ def test_the_driver_imports_what_follows_the_group_before_its_end(module, when_s
     outcomes = list(executor.run_branches(group(module)))
     assert [o.index for o in outcomes] == [0, 1]
     assert module in sys.modules  # joined before the merge
-    # by default from the start of the group; when asked, only once the branches left
+    # by default from the start of the group; when deferred, once dispatch says so
     assert executor.seen == ([True, True] if not when_sent else [False, True])
