@@ -51,7 +51,7 @@ from runner.orchestration.executors.ray_tasks import (
 )
 from runner.orchestration.executors.remote import RemoteExecutor
 from runner.orchestration.executors.shipping import restore_untouched
-from runner.orchestration.native_threads import available_cpus, branch_threads
+from runner.orchestration.native_threads import branch_threads
 from runner.orchestration.tasks import (
     BranchOutcome,
     BranchTask,
@@ -117,7 +117,7 @@ class RayComputeEngine(RemoteExecutor):
     """Runs the branches of parallel groups as Ray tasks."""
 
     name = "ray"
-    defer_warming = True  # see dispatch: the driver imports on a core no branch needs
+    defer_warming = True  # the driver's imports would slow import ray and the connection
 
     def __init__(self, address: str | None = None, *, preload: Sequence[str] = (),
                  num_cpus: int | None = None,
@@ -298,14 +298,10 @@ class RayComputeEngine(RemoteExecutor):
                 options = _task_options(task.branch.resources)
                 ref = self._remote_fn.options(**options).remote(*args)
             pending[ref] = task
-        # The driver imports what the steps after the group need once Ray is reached
-        # and a core is free: its workers run at a lower priority (Ray's niceness 15),
-        # so importing beside as many branches as cores would stall one of them.
-        if len(pending) < available_cpus():
-            self.start_warming()
+        # Ray is reached: the driver imports what the steps after the group need
+        self.start_warming()
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
-            self.start_warming()  # a branch ended: its core is free
             for ref in done:
                 task = pending.pop(ref)
                 yield self._outcome(ray, ref, task)

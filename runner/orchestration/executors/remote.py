@@ -5,11 +5,11 @@ branches leave, each driver hook may give a picklable *branch hook* that travels
 with the task (:meth:`RunHook.branch_hook`) and the driver's hooks hear that the
 branch was queued; while the workers run, the driver imports what its next steps
 need (from the start of the group, or, with :attr:`RemoteExecutor.defer_warming`,
-when :meth:`~RemoteExecutor.dispatch` says a core is free for it); when a branch
-returns, the driver's hooks hear its steps (``on_step_end``) and its branch hooks'
-payloads. :class:`RemoteExecutor` does all of it around
-:meth:`RemoteExecutor.dispatch`, which only sends tasks and yields outcomes; the
-processes and Ray executors are ones.
+when :meth:`~RemoteExecutor.dispatch` says so); when a branch returns, the
+driver's hooks hear its steps (``on_step_end``) and its branch hooks' payloads.
+:class:`RemoteExecutor` does all of it around :meth:`RemoteExecutor.dispatch`,
+which only sends tasks and yields outcomes; the processes and Ray executors are
+ones.
 """
 
 from __future__ import annotations
@@ -64,9 +64,7 @@ class RemoteExecutor(Executor):
     defer_warming: ClassVar[bool] = False
     """Start the driver's imports when :meth:`dispatch` calls :meth:`start_warming`, not
     before it: a dispatch that first waits for a connection made in this process (Ray)
-    would share the interpreter lock with those imports and send its branches later,
-    and workers that run at a lower priority than the driver (Ray's) would wait while
-    the driver imports."""
+    would share the interpreter lock with those imports and send its branches later."""
 
     _to_warm: tuple[str, ...] = ()
     _warming: threading.Thread | None = None
@@ -95,7 +93,7 @@ class RemoteExecutor(Executor):
     def start_warming(self) -> None:
         """Start importing what the steps after the group need, on a thread of the driver
         (once per group; later calls do nothing). The dispatch of an executor with
-        :attr:`defer_warming` calls it when a core is free for it."""
+        :attr:`defer_warming` calls it once its branches are on their way."""
         modules, self._to_warm = self._to_warm, ()
         if modules:
             self._warming = warm_in_background(modules)
