@@ -117,7 +117,7 @@ class RayComputeEngine(RemoteExecutor):
     """Runs the branches of parallel groups as Ray tasks."""
 
     name = "ray"
-    defer_warming = True  # the driver's imports would slow import ray and the connection
+    defer_warming = True  # the driver's imports would slow import ray: see dispatch
 
     def __init__(self, address: str | None = None, *, preload: Sequence[str] = (),
                  num_cpus: int | None = None,
@@ -143,6 +143,8 @@ class RayComputeEngine(RemoteExecutor):
         self.pool: WarmPool | None = None
         """The warm actors branches run on, on a cluster this run did not start."""
         self._ready_event = threading.Event()
+        self._imported = threading.Event()
+        """Set once ``import ray`` is done (or the connection failed)."""
         self._released = _Release()
         self.num_cpus = num_cpus
 
@@ -159,6 +161,7 @@ class RayComputeEngine(RemoteExecutor):
             if self._ray is not None or self._starting is not None:
                 return
             self._released = _Release()  # one per connection: see shutdown()
+            self._imported.clear()
             self._starting = threading.Thread(target=self._connect, args=(self._released,),
                                               name="runner-ray-init", daemon=True)
             self._starting.start()
@@ -170,6 +173,7 @@ class RayComputeEngine(RemoteExecutor):
                 self._local = LocalRayEnv()
                 self._local.apply()
             ray = import_ray()
+            self._imported.set()
             _wait_at_exit()
             logging.getLogger("ray._private.worker").addFilter(NotMainThread())
             if not ray.is_initialized():
@@ -188,6 +192,7 @@ class RayComputeEngine(RemoteExecutor):
         except BaseException as exc:
             self._start_error = exc
         finally:
+            self._imported.set()
             self._ready_event.set()
         # Ray's processes get a parent-death signal tied to the thread that started
         # them: this thread lives until the run's Ray is shut down.
@@ -271,6 +276,12 @@ class RayComputeEngine(RemoteExecutor):
 
     def dispatch(self, tasks: Sequence[BranchTask], cancel: CancelFlag,
                  ) -> Iterator[BranchOutcome]:
+        self.start()
+        # Once Ray is imported, the rest of connecting mostly waits on the network: the
+        # driver's imports for the steps after the group start then, not sharing the
+        # interpreter with ``import ray`` nor waiting for the whole connection.
+        self._imported.wait()
+        self.start_warming()
         ray = self._ready()
         if not isinstance(cancel, DriverFlag):  # a flag the engine did not make
             cancel = driver_flag(cancel)
@@ -298,8 +309,6 @@ class RayComputeEngine(RemoteExecutor):
                 options = _task_options(task.branch.resources)
                 ref = self._remote_fn.options(**options).remote(*args)
             pending[ref] = task
-        # Ray is reached: the driver imports what the steps after the group need
-        self.start_warming()
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
