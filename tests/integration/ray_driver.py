@@ -246,7 +246,36 @@ def case_pool_changed(tmp: str) -> dict[str, Any]:
     return {"seen": seen}
 
 
-CASES = {"pool": case_pool, "pool_changed": case_pool_changed,
+def case_disconnect(tmp: str) -> dict[str, Any]:
+    """A run on a running cluster returns while its connection closes in the background;
+    the next run in the process connects again once that is done."""
+    import threading
+
+    import ray
+
+    from runner.orchestration.executors import ray as ray_executor
+
+    closing, release = [], threading.Event()
+    real = ray.shutdown
+
+    def slow_shutdown(**kwargs: Any) -> None:
+        closing.append(threading.current_thread().name)
+        release.wait(60)  # a safety timeout: a run waiting on it returns after it
+        real(**kwargs)
+
+    ray.shutdown = slow_shutdown
+    plan = plan_for(["log.a", [["where"], ["where"]], "log.c"])
+    first = run(plan, RayComputeEngine(), tmp)
+    returned_first = not release.is_set() and closing == ["runner-ray-init"]
+    release.set()
+    second = run(plan, RayComputeEngine(), tmp)  # joins the first disconnection first
+    ray_executor.disconnected()
+    return {"returned_first": returned_first, "closing": closing,
+            "connected_after": ray.is_initialized(),
+            "both_ran": [len(_pids(first)), len(_pids(second))]}
+
+
+CASES = {"pool": case_pool, "disconnect": case_disconnect, "pool_changed": case_pool_changed,
          "large": case_large, "shipped": case_shipped, "matrix": case_matrix, "nodes": case_nodes,
          "die_once": case_die_once}
 

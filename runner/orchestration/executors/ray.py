@@ -6,8 +6,7 @@
 
 Sequential steps stay on the driver; each branch of a parallel group is one Ray
 task, or a call to a warm actor kept across runs on a cluster the run joined
-(:mod:`.ray_pool`); with ``RUNNER_RAY_DRIVER_BRANCH=1`` the driver runs one
-branch of each group itself while it waits.
+(:mod:`.ray_pool`).
 The pre-fork context is put in the object store once and shared by every
 branch (its Arrow and numpy buffers are read zero-copy); each branch forks it
 where it runs, so a stage that writes a column copies only that column. The
@@ -24,6 +23,7 @@ loopback interface only, and shut down when the run ends.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import logging
 import os
@@ -42,13 +42,7 @@ from runner.orchestration.executors.ray_connect import (
     modules_to_ship,
     probe,
 )
-from runner.orchestration.executors.ray_pool import (
-    DriverBranch,
-    WarmPool,
-    driver_branch_index,
-    pool_enabled,
-    poolable,
-)
+from runner.orchestration.executors.ray_pool import WarmPool, pool_enabled, poolable
 from runner.orchestration.executors.ray_tasks import (
     DriverFlag,
     driver_flag,
@@ -71,6 +65,43 @@ __all__ = ["RayComputeEngine", "import_ray"]
 log = logging.getLogger("runner")
 
 
+class _Release(threading.Event):
+    """Set when a connection's thread may end; ``disconnect``: it closes the connection
+    to a running cluster itself first."""
+
+    disconnect = False
+
+
+_DISCONNECTING: list[threading.Thread] = []
+"""Connection threads closing a run's connection to a running cluster."""
+
+
+def disconnected(timeout: float = 30.0) -> None:
+    """Wait for connections still being closed in the background (at most ``timeout``
+    seconds each): before the next connection, and at exit before Ray's own handler."""
+    while _DISCONNECTING:
+        _DISCONNECTING.pop().join(timeout)
+
+
+def _wait_at_exit() -> None:
+    """Once per process, after Ray registered its own exit handler: wait for background
+    disconnections first (handlers run last registered first), so Ray's handler finds
+    the connection closed instead of closing it again after a half-second pause."""
+    if not _EXIT_HOOK:
+        _EXIT_HOOK.append(True)
+        atexit.register(disconnected)
+
+
+_EXIT_HOOK: list[bool] = []
+
+
+def _shut_down(ray: Any) -> None:
+    try:
+        ray.shutdown()
+    except Exception as exc:  # the connection is being dropped anyway
+        log.debug("could not disconnect from Ray: %s: %s", type(exc).__name__, exc)
+
+
 def _task_options(resources: Mapping[str, Any]) -> dict[str, Any]:
     options: dict[str, Any] = {"max_retries": int(resources.get("max_retries", 0)),
                                "retry_exceptions": False}
@@ -86,6 +117,7 @@ class RayComputeEngine(RemoteExecutor):
     """Runs the branches of parallel groups as Ray tasks."""
 
     name = "ray"
+    defer_warming = True  # the driver's imports would slow import ray: see dispatch
 
     def __init__(self, address: str | None = None, *, preload: Sequence[str] = (),
                  num_cpus: int | None = None,
@@ -111,7 +143,9 @@ class RayComputeEngine(RemoteExecutor):
         self.pool: WarmPool | None = None
         """The warm actors branches run on, on a cluster this run did not start."""
         self._ready_event = threading.Event()
-        self._released = threading.Event()
+        self._imported = threading.Event()
+        """Set once ``import ray`` is done (or the connection failed)."""
+        self._released = _Release()
         self.num_cpus = num_cpus
 
     def new_cancel_flag(self) -> CancelFlag:
@@ -120,47 +154,30 @@ class RayComputeEngine(RemoteExecutor):
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        """Start reaching Ray on a background thread; idempotent, and cheap to call again."""
         if importlib.util.find_spec("ray") is None:  # a usage error now, not in a thread
             import_ray()
         with self._lock:
             if self._ray is not None or self._starting is not None:
                 return
-            self._starting = threading.Thread(target=self._connect, name="runner-ray-init",
-                                              daemon=True)
+            self._released = _Release()  # one per connection: see shutdown()
+            self._imported.clear()
+            self._starting = threading.Thread(target=self._connect, args=(self._released,),
+                                              name="runner-ray-init", daemon=True)
             self._starting.start()
 
-    def _connect(self) -> None:
+    def _connect(self, released: _Release) -> None:
+        disconnected()  # a run before this one in the process may still be disconnecting
         try:
             if not self.address and self._local is None:
                 self._local = LocalRayEnv()
                 self._local.apply()
             ray = import_ray()
+            self._imported.set()
+            _wait_at_exit()
             logging.getLogger("ray._private.worker").addFilter(NotMainThread())
             if not ray.is_initialized():
-                options: dict[str, Any] = {"namespace": "runner", "log_to_driver": True,
-                                           "logging_level": logging.WARNING,
-                                           "configure_logging": False}
-                if self.address:
-                    options["address"] = self.address
-                else:
-                    options.update(include_dashboard=False, _node_ip_address="127.0.0.1")
-                    if self.num_cpus is not None:
-                        options["num_cpus"] = self.num_cpus
-                shipped = modules_to_ship(self.preload)
-                if shipped:
-                    options["runtime_env"] = {"py_modules": shipped}
-                options.update(self.init_options)
-                if self.address:
-                    address = self.address
-
-                    def connect() -> None:
-                        probe(address)
-                        ray.init(**options)
-
-                    connect_with_retries(connect, ray.shutdown, where=address,
-                                         attempts=connect_attempts())
-                else:
-                    ray.init(**options)
+                self._init(ray)
                 self._owned = True
             self._remote_fn = remote_functions(ray)
             if self.address and pool_enabled():
@@ -168,15 +185,48 @@ class RayComputeEngine(RemoteExecutor):
                 self.pool.warm(self.warm)
             elif self.warm:
                 self.warmed = warm_workers(ray, self.preload, count=self.warm)
+            # the job's first put builds its serializers (Ray imports pydantic.v1 and
+            # more then): here, not when the group puts its context
+            ray.put(None)
             self._ray = ray
         except BaseException as exc:
             self._start_error = exc
         finally:
+            self._imported.set()
             self._ready_event.set()
         # Ray's processes get a parent-death signal tied to the thread that started
         # them: this thread lives until the run's Ray is shut down.
         if self._start_error is None:
-            self._released.wait()
+            released.wait()
+            if released.disconnect:
+                _shut_down(ray)
+
+    def _init(self, ray: Any) -> None:
+        """``ray.init``: join the cluster at ``address`` (tried again after a connection
+        error) or start a local Ray on the loopback interface."""
+        options: dict[str, Any] = {"namespace": "runner", "log_to_driver": True,
+                                   "logging_level": logging.WARNING,
+                                   "configure_logging": False}
+        if self.address:
+            options["address"] = self.address
+        else:
+            options.update(include_dashboard=False, _node_ip_address="127.0.0.1")
+            if self.num_cpus is not None:
+                options["num_cpus"] = self.num_cpus
+        shipped = modules_to_ship(self.preload)
+        if shipped:
+            options["runtime_env"] = {"py_modules": shipped}
+        options.update(self.init_options)
+        if not self.address:
+            ray.init(**options)
+            return
+        address = self.address
+
+        def connect() -> None:
+            probe(address)
+            ray.init(**options)
+
+        connect_with_retries(connect, ray.shutdown, where=address, attempts=connect_attempts())
 
     def _ready(self) -> Any:
         self.start()
@@ -196,18 +246,25 @@ class RayComputeEngine(RemoteExecutor):
         return self._ray
 
     def shutdown(self) -> None:
+        """Release Ray. A local Ray this run started is shut down before this returns;
+        the connection to a running cluster is closed on the background thread that
+        made it, while the run writes its records (the process waits for it at exit,
+        and the next connection in the process waits for it first)."""
         thread = self._starting
         if thread is not None:
             self._ready_event.wait()
         with self._lock:
-            if self._ray is not None and self._owned:
+            background = self._ray is not None and self._owned and bool(self.address)
+            if background and thread is not None:
+                self._released.disconnect = True
+                _DISCONNECTING.append(thread)
+            elif self._ray is not None and self._owned:
                 self._ray.shutdown()
             self._released.set()
-            if thread is not None:
+            if thread is not None and not self._released.disconnect:
                 thread.join()
             self._starting = None
             self._ready_event.clear()
-            self._released.clear()
             self._ray = None
             self.pool = None
             self._owned = False
@@ -219,13 +276,13 @@ class RayComputeEngine(RemoteExecutor):
 
     def dispatch(self, tasks: Sequence[BranchTask], cancel: CancelFlag,
                  ) -> Iterator[BranchOutcome]:
-        index = driver_branch_index([task.branch.resources for task in tasks])
-        local = DriverBranch(tasks[index], cancel, self.name) if index is not None else None
-        try:
-            ray = self._ready()
-        except BaseException:
-            cancel.set()  # the driver's branch stops at its next step
-            raise
+        self.start()
+        # Once Ray is imported, the rest of connecting mostly waits on the network: the
+        # driver's imports for the steps after the group start then, not sharing the
+        # interpreter with ``import ray`` nor waiting for the whole connection.
+        self._imported.wait()
+        self.start_warming()
+        ray = self._ready()
         if not isinstance(cancel, DriverFlag):  # a flag the engine did not make
             cancel = driver_flag(cancel)
         token = cancel.token
@@ -240,8 +297,6 @@ class RayComputeEngine(RemoteExecutor):
         self._pending = pending  # for abort(), from another thread
         self._on_pool = {}
         for slot, task in enumerate(tasks):
-            if slot == index:
-                continue
             light = replace(task, context=None)
             # a task holds one CPU unless it asks for more: its native pools get that many
             threads = branch_threads(task.branch.resources, concurrent=1, cpus=1)
@@ -254,14 +309,8 @@ class RayComputeEngine(RemoteExecutor):
                 options = _task_options(task.branch.resources)
                 ref = self._remote_fn.options(**options).remote(*args)
             pending[ref] = task
-        while pending or local is not None:
-            if local is not None and (local.done.is_set() or not pending):
-                local.done.wait()
-                yield self._local_outcome(ray, local.outcome)
-                local = None
-                continue
-            done, _ = ray.wait(list(pending), num_returns=1,
-                               timeout=None if local is None else 0.02)
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 task = pending.pop(ref)
                 yield self._outcome(ray, ref, task)
@@ -286,18 +335,6 @@ class RayComputeEngine(RemoteExecutor):
                 ray.shutdown()
             except Exception as exc:
                 log.debug("could not shut Ray down: %s", exc)
-
-    @staticmethod
-    def _local_outcome(ray: Any, outcome: BranchOutcome) -> BranchOutcome:
-        """The driver's branch, its records on the driver's node like a worker's."""
-        try:
-            node = ray.get_runtime_context().get_node_id()
-        except Exception:  # a Ray client has no node of its own
-            node = None
-        for record in outcome.records:
-            record.node = node
-        outcome.node = node
-        return outcome
 
     def _outcome(self, ray: Any, ref: Any, task: BranchTask) -> BranchOutcome:
         from ray import exceptions as rex

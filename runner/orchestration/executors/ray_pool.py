@@ -35,8 +35,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner.orchestration.tasks import branch_lost
-
 __all__ = ["POOL_ENV", "POOL_IDLE_ENV", "WarmPool", "code_key", "pool_enabled", "poolable"]
 
 log = logging.getLogger("runner")
@@ -190,53 +188,3 @@ class WarmPool:
             self.ray.kill(actor, no_restart=False)
         except Exception as exc:  # gone already, or Ray is going down
             log.debug("could not stop a pool actor: %s", exc)
-
-
-DRIVER_BRANCH_ENV = "RUNNER_RAY_DRIVER_BRANCH"
-
-
-def driver_branch_index(resources: Sequence[Mapping[str, Any]]) -> int | None:
-    """Which branch of a group the driver runs itself, with ``RUNNER_RAY_DRIVER_BRANCH=1``:
-    the last one asking for no resources, when the group has two branches or more.
-
-    The driver only waits while its group runs; running one branch spares the group
-    a Ray worker, the wait for Ray to be reached and one context's trip through the
-    object store. Off by default: a stage that crashes its process (a segfault, the
-    OOM killer) then takes the run with it instead of failing as its branch."""
-    if len(resources) < 2 or os.environ.get(DRIVER_BRANCH_ENV, "0").strip().lower() not in (
-            "1", "true", "yes", "on"):
-        return None
-    local = [i for i, asked in enumerate(resources) if poolable(asked)]
-    return local[-1] if local else None
-
-
-class DriverBranch:
-    """One branch run on a thread of the driver, as a Ray worker would run it: on its
-    own fork of the group's context, with its native pools capped at one thread, its
-    branch hooks reporting as a worker's do."""
-
-    def __init__(self, task: Any, cancel: Any, executor_name: str) -> None:
-        self.task = task
-        self.outcome: Any = None
-        self.done = threading.Event()
-        threading.Thread(target=self._run, args=(cancel, executor_name),
-                         name="runner-driver-branch", daemon=True).start()
-
-    def _run(self, cancel: Any, executor_name: str) -> None:
-        from runner.orchestration.execute import execute_branch
-        from runner.orchestration.native_threads import (
-            blas_thread_limit,
-            openmp_thread_limit,
-        )
-        from runner.orchestration.warm import declared_imports, import_modules
-
-        task = self.task
-        try:
-            import_modules(declared_imports(task.branch.steps))  # so the limits reach them
-            with blas_thread_limit(1), openmp_thread_limit(1):
-                self.outcome = execute_branch(task, cancel, executor=executor_name)
-        except BaseException as exc:  # becomes the branch's failure
-            self.outcome = branch_lost(task, exc, "the worker running this branch "
-                                                  f"failed: {type(exc).__name__}: {exc}")
-        finally:
-            self.done.set()

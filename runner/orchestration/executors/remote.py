@@ -4,18 +4,22 @@ Such a branch cannot call the driver's hooks as its steps run. So before the
 branches leave, each driver hook may give a picklable *branch hook* that travels
 with the task (:meth:`RunHook.branch_hook`) and the driver's hooks hear that the
 branch was queued; while the workers run, the driver imports what its next steps
-need; when a branch returns, the driver's hooks hear its steps
-(``on_step_end``) and its branch hooks' payloads. :class:`RemoteExecutor` does all
-of it around :meth:`RemoteExecutor.dispatch`, which only sends tasks and yields
-outcomes; the processes and Ray executors are ones.
+need (from the start of the group, or, with :attr:`RemoteExecutor.defer_warming`,
+when :meth:`~RemoteExecutor.dispatch` says so); when a branch returns, the
+driver's hooks hear its steps (``on_step_end``) and its branch hooks' payloads.
+:class:`RemoteExecutor` does all of it around :meth:`RemoteExecutor.dispatch`,
+which only sends tasks and yields outcomes; the processes and Ray executors are
+ones.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from typing import ClassVar
 
 from runner.orchestration.executors.base import Executor
 from runner.orchestration.hooks import RunHook, call_quietly
@@ -57,6 +61,14 @@ def report(hooks: Sequence[RunHook], run: RunInfo, task: BranchTask,
 class RemoteExecutor(Executor):
     """An executor whose branches run in other processes: implement :meth:`dispatch`."""
 
+    defer_warming: ClassVar[bool] = False
+    """Start the driver's imports when :meth:`dispatch` calls :meth:`start_warming`, not
+    before it: a dispatch that first waits for a connection made in this process (Ray)
+    would share the interpreter lock with those imports and send its branches later."""
+
+    _to_warm: tuple[str, ...] = ()
+    _warming: threading.Thread | None = None
+
     def run_branches(self, group: GroupTask) -> Iterator[BranchOutcome]:
         if not group.tasks:
             return
@@ -64,14 +76,27 @@ class RemoteExecutor(Executor):
         tasks = [replace(task, hooks=branch_hooks(group.hooks, task)) for task in group.tasks]
         for task in tasks:  # the driver hears no branch start: say they were sent
             call_quietly(group.hooks, run, "on_branch_queued", task.branch)
-        warming = warm_in_background(group.warm)
+        self._to_warm = tuple(group.warm)
+        self._warming = None
+        if not self.defer_warming:
+            self.start_warming()
         try:
             for outcome in self.dispatch(tasks, group.cancel):
                 report(group.hooks, run, tasks[outcome.index], outcome)
                 yield outcome
         finally:
-            if warming is not None:  # the merge and the next steps may import the same
-                warming.join()
+            self._to_warm = ()
+            if self._warming is not None:  # the merge and the next steps may import the same
+                self._warming.join()
+                self._warming = None
+
+    def start_warming(self) -> None:
+        """Start importing what the steps after the group need, on a thread of the driver
+        (once per group; later calls do nothing). The dispatch of an executor with
+        :attr:`defer_warming` calls it once its branches are on their way."""
+        modules, self._to_warm = self._to_warm, ()
+        if modules:
+            self._warming = warm_in_background(modules)
 
     @abstractmethod
     def dispatch(self, tasks: Sequence[BranchTask], cancel: CancelFlag,

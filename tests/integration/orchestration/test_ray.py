@@ -130,9 +130,14 @@ def test_branches_of_the_next_run_reuse_the_warm_pool_of_the_last(ray_cluster, t
     assert not set(off["pids"]) & set(first["pids"])
 
 
-def test_when_asked_the_driver_runs_one_branch_of_a_group_itself(ray_cluster, tmp_path):
-    on = driver(ray_cluster, "pool", tmp_path / "a", env={"RUNNER_RAY_DRIVER_BRANCH": "1"})
-    assert on["pids"].count(on["driver_pid"]) == 1 and len(on["pids"]) == 3
+def test_a_run_on_a_running_cluster_ends_without_waiting_for_its_disconnection(
+        ray_cluster, tmp_path):
+    result = driver(ray_cluster, "disconnect", tmp_path)
+    # the run returned while its connection thread was still disconnecting ...
+    assert result["returned_first"], result
+    # ... and the next run in the process waited for that, connected and closed in turn
+    assert result["closing"] == ["runner-ray-init", "runner-ray-init"], result
+    assert result["both_ran"] == [2, 2] and not result["connected_after"], result
 
 
 def test_a_stage_module_edited_between_runs_never_runs_stale_on_the_pool(ray_cluster,

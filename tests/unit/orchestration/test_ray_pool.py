@@ -46,17 +46,3 @@ def test_the_code_key_changes_with_a_loaded_module_file_and_the_modules_asked(tm
         assert code_key(["pool_key_probe"]) != before
     finally:
         sys.modules.pop("pool_key_probe", None)
-
-
-def test_when_asked_the_driver_runs_the_last_branch_asking_for_nothing(monkeypatch):
-    from runner.orchestration.executors.ray_pool import driver_branch_index
-
-    monkeypatch.delenv("RUNNER_RAY_DRIVER_BRANCH", raising=False)
-    assert driver_branch_index([{}, {}, {}]) is None  # off unless asked for
-    monkeypatch.setenv("RUNNER_RAY_DRIVER_BRANCH", "1")
-    assert driver_branch_index([{}, {}, {}]) == 2
-    assert driver_branch_index([{}, {}, {"resources": {"gpu_box": 1}}]) == 1
-    assert driver_branch_index([{}]) is None  # a lone branch still goes to Ray
-    assert driver_branch_index([{"num_gpus": 1}, {"max_retries": 2}]) is None
-    monkeypatch.setenv("RUNNER_RAY_DRIVER_BRANCH", "0")
-    assert driver_branch_index([{}, {}]) is None
