@@ -8,6 +8,7 @@ cache entries name (``runner.cache.entries.referenced_objects``) as ``also_refer
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Collection
@@ -18,6 +19,7 @@ from runner.artifacts.lease import RunLease
 from runner.artifacts.listing import list_runs
 from runner.artifacts.objects import DEFAULT_GRACE, ObjectStore, SweepReport, sweep_objects
 from runner.artifacts.reading import read_index
+from runner.artifacts.results import MAX_BYTES, charts_object
 from runner.artifacts.store import ArtifactStore
 from runner.errors import ArtifactError, IntegrityError
 
@@ -101,7 +103,27 @@ def referenced_by_runs(store: ArtifactStore, *, allow_unsigned: bool = False,
                 problems.append(str(exc))
                 continue
             found.update(e.object for e in index.fields.values() if e.object is not None)
+        if listing.doc.results is not None:
+            found.update(_results_objects(store, listing.run_id, problems))
     return found, problems
+
+
+def _results_objects(store: ArtifactStore, run_id: str, problems: list[str]) -> set[str]:
+    """The objects a run's results.json names (its charts); a results file that cannot be
+    read may name any object (a problem), a missing one names none."""
+    try:
+        data = store.read_bytes(RunPaths(run_id).results_file, limit=MAX_BYTES + 1)
+    except ArtifactError as exc:
+        if not exc.missing:
+            problems.append(str(exc))
+        return set()
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        problems.append(f"{store.url_of(RunPaths(run_id).results_file)}: not JSON ({exc})")
+        return set()
+    digest = charts_object(doc) if isinstance(doc, dict) else None
+    return {digest} if digest is not None else set()
 
 
 def sweep_store(store: ArtifactStore, *, also_referenced: Collection[str] = (),

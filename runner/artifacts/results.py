@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from runner.artifacts.layout import RESULTS_FILE, RunPaths
+from runner.artifacts.objects import ObjectStore, is_digest
 from runner.artifacts.store import ArtifactStore
 from runner.digest import digest_matches, sha256
 from runner.errors import RunnerError
@@ -40,6 +41,7 @@ __all__ = [
     "RESULTS_FORMAT",
     "ResultsHook",
     "build_results",
+    "charts_object",
     "context_report",
     "field_summary",
     "read_results",
@@ -55,6 +57,8 @@ MAX_FIELDS = 200
 MAX_MESSAGES = 1000
 MAX_TEXT = 4000
 MAX_POINTS = 5000
+CHARTS_INLINE = 4096
+"""Charts larger than this (JSON bytes) are stored as an object of their own."""
 MAX_BYTES = 20_000_000
 """A results.json larger than this is not read (a report stays small)."""
 EARLIER = "(earlier attempt)"
@@ -188,10 +192,52 @@ def build_results(context: Any, messages: list[dict[str, Any]]) -> dict[str, Any
 
 
 def write_results(store: ArtifactStore, run_id: str, doc: Mapping[str, Any]) -> dict[str, Any]:
-    """Write results.json; the reference run.json lists (file, sha256, bytes)."""
-    data = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+    """Write results.json; the reference run.json lists (file, sha256, bytes).
+
+    The charts (most of the file: a backtest's daily equity curve) are an object of
+    their own (:mod:`runner.artifacts.objects`), named in the file by their sha256
+    (``charts_object``): runs on unchanged data draw the same charts and store them once.
+    """
+    charts = doc.get("charts")
+    if charts:
+        data = _json(charts)
+        if len(data) > CHARTS_INLINE:
+            put = ObjectStore(store).put_bytes(data)
+            doc = {**{k: v for k, v in doc.items() if k != "charts"},
+                   "charts_object": {"object": put.digest, "bytes": put.size}}
+    data = _json(doc)
     store.write_bytes(RunPaths(run_id).results_file, data)
     return {"file": RESULTS_FILE, "sha256": sha256(data), "bytes": len(data)}
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+
+
+def charts_object(doc: Mapping[str, Any]) -> str | None:
+    """The digest of the charts object a results document names (None: charts inline)."""
+    named = doc.get("charts_object")
+    digest = named.get("object") if isinstance(named, Mapping) else None
+    return digest if is_digest(digest) else None
+
+
+def _with_charts(store: ArtifactStore, doc: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """``doc`` with the charts its ``charts_object`` names read in (checked against the
+    digest), or without charts and a note saying why."""
+    if "charts_object" not in doc:
+        return doc, None
+    digest = charts_object(doc)
+    doc.pop("charts_object")
+    if digest is None:
+        return doc, "the charts' object name in results.json is not a sha256: not shown"
+    try:
+        charts = json.loads(ObjectStore(store).get_bytes(digest))
+    except RunnerError as exc:
+        return doc, f"the charts of results.json are not readable: {exc}"
+    except (ValueError, RecursionError) as exc:
+        return doc, f"the charts of results.json are not JSON ({exc}): not shown"
+    doc["charts"] = charts
+    return doc, None
 
 
 def read_results(store: ArtifactStore, run_id: str, ref: Mapping[str, Any] | None
@@ -217,7 +263,7 @@ def read_results(store: ArtifactStore, run_id: str, ref: Mapping[str, Any] | Non
         return None, f"{RESULTS_FILE} is not JSON ({exc}): not shown"
     if not isinstance(doc, dict) or doc.get("format") != RESULTS_FORMAT:
         return None, f"{RESULTS_FILE} is not a results document of format {RESULTS_FORMAT}"
-    return doc, None
+    return _with_charts(store, doc)
 
 
 class ResultsHook(RunHook):

@@ -48,13 +48,28 @@ def test_alpha_full_results_on_stdout_and_in_the_report(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     html = page.read_text()
     results = re.search(r'<section id="results">.*?</section>', html, re.S).group(0)
-    stored = json.loads((tmp_path / "a/runs/res-1/results.json").read_text())
+    stored = _stored_results(tmp_path / "a", "res-1")
     days = len(stored["charts"]["backtest"]["dates"])
     assert days > 1000  # daily, 2016-2022
     equity = re.search(r'data-series="equity" data-points="(\d+)" points="([^"]+)"', results)
     assert int(equity.group(1)) == len(equity.group(2).split()) == days
     assert "risk.backtest: walk-forward out-of-sample" in results
     assert "<code>backtest</code>" in results and "<caption>weights</caption>" in results
+
+
+def _stored_results(root: Path, run_id: str) -> dict:
+    """The run's results as stored: results.json naming its charts object, which a sweep
+    of unreferenced objects keeps (the run references it)."""
+    from runner.artifacts import ArtifactStore, read_run, sweep_store
+    from runner.artifacts.results import charts_object, read_results
+
+    store = ArtifactStore(str(root), {})
+    raw = json.loads(store.read_bytes(f"runs/{run_id}/results.json"))
+    assert "charts" not in raw and charts_object(raw) is not None
+    assert sweep_store(store, grace=0, dry_run=True).deleted == []
+    doc, note = read_results(store, run_id, read_run(store, run_id).results.model_dump())
+    assert note is None and doc is not None
+    return doc
 
 
 def test_alpha_full_with_json_logs_has_one_run_result_line(tmp_path: Path) -> None:

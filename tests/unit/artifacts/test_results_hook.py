@@ -61,3 +61,32 @@ def test_a_long_run_costs_each_step_its_own_lines():
     """Linear: 300 steps of one line each are 300 entries of one line."""
     got = _steps(["log.a"] * 300, executor="inline")
     assert got == [("log.a", ["a"])] * 300
+
+
+def test_charts_are_an_object_of_their_own_stored_once_and_checked(tmp_path):
+    from runner.artifacts import ArtifactStore, sweep_store
+    from runner.artifacts.objects import ObjectStore, object_path
+    from runner.artifacts.results import charts_object, read_results, write_results
+
+    store = ArtifactStore(str(tmp_path / "store"), {})
+    charts = {"equity": {"dates": [f"2024-01-{d:02d}" for d in range(1, 29)] * 20,
+                         "columns": {"equity": [1.0 + i / 1000 for i in range(560)]}}}
+    doc = {"format": 1, "report": None, "messages": [], "fields": [], "charts": charts}
+    refs = [write_results(store, run, doc) for run in ("run-a", "run-b")]
+    kept = [json.loads(store.read_bytes(f"runs/{run}/results.json")) for run in ("run-a", "run-b")]
+    digests = {charts_object(k) for k in kept}
+    assert len(digests) == 1 and None not in digests and "charts" not in kept[0]
+    (digest,) = digests
+    assert ObjectStore(store).digests() == [digest]  # two runs, one object
+    assert all(ref["bytes"] < 400 for ref in refs)  # the file itself stays small
+    back, note = read_results(store, "run-a", refs[0])
+    assert note is None and back == doc
+    # no run.json lists these results (written by hand here): nothing keeps the object
+    # (tests/e2e/test_run_results.py: a real run's results keep theirs)
+    swept = sweep_store(store, also_referenced=(), grace=0, dry_run=True)
+    assert digest in swept.deleted
+    # a swapped object: a note, never an exception
+    store.write_bytes(object_path(digest), b"{}")
+    back, note = read_results(store, "run-a", refs[0])
+    assert back is not None and "charts" not in back
+    assert note is not None and "does not match its digest" in note
