@@ -152,3 +152,34 @@ def cache_entries(store: ArtifactStore, stage: str) -> list[set[str]]:
     from runner.cache.entries import list_entries
 
     return [e.doc.objects() for e in list_entries(store, stage=stage) if e.doc is not None]
+
+
+def _statuses(proc) -> dict[str, str]:
+    assert proc.returncode == 0, proc.stderr
+    return {s["path"]: s["status"] for s in json.loads(proc.stdout)["steps"]
+            if s["kind"] == "stage"}
+
+
+def test_run_with_the_cache_hits_on_the_second_run_and_dry_run_agrees(manifest, tmp_path):
+    assert cli("cache", "list", "--json", cwd=tmp_path).returncode == 0
+    off = _statuses(cli("run", "ok", "-m", manifest, "--json", "--no-cache", cwd=tmp_path))
+    assert set(off.values()) == {"succeeded"}
+    empty = json.loads(cli("cache", "list", "--json", cwd=tmp_path).stdout)["entries"]
+    assert empty == []  # --no-cache fills nothing
+    first = _statuses(cli("run", "ok", "-m", manifest, "--json", "--cache", cwd=tmp_path))
+    assert set(first.values()) == {"succeeded"}
+    dry = cli("run", "ok", "-m", manifest, "--dry-run", "--cache", "--json", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    outlook = json.loads(dry.stdout)
+    assert outlook["would_run"] == 0
+    assert {s["path"]: s["status"] for s in outlook["steps"]} == dict.fromkeys(first, "cached")
+    second = cli("run", "ok", "-m", manifest, "--json", "--cache", "--run-id", "again",
+                 cwd=tmp_path)
+    assert set(_statuses(second).values()) == {"cached"} and second.stderr.count("cached")
+    run_doc = json.loads((tmp_path / "data/artifacts/runs/again/run.json").read_text())
+    assert {c["path"] for c in run_doc["checkpoints"] if c.get("cached")} >= {
+        p for p in first if "[" in p and p.count("[") == 1}
+    # a run from a later step with the cache: the origin's context, the rest cached
+    later = cli("run", "ok", "-m", manifest, "--json", "--cache", "--from", "log.b",
+                "--origin", "again", cwd=tmp_path)
+    assert set(_statuses(later).values()) == {"cached"}
