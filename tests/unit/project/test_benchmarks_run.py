@@ -25,6 +25,7 @@ CASES = {
     "checkpoint": ["--rows", "2000", "--cols", "2", "--steps", "2", "--repeats", "1",
                    "--mem-repeats", "2"],
     "checkpoint_storage": ["--runs", "2", "--json"],
+    "step_cache": ["--repeat", "1", "--json"],
     "tracing": ["--stages", "5", "--repeats", "3"],
     "manifest": ["--levels", "3", "4"],
     "steps": ["--sizes", "2", "4", "--repeats", "1", "--json"],
