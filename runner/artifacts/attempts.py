@@ -134,7 +134,7 @@ def attempt_spans(store: ArtifactStore, run_id: str, *, latest: int,
 def read_attempt_error(store: ArtifactStore, run_id: str, attempt: int, *,
                        allow_unsigned: bool = False) -> dict[str, Any] | None:
     """The forensics (error.json) of an earlier attempt, or None when it left none."""
-    from runner.artifacts.documents import read_error_doc
+    from runner.artifacts.forensics import read_error_doc
 
     paths = RunPaths(run_id)
     if not store.exists(paths.attempt_error_info_file(attempt)):

@@ -25,7 +25,6 @@ __all__ = [
     "STATUSES",
     "AttemptRecord",
     "CheckpointRef",
-    "ErrorDoc",
     "FieldEntry",
     "IndexDoc",
     "PartialRef",
@@ -35,7 +34,6 @@ __all__ = [
     "check_confined",
     "parse_document",
     "read_document",
-    "read_error_doc",
     "read_index_doc",
     "read_run_doc",
 ]
@@ -292,26 +290,6 @@ class RunDoc(_Doc):
         return steps[-1] if steps else None
 
 
-class ErrorDoc(_Doc):
-    """summaries/runs/<RUN_ID>/error.json (forensics of a failed stage)."""
-
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
-
-    run_id: Text
-    trace_id: Text | None = None
-    pipeline: Text | None = None
-    stage: Text | None = None
-    path: Text | None = None
-    kind: Text | None = None
-    exception_type: Text | None = None
-    message: Text | None = None
-    traceback: Text | None = None
-    pid: Count | None = None
-    time: Text | None = None
-    error_context: Text | None = None
-    pickle_error: Text | None = None
-
-
 class SpansSignature(_Doc):
     """spans.sig.json: binds spans.jsonl (by sha256) to its run."""
 
@@ -396,17 +374,3 @@ def read_index_doc(store: ArtifactStore, run_id: str, step_dir: str, *,
         if entry.file:
             paths.member(entry.file)
     return index
-
-
-def read_error_doc(store: ArtifactStore, run_id: str, *, allow_unsigned: bool = False,
-                   attempt: int | None = None) -> ErrorDoc:
-    """error.json of ``run_id``'s forensics (of its earlier ``attempt``): verified,
-    typed, naming this run."""
-    paths = RunPaths(run_id)
-    rel = paths.error_info_file if attempt is None else paths.attempt_error_info_file(attempt)
-    raw, where = _read(store, rel, allow_unsigned=allow_unsigned)
-    doc = _typed(ErrorDoc, raw, where)
-    if doc.run_id != run_id:
-        raise IntegrityError(f"{where} belongs to run {doc.run_id[:80]!r}, not {run_id!r}",
-                             url=where)
-    return doc

@@ -12,13 +12,22 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from runner.artifacts.codec import pickle_signed, unpickle
+from runner.artifacts.documents import Count, Text, read_document
 from runner.artifacts.layout import ATTEMPTS, RunPaths, is_run_id
 from runner.artifacts.signing import sign_document
 from runner.artifacts.store import ArtifactStore
-from runner.errors import ArtifactError, UsageError
+from runner.errors import ArtifactError, IntegrityError, UsageError
 
-__all__ = ["StoreForensics", "forensics_binding", "load_error_context"]
+__all__ = [
+    "ErrorDoc",
+    "StoreForensics",
+    "forensics_binding",
+    "load_error_context",
+    "read_error_doc",
+]
 
 log = logging.getLogger("runner.artifacts")
 
@@ -78,3 +87,37 @@ def load_error_context(location: str, storage_options: dict[str, Any] | None = N
     store = ArtifactStore(parent or ".", storage_options)
     return unpickle(store.read_bytes(name), where=location,
                     binding=forensics_binding(run_id), allow_unsigned=allow_unsigned)
+
+
+class ErrorDoc(BaseModel):
+    """summaries/runs/<RUN_ID>/error.json (forensics of a failed stage)."""
+
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+
+    run_id: Text
+    trace_id: Text | None = None
+    pipeline: Text | None = None
+    stage: Text | None = None
+    path: Text | None = None
+    kind: Text | None = None
+    exception_type: Text | None = None
+    message: Text | None = None
+    traceback: Text | None = None
+    pid: Count | None = None
+    time: Text | None = None
+    error_context: Text | None = None
+    pickle_error: Text | None = None
+
+
+def read_error_doc(store: ArtifactStore, run_id: str, *, allow_unsigned: bool = False,
+                   attempt: int | None = None) -> ErrorDoc:
+    """error.json of ``run_id``'s forensics (of its earlier ``attempt``): verified,
+    typed, naming this run."""
+    paths = RunPaths(run_id)
+    rel = paths.error_info_file if attempt is None else paths.attempt_error_info_file(attempt)
+    where = store.url_of(rel)
+    doc = read_document(store, rel, ErrorDoc, allow_unsigned=allow_unsigned)
+    if doc.run_id != run_id:
+        raise IntegrityError(f"{where} belongs to run {doc.run_id[:80]!r}, not {run_id!r}",
+                             url=where)
+    return doc

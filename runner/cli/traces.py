@@ -79,7 +79,7 @@ def report_command(
     """One self-contained HTML page of a run: results, DAG, timeline, steps, artifacts,
     error."""
     from runner.artifacts import read_index, read_run, run_paths
-    from runner.artifacts.documents import read_error_doc
+    from runner.artifacts.forensics import read_error_doc
     from runner.artifacts.layout import SPANS_FILE
     from runner.artifacts.results import read_results
     from runner.views.report import render_report
