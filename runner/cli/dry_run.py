@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from runner.cache.step_cache import StepCache
     from runner.orchestration.plan import ParallelGroup, StageStep, Step
 
-__all__ = ["DryRunOptions", "StepOutlook", "dry_run", "runner_version", "walk_outlook"]
+__all__ = ["DryRunOptions", "StepOutlook", "dry_run", "walk_outlook"]
 
 
 
@@ -220,25 +220,11 @@ def _start(options: DryRunOptions) -> tuple[Any, Any, Any, frozenset[str], Any]:
     return sdk, plan, root if root is not None else plan.context_type(), frozenset(), store
 
 
-def runner_version() -> str:
-    """The installed runner's version, as the step cache records it."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("runner")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def dry_run(options: DryRunOptions) -> None:
     """Print (or ``--json``) the steps a run would run; nothing runs, nothing is written."""
     sdk, plan, context, done, store = _start(options)
-    cache = None
-    if options.cache and store is not None:
-        from runner.cache.step_cache import StepCache
-
-        cache = StepCache(store, runner_version=runner_version(),
-                          allow_unsigned=options.allow_unsigned)
+    cache = sdk.step_cache(options.pipeline, cache=True, store=store) \
+        if options.cache and store is not None else None
     lines = walk_outlook(plan, context, cache=cache, done=done)
     running = [line for line in lines if line.status == "would run"]
     if options.as_json:

@@ -202,12 +202,11 @@ def _execute(sdk: QuantSDK, pipeline: str, given: dict[str, Any], doc: dict[str,
         check_reads(plan, root, source=sdk.manifest.source)
         sdk.check_data(pipeline, root)  # a file the stages cannot use: exit 2 now
         executor = choices.executor
-        cache = {"cache": choices.cache} if choices.cache is not None else {}
         runner = sdk.runner(pipeline, executor=executor.value if executor else None,
                             run_id=choices.run_id, hooks=hooks, resume=choices.resume,
                             force=choices.force, start_if_new=choices.or_start,
                             from_step=choices.from_step, origin=choices.origin,
-                            to_step=choices.to_step, **cache)
+                            to_step=choices.to_step, cache=choices.cache)
         if choices.resume and hooks:
             say_resuming(runner, chosen=executor is not None)
         doc.update(say_partial(sdk, pipeline, from_step=choices.from_step, origin=choices.origin,
