@@ -175,7 +175,7 @@ def decode(fmt: str, data: bytes, *, where: str, binding: Mapping[str, Any],
         if fmt == "json":
             return json.loads(data)
         if fmt in ("parquet", "series"):
-            frame = pq.read_table(io.BytesIO(data)).to_pandas()
+            frame = pq.ParquetFile(pa.BufferReader(data)).read().to_pandas()
             return frame["value"].rename(series_name) if fmt == "series" else frame
     except (pa.ArrowException, ValueError, OSError, RecursionError, KeyError) as exc:
         raise IntegrityError(f"{where}: cannot read {fmt}: {exc}", url=where) from exc

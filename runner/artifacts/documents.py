@@ -52,7 +52,7 @@ Text = Annotated[str, Field(max_length=100_000)]
 
 
 class _Doc(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, defer_build=True)
 
 
 class PlanNode(_Doc):

@@ -24,6 +24,7 @@ from rich.markup import escape
 from runner.cli.json_stdout import note_error, print_json_error, wants_json
 from runner.cli.output import err, exit_after_signal, say_error, was_signalled
 from runner.cli.quick import answer_from_kept_check
+from runner.cli.startup_gc import pause, resume
 from runner.errors import INTERNAL_ERROR, RunnerError, exit_code_of
 from runner.telemetry.logs import configure_logging
 
@@ -99,8 +100,17 @@ def main() -> None:
     """Console-script entry point.
 
     A bug in the runner itself (not in a stage, not in the input) exits 3 with
-    one line; ``RUNNER_DEBUG=1`` shows the traceback.
+    one line; ``RUNNER_DEBUG=1`` shows the traceback. The garbage collector is off
+    while the command starts (:mod:`.startup_gc`) and on again when it ends.
     """
+    pause()
+    try:
+        _entry()
+    finally:
+        resume(freeze=False)
+
+
+def _entry() -> None:
     configure_logging("text", logging.WARNING)
     _drop_current_folder()
     sys.argv[1:] = globals_first(sys.argv[1:])  # --log-format after the command works too

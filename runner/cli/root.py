@@ -19,6 +19,7 @@ from runner.cli.format import RunnerGroup, RunnerTyper
 from runner.cli.help import defer_rich_extras
 from runner.cli.lazy import Deferred, LazyCommands
 from runner.cli.output import out, say_error, set_log_format
+from runner.cli.startup_gc import ENDS_OWN_START_UP, resume
 from runner.errors import RunnerError, UsageError
 from runner.telemetry.logs import configure_logging
 from runner.words import did_you_mean
@@ -106,6 +107,12 @@ class _AppGroup(RunnerGroup):
             super().format_help(ctx, formatter)
         finally:
             self._listing = False
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        if name not in ENDS_OWN_START_UP:
+            resume()  # the command's own work: with the collector (:mod:`.startup_gc`)
+        return name, command, rest
 
     def invoke(self, ctx: Any) -> Any:
         try:

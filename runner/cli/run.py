@@ -36,6 +36,7 @@ from runner.cli.options import (
 from runner.cli.output import err, exit_after_signal, is_structured, signalled
 from runner.cli.parsing import open_sdk, params, root_context
 from runner.cli.run_report import failed, interrupted, say_partial, say_resuming, succeeded
+from runner.cli.startup_gc import resume
 from runner.errors import (
     ContextCollisionError,
     RunInterruptedError,
@@ -217,6 +218,7 @@ def _execute(sdk: QuantSDK, pipeline: str, given: dict[str, Any], doc: dict[str,
         # no full collection walks it again during the run (their cost would not
         # be per step, but land wherever the heap happened to cross a threshold)
         gc.freeze()
+        resume(freeze=False)  # the start-up is over: the collector on (:mod:`.startup_gc`)
         try:
             return runner.run(root)
         finally:

@@ -63,6 +63,7 @@ def _serve(listener: int, alive_r: int, alive_w: int, redirect: Mapping[int, int
     """The forked child: serve forks until the driver is gone, then
     end without an interpreter shutdown (like its workers, it has nothing to clean)."""
     try:
+        gc.enable()  # the driver may have forked it during its start-up, collector off
         os.close(alive_w)
         for fd, target in redirect.items():
             os.dup2(target, fd)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from runner._lazy import lazy_getattr
 from runner.errors import UsageError
 from runner.orchestration.execute import execute_branch
 from runner.orchestration.executors.base import Executor
 from runner.orchestration.executors.inline import InlineExecutor
-from runner.orchestration.executors.processes import ProcessesExecutor
-from runner.orchestration.executors.remote import RemoteExecutor
-from runner.orchestration.executors.threads import ThreadsExecutor
 from runner.orchestration.tasks import (
     BranchOutcome,
     BranchTask,
@@ -29,6 +28,11 @@ from runner.orchestration.tasks import (
 )
 from runner.retry import env_flag
 from runner.words import did_you_mean
+
+if TYPE_CHECKING:
+    from runner.orchestration.executors.processes import ProcessesExecutor
+    from runner.orchestration.executors.remote import RemoteExecutor
+    from runner.orchestration.executors.threads import ThreadsExecutor
 
 __all__ = [
     "EXECUTORS",
@@ -54,6 +58,12 @@ EXECUTORS = ("inline", "threads", "processes", "ray")
 PARALLEL_ENV = "TV_ORCH_PARALLEL"
 
 log = logging.getLogger("runner")
+
+__getattr__ = lazy_getattr(__name__, {  # an inline run imports none of them (multiprocessing)
+    "ProcessesExecutor": "runner.orchestration.executors.processes",
+    "RemoteExecutor": "runner.orchestration.executors.remote",
+    "ThreadsExecutor": "runner.orchestration.executors.threads",
+}, globals())
 
 
 def parallel_default() -> str:
@@ -98,8 +108,12 @@ def make_executor(spec: str | Executor | None = None, *, max_workers: int | None
     if spec == "inline":
         return InlineExecutor()
     if spec == "threads":
+        from runner.orchestration.executors.threads import ThreadsExecutor
+
         return ThreadsExecutor(max_workers)
     if spec == "processes":
+        from runner.orchestration.executors.processes import ProcessesExecutor
+
         return ProcessesExecutor(max_workers, preload=preload)
     if spec == "ray":
         import importlib.util
