@@ -33,7 +33,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,7 +237,7 @@ class CheckpointHook(CheckpointWriting, RunHook):
         if context is None or record.branch is not None or record.path not in self._main_set:
             return
         self._checkpoint(run, record.name, record.path, "step", context,
-                         cached=record.status == "cached")
+                         cached=record.status == "cached", restored=record.restored)
 
     def on_branch_end(self, run: RunInfo, branch: Branch, context: Any | None) -> None:
         if context is not None:
@@ -248,30 +248,13 @@ class CheckpointHook(CheckpointWriting, RunHook):
             self._checkpoint(run, "merge", group.path, "step", context)
 
     def _checkpoint(self, run: RunInfo, name: str, path: str, kind: str, ctx: Any, *,
-                    cached: bool = False) -> None:
+                    cached: bool = False,
+                    restored: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self._raise_pending()
         with self._lock:  # branches may end at once on the threads executor
             self._seq += 1
             step_dir = RunPaths.new_step_dir(self._seq, name)
-            fields: dict[str, Any] = {}
-            todo: dict[str, Any] = {}
-            written: list[str] = []  # inline values among the fields written
-            for fname, value in getattr(ctx, "__dict__", {"value": ctx}).items():
-                kept = self._last.get(fname)
-                if kept is not None and values_equal(value, kept.value):
-                    fields[fname] = kept.entry  # unchanged: a reference, not a rewrite
-                    continue
-                frozen = fork_value(value)  # what the file will hold, whatever runs next
-                entry: dict[str, Any]
-                if fits_inline(frozen):
-                    entry = {"format": "value", "value": frozen}
-                    written.append(fname)
-                else:
-                    entry = {}
-                    todo[fname] = (frozen, entry)
-                fields[fname] = entry
-                if kind == "step":
-                    self._last[fname] = _Kept(frozen, entry)
+            fields, todo, written = self._fields(ctx, kind, restored or {})
             meta: dict[str, Any] = {"seq": self._seq, "dir": step_dir, "name": name,
                                     "path": path, "kind": kind}
             if cached:
@@ -305,6 +288,35 @@ class CheckpointHook(CheckpointWriting, RunHook):
                 job()
         if path == self._main[-1] and kind == "step":
             self.flush()  # the last step: the run ends only once it is on the store
+
+    def _fields(self, ctx: Any, kind: str, restored: Mapping[str, Mapping[str, Any]],
+                ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+        """The checkpoint's field entries; the fields to encode and write (value, entry to
+        fill); the small values written inline. A field unchanged since the last
+        checkpoint is a reference to its entry; one a cached step set from a stored
+        object (``restored``) names that object: no encoding, no write."""
+        fields: dict[str, Any] = {}
+        todo: dict[str, Any] = {}
+        written: list[str] = []
+        for fname, value in getattr(ctx, "__dict__", {"value": ctx}).items():
+            kept = self._last.get(fname)
+            if kept is not None and values_equal(value, kept.value):
+                fields[fname] = kept.entry  # unchanged: a reference, not a rewrite
+                continue
+            frozen = fork_value(value)  # what the file will hold, whatever runs next
+            entry: dict[str, Any]
+            if fname in restored:
+                entry = dict(restored[fname])  # the object it was read from
+            elif fits_inline(frozen):
+                entry = {"format": "value", "value": frozen}
+                written.append(fname)
+            else:
+                entry = {}
+                todo[fname] = (frozen, entry)
+            fields[fname] = entry
+            if kind == "step":
+                self._last[fname] = _Kept(frozen, entry)
+        return fields, todo, written
 
     def _inline_fields(self, context_type: str, fields: dict[str, Any]) -> dict[str, Any]:
         """What an inline checkpoint's record carries: its whole field map, or only

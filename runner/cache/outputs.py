@@ -28,6 +28,8 @@ class CachedOutputs:
 
     values: dict[str, Any] = field(default_factory=dict)
     appended: dict[str, list[Any]] = field(default_factory=dict)
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each field of ``values`` read from an object, as a checkpoint names that object."""
 
     def apply(self, context: Any) -> Any:
         """``context`` as the step would have returned it (changed in place)."""
@@ -90,4 +92,16 @@ def cached_outputs(objects: ObjectStore, outputs: Mapping[str, OutputRef], *,
     if bad:
         raise IntegrityError(f"cache entry: appended field {bad[0]!r} is not a list",
                              url=bad[0])
-    return CachedOutputs(values=values, appended=appended)
+    named = {name: _checkpoint_entry(ref) for name, ref in outputs.items()
+             if ref.object is not None and not ref.append}
+    return CachedOutputs(values=values, appended=appended, objects=named)
+
+
+def _checkpoint_entry(ref: OutputRef) -> dict[str, Any]:
+    """The object of ``ref`` as a checkpoint's index names it: what the checkpoint writer
+    would write for the field (the same encoding, so the same object)."""
+    entry: dict[str, Any] = {"format": ref.format, "rows": ref.rows}
+    if ref.format == "series":
+        entry["series_name"] = ref.series_name
+    entry.update(object=ref.object, bytes=ref.bytes)
+    return entry

@@ -163,7 +163,8 @@ def _call(step: StageStep | AdapterStep, fn: Callable[[Any], Any], ctx: Any, loo
         fill(loop.cache, step, key, before, out)  # type: ignore[arg-type]
     record = StepRecord(step.name, step.path, "succeeded" if hit is None else "cached", start,
                         time.time(), loop.executor, loop.pid, kind,  # type: ignore[arg-type]
-                        branch=loop.branch, cache_key=_hex(key))
+                        branch=loop.branch, cache_key=_hex(key),
+                        restored=hit.objects if hit is not None else None)
     _record(loop, record, out)
     return out
 

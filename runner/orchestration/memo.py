@@ -46,7 +46,13 @@ class Keyed(Protocol):
 
 
 class Hit(Protocol):
-    """What a hit gives the step loop: the step's outputs, set on a context."""
+    """What a hit gives the step loop: the step's outputs, set on a context, and for
+    each field set from a stored object, that object as a checkpoint names it
+    (``format``, ``object``, ``rows``, ``bytes``, ``series_name``): the step's
+    checkpoint names those objects rather than encoding the fields again."""
+
+    @property
+    def objects(self) -> Mapping[str, Mapping[str, Any]]: ...
 
     def apply(self, context: Any) -> Any: ...
 

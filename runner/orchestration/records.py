@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +34,9 @@ class StepRecord:
     """The formatted exception of a failed step (for spans; not in ``to_dict``)."""
     cache_key: str | None = None
     """The step-cache key of a cached step, or of a step run and kept in the cache."""
+    restored: Mapping[str, Mapping[str, Any]] | None = None
+    """A cached step's fields set from stored objects: each object as a checkpoint
+    names it (:class:`~runner.orchestration.memo.Hit`). Not in :meth:`to_dict`."""
 
     @property
     def done(self) -> bool:

@@ -70,3 +70,26 @@ def test_a_cached_run_stores_the_same_checkpoint_files(sdk: QuantSDK) -> None:
     assert main_hits and {ref.path for ref in refs if ref.cached} == main_hits
     assert not any(ref.cached for ref in read_run(sdk.store(), plain.run_id).checkpoints)
     assert _files(sdk, plain.run_id)  # there is something to compare
+
+
+def test_a_cached_steps_checkpoint_names_the_objects_it_was_restored_from(
+        tmp_path: Path) -> None:
+    """The fields a hit restored are not encoded and written again for its checkpoint:
+    the checkpoint names the objects they were read from (the uncached run's objects)."""
+    from runner.telemetry import SPANS_FILE, decode_jsonl
+
+    manifest = Path(__file__).resolve().parents[3] / "configs" / "manifest.json"
+    sdk = QuantSDK(manifest, artifacts=tmp_path / "art", workspace_root=tmp_path / "ws")
+    plain = sdk.run_pipeline("alpha.full", cache=True)
+    cached = sdk.run_pipeline("alpha.full", cache=True)
+    hits = [r for r in cached.records if r.status == "cached" and r.branch is None]
+    assert len(hits) == len([r for r in plain.records if r.branch is None])
+    restored = {r.path: set(r.restored or {}) for r in hits}
+    assert {"prices", "feature_store"} <= set().union(*restored.values())
+    spans = decode_jsonl((tmp_path / "art/runs" / cached.run_id / SPANS_FILE).read_bytes())
+    writes = {s["attributes"]["runner.path"]: set(s["attributes"]["runner.fields_written"])
+              for s in spans if s["attributes"].get("runner.kind") == "checkpoint.write"}
+    assert set(writes) == set(restored)
+    for path, names in restored.items():
+        assert not writes[path] & names, path
+    assert _files(sdk, cached.run_id) == _files(sdk, plain.run_id)
