@@ -174,10 +174,25 @@ def _charts(context: Any) -> dict[str, Any]:
         thin = frame.iloc[::step] if step == 1 or (len(frame) - 1) % step == 0 \
             else pd.concat([frame.iloc[::step], frame.iloc[-1:]])
         out[str(name)] = {
-            "dates": [_cell(pd.Timestamp(d)) for d in thin.index],
-            "columns": {str(c): [_number(v) for v in thin[c]] for c in thin.columns},
+            "dates": _dates(thin.index),
+            "columns": {str(c): _numbers(thin[c]) for c in thin.columns},
         }
     return out
+
+
+def _dates(index: pd.Index) -> list[str]:
+    """Each label as :func:`_cell` writes a timestamp: a day when it is midnight."""
+    if isinstance(index, pd.DatetimeIndex) and index.tz is None \
+            and bool((index == index.normalize()).all()):
+        return list(index.strftime("%Y-%m-%d"))  # daily data: one call, not one a date
+    return [_cell(pd.Timestamp(d)) for d in index]
+
+
+def _numbers(column: pd.Series) -> list[float | None]:
+    """Each value as :func:`_number` writes it (a float column converted at once)."""
+    if column.dtype.kind == "f":
+        return [round(v, 6) if math.isfinite(v) else None for v in column.tolist()]
+    return [_number(v) for v in column]
 
 
 def build_results(context: Any, messages: list[dict[str, Any]]) -> dict[str, Any]:

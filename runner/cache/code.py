@@ -25,6 +25,7 @@ its bytecode and constants.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import linecache
 import re
@@ -244,5 +245,11 @@ def _user_code(obj: Any, top: str) -> bool:
     if not path:
         return not isinstance(obj, types.ModuleType) and module is not None \
             and module.__name__ == "__main__"
-    resolved = str(Path(path).resolve())
-    return not resolved.startswith(_INSTALLED)
+    return not _installed(path)
+
+
+@functools.cache
+def _installed(path: str) -> bool:
+    """Whether the module file at ``path`` is installed code (resolved once a file:
+    every stage's walk asks of the same few modules)."""
+    return str(Path(path).resolve()).startswith(_INSTALLED)
