@@ -1,6 +1,6 @@
 """``python -m runner.cli``: the ``runner`` command."""
 
-from runner.cli.app import main
+from runner.cli.leave import console
 
 if __name__ == "__main__":
-    main()
+    console()
