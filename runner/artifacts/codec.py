@@ -168,6 +168,11 @@ def unpickle(data: bytes, *, where: str, binding: Mapping[str, Any],
                              url=where) from exc
 
 
+THREADED_READ = 8 << 20
+"""Parquet bigger than this (bytes) is read and converted on Arrow's threads; smaller,
+on the caller's: a few small fields read faster without waking the pool."""
+
+
 def decode(fmt: str, data: bytes, *, where: str, binding: Mapping[str, Any],
            allow_unsigned: bool = False, series_name: Any = None) -> Any:
     """Read one field back (its sha256 already checked against a verified index)."""
@@ -175,7 +180,9 @@ def decode(fmt: str, data: bytes, *, where: str, binding: Mapping[str, Any],
         if fmt == "json":
             return json.loads(data)
         if fmt in ("parquet", "series"):
-            frame = pq.ParquetFile(pa.BufferReader(data)).read().to_pandas()
+            threads = len(data) > THREADED_READ  # small: no thread pool to wake
+            frame = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=threads) \
+                .to_pandas(use_threads=threads)
             return frame["value"].rename(series_name) if fmt == "series" else frame
     except (pa.ArrowException, ValueError, OSError, RecursionError, KeyError) as exc:
         raise IntegrityError(f"{where}: cannot read {fmt}: {exc}", url=where) from exc
