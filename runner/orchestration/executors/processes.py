@@ -3,8 +3,9 @@
 Workers come from a ``forkserver`` that has already imported the engine, the
 plan's stage modules and what its branches' stages declare they import, so a
 branch starts in milliseconds and no thread state is inherited. The group's
-context is pickled once for all its branches, and a branch sends back only the
-fields it changed (:mod:`.shipping`). Each branch's
+context is pickled once for all its branches and handed to them through shared
+memory (:mod:`.handoff`), and a branch sends back only the fields it changed
+(:mod:`.shipping`). Each branch's
 native thread pools are capped at its CPU share (:mod:`..native_threads`), and the
 share a stage reads between its calls (``core_share``) grows as the group's other
 branches finish: the workers read how many still run from shared memory. The
@@ -19,7 +20,6 @@ import contextlib
 import multiprocessing as mp
 import multiprocessing.connection as mp_connection
 import os
-import pickle
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +30,7 @@ from typing import Any
 
 from runner.errors import WorkerPoolError
 from runner.orchestration.execute import execute_branch
+from runner.orchestration.executors.handoff import Handoff, handed_off
 from runner.orchestration.executors.remote import RemoteExecutor
 from runner.orchestration.executors.shipping import restore_untouched, strip_untouched
 from runner.orchestration.executors.threads import drain, thread_lost
@@ -74,11 +75,12 @@ def _exit_with_parent(sentinel: int) -> None:
     os._exit(1)
 
 
-def _run_in_worker(task: BranchTask, shipped: bytes, executor_name: str,
+def _run_in_worker(task: BranchTask, shipped: Handoff, executor_name: str,
                    threads: int) -> BranchOutcome:
     """Run a branch on a fork of the group's context (pickled once by the driver, for
-    every branch); send back only the fields it changed (:mod:`.shipping`)."""
-    received = pickle.loads(shipped)  # from the driver that started this worker
+    every branch: :mod:`.handoff`); send back only the fields it changed
+    (:mod:`.shipping`)."""
+    received = shipped.load()
     with native_thread_limit(threads), sharing_cores(_share(task, threads)):
         # the branch runs on a fork of what it received
         outcome = execute_branch(replace(task, context=received), _CANCEL,
@@ -193,19 +195,19 @@ class ProcessesExecutor(RemoteExecutor):
         pool = self._ready()
         concurrent = min(len(tasks), self.max_workers)
         # every branch gets the same context (each forks it in its worker): pickled
-        # once here, not once per branch
-        shipped = pickle.dumps(tasks[0].context, protocol=pickle.HIGHEST_PROTOCOL)
-        self._running.value = concurrent  # before any branch can read it
-        futures: dict[Future[BranchOutcome], BranchTask] = {
-            pool.submit(_run_in_worker, replace(t, context=None), shipped, self.name,
-                        branch_threads(t.branch.resources, concurrent=concurrent)): t
-            for t in tasks
-        }
-        del shipped  # the call queue holds it until the last branch is sent
-        remaining = len(tasks)
-        for outcome in drain(futures, cancel, lost=_lost):
-            remaining -= 1  # its cores go to the branches still running
-            self._running.value = max(1, min(remaining, self.max_workers))
-            if outcome.context is not None:
-                outcome.context = restore_untouched(outcome.context, tasks[0].context)
-            yield outcome
+        # once here, not once per branch, and read by the workers side by side
+        with handed_off(tasks[0].context) as shipped:
+            self._running.value = concurrent  # before any branch can read it
+            futures: dict[Future[BranchOutcome], BranchTask] = {
+                pool.submit(_run_in_worker, replace(t, context=None), shipped, self.name,
+                            branch_threads(t.branch.resources, concurrent=concurrent)): t
+                for t in tasks
+            }
+            del shipped  # the call queue holds it until the last branch is sent
+            remaining = len(tasks)
+            for outcome in drain(futures, cancel, lost=_lost):
+                remaining -= 1  # its cores go to the branches still running
+                self._running.value = max(1, min(remaining, self.max_workers))
+                if outcome.context is not None:
+                    outcome.context = restore_untouched(outcome.context, tasks[0].context)
+                yield outcome

@@ -70,3 +70,58 @@ def test_a_frame_the_branch_changed_goes_back_whole(change):
     assert isinstance(stripped.feature_store, pd.DataFrame)
     assert not stripped.feature_store.equals(received.feature_store)
     assert received.feature_store["x"].iloc[0] == 0.0  # the fork's write never reached it
+
+
+def large_context():
+    """Over :data:`SHARED_FROM` pickled: handed to the workers through shared memory."""
+    import numpy as np
+
+    rows = 400_000
+    frame = pd.DataFrame({"x": np.arange(rows, dtype="float64")},
+                         index=pd.RangeIndex(rows, name="row"))
+    return big_context().model_copy(update={"feature_store": frame})
+
+
+def test_a_large_context_is_handed_to_the_workers_through_one_segment_removed_after():
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from runner.orchestration.executors.handoff import SHARED_FROM, handed_off
+
+    sent = large_context()
+    assert len(pickle.dumps(sent, protocol=pickle.HIGHEST_PROTOCOL)) > SHARED_FROM
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool, \
+            handed_off(sent) as shipped:
+        assert shipped.data is None  # each call carries the segment's name only
+        assert shipped.segment is not None
+        segment = Path("/dev/shm") / shipped.segment
+        assert segment.stat().st_size == shipped.size
+        received = list(pool.map(type(shipped).load, [shipped, shipped]))
+    assert not segment.exists()  # removed once the group's dispatch ended
+    for got in received:
+        pd.testing.assert_frame_equal(got.feature_store, sent.feature_store)
+
+
+def test_a_small_context_goes_with_each_call():
+    from runner.orchestration.executors.handoff import handed_off
+
+    with handed_off(big_context()) as shipped:
+        assert shipped.segment is None
+        assert shipped.data is not None
+        pd.testing.assert_frame_equal(shipped.load().feature_store,
+                                      big_context().feature_store)
+
+
+@pytest.mark.parametrize("steps", [
+    [["ship.reader", "ship.writer"]],
+    [["ship.reader", "ship.adder"]],
+])
+def test_processes_give_the_inline_result_with_a_context_in_shared_memory(steps, tmp_path):
+    def run_large(executor: str, tmp: Path):
+        return DAGRunner(shipping_plan(steps), executor=executor,
+                         workspace_root=tmp / "w").run(large_context())
+
+    inline = run_large("inline", tmp_path / "i").context
+    workers = run_large("processes", tmp_path / "p").context
+    pd.testing.assert_frame_equal(workers.feature_store, inline.feature_store)
+    assert workers.audit_trail == inline.audit_trail
