@@ -189,31 +189,18 @@ def targets(results: dict[str, Any], args: argparse.Namespace) -> list[dict[str,
 BRANCHES = ("alpha.inference_model_a", "alpha.inference_model_b")
 
 
-def bounds(results: dict[str, Any], args: argparse.Namespace) -> dict[str, dict[str, float]]:
+def bounds(results: dict[str, Any], args: argparse.Namespace, *, paid_once: bool = False,
+           ) -> dict[str, dict[str, float]]:
     """Per data set and parallel executor: the best ratio to inline this machine allows
     with no cost at all for going parallel: the inline run with its two branches
     replaced by the longer of the two as they ran in the parallel run. Above it the
-    target cannot be met by removing overheads; more parallel work is needed."""
-    out: dict[str, dict[str, float]] = {}
-    walls, stages = results["walls"], results["stages"]
-    for data_set in args.sets:
-        inline = statistics.median(walls[data_set]["inline"])
-        serial = inline - sum(median_stage(stages[data_set]["inline"], b) for b in BRANCHES)
-        for executor in args.executors:
-            if executor == "inline":
-                continue
-            span = max(median_stage(stages[data_set][executor], b) for b in BRANCHES)
-            out.setdefault(data_set, {})[executor] = round((serial + span) / inline, 3)
-    return out
+    target cannot be met by removing overheads; more parallel work is needed.
 
-
-def paid_once_bounds(results: dict[str, Any], args: argparse.Namespace,
-                     ) -> dict[str, dict[str, float]]:
-    """As :func:`bounds`, but what a branch pays inline beyond its duration in the
-    parallel run (importing scikit-learn, a library's first-call set-up: a worker
-    starts with them done) is still paid once, before the branches can start: the
-    best ratio when that set-up cannot overlap anything, as in these runs, where
-    every stage before the group needs less time than the import."""
+    ``paid_once``: what a branch pays inline beyond its duration in the parallel run
+    (importing scikit-learn, a library's first-call set-up: a worker starts with them
+    done) is still paid once, before the branches can start: the best ratio when that
+    set-up cannot overlap anything, as in these runs, where every stage before the
+    group needs less time than the import."""
     out: dict[str, dict[str, float]] = {}
     walls, stages = results["walls"], results["stages"]
     for data_set in args.sets:
@@ -223,7 +210,7 @@ def paid_once_bounds(results: dict[str, Any], args: argparse.Namespace,
             if executor == "inline":
                 continue
             par = {b: median_stage(stages[data_set][executor], b) for b in BRANCHES}
-            once = max(alone[b] - min(alone[b], par[b]) for b in BRANCHES)
+            once = max(alone[b] - min(alone[b], par[b]) for b in BRANCHES) if paid_once else 0
             best = inline - sum(alone.values()) + max(par.values()) + once
             out.setdefault(data_set, {})[executor] = round(best / inline, 3)
     return out
@@ -254,7 +241,7 @@ def main() -> None:
                             for s, v in results["cpus"].items()},
            "wall_s": walls, "cpu_s": results["cpus"], "stages_s": results["stages"],
            "no_overhead_bound": bounds(results, args),
-           "paid_once_bound": paid_once_bounds(results, args), "targets": rows}
+           "paid_once_bound": bounds(results, args, paid_once=True), "targets": rows}
     if args.json:
         print(json.dumps(out, indent=2))
         return

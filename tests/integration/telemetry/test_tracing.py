@@ -28,7 +28,6 @@ from tests.otlp import (
     OtlpGrpcReceiver,
     OtlpHttpReceiver,
     ReceivedSpan,
-    clear_trace_env,
     otlp_grpc_fixture,  # noqa: F401
     otlp_http_fixture,  # noqa: F401
 )
@@ -40,18 +39,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
 MANIFEST = ROOT / "configs/manifest.json"
 SHIPPED = ["alpha.full", "alpha.parallel", "alpha.fanout", "dataops.full", "meta.full"]
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    clear_trace_env(monkeypatch)
-
-
-@pytest.fixture(params=["http", "grpc"])
-def receiver(request):
-    cls = OtlpHttpReceiver if request.param == "http" else OtlpGrpcReceiver
-    with cls() as rec:
-        yield rec
 
 
 def tracing_to(rec, monkeypatch, **env: str) -> Tracing:

@@ -25,24 +25,11 @@ from runner.orchestration.records import RunInfo, StepRecord
 from runner.registry import StageRegistry
 from runner.sdk import QuantSDK
 from runner.telemetry import SPANS_FILE, TelemetryConfig, Tracing, decode_jsonl
-from tests.otlp import OtlpGrpcReceiver, OtlpHttpReceiver, clear_trace_env
 from tests.unit.cli.test_user_errors import cli
 
 pytestmark = pytest.mark.integration
 
 HIT, MISS = "ab" * 32, "cd" * 32
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    clear_trace_env(monkeypatch)
-
-
-@pytest.fixture(params=["http", "grpc"])
-def receiver(request):
-    cls = OtlpHttpReceiver if request.param == "http" else OtlpGrpcReceiver
-    with cls() as rec:
-        yield rec
 
 
 def noop(ctx: Context) -> Context:

@@ -24,17 +24,12 @@ from runner.orchestration.plan import Plan, compile_plan
 from runner.registry import StageRegistry
 from runner.sdk import QuantSDK
 from runner.telemetry import SPANS_FILE, TelemetryConfig, Tracing, decode_jsonl
-from tests.otlp import OtlpHttpReceiver, clear_trace_env
+from tests.otlp import OtlpHttpReceiver
 from tests.rotel import free_port
 
 pytestmark = pytest.mark.integration
 
 SAFETY_S = 120.0  # a run that waits for the gate fails the test instead of hanging
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    clear_trace_env(monkeypatch)
 
 
 def noop(ctx: Context) -> Context:

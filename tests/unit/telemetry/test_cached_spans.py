@@ -139,16 +139,24 @@ def test_the_json_log_lines_carry_the_cache_key_and_the_run_s_counts(caplog):
     assert (end["steps_cached"], end["steps_ran"]) == (1, 2)
 
 
-def test_a_cached_step_of_a_branch_never_started_sits_under_its_branch():
+def _group_started(run_id: str) -> tuple[ParallelGroup, list[list[dict[str, Any]]], Tracing,
+                                         TracingHook, RunInfo]:
+    """A traced run of ``log.a`` then a group of two one-step branches, at its group's
+    start: the group, where its spans are kept, the tracing, its hook and the run."""
     plan = plan_for(["log.a", ["log.b", "log.c"]])
     (group,) = [s for s in plan.steps if isinstance(s, ParallelGroup)]
     kept: list[list[dict[str, Any]]] = []
     tracing = Tracing(TelemetryConfig(exporter="none"))
     hook = TracingHook(tracing, on_spans=kept.append)
-    run = RunInfo(run_id="r-group", trace_id=TRACE_ID, pipeline=plan.pipeline,
+    run = RunInfo(run_id=run_id, trace_id=TRACE_ID, pipeline=plan.pipeline,
                   executor="threads")
     hook.on_run_start(run, plan, None)
     hook.on_group_start(run, group)
+    return group, kept, tracing, hook, run
+
+
+def test_a_cached_step_of_a_branch_never_started_sits_under_its_branch():
+    group, kept, tracing, hook, run = _group_started("r-group")
     for branch in group.branches:
         hook.on_branch_start(run, branch)
         (step,) = branch.steps
@@ -170,15 +178,7 @@ def test_a_cached_step_of_a_branch_never_started_sits_under_its_branch():
 
 
 def test_a_failed_step_the_cache_saw_marks_its_branch_failed():
-    plan = plan_for(["log.a", ["log.b", "log.c"]])
-    (group,) = [s for s in plan.steps if isinstance(s, ParallelGroup)]
-    kept: list[list[dict[str, Any]]] = []
-    tracing = Tracing(TelemetryConfig(exporter="none"))
-    hook = TracingHook(tracing, on_spans=kept.append)
-    run = RunInfo(run_id="r-branch", trace_id=TRACE_ID, pipeline=plan.pipeline,
-                  executor="threads")
-    hook.on_run_start(run, plan, None)
-    hook.on_group_start(run, group)
+    group, kept, tracing, hook, run = _group_started("r-branch")
     branch = group.branches[0]
     hook.on_branch_start(run, branch)
     (step,) = branch.steps
