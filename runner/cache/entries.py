@@ -4,9 +4,10 @@
 
 An entry names the stage, the inputs its key was made of (for ``--dry-run``'s
 "which input or code changed"), each output field's object digest and format (or its
-small value inline), when it was made and by which runner. It is signed like run.json
-(:mod:`runner.artifacts.signing`): the signature covers the object references, so a
-store edited by someone without the key cannot send a reader to other objects.
+small value inline) and its content hash, when it was made and by which runner. It
+is signed like run.json (:mod:`runner.artifacts.signing`): the signature covers the
+object references and hashes, so a store edited by someone without the key cannot
+send a reader to other objects.
 
 An entry is written once, with create-if-absent (:meth:`ArtifactStore.create`): of
 two runs filling the same entry one wins and the other's write is dropped; a
@@ -73,6 +74,10 @@ class OutputRef(_Doc):
     series_name: Any = None
     value: Any = None
     append: bool = False
+    digest: Digest | None = None
+    """The field's content hash (:func:`runner.cache.fields.field_digest`) as the step
+    wrote it: what a later step's key reads for the field on a hit, instead of hashing
+    the value read back. Entries made before it was kept have none."""
 
     @model_validator(mode="after")
     def _object_or_value(self) -> OutputRef:

@@ -78,6 +78,11 @@ class StepKey:
     key: str
     inputs: KeyInputs
 
+    @property
+    def digests(self) -> Mapping[str, str]:
+        """The content hash of each field the key read, by name."""
+        return self.inputs.fields
+
 
 def context_signature(context_type: type[BaseModel]) -> str:
     """The context type as a key input: its qualified name and its fields' names and

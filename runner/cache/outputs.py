@@ -2,9 +2,10 @@
 
 On a miss, the fields a step wrote are encoded as a checkpoint encodes them
 (:mod:`runner.artifacts.codec`: Parquet, JSON, signed pickle, small values inline)
-and put as objects; on a hit they are read back from the objects, each checked
-against its digest, pickles verified for :func:`~runner.artifacts.objects.object_binding`
-before they are unpickled.
+and put as objects, each with the content hash a later step's key reads for it; on a
+hit they are read back from the objects, each checked against its digest, pickles
+verified for :func:`~runner.artifacts.objects.object_binding` before they are
+unpickled, and handed over with those content hashes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from runner.artifacts.codec import decode, encode, fits_inline
 from runner.artifacts.objects import ObjectStore, object_binding
 from runner.cache.entries import OutputRef
+from runner.cache.fields import field_digest
 from runner.errors import IntegrityError
 from runner.orchestration.memo import written_fields
 
@@ -30,6 +32,13 @@ class CachedOutputs:
     appended: dict[str, list[Any]] = field(default_factory=dict)
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Each field of ``values`` read from an object, as a checkpoint names that object."""
+    digests: dict[str, str] = field(default_factory=dict)
+    """The content hash of each field of ``values`` the entry kept one for."""
+
+    @property
+    def changed(self) -> set[str]:
+        """Every field :meth:`apply` sets or appends to."""
+        return set(self.values) | set(self.appended)
 
     def apply(self, context: Any) -> Any:
         """``context`` as the step would have returned it (changed in place)."""
@@ -41,15 +50,19 @@ class CachedOutputs:
 
 
 def store_outputs(objects: ObjectStore, values: Mapping[str, Any], *,
-                  appended: Mapping[str, list[Any]] | None = None) -> dict[str, OutputRef]:
-    """Put each field of ``values`` as an object (small values stay inline), and the
-    items appended to each field of ``appended`` (marked to be appended on a hit)."""
+                  appended: Mapping[str, list[Any]] | None = None,
+                  digests: Mapping[str, str] | None = None) -> dict[str, OutputRef]:
+    """Put each field of ``values`` as an object (small values stay inline) with its
+    content hash from ``digests`` (computed when not given), and the items appended to
+    each field of ``appended`` (marked to be appended on a hit)."""
     refs = {name: _ref(objects, name, items).model_copy(update={"append": True})
             for name, items in (appended or {}).items()}
+    digests = digests or {}
     for name, value in values.items():
         if name in refs:
             raise ValueError(f"field {name!r} is both set and appended to")
-        refs[name] = _ref(objects, name, value)
+        digest = digests[name] if name in digests else field_digest(value)
+        refs[name] = _ref(objects, name, value).model_copy(update={"digest": digest})
     return refs
 
 
@@ -94,7 +107,9 @@ def cached_outputs(objects: ObjectStore, outputs: Mapping[str, OutputRef], *,
                              url=bad[0])
     named = {name: _checkpoint_entry(ref) for name, ref in outputs.items()
              if ref.object is not None and not ref.append}
-    return CachedOutputs(values=values, appended=appended, objects=named)
+    digests = {name: ref.digest for name, ref in outputs.items()
+               if ref.digest is not None and not ref.append}
+    return CachedOutputs(values=values, appended=appended, objects=named, digests=digests)
 
 
 def _checkpoint_entry(ref: OutputRef) -> dict[str, Any]:

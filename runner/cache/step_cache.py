@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from runner.artifacts.objects import DEFAULT_GRACE, ObjectStore
 from runner.artifacts.store import ArtifactStore
 from runner.cache.entries import entry_path, list_entries, read_entry, write_entry
+from runner.cache.fields import field_digest
 from runner.cache.keys import StepKey, explain, step_key
 from runner.cache.outputs import CachedOutputs, cached_outputs, store_outputs
 from runner.errors import ArtifactError
@@ -80,13 +81,19 @@ class StepCache:
             self.store.delete(entry_path(step.inputs.stage, step.key))
             return None
 
+    @staticmethod
+    def digests(values: Mapping[str, Any]) -> dict[str, str]:
+        """The content hash of each of ``values`` (what a key reads for a field)."""
+        return {name: field_digest(value) for name, value in values.items()}
+
     def fill(self, step: StepKey, outputs: Mapping[str, Any], *,
-             appended: Mapping[str, list[Any]] | None = None) -> bool:
-        """Keep what the step wrote: the fields it changed (``outputs``) and the items it
-        appended to log-like fields (``appended``: the audit trail's new lines), as
-        objects, then its entry. True when this call wrote the entry (another run may
-        have filled it first)."""
-        refs = store_outputs(self.objects, outputs, appended=appended)
+             appended: Mapping[str, list[Any]] | None = None,
+             digests: Mapping[str, str] | None = None) -> bool:
+        """Keep what the step wrote: the fields it changed (``outputs``, with their
+        content hashes: ``digests``, or computed) and the items it appended to log-like
+        fields (``appended``: the audit trail's new lines), as objects, then its entry.
+        True when this call wrote the entry (another run may have filled it first)."""
+        refs = store_outputs(self.objects, outputs, appended=appended, digests=digests)
         return write_entry(self.store, step, refs, runner_version=self.runner_version)
 
     def explain(self, step: StepKey) -> list[str]:

@@ -26,6 +26,7 @@ from runner.cli.parsing import open_sdk, params, root_context
 
 if TYPE_CHECKING:
     from runner.cache.step_cache import StepCache
+    from runner.orchestration.memo import FieldDigests
     from runner.orchestration.plan import ParallelGroup, StageStep, Step
 
 __all__ = ["DryRunOptions", "StepOutlook", "dry_run", "walk_outlook"]
@@ -74,6 +75,8 @@ class _Walk:
     steps that miss (field -> the step), and what cut the context off entirely."""
 
     cache: StepCache | None
+    digests: FieldDigests
+    """What the run's keys would know without hashing (see :class:`FieldDigests`)."""
     done: frozenset[str] = frozenset()
     lines: list[StepOutlook] = field(default_factory=list)
     recomputed: dict[str, str] = field(default_factory=dict)
@@ -109,7 +112,12 @@ class _Walk:
             self._say(step, "stage", "would run", [], branch)
             return ctx
         stale = self._stale_reads(step, ctx) if self.lost is None else []
-        key = self.cache.key(entry, ctx) if self.lost is None and not stale else None
+        from runner.orchestration.memo import apply_hit
+
+        key = self.cache.key(entry, ctx, known=self.digests.known(ctx)) \
+            if self.lost is None and not stale else None
+        if key is not None:
+            self.digests.learn(ctx, key.digests)
         if self.lost is not None:
             reasons = [f"its context is recomputed by {self.lost}"]
         elif stale:
@@ -120,7 +128,7 @@ class _Walk:
             outputs = self.cache.lookup(key)
             if outputs is not None:
                 self._say(step, "stage", "cached", [], branch)
-                return outputs.apply(ctx)
+                return apply_hit(outputs, ctx, self.digests)
             reasons = self.cache.explain(key)
         self._say(step, "stage", "would run", reasons, branch)
         fields = type(ctx).model_fields if entry.writes is None else entry.writes
@@ -141,11 +149,13 @@ class _Walk:
         if self.recomputed:
             self.lost = step.name
             return ctx
+        self.digests.forget()  # the run would run it: it may change any field
         return step.adapter.fn(ctx)
 
     def _group(self, group: ParallelGroup, ctx: Any, branch: str | None) -> Any:
         from runner.context import fork_context
 
+        self.digests.forget()  # as the run does before a group
         before = dict(self.recomputed)
         results = []
         for b in group.branches:
@@ -162,7 +172,9 @@ class _Walk:
                                     for name in type(ctx).model_fields
                                     if name not in self.recomputed})
             return ctx
-        return _merge(group, ctx, results)
+        merged = _merge(group, ctx, results)
+        self.digests.forget()  # the merge ran code (a merge adapter: the user's)
+        return merged
 
 
 def _recomputed(stale: list[str], by: dict[str, str]) -> list[str]:
@@ -191,7 +203,9 @@ def _merge(group: ParallelGroup, ctx: Any, results: list[tuple[Any, Any]]) -> An
 def walk_outlook(plan: Any, context: Any, *, cache: StepCache | None,
                  done: frozenset[str] = frozenset()) -> list[StepOutlook]:
     """What a run of ``plan`` from ``context`` would do with each step, in order."""
-    walk = _Walk(cache=cache, done=done)
+    from runner.orchestration.memo import FieldDigests
+
+    walk = _Walk(cache=cache, digests=FieldDigests(), done=done)
     walk.steps(plan.steps, context, None)
     return walk.lines
 

@@ -26,7 +26,17 @@ from runner.errors import ContextCollisionError
 from runner.merge import BranchValue, merge_contexts
 from runner.orchestration.contracts import check_writes
 from runner.orchestration.hooks import RunHook, call_quietly
-from runner.orchestration.memo import Before, Hit, Keyed, StepMemo, fill, step_key, walk_cached
+from runner.orchestration.memo import (
+    Before,
+    FieldDigests,
+    Hit,
+    Keyed,
+    StepMemo,
+    apply_hit,
+    fill,
+    step_key,
+    walk_cached,
+)
 from runner.orchestration.plan import AdapterStep, PipelineStep, StageStep
 from runner.orchestration.records import RunInfo, StepRecord
 from runner.orchestration.tasks import (
@@ -86,6 +96,8 @@ class LoopState:
     """The step cache the front door handed the run (None: nothing is cached)."""
     found: Mapping[str, tuple[Keyed, Hit]] = field(default_factory=dict)
     """Hits already looked up, by step path (a branch the driver completes from the cache)."""
+    digests: FieldDigests = field(default_factory=FieldDigests)
+    """The content hashes of the context's fields known so far (keys hash the others)."""
 
 
 def notify(loop: LoopState, method: str, *args: Any, path: str, ctx: Any) -> None:
@@ -118,6 +130,7 @@ def run_steps(steps: Sequence[Step], ctx: Any, loop: LoopState) -> Any:
         elif isinstance(step, PipelineStep):
             ctx = _run_pipeline(step, ctx, loop)
         else:
+            loop.digests.forget()  # the branches' code and the merge may change any field
             ctx = run_group(step, ctx, loop)
     return ctx
 
@@ -144,10 +157,11 @@ def _call(step: StageStep | AdapterStep, fn: Callable[[Any], Any], ctx: Any, loo
     try:
         key, hit = _consult(step, ctx, loop)
         if hit is not None:
-            out = hit.apply(ctx)
+            out = apply_hit(hit, ctx, loop.digests)
         else:
             snapshot = Snapshot(ctx) if loop.snapshots or key is not None else None
             before = Before.of(ctx, snapshot) if key is not None else None
+            loop.digests.forget()  # the step's code may change any field in place
             out = _run_fn(step, fn, ctx, snapshot, kind)
     except Exception as exc:
         end = time.time()
@@ -160,7 +174,7 @@ def _call(step: StageStep | AdapterStep, fn: Callable[[Any], Any], ctx: Any, loo
         _notify_quietly(loop, "on_step_end", record, None)
         raise failure from exc
     if before is not None and key is not None and loop.cache is not None:
-        fill(loop.cache, step, key, before, out)  # type: ignore[arg-type]
+        loop.digests.learn(out, fill(loop.cache, step, key, before, out))  # type: ignore[arg-type]
     record = StepRecord(step.name, step.path, "succeeded" if hit is None else "cached", start,
                         time.time(), loop.executor, loop.pid, kind,  # type: ignore[arg-type]
                         branch=loop.branch, cache_key=_hex(key),
@@ -176,7 +190,7 @@ def _consult(step: StageStep | AdapterStep, ctx: Any, loop: LoopState,
         return None, None
     if step.path in loop.found:
         return loop.found[step.path]
-    key = step_key(loop.cache, step, ctx)
+    key = step_key(loop.cache, step, ctx, loop.digests)
     return key, (loop.cache.lookup(key) if key is not None else None)
 
 

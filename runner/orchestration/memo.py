@@ -9,14 +9,18 @@ written, the stage is not called; a miss runs it and :meth:`StepMemo.fill` keeps
 what it wrote (:func:`step_outputs`). Adapters and merges are never cached: they are
 recomputed from their (cached) inputs.
 
-:func:`walk_cached` is how a parallel group's branch completes on the driver when
-every step of it is a hit, so a fully cached group starts no worker.
+:class:`FieldDigests` keeps the content hashes a loop knows already (a hit's entry
+has the hash of each field it restores; a key or a fill hashed the others), so a
+field is hashed once while it holds the same object, and a fully cached run hashes
+only what it started with. :func:`walk_cached` is how a parallel group's branch
+completes on the driver when every step of it is a hit, so a fully cached group
+starts no worker.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Collection, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,8 +33,8 @@ if TYPE_CHECKING:
     from runner.orchestration.plan import Step
     from runner.registry import StageEntry
 
-__all__ = ["TRAIL", "Before", "Hit", "Keyed", "StepMemo", "fill", "step_key", "step_outputs",
-           "walk_cached", "written_fields"]
+__all__ = ["TRAIL", "Before", "FieldDigests", "Hit", "Keyed", "StepMemo", "apply_hit", "fill",
+           "step_key", "step_outputs", "walk_cached", "written_fields"]
 
 log = logging.getLogger("runner")
 
@@ -39,10 +43,14 @@ TRAIL = "audit_trail"
 
 
 class Keyed(Protocol):
-    """A step's cache key (``key``: 64 hex digits), as :meth:`StepMemo.key` makes it."""
+    """A step's cache key (``key``: 64 hex digits), as :meth:`StepMemo.key` makes it, and
+    the content hash of each field it read (``digests``)."""
 
     @property
     def key(self) -> str: ...
+
+    @property
+    def digests(self) -> Mapping[str, str]: ...
 
 
 class Hit(Protocol):
@@ -54,6 +62,15 @@ class Hit(Protocol):
     @property
     def objects(self) -> Mapping[str, Mapping[str, Any]]: ...
 
+    @property
+    def digests(self) -> Mapping[str, str]:
+        """The content hash of each field it sets, as the step that filled it hashed it
+        (fields of an entry made before hashes were kept: none)."""
+
+    @property
+    def changed(self) -> Collection[str]:
+        """Every field :meth:`apply` sets or appends to."""
+
     def apply(self, context: Any) -> Any: ...
 
 
@@ -61,15 +78,57 @@ class StepMemo(Protocol):
     """The step cache as the engine is handed it. Pickles: it travels with branches to
     worker processes and Ray."""
 
-    def key(self, entry: StageEntry, context: BaseModel) -> Keyed | None:
-        """The step's key; None when this run does not cache the stage."""
+    def key(self, entry: StageEntry, context: BaseModel, *,
+            known: Mapping[str, str] | None = None) -> Keyed | None:
+        """The step's key; None when this run does not cache the stage. ``known``:
+        content hashes of fields the caller has already, taken as given."""
 
     def lookup(self, step: Any) -> Hit | None:
         """What a cached run of ``step`` (a :meth:`key`) wrote, or None."""
 
+    def digests(self, values: Mapping[str, Any]) -> dict[str, str]:
+        """The content hash of each of ``values``, as a key hashes a field."""
+
     def fill(self, step: Any, outputs: Mapping[str, Any], *,
-             appended: Mapping[str, list[Any]] | None = None) -> bool:
-        """Keep what the step wrote; True when this call wrote the entry."""
+             appended: Mapping[str, list[Any]] | None = None,
+             digests: Mapping[str, str] | None = None) -> bool:
+        """Keep what the step wrote (with the ``digests`` of ``outputs``); True when
+        this call wrote the entry."""
+
+
+class FieldDigests:
+    """The content hashes a step loop knows for its context's fields, so that a key
+    does not hash a field again: those a hit restored (its entry's, as the step that
+    filled it hashed the value it wrote), those an earlier key hashed, those a fill
+    hashed. Each is kept with the object it describes: a field that holds another
+    object is hashed again. A step that runs may change any field in place, so the
+    loop forgets them all then (:meth:`forget`); only code runs there, never a hit."""
+
+    __slots__ = ("_known",)
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[Any, str]] = {}
+
+    def known(self, context: Any) -> dict[str, str]:
+        """The hashes of ``context``'s fields that still hold the object hashed."""
+        values = getattr(context, "__dict__", {})
+        return {name: digest for name, (value, digest) in self._known.items()
+                if name in values and values[name] is value}
+
+    def learn(self, context: Any, digests: Mapping[str, str]) -> None:
+        """``digests`` describe ``context``'s fields as they hold now."""
+        values = context.__dict__
+        for name, digest in digests.items():
+            if name in values:
+                self._known[name] = (values[name], digest)
+
+    def forget(self, names: Collection[str] | None = None) -> None:
+        """Forget ``names`` (None: every field)."""
+        if names is None:
+            self._known.clear()
+        else:
+            for name in names:
+                self._known.pop(name, None)
 
 
 def written_fields(held: Mapping[str, Any], before: Snapshot, context: Any, *,
@@ -119,28 +178,46 @@ def step_outputs(before: Before, out: Any) -> tuple[dict[str, Any], dict[str, li
     return values, appended
 
 
-def step_key(memo: StepMemo, step: StageStep, context: Any) -> Keyed | None:
-    """The key of ``step`` on ``context``, or None (not cached here, or a context whose
-    fields cannot be hashed: said once in the log, and the step simply runs)."""
+def step_key(memo: StepMemo, step: StageStep, context: Any,
+             digests: FieldDigests) -> Keyed | None:
+    """The key of ``step`` on ``context`` (the fields ``digests`` knows not hashed again,
+    the others learned), or None (not cached here, or a context whose fields cannot be
+    hashed: said once in the log, and the step simply runs)."""
     if not isinstance(context, BaseModel):
         return None
     try:
-        return memo.key(step.entry, context)
+        key = memo.key(step.entry, context, known=digests.known(context))
     except Exception as exc:
         log.warning("step cache: no key for %s (%s: %s): it runs uncached", step.path,
                     type(exc).__name__, exc)
         return None
+    if key is not None:
+        digests.learn(context, key.digests)
+    return key
 
 
-def fill(memo: StepMemo, step: StageStep, key: Keyed, before: Before, out: Any) -> None:
+def apply_hit(hit: Hit, context: Any, digests: FieldDigests) -> Any:
+    """``context`` with the hit's outputs set, their content hashes learned."""
+    out = hit.apply(context)
+    digests.forget(hit.changed)
+    digests.learn(out, hit.digests)
+    return out
+
+
+def fill(memo: StepMemo, step: StageStep, key: Keyed, before: Before, out: Any,
+         ) -> Mapping[str, str]:
     """Keep what ``step`` wrote under ``key``; a fill that fails is a warning (the step
-    ran, the run goes on: the next run runs it again)."""
+    ran, the run goes on: the next run runs it again). Returns the content hashes of
+    the fields it wrote (empty when they could not be made)."""
+    digests: Mapping[str, str] = {}
     try:
         values, appended = step_outputs(before, out)
-        memo.fill(key, values, appended=appended)
+        digests = memo.digests(values)
+        memo.fill(key, values, appended=appended, digests=digests)
     except Exception as exc:
         log.warning("step cache: could not keep the outputs of %s (%s: %s)", step.path,
                     type(exc).__name__, exc)
+    return digests
 
 
 def walk_cached(steps: Sequence[Step], context: Any, memo: StepMemo,
@@ -150,6 +227,7 @@ def walk_cached(steps: Sequence[Step], context: Any, memo: StepMemo,
     adapter, a nested group): the branch must run somewhere."""
     found: dict[str, tuple[Keyed, Hit]] = {}
     ctx = fork_context(context)
+    digests = FieldDigests()
     todo = list(steps)
     while todo:
         step = todo.pop(0)
@@ -158,13 +236,13 @@ def walk_cached(steps: Sequence[Step], context: Any, memo: StepMemo,
             continue
         if not isinstance(step, StageStep):
             return None
-        key = step_key(memo, step, ctx)
+        key = step_key(memo, step, ctx, digests)
         try:
             hit = memo.lookup(key) if key is not None else None
         except Exception:  # the branch's own step reports it, where it runs
             return None
         if key is None or hit is None:
             return None
-        ctx = hit.apply(ctx)
+        ctx = apply_hit(hit, ctx, digests)
         found[step.path] = (key, hit)
     return found
