@@ -145,21 +145,25 @@ def _source(fn: types.FunctionType) -> Any:
     return "".join(lines[code.co_firstlineno - 1:last])
 
 
+@functools.lru_cache(maxsize=4096)
 def _last_line(code: types.CodeType) -> int | None:
+    """The last line the code (and the code nested in it) spans. Code objects are
+    immutable, so each is walked once a process (stages share helpers)."""
     ends = [end for _, end, _, _ in code.co_positions() if end is not None]
     ends += [e for c in code.co_consts if isinstance(c, types.CodeType)
              if (e := _last_line(c)) is not None]
     return max(ends, default=None)
 
 
-def _code_bits(code: types.CodeType) -> list[Any]:
+@functools.lru_cache(maxsize=4096)
+def _code_bits(code: types.CodeType) -> tuple[Any, ...]:
     """The bytecode the process runs, its constants and names (no file or line numbers):
     the source on disk may have been edited since the module was imported, and a key
     must describe the code that runs. Sets of constants are sorted (their order
     changes with the hash seed)."""
-    consts = [_code_bits(c) if isinstance(c, types.CodeType)
-              else _stable_repr(c) for c in code.co_consts]
-    return [_PYTHON, code.co_code.hex(), consts, list(code.co_names)]
+    consts = tuple(_code_bits(c) if isinstance(c, types.CodeType)
+                   else _stable_repr(c) for c in code.co_consts)
+    return (_PYTHON, code.co_code.hex(), consts, code.co_names)
 
 
 def _names(code: types.CodeType) -> set[str]:
