@@ -92,6 +92,8 @@ class LoopState:
     warm: Mapping[str, Sequence[str]] = field(default_factory=dict)
     """Per parallel group path: modules the driver imports after the group (what the
     steps after it import, see :mod:`runner.orchestration.warm`)."""
+    last_group: str | None = None
+    """The path of the last parallel group on the driver's line of steps (None: none)."""
     cache: StepMemo | None = None
     """The step cache the front door handed the run (None: nothing is cached)."""
     found: Mapping[str, tuple[Keyed, Hit]] = field(default_factory=dict)
@@ -291,7 +293,8 @@ def run_group(group: ParallelGroup, ctx: Any, loop: LoopState) -> Any:
              for b in group.branches]
     cached = _cached_branches(group, ctx, loop)
     call = GroupTask([t for t in tasks if t.branch.index not in cached], loop.cancel,
-                     loop.hooks, loop.warm.get(group.path, ()))
+                     loop.hooks, loop.warm.get(group.path, ()),
+                     last=loop.branch is None and group.path == loop.last_group)
     done, failures = _collect(group, call, loop, cached=[
         partial(execute_branch, tasks[i], loop.cancel, loop.hooks, executor=loop.executor,
                 found=found) for i, found in cached.items()])

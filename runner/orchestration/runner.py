@@ -248,7 +248,8 @@ class DAGRunner:
                         branches=self.executor.run_branches, executor=self.executor.name,
                         hooks=self.hooks, snapshots=self.snapshots,
                         completed=self.resume.completed if self.resume else frozenset(),
-                        warm=imports_after_groups(self.plan), cache=self.cache)
+                        warm=imports_after_groups(self.plan), cache=self.cache,
+                        last_group=self.plan.last_group)
         with self._state:
             self._loop = loop
             if self._signum is not None:

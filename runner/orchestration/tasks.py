@@ -130,6 +130,10 @@ class GroupTask:
     warm: Sequence[str] = ()
     """Modules the driver's steps after this group import: an executor that leaves the
     driver idle may import them meanwhile."""
+    last: bool = False
+    """No group follows on the driver's line of steps: once every branch of this one has
+    succeeded, an executor may let go of what only branches need (see
+    :meth:`~runner.orchestration.executors.base.Executor.release`)."""
 
 
 RunBranches = Callable[[GroupTask], Iterator[BranchOutcome]]

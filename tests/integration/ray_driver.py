@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -249,24 +250,27 @@ def case_pool_changed(tmp: str) -> dict[str, Any]:
 def case_disconnect(tmp: str) -> dict[str, Any]:
     """A run on a running cluster returns while its connection closes in the background;
     the next run in the process connects again once that is done."""
-    import threading
-
     import ray
 
     from runner.orchestration.executors import ray as ray_executor
 
-    closing, release = [], threading.Event()
+    closing, finished, release = [], [], threading.Event()
     real = ray.shutdown
 
     def slow_shutdown(**kwargs: Any) -> None:
         closing.append(threading.current_thread().name)
         release.wait(60)  # a safety timeout: a run waiting on it returns after it
+        finished.append(True)
         real(**kwargs)
 
     ray.shutdown = slow_shutdown
     plan = plan_for(["log.a", [["where"], ["where"]], "log.c"])
     first = run(plan, RayComputeEngine(), tmp)
-    returned_first = not release.is_set() and closing == ["runner-ray-init"]
+    returned_first = not finished  # the slow disconnection was still held back
+    deadline = time.monotonic() + 10.0  # its thread may not have been scheduled yet
+    while not closing and time.monotonic() < deadline:
+        time.sleep(0.01)
+    returned_first = returned_first and closing == ["runner-ray-init"]
     release.set()
     second = run(plan, RayComputeEngine(), tmp)  # joins the first disconnection first
     ray_executor.disconnected()
@@ -275,9 +279,55 @@ def case_disconnect(tmp: str) -> dict[str, Any]:
             "both_ran": [len(_pids(first)), len(_pids(second))]}
 
 
+SHUTDOWNS: list[str] = []
+"""The threads that called ``ray.shutdown``, in order (case ``released``)."""
+
+
+def _shutdowns_within(seconds: float) -> int:
+    """How many ``ray.shutdown`` calls were made, waiting up to ``seconds`` for one."""
+    deadline = time.monotonic() + seconds
+    while not SHUTDOWNS and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return len(SHUTDOWNS)
+
+
+def probe(ctx: Any) -> Any:
+    """A driver step: records how many times Ray's connection was closed by now."""
+    ctx.table.setdefault("shutdowns", []).append(
+        _shutdowns_within(10.0 if ctx.table.get("last") else 0.5))
+    ctx.table["last"] = True
+    return ctx
+
+
+if REG.get("probe.shutdowns") is None:
+    REG.register("probe.shutdowns", probe)
+
+
+def case_released(tmp: str) -> dict[str, Any]:
+    """The connection to a running cluster is closed once the run's last group is done
+    (in the background), before the steps after it run; a group with another after it
+    leaves it open. The run's end closes nothing more."""
+    import ray
+
+    from runner.orchestration.executors import ray as ray_executor
+
+    real = ray.shutdown
+
+    def recording(**kwargs: Any) -> None:
+        SHUTDOWNS.append(threading.current_thread().name)
+        real(**kwargs)
+
+    ray.shutdown = recording
+    steps = ["log.a", [["col.0"], ["col.1"]], "probe.shutdowns", [["col.2"], ["col.3"]],
+             "probe.shutdowns", "log.c"]
+    result = run(plan_for(steps), RayComputeEngine(), tmp)
+    ray_executor.disconnected()
+    return {"result": result, "shutdowns": SHUTDOWNS, "connected_after": ray.is_initialized()}
+
+
 CASES = {"pool": case_pool, "disconnect": case_disconnect, "pool_changed": case_pool_changed,
          "large": case_large, "shipped": case_shipped, "matrix": case_matrix, "nodes": case_nodes,
-         "die_once": case_die_once}
+         "die_once": case_die_once, "released": case_released}
 
 
 def main() -> None:

@@ -29,6 +29,11 @@ class Executor(ABC):
     def shutdown(self) -> None:
         """Release everything :meth:`start` acquired."""
 
+    def release(self) -> None:
+        """The run will dispatch no more branches (its last group's branches all
+        succeeded): let go early of what only branches need, while the steps after
+        the group run. :meth:`shutdown` still follows at the run's end."""
+
     def abort(self) -> None:
         """Stop now, from any thread, never waiting: queued branches never start and
         workers that can be stopped are (the process is about to exit)."""

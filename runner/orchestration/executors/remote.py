@@ -68,6 +68,9 @@ class RemoteExecutor(Executor):
 
     _to_warm: tuple[str, ...] = ()
     _warming: threading.Thread | None = None
+    _last = False
+    """The group being dispatched is the run's last (:attr:`GroupTask.last`): outcomes
+    must not keep anything :meth:`release` lets go of."""
 
     def run_branches(self, group: GroupTask) -> Iterator[BranchOutcome]:
         if not group.tasks:
@@ -78,17 +81,23 @@ class RemoteExecutor(Executor):
             call_quietly(group.hooks, run, "on_branch_queued", task.branch)
         self._to_warm = tuple(group.warm)
         self._warming = None
+        self._last = group.last
         if not self.defer_warming:
             self.start_warming()
+        succeeded = 0
         try:
             for outcome in self.dispatch(tasks, group.cancel):
+                succeeded += outcome.failure is None and not outcome.cancelled
                 report(group.hooks, run, tasks[outcome.index], outcome)
                 yield outcome
         finally:
             self._to_warm = ()
+            self._last = False
             if self._warming is not None:  # the merge and the next steps may import the same
                 self._warming.join()
                 self._warming = None
+        if group.last and succeeded == len(tasks):
+            self.release()
 
     def start_warming(self) -> None:
         """Start importing what the steps after the group need, on a thread of the driver

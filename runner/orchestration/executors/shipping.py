@@ -13,11 +13,12 @@ the very object it sent, which the merge then sees as unchanged at no cost.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["LARGE", "SAME", "restore_untouched", "strip_untouched"]
+__all__ = ["LARGE", "SAME", "detached", "restore_untouched", "strip_untouched"]
 
 LARGE = 10_000
 """Frames with fewer cells than this come back whole: not worth checking."""
@@ -102,3 +103,20 @@ def restore_untouched(ctx: Any, base: Any) -> Any:
             if value is SAME or isinstance(value, _Same):
                 fields[name] = base.__dict__[name]
     return ctx
+
+
+def detached(ctx: Any, base: Any) -> Any:
+    """``ctx`` with a copy of every field that is not ``base``'s own object: values a
+    worker sent back and the transport read in place (Ray maps arrays from its object
+    store, zero-copy), owned by this process once the transport is gone."""
+    fields = getattr(ctx, "__dict__", None)
+    if isinstance(fields, dict):
+        sent = getattr(base, "__dict__", {})
+        for name, value in fields.items():
+            if value is not sent.get(name, _NOTHING):
+                fields[name] = copy.deepcopy(value)
+    return ctx
+
+
+_NOTHING = object()
+

@@ -189,6 +189,12 @@ class Plan:
     def has_parallel(self) -> bool:
         return any(isinstance(s, ParallelGroup) for s in self.walk())
 
+    @cached_property
+    def last_group(self) -> str | None:
+        """The path of the last parallel group on the driver's line (None: none)."""
+        groups = [s.path for s in self.main_line() if isinstance(s, ParallelGroup)]
+        return groups[-1] if groups else None
+
 
 def walk(steps: tuple[Step, ...]) -> Iterator[Step]:
     """Every step of ``steps``, depth first, in plan order (nested and branch steps too)."""

@@ -218,3 +218,15 @@ def test_an_address_where_no_ray_answers_fails_in_seconds_with_one_clear_message
         run = json.loads((art / "runs/noray/run.json").read_text())
         assert run["status"] == "failed"
         assert run["completed"][:2] == ["alpha.parallel[0]", "alpha.parallel[1]"]
+
+
+def test_the_connection_closes_once_the_last_group_is_done(ray_cluster, tmp_path):
+    """Ray's disconnection (about 0.3 s) runs while the steps after the run's last group
+    run, not at its end: closed before the step after the last group, not before the
+    step between the two groups; the run's end closes nothing more."""
+    result = driver(ray_cluster, "released", tmp_path)
+    assert result["result"]["context"]["table"]["shutdowns"] == [0, 1], result
+    assert result["shutdowns"] == ["runner-ray-init"] and not result["connected_after"], result
+    frame = result["result"]["context"]["feature_store"]
+    assert frame == {"p": [1.0, 2.0, 3.0], **{f"c{i}": [1.0 * (i + 1), 2.0 * (i + 1),
+                                                        3.0 * (i + 1)] for i in range(4)}}

@@ -10,7 +10,12 @@ import pandas as pd
 import pytest
 
 from runner.context import fork_context
-from runner.orchestration.executors.shipping import SAME, restore_untouched, strip_untouched
+from runner.orchestration.executors.shipping import (
+    SAME,
+    detached,
+    restore_untouched,
+    strip_untouched,
+)
 from runner.orchestration.runner import DAGRunner
 from tests.shipping_stages import PickleProbe, big_context, shipping_plan
 
@@ -125,3 +130,22 @@ def test_processes_give_the_inline_result_with_a_context_in_shared_memory(steps,
     workers = run_large("processes", tmp_path / "p").context
     pd.testing.assert_frame_equal(workers.feature_store, inline.feature_store)
     assert workers.audit_trail == inline.audit_trail
+
+
+def test_detached_copies_what_the_worker_sent_and_keeps_the_drivers_own() -> None:
+    """After a run's last group its outcomes are detached from the transport: every field
+    that is not the driver's own object becomes a copy this process owns (an array
+    read in place from Ray's store is read-only: the copy is writeable)."""
+    sent = big_context()
+    back = fork_context(sent)
+    kept = sent.__dict__["feature_store"]
+    back.__dict__["feature_store"] = kept  # restored: the driver's own object
+    column = pd.Series([1.0, 2.0, 3.0]).to_numpy().copy()
+    column.flags.writeable = False  # as Ray hands back an array it maps zero-copy
+    back.__dict__["probe"] = {"forecast": column}
+    out = detached(back, sent)
+    assert out.__dict__["feature_store"] is kept
+    forecast = out.__dict__["probe"]["forecast"]
+    assert forecast is not column and forecast.flags.writeable
+    assert forecast.tolist() == [1.0, 2.0, 3.0]
+
