@@ -17,6 +17,7 @@ tests/unit/test_cli_help_text.py walks the whole command tree.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -24,7 +25,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-__all__ = ["RunnerCommand", "RunnerGroup", "RunnerTyper", "tidy_param"]
+__all__ = ["RunnerCommand", "RunnerGroup", "RunnerTyper", "option_as_value", "tidy_param"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,14 +63,41 @@ def tidy_param(param: Any) -> None:
         param.metavar = longest.replace("-", "_").upper()
 
 
+def option_as_value(params: list[Any], args: list[str]) -> tuple[str, str] | None:
+    """An option that takes a value followed by another of the command's options, as
+    ``(option, word)``: ``--artifacts -q`` is an empty shell variable between the two far
+    more often than a folder named ``-q`` (which ``--artifacts=-q`` still gives)."""
+    names: set[str] = set()
+    valued: set[str] = set()
+    for param in params:
+        if getattr(param, "param_type_name", None) != "option":
+            continue
+        names.update((*param.opts, *param.secondary_opts))
+        if not (param.is_flag or param.count):
+            valued.update(param.opts)
+    for word, after in itertools.pairwise(args):
+        if word == "--":
+            break
+        if word in valued and after in names:
+            return word, after
+    return None
+
+
 def _noted(parse: Callable[[Any, list[str]], list[str]], ctx: Any, args: list[str]
            ) -> list[str]:
-    """``parse(ctx, args)``, its usage error remembered for ``--json``'s error object."""
-    from typer._click.exceptions import ClickException
+    """``parse(ctx, args)``, its usage error remembered for ``--json``'s error object; an
+    option given another option as its value (:func:`option_as_value`) is one."""
+    from typer._click.exceptions import ClickException, UsageError
 
     from runner.cli.json_stdout import note_error
 
     try:
+        mistaken = option_as_value(ctx.command.get_params(ctx), args)
+        if mistaken is not None:
+            option, word = mistaken
+            raise UsageError(f"Option '{option}' needs a value, but the option '{word}' "
+                             f"follows it (an empty variable in between?); a value that "
+                             f"starts with '-' is given as {option}={word}", ctx)
         return parse(ctx, args)
     except ClickException as exc:
         note_error(exc.format_message())

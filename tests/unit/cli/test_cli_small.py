@@ -198,3 +198,34 @@ def test_a_log_line_shows_the_run_ids_only_in_a_run() -> None:
         logging.getLogger("opentelemetry").setLevel(saved[2])
     assert stream.getvalue().splitlines() == [
         "WARNING runner: outside", "WARNING runner [run_id=r1 trace_id=t1]: inside"]
+
+
+# ------------------------------------------------- an option given another as its value
+
+
+def test_an_option_followed_by_another_option_is_refused_not_taken_as_its_value(
+        tmp_path: Path) -> None:
+    """``--artifacts $STORE -q`` with STORE empty: the run must not write a store into a
+    folder named ``-q``."""
+    proc = cli("run", "alpha.full", "--manifest", MANIFEST, "--artifacts", "-q", "--json",
+               cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert json.loads(proc.stdout)["error"].startswith(
+        "Option '--artifacts' needs a value, but the option '-q' follows it")
+    assert not (tmp_path / "-q").exists() and not list(tmp_path.iterdir())
+
+
+def test_option_as_value_reads_the_commands_own_options() -> None:
+    from typer.main import get_command
+
+    from runner.cli.format import option_as_value
+    from runner.cli.root import app
+
+    run = get_command(app).get_command(None, "run")  # type: ignore[attr-defined]
+    params = run.params
+    assert option_as_value(params, ["p", "--artifacts", "-q"]) == ("--artifacts", "-q")
+    assert option_as_value(params, ["p", "-m", "--json"]) == ("-m", "--json")
+    assert option_as_value(params, ["p", "--artifacts=-q", "--json"]) is None  # said so
+    assert option_as_value(params, ["p", "--artifacts", "-x"]) is None  # not an option
+    assert option_as_value(params, ["p", "-q", "--json"]) is None  # switches take none
+    assert option_as_value(params, ["p", "--", "--artifacts", "-q"]) is None
