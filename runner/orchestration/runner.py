@@ -246,10 +246,9 @@ class DAGRunner:
                              already_complete=True)
         loop = LoopState(run=self.info, cancel=self.executor.new_cancel_flag(),
                         branches=self.executor.run_branches, executor=self.executor.name,
-                        hooks=self.hooks, snapshots=self.snapshots,
+                        hooks=self.hooks, snapshots=self.snapshots, cache=self.cache,
                         completed=self.resume.completed if self.resume else frozenset(),
-                        warm=imports_after_groups(self.plan), cache=self.cache,
-                        last_group=self.plan.last_group)
+                        warm=imports_after_groups(self.plan), last_group=self.plan.last_group)
         with self._state:
             self._loop = loop
             if self._signum is not None:
