@@ -163,8 +163,9 @@ def test_a_terminal_shows_each_running_stage_and_branch_ticking(project, executo
 
 
 def test_piped_output_is_plain_lines_with_heartbeats(project):
+    # a heartbeat every 0.5 s of a 2.5 s step: several chances for one, on a busy machine
     proc = cli("run", "fan", "-m", "manifest.json", "-e", "threads", cwd=project,
-               env={"SLEEP": "2.5", "RUNNER_PROGRESS_EVERY": "1"})
+               env={"SLEEP": "2.5", "RUNNER_PROGRESS_EVERY": "0.5"})
     assert proc.returncode == 0, proc.stderr
     assert "\x1b" not in proc.stderr and "\r" not in proc.stderr
     lines = proc.stderr.splitlines()
