@@ -18,7 +18,9 @@ group has branches, so the branches find them loaded.
 
 With no address, a local single-node Ray is started when the run begins, in the
 background (it hides behind the steps before the first group), bound to the
-loopback interface only, and shut down when the run ends.
+loopback interface only, and shut down when the run ends. The connection to a
+running cluster is closed in the background as soon as the run's last group is
+done (:meth:`RayComputeEngine.release`), while the steps after it run.
 """
 
 from __future__ import annotations
