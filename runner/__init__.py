@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from runner._lazy import lazy_getattr
+from runner.version import __version__ as __version__
 
 if TYPE_CHECKING:
     from runner.context import Context, MergeRule, MetaContext, SelectionContext
@@ -87,7 +88,6 @@ __all__ = [
     "parse_manifest",
     "stage",
 ]
-__version__ = "0.1.0"
 
 
 __getattr__ = lazy_getattr("runner", _MODULE_OF, globals())

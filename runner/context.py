@@ -52,8 +52,10 @@ def _empty_frame() -> pd.DataFrame:
 class Context(BaseModel):
     """Base context: run id, an append-only audit trail and two column stores."""
 
+    # Validators are built on first use (defer_build): a context type a run never makes,
+    # here or in a user's module, costs nothing at import.
     model_config = ConfigDict(
-        arbitrary_types_allowed=True, extra="forbid", validate_assignment=False
+        arbitrary_types_allowed=True, extra="forbid", validate_assignment=False, defer_build=True
     )
 
     run_id: str = ""

@@ -92,7 +92,7 @@ def load_error_context(location: str, storage_options: dict[str, Any] | None = N
 class ErrorDoc(BaseModel):
     """summaries/runs/<RUN_ID>/error.json (forensics of a failed stage)."""
 
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True, defer_build=True)
 
     run_id: Text
     trace_id: Text | None = None

@@ -19,9 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
-
 from runner.cli.json_stdout import note_error, print_json_error, wants_json
+from runner.cli.markup import escape
 from runner.cli.output import err, exit_after_signal, say_error, was_signalled
 from runner.cli.quick import answer_from_kept_check
 from runner.cli.startup_gc import pause, resume

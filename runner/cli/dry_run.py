@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rich.markup import escape
-
 from runner.cli.json_stdout import print_json
+from runner.cli.markup import escape
 from runner.cli.output import err, out
 from runner.cli.parsing import open_sdk, params, root_context
 

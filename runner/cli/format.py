@@ -10,7 +10,8 @@ with the classes below, which at construction (nothing is imported for it) give:
 * a flag no placeholder at all;
 * an option that takes a value its declared metavar (``--param KEY=VALUE``), or its
   long name in capitals (``--run-id RUN_ID``); choices stay ``<inline|threads>``;
-* help text as written, brackets included.
+* help text as written, brackets included (escaped for rich when the help is shown:
+  a command that only runs never imports rich for it).
 
 tests/unit/test_cli_help_text.py walks the whole command tree.
 """
@@ -22,8 +23,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
-from rich.markup import escape
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+
+from runner.cli.markup import escape
 
 __all__ = ["RunnerCommand", "RunnerGroup", "RunnerTyper", "option_as_value", "tidy_param"]
 
@@ -46,8 +48,6 @@ def tidy_param(param: Any) -> None:
     if getattr(param, "_runner_tidy", False):
         return
     param._runner_tidy = True
-    if param.help:
-        param.help = escape(param.help)  # literal text, not rich markup
     if isinstance(param, TyperArgument):
         if param.metavar is None:
             param.metavar = (param.name or "value").upper()
@@ -61,6 +61,13 @@ def tidy_param(param: Any) -> None:
     elif not param.type_descriptor.is_choice:
         longest = max(param.opts, key=len).lstrip("-")
         param.metavar = longest.replace("-", "_").upper()
+
+
+def _literal_help(param: Any) -> None:
+    """Make ``param``'s help literal text, not rich markup (once)."""
+    if param.help and not getattr(param, "_runner_literal", False):
+        param.help = escape(param.help)
+        param._runner_literal = True
 
 
 def option_as_value(params: list[Any], args: list[str]) -> tuple[str, str] | None:
@@ -117,6 +124,11 @@ class _Tidy:
         super().__init__(*args, **kwargs)
         for param in self.params:
             tidy_param(param)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for param in self.get_params(ctx):  # type: ignore[attr-defined]
+            _literal_help(param)
+        super().format_help(ctx, formatter)  # type: ignore[misc]
 
     def get_help_option(self, ctx: Any) -> Any:
         option = super().get_help_option(ctx)  # type: ignore[misc]

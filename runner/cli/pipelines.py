@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
 from runner.cli.cache import Check
+from runner.cli.markup import escape
 from runner.cli.options import ManifestOpt, NoCacheOpt, PathOpt, PipelineArg
 from runner.cli.output import err
 from runner.cli.parsing import open_sdk

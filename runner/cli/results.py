@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
+from runner.cli.markup import escape
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["log_results", "print_results"]
 

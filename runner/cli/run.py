@@ -33,7 +33,7 @@ from runner.cli.options import (
     StorageOpt,
     options_command,
 )
-from runner.cli.output import err, exit_after_signal, is_structured, signalled
+from runner.cli.output import console_of, err, exit_after_signal, is_structured, signalled
 from runner.cli.parsing import open_sdk, params, root_context
 from runner.cli.run_report import failed, interrupted, say_partial, say_resuming, succeeded
 from runner.cli.startup_gc import resume
@@ -119,7 +119,7 @@ def _progress() -> RunHook:
     """The live board on a terminal, plain lines elsewhere (:mod:`runner.progress`)."""
     from runner.progress import progress_hook
 
-    return progress_hook(err)
+    return progress_hook(console_of(err))
 
 
 # -------------------------------------------------- the worker processes' forkserver

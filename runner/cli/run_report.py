@@ -15,9 +15,9 @@ import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from rich.markup import escape
 
 from runner.cli.json_stdout import print_json
+from runner.cli.markup import escape
 from runner.cli.output import err, is_structured, out
 from runner.errors import (
     EXIT_CODES,

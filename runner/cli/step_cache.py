@@ -14,9 +14,9 @@ import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from runner.cli.format import RunnerTyper
+from runner.cli.markup import escape
 from runner.cli.options import AllowUnsignedOpt, ArtifactsOpt, StorageOpt
 from runner.cli.output import err
 from runner.cli.output import wide as out

@@ -8,7 +8,6 @@ process that ends waits at most ``RUNNER_OTLP_EXIT_WAIT`` seconds for it.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import socket
@@ -23,6 +22,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from runner.telemetry.stepspans import CachedResource
+from runner.version import __version__
 from runner.words import did_you_mean
 
 __all__ = ["EXIT_WAIT_ENV", "EXIT_WAIT_S", "HOST", "TelemetryConfig", "WatchedExporter",
@@ -37,14 +37,10 @@ EXIT_WAIT_S = 1.5
 """How long a process that ends waits for its last spans to be exported (seconds)."""
 
 
-@functools.cache
 def version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("runner")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0"
+    """runner's version (:mod:`runner.version`), read without scanning the installed
+    distributions for the package's metadata (a few ms at every run's start)."""
+    return __version__
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ import json
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from runner.cli.kube.cluster import connect, describe
 from runner.cli.kube.options import ContextOpt, K8sRunIdArg, KubeconfigOpt, NamespaceOpt
+from runner.cli.markup import escape
 from runner.cli.options import JsonOpt
 from runner.cli.output import err, out
 

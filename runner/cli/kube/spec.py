@@ -8,9 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
-
 from runner.cli.kube.options import RunOptions
+from runner.cli.markup import escape
 from runner.cli.output import err
 from runner.cli.parsing import key_values, params
 from runner.errors import UsageError

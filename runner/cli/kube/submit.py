@@ -7,12 +7,11 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
-
 from runner.cli.json_stdout import print_json
 from runner.cli.kube.cluster import connect, describe, need_client
 from runner.cli.kube.options import SubmitOptions
 from runner.cli.kube.spec import artifact_key, dry_run, run_spec
+from runner.cli.markup import escape
 from runner.cli.output import err
 from runner.errors import RunnerError
 

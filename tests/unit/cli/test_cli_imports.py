@@ -9,6 +9,7 @@ fresh interpreter, never on time (benchmarks/startup.py measures that).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,23 @@ def test_validate_imports_the_stages_but_not_the_store_nor_tracing(tmp_path: Pat
     modules = _modules(["validate"], tmp_path)
     assert {"runner.stages", "runner.orchestration.plan"} <= modules
     assert _loaded(modules, (*NEVER, "opentelemetry", "fsspec")) == []
+
+
+def test_a_quiet_json_run_never_imports_rich(tmp_path: Path) -> None:
+    """``runner run P -q --json`` (a pod, a script) prints through no console: rich is
+    imported when a console or an escape is first used, not before. Checked on a fully
+    cached run: running the stages imports scikit-learn, which imports rich itself."""
+    args = ["run", "alpha.full", "--artifacts", str(tmp_path / "store"), "-q", "--json",
+            "--cache"]
+    _modules(args, tmp_path)  # fills the cache
+    code, modules, proc = probe(args, cwd=ROOT, out=tmp_path / "cached.json")
+    assert code == 0, proc.stderr[-2000:]
+    steps = json.loads(proc.stdout)["steps"]
+    assert steps and {s["status"] for s in steps} == {"cached"}  # it ran (not vacuous)
+    assert "runner.orchestration.runner" in modules
+    assert _loaded(modules, ("rich", "sklearn")) == []
+    args.remove("--json")  # the results printed as text: rich draws them
+    assert "rich.table" in _modules(args, tmp_path)
 
 
 def test_import_runner_is_light_and_every_name_still_imports() -> None:
