@@ -8,6 +8,14 @@ step (``.apply(context)``); on a miss it runs the step and calls :meth:`StepCach
 with the fields the step changed and the lines it added to the audit trail.
 ``--dry-run`` asks :meth:`StepCache.explain`.
 
+Reading ahead: before the first step, the engine asks for the keys of the steps that
+would follow a chain of hits (each key made from the hashes the entries before it
+give, no value decoded) and :meth:`StepCache.prefetching` reads their entries and
+starts restoring their outputs on two reader threads (reading an object, checking its
+hash and decoding Parquet release the GIL), so a fully cached run decodes on both
+cores while the steps are recorded. The step's own :meth:`lookup` takes what was read
+for its key; a key nobody asks for (the prediction went wrong) is dropped unread.
+
 A hit needs every object its entry names: an entry whose object is gone (swept, or
 a store copied without it) is a miss, said once in the log, and the step runs and
 fills it again. Anything that does not verify (an edited entry or object) is an
@@ -16,15 +24,18 @@ fills it again. Anything that does not verify (an edited entry or object) is an
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
 
 from runner.artifacts.objects import DEFAULT_GRACE, ObjectStore
 from runner.artifacts.store import ArtifactStore
-from runner.cache.entries import entry_path, list_entries, read_entry, write_entry
+from runner.cache.entries import CacheEntryDoc, entry_path, list_entries, read_entry, write_entry
 from runner.cache.fields import field_digest
 from runner.cache.keys import StepKey, explain, step_key
 from runner.cache.outputs import CachedOutputs, cached_outputs, store_outputs
@@ -35,6 +46,13 @@ from runner.registry import StageEntry
 __all__ = ["StepCache", "cache_for"]
 
 log = logging.getLogger("runner.artifacts")
+
+READERS = 2
+"""Threads restoring the outputs of the entries read ahead."""
+
+Ahead = tuple[Mapping[str, str], Collection[str]]
+"""What an entry read ahead says of its step: the content hash of each field it sets,
+and the fields it appends to."""
 
 
 class StepCache:
@@ -50,6 +68,10 @@ class StepCache:
         self.objects = ObjectStore(store, grace=grace)
         self.runner_version = runner_version
         self.allow_unsigned = allow_unsigned
+        self._ahead: dict[str, Future[CachedOutputs | None]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:  # travels to workers without what it read
+        return {**self.__dict__, "_ahead": {}}
 
     def __repr__(self) -> str:
         return f"StepCache({self.store.url!r})"
@@ -65,10 +87,46 @@ class StepCache:
 
     def lookup(self, step: StepKey) -> CachedOutputs | None:
         """What a cached run of ``step`` wrote (``.apply(context)`` sets it), or None."""
+        pending = self._ahead.pop(step.key, None)
+        if pending is not None:
+            return pending.result()
         doc = read_entry(self.store, step.inputs.stage, step.key,
                          allow_unsigned=self.allow_unsigned)
+        return self._restore(step, doc) if doc is not None else None
+
+    @contextlib.contextmanager
+    def prefetching(self) -> Iterator[Callable[[StepKey], Ahead | None]]:
+        """``read(step)`` reads ``step``'s entry now and starts restoring its outputs on a
+        reader thread, for the :meth:`lookup` of that key to take. It returns what the
+        entry sets and appends to, or None: no entry, one that does not read here (its
+        step's lookup says why) or one without the content hashes a next key needs. The
+        threads end once what was started is done."""
+        pool = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="runner-cache-read")
+        self._ahead.clear()
+        try:
+            yield partial(self._read_ahead, pool)
+        finally:
+            pool.shutdown(wait=False)
+
+    def _read_ahead(self, pool: ThreadPoolExecutor, step: StepKey) -> Ahead | None:
+        try:
+            doc = read_entry(self.store, step.inputs.stage, step.key,
+                             allow_unsigned=self.allow_unsigned)
+        except Exception:  # the step's own lookup raises it, at its step
+            return None
         if doc is None:
             return None
+        self._ahead[step.key] = pool.submit(self._restore, step, doc)
+        sets = [name for name, ref in doc.outputs.items() if not ref.append]
+        digests = {name: ref.digest for name, ref in doc.outputs.items()
+                   if not ref.append and ref.digest is not None}
+        if len(digests) != len(sets):  # an entry made before hashes were kept
+            return None
+        return digests, [name for name, ref in doc.outputs.items() if ref.append]
+
+    def _restore(self, step: StepKey, doc: CacheEntryDoc) -> CachedOutputs | None:
+        """The entry's outputs; None when an object it names is gone (the entry is
+        removed: the step runs and fills it again)."""
         try:
             return cached_outputs(self.objects, doc.outputs,
                                   allow_unsigned=self.allow_unsigned)

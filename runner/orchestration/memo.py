@@ -14,13 +14,14 @@ has the hash of each field it restores; a key or a fill hashed the others), so a
 field is hashed once while it holds the same object, and a fully cached run hashes
 only what it started with. :func:`walk_cached` is how a parallel group's branch
 completes on the driver when every step of it is a hit, so a fully cached group
-starts no worker.
+starts no worker. :func:`look_ahead` starts reading the outputs of the hits the run's
+first steps will be, before they run (a memo that reads ahead: ``prefetching``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Container, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from runner.registry import StageEntry
 
 __all__ = ["TRAIL", "Before", "FieldDigests", "Hit", "Keyed", "StepMemo", "apply_hit", "fill",
-           "step_key", "step_outputs", "walk_cached", "written_fields"]
+           "look_ahead", "step_key", "step_outputs", "walk_cached", "written_fields"]
 
 log = logging.getLogger("runner")
 
@@ -94,6 +95,11 @@ class StepMemo(Protocol):
              digests: Mapping[str, str] | None = None) -> bool:
         """Keep what the step wrote (with the ``digests`` of ``outputs``); True when
         this call wrote the entry."""
+
+    # Optional: ``prefetching()``, a context manager giving ``read(key)``, which starts
+    # reading that key's entry and outputs for its lookup and returns (the content hash
+    # of each field the entry sets, the fields it appends to), or None
+    # (:meth:`runner.cache.StepCache.prefetching`; see :func:`look_ahead`).
 
 
 class FieldDigests:
@@ -246,3 +252,63 @@ def walk_cached(steps: Sequence[Step], context: Any, memo: StepMemo,
         ctx = apply_hit(hit, ctx, digests)
         found[step.path] = (key, hit)
     return found
+
+
+def look_ahead(memo: StepMemo, steps: Sequence[Step], context: Any, digests: FieldDigests,
+               *, skip: Container[str] = ()) -> None:
+    """Start reading the outputs of the hits ``steps`` will begin with, before they run.
+
+    Walks the stage steps from the first (a nested pipeline's in order; ``skip``: paths
+    a resumed run has done) while each would be a hit: its key made as the loop will
+    make it, from the hashes known (the context's fields, hashed now where not known
+    yet and learned in ``digests``, then those each entry before it says it sets), and
+    its entry handed to the memo's reader. It stops at anything else: an adapter, a
+    group, a stage not cached, a miss, a key that would read a field an entry appends
+    to. Nothing is set on ``context``: the loop's own keys and lookups decide, and take
+    what was read for them.
+    """
+    prefetching = getattr(memo, "prefetching", None)
+    if prefetching is None or not isinstance(context, BaseModel):
+        return
+    known = digests.known(context)
+    appended: set[str] = set()
+    with prefetching() as read:
+        for step in _flat(steps, skip):
+            if not isinstance(step, StageStep) or not _read_one(
+                    memo, read, step, context, digests, known, appended):
+                return
+
+
+def _flat(steps: Sequence[Step], skip: Container[str]) -> Iterator[Step]:
+    for step in steps:
+        if step.path in skip:
+            continue
+        if isinstance(step, PipelineStep):
+            yield from _flat(step.steps, skip)
+        else:
+            yield step
+
+
+def _read_one(memo: StepMemo, read: Callable[[Keyed], Any], step: StageStep, context: Any,
+              digests: FieldDigests, known: dict[str, str], appended: set[str]) -> bool:
+    """Key ``step`` on what is known and read its entry ahead; whether the walk goes on."""
+    try:
+        key = memo.key(step.entry, context, known=known)
+    except Exception:  # the loop's own key says it, at its step
+        return False
+    if key is None:
+        return False
+    fresh = {name: d for name, d in key.digests.items() if name not in known}
+    if fresh.keys() & appended:  # hashed as it is now, not as the hits before leave it
+        return False
+    digests.learn(context, fresh)  # the context's own values: the loop hashes them once
+    known.update(fresh)
+    ahead = read(key)
+    if ahead is None:
+        return False
+    sets, appends = ahead
+    known.update(sets)
+    appended.update(appends)
+    for name in appends:
+        known.pop(name, None)
+    return True

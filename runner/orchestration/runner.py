@@ -37,7 +37,7 @@ from runner.forensics import ForensicsWriter
 from runner.orchestration.execute import LoopState, notify, run_steps
 from runner.orchestration.executors import Executor, make_executor
 from runner.orchestration.hooks import RunHook
-from runner.orchestration.memo import StepMemo
+from runner.orchestration.memo import StepMemo, look_ahead
 from runner.orchestration.plan import Plan
 from runner.orchestration.records import Resume, RunInfo, RunResult
 from runner.orchestration.tasks import Cancelled, StepFailure
@@ -255,7 +255,7 @@ class DAGRunner:
                 loop.cancel.set()
         start = time.time()
         try:
-            ctx = self.root_context(self.resume.context if self.resume else context)
+            ctx = self._first(loop, self.resume.context if self.resume else context)
             notify(loop, "on_run_start", self.plan, ctx, path=self.plan.pipeline, ctx=ctx)
             if self.plan.has_parallel and self.cache is None:  # cached: at the first dispatch
                 self.executor.start()
@@ -290,6 +290,14 @@ class DAGRunner:
                            tuple(loop.records), start, time.time(), self.executor.name)
         self._end(result, None)
         return result
+
+    def _first(self, loop: LoopState, context: Any) -> Any:
+        """The context the first step receives, the outputs of the hits the run starts
+        with already being read (:func:`~runner.orchestration.memo.look_ahead`)."""
+        ctx = self.root_context(context)
+        if loop.cache is not None:
+            look_ahead(loop.cache, self.plan.steps, ctx, loop.digests, skip=loop.completed)
+        return ctx
 
     def _stopped(self) -> RunInterruptedError:
         """The run stopped at a step boundary after :meth:`interrupt`: record it."""
