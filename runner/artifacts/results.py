@@ -22,8 +22,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import fields as dataclass_fields
 from dataclasses import is_dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
+import numpy as np
 import pandas as pd
 
 from runner.artifacts.layout import RESULTS_FILE, RunPaths
@@ -180,12 +181,25 @@ def _charts(context: Any) -> dict[str, Any]:
     return out
 
 
+_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
+"""A day in each unit a DatetimeIndex counts in."""
+
+
 def _dates(index: pd.Index) -> list[str]:
     """Each label as :func:`_cell` writes a timestamp: a day when it is midnight."""
-    if isinstance(index, pd.DatetimeIndex) and index.tz is None \
-            and bool((index == index.normalize()).all()):
-        return list(index.strftime("%Y-%m-%d"))  # daily data: one call, not one a date
-    return [_cell(pd.Timestamp(d)) for d in index]
+    if not _midnights(index):
+        return [_cell(pd.Timestamp(d)) for d in index]
+    if index.min().year >= 1000 and index.max().year <= 9999:  # numpy's day strings
+        return np.datetime_as_string(index.to_numpy(), unit="D").tolist()  # type: ignore[no-any-return]
+    return list(index.strftime("%Y-%m-%d"))  # daily data: one call, not one a date
+
+
+def _midnights(index: pd.Index) -> TypeGuard[pd.DatetimeIndex]:
+    """Whether ``index`` holds naive midnights only (and at least one)."""
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is not None or len(index) == 0 \
+            or index.unit not in _DAY or index.hasnans:
+        return False
+    return bool((index.asi8 % _DAY[index.unit] == 0).all())
 
 
 def _numbers(column: pd.Series) -> list[float | None]:
