@@ -50,6 +50,11 @@ log = logging.getLogger("runner.artifacts")
 READERS = 2
 """Threads restoring the outputs of the entries read ahead."""
 
+AHEAD_BYTES = 256 << 20
+"""Stored bytes whose restoring starts ahead of their steps, at most (past the first
+entry): the steps further on restore their own outputs, so a run of large frames
+does not hold many steps' outputs at once before it needs them."""
+
 Ahead = tuple[Mapping[str, str], Collection[str]]
 """What an entry read ahead says of its step: the content hash of each field it sets,
 and the fields it appends to."""
@@ -99,16 +104,17 @@ class StepCache:
         """``read(step)`` reads ``step``'s entry now and starts restoring its outputs on a
         reader thread, for the :meth:`lookup` of that key to take. It returns what the
         entry sets and appends to, or None: no entry, one that does not read here (its
-        step's lookup says why) or one without the content hashes a next key needs. The
-        threads end once what was started is done."""
+        step's lookup says why), one without the content hashes a next key needs, or
+        one past :data:`AHEAD_BYTES`. The threads end once what was started is done."""
         pool = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="runner-cache-read")
         self._ahead.clear()
         try:
-            yield partial(self._read_ahead, pool)
+            yield partial(self._read_ahead, pool, [AHEAD_BYTES])
         finally:
             pool.shutdown(wait=False)
 
-    def _read_ahead(self, pool: ThreadPoolExecutor, step: StepKey) -> Ahead | None:
+    def _read_ahead(self, pool: ThreadPoolExecutor, budget: list[int], step: StepKey,
+                    ) -> Ahead | None:
         try:
             doc = read_entry(self.store, step.inputs.stage, step.key,
                              allow_unsigned=self.allow_unsigned)
@@ -116,6 +122,10 @@ class StepCache:
             return None
         if doc is None:
             return None
+        size = sum(ref.bytes for ref in doc.outputs.values())
+        if self._ahead and size > budget[0]:  # the first: its step is next, it needs it
+            return None
+        budget[0] -= size
         self._ahead[step.key] = pool.submit(self._restore, step, doc)
         sets = [name for name, ref in doc.outputs.items() if not ref.append]
         digests = {name: ref.digest for name, ref in doc.outputs.items()

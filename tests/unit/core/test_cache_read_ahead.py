@@ -140,6 +140,26 @@ def test_the_walk_stops_where_code_runs(sdk: QuantSDK, reads: list[tuple[str, fl
     assert second.context.audit_trail == ["made", "nudged"]
 
 
+def test_reading_ahead_stops_past_its_byte_budget(sdk: QuantSDK, reads: list[tuple[str, float]],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large outputs are not all decoded ahead of their steps: past the budget (stored
+    bytes) the steps restore their own, as without the look-ahead."""
+    first = _run(sdk, "chain")
+    monkeypatch.setattr("runner.cache.step_cache.AHEAD_BYTES", 1)
+    reads.clear()
+    starts = Starts()
+    second = _run(sdk, "chain", (starts,))
+    assert set(_status(second).values()) == {"cached"}
+    when: dict[str, list[float]] = {}
+    for stage, at in reads:
+        when.setdefault(stage, []).append(at)
+    assert max(when["a.make"]) <= starts.started["a.make"]  # the first: read ahead
+    assert len(when["a.total"]) == 2  # read ahead, not started (past the budget), read again
+    assert max(when["a.total"]) >= starts.started["a.total"]  # by its own lookup
+    assert max(when["a.double"]) >= starts.started["a.double"]
+    assert second.context.doubled.equals(first.context.doubled)
+
+
 def test_an_object_that_does_not_verify_fails_its_own_step(sdk: QuantSDK, tmp_path: Path
                                                            ) -> None:
     _run(sdk, "chain")
