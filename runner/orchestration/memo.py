@@ -234,12 +234,7 @@ def walk_cached(steps: Sequence[Step], context: Any, memo: StepMemo,
     found: dict[str, tuple[Keyed, Hit]] = {}
     ctx = fork_context(context)
     digests = FieldDigests()
-    todo = list(steps)
-    while todo:
-        step = todo.pop(0)
-        if isinstance(step, PipelineStep):
-            todo[:0] = step.steps
-            continue
+    for step in _flat(steps, ()):
         if not isinstance(step, StageStep):
             return None
         key = step_key(memo, step, ctx, digests)
@@ -280,6 +275,8 @@ def look_ahead(memo: StepMemo, steps: Sequence[Step], context: Any, digests: Fie
 
 
 def _flat(steps: Sequence[Step], skip: Container[str]) -> Iterator[Step]:
+    """``steps`` in the order they run, a nested pipeline's own steps in its place (and
+    none of the paths in ``skip``)."""
     for step in steps:
         if step.path in skip:
             continue
