@@ -19,7 +19,7 @@ import logging
 import math
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields as dataclass_fields
 from dataclasses import is_dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -107,9 +107,18 @@ def _head(value: pd.DataFrame | pd.Series) -> dict[str, Any]:
         "index": [str(n) for n in part.index.names if n is not None],
         "columns": [_label(c) for c in part.columns],
         "rows": [[_label(i), *(_cell(v) for v in row)]
-                 for i, row in zip(part.index, part.itertuples(index=False), strict=True)],
+                 for i, row in zip(_labels(part.index),
+                                   part.itertuples(index=False, name=None), strict=True)],
         "more_columns": max(0, frame.shape[1] - HEAD_COLUMNS),
     }
+
+
+def _labels(index: pd.Index) -> Iterable[Any]:
+    """The labels of a few rows. A MultiIndex's tuples from its levels' values at those
+    rows: iterating it converts each level whole (every date of a long panel) first."""
+    if isinstance(index, pd.MultiIndex):
+        return zip(*(index.get_level_values(k) for k in range(index.nlevels)), strict=True)
+    return index
 
 
 def _field_names(context: Any) -> list[str]:
