@@ -43,8 +43,8 @@ COMMANDS = {
     "trace": Deferred("runner.cli.traces",
                       "A run's spans as a tree, with durations (from its spans.jsonl)."),
     "report": Deferred("runner.cli.traces",
-                       "One self-contained HTML page of a run: results, DAG, timeline, "
-                       "steps, artifacts,\nerror."),  # rich help keeps the line break
+                       "A run on one self-contained HTML page: results, DAG, timeline, "
+                       "steps, files, error."),
     "runs": Deferred("runner.cli.runs", "Runs kept in the artifact store."),
     "artifacts": Deferred("runner.cli.runs", "Files of a run's checkpoints."),
     "cache": Deferred("runner.cli.step_cache",

@@ -76,8 +76,7 @@ def report_command(
     artifacts: ArtifactsOpt = None, storage_option: StorageOpt = None,
     allow_unsigned: AllowUnsignedOpt = False,
 ) -> None:
-    """One self-contained HTML page of a run: results, DAG, timeline, steps, artifacts,
-    error."""
+    """A run on one self-contained HTML page: results, DAG, timeline, steps, files, error."""
     from runner.artifacts import read_index, read_run, run_paths
     from runner.artifacts.forensics import read_error_doc
     from runner.artifacts.layout import SPANS_FILE
