@@ -271,8 +271,9 @@ class DAGRunner:
             if self._aborted is not None:  # recorded as interrupted already: not a success
                 raise Cancelled(self.plan.pipeline)
         except StepFailure as failure:
-            if self.interrupted and failure.kind == "branch":  # its worker was stopped
-                raise self._stopped() from None
+            if self._aborted is not None or (self.interrupted and failure.kind == "branch"):
+                raise self._stopped() from None  # its worker was stopped, or its workspace
+                # removed: the run is recorded as interrupted already
             error = self._fail(failure, loop)
             self._end(None, error)
             raise error from failure.original
@@ -282,6 +283,8 @@ class DAGRunner:
             exc.add_note(f"{self._keyboard_interrupt()}; recorded as interrupted")
             raise
         except BaseException as exc:
+            if self._aborted is not None:  # abort() tore the run down under it (a pool
+                raise self._stopped() from exc  # shut, say): what it recorded is the error
             self._cleanup()
             self._end(None, exc)
             raise
@@ -301,10 +304,10 @@ class DAGRunner:
 
     def _stopped(self) -> RunInterruptedError:
         """The run stopped at a step boundary after :meth:`interrupt`: record it."""
-        error = self._interruption(forced=False)
+        error = self._aborted or self._interruption(forced=False)
         self._cleanup()
         self._end(None, error)
-        return self._aborted or error
+        return error
 
     def _keyboard_interrupt(self) -> RunInterruptedError:
         """Ctrl-C reached the run as KeyboardInterrupt (a script or notebook without

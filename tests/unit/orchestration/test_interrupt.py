@@ -106,6 +106,40 @@ def test_abort_records_at_once_while_a_stage_still_runs(tmp_path, artifacts):
     assert outcome["error"] is error  # run() raises what abort() recorded
 
 
+class AbortAt(InterruptAt):
+    """Aborts the run (as a second signal does) when the group at ``path`` starts, or
+    when the step at ``path`` starts."""
+
+    def on_group_start(self, run: Any, group: Any) -> None:
+        if group.path == self.path and self.runner is not None:
+            self.runner.abort()
+
+    def on_step_start(self, run: Any, step: Any) -> None:
+        if step.path == self.path and self.runner is not None:
+            self.runner.abort()
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_an_abort_before_the_branches_are_handed_out_raises_what_it_recorded(executor,
+                                                                             artifacts):
+    # abort() shut the pool: handing the branches to it then raised the pool's own
+    # "cannot schedule new futures after shutdown" out of run()
+    hook = AbortAt("p[1]")
+    runner = make(["log.a", ["log.b", "log.c"]], executor, artifacts, hook)
+    with pytest.raises(RunInterruptedError) as info:
+        runner.run(base_context())
+    assert hook.aborted == [info.value] and info.value.forced
+    assert info.value.completed == ("p[0]",) and hook.ended == [info.value]
+
+
+def test_a_step_that_fails_after_an_abort_is_not_recorded_as_the_run_failing(artifacts):
+    hook = AbortAt("p[1]")  # the stage then runs with the run torn down around it
+    runner = make(["log.a", "fail"], "inline", artifacts, hook)
+    with pytest.raises(RunInterruptedError) as info:
+        runner.run(base_context())
+    assert hook.aborted == [info.value] and hook.ended == [info.value]
+
+
 def test_abort_after_the_run_ended_does_nothing(artifacts):
     hook = InterruptAt()
     runner = make(["log.a"], "inline", artifacts, hook)
