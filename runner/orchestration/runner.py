@@ -237,18 +237,15 @@ class DAGRunner:
         Hooks always hear ``on_run_end``, whatever happened after ``on_run_start``.
         A KeyboardInterrupt (Ctrl-C without a handler of ours) is recorded as an
         interruption, then re-raised with a note saying so.
-        A resumed run that had already succeeded runs nothing and calls no hook.
+        A resumed run that had already succeeded runs nothing and calls no hook. Once
+        :meth:`abort` was called, whatever its tearing down makes fail raises what it recorded.
         """
         if self.resume is not None and self.resume.finished:
             now = time.time()
             return RunResult(self.run_id, self.trace_id, self.plan.pipeline,
                              self.resume.context, (), now, now, self.executor.name,
                              already_complete=True)
-        loop = LoopState(run=self.info, cancel=self.executor.new_cancel_flag(),
-                        branches=self.executor.run_branches, executor=self.executor.name,
-                        hooks=self.hooks, snapshots=self.snapshots, cache=self.cache,
-                        completed=self.resume.completed if self.resume else frozenset(),
-                        warm=imports_after_groups(self.plan), last_group=self.plan.last_group)
+        loop = self._new_loop()
         with self._state:
             self._loop = loop
             if self._signum is not None:
@@ -293,6 +290,14 @@ class DAGRunner:
                            tuple(loop.records), start, time.time(), self.executor.name)
         self._end(result, None)
         return result
+
+    def _new_loop(self) -> LoopState:
+        """What the run's steps share: its hooks, executor, cache, cancel flag, records."""
+        return LoopState(run=self.info, cancel=self.executor.new_cancel_flag(),
+                         branches=self.executor.run_branches, executor=self.executor.name,
+                         hooks=self.hooks, snapshots=self.snapshots, cache=self.cache,
+                         completed=self.resume.completed if self.resume else frozenset(),
+                         warm=imports_after_groups(self.plan), last_group=self.plan.last_group)
 
     def _first(self, loop: LoopState, context: Any) -> Any:
         """The context the first step receives, the outputs of the hits the run starts
