@@ -95,8 +95,7 @@ class StepCache:
         pending = self._ahead.pop(step.key, None)
         if pending is not None:
             return pending.result()
-        doc = read_entry(self.store, step.inputs.stage, step.key,
-                         allow_unsigned=self.allow_unsigned)
+        doc = self._entry(step)
         return self._restore(step, doc) if doc is not None else None
 
     @contextlib.contextmanager
@@ -116,8 +115,7 @@ class StepCache:
     def _read_ahead(self, pool: ThreadPoolExecutor, budget: list[int], step: StepKey,
                     ) -> Ahead | None:
         try:
-            doc = read_entry(self.store, step.inputs.stage, step.key,
-                             allow_unsigned=self.allow_unsigned)
+            doc = self._entry(step)
         except Exception:  # the step's own lookup raises it, at its step
             return None
         if doc is None:
@@ -133,6 +131,11 @@ class StepCache:
         if len(digests) != len(sets):  # an entry made before hashes were kept
             return None
         return digests, [name for name, ref in doc.outputs.items() if ref.append]
+
+    def _entry(self, step: StepKey) -> CacheEntryDoc | None:
+        """The entry kept for ``step``'s key, verified; None when there is none."""
+        return read_entry(self.store, step.inputs.stage, step.key,
+                          allow_unsigned=self.allow_unsigned)
 
     def _restore(self, step: StepKey, doc: CacheEntryDoc) -> CachedOutputs | None:
         """The entry's outputs; None when an object it names is gone (the entry is
@@ -167,8 +170,7 @@ class StepCache:
     def explain(self, step: StepKey) -> list[str]:
         """Why ``step`` would run: against the newest entry of its stage (none: "never run
         with the cache"); ``["cached"]`` when its own entry is there."""
-        if read_entry(self.store, step.inputs.stage, step.key,
-                      allow_unsigned=self.allow_unsigned) is not None:
+        if self._entry(step) is not None:
             return ["cached"]
         docs = [e.doc for e in list_entries(self.store, stage=step.inputs.stage,
                                             allow_unsigned=self.allow_unsigned)

@@ -268,9 +268,9 @@ class DAGRunner:
             if self._aborted is not None:  # recorded as interrupted already: not a success
                 raise Cancelled(self.plan.pipeline)
         except StepFailure as failure:
+            # its worker was stopped, or abort() removed its workspace: interrupted
             if self._aborted is not None or (self.interrupted and failure.kind == "branch"):
-                raise self._stopped() from None  # its worker was stopped, or its workspace
-                # removed: the run is recorded as interrupted already
+                raise self._stopped() from None
             error = self._fail(failure, loop)
             self._end(None, error)
             raise error from failure.original
@@ -308,7 +308,8 @@ class DAGRunner:
         return ctx
 
     def _stopped(self) -> RunInterruptedError:
-        """The run stopped at a step boundary after :meth:`interrupt`: record it."""
+        """The run stopped at a step boundary after :meth:`interrupt`, or was torn down by
+        :meth:`abort`: hooks hear the interruption (the one abort recorded), returned."""
         error = self._aborted or self._interruption(forced=False)
         self._cleanup()
         self._end(None, error)
