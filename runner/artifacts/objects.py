@@ -237,11 +237,12 @@ class ObjectStore:
     def exists(self, digest: str) -> bool:
         return self.store.exists(object_path(digest))
 
-    def get_bytes(self, digest: str) -> bytes:
+    def get_bytes(self, digest: str, *, size: int | None = None) -> bytes:
         """The object's bytes, checked against its name: IntegrityError when they do not
-        match (a truncated, swapped or edited object), ArtifactError when it is missing."""
+        match (a truncated, swapped or edited object), ArtifactError when it is missing.
+        ``size``: as its reference says (a small one is read in one request)."""
         rel = object_path(digest)
-        data = self.store.read_bytes(rel)
+        data = self.store.read_bytes(rel, size=size)
         if sha256(data) != digest:
             raise IntegrityError(f"object {self.store.url_of(rel)} does not match its digest "
                                  f"(sha256 {sha256(data)[:16]}..., {len(data)} bytes): "

@@ -103,7 +103,7 @@ def field_bytes(store: ArtifactStore, run_id: str, entry: FieldEntry, *, name: s
         rel = RunPaths(run_id).member(entry.file)
     where = store.url_of(rel)
     try:
-        data = store.read_bytes(rel)
+        data = store.read_bytes(rel, size=entry.bytes)
     except ArtifactError as exc:
         if not exc.missing or isinstance(exc, IntegrityError):
             raise

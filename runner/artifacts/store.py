@@ -16,6 +16,7 @@ import contextlib
 import copy
 import ctypes
 import hashlib
+import inspect
 import io
 import logging
 import os
@@ -55,6 +56,16 @@ _MEMORY_CREATE = threading.Lock()
 _warned_no_atomic_create: set[str] = set()
 
 
+def _ranges_past(fs: fsspec.AbstractFileSystem) -> int | None:
+    """The size past which ``fs`` reads a whole file in concurrent ranges, so that it
+    asks every file's size first (s3fs: its block size, and a HEAD before each read);
+    None when it reads a file with one request anyway."""
+    cat = getattr(type(fs), "_cat_file", None)
+    if cat is None or "max_concurrency" not in inspect.signature(cat).parameters:
+        return None
+    return int(getattr(fs, "default_block_size", 0) or 0) or None
+
+
 class ArtifactStore:
     """A folder of artifacts at ``root`` (any fsspec URL or local path)."""
 
@@ -71,6 +82,7 @@ class ArtifactStore:
         self.object_store = bool(set(protocols) & _OBJECT_STORES)
         self.protocols: frozenset[str] = frozenset(protocols)
         self._fence: Callable[[], None] | None = None
+        self._ranges_past = _ranges_past(fs)
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.url!r})"
@@ -318,12 +330,20 @@ class ArtifactStore:
             finally:
                 os.close(fd)
 
-    def read_bytes(self, rel: str, *, limit: int | None = None) -> bytes:
+    def read_bytes(self, rel: str, *, limit: int | None = None,
+                   size: int | None = None) -> bytes:
         """The file's bytes; with ``limit``, at most that many (a file the store may
-        have grown is never read whole)."""
+        have grown is never read whole). ``size``: the file's size as the caller knows
+        it (an object's reference says it), None for a document (small): one request
+        reads it, unless it is large enough for the back end to read in ranges."""
+        path = self.path(rel)
         with translated(self.url_of(rel), "cannot read"):
-            data: bytes = (self.fs.cat_file(self.path(rel)) if limit is None
-                           else self.fs.cat_file(self.path(rel), start=0, end=limit))
+            if limit is not None:
+                data: bytes = self.fs.cat_file(path, start=0, end=limit)
+            elif self._ranges_past is not None and (size or 0) <= self._ranges_past:
+                data = self.fs.cat_file(path, max_concurrency=1)
+            else:
+                data = self.fs.cat_file(path)
             return data
 
     def exists(self, rel: str) -> bool:

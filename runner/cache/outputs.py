@@ -89,7 +89,7 @@ def restore_outputs(objects: ObjectStore, outputs: Mapping[str, OutputRef], *,
         if ref.object is None:
             values[name] = ref.value
             continue
-        data = objects.get_bytes(ref.object)
+        data = objects.get_bytes(ref.object, size=ref.bytes)
         values[name] = decode(ref.format, data, where=objects.url_of(ref.object),
                               binding=object_binding(name), allow_unsigned=allow_unsigned,
                               series_name=ref.series_name)

@@ -1,0 +1,114 @@
+"""What reading from S3 costs in requests (moto's server, s3fs's own calls counted).
+
+s3fs reads a whole file past its block size in concurrent ranges, so by default it
+asks every file's size first: a HEAD before each GET. The store reads a document,
+and an object its reference says is small, with the GET alone; a large object still
+goes through s3fs's ranges. A fully cached run reads its cache entries and restores
+its outputs without a HEAD.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import s3fs
+
+from runner.artifacts.objects import ObjectStore, object_path
+from runner.artifacts.store import ArtifactStore
+from runner.sdk import QuantSDK
+from tests.integration.conftest import S3Root
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str]]]:
+    """Every S3 API call s3fs makes meanwhile: (operation, key)."""
+    seen: list[tuple[str, str]] = []
+    real = s3fs.S3FileSystem._call_s3
+
+    async def counted(self: s3fs.S3FileSystem, method: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append((method, str(kwargs.get("Key", ""))))
+        return await real(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", counted)
+    yield seen
+
+
+def _store(s3_root: S3Root, **options: Any) -> ArtifactStore:
+    return ArtifactStore(s3_root.url, {**s3_root.storage_options, **options,
+                                       "skip_instance_cache": True})
+
+
+def test_a_document_is_read_with_one_get(s3_root: S3Root,
+                                         calls: list[tuple[str, str]]) -> None:
+    store = _store(s3_root)
+    store.write_bytes("runs/r1/run.json", b'{"a": 1}')
+    calls.clear()
+    assert store.read_bytes("runs/r1/run.json") == b'{"a": 1}'
+    assert [m for m, _ in calls] == ["get_object"]
+
+
+def test_a_small_object_is_read_with_one_get(s3_root: S3Root,
+                                             calls: list[tuple[str, str]]) -> None:
+    objects = ObjectStore(_store(s3_root))
+    ref = objects.put_bytes(b"x" * 5000)
+    calls.clear()
+    assert objects.get_bytes(ref.digest, size=ref.size) == b"x" * 5000
+    assert calls == [("get_object", f"prefix/{object_path(ref.digest)}")]
+
+
+def test_a_large_object_is_still_read_in_ranges(s3_root: S3Root,
+                                                calls: list[tuple[str, str]]) -> None:
+    """Past the block size (here 1 KiB) s3fs's concurrent ranged read is kept: it asks
+    the size, then GETs the ranges; the bytes are whole either way."""
+    objects = ObjectStore(_store(s3_root, default_block_size=1024))
+    payload = bytes(range(256)) * 20  # 5,120 bytes: five ranges
+    ref = objects.put_bytes(payload)
+    calls.clear()
+    assert objects.get_bytes(ref.digest, size=ref.size) == payload
+    methods = [m for m, _ in calls]
+    assert methods[0] == "head_object" and methods.count("get_object") == 5
+    calls.clear()  # what its reference says is small is read in one GET, whatever it is
+    assert objects.get_bytes(ref.digest, size=100) == payload
+    assert [m for m, _ in calls] == ["get_object"]
+
+
+def test_a_missing_file_is_still_missing(s3_root: S3Root) -> None:
+    from runner.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match="does-not-exist") as info:
+        _store(s3_root).read_bytes("runs/does-not-exist/run.json")
+    assert info.value.missing
+
+
+def test_other_back_ends_read_as_they_did(tmp_path: Path) -> None:
+    """A local folder and fsspec's memory filesystem read with one call anyway."""
+    for root in (str(tmp_path / "store"), "memory://requests-test"):
+        store = ArtifactStore(root)
+        assert store._ranges_past is None
+        store.write_bytes("a.json", b"{}")
+        assert store.read_bytes("a.json", size=2) == b"{}"
+
+
+def test_a_cached_run_on_s3_heads_no_entry_and_no_restored_object(
+        s3_root: S3Root, tmp_path: Path, calls: list[tuple[str, str]]) -> None:
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"pipelines": {"p": {
+        "context": "runner.stages.contexts:PortfolioContext",
+        "steps": ["foundation.ingest", "foundation.features"]}}}))
+    sdk = QuantSDK(manifest, artifacts=s3_root.url, storage_options=s3_root.storage_options)
+    sdk.run_pipeline("p", cache=True)
+    calls.clear()  # without checkpoints, a cached run only reads from the store
+    result = sdk.run_pipeline("p", cache=True, checkpoints=False)
+    assert {r.status for r in result.records} == {"cached"}
+    read = {key for method, key in calls if method == "get_object"}
+    entries = {key for key in read if "/cache/" in key}
+    restored = {key for key in read if "/objects/" in key}
+    assert len(entries) == 2 and restored  # both steps' entries, their outputs' objects
+    headed = [key for method, key in calls if method == "head_object"]
+    assert not [key for key in headed if "/cache/" in key or "/objects/" in key], headed
