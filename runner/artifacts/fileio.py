@@ -24,8 +24,8 @@ import fsspec
 
 from runner.errors import ArtifactError, StorageUnavailableError
 
-__all__ = ["SYNCFS", "Appender", "HashingWriter", "create_local", "takes_mode", "temp_beside",
-           "translated"]
+__all__ = ["SYNCFS", "Appender", "HashingWriter", "create_local", "file_stamp",
+           "ranged_reads_past", "takes_mode", "temp_beside", "translated"]
 
 
 class HashingWriter:
@@ -132,6 +132,38 @@ def load_syncfs() -> Callable[[int], int] | None:
 
 
 SYNCFS = load_syncfs()
+
+
+def ranged_reads_past(fs: fsspec.AbstractFileSystem) -> int | None:
+    """The size past which ``fs`` reads a whole file in concurrent ranges, so that it
+    asks every file's size first (s3fs: its block size, and a HEAD before each read);
+    None when it reads a file with one request anyway."""
+    cat = getattr(type(fs), "_cat_file", None)
+    if cat is None or "max_concurrency" not in inspect.signature(cat).parameters:
+        return None
+    return int(getattr(fs, "default_block_size", 0) or 0) or None
+
+
+def file_stamp(fs: fsspec.AbstractFileSystem, path: str) -> float | bool:
+    """Whether the file ``path`` is there: its last-modified time (epoch seconds) when
+    ``fs`` gives one, else True; False when it is missing. On S3 one HEAD (s3fs's own
+    ``info`` lists the key as a prefix as well when it is missing, to find a folder)."""
+    head = getattr(fs, "call_s3", None)
+    if head is not None:
+        bucket, key, version = fs.split_path(path)
+        try:
+            found = head("head_object", Bucket=bucket, Key=key,
+                         **({"VersionId": version} if version else {}))
+        except FileNotFoundError:
+            return False
+        stamp = found.get("LastModified")
+        return float(stamp.timestamp()) if stamp is not None else True
+    try:
+        return float(fs.modified(path).timestamp())
+    except FileNotFoundError:
+        return False
+    except (NotImplementedError, OSError):  # a back end without times
+        return bool(fs.exists(path))
 
 
 def takes_mode(fs: fsspec.AbstractFileSystem) -> bool:

@@ -201,10 +201,10 @@ class ObjectStore:
 
     def _present(self, rel: str, *, refresh: Callable[[], None]) -> bool:
         """Whether ``rel`` exists; one older than half the grace is refreshed first.
-        One request on object stores when the back end gives times (a HEAD)."""
-        stamp = self.store.modified(rel)  # None: missing, or a back end without times
-        if stamp is None:
-            return bool(self.store.exists(rel))
+        One request on object stores (a HEAD)."""
+        stamp = self.store.presence(rel)  # a bool: missing, or a back end without times
+        if isinstance(stamp, bool):
+            return stamp
         if time.time() - stamp > self.grace / 2:
             if self.store.local:
                 with contextlib.suppress(FileNotFoundError):

@@ -16,7 +16,6 @@ import contextlib
 import copy
 import ctypes
 import hashlib
-import inspect
 import io
 import logging
 import os
@@ -35,6 +34,8 @@ from runner.artifacts.fileio import (
     Appender,
     HashingWriter,
     create_local,
+    file_stamp,
+    ranged_reads_past,
     takes_mode,
     temp_beside,
     translated,
@@ -56,16 +57,6 @@ _MEMORY_CREATE = threading.Lock()
 _warned_no_atomic_create: set[str] = set()
 
 
-def _ranges_past(fs: fsspec.AbstractFileSystem) -> int | None:
-    """The size past which ``fs`` reads a whole file in concurrent ranges, so that it
-    asks every file's size first (s3fs: its block size, and a HEAD before each read);
-    None when it reads a file with one request anyway."""
-    cat = getattr(type(fs), "_cat_file", None)
-    if cat is None or "max_concurrency" not in inspect.signature(cat).parameters:
-        return None
-    return int(getattr(fs, "default_block_size", 0) or 0) or None
-
-
 class ArtifactStore:
     """A folder of artifacts at ``root`` (any fsspec URL or local path)."""
 
@@ -82,7 +73,7 @@ class ArtifactStore:
         self.object_store = bool(set(protocols) & _OBJECT_STORES)
         self.protocols: frozenset[str] = frozenset(protocols)
         self._fence: Callable[[], None] | None = None
-        self._ranges_past = _ranges_past(fs)
+        self._ranges_past = ranged_reads_past(fs)
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.url!r})"
@@ -385,6 +376,12 @@ class ArtifactStore:
                 return int(self.fs.size(self.path(rel)))
             except (NotImplementedError, FileNotFoundError, OSError, TypeError):
                 return None
+
+    def presence(self, rel: str) -> float | bool:
+        """Whether the file ``rel`` is there: its last-modified time (epoch seconds) when
+        the back end gives one, else True; False when it is missing. One request on S3."""
+        with translated(self.url_of(rel), "cannot stat"):
+            return file_stamp(self.fs, self.path(rel))
 
     def modified(self, rel: str) -> float | None:
         """Last-modified time (epoch seconds) when the back end knows it."""

@@ -1,21 +1,24 @@
-"""What reading from S3 costs in requests (moto's server, s3fs's own calls counted).
+"""What reading from and putting on S3 cost in requests (moto's server, s3fs's own
+calls counted).
 
 s3fs reads a whole file past its block size in concurrent ranges, so by default it
 asks every file's size first: a HEAD before each GET. The store reads a document,
 and an object its reference says is small, with the GET alone; a large object still
 goes through s3fs's ranges. A fully cached run reads its cache entries and restores
-its outputs without a HEAD.
+its outputs without a HEAD. Putting an object asks whether it is there with one HEAD.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import s3fs
+from fsspec.asyn import sync_wrapper
 
 from runner.artifacts.objects import ObjectStore, object_path
 from runner.artifacts.store import ArtifactStore
@@ -36,6 +39,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str]]]:
         return await real(self, method, *args, **kwargs)
 
     monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", counted)
+    monkeypatch.setattr(s3fs.S3FileSystem, "call_s3", sync_wrapper(counted))
     yield seen
 
 
@@ -76,6 +80,33 @@ def test_a_large_object_is_still_read_in_ranges(s3_root: S3Root,
     calls.clear()  # what its reference says is small is read in one GET, whatever it is
     assert objects.get_bytes(ref.digest, size=100) == payload
     assert [m for m, _ in calls] == ["get_object"]
+
+
+def test_a_new_object_is_a_head_and_a_put_and_one_there_a_head(
+        s3_root: S3Root, calls: list[tuple[str, str]]) -> None:
+    """s3fs's ``info`` lists the key as a prefix when a HEAD finds nothing (a folder?),
+    and the object's check asked twice: five requests to put a new object, now two."""
+    objects = ObjectStore(_store(s3_root))
+    calls.clear()
+    ref = objects.put_bytes(b"new object")
+    key = f"prefix/{object_path(ref.digest)}"
+    assert ref.written and calls == [("head_object", key), ("put_object", key)]
+    calls.clear()
+    assert not objects.put_bytes(b"new object").written
+    assert calls == [("head_object", key)]
+
+
+def test_presence_on_every_back_end(s3_root: S3Root, tmp_path: Path) -> None:
+    """The time a file was last modified, False when it is missing, on S3, a local
+    folder and fsspec's memory filesystem."""
+    for root, options in ((s3_root.url, s3_root.storage_options),
+                          (str(tmp_path / "store"), {}), ("memory://presence-test", {})):
+        store = ArtifactStore(root, options)
+        assert store.presence("a/missing.json") is False
+        before = time.time()
+        store.write_bytes("a/b.json", b"{}")
+        stamp = store.presence("a/b.json")
+        assert not isinstance(stamp, bool) and abs(stamp - before) < 120, root
 
 
 def test_a_missing_file_is_still_missing(s3_root: S3Root) -> None:
