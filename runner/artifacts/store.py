@@ -338,8 +338,9 @@ class ArtifactStore:
             return data
 
     def exists(self, rel: str) -> bool:
+        """Whether the file ``rel`` is there (one request on S3: :meth:`presence`)."""
         with translated(self.url_of(rel), "cannot check"):
-            return bool(self.fs.exists(self.path(rel)))
+            return file_stamp(self.fs, self.path(rel)) is not False
 
     def listdir(self, rel: str) -> list[str]:
         """Names directly under ``rel`` (empty when it does not exist)."""

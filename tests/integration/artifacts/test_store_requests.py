@@ -96,6 +96,16 @@ def test_a_new_object_is_a_head_and_a_put_and_one_there_a_head(
     assert calls == [("head_object", key)]
 
 
+def test_whether_a_file_exists_is_one_head(s3_root: S3Root,
+                                           calls: list[tuple[str, str]]) -> None:
+    store = _store(s3_root)
+    store.write_bytes("runs/r1/run.json", b"{}")
+    calls.clear()
+    assert store.exists("runs/r1/run.json") and not store.exists("runs/r2/run.json")
+    assert calls == [("head_object", "prefix/runs/r1/run.json"),
+                     ("head_object", "prefix/runs/r2/run.json")]
+
+
 def test_presence_on_every_back_end(s3_root: S3Root, tmp_path: Path) -> None:
     """The time a file was last modified, False when it is missing, on S3, a local
     folder and fsspec's memory filesystem."""
