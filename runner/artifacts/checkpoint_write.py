@@ -90,8 +90,9 @@ class CheckpointWriting:
     def _append(self, metas: list[dict[str, Any]], files: list[str]) -> None:
         raise NotImplementedError  # the hook's: the run's record is its own
 
-    @property
+    @functools.cached_property
     def _objects(self) -> ObjectStore:
+        """One for the run: what it found young on an object store is not asked again."""
         return ObjectStore(self.store)
 
     def _write(self, run_id: str, step_dir: str, todo: dict[str, Any],

@@ -113,6 +113,10 @@ class ObjectStore:
     def __init__(self, store: ArtifactStore, *, grace: float = DEFAULT_GRACE) -> None:
         self.store = store
         self.grace = grace
+        self._young: dict[str, float] = {}
+        """On an object store, the objects this one found or put, with their last-modified
+        time: one younger than half the grace is not asked about again (nobody may sweep
+        it before it is twice that age); one found missing on a read is forgotten."""
 
     def __repr__(self) -> str:
         return f"ObjectStore({self.store.url!r})"
@@ -129,6 +133,7 @@ class ObjectStore:
         if self._present(rel, refresh=lambda: self.store.write_bytes(rel, data)):
             return ObjectRef(digest, len(data), written=False)
         written = self.store.create(rel, data)
+        self._remember(rel)
         return ObjectRef(digest, len(data), written=written)
 
     def put_file(self, path: str) -> ObjectRef:
@@ -157,6 +162,7 @@ class ObjectStore:
             else:
                 with open(path, "rb") as fh:  # noqa: PTH123
                     written = self.store.create(rel, fh.read())
+                self._remember(rel)
             return ObjectRef(digest, size, written=written)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -201,7 +207,10 @@ class ObjectStore:
 
     def _present(self, rel: str, *, refresh: Callable[[], None]) -> bool:
         """Whether ``rel`` exists; one older than half the grace is refreshed first.
-        One request on object stores (a HEAD)."""
+        One request on object stores (a HEAD), none for an object this one knows young."""
+        known = self._young.get(rel)
+        if known is not None and time.time() - known <= self.grace / 2:
+            return True
         stamp = self.store.presence(rel)  # a bool: missing, or a back end without times
         if isinstance(stamp, bool):
             return stamp
@@ -211,7 +220,15 @@ class ObjectStore:
                     os.utime(self.store.path(rel))
             else:
                 refresh()
+            stamp = time.time()
+        self._remember(rel, stamp)
         return True
+
+    def _remember(self, rel: str, stamp: float | None = None) -> None:
+        """``rel`` is there, last modified at ``stamp`` (None: now), as far as this one
+        knows (object stores only: on a filesystem the check costs no round trip)."""
+        if not self.store.local:
+            self._young[rel] = time.time() if stamp is None else stamp
 
     def _link(self, rel: str, path: str) -> bool:
         """Give the complete local file ``path`` the name ``rel`` unless it exists."""
@@ -242,7 +259,12 @@ class ObjectStore:
         match (a truncated, swapped or edited object), ArtifactError when it is missing.
         ``size``: as its reference says (a small one is read in one request)."""
         rel = object_path(digest)
-        data = self.store.read_bytes(rel, size=size)
+        try:
+            data = self.store.read_bytes(rel, size=size)
+        except ArtifactError as exc:
+            if exc.missing:
+                self._young.pop(rel, None)
+            raise
         if sha256(data) != digest:
             raise IntegrityError(f"object {self.store.url_of(rel)} does not match its digest "
                                  f"(sha256 {sha256(data)[:16]}..., {len(data)} bytes): "

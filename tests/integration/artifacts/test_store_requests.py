@@ -5,7 +5,8 @@ s3fs reads a whole file past its block size in concurrent ranges, so by default 
 asks every file's size first: a HEAD before each GET. The store reads a document,
 and an object its reference says is small, with the GET alone; a large object still
 goes through s3fs's ranges. A fully cached run reads its cache entries and restores
-its outputs without a HEAD. Putting an object asks whether it is there with one HEAD.
+its outputs without a HEAD. Putting an object asks whether it is there with one HEAD,
+once: an object found young (it cannot be swept yet) is not asked about again.
 """
 
 from __future__ import annotations
@@ -92,8 +93,43 @@ def test_a_new_object_is_a_head_and_a_put_and_one_there_a_head(
     key = f"prefix/{object_path(ref.digest)}"
     assert ref.written and calls == [("head_object", key), ("put_object", key)]
     calls.clear()
-    assert not objects.put_bytes(b"new object").written
+    assert not ObjectStore(objects.store).put_bytes(b"new object").written  # as another run
     assert calls == [("head_object", key)]
+
+
+def test_an_object_found_young_is_not_asked_about_again(
+        s3_root: S3Root, calls: list[tuple[str, str]]) -> None:
+    """The first checkpoint of a run puts the starting context's empty frames, several
+    of them the same bytes: one HEAD for them all."""
+    objects = ObjectStore(_store(s3_root))
+    key = f"prefix/{object_path(objects.put_bytes(b'twice').digest)}"
+    calls.clear()
+    assert not objects.put_bytes(b"twice").written
+    assert calls == []
+    assert not ObjectStore(objects.store).put_bytes(b"twice").written  # another asks
+    assert calls == [("head_object", key)]
+
+
+def test_an_object_past_half_the_grace_is_still_refreshed(
+        s3_root: S3Root, calls: list[tuple[str, str]]) -> None:
+    objects = ObjectStore(_store(s3_root), grace=0.0)  # every object is past it
+    key = f"prefix/{object_path(objects.put_bytes(b'old').digest)}"
+    calls.clear()
+    objects.put_bytes(b"old")
+    assert calls == [("head_object", key), ("put_object", key)]  # written again
+
+
+def test_an_object_found_missing_is_put_again(s3_root: S3Root) -> None:
+    from runner.errors import ArtifactError
+
+    objects = ObjectStore(_store(s3_root))
+    ref = objects.put_bytes(b"gone soon")
+    s3_root.server.admin().rm(f"{s3_root.bucket}/prefix/{object_path(ref.digest)}")
+    with pytest.raises(ArtifactError) as info:
+        objects.get_bytes(ref.digest, size=ref.size)
+    assert info.value.missing
+    assert objects.put_bytes(b"gone soon").written
+    assert objects.get_bytes(ref.digest) == b"gone soon"
 
 
 def test_whether_a_file_exists_is_one_head(s3_root: S3Root,

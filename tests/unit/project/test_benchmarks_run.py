@@ -26,6 +26,7 @@ CASES = {
                    "--mem-repeats", "2"],
     "checkpoint_storage": ["--runs", "2", "--json"],
     "step_cache": ["--repeat", "1", "--json"],
+    "s3_store": ["--repeat", "1", "--latency-ms", "0"],
     "tracing": ["--stages", "5", "--repeats", "3"],
     "manifest": ["--levels", "3", "4"],
     "steps": ["--sizes", "2", "4", "--repeats", "1", "--json"],
