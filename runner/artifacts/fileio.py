@@ -152,8 +152,8 @@ def file_stamp(fs: fsspec.AbstractFileSystem, path: str) -> float | bool:
     if head is not None:
         bucket, key, version = fs.split_path(path)
         try:
-            found = head("head_object", Bucket=bucket, Key=key,
-                         **({"VersionId": version} if version else {}))
+            found = head("head_object", getattr(fs, "kwargs", {}), Bucket=bucket, Key=key,
+                         **({"VersionId": version} if version else {}))  # as s3fs's info
         except FileNotFoundError:
             return False
         stamp = found.get("LastModified")

@@ -142,6 +142,24 @@ def test_whether_a_file_exists_is_one_head(s3_root: S3Root,
                      ("head_object", "prefix/runs/r2/run.json")]
 
 
+def test_presence_asks_with_the_stores_own_request_options(
+        s3_root: S3Root, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``s3_additional_kwargs`` (requester pays, server-side encryption keys) go with
+    the HEAD, as with every request s3fs makes."""
+    sent: list[tuple[str, dict[str, Any]]] = []
+    real = s3fs.S3FileSystem._get_s3_method_kwargs
+
+    def seen(self: s3fs.S3FileSystem, method: Any, *args: Any, **kwargs: Any) -> Any:
+        out = real(self, method, *args, **kwargs)
+        sent.append((method.__name__, out))
+        return out
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_get_s3_method_kwargs", seen)
+    store = _store(s3_root, s3_additional_kwargs={"RequestPayer": "requester"})
+    assert store.presence("runs/none/run.json") is False
+    assert [(m, kw.get("RequestPayer")) for m, kw in sent] == [("head_object", "requester")]
+
+
 def test_presence_on_every_back_end(s3_root: S3Root, tmp_path: Path) -> None:
     """The time a file was last modified, False when it is missing, on S3, a local
     folder and fsspec's memory filesystem."""
