@@ -119,6 +119,10 @@ class CheckpointHook(CheckpointWriting, RunHook):
     _encoder: Lane = field(init=False)
     _held: list[tuple[dict[str, Any], dict[str, Any]]] | None = None
     """Inline checkpoints waiting, in order, for the writer threads to reach them."""
+    _queued: list[tuple[dict[str, Any], list[str], dict[str, Any], dict[str, Any]]] = field(
+        default_factory=list)
+    """Checkpoints written whose journal lines wait for the next commit's write (the
+    commit thread's; each with its files, its event and its fields)."""
     _key: SigningKey | None = None
     """Loaded when the run starts, once: finding the key file costs more than signing."""
     _base: tuple[int, str, dict[str, Any]] | None = None

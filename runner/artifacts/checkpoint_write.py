@@ -86,6 +86,7 @@ class CheckpointWriting:
     _journal: JournalWriter | None
     _committer: Lane
     _encoder: Lane
+    _queued: list[tuple[dict[str, Any], list[str], dict[str, Any], dict[str, Any]]]
 
     def _append(self, metas: list[dict[str, Any]], files: list[str]) -> None:
         raise NotImplementedError  # the hook's: the run's record is its own
@@ -142,8 +143,10 @@ class CheckpointWriting:
         """The fields still in a temporary file hashed and given their object's name,
         the index written, then the journal line: the checkpoint counts as done (an
         index on the store without its line is no checkpoint: a resume writes that
-        folder again). Then the syncer makes them durable, with the objects, in its
-        next batch; the line says up to where that was done already."""
+        folder again). On an object store, when another commit waits on this thread,
+        the line waits for it: that commit writes both lines, with one rewrite of the
+        journal. Then the syncer makes them durable, with the objects, in its next
+        batch; the line says up to where that was done already."""
         try:
             for i, (tmp, entry) in enumerate(unhashed):
                 try:
@@ -156,11 +159,30 @@ class CheckpointWriting:
             index_rel = f"{base}/{step_dir}/index.json"
             self.store.write_bytes(index_rel, document_bytes(sign_document(index, key=self._key)),
                                    durable=False)
-            self._append([meta], [*written, index_rel])
         except BaseException as exc:
             self._tell(event, todo, exc)
+            self._commit_queued()  # the checkpoints held before it are whole: committed
             raise
-        self._tell(event, todo, None)
+        self._queued.append((meta, [*written, index_rel], event, todo))
+        if not self.store.local and self._committer.waiting():
+            return  # the next commit writes this line with its own: one journal write
+        self._commit_queued()
+
+    def _commit_queued(self) -> None:
+        """The journal lines of the checkpoints queued, in one write (on an object store
+        the journal is written whole each time): from then on they count as done."""
+        queued, self._queued = self._queued, []
+        if not queued:
+            return
+        try:
+            self._append([meta for meta, *_ in queued],
+                         [f for _, files, _, _ in queued for f in files])
+        except BaseException as exc:
+            for _, _, event, todo in queued:
+                self._tell(event, todo, exc)
+            raise
+        for _, _, event, todo in queued:
+            self._tell(event, todo, None)
 
     def _record_inline(self, meta: dict[str, Any], event: dict[str, Any]) -> None:
         """Commit a checkpoint with no file to write: its journal line (which carries
@@ -195,14 +217,8 @@ class CheckpointWriting:
         self._commit_inline(batch)
 
     def _commit_inline(self, batch: Held) -> None:
-        try:
-            self._append([meta for meta, _ in batch], [])
-        except BaseException as exc:
-            for _, event in batch:
-                self._tell(event, {}, exc)
-            raise
-        for _, event in batch:
-            self._tell(event, {}, None)
+        self._queued.extend((meta, [], event, {}) for meta, event in batch)
+        self._commit_queued()
 
     def _tell(self, event: dict[str, Any], todo: dict[str, Any],
               error: BaseException | None) -> None:

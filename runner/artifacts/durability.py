@@ -59,6 +59,11 @@ class Lane:
         """No job waiting or running (checked by the thread that submits)."""
         return self.thread is None or self.queue.unfinished_tasks == 0
 
+    def waiting(self) -> bool:
+        """Whether a job waits behind the one running (the stop mark aside)."""
+        with self.queue.mutex:  # queue.Queue's own lock, over its deque
+            return any(job is not None for job in self.queue.queue)
+
     def submit(self, job: Callable[[], None]) -> None:
         if self.thread is None:
             self.thread = threading.Thread(target=self._drain, name=self.name, daemon=True)

@@ -12,6 +12,7 @@ once: an object found young (it cannot be swept yet) is not asked about again.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,3 +208,50 @@ def test_a_cached_run_on_s3_heads_no_entry_and_no_restored_object(
     assert len(entries) == 2 and restored  # both steps' entries, their outputs' objects
     headed = [key for method, key in calls if method == "head_object"]
     assert not [key for key in headed if "/cache/" in key or "/objects/" in key], headed
+
+
+def test_checkpoints_queued_on_an_object_store_share_one_journal_write(
+        s3_root: S3Root, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first checkpoint's index is held until the next checkpoint's commit waits
+    behind it: the first line then waits for the second, one journal write for both;
+    the run's record lists every checkpoint, and a resume finds nothing to do."""
+    from runner.artifacts import read_run
+    from runner.artifacts.durability import Lane
+    from runner.artifacts.journal import JournalWriter
+
+    submitted = threading.Semaphore(0)
+    real_submit, real_write, real_append = Lane.submit, ArtifactStore.write_bytes, \
+        JournalWriter.append
+    held = threading.Event()
+    lines: list[int] = []
+
+    def submit(self: Lane, job: Any) -> None:
+        real_submit(self, job)
+        if self.name == "runner-checkpoint-commit":
+            submitted.release()
+
+    def write_bytes(self: ArtifactStore, rel: str, data: bytes, **kwargs: Any) -> None:
+        if rel.endswith("/index.json") and not held.is_set():
+            held.set()
+            assert submitted.acquire(timeout=30) and submitted.acquire(timeout=30)
+        real_write(self, rel, data, **kwargs)
+
+    def append(self: JournalWriter, entries: Any, **kwargs: Any) -> None:
+        entries = list(entries)
+        lines.append(len(entries))
+        real_append(self, entries, **kwargs)
+
+    monkeypatch.setattr(Lane, "submit", submit)
+    monkeypatch.setattr(ArtifactStore, "write_bytes", write_bytes)
+    monkeypatch.setattr(JournalWriter, "append", append)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"pipelines": {"p": {
+        "context": "runner.stages.contexts:PortfolioContext",
+        "steps": ["foundation.ingest", "foundation.features"]}}}))
+    sdk = QuantSDK(manifest, artifacts=s3_root.url, storage_options=s3_root.storage_options)
+    result = sdk.run_pipeline("p", run_id="grouped")
+    assert held.is_set() and 2 in lines, lines  # two checkpoints' lines in one write
+    doc = read_run(ArtifactStore(s3_root.url, s3_root.storage_options), "grouped")
+    assert doc.status == "succeeded" and len(doc.checkpoints) == len(result.records) == 2
+    again = sdk.run_pipeline("p", run_id="grouped", resume=True)
+    assert again.already_complete
