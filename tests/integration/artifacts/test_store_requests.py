@@ -6,7 +6,9 @@ asks every file's size first: a HEAD before each GET. The store reads a document
 and an object its reference says is small, with the GET alone; a large object still
 goes through s3fs's ranges. A fully cached run reads its cache entries and restores
 its outputs without a HEAD. Putting an object asks whether it is there with one HEAD,
-once: an object found young (it cannot be swept yet) is not asked about again.
+once: an object found young (it cannot be swept yet) is not asked about again. The
+journal, rewritten whole on an object store, is written once for the checkpoints
+queued on the commit thread.
 """
 
 from __future__ import annotations
