@@ -46,8 +46,13 @@ def test_benchmark_runs_small(name: str, tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert proc.stdout.strip(), f"{name} printed no report"
     if "--json" in args:
-        rows = json.loads(proc.stdout)["targets"]
+        doc = json.loads(proc.stdout)
+        rows = doc["targets"]
         assert rows and all(set(row) >= TARGET_KEYS for row in rows)
+        if name == "step_cache":  # the import floor is measured in the same rounds
+            assert len(doc["rerun"]["floor_s"]) == len(doc["rerun"]["cached_s"])
+            assert "runner.stages.alpha" in doc["rerun"]["floor_modules"]
+            assert "floor" in rows[0]["note"]
 
 
 def _run(script: Path | str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
