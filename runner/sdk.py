@@ -25,9 +25,9 @@ from runner.artifacts import (
     read_run,
 )
 from runner.artifacts.attempts import set_aside
-from runner.artifacts.documents import RunDoc
+from runner.artifacts.documents import CheckpointRef, RunDoc
 from runner.artifacts.layout import RUNS, is_run_id
-from runner.artifacts.origin import start_partial
+from runner.artifacts.origin import prepare_origin, start_partial
 from runner.artifacts.results import ResultsHook
 from runner.errors import RunInterruptedError, UsageError
 from runner.manifest import DEFAULT_MANIFEST, Manifest, default_manifest, load_manifest
@@ -130,6 +130,7 @@ class QuantSDK:
         if resume and not checkpoints:
             raise UsageError("--resume needs checkpoints")
         store = self.store()
+        previous: RunDoc | None = None
         if resume:
             previous = _resumable(store, run_id, start_if_new=start_if_new,
                                   allow_unsigned=self.allow_unsigned)
@@ -141,15 +142,17 @@ class QuantSDK:
             store.check()
         if not resume:
             self._refuse_existing(store, run_id)  # before waiting on a lease for nothing
+        prepared = self._origin(store, partial, force=force) if previous is None else None
+        options["cache"] = self.step_cache(pipeline, cache=cache, store=store)
         lease: RunLease | None = None
         if checkpoints:  # without checkpoints the run leaves nothing to guard but forensics
             lease = RunLease(store, run_id)
             lease.acquire()
-        options["cache"] = self.step_cache(pipeline, cache=cache, store=store)
         try:
             return self._wired(plan, store, lease, run_id=run_id, executor=executor,
                                hooks=hooks, resume=resume, force=force, partial=partial,
-                               checkpoints=checkpoints, tracing=tracing, options=options)
+                               checkpoints=checkpoints, tracing=tracing, options=options,
+                               prepared=prepared)
         except BaseException:
             if lease is not None:
                 lease.release()
@@ -165,6 +168,15 @@ class QuantSDK:
         return cache_for(self.plan(pipeline), lambda: store or self.store(), cache=cache,
                          runner_version=__version__, allow_unsigned=self.allow_unsigned)
 
+    def _origin(self, store: ArtifactStore, partial: PartialRun | None, *, force: bool,
+                ) -> tuple[Resume, CheckpointRef] | None:
+        """A new run's ``--origin``, checked before the run id is taken: a refused origin
+        leaves nothing behind (None: not a ``--from`` run)."""
+        if partial is None or partial.origin is None:
+            return None
+        return prepare_origin(store, partial, self.plan(partial.plan.pipeline), force=force,
+                              allow_unsigned=self.allow_unsigned)
+
     @staticmethod
     def _refuse_existing(store: ArtifactStore, run_id: str) -> None:
         if store.exists(RunPaths(run_id).run_file):
@@ -174,7 +186,8 @@ class QuantSDK:
     def _wired(self, plan: Plan, store: ArtifactStore, lease: RunLease | None, *, run_id: str,
                executor: str | Executor | None, hooks: Sequence[RunHook], resume: bool,
                force: bool, checkpoints: bool, tracing: bool | Tracing,
-               options: dict[str, Any], partial: PartialRun | None = None) -> DAGRunner:
+               options: dict[str, Any], partial: PartialRun | None = None,
+               prepared: tuple[Resume, CheckpointRef] | None = None) -> DAGRunner:
         """The DAGRunner, once the run id is ours: its state is read under the lease,
         and everything the run writes goes through a store fenced by the lease."""
         state: Resume | None = None
@@ -194,12 +207,11 @@ class QuantSDK:
             self._refuse_existing(store, run_id)  # another process may have run it meanwhile
         state, completed, record = start_partial(
             store, partial, self.plan(plan.pipeline), state=state, previous=previous,
-            force=force, allow_unsigned=self.allow_unsigned)
+            force=force, allow_unsigned=self.allow_unsigned, prepared=prepared)
         writes = store.fenced(lease.check) if lease is not None else store
-        attempt, follows = 1, None
-        if previous is not None:  # its spans and forensics stay, as that attempt's
-            attempt = previous.attempts + 1
-            follows = set_aside(writes, run_id, previous.attempts)
+        attempt = previous.attempts + 1 if previous is not None else 1
+        # a previous attempt's spans and forensics stay, as that attempt's
+        follows = set_aside(writes, run_id, previous.attempts) if previous is not None else None
         extra: list[RunHook] = []
         checkpoint: CheckpointHook | None = None
         if checkpoints:

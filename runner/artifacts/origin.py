@@ -66,18 +66,22 @@ def prepare_origin(store: ArtifactStore, partial: PartialRun, plan: Plan, *,
 
 def start_partial(store: ArtifactStore, partial: PartialRun | None, plan: Plan, *,
                   state: Resume | None, previous: RunDoc | None, force: bool,
-                  allow_unsigned: bool) -> tuple[Resume | None, list[str], dict[str, Any] | None]:
+                  allow_unsigned: bool, prepared: tuple[Resume, CheckpointRef] | None = None,
+                  ) -> tuple[Resume | None, list[str], dict[str, Any] | None]:
     """Where a run starts: ``state`` (a resume's) and the main-line steps done, in order,
     with what run.json says of it as a partial run (None: a whole run). ``plan``: the
     whole pipeline's. A ``--from`` run with nothing of its own to resume from (new, or
     stopped before its first checkpoint) starts from its origin's checkpoint; a resumed
-    one keeps its origin, and its ``--to`` when given again (it runs to that step)."""
+    one keeps its origin, and its ``--to`` when given again (it runs to that step).
+    ``prepared``: :func:`prepare_origin`'s answer for ``partial``, when the caller
+    checked the origin before taking the run id (a refused origin leaves nothing)."""
     before = previous.partial if previous is not None else None
+    given = partial
     if partial is None and before is not None and before.origin is not None:
         partial = partial_run(plan, from_step=before.from_step, origin=before.origin)
     if partial is not None and partial.origin is not None and state is None:
-        state, checkpoint = prepare_origin(store, partial, plan, force=force,
-                                           allow_unsigned=allow_unsigned)
+        state, checkpoint = prepared if prepared is not None and partial is given else \
+            prepare_origin(store, partial, plan, force=force, allow_unsigned=allow_unsigned)
         return state, list(partial.done), partial.record(checkpoint.dir)
     main = [s.path for s in plan.main_line()]
     completed = sorted(state.completed, key=main.index) if state is not None else []

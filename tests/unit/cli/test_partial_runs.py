@@ -130,6 +130,9 @@ def test_refusals_are_one_line_exit_2(origins, args, message):
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    # refused before a run id is taken: no run folder (not even a lease) is left behind
+    assert sorted(p.name for p in (origins / "data/artifacts/runs").iterdir()) == [
+        "good", "other"]
 
 
 def test_an_origin_that_did_not_reach_the_checkpoint_or_another_manifest(manifest, tmp_path):
