@@ -47,6 +47,9 @@ class Case:
     pipeline: str | None = None
     weights: bool = False
     """Compare the final weights with a host run of ``pipeline``."""
+    laptop_cache: bool = False
+    """A run of ``pipeline`` on this host (a checkout, its own Python) fills the step
+    cache in the pod's store first; every step of the pod's run must be a hit."""
     notes: list[str] = field(default_factory=list)
 
 
@@ -108,6 +111,24 @@ def submit_case(image: str, key: str) -> Case:
     secret = key_secret(artifact_key_name(run_id), key, NAMESPACE)
     return Case("submit alpha.full (Job)", image, pod_of(job), [*objects, secret], key=key,
                 run_id=run_id, pipeline="alpha.full", weights=True)
+
+
+def cached_case(image: str, key: str) -> Case:
+    """``runner submit alpha.full --cache --dry-run``, its store's step cache filled by a
+    run on this host beforehand: the issue's laptop and pod sharing one cache. The two
+    share the code and the data, not the install (a checkout here, the wheel in the
+    image) nor the Python patch release, which the cache keys must not depend on."""
+    from runner.k8s.builders import artifact_key_name
+
+    run_id = "e2e-cached"
+    objects = documents(cli("submit", "alpha.full", "--cache", "--image", image, "--run-id",
+                            run_id, "-n", NAMESPACE, "--artifacts-pvc", CLAIM, "--dry-run",
+                            key=key))
+    job = copy.deepcopy(only(objects, "Job"))
+    secret = key_secret(artifact_key_name(run_id), key, NAMESPACE)
+    return Case("submit alpha.full --cache (Job), a laptop's cache", image, pod_of(job),
+                [*objects, secret], key=key, run_id=run_id, pipeline="alpha.full",
+                weights=True, laptop_cache=True)
 
 
 def schedule_case(image: str, key: str) -> Case:
@@ -231,5 +252,5 @@ SKIPPED = [
 
 def all_cases(image: str, ray_image: str | None, *, key: str, work: Path,
               user_image: str | None = None) -> list[Case | Skip]:
-    return [submit_case(image, key), schedule_case(image, key),
+    return [submit_case(image, key), cached_case(image, key), schedule_case(image, key),
             *chart_cases(image, ray_image, work), user_case(user_image, key), *SKIPPED]

@@ -4,15 +4,17 @@
         [--ray-image runner:e2e-ray] [--user-image runner:e2e-user] --work /tmp/e2e
         [--timeout 600] [--dry-run]
 
-For each pod of ``tests.containers.cases`` (``runner submit alpha.full --dry-run``, a
-``runner schedule`` CronJob's job template, the chart's GitOps run Job and its helm-test
-pod): translate it (``tests.containers.podrun``), stage its files, ``docker run`` it with
-the node's folder ``WORK/<case>/store`` at ``/artifacts``, wait for it (``--timeout``, then
+For each pod of ``tests.containers.cases`` (``runner submit alpha.full --dry-run``, the
+same with ``--cache`` on a store whose step cache a host run filled, a ``runner
+schedule`` CronJob's job template, the chart's GitOps run Job and its helm-test pod):
+translate it (``tests.containers.podrun``), stage its files, ``docker run`` it with the
+node's folder ``WORK/<case>/store`` at ``/artifacts``, wait for it (``--timeout``, then
 ``docker stop``), keep its log in ``WORK/<case>/container.log``, remove the container, and
 check the run from the host: ``runner runs show --json`` with the pod's key says
-``succeeded`` and, for alpha.full, the final weights equal a host run's. The helm-test pod
-passes on exit 0. ``--dry-run`` prints each ``docker run`` argv (no engine needed; values
-are in the client's environment, never in the argv). A summary table ends the output;
+``succeeded`` and, for alpha.full, the final weights equal a host run's (on the
+host-filled cache, every step a hit). The helm-test pod passes on exit 0. ``--dry-run``
+prints each ``docker run`` argv (no engine needed; values are in the client's
+environment, never in the argv). A summary table ends the output;
 the exit code is 1 when a pod failed, 2 when the objects could not be made or run.
 The docker client gets ``DOCKER_HOST`` and the rest of this process's environment.
 """
@@ -68,6 +70,23 @@ def prepare(case: Case, work: Path) -> tuple[ContainerRun, Path]:
                     claims={CLAIM: store}, name=f"podrun-{case.pod['metadata']['name']}")
     stage(run, folder / "staging")
     return run, folder
+
+
+def fill_cache(case: Case, store: Path) -> None:
+    """Fill the step cache in ``store`` with a run of the case's pipeline on this host,
+    the store then the pod's to write, as a volume's fsGroup makes it."""
+    assert case.key is not None and case.pipeline is not None
+    env = {**_client_env(), "RUNNER_ARTIFACT_KEY": case.key,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
+                                                       os.environ.get("PYTHONPATH")]))}
+    subprocess.run([sys.executable, "-m", "runner.cli", "run", case.pipeline, "--cache",
+                    "--run-id", "laptop", "--artifacts", str(store), "-q"], cwd=ROOT,
+                   env=env, capture_output=True, timeout=600, check=True)
+    for path in [store, *store.rglob("*")]:
+        if os.geteuid() == 0:
+            os.chown(path, POD_UID, POD_UID, follow_symlinks=False)
+        elif not path.is_symlink():
+            path.chmod(0o777 if path.is_dir() else 0o666)
 
 
 def _slug(text: str) -> str:
@@ -160,16 +179,24 @@ def judge(case: Case, code: int | None, folder: Path, reference: Any) -> tuple[b
         return code == 0, "exit 0" if code == 0 else f"exit {code}"
     assert case.key is not None
     try:
-        status = runs_show(folder / "store", case.run_id, case.key)["status"]
+        doc = runs_show(folder / "store", case.run_id, case.key)
     except RuntimeError as exc:
         return False, str(exc)
+    status = doc["status"]
     if status != "succeeded" or code != 0:
         return False, f"run {case.run_id} {status}, exit {code}"
+    if case.laptop_cache:
+        steps = [c for c in doc["checkpoints"] if c["kind"] == "step"]
+        ran = [c["name"] for c in steps if not c["cached"]]
+        if not steps or ran:
+            return False, (f"run {case.run_id} succeeded but ran {len(ran)} of {len(steps)} "
+                           f"steps the laptop's run had cached: {', '.join(ran)}")
     if not case.weights:
         return True, f"run {case.run_id} succeeded"
     weights = final_weights(folder / "store", case.run_id, case.key)
     if weights.equals(reference):
-        return True, f"run {case.run_id} succeeded; weights identical to the host's"
+        hits = "every step from the laptop's cache; " if case.laptop_cache else ""
+        return True, f"run {case.run_id} succeeded; {hits}weights identical to the host's"
     gap = float((weights - reference).abs().max())
     return False, f"run {case.run_id} succeeded; weights differ from the host's (max {gap:g})"
 
@@ -237,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if case.weights and reference is None:
             reference = host_reference(work, key)
+        if case.laptop_cache:
+            fill_cache(case, folder / "store")
         print(f"running {case.name} ({run.name}) ...", file=sys.stderr, flush=True)
         try:
             code, seconds = run_container(run, args.docker, folder=folder,

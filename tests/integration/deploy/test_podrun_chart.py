@@ -75,11 +75,13 @@ def test_the_driver_dry_run_prints_every_pods_docker_run(tmp_path):
     assert done.returncode == 0, done.stderr
     runs = [line for line in done.stdout.splitlines()
             if line.startswith("/usr/bin/docker run ")]
-    assert len(runs) == 4, done.stdout
+    assert len(runs) == 5, done.stdout
     for line in runs:
         hardened(line.split())
         assert "RUNNER_ARTIFACT_KEY=" not in line
-    for words in ("submit alpha.full (Job)", "schedule alpha.full (CronJob)",
+    assert sum(line.endswith(" --cache") for line in runs) == 1  # the laptop's cache case
+    for words in ("submit alpha.full (Job)", "submit alpha.full --cache (Job), a laptop's",
+                  "schedule alpha.full (CronJob)",
                   "chart GitOps run alpha.full (Job)", "chart helm test (Pod)",
                   "SKIP no --ray-image given", "SKIP its Job waits for a KubeRay head"):
         assert words in done.stdout
