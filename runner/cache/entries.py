@@ -201,10 +201,10 @@ def list_entries(store: ArtifactStore, *, stage: str | None = None,
 
 def clear_entries(store: ArtifactStore, *, stage: str | None = None,
                   dry_run: bool = False) -> list[str]:
-    """Delete the entries (of ``stage`` only, when given; unreadable ones too when
-    clearing all); the objects they named go at the next sweep. The paths deleted."""
-    gone = [e.path for e in list_entries(store, stage=stage)
-            if e.doc is not None or stage is None]
+    """Delete the entries (of ``stage`` only, when given), the unreadable ones among
+    them too (those in ``stage``'s folder: what a run of it would fail to read); the
+    objects they named go at the next sweep. The paths deleted."""
+    gone = [e.path for e in list_entries(store, stage=stage)]
     if not dry_run:
         for rel in gone:
             store.delete(rel)

@@ -39,7 +39,7 @@ from runner.cache.entries import CacheEntryDoc, entry_path, list_entries, read_e
 from runner.cache.fields import field_digest
 from runner.cache.keys import StepKey, explain, step_key
 from runner.cache.outputs import CachedOutputs, cached_outputs, store_outputs
-from runner.errors import ArtifactError
+from runner.errors import ArtifactError, IntegrityError
 from runner.orchestration.plan import Plan
 from runner.registry import StageEntry
 
@@ -91,12 +91,21 @@ class StepCache:
         return step_key(entry, context, known=known)
 
     def lookup(self, step: StepKey) -> CachedOutputs | None:
-        """What a cached run of ``step`` wrote (``.apply(context)`` sets it), or None."""
-        pending = self._ahead.pop(step.key, None)
-        if pending is not None:
-            return pending.result()
-        doc = self._entry(step)
-        return self._restore(step, doc) if doc is not None else None
+        """What a cached run of ``step`` wrote (``.apply(context)`` sets it), or None.
+        An entry or object that does not verify is an :class:`IntegrityError` that says
+        how to go on."""
+        try:
+            pending = self._ahead.pop(step.key, None)
+            if pending is not None:
+                return pending.result()
+            doc = self._entry(step)
+            return self._restore(step, doc) if doc is not None else None
+        except IntegrityError as exc:
+            stage = step.inputs.stage
+            raise IntegrityError(
+                f"{exc} (the step cache of {stage}: edited, damaged, or signed with another "
+                f"RUNNER_ARTIFACT_KEY; runner cache clear --stage {stage} removes its "
+                "entries, --no-cache runs without the cache)", url=exc.url) from exc
 
     @contextlib.contextmanager
     def prefetching(self) -> Iterator[Callable[[StepKey], Ahead | None]]:

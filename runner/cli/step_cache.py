@@ -35,7 +35,8 @@ cache_app = RunnerTyper(help="The step cache kept in the artifact store (runner 
 
 StageOpt = Annotated[str | None, typer.Option(
     "--stage", metavar="STAGE", show_default=False,
-    help="Only this stage's entries (its registered name)")]
+    help="Only this stage's entries (its registered name; the unreadable ones "
+    "in its folder too)")]
 
 
 def _row(listing: EntryListing) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from runner.context import Snapshot, fork_context
-from runner.errors import ContextCollisionError
+from runner.errors import ContextCollisionError, RunnerError
 from runner.merge import BranchValue, merge_contexts
 from runner.orchestration.contracts import check_writes
 from runner.orchestration.hooks import RunHook, call_quietly
@@ -60,14 +60,16 @@ log = logging.getLogger("runner")
 
 
 def _failure(name: str, path: str, kind: str, exc: BaseException, received: Any,
-             code: Callable[..., Any] | None = None) -> StepFailure:
+             code: Callable[..., Any] | None = None, store: bool = False) -> StepFailure:
     """What a failed step leaves: the error, the full traceback and the user's side of
-    it (``code`` is the stage or adapter function that ran, when one did)."""
+    it (``code`` is the stage or adapter function that ran, when one did; ``store``: the
+    store failed the step, see :attr:`StepFailure.store`)."""
     trace = user_trace(exc, code=code)
     return StepFailure(
         name=name, path=path, kind=kind, exc_type=type(exc).__name__, message=str(exc),
         tb="".join(traceback.format_exception(exc)), received=received, original=exc,
         pid=os.getpid(), where=trace.where, user_tb=trace.text if trace.frames else "",
+        store=store,
     )
 
 
@@ -156,8 +158,10 @@ def _call(step: StageStep | AdapterStep, fn: Callable[[Any], Any], ctx: Any, loo
     snapshot: Snapshot | None = None
     before: Before | None = None
     hit: Hit | None = None
+    consulting = True
     try:
         key, hit = _consult(step, ctx, loop)
+        consulting = False
         if hit is not None:
             out = apply_hit(hit, ctx, loop.digests)
         else:
@@ -168,7 +172,9 @@ def _call(step: StageStep | AdapterStep, fn: Callable[[Any], Any], ctx: Any, loo
     except Exception as exc:
         end = time.time()
         received = snapshot.restore() if snapshot is not None else ctx
-        failure = _failure(step.name, step.path, kind, exc, received, code=fn)
+        store = consulting and isinstance(exc, RunnerError)  # the cache's store, not the code
+        failure = _failure(step.name, step.path, kind, exc, received,
+                           code=None if store else fn, store=store)
         record = StepRecord(step.name, step.path, "failed", start, end, loop.executor,
                             loop.pid, kind, f"{type(exc).__name__}: {exc}",  # type: ignore[arg-type]
                             branch=loop.branch, traceback=failure.tb, cache_key=_hex(key))

@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from runner.errors import (
     ContextCollisionError,
     RunInterruptedError,
+    RunnerError,
     StageFailedError,
     UsageError,
 )
@@ -273,7 +274,7 @@ class DAGRunner:
                 raise self._stopped() from None
             error = self._fail(failure, loop)
             self._end(None, error)
-            raise error from failure.original
+            raise error from (None if error is failure.original else failure.original)
         except Cancelled:
             raise self._stopped() from None
         except KeyboardInterrupt as exc:  # Ctrl-C where no handler of ours stops the run
@@ -340,8 +341,13 @@ class DAGRunner:
         with self._state:
             self._ended = True
 
-    def _fail(self, failure: StepFailure, loop: LoopState,
-              ) -> StageFailedError | ContextCollisionError:
+    def _fail(self, failure: StepFailure, loop: LoopState) -> RunnerError:
+        """The run's error for a failed step: the store's own error when the store failed
+        it (a step-cache entry that does not verify: no forensics, nothing of the stage's
+        to show), else the stage's or the merge's, its forensics written."""
+        if failure.store and isinstance(failure.original, RunnerError):
+            self._cleanup()
+            return failure.original
         info = {
             "run_id": self.run_id,
             "trace_id": self.trace_id,

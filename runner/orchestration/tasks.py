@@ -55,6 +55,7 @@ class StepFailure(Exception):
         pid: int,
         where: str = "",
         user_tb: str = "",
+        store: bool = False,
     ) -> None:
         super().__init__(f"{name} at {path}: {exc_type}: {message}")
         self.name, self.path, self.kind = name, path, kind
@@ -63,6 +64,9 @@ class StepFailure(Exception):
         self.where, self.user_tb = where, user_tb
         """The user's last frame and short traceback, made where the stage raised (the
         driver of a Ray run may not have the worker's files): see runner.tracebacks."""
+        self.store = store
+        """The store failed the step (its step-cache entry could not be read or does not
+        verify), not the step's code: the run ends with ``original``, the store's error."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         original = self.original
@@ -73,7 +77,7 @@ class StepFailure(Exception):
         state = {"name": self.name, "path": self.path, "kind": self.kind,
                  "exc_type": self.exc_type, "message": self.message, "tb": self.tb,
                  "received": self.received, "original": original, "pid": self.pid,
-                 "where": self.where, "user_tb": self.user_tb}
+                 "where": self.where, "user_tb": self.user_tb, "store": self.store}
         return (_rebuild_failure, (state,))
 
 

@@ -183,3 +183,30 @@ def test_run_with_the_cache_hits_on_the_second_run_and_dry_run_agrees(manifest, 
     later = cli("run", "ok", "-m", manifest, "--json", "--cache", "--from", "log.b",
                 "--origin", "again", cwd=tmp_path)
     assert set(_statuses(later).values()) == {"cached"}
+
+
+@pytest.mark.parametrize("damaged", ["log.a", "add.x"])  # the main line; a parallel branch
+def test_a_damaged_entry_is_the_stores_error_and_clearing_its_stage_mends_it(
+        manifest, tmp_path, damaged):
+    """An entry that does not verify fails the run as the store's integrity (exit 2, one
+    line naming the file and the way on), not as the stage's failure (exit 1, the
+    stage's line, forensics); ``cache clear --stage`` deletes it although it cannot be
+    read, and the next run fills it again."""
+    assert cli("run", "ok", "-m", manifest, "-q", "--cache", cwd=tmp_path).returncode == 0
+    root = tmp_path / "data/artifacts"
+    (entry,) = (root / "cache/steps" / damaged).glob("*.json")
+    entry.write_bytes(entry.read_bytes()[:-20])  # cut short: not JSON any more
+    proc = cli("run", "ok", "-m", manifest, "-q", "--cache", "--run-id", "damaged",
+               cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: ") and f"{damaged}/{entry.name}: not valid JSON" in line
+    assert f"runner cache clear --stage {damaged} removes its entries" in line
+    assert "Traceback" not in proc.stderr and " at " not in line.split(".json")[0]
+    assert not (root / "summaries/runs/damaged").exists()  # no stage failed: no forensics
+    assert json.loads((root / "runs/damaged/run.json").read_text())["status"] == "failed"
+    assert cli("cache", "clear", "--stage", damaged, "--yes", cwd=tmp_path).returncode == 0
+    assert not entry.exists()
+    again = _statuses(cli("run", "ok", "-m", manifest, "--json", "--cache", cwd=tmp_path))
+    ran = {p for p, status in again.items() if status == "succeeded"}
+    assert len(ran) == 1 and entry.exists()  # the damaged step alone ran, and filled it

@@ -21,7 +21,7 @@ from pydantic import Field
 from runner.artifacts.objects import object_path
 from runner.cache.entries import list_entries, read_entry
 from runner.context import Context
-from runner.errors import StageFailedError
+from runner.errors import IntegrityError
 from runner.orchestration.hooks import RunHook
 from runner.orchestration.records import RunResult
 from runner.registry import StageRegistry
@@ -160,7 +160,7 @@ def test_reading_ahead_stops_past_its_byte_budget(sdk: QuantSDK, reads: list[tup
     assert second.context.doubled.equals(first.context.doubled)
 
 
-def test_an_object_that_does_not_verify_fails_its_own_step(sdk: QuantSDK, tmp_path: Path
+def test_an_object_that_does_not_verify_fails_the_run_at_its_own_step(sdk: QuantSDK, tmp_path: Path
                                                            ) -> None:
     _run(sdk, "chain")
     store = sdk.store()
@@ -169,9 +169,9 @@ def test_an_object_that_does_not_verify_fails_its_own_step(sdk: QuantSDK, tmp_pa
     assert digest is not None
     (tmp_path / "artifacts" / object_path(digest)).write_bytes(b"not the frame")
     starts = Starts()
-    with pytest.raises(StageFailedError, match="does not match its digest") as info:
+    with pytest.raises(IntegrityError, match="does not match its digest") as info:
         _run(sdk, "chain", (starts,))
-    assert info.value.stage == "a.double"
+    assert "the step cache of a.double" in str(info.value)  # the store's error, at its step
     assert sorted(starts.started) == ["a.double", "a.make", "a.total"]  # the steps before ran
 
 
