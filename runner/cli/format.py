@@ -11,13 +11,18 @@ with the classes below, which at construction (nothing is imported for it) give:
 * an option that takes a value its declared metavar (``--param KEY=VALUE``), or its
   long name in capitals (``--run-id RUN_ID``); choices stay ``<inline|threads>``;
 * help text as written, brackets included (escaped for rich when the help is shown:
-  a command that only runs never imports rich for it).
+  a command that only runs never imports rich for it);
+* a docstring's paragraphs as paragraphs: typer keeps the line breaks of a help text
+  (0.2x), so a docstring wrapped in the source would break again mid-sentence in a
+  terminal narrower than its lines; its lines are joined (:func:`reflow`), but in a
+  paragraph laid out by hand (an indented line, a list, ``\b``).
 
 tests/unit/test_cli_help_text.py walks the whole command tree.
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -27,7 +32,8 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from runner.cli.markup import escape
 
-__all__ = ["RunnerCommand", "RunnerGroup", "RunnerTyper", "option_as_value", "tidy_param"]
+__all__ = ["RunnerCommand", "RunnerGroup", "RunnerTyper", "option_as_value", "reflow",
+           "tidy_param"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,6 +47,20 @@ class _NamedArgument(TyperArgument):
     def _usage_display_name(self) -> str:
         name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
         return name + ("..." if self.nargs != 1 else "")
+
+
+def reflow(text: str | None) -> str | None:
+    """``text`` with the line breaks inside each paragraph made spaces, but in a
+    paragraph laid out by hand: one that starts with ``\b`` (click's "keep as is"), or
+    has a line that starts with a space, ``-``, ``*`` or ``$``."""
+    if not text or "\n" not in text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(
+        p if p.startswith("\b") or any(line[:1] in (" ", "-", "*", "$")
+                                       for line in p.splitlines()[1:])
+        else " ".join(line.strip() for line in p.splitlines())
+        for p in paragraphs)
 
 
 def tidy_param(param: Any) -> None:
@@ -120,8 +140,11 @@ class _Tidy:
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return _noted(super().parse_args, ctx, args)  # type: ignore[misc]
 
+    help: str | None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.help = reflow(self.help)
         for param in self.params:
             tidy_param(param)
 

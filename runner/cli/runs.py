@@ -174,10 +174,12 @@ def runs_prune(
         "reused less than this long ago (a run going on may not have named them yet)")
     ] = 24.0,
 ) -> None:
-    """Delete finished runs (checkpoints and forensics) older than N days, and empty
-    run folders (no run.json) last written that long ago; never a run whose lease a
-    live process holds. Then delete the stored objects (checkpoint fields) that no
-    remaining run and no step-cache entry references."""
+    """Delete finished runs older than N days, then the objects nothing references.
+
+    Finished runs (checkpoints and forensics) older than N days go, and empty run
+    folders (no run.json) last written that long ago; never a run whose lease a live
+    process holds. Then the stored objects (checkpoint fields) that no remaining run
+    and no step-cache entry references are deleted."""
     from runner.artifacts import prune_runs, sweep_store
     from runner.cache.entries import referenced_objects
 

@@ -106,3 +106,26 @@ def test_the_executor_help_says_what_tv_orch_parallel_selects(monkeypatch) -> No
     assert parallel_default() == "processes"
     text = " ".join(_help("run").split())
     assert "TV_ORCH_PARALLEL=1, ray when Ray is installed, else processes" in text
+
+
+@pytest.mark.parametrize(("path", "command"), COMMANDS,
+                         ids=[" ".join(p) or "runner" for p, _ in COMMANDS])
+def test_help_paragraphs_flow_to_the_terminals_width(path: tuple[str, ...],
+                                                     command: typer.core.TyperCommand) -> None:
+    """A docstring wrapped in the source is one paragraph on screen: no line break of the
+    source's survives inside a paragraph (typer keeps them), unless laid out by hand."""
+    for paragraph in (command.help or "").split("\n\n"):
+        lines = paragraph.splitlines()
+        by_hand = paragraph.startswith("\b") or any(line[:1] in " -*$" for line in lines[1:])
+        assert len(lines) == 1 or by_hand, f"runner {' '.join(path)}: {paragraph!r}"
+
+
+def test_reflow_joins_wrapped_lines_and_keeps_what_was_laid_out() -> None:
+    from runner.cli.format import reflow
+
+    assert reflow("Delete old runs,\n    then objects.\n\n    More\n    here.") == (
+        "Delete old runs, then objects.\n\nMore here.")
+    listed = "Steps:\n- one\n- two"
+    assert reflow(listed) == listed and reflow("\bkeep\nthis") == "\bkeep\nthis"
+    assert reflow(None) is None and reflow("one line") == "one line"
+
