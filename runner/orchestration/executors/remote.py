@@ -84,11 +84,12 @@ class RemoteExecutor(Executor):
         self._last = group.last
         if not self.defer_warming:
             self.start_warming()
-        succeeded = 0
+        by_index = {task.branch.index: task for task in tasks}  # a part of the group's
+        succeeded = 0  # branches when the others came from the step cache
         try:
             for outcome in self.dispatch(tasks, group.cancel):
                 succeeded += outcome.failure is None and not outcome.cancelled
-                report(group.hooks, run, tasks[outcome.index], outcome)
+                report(group.hooks, run, by_index[outcome.index], outcome)
                 yield outcome
         finally:
             self._to_warm = ()

@@ -28,7 +28,8 @@ from runner.orchestration.runner import DAGRunner
 from tests.shapes import base_context, plan_for
 import tests.unit.orchestration.test_memo  # registers memo.always (cache=False)
 
-plan = plan_for(["log.a", [["add.y", "memo.always"], "add.x"]])
+branches = [["add.y", "memo.always"], "add.x"]  # the dispatched branch first, or last
+plan = plan_for(["log.a", branches if sys.argv[2] == "first" else branches[::-1]])
 cache = lambda: StepCache(ArtifactStore(sys.argv[1]), runner_version="test")
 DAGRunner(plan, executor="inline", cache=cache()).run(base_context())
 result = DAGRunner(plan, executor="ray", cache=cache()).run(base_context())
@@ -37,8 +38,10 @@ print(json.dumps({"driver": os.getpid(),
 """
 
 
-def test_branches_hit_on_ray_workers(ray_cluster: RayCluster, tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-c", _DRIVER, str(tmp_path)], cwd=ROOT,
+@pytest.mark.parametrize("dispatched", ["first", "last"])
+def test_branches_hit_on_ray_workers(ray_cluster: RayCluster, dispatched: str,
+                                     tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", _DRIVER, str(tmp_path), dispatched], cwd=ROOT,
                           env=child_env(ray_cluster.env()), capture_output=True, text=True,
                           timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -260,10 +260,13 @@ def test_a_changed_stage_source_reruns_it_and_what_follows(tmp_path: Path,
     assert _digests(edited.context) == _digests(plain.context)
 
 
-def test_branches_hit_where_they_run(executor: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("dispatched", ["first", "last"])
+def test_branches_hit_where_they_run(executor: str, dispatched: str, tmp_path: Path) -> None:
     """A branch with an uncached stage is dispatched: its other steps hit in the worker;
-    a branch cached whole completes on the driver."""
-    plan = plan_for(["log.a", [["add.y", "memo.always"], "add.x"]])
+    a branch cached whole completes on the driver (whichever of the group's branches is
+    dispatched: a part of the group goes to the workers)."""
+    branches: list[Any] = [["add.y", "memo.always"], "add.x"]
+    plan = plan_for(["log.a", branches if dispatched == "first" else branches[::-1]])
     plain = _run(plan, None, executor)
     _run(plan, _cache(tmp_path), executor)
     again = _run(plan, _cache(tmp_path), executor)
