@@ -16,7 +16,8 @@ key must describe the code that runs; so laptop and pod share entries when they 
 the same Python minor version). A class is
 described by its bases, annotations and members (methods by source, constants by
 value). What it cannot see: installed libraries (their version is the environment's, a
-cache entry records runner's), data read from files, and a name reached only
+cache entry records runner's; runner's own engine counts as one, its shipped stages
+and price helpers do not), data read from files, and a name reached only
 through ``getattr`` with a computed string. Give such a stage a ``version`` or
 ``cache=False``. A function without source (built at run time) gets a version from
 its bytecode and constants.
@@ -43,6 +44,12 @@ from runner.registry import StageEntry
 
 __all__ = ["code_version"]
 
+_SHIPPED = ("runner.stages.", "runner.prices.")
+"""Within runner, what is stage code (the shipped stages and the price helpers they
+call), followed as a user's; the rest is the engine, never followed: its version is
+runner's, and its state is the run's (an executor sets a worker's core share in a
+module global that the stages' thread limits read: followed, it gave a branch in a
+worker process another key than the same step on the driver)."""
 _MAX_OBJECTS = 2_000
 _PYTHON = "cpython-{}.{}".format(*sys.version_info[:2])  # bytecode differs between versions
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # reprs that differ from process to process
@@ -242,6 +249,8 @@ def _user_code(obj: Any, top: str) -> bool:
         return False
     module_name = obj.__name__ if isinstance(obj, types.ModuleType) else (
         getattr(obj, "__module__", None) or "")
+    if module_name.split(".")[0] == "runner":  # its engine is runner's version, not code
+        return module_name.startswith(_SHIPPED)  # of the stage's: see the docstring
     if top and module_name.split(".")[0] == top and top not in sys.stdlib_module_names:
         return True
     module = sys.modules.get(module_name)

@@ -153,3 +153,30 @@ def test_the_same_versions_in_another_process_and_hash_seed(tmp_path: Path) -> N
                                             "PYTHONPATH": path}).stdout
             for seed in ("1", "2", "3")}
     assert len(outs) == 1 and "source:" in outs.pop()
+
+
+def test_a_shipped_stage_has_one_version_whatever_core_share_its_process_runs_with(
+        ) -> None:
+    """A worker process runs its branch inside the executor's core share (a module global
+    of the engine's that the stages' thread limits read): the version must not follow
+    it, or a branch in a worker gets another key than the same step on the driver (a
+    miss where it should hit, and entries a driver never finds)."""
+    import runner.stages  # noqa: F401 - registers them
+    from runner.cache import code
+    from runner.orchestration.native_threads import sharing_cores
+    from runner.registry import REGISTRY
+
+    entry = REGISTRY.get("alpha.inference_model_b")
+    assert entry is not None
+
+    def fresh() -> str:
+        code._CACHE.clear()
+        return code_version(entry)
+
+    on_the_driver = fresh()
+    with sharing_cores(lambda: 1):  # as the processes executor's worker runs a branch
+        in_a_worker = fresh()
+    assert in_a_worker == on_the_driver
+    described = {name for name, _ in code._closure(entry.fn)}
+    assert "runner.stages.alpha:_make_gbm" in described  # the stage's own helpers count
+    assert not [n for n in described if n.startswith("runner.orchestration")]  # the engine not
