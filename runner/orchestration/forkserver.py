@@ -42,10 +42,15 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 
-from runner.orchestration.forkserver_env import ENGINE_PRELOAD, PLAN_ENV
+from runner.orchestration.forkserver_env import (
+    ENGINE_PRELOAD,
+    PLAN_ENV,
+    put_back,
+    spawn_environment,
+)
 
-__all__ = ["ENGINE_PRELOAD", "EXIT_PRELOAD", "PLAN_ENV", "forkserver_pid", "start_forkserver",
-           "worker_preload"]
+__all__ = ["ENGINE_PRELOAD", "EXIT_PRELOAD", "PLAN_ENV", "ensure_forkserver", "forkserver_pid",
+           "start_forkserver", "worker_preload"]
 
 EXIT_PRELOAD = "runner.orchestration.forkserver_exit"
 """Preloaded last: the forkserver ends without tearing down when its driver has ended."""
@@ -98,8 +103,7 @@ def start_forkserver(*, pipeline: str, manifest: str | None = None,
             return True
     mp.get_context("forkserver").set_forkserver_preload(
         ["__main__", "runner.orchestration.preload_plan", EXIT_PRELOAD])
-    saved = os.environ.get(PLAN_ENV)
-    os.environ[PLAN_ENV] = json.dumps(spec)
+    saved = spawn_environment({PLAN_ENV: json.dumps(spec)})
     saved_fds = {fd: os.dup(fd) for fd in targets}
     try:
         for fd, target in targets.items():  # the forkserver inherits descriptors 0-2 as
@@ -109,13 +113,24 @@ def start_forkserver(*, pipeline: str, manifest: str | None = None,
         for fd, saved_fd in saved_fds.items():
             os.dup2(saved_fd, fd)
             os.close(saved_fd)
-        if saved is None:
-            os.environ.pop(PLAN_ENV, None)
-        else:
-            os.environ[PLAN_ENV] = saved
+        put_back(saved)
     for name in fork_after:
         __import__(name)
     return True
+
+
+def ensure_forkserver() -> None:
+    """Start this process's forkserver unless it runs, spawned with the driver's
+    ``sys.path`` (:func:`.forkserver_env.spawn_environment`); its preload as set."""
+    from multiprocessing import forkserver
+
+    if forkserver_pid() is not None:
+        return
+    saved = spawn_environment()
+    try:
+        forkserver.ensure_running()
+    finally:
+        put_back(saved)
 
 
 def forkserver_pid() -> int | None:

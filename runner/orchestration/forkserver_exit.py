@@ -9,6 +9,8 @@ one after the other. Like the workers forked from it, which end with
 ``os._exit``, the forkserver has nothing to clean up: it flushes its standard
 streams and ends without tearing down. Registered after the preloads' own
 ``atexit`` handlers, so it runs before them (they would run in no worker either).
+Last before any worker is forked, it also gives a spawned forkserver back the
+driver's environment (:func:`.forkserver_env.restore_environment`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import atexit
 import contextlib
 import os
 import sys
+
+from runner.orchestration.forkserver_env import restore_environment
 
 __all__ = ["exit_quickly"]
 
@@ -35,3 +39,4 @@ def exit_quickly() -> None:
 
 
 atexit.register(exit_quickly)
+restore_environment()  # before any worker is forked from this forkserver

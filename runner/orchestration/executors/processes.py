@@ -34,7 +34,7 @@ from runner.orchestration.executors.handoff import Handoff, handed_off
 from runner.orchestration.executors.remote import RemoteExecutor
 from runner.orchestration.executors.shipping import restore_untouched, strip_untouched
 from runner.orchestration.executors.threads import drain, thread_lost
-from runner.orchestration.forkserver import worker_preload
+from runner.orchestration.forkserver import ensure_forkserver, worker_preload
 from runner.orchestration.native_threads import (
     available_cpus,
     branch_threads,
@@ -144,6 +144,8 @@ class ProcessesExecutor(RemoteExecutor):
 
     def _start_pool(self) -> None:
         try:
+            if self._mp.get_start_method() == "forkserver":
+                ensure_forkserver()  # with the driver's sys.path, not its current folder
             pool = ProcessPoolExecutor(
                 self.max_workers, mp_context=self._mp, initializer=_init_worker,
                 initargs=(self._cancel, self._folders, self._running),

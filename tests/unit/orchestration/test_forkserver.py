@@ -11,6 +11,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from runner.artifacts import ArtifactStore, load_checkpoint, read_run
+from runner.context import Context
 from runner.orchestration.forkserver import EXIT_PRELOAD, worker_preload
 from runner.orchestration.preload_plan import preload_plan
 
@@ -297,3 +299,47 @@ def test_workers_forked_with_scikit_learn_loaded_still_get_their_share_of_thread
         assert got[name]["loaded"]
         assert got[name]["env"] == str(share)
         assert got[name]["blas"] == got[name]["openmp"] == [share], got[name]
+
+
+SHADOWED = '''
+import os
+
+from runner import Context, stage
+
+
+@stage("shadow.{n}", cache=False)
+def who_{n}(ctx: Context) -> Context:
+    ctx.log("{copy} copy, PYTHONSAFEPATH=" + str(os.environ.get("PYTHONSAFEPATH")))
+    return ctx
+'''
+
+
+def test_a_spawned_forkserver_imports_what_the_driver_imports_not_the_current_folders(
+        tmp_path):
+    """In a folder that holds another copy of a stage module than the one the driver
+    imports (a checkout beside the installed package), the workers of a spawned
+    forkserver (``--cache``: started at the first dispatch, threads running) run the
+    driver's copy: Python 3.11's forkserver would put the current folder first. What
+    the forkserver was spawned with to see to it is not left to the stages."""
+    for copy in ("lib", "cwd"):
+        (tmp_path / copy).mkdir()
+        (tmp_path / copy / "shadowed.py").write_text("".join(
+            SHADOWED.format(n=n, copy=copy) for n in ("one", "two")))
+    (tmp_path / "manifest.json").write_text(json.dumps({
+        "pipelines": {"p": {"steps": [["shadow.one", "shadow.two"]]}},
+        "stages": {"shadow.one": "shadowed:who_one", "shadow.two": "shadowed:who_two"}}))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "lib"), str(ROOT)])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner.cli", "run", "p", "-m", str(tmp_path / "manifest.json"),
+         "-e", "processes", "--cache", "--json", "--artifacts", str(tmp_path / "store")],
+        cwd=tmp_path / "cwd", env=env, capture_output=True, text=True, timeout=300,
+        check=False)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    workers = {s["pid"] for s in doc["steps"] if s["kind"] == "stage"}
+    assert len(workers) >= 1 and proc.stderr.count("Traceback") == 0
+    root = ArtifactStore(str(tmp_path / "store"))
+    last = read_run(root, doc["run_id"]).checkpoints[-1]
+    context = load_checkpoint(root, doc["run_id"], last,
+                              types={"runner.context:Context": Context})
+    assert context.audit_trail == ["lib copy, PYTHONSAFEPATH=None"] * 2
