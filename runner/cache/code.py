@@ -44,7 +44,7 @@ from runner.registry import StageEntry
 
 __all__ = ["code_version"]
 
-_SHIPPED = ("runner.stages.", "runner.prices.")
+_SHIPPED = ("runner.stages", "runner.prices")
 """Within runner, what is stage code (the shipped stages and the price helpers they
 call), followed as a user's; the rest is the engine, never followed: its version is
 runner's, and its state is the run's (an executor sets a worker's core share in a
@@ -250,7 +250,7 @@ def _user_code(obj: Any, top: str) -> bool:
     module_name = obj.__name__ if isinstance(obj, types.ModuleType) else (
         getattr(obj, "__module__", None) or "")
     if module_name.split(".")[0] == "runner":  # its engine is runner's version, not code
-        return module_name.startswith(_SHIPPED)  # of the stage's: see the docstring
+        return any(module_name == p or module_name.startswith(p + ".") for p in _SHIPPED)
     if top and module_name.split(".")[0] == top and top not in sys.stdlib_module_names:
         return True
     module = sys.modules.get(module_name)

@@ -56,6 +56,13 @@ def _client_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("RUNNER_", "OTEL_"))}
 
 
+def _host_env(key: str) -> dict[str, str]:
+    """What ``runner`` on the host runs with: this checkout first, the pods' key."""
+    return {**_client_env(), "RUNNER_ARTIFACT_KEY": key,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
+                                                        os.environ.get("PYTHONPATH")]))}
+
+
 def prepare(case: Case, work: Path) -> tuple[ContainerRun, Path]:
     """The case's container run, its files staged and its store folder made."""
     folder = work / _slug(case.name)
@@ -76,9 +83,7 @@ def fill_cache(case: Case, store: Path) -> None:
     """Fill the step cache in ``store`` with a run of the case's pipeline on this host,
     the store then the pod's to write, as a volume's fsGroup makes it."""
     assert case.key is not None and case.pipeline is not None
-    env = {**_client_env(), "RUNNER_ARTIFACT_KEY": case.key,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
-                                                       os.environ.get("PYTHONPATH")]))}
+    env = _host_env(case.key)
     subprocess.run([sys.executable, "-m", "runner.cli", "run", case.pipeline, "--cache",
                     "--run-id", "laptop", "--artifacts", str(store), "-q"], cwd=ROOT,
                    env=env, capture_output=True, timeout=600, check=True)
@@ -128,9 +133,7 @@ def run_container(run: ContainerRun, docker: str, *, folder: Path,
 def runs_show(store: Path, run_id: str, key: str) -> dict[str, Any]:
     import json
 
-    env = {**_client_env(), "RUNNER_ARTIFACT_KEY": key,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
-                                                       os.environ.get("PYTHONPATH")]))}
+    env = _host_env(key)
     done = subprocess.run([sys.executable, "-m", "runner.cli", "runs", "show", run_id,
                            "--artifacts", str(store), "--json"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
@@ -163,9 +166,7 @@ def host_reference(work: Path, key: str) -> Any:
     """alpha.full's weights from a run on this host (the same code, outside any image)."""
     store = work / "host-store"
     shutil.rmtree(store, ignore_errors=True)
-    env = {**_client_env(), "RUNNER_ARTIFACT_KEY": key,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
-                                                       os.environ.get("PYTHONPATH")]))}
+    env = _host_env(key)
     subprocess.run([sys.executable, "-m", "runner.cli", "run", "alpha.full", "--run-id",
                     "host-reference", "--artifacts", str(store), "--json"], cwd=ROOT,
                    env=env, capture_output=True, timeout=600, check=True)
