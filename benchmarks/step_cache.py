@@ -13,7 +13,8 @@ Three figures, each against a reference measured in the same run:
   stages are its ``runner.stages``) is put first on ``PYTHONPATH``; one run with
   ``--cache`` fills the cache, then ``alpha.policy``'s default signal clip is edited
   in the copy and the pipeline runs again: the steps that ran must be exactly
-  ``alpha.policy`` and the steps after it, the ones before it cached.
+  ``alpha.policy`` and the steps after it, the ones before it cached. Printed beside
+  it, not a target: the steps a run with only the parameter ``tilt`` changed runs.
 - **The cost of keys on a run with no hits.** ``QuantSDK.run_pipeline("alpha.full",
   cache=True)`` in this process on a fresh store each round (every step misses), with
   the step cache's ``key`` timed: key time as a fraction of the run (target: at most
@@ -50,6 +51,8 @@ CHANGED_STAGE = "alpha.policy"
 EDIT = ('clip = param_float(ctx.params, "signal_clip", 2.5)',
         'clip = param_float(ctx.params, "signal_clip", 2.25)')
 """The edit made to ``alpha.policy`` in the copy: a smaller default clip (new signals)."""
+PARAM = "tilt"
+"""The run parameter changed for the printed (not targeted) figure: alpha.synthesis's."""
 
 
 def runner_command(store: Path, *args: str) -> list[str]:
@@ -141,6 +144,14 @@ def changed_stage(folder: Path) -> dict[str, Any]:
             "met": bool(ran) and ran[0] == CHANGED_STAGE and set(ran) <= set(after)}
 
 
+def changed_param(folder: Path) -> dict[str, Any]:
+    """Which steps run when only the run parameter ``tilt`` changes, on the store
+    :func:`cached_rerun` filled (stages name the parameters they read)."""
+    _, doc = run_cli(runner_command(folder / "rerun", "--cache", "-p", f"{PARAM}=0.5"))
+    return {"param": PARAM, "ran": [n for n, s in statuses(doc).items() if s != "cached"],
+            "cached": [n for n, s in statuses(doc).items() if s == "cached"]}
+
+
 def timed(owner: type, name: str, spent: list[float]) -> Callable[[], None]:
     """Wrap ``owner.name`` so its calls add their seconds to ``spent[0]``; returns undo."""
     original = getattr(owner, name)
@@ -215,11 +226,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="runner-cache-bench-") as tmp:
         folder = Path(tmp)
         rerun = cached_rerun(folder, args.repeat)
+        param = changed_param(folder)
         change = changed_stage(folder)
         keys = key_cost(folder, min(args.repeat, 3))
     rows = targets(rerun, change, keys)
     out = {"cores": os.cpu_count(), "repeat": args.repeat, "rerun": rerun,
-           "changed_stage": change, "key_cost": keys, "targets": rows}
+           "changed_stage": change, "changed_param": param, "key_cost": keys,
+           "targets": rows}
     if args.json:
         print(json.dumps(out, indent=2))
         return
@@ -233,6 +246,8 @@ def main() -> None:
           f"{', '.join(rerun['floor_modules'])})")
     print(f"  after editing {CHANGED_STAGE}: ran {', '.join(change['ran'])}; after it, "
           f"cached (inputs unchanged): {', '.join(change['cached_after']) or 'none'}")
+    print(f"  with -p {PARAM}=0.5 only: ran {', '.join(param['ran'])}; cached "
+          f"{', '.join(param['cached'])}")
     print(f"  with the cache and no hits: keys {100 * keys['keys']:.2f} % of the run, "
           f"fills {100 * keys['fills']:.2f} %")
     print("targets:")

@@ -22,6 +22,7 @@
         ├── LeaseLostError       another process took the run over (its lease lapsed)
         ├── ContextCollisionError  parallel branches changed one field differently
         ├── UndeclaredWriteError a stage changed a field outside its declared writes
+        ├── UndeclaredReadError  a stage looked up a run parameter its reads do not name
         ├── RunFailedError       [runner.k8s.status] a run's Job failed or cannot start
         └── RunInterruptedError  a signal (or the application) stopped the run (exit 128+N)
 
@@ -64,6 +65,7 @@ __all__ = [
     "RunnerError",
     "StageFailedError",
     "StorageUnavailableError",
+    "UndeclaredReadError",
     "UndeclaredWriteError",
     "UsageError",
     "WorkerPoolError",
@@ -261,6 +263,19 @@ class UndeclaredWriteError(ExecutionError):
             f"stage {stage!r} changed field{plural} {names} of the context, outside the "
             f"writes it declares (writes={list(self.declared)}): add {names} to its "
             f"writes, or leave {'them' if plural else 'it'} unchanged")
+
+
+class UndeclaredReadError(ExecutionError):
+    """A stage that names the run parameters it reads (``reads=["params.NAME"]``) looked
+    up another one; raised inside the stage, at the line that looked it up. Not a
+    ``KeyError``: a stage that takes a missing key for "not set" must not run on."""
+
+    def __init__(self, *, stage: str, param: Any, declared: Sequence[str]) -> None:
+        self.stage, self.param, self.declared = stage, param, tuple(declared)
+        super().__init__(
+            f"stage {stage!r} reads run parameter {param!r}, outside the parameters its reads "
+            f"declare ({', '.join(self.declared)}): add 'params.{param}' to its reads, or "
+            "'params' to read every one")
 
 
 class StageFailedError(ExecutionError):

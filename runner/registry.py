@@ -19,6 +19,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from runner.declared import checked_reads, checked_version, split_reads
 from runner.errors import ModuleImportError, RegistryError, RunnerError
 from runner.tracebacks import user_trace
 
@@ -31,7 +32,6 @@ __all__ = [
     "context_adapter",
     "import_object",
     "merge_adapter",
-    "module_folders",
     "stage",
 ]
 
@@ -49,6 +49,7 @@ class StageEntry:
     fn: Callable[..., Any]
     kind: Kind = "stage"
     reads: frozenset[str] = frozenset()
+    """As declared: field names, and ``params.NAME`` for one run parameter."""
     writes: frozenset[str] | None = None  # None: not declared
     origin: str = ""
     imports: tuple[str, ...] = ()
@@ -60,10 +61,23 @@ class StageEntry:
     cache: bool | None = None
     """Step cache: None follows the run and pipeline; True in every run with a store
     (unless ``--no-cache``); False never (a stage that reads the outside world)."""
+    observe: Callable[[Any], str | None] | None = None
+    """For the step cache, the version of what the stage reads outside its context (a
+    data file a parameter names): ``observe(context)``, part of its key."""
 
     @property
     def qualname(self) -> str:
         return f"{getattr(self.fn, '__module__', '?')}:{getattr(self.fn, '__qualname__', '?')}"
+
+    @property
+    def fields_read(self) -> frozenset[str]:
+        """The context fields the stage declares it reads (``params.tilt``: ``params``)."""
+        return split_reads(self.name, self.reads)[0]
+
+    @property
+    def params_read(self) -> frozenset[str] | None:
+        """The run parameters it reads, when it names them one by one; None: every one."""
+        return split_reads(self.name, self.reads)[1]
 
 
 @dataclass(frozen=True)
@@ -86,8 +100,9 @@ def add_module_folders(folders: Iterable[str | os.PathLike[str]], *, why: str = 
     The folders go at the END of ``sys.path``: a file beside the manifest (or in
     an explicit ``--path``) never shadows the standard library or an installed
     package, and the current folder is not searched unless it is one of them.
-    Worker processes add the folders of the plan's modules (:func:`module_folders`);
-    Ray ships such modules with the job.
+    Worker processes add the folders of the plan's modules
+    (:func:`runner.orchestration.warm.module_folders`); Ray ships such modules with
+    the job.
     """
     for folder in folders:
         text = os.path.abspath(os.fspath(folder))  # noqa: PTH100
@@ -95,24 +110,6 @@ def add_module_folders(folders: Iterable[str | os.PathLike[str]], *, why: str = 
         if text not in sys.path:
             sys.path.append(text)
             importlib.invalidate_caches()
-
-
-def module_folders(modules: Iterable[str]) -> list[str]:
-    """The folders that the (imported) ``modules`` were found in, outside the standard
-    library and installed packages: what a worker process adds to ``sys.path`` to
-    import the same modules as the driver, whatever its own start-up saw."""
-    folders: list[str] = []
-    for top in dict.fromkeys(m.split(".")[0] for m in modules):
-        module = sys.modules.get(top)
-        if module is None or top == "runner" or top in sys.stdlib_module_names:
-            continue
-        locations = list(getattr(module, "__path__", None) or [])
-        origin = locations[0] if locations else getattr(module, "__file__", None)
-        if not origin or any(part in ("site-packages", "dist-packages")
-                             for part in Path(origin).parts):
-            continue
-        folders.append(str(Path(origin).parent))
-    return list(dict.fromkeys(folders))
 
 
 def _searched(module_name: str) -> str:
@@ -225,6 +222,7 @@ class StageRegistry:
         replace_shipped: bool = False,
         version: str | None = None,
         cache: bool | None = None,
+        observe: Callable[[Any], str | None] | None = None,
     ) -> StageEntry:
         """Register ``fn`` under ``name``; the same function again is a no-op.
 
@@ -238,12 +236,13 @@ class StageRegistry:
             name=name,
             fn=fn,
             kind=kind,
-            reads=frozenset(reads),
+            reads=checked_reads(name, reads),
             writes=None if writes is None else frozenset(writes),
             origin=origin or f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
             imports=tuple(imports),
-            version=_checked_version(name, version, cache),
+            version=checked_version(name, version, cache),
             cache=cache,
+            observe=observe,
         )
         old = self._entries.get(name)
         if old is not None:
@@ -326,17 +325,6 @@ class StageRegistry:
                 self.register(ep.name, obj, origin=f"entry point {ep.value}")
 
 
-def _checked_version(name: str, version: str | None, cache: bool | None) -> str | None:
-    """An explicit code version is a short non-empty string (it goes into cache keys);
-    ``cache`` is True, False or None."""
-    if cache is not None and not isinstance(cache, bool):
-        raise RegistryError(f"stage {name!r}: cache must be True, False or None, not {cache!r}")
-    if version is not None and not (isinstance(version, str) and 0 < len(version) <= 200):
-        raise RegistryError(f"stage {name!r}: version must be a non-empty string of at most "
-                            f"200 characters, not {version!r}")
-    return version
-
-
 REGISTRY = StageRegistry()
 """The default registry that the decorators fill."""
 
@@ -350,6 +338,7 @@ def stage(
     registry: StageRegistry | None = None,
     version: str | None = None,
     cache: bool | None = None,
+    observe: Callable[[Any], str | None] | None = None,
 ) -> Callable[[F], F]:
     """Register a function ``execute(context) -> context`` as stage ``name``.
 
@@ -360,12 +349,15 @@ def stage(
     the critical path. ``version`` is the stage's code version for the step cache
     (change it to invalidate cached results; default: derived from its source);
     ``cache``: None follows the run and pipeline; True caches it in every run with a
-    store; False never (a stage that reads the outside world, a download).
+    store; False never (a stage that reads the outside world, a download);
+    ``observe(context)``: the version of the outside data it reads (a file's hash),
+    part of its cache key, so it is cached and still runs when that data changed.
     """
 
     def decorate(fn: F) -> F:
         entry = (registry or REGISTRY).register(name, fn, reads=reads, writes=writes,
-                                                imports=imports, version=version, cache=cache)
+                                                imports=imports, version=version, cache=cache,
+                                                observe=observe)
         fn.__runner_stage__ = entry  # type: ignore[attr-defined]
         return fn
 

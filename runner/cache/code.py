@@ -18,7 +18,8 @@ described by its bases, annotations and members (methods by source, constants by
 value). What it cannot see: installed libraries (their version is the environment's, a
 cache entry records runner's; runner's own engine counts as one, its shipped stages
 and price helpers do not), data read from files, and a name reached only
-through ``getattr`` with a computed string. Give such a stage a ``version`` or
+through ``getattr`` with a computed string. Give such a stage a ``version``, an
+``observe`` (the version of the data it reads: :mod:`runner.cache.keys`) or
 ``cache=False``. A function without source (built at run time) gets a version from
 its bytecode and constants.
 """

@@ -137,8 +137,10 @@ class _Walk:
 
     def _stale_reads(self, step: StageStep, ctx: Any) -> list[str]:
         from runner.cache.keys import read_fields
+        from runner.declared import field_of
 
-        return [name for name in read_fields(step.entry, ctx) if name in self.recomputed]
+        return list(dict.fromkeys(field_of(name) for name in read_fields(step.entry, ctx)
+                                  if field_of(name) in self.recomputed))
 
     def _adapter(self, step: Any, ctx: Any, branch: str | None) -> Any:
         """Adapters are not cached; one fed only known fields is run (a mapping)."""

@@ -113,7 +113,7 @@ def _walk(steps: Sequence[Step], have: frozenset[str] | None, plan: Plan,
         if isinstance(step, StageStep):
             entry = step.entry
             if have is not None:
-                missing = sorted(entry.reads - have - (entry.writes or frozenset()))
+                missing = sorted(entry.fields_read - have - (entry.writes or frozenset()))
                 if missing:
                     problems[Problem(step.where, _unmet(entry, missing, plan))] = None
             have = None if have is None or entry.writes is None else have | entry.writes

@@ -37,6 +37,7 @@ from runner.orchestration.memo import (
     step_key,
     walk_cached,
 )
+from runner.orchestration.params import call_declaring
 from runner.orchestration.plan import AdapterStep, PipelineStep, StageStep
 from runner.orchestration.records import RunInfo, StepRecord
 from runner.orchestration.tasks import (
@@ -209,7 +210,7 @@ def _run_fn(step: StageStep | AdapterStep, fn: Callable[[Any], Any], ctx: Any,
     declared = step.entry if isinstance(step, StageStep) and step.entry.writes is not None \
         else None
     received = dict(ctx.__dict__) if declared is not None and snapshot is None else None
-    out = fn(ctx)
+    out = call_declaring(step.entry, fn, ctx) if isinstance(step, StageStep) else fn(ctx)
     if not isinstance(out, expected):  # before any hook (a checkpoint) receives it
         raise TypeError(_wrong_return(kind, step.name, out, expected))
     if declared is not None:

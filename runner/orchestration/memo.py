@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel
 
 from runner.context import Snapshot, fork_context
+from runner.declared import PARAMS, param_name
 from runner.orchestration.plan import PipelineStep, StageStep
 
 if TYPE_CHECKING:
@@ -218,6 +219,11 @@ def fill(memo: StepMemo, step: StageStep, key: Keyed, before: Before, out: Any,
     digests: Mapping[str, str] = {}
     try:
         values, appended = step_outputs(before, out)
+        if PARAMS in values and any(param_name(name) for name in key.digests):
+            log.warning("step cache: %s at %s is not kept: it changed params, of which its "
+                        "key holds only those it names (declare reads 'params' to cache it)",
+                        step.name, step.path)
+            return digests
         digests = memo.digests(values)
         memo.fill(key, values, appended=appended, digests=digests)
     except Exception as exc:
@@ -304,6 +310,8 @@ def _read_one(memo: StepMemo, read: Callable[[Keyed], Any], step: StageStep, con
     if ahead is None:
         return False
     sets, appends = ahead
+    if PARAMS in sets:  # the run parameters a later key names are not known here
+        return False
     known.update(sets)
     appended.update(appends)
     for name in appends:

@@ -23,11 +23,21 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 from runner.orchestration.plan import ParallelGroup, PipelineStep, Plan, StageStep, Step
 
-__all__ = ["branch_imports", "declared_imports", "group_width", "import_modules",
-           "imports_after_groups", "stage_modules", "warm_in_background", "warm_libraries"]
+__all__ = [
+    "branch_imports",
+    "declared_imports",
+    "group_width",
+    "import_modules",
+    "imports_after_groups",
+    "module_folders",
+    "stage_modules",
+    "warm_in_background",
+    "warm_libraries",
+]
 
 log = logging.getLogger("runner")
 
@@ -177,3 +187,21 @@ def warm_in_background(modules: Sequence[str]) -> threading.Thread | None:
                               name="runner-warm-imports")
     thread.start()
     return thread
+
+
+def module_folders(modules: Iterable[str]) -> list[str]:
+    """The folders that the (imported) ``modules`` were found in, outside the standard
+    library and installed packages: what a worker process adds to ``sys.path`` to
+    import the same modules as the driver, whatever its own start-up saw."""
+    folders: list[str] = []
+    for top in dict.fromkeys(m.split(".")[0] for m in modules):
+        module = sys.modules.get(top)
+        if module is None or top == "runner" or top in sys.stdlib_module_names:
+            continue
+        locations = list(getattr(module, "__path__", None) or [])
+        origin = locations[0] if locations else getattr(module, "__file__", None)
+        if not origin or any(part in ("site-packages", "dist-packages")
+                             for part in Path(origin).parts):
+            continue
+        folders.append(str(Path(origin).parent))
+    return list(dict.fromkeys(folders))

@@ -41,7 +41,7 @@ from runner.prices.prepare import (
     prepare_prices,
     select_prices,
 )
-from runner.prices.read import EXPECTED, parse_prices, read_price_file
+from runner.prices.read import EXPECTED, file_version, parse_prices, read_price_file
 
 __all__ = [
     "EXPECTED",
@@ -49,6 +49,7 @@ __all__ = [
     "WALK_FORWARD_STAGES",
     "check_history",
     "data_source",
+    "file_version",
     "param_float",
     "param_int",
     "parse_prices",

@@ -20,11 +20,12 @@ from typing import Any, BinaryIO
 
 import pandas as pd
 
+from runner.digest import sha256_file
 from runner.errors import DataError
 from runner.words import plural
 
-__all__ = ["DATE_NAMES", "EXPECTED", "PRICE_NAMES", "TICKER_NAMES", "parse_prices",
-           "read_price_file"]
+__all__ = ["DATE_NAMES", "EXPECTED", "PRICE_NAMES", "TICKER_NAMES", "file_version",
+           "parse_prices", "read_price_file"]
 
 EXPECTED = ("wide: a date column, then one column of adjusted closes per ticker "
             "(date,AAPL,MSFT); or long: one row per date and ticker (date,ticker,close)")
@@ -59,6 +60,40 @@ def _listed(items: Sequence[object], limit: int = _SHOWN) -> str:
 
 _CACHE: dict[tuple[Any, ...], tuple[pd.DataFrame, tuple[str, ...]]] = {}
 _CACHE_LOCK = threading.Lock()
+_VERSIONS: dict[tuple[Any, ...], str] = {}
+
+
+def _stamp(source: str) -> tuple[Any, ...] | None:
+    """A local file's path, size, modification time and inode; None for a URL (or a
+    file that is not there)."""
+    if "://" in source and not source.startswith("file://"):
+        return None
+    try:
+        st = Path(source.removeprefix("file://")).stat()
+    except OSError:
+        return None
+    return (source, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def file_version(source: str) -> str:
+    """What a step-cache key holds for the price file at ``source``: a local file's
+    sha256 (its content: a copy elsewhere has the same), hashed once while its size
+    and modification time stay; for a URL, the checksum its store gives from the
+    object's info (an S3 object's ETag: fsspec's ``checksum``)."""
+    stamp = _stamp(source)
+    if stamp is None:
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(source)
+        return f"checksum:{fs.checksum(path)}"
+    with _CACHE_LOCK:
+        known = _VERSIONS.get(stamp)
+    if known is None:
+        known = "sha256:" + sha256_file(source.removeprefix("file://"))
+        with _CACHE_LOCK:
+            _VERSIONS.clear()
+            _VERSIONS[stamp] = known
+    return known
 
 
 def read_price_file(source: str) -> tuple[pd.DataFrame, list[str]]:
@@ -69,15 +104,8 @@ def read_price_file(source: str) -> tuple[pd.DataFrame, list[str]]:
     """
     import fsspec
 
-    key: tuple[Any, ...] | None = None
     parquet = source.lower().endswith(_PARQUET)
-    if "://" not in source or source.startswith("file://"):
-        try:
-            st = Path(source.removeprefix("file://")).stat()
-        except OSError:
-            pass
-        else:
-            key = (source, st.st_size, st.st_mtime_ns, st.st_ino)
+    key = _stamp(source)
     if key is not None:
         with _CACHE_LOCK:
             hit = _CACHE.get(key)

@@ -71,7 +71,8 @@ SEED = 0
 
 Model = Any  # a scikit-learn regressor
 _INFERENCE_WRITES = ["inference_outputs", "audit_trail"]
-_INFERENCE_READS = ["feature_store", "prices", "inference_outputs", "params"]
+_INFERENCE_READS = ["feature_store", "prices", "inference_outputs", "params.min_train_months",
+                    "params.train_window_months", "params.refit_months"]
 _RIDGE_IMPORTS = ["sklearn.linear_model", "sklearn.pipeline", "sklearn.preprocessing"]
 _GBM_IMPORTS = ["sklearn.ensemble"]
 
@@ -273,8 +274,8 @@ def inference(ctx: PortfolioContext) -> PortfolioContext:
 # ---------------------------------------------------------------- clusters and regimes
 
 
-@stage("alpha.clustering", reads=["prices", "params"], writes=["clusters", "regime", "audit_trail"],
-       imports=["sklearn.cluster"])
+@stage("alpha.clustering", reads=["prices", "params.cluster_window", "params.n_clusters"],
+       writes=["clusters", "regime", "audit_trail"], imports=["sklearn.cluster"])
 def clustering(ctx: PortfolioContext) -> PortfolioContext:
     """K-means clusters of return correlations, and the market's volatility regime.
 
@@ -347,7 +348,7 @@ def ranked(values: FloatSeries, n: int = 3, fmt: str = "{:+.2f}") -> str:
 
 @stage(
     "alpha.policy",
-    reads=["inference_outputs", "regime", "params"],
+    reads=["inference_outputs", "regime", "params.signal_clip"],
     writes=["signals", "audit_trail"],
     imports=["scipy.stats"],
 )
@@ -375,7 +376,7 @@ def policy(ctx: PortfolioContext) -> PortfolioContext:
 
 @stage(
     "alpha.synthesis",
-    reads=["signals", "clusters", "params"],
+    reads=["signals", "clusters", "params.tilt"],
     writes=["target_weights", "audit_trail"],
     imports=["scipy.special"],
 )

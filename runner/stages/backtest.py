@@ -42,7 +42,7 @@ from runner.registry import stage
 from runner.stages._deferred import deferred_imports
 from runner.stages.contexts import PortfolioContext, param_float, param_int
 from runner.stages.foundation import TRADING_DAYS, log_returns
-from runner.stages.risk import shrunk_covariance, weight_cap
+from runner.stages.risk import RULE_PARAMS, shrunk_covariance, weight_cap
 from runner.stages.weights_qp import project_capped_simplex, solve_weights_fast
 
 __all__ = ["backtest", "backtest_stats", "equity_curve", "project_capped_simplex",
@@ -181,7 +181,7 @@ def backtest_stats(curve: pd.DataFrame, *, risk_free: float = 0.0) -> dict[str, 
 
 @stage(
     "risk.backtest",
-    reads=["prices", "inference_outputs", "params"],
+    reads=["prices", "inference_outputs", "params.signal_clip", "params.tilt", *RULE_PARAMS],
     writes=["backtest", "backtest_stats", "audit_trail"],
     imports=["scipy.special"],
 )

@@ -32,6 +32,7 @@ from runner.stages.foundation import (
     describe_source,
     load_prices,
     log_prices,
+    observe_data,
     prepare_prices,
     select_prices,
 )
@@ -40,7 +41,8 @@ from runner.words import plural
 __all__ = ["clean", "load", "quality_report", "validate"]
 
 
-@stage("dataops.load", reads=["params"], writes=["raw_prices", "audit_trail"])
+@stage("dataops.load", reads=["params"], writes=["raw_prices", "audit_trail"],
+       observe=observe_data)
 def load(ctx: DataOpsContext) -> DataOpsContext:
     """Read the raw prices named by ``params["data"]`` (default: the bundled set)."""
     source = data_source(ctx.params)

@@ -44,14 +44,16 @@ from __future__ import annotations
 import gzip
 import io
 from importlib import resources
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
+from runner.digest import sha256
 from runner.prices import (
     check_history,
     data_source,
+    file_version,
     parse_prices,
     prepare_prices,
     read_price_file,
@@ -72,6 +74,7 @@ __all__ = [
     "load_prices",
     "log_prices",
     "log_returns",
+    "observe_data",
     "prepare_prices",
     "read_prices",
     "select_prices",
@@ -112,12 +115,25 @@ def read_prices(source: str | None = None) -> pd.DataFrame:
 def load_prices(source: str | None) -> tuple[pd.DataFrame, list[str]]:
     """:func:`read_prices`, and what reading did in words (a long file pivoted...)."""
     if source is None:
-        ref = resources.files("runner.stages").joinpath("data").joinpath(BUNDLED_DATA)
-        return parse_prices(io.BytesIO(gzip.decompress(ref.read_bytes())),
+        return parse_prices(io.BytesIO(gzip.decompress(_bundled())),
                             name=f"bundled {BUNDLED_DATA}")
     with deferred_imports:  # only for a user's file: ``runner validate`` imports this module
         import fsspec  # noqa: F401 - imported whole under the lock, used by read_price_file
     return read_price_file(source)
+
+
+def _bundled() -> bytes:
+    return resources.files("runner.stages").joinpath("data").joinpath(BUNDLED_DATA).read_bytes()
+
+
+def observe_data(ctx: Any) -> str:
+    """For the step cache (``@stage(observe=...)``): the version of the prices a stage
+    reads, ``params["data"]``'s file (its content hash; a URL: its store's checksum) or
+    the bundled set, so that a run after the file was edited runs the stage again."""
+    source = data_source(ctx.params)
+    if source is None:
+        return f"bundled:{sha256(_bundled())}"
+    return file_version(source)
 
 
 def describe_source(source: str | None) -> str:
@@ -130,8 +146,10 @@ def describe_source(source: str | None) -> str:
 
 @stage(
     "foundation.ingest",
-    reads=["params", "prices"],
+    reads=["prices", "params.data", "params.tickers", "params.start", "params.end",
+           "params.max_gap_days", "params.max_missing"],
     writes=["prices", "universe", "audit_trail"],
+    observe=observe_data,
 )
 def ingest(ctx: PortfolioContext) -> PortfolioContext:
     """Load daily prices (or reuse the ones already in the context) and prepare them."""

@@ -124,6 +124,12 @@ def solve_weights(mu: Vector, cov: Vector, target: Vector, *, cap: float, aversi
     return w / w.sum(), int(result.nit)
 
 
+RULE_PARAMS = ["params.risk_aversion", "params.target_penalty", "params.cov_window",
+               "params.max_weight", "params.risk_free"]
+"""The run parameters of the optimiser's rule (``risk.optimize``, and ``risk.backtest``
+replaying it), as reads declare them."""
+
+
 def weight_cap(params: dict[str, Any], n: int) -> float:
     """Param ``max_weight`` (default 0.15, or 2/n under 14 tickers), checked."""
     cap = param_float(params, "max_weight", min(1.0, max(0.15, 2.0 / n)))
@@ -137,7 +143,7 @@ def weight_cap(params: dict[str, Any], n: int) -> float:
 
 @stage(
     "risk.optimize",
-    reads=["prices", "inference_outputs", "target_weights", "params"],
+    reads=["prices", "inference_outputs", "target_weights", *RULE_PARAMS],
     writes=["weights", "risk", "audit_trail"],
 )
 def optimize(ctx: PortfolioContext) -> PortfolioContext:

@@ -42,7 +42,8 @@ from runner.orchestration.native_threads import (
     sharing_cores,
 )
 from runner.orchestration.tasks import BranchOutcome, BranchTask, CancelFlag, branch_lost
-from runner.registry import add_module_folders, module_folders
+from runner.orchestration.warm import module_folders
+from runner.registry import add_module_folders
 
 __all__ = ["ProcessesExecutor"]
 

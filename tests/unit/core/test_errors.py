@@ -165,6 +165,7 @@ def _samples() -> list[RunnerError]:
         RegistryError,
         StageFailedError,
         StorageUnavailableError,
+        UndeclaredReadError,
         UndeclaredWriteError,
         WorkerPoolError,
     )
@@ -200,6 +201,7 @@ def _samples() -> list[RunnerError]:
         ContextCollisionError([Collision("w", ("a", "b"), "x")], group="p[1]", run_id="r1",
                               error_context="file:///e", records=("rec",)),
         UndeclaredWriteError(stage="s", fields=["a"], declared=["b"]),
+        UndeclaredReadError(stage="s", param="tilt", declared=["signal_clip"]),
         RunFailedError("failed", status=RunStatus(run_id="r1", job="runner-r1", phase="failed",
                                                   active=0, succeeded=0, failed=1,
                                                   reason="OOM")),

@@ -1,0 +1,79 @@
+"""A stage that reads data outside its context (the file ``--data`` names) says its
+version with ``@stage(observe=...)``: the step cache keys it on it, so a run after the
+file was edited runs the stage again, and one on the same content takes the cache."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pytest
+
+from runner.cache.keys import explain, step_key
+from runner.context import SelectionContext
+from runner.prices import file_version
+from runner.registry import StageEntry
+from runner.sdk import QuantSDK
+from runner.stages.contexts import DataOpsContext
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLE = ROOT / "configs" / "example_prices.csv"
+
+
+def _same(context: Any) -> Any:
+    return context
+
+
+def test_the_key_holds_what_observe_says() -> None:
+    seen = {"v": "one"}
+    entry = StageEntry("t.obs", _same, reads=frozenset({"universe"}),
+                       observe=lambda ctx: seen["v"])
+    ctx = SelectionContext(universe=["A"])
+    first = step_key(entry, ctx)
+    assert step_key(entry, ctx).key == first.key
+    seen["v"] = "two"
+    second = step_key(entry, ctx)
+    assert second.key != first.key
+    assert explain(first.inputs.as_json(), second.inputs) == [
+        "the data it reads outside the context changed"]
+    plain = step_key(StageEntry("t.obs", _same, reads=frozenset({"universe"})), ctx)
+    assert "outside" not in plain.inputs.as_json()  # the keys of other stages, unchanged
+    bad = StageEntry("t.bad", _same, observe=lambda ctx: 3)
+    with pytest.raises(TypeError, match="observe returned int"):
+        step_key(bad, ctx)
+
+
+def test_a_files_version_is_its_content(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("date,A\n2020-01-01,1\n")
+    shutil.copy(a, b)
+    assert file_version(str(a)) == file_version(str(b)) == file_version(f"file://{a}")
+    before = file_version(str(a))
+    a.write_text("date,A\n2020-01-01,2\n")  # the same size, another content
+    assert file_version(str(a)) != before
+    memory = fsspec.filesystem("memory")
+    memory.pipe("/observe/p.csv", b"date,A\n2020-01-01,1\n")
+    remote = file_version("memory://observe/p.csv")
+    memory.pipe("/observe/p.csv", b"date,A\n2020-01-01,22\n")
+    assert file_version("memory://observe/p.csv") != remote
+
+
+def test_an_edited_data_file_runs_the_stage_that_reads_it(tmp_path: Path) -> None:
+    data = tmp_path / "prices.csv"
+    shutil.copy(EXAMPLE, data)
+    sdk = QuantSDK(ROOT / "configs" / "manifest.json", artifacts=tmp_path / "store",
+                   workspace_root=tmp_path / "ws")
+
+    def run() -> dict[str, str]:
+        result = sdk.run_pipeline("dataops.full", DataOpsContext(params={"data": str(data)}),
+                                  cache=True, tracing=False)
+        return {r.name: r.status for r in result.records}
+
+    assert set(run().values()) == {"succeeded"}
+    assert set(run().values()) == {"cached"}
+    text = data.read_text().splitlines()
+    data.write_text("\n".join([*text[:-1], text[-1].rsplit(",", 1)[0] + ",999.0"]) + "\n")
+    assert run()["dataops.load"] == "succeeded"  # not its stale outputs
+    assert set(run().values()) == {"cached"}
