@@ -113,11 +113,17 @@ class _Walk:
         stale = self._stale_reads(step, ctx) if self.lost is None else []
         from runner.orchestration.memo import apply_hit
 
-        key = self.cache.key(entry, ctx, known=self.digests.known(ctx)) \
-            if self.lost is None and not stale else None
+        unkeyed = None
+        try:
+            key = self.cache.key(entry, ctx, known=self.digests.known(ctx)) \
+                if self.lost is None and not stale else None
+        except Exception as exc:  # as the run: it would run uncached (and say why there)
+            key, unkeyed = None, f"no cache key ({type(exc).__name__}: {exc})"
         if key is not None:
             self.digests.learn(ctx, key.digests)
-        if self.lost is not None:
+        if unkeyed is not None:
+            reasons = [unkeyed]
+        elif self.lost is not None:
             reasons = [f"its context is recomputed by {self.lost}"]
         elif stale:
             reasons = _recomputed(stale, self.recomputed)
@@ -232,7 +238,9 @@ def _start(options: DryRunOptions) -> tuple[Any, Any, Any, frozenset[str], Any]:
         return sdk, plan, state.context, state.completed, store
     data = [f"data={options.data}"] if options.data else []
     root = root_context(plan, params([*(options.param or []), *data]))
-    return sdk, plan, root if root is not None else plan.context_type(), frozenset(), store
+    root = root if root is not None else plan.context_type()
+    sdk.check_data(options.pipeline, root)  # as the run would: a missing file is said first
+    return sdk, plan, root, frozenset(), store
 
 
 def dry_run(options: DryRunOptions) -> None:

@@ -85,6 +85,7 @@ def file_version(source: str) -> str:
         import fsspec
 
         fs, path = fsspec.core.url_to_fs(source)
+        fs.invalidate_cache(path)  # a listing this process keeps must not answer for it
         return f"checksum:{fs.checksum(path)}"
     with _CACHE_LOCK:
         known = _VERSIONS.get(stamp)

@@ -77,3 +77,19 @@ def test_an_edited_data_file_runs_the_stage_that_reads_it(tmp_path: Path) -> Non
     data.write_text("\n".join([*text[:-1], text[-1].rsplit(",", 1)[0] + ",999.0"]) + "\n")
     assert run()["dataops.load"] == "succeeded"  # not its stale outputs
     assert set(run().values()) == {"cached"}
+
+
+def test_dry_run_says_the_data_changed_and_a_missing_file_is_the_users_error(
+        tmp_path: Path) -> None:
+    from tests.unit.cli.test_cli import cli
+
+    data = tmp_path / "prices.csv"
+    shutil.copy(EXAMPLE, data)
+    run = ["run", "dataops.full", "-m", ROOT / "configs" / "manifest.json", "--cache"]
+    assert cli(*run, "--data", data, "-q", cwd=tmp_path).returncode == 0
+    data.write_text(data.read_text().replace("141.801", "141.802"))
+    dry = cli(*run, "--data", data, "--dry-run", cwd=tmp_path)
+    assert "dataops.load  would run: the data it reads outside the context changed" in dry.stdout
+    missing = cli(*run, "--data", tmp_path / "gone.csv", "--dry-run", cwd=tmp_path)
+    assert missing.returncode == 2 and "gone.csv: file not found" in missing.stderr
+    assert "internal error" not in missing.stderr and len(missing.stderr.splitlines()) == 1
