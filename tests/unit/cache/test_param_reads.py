@@ -10,6 +10,8 @@ import json
 import pickle
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +19,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from runner.artifacts.store import ArtifactStore
 from runner.cache.keys import ABSENT, explain, read_fields, step_key
+from runner.cache.step_cache import StepCache
 from runner.context import SelectionContext
 from runner.errors import RegistryError, UndeclaredReadError
 from runner.orchestration.params import DeclaredParams, call_declaring
 from runner.registry import StageEntry, StageRegistry
 from runner.sdk import QuantSDK
+from tests.unit.cache.stepping import step_through
 
 
 def _same(context: Any) -> Any:
@@ -213,3 +218,77 @@ def test_a_stage_that_changes_a_parameter_it_reads_in_part_is_not_kept(
             else ["succeeded", "succeeded"]
         assert result.context.params == {"tilt": 2.0, "o": other}
     assert "grid.setter" in caplog.text and "is not kept: it changed params" in caplog.text
+
+
+# ------------------------------------------------------ generated pipelines, parameters
+
+NAMES = ("p", "q", "r")
+OUT = ("a", "b")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    params: tuple[str, ...]
+    field: str | None
+    write: str
+
+
+def _param_stage(spec: ParamSpec) -> Any:
+    def run(ctx: Any) -> Any:
+        seen = [ctx.params.get(name, 0) for name in spec.params]
+        base = getattr(ctx, spec.field) if spec.field else []
+        setattr(ctx, spec.write, [*base[-2:], sum(seen)])
+        return ctx
+
+    return run
+
+
+class ParamContext(SelectionContext):
+    a: list[int] = []
+    b: list[int] = []
+
+
+PARAM_SPECS = st.builds(ParamSpec, params=st.lists(st.sampled_from(NAMES), min_size=1,
+                                                   max_size=2, unique=True).map(tuple),
+                        field=st.sampled_from((None, *OUT)), write=st.sampled_from(OUT))
+
+
+def _param_run(specs: list[ParamSpec], params: dict[str, int], cache: StepCache | None,
+               ) -> tuple[dict[str, Any], list[int]]:
+    """The final fields, and which steps ran (the step loop's path through the cache)."""
+    ctx, ran = ParamContext(params=params), []
+    for i, spec in enumerate(specs):
+        reads = {f"params.{n}" for n in spec.params} | ({spec.field} if spec.field else set())
+        entry = StageEntry(f"s{i}", _param_stage(spec), reads=frozenset(reads))
+        ctx, called = step_through(cache, entry, ctx,
+                                   lambda c, e=entry: call_declaring(e, e.fn, c))
+        if called:
+            ran.append(i)
+    return {n: getattr(ctx, n) for n in OUT}, ran
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(PARAM_SPECS, min_size=1, max_size=5), st.sampled_from(NAMES),
+       st.integers(1, 9))
+def test_a_parameter_change_reruns_exactly_its_readers_and_what_they_change(
+        specs: list[ParamSpec], changed: str, value: int) -> None:
+    start = {"p": 1, "q": 2, "r": 3}
+    moved = {**start, changed: start[changed] + value}
+    with tempfile.TemporaryDirectory() as root:
+        cache = StepCache(ArtifactStore(root), runner_version="test")
+        assert _param_run(specs, start, cache)[1] == list(range(len(specs)))
+        expected, _ = _param_run(specs, moved, None)
+        got, ran = _param_run(specs, moved, cache)
+        assert got == expected  # a hit is indistinguishable from running the step
+        # a step runs iff it reads the parameter or a field an earlier step changed
+        should: list[int] = []
+        before, after = ParamContext(params=start), ParamContext(params=moved)
+        for i, spec in enumerate(specs):
+            runs = changed in spec.params or (
+                spec.field is not None and getattr(before, spec.field) != getattr(after,
+                                                                                  spec.field))
+            if runs:
+                should.append(i)
+            before = _param_stage(spec)(before)
+            after = _param_stage(spec)(after)
+        assert ran == should, (specs, changed)

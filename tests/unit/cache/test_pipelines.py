@@ -21,6 +21,7 @@ from runner.cache.outputs import written_fields
 from runner.cache.step_cache import StepCache
 from runner.context import Context, MergeRule, Snapshot, fork_context
 from runner.registry import StageEntry
+from tests.unit.cache.stepping import step_through
 
 FIELDS = ("a", "b", "c", "d")
 
@@ -76,19 +77,9 @@ def _run(entries: list[StageEntry], context: SimContext, cache: StepCache | None
     for entry in entries:
         inputs.append({n: field_digest(getattr(context, n))
                        for n in read_fields(entry, context)})
-        step = cache.key(entry, context) if cache is not None else None
-        hit = cache.lookup(step) if cache is not None and step is not None else None
-        if hit is not None:
-            context = hit.apply(context)
-            continue
-        before, held = Snapshot(context), dict(context.__dict__)
-        logged = len(context.audit_trail)
-        context = entry.fn(context)
-        ran.append(entry.name)
-        if cache is not None and step is not None:
-            written = written_fields(held, before, context)
-            cache.fill(step, {n: getattr(context, n) for n in written},
-                       appended={"audit_trail": context.audit_trail[logged:]})
+        context, called = step_through(cache, entry, context)
+        if called:
+            ran.append(entry.name)
     return context, ran, inputs
 
 
