@@ -37,11 +37,11 @@ def with_manifest_entries(manifest: Manifest, registry: StageRegistry) -> tuple[
         try:
             fn = import_object(target)
             meta = getattr(fn, "__runner_stage__", None)
-            child.register(name, fn, origin=f"manifest {loc}",
-                           reads=meta.reads if meta else (),
-                           writes=meta.writes if meta else None,
-                           kind=meta.kind if meta else "stage",
-                           imports=meta.imports if meta else (), replace_shipped=True)
+            declared = {"reads": meta.reads, "writes": meta.writes, "kind": meta.kind,
+                        "imports": meta.imports, "version": meta.version,
+                        "cache": meta.cache, "observe": meta.observe} if meta else {}
+            child.register(name, fn, origin=f"manifest {loc}", replace_shipped=True,
+                           **declared)
         except RegistryError as exc:
             problems.append(Problem(loc, str(exc)))
             if isinstance(exc, ModuleImportError):

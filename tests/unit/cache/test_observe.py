@@ -4,6 +4,7 @@ file was edited runs the stage again, and one on the same content takes the cach
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -93,3 +94,33 @@ def test_dry_run_says_the_data_changed_and_a_missing_file_is_the_users_error(
     missing = cli(*run, "--data", tmp_path / "gone.csv", "--dry-run", cwd=tmp_path)
     assert missing.returncode == 2 and "gone.csv: file not found" in missing.stderr
     assert "internal error" not in missing.stderr and len(missing.stderr.splitlines()) == 1
+
+
+ALIASED = '''from runner.context import SelectionContext
+from runner.registry import stage
+
+
+@stage("dl.fetch", cache=False, version="v2", observe=lambda ctx: "seen",
+       reads=["params.n"], writes=["audit_trail"])
+def fetch(ctx: SelectionContext) -> SelectionContext:
+    ctx.log("fetched")
+    return ctx
+'''
+
+
+def test_a_stage_the_manifest_names_anew_keeps_what_it_declares(tmp_path: Path) -> None:
+    """A manifest's ``stages`` may give a decorated function another name: it keeps its
+    cache, version and observe as well as its reads and writes."""
+    (tmp_path / "dlstages.py").write_text(ALIASED, encoding="utf-8")
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({
+        "pipelines": {"p": {"steps": ["my.fetch"], "cache": True,
+                            "context": "runner.context:SelectionContext"}},
+        "stages": {"my.fetch": "dlstages:fetch"}}), encoding="utf-8")
+    sdk = QuantSDK(manifest, artifacts=tmp_path / "store", workspace_root=tmp_path / "ws")
+    entry = sdk.plan("p").stages[0].entry
+    assert (entry.cache, entry.version, entry.params_read) == (False, "v2", {"n"})
+    assert entry.observe is not None and entry.observe(None) == "seen"
+    for _ in range(2):  # cache=False: it runs every time, even in a pipeline that caches
+        result = sdk.run_pipeline("p", cache=None, tracing=False)
+        assert [r.status for r in result.records] == ["succeeded"]
