@@ -57,8 +57,7 @@ def split_reads(stage: str, reads: Iterable[str],
         fields.add(field_of(read))
         if name is not None:
             params.add(name)
-    whole = PARAMS in {r for r in reads if param_name(r) is None}
-    return frozenset(fields), (frozenset(params) if params and not whole else None)
+    return frozenset(fields), (frozenset(params) if params and PARAMS not in reads else None)
 
 
 def checked_reads(stage: str, reads: Iterable[str]) -> frozenset[str]:

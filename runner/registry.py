@@ -8,6 +8,7 @@ or a callable registered under the entry point's name).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import logging
@@ -69,12 +70,12 @@ class StageEntry:
     def qualname(self) -> str:
         return f"{getattr(self.fn, '__module__', '?')}:{getattr(self.fn, '__qualname__', '?')}"
 
-    @property
+    @functools.cached_property  # asked at every step: split once per entry
     def fields_read(self) -> frozenset[str]:
         """The context fields the stage declares it reads (``params.tilt``: ``params``)."""
         return split_reads(self.name, self.reads)[0]
 
-    @property
+    @functools.cached_property
     def params_read(self) -> frozenset[str] | None:
         """The run parameters it reads, when it names them one by one; None: every one."""
         return split_reads(self.name, self.reads)[1]

@@ -179,11 +179,12 @@ def explain(old: Mapping[str, Any] | None, new: KeyInputs) -> list[str]:
     if not isinstance(before, dict):
         before = {}
     for name in sorted(set(before) | set(new.fields)):
-        said = f"param {param_name(name)}" if param_name(name) is not None else name
+        param = param_name(name)
+        said = name if param is None else f"param {param}"
         if name not in new.fields:
             reasons.append(f"it no longer reads {said}")
         elif name not in before:
             reasons.append(f"it now reads {said}")
         elif before[name] != new.fields[name]:
-            reasons.append(f"{'' if param_name(name) else 'input '}{said} changed")
+            reasons.append(f"{'input ' if param is None else ''}{said} changed")
     return reasons or ["same inputs"]

@@ -145,8 +145,8 @@ class _Walk:
         from runner.cache.keys import read_fields
         from runner.declared import field_of
 
-        return list(dict.fromkeys(field_of(name) for name in read_fields(step.entry, ctx)
-                                  if field_of(name) in self.recomputed))
+        fields = dict.fromkeys(map(field_of, read_fields(step.entry, ctx)))
+        return [name for name in fields if name in self.recomputed]
 
     def _adapter(self, step: Any, ctx: Any, branch: str | None) -> Any:
         """Adapters are not cached; one fed only known fields is run (a mapping)."""

@@ -41,6 +41,7 @@ and including the row's date (no look-ahead):
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 from importlib import resources
@@ -126,14 +127,18 @@ def _bundled() -> bytes:
     return resources.files("runner.stages").joinpath("data").joinpath(BUNDLED_DATA).read_bytes()
 
 
+@functools.cache
+def _bundled_version() -> str:
+    """The bundled set's content hash: package data, the same for the process's life."""
+    return f"bundled:{sha256(_bundled())}"
+
+
 def observe_data(ctx: Any) -> str:
     """For the step cache (``@stage(observe=...)``): the version of the prices a stage
     reads, ``params["data"]``'s file (its content hash; a URL: its store's checksum) or
     the bundled set, so that a run after the file was edited runs the stage again."""
     source = data_source(ctx.params)
-    if source is None:
-        return f"bundled:{sha256(_bundled())}"
-    return file_version(source)
+    return _bundled_version() if source is None else file_version(source)
 
 
 def describe_source(source: str | None) -> str:
